@@ -1,0 +1,68 @@
+# Shared shell helpers for deploy/up, deploy/test and deploy/bench.
+# Every helper installs what is missing and starts what is not answering, so a
+# fresh Debian machine needs nothing done by hand. Sourced, not executed.
+
+TMPNB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TMPNB_STATE=${TMPNB_STATE:-/var/tmp/tmpnb}
+VENV=${TMPNB_VENV:-$TMPNB_ROOT/.venv}
+PROXY_DIR=$TMPNB_ROOT/deploy/proxy
+STARTED_PIDS=()
+mkdir -p "$TMPNB_STATE"
+
+log() { echo "[tmpnb] $*" >&2; }
+
+apt_install() {
+  # apt-get update only once per run: it is the slow part.
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing ${missing[*]}"
+  if [ -z "${_APT_UPDATED:-}" ]; then apt-get update -q >/dev/null; _APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_docker() {
+  # Debian's engine; started by us when no engine answers. live-restore keeps
+  # notebooks running while dockerd itself restarts.
+  command -v dockerd >/dev/null || apt_install docker.io
+  docker info >/dev/null 2>&1 && return 0
+  log "starting dockerd"
+  dockerd --live-restore >"$TMPNB_STATE/dockerd.log" 2>&1 &
+  DOCKERD_PID=$!
+  STARTED_PIDS+=("$DOCKERD_PID")
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return 0; sleep 0.5; done
+  log "dockerd did not answer; see $TMPNB_STATE/dockerd.log"; return 1
+}
+
+ensure_python() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  # pip is quick when everything is already satisfied.
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$TMPNB_ROOT/requirements.txt"
+}
+
+ensure_proxy() {
+  command -v node >/dev/null || apt_install nodejs npm
+  if [ ! -x "$PROXY_DIR/node_modules/.bin/configurable-http-proxy" ]; then
+    log "installing configurable-http-proxy"
+    (cd "$PROXY_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  export CONFIGPROXY_BIN="$PROXY_DIR/node_modules/.bin/configurable-http-proxy"
+}
+
+ensure_redis_server() {
+  command -v redis-server >/dev/null || apt_install redis-server
+}
+
+stop_started() {
+  # Stop what this script started, newest first, so dockerd goes last.
+  local i
+  for ((i=${#STARTED_PIDS[@]}-1; i>=0; i--)); do
+    kill -TERM "${STARTED_PIDS[$i]}" 2>/dev/null || true
+  done
+  for ((i=${#STARTED_PIDS[@]}-1; i>=0; i--)); do
+    wait "${STARTED_PIDS[$i]}" 2>/dev/null || true
+  done
+}

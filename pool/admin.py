@@ -1,0 +1,71 @@
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+
+from pool import services
+from pool.models import Container, Pool, Session
+
+
+@admin.register(Pool)
+class PoolAdmin(admin.ModelAdmin):
+    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting"]
+    fieldsets = [
+        (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri"]}),
+        ("Container options", {"fields": ["mem_limit", "cpu_shares", "container_ip", "container_port"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            ready_count=Count("containers", filter=Q(containers__state=Container.State.READY)),
+            in_use_count=Count("containers", filter=Q(containers__state=Container.State.ASSIGNED)),
+            starting_count=Count("containers", filter=Q(containers__state=Container.State.SPAWNING)),
+        )
+
+    @admin.display(ordering="ready_count")
+    def ready(self, pool):
+        return pool.ready_count
+
+    @admin.display(ordering="in_use_count")
+    def in_use(self, pool):
+        return pool.in_use_count
+
+    @admin.display(ordering="starting_count")
+    def starting(self, pool):
+        return pool.starting_count
+
+
+@admin.register(Container)
+class ContainerAdmin(admin.ModelAdmin):
+    list_display = ["name", "pool", "state", "base_path", "host_port", "created_at", "ready_at", "assigned_at"]
+    list_filter = ["state", "pool"]
+    search_fields = ["name", "path_id", "docker_id"]
+    readonly_fields = [f.name for f in Container._meta.fields]
+    actions = ["kill"]
+
+    def has_add_permission(self, request):
+        return False  # containers are started by the pool, never by hand
+
+    @admin.action(description="Kill: stop and remove the container, end its session")
+    def kill(self, request, queryset):
+        count = services.kill_containers(queryset.select_related("pool"), by=request.user.get_username())
+        self.message_user(request, f"Killed {count} container(s).", messages.SUCCESS)
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = ["visitor", "container", "client_ip", "started_at", "last_activity", "ended_at", "ended"]
+    list_filter = [("ended_at", admin.EmptyFieldListFilter), "end_reason"]
+    search_fields = ["visitor", "container__name", "container__path_id"]
+    readonly_fields = [f.name for f in Session._meta.fields]
+    actions = ["kill"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="how it ended")
+    def ended(self, session):
+        return session.describe_end() if session.ended_at else ""
+
+    @admin.action(description="Kill: end the session, stop and remove its container")
+    def kill(self, request, queryset):
+        count = services.kill_sessions(queryset.select_related("container"), by=request.user.get_username())
+        self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)

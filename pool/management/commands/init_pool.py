@@ -1,0 +1,16 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from pool import services
+
+
+class Command(BaseCommand):
+    help = "Create the default pool from the TMPNB_* settings, or apply the ones set in the environment."
+
+    def handle(self, *args, **options):
+        try:
+            pool, created = services.init_default_pool()
+        except ValidationError as error:
+            raise CommandError(f"the TMPNB_* settings do not make a valid pool: {error}") from None
+        verb = "created" if created else "kept"
+        self.stdout.write(f"Pool {pool.name} {verb}: image {pool.image}, size {pool.capacity}, ready target {pool.effective_ready_target}.")

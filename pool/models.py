@@ -1,0 +1,192 @@
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from pool.command import check_command_template
+
+
+def validate_command(value):
+    try:
+        check_command_template(value)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
+class Pool(models.Model):
+    """A set of interchangeable notebook containers of one image and options."""
+
+    name = models.SlugField(max_length=40, unique=True, help_text="Used in container names and labels.")
+    image = models.CharField(max_length=200, help_text="Docker image; must already be on the host.")
+    command = models.TextField(
+        validators=[validate_command],
+        help_text="Placeholders: {base_path} (required), {port}, {ip}, {token}.",
+    )
+    capacity = models.PositiveIntegerField(help_text="pool_size: containers this pool may run at once.")
+    ready_target = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Ready containers to keep waiting; empty means the whole capacity."
+    )
+    mem_limit = models.CharField(
+        max_length=20,
+        blank=True,
+        validators=[RegexValidator(r"^\d+[bkmgBKMG]?$", "A size such as 512m or 2g.")],
+    )
+    cpu_shares = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(2)])
+    container_ip = models.GenericIPAddressField(default="127.0.0.1", help_text="Host address ports are published on.")
+    container_port = models.PositiveIntegerField(default=8888, help_text="Port the server listens on inside.")
+    redirect_uri = models.CharField(max_length=200, default="/tree", help_text="Where a new visitor lands.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def clean(self):
+        if self.ready_target is not None and self.ready_target > self.capacity:
+            raise ValidationError({"ready_target": "The ready target cannot exceed the capacity."})
+
+    @property
+    def effective_ready_target(self):
+        return self.capacity if self.ready_target is None else min(self.ready_target, self.capacity)
+
+
+class ContainerQuerySet(models.QuerySet):
+    def live(self):
+        """Containers that hold a place in their pool."""
+        return self.filter(state__in=Container.LIVE_STATES)
+
+    def ready(self):
+        return self.filter(state=Container.State.READY)
+
+    def spawning(self):
+        return self.filter(state=Container.State.SPAWNING)
+
+    def assigned(self):
+        return self.filter(state=Container.State.ASSIGNED)
+
+
+class Container(models.Model):
+    class State(models.TextChoices):
+        SPAWNING = "spawning"
+        READY = "ready"
+        ASSIGNED = "assigned"
+        STOPPING = "stopping"
+        GONE = "gone"
+        FAILED = "failed"
+
+    LIVE_STATES = (State.SPAWNING, State.READY, State.ASSIGNED, State.STOPPING)
+
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="containers")
+    name = models.CharField(max_length=200, unique=True)
+    path_id = models.CharField(max_length=64, unique=True, help_text="The <id> of /user/<id>/.")
+    token = models.CharField(max_length=100)
+    docker_id = models.CharField(max_length=64, blank=True, db_index=True)
+    host_ip = models.GenericIPAddressField(null=True, blank=True)
+    host_port = models.PositiveIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.SPAWNING, db_index=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    assigned_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ContainerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def base_path(self):
+        return f"/user/{self.path_id}/"
+
+    @property
+    def route_path(self):
+        return f"/user/{self.path_id}"
+
+    @property
+    def target(self):
+        return f"http://{self.host_ip}:{self.host_port}"
+
+    def url_for(self, path):
+        """The visitor's URL inside this container, with the notebook token."""
+        return f"{self.base_path}{path.lstrip('/')}?token={self.token}"
+
+    def mark_started(self, docker_id, host_ip, host_port):
+        self.docker_id, self.host_ip, self.host_port = docker_id, host_ip, host_port
+        self.save(update_fields=["docker_id", "host_ip", "host_port"])
+
+    def mark_ready(self):
+        self.state = self.State.READY
+        self.ready_at = timezone.now()
+        self.save(update_fields=["state", "ready_at"])
+
+    def mark_failed(self, error):
+        self.state = self.State.FAILED
+        self.error = error[:2000]
+        self.ended_at = timezone.now()
+        self.save(update_fields=["state", "error", "ended_at"])
+
+    def mark_gone(self):
+        self.state = self.State.GONE
+        self.ended_at = timezone.now()
+        self.save(update_fields=["state", "ended_at"])
+
+
+class SessionQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(ended_at__isnull=True)
+
+
+class Session(models.Model):
+    """One visitor holding one container, from assignment to its end."""
+
+    class EndReason(models.TextChoices):
+        KILLED = "killed", "killed by an organiser"
+        CULLED_IDLE = "culled-idle", "idle too long"
+        CULLED_AGE = "culled-age", "open too long"
+        CONTAINER_GONE = "container-gone", "container stopped"
+        SERVICE_STOPPED = "service-stopped", "service stopped"
+
+    visitor = models.CharField(max_length=64, db_index=True)
+    container = models.OneToOneField(Container, on_delete=models.PROTECT, related_name="session")
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_activity = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
+    ended_by = models.CharField(max_length=150, blank=True, help_text="The organiser who ended it, if any.")
+
+    objects = SessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            # One visitor holds one container: a second, concurrent claim by the
+            # same visitor fails here and is rolled back.
+            models.UniqueConstraint(fields=["visitor"], condition=Q(ended_at__isnull=True), name="one_live_session_per_visitor"),
+        ]
+
+    def __str__(self):
+        return f"{self.visitor} on {self.container}"
+
+    @property
+    def is_active(self):
+        return self.ended_at is None
+
+    def end(self, reason, by=""):
+        self.ended_at = timezone.now()
+        self.end_reason = reason
+        self.ended_by = by
+        self.save(update_fields=["ended_at", "end_reason", "ended_by"])
+
+    def describe_end(self):
+        if self.end_reason == self.EndReason.KILLED and self.ended_by:
+            return f"killed by {self.ended_by}"
+        return self.get_end_reason_display()

@@ -1,0 +1,26 @@
+"""Celery tasks: a few lines each, the work is in pool.services."""
+
+from celery import shared_task
+from django.db import transaction
+
+from pool import services
+
+
+def queue_spawns(containers):
+    for container in containers:
+        transaction.on_commit(lambda pk=container.pk: spawn_container.delay(pk))
+
+
+@shared_task
+def heartbeat():
+    queue_spawns(services.keep_pools_filled())
+
+
+@shared_task
+def fill_pool(pool_id):
+    queue_spawns(services.fill_pool(pool_id))
+
+
+@shared_task
+def spawn_container(container_id):
+    services.spawn_container(container_id)

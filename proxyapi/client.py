@@ -1,0 +1,99 @@
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import quote
+
+import requests
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+# Short timeouts: a stuck proxy must not hold a web or Celery worker.
+TIMEOUT = (1.0, 5.0)
+RETRIES = 2
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+# Every route we add carries this key; listing skips routes without it, so
+# routes that others put into the same proxy are never touched.
+MARKER = "tmpnb"
+
+
+class ProxyError(Exception):
+    """The proxy refused a request or could not be reached."""
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    target: str
+    last_activity: datetime | None
+    data: dict = field(default_factory=dict)
+
+
+def _parse_time(value):
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class ProxyClient:
+    """Routes of one installation in one configurable-http-proxy."""
+
+    def __init__(self, endpoint, token, installation):
+        self.endpoint = endpoint.rstrip("/")
+        self.installation = installation
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"token {token}"
+
+    def _request(self, method, path, **kwargs):
+        url = f"{self.endpoint}/api/routes{quote(path)}"
+        for attempt in range(RETRIES + 1):
+            try:
+                response = self._session.request(method, url, timeout=TIMEOUT, **kwargs)
+            except requests.RequestException as error:
+                problem = f"{method} {url}: {error}"
+            else:
+                if response.status_code not in RETRY_STATUSES:
+                    return response
+                problem = f"{method} {url}: HTTP {response.status_code}"
+            if attempt < RETRIES:
+                time.sleep(0.1 * 2**attempt)
+        raise ProxyError(problem)
+
+    def add_route(self, path, target, **data):
+        response = self._request("POST", path, json={"target": target, MARKER: self.installation, **data})
+        if response.status_code != 201:
+            raise ProxyError(f"adding route {path}: HTTP {response.status_code} {response.text[:200]}")
+
+    def delete_route(self, path):
+        response = self._request("DELETE", path)
+        if response.status_code == 404:
+            log.warning("route %s was already gone from the proxy", path)
+        elif response.status_code != 204:
+            raise ProxyError(f"deleting route {path}: HTTP {response.status_code} {response.text[:200]}")
+
+    def list_routes(self, inactive_since=None):
+        """Our routes by path. ``inactive_since`` keeps only routes idle since then."""
+        params = {"inactive_since": inactive_since.isoformat()} if inactive_since else None
+        response = self._request("GET", "", params=params)
+        if response.status_code != 200:
+            raise ProxyError(f"listing routes: HTTP {response.status_code} {response.text[:200]}")
+        routes = {}
+        for path, entry in response.json().items():
+            if entry.get(MARKER) != self.installation:
+                continue
+            data = {k: v for k, v in entry.items() if k not in ("target", "last_activity", MARKER)}
+            routes[path] = Route(path, entry["target"], _parse_time(entry.get("last_activity")), data)
+        return routes
+
+
+@functools.lru_cache(maxsize=4)
+def _client(endpoint, token, installation):
+    return ProxyClient(endpoint, token, installation)
+
+
+def get_proxy():
+    """The client for the configured proxy; settings are read at each call, the
+    connection pool is kept."""
+    return _client(settings.CONFIGPROXY_ENDPOINT, settings.CONFIGPROXY_AUTH_TOKEN, settings.TMPNB_INSTALLATION)

@@ -1,0 +1,140 @@
+import secrets
+
+import pytest
+from django.conf import settings
+
+from pool import dockerapi, services
+from tests import stack
+from tests.factories import JUPYTER_IMAGE, TINY_IMAGE
+from tmpnb_site.celery import app as celery_app
+
+CLOSED = "http://127.0.0.1:9"  # nothing listens: tests that need a part start their own
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_settings(tmp_path_factory):
+    """This test run's own installation label, and no route to any real
+    service's proxy or broker, so a running tmpnb on this host is never touched."""
+    settings.TMPNB_INSTALLATION = f"test{secrets.token_hex(3)}"
+    settings.CONFIGPROXY_ENDPOINT = CLOSED
+    settings.CONFIGPROXY_AUTH_TOKEN = "none"
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"
+    celery_app.conf.broker_url = settings.REDIS_URL
+    settings.TMPNB_SPAWN_TIMEOUT = 30
+    yield
+    leftovers = dockerapi.list_containers()
+    for info in leftovers:
+        dockerapi.remove_container(info.docker_id)
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def docker_images():
+    for image in (TINY_IMAGE, JUPYTER_IMAGE):
+        assert dockerapi.image_exists(image), f"{image} is missing: deploy/test builds it (deploy/images/)"
+
+
+@pytest.fixture(autouse=True)
+def no_containers_left_behind():
+    yield
+    left = dockerapi.list_containers()
+    for info in left:
+        dockerapi.remove_container(info.docker_id)
+    assert not left, f"the test left containers behind: {[c.name for c in left]}"
+
+
+@pytest.fixture(scope="session")
+def redis_server(log_dir):
+    server = stack.RedisServer(log_dir).start()
+    settings.REDIS_URL = server.url
+    celery_app.conf.broker_url = server.url
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def web_port():
+    return stack.free_port()
+
+
+@pytest.fixture(scope="session")
+def proxy(log_dir, web_port):
+    proc = stack.Proxy(f"http://127.0.0.1:{web_port}", log_dir).start()
+    settings.CONFIGPROXY_ENDPOINT = proc.api_url
+    settings.CONFIGPROXY_AUTH_TOKEN = proc.token
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def routes_cleaned(proxy):
+    """Deletes, after the test, every route this test run added."""
+    yield proxy
+    from proxyapi import get_proxy
+
+    client = get_proxy()
+    for path in client.list_routes():
+        client.delete_route(path)
+
+
+@pytest.fixture
+def clean_pools(transactional_db, routes_cleaned, docker_images):
+    """Real containers and routes made by services are removed after the test."""
+    yield
+    services.stop_all_containers()
+
+
+def stack_env(proxy, redis_server, web_port, log_dir, **extra):
+    db = settings.DATABASES["default"]
+    assert db["ENGINE"].endswith("sqlite3"), "the stack fixtures run on the SQLite test database"
+    env = {
+        "DATABASE_URL": f"sqlite:///{db['NAME']}",
+        "REDIS_URL": redis_server.url,
+        "CONFIGPROXY_ENDPOINT": proxy.api_url,
+        "CONFIGPROXY_AUTH_TOKEN": proxy.token,
+        "TMPNB_INSTALLATION": settings.TMPNB_INSTALLATION,
+        "TMPNB_PORT": str(web_port),
+        "TMPNB_VAR_DIR": str(log_dir),
+        "TMPNB_HEARTBEAT": "0.5",
+        "TMPNB_SPAWN_TIMEOUT": "30",
+    }
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+class Stack:
+    """The web app, worker and beat of one test, behind the session's proxy."""
+
+    def __init__(self, proxy, redis_server, web_port, log_dir):
+        self.proxy, self.redis, self.web_port, self.log_dir = proxy, redis_server, web_port, log_dir
+        self.processes = []
+
+    @property
+    def url(self):
+        return self.proxy.public_url
+
+    def start(self, web_workers=2, beat=True, **env):
+        environment = stack_env(self.proxy, self.redis, self.web_port, self.log_dir, **env)
+        self.web = stack.WebApp(self.web_port, environment, self.log_dir, workers=web_workers)
+        self.worker = stack.CeleryWorker(environment, self.log_dir)
+        self.processes = [self.web.start(), self.worker.start()]
+        if beat:
+            self.beat = stack.CeleryBeat(environment, self.log_dir).start()
+            self.processes.append(self.beat)
+        return self
+
+    def stop(self):
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes = []
+
+
+@pytest.fixture
+def live_stack(clean_pools, proxy, redis_server, web_port, log_dir):
+    running = Stack(proxy, redis_server, web_port, log_dir)
+    yield running
+    running.stop()

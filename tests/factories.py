@@ -1,0 +1,53 @@
+import secrets
+
+import factory
+from django.conf import settings
+from django.utils import timezone
+
+from pool.models import Container, Pool, Session
+
+TINY_IMAGE = "tmpnb/tiny:latest"
+JUPYTER_IMAGE = "tmpnb/jupyter:latest"
+# busybox httpd serving a page that names its base path, so a test can tell
+# which container answered.
+TINY_COMMAND = (
+    "sh -c 'mkdir -p /www{base_path} && echo container {base_path} > /www{base_path}index.html"
+    " && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www'"
+)
+
+
+class PoolFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Pool
+        django_get_or_create = ["name"]
+
+    name = "default"
+    image = TINY_IMAGE
+    command = TINY_COMMAND
+    capacity = 2
+    mem_limit = "64m"
+    redirect_uri = "/tree"
+
+
+class ContainerFactory(factory.django.DjangoModelFactory):
+    """A row only: no Docker container behind it (for tests of the rules)."""
+
+    class Meta:
+        model = Container
+
+    pool = factory.SubFactory(PoolFactory)
+    path_id = factory.LazyFunction(lambda: secrets.token_hex(6))
+    name = factory.LazyAttribute(lambda c: f"tmpnb-{settings.TMPNB_INSTALLATION}-{c.pool.name}-{c.path_id}")
+    token = factory.LazyFunction(lambda: secrets.token_urlsafe(24))
+    host_ip = "127.0.0.1"
+    host_port = factory.Sequence(lambda n: 40000 + n)
+    state = Container.State.READY
+    ready_at = factory.LazyFunction(timezone.now)
+
+
+class SessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Session
+
+    visitor = factory.LazyFunction(lambda: secrets.token_hex(16))
+    container = factory.SubFactory(ContainerFactory, state=Container.State.ASSIGNED)

@@ -1,0 +1,58 @@
+"""The proxy client against a real configurable-http-proxy."""
+
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from proxyapi import ProxyClient, ProxyError, get_proxy
+
+
+@pytest.fixture
+def client(routes_cleaned):
+    return get_proxy()
+
+
+def test_an_added_route_is_in_the_proxy_with_our_marker(client, proxy):
+    client.add_route("/user/abc", "http://127.0.0.1:12345", container="c1")
+    raw = proxy.routes()["/user/abc"]
+    assert raw["target"] == "http://127.0.0.1:12345"
+    assert raw["container"] == "c1"
+    route = client.list_routes()["/user/abc"]
+    assert route.target == "http://127.0.0.1:12345"
+    assert route.data == {"container": "c1"}
+    assert route.last_activity is not None
+
+
+def test_listing_skips_routes_that_are_not_ours(client, proxy):
+    headers = {"Authorization": f"token {proxy.token}"}
+    requests.post(f"{proxy.api_url}/api/routes/someone-else", json={"target": "http://127.0.0.1:1"}, headers=headers, timeout=5)
+    try:
+        client.add_route("/user/ours", "http://127.0.0.1:2")
+        assert list(client.list_routes()) == ["/user/ours"]
+    finally:
+        requests.delete(f"{proxy.api_url}/api/routes/someone-else", headers=headers, timeout=5)
+
+
+def test_a_deleted_route_is_gone_and_deleting_it_again_is_fine(client, proxy):
+    client.add_route("/user/gone", "http://127.0.0.1:3")
+    client.delete_route("/user/gone")
+    assert "/user/gone" not in proxy.routes()
+    client.delete_route("/user/gone")
+
+
+def test_inactive_since_keeps_only_idle_routes(client):
+    client.add_route("/user/idle", "http://127.0.0.1:4")
+    assert "/user/idle" in client.list_routes(inactive_since=timezone.now() + timedelta(seconds=5))
+    assert "/user/idle" not in client.list_routes(inactive_since=timezone.now() - timedelta(hours=1))
+
+
+def test_a_wrong_token_is_an_error_not_an_empty_answer(proxy):
+    with pytest.raises(ProxyError, match="HTTP 403"):
+        ProxyClient(proxy.api_url, "wrong", "x").list_routes()
+
+
+def test_an_unreachable_proxy_is_an_error():
+    with pytest.raises(ProxyError):
+        ProxyClient("http://127.0.0.1:9", "t", "x").list_routes()

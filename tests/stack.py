@@ -1,0 +1,137 @@
+"""The real processes the integration tests run: Redis, the proxy, gunicorn,
+a Celery worker and beat. Each is started on free loopback ports and stopped
+(with its children) by the fixture that started it."""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # not up yet: connection refused and the like
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} did not come up within {timeout}s")
+
+
+class Process:
+    """A child process in its own process group, so stopping it stops its children."""
+
+    def __init__(self, name, args, env=None, log_dir=None):
+        self.name = name
+        self.args = [str(a) for a in args]
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = Path(log_dir or "/tmp") / f"{name}-{secrets.token_hex(3)}.log"
+        self.popen = None
+
+    def start(self):
+        log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        return self
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        os.killpg(self.popen.pid, sig)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+
+    def log_tail(self, lines=40):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def assert_running(self):
+        assert self.popen.poll() is None, f"{self.name} exited:\n{self.log_tail()}"
+
+
+class RedisServer(Process):
+    def __init__(self, log_dir):
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        super().__init__("redis", ["redis-server", "--bind", "127.0.0.1", "--port", self.port, "--save", "", "--appendonly", "no"], log_dir=log_dir)
+
+    def start(self):
+        super().start()
+        wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), 0.2).close() or True, 10, "redis")
+        return self
+
+
+class Proxy(Process):
+    def __init__(self, default_target, log_dir, token=None, public_port=None, api_port=None):
+        self.token = token or secrets.token_hex(16)
+        self.public_port = public_port or free_port()
+        self.api_port = api_port or free_port()
+        self.public_url = f"http://127.0.0.1:{self.public_port}"
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        binary = os.environ.get("CONFIGPROXY_BIN", ROOT / "deploy/proxy/node_modules/.bin/configurable-http-proxy")
+        args = [binary, "--ip", "127.0.0.1", "--port", self.public_port, "--api-ip", "127.0.0.1", "--api-port", self.api_port,
+                "--default-target", default_target, "--log-level", "warn"]
+        super().__init__("proxy", args, env={"CONFIGPROXY_AUTH_TOKEN": self.token}, log_dir=log_dir)
+
+    def start(self):
+        super().start()
+        headers = {"Authorization": f"token {self.token}"}
+        wait_for(lambda: requests.get(f"{self.api_url}/api/routes", headers=headers, timeout=1).ok, 15, "the proxy")
+        return self
+
+    def routes(self):
+        response = requests.get(f"{self.api_url}/api/routes", headers={"Authorization": f"token {self.token}"}, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+
+class WebApp(Process):
+    def __init__(self, port, env, log_dir, workers=2):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        args = [BIN / "gunicorn", "tmpnb_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", workers, "--threads", 4]
+        super().__init__("web", args, env=env, log_dir=log_dir)
+
+    def start(self):
+        super().start()
+        wait_for(lambda: requests.get(f"{self.url}/admin/login/", timeout=1).status_code == 200, 30, "gunicorn")
+        return self
+
+
+class CeleryWorker(Process):
+    def __init__(self, env, log_dir):
+        args = [BIN / "celery", "-A", "tmpnb_site", "worker", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--hostname", f"test-{secrets.token_hex(3)}@%h"]
+        super().__init__("worker", args, env={**env, "C_FORCE_ROOT": "1"}, log_dir=log_dir)
+
+    def start(self):
+        super().start()
+        wait_for(lambda: "ready." in self.log_path.read_text(errors="replace"), 30, "the Celery worker")
+        return self
+
+
+class CeleryBeat(Process):
+    def __init__(self, env, log_dir):
+        schedule = Path(log_dir) / f"beat-{secrets.token_hex(3)}"
+        super().__init__("beat", [BIN / "celery", "-A", "tmpnb_site", "beat", "--loglevel", "INFO", "--schedule", schedule], env=env, log_dir=log_dir)

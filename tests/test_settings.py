@@ -1,0 +1,67 @@
+"""Start-up with bad settings stops with a message that names the variable.
+
+Each case starts a real Python process that loads the settings, as gunicorn,
+the worker and manage.py do."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.stack import ROOT
+
+LOAD_SETTINGS = "import django; django.setup(); from django.conf import settings; print(settings.TMPNB_DEFAULT_POOL)"
+
+
+def start_with(tmp_path, **env):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TMPNB_")}
+    environment.update(DJANGO_SETTINGS_MODULE="tmpnb_site.settings", TMPNB_VAR_DIR=str(tmp_path), **env)
+    return subprocess.run([sys.executable, "-c", LOAD_SETTINGS], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TMPNB_POOL_SIZE", "ten", "TMPNB_POOL_SIZE must be a whole number, not 'ten'"),
+        ("TMPNB_POOL_SIZE", "-1", "TMPNB_POOL_SIZE must be at least 0"),
+        ("TMPNB_CULL_TIMEOUT", "1h", "TMPNB_CULL_TIMEOUT must be a whole number"),
+        ("TMPNB_MEM_LIMIT", "lots", "TMPNB_MEM_LIMIT must be a size such as 512m"),
+        ("TMPNB_CONTAINER_IP", "localhost", "TMPNB_CONTAINER_IP must be an IP address"),
+        ("TMPNB_CONTAINER_PORT", "70000", "TMPNB_CONTAINER_PORT must be at most 65535"),
+        ("TMPNB_COMMAND", "jupyter notebook --base={base_path} --x={nope}", "TMPNB_COMMAND: unknown placeholder {nope}"),
+        ("TMPNB_MAX_DOCK_WORKERS", "0", "TMPNB_MAX_DOCK_WORKERS must be at least 1"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL starting with redis://"),
+        ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL must be a URL starting with sqlite://"),
+        ("DJANGO_DEBUG", "maybe", "DJANGO_DEBUG must be true or false"),
+    ],
+)
+def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):
+    result = start_with(tmp_path, **{variable: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert message in result.stderr
+
+
+def test_a_ready_target_above_the_pool_size_is_refused(tmp_path):
+    result = start_with(tmp_path, TMPNB_POOL_SIZE="5", TMPNB_READY_TARGET="6")
+    assert result.returncode != 0
+    assert "TMPNB_READY_TARGET (6) cannot exceed TMPNB_POOL_SIZE (5)" in result.stderr
+
+
+def test_good_values_make_the_default_pool(tmp_path):
+    result = start_with(tmp_path, TMPNB_POOL_SIZE="30", TMPNB_READY_TARGET="5", TMPNB_IMAGE="my/image:1", TMPNB_MEM_LIMIT="1g")
+    assert result.returncode == 0, result.stderr
+    assert "'capacity': 30" in result.stdout
+    assert "'ready_target': 5" in result.stdout
+    assert "'image': 'my/image:1'" in result.stdout
+    assert "'mem_limit': '1g'" in result.stdout
+
+
+def test_a_secret_can_come_from_a_file(tmp_path):
+    secret = tmp_path / "token"
+    secret.write_text("from-a-file\n")
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tmpnb_site.settings", "TMPNB_VAR_DIR": str(tmp_path), "CONFIGPROXY_AUTH_TOKEN_FILE": str(secret)}
+    code = "import django; django.setup(); from django.conf import settings; print(settings.CONFIGPROXY_AUTH_TOKEN)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "from-a-file"

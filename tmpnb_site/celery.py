@@ -1,0 +1,17 @@
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tmpnb_site.settings")
+
+app = Celery("tmpnb_site")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def schedule_heartbeat(sender, **kwargs):
+    # Imported here: the settings are only ready once the app is finalized.
+    from django.conf import settings
+
+    sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature("pool.tasks.heartbeat"), name="heartbeat")

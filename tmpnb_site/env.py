@@ -1,0 +1,107 @@
+"""Reading settings from environment variables.
+
+Each helper names the variable in its error, so a bad value stops start-up with
+a message the operator can act on. ``NAME_FILE`` may hold a secret instead of
+``NAME`` (for Docker or systemd secrets).
+"""
+
+import ipaddress
+import os
+import re
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_SIZE = re.compile(r"^\d+[bkmg]?$", re.IGNORECASE)
+
+
+def _raw(name):
+    file_name = os.environ.get(f"{name}_FILE")
+    if file_name:
+        try:
+            with open(file_name, encoding="utf-8") as secret:
+                return secret.read().strip()
+        except OSError as error:
+            raise ImproperlyConfigured(f"{name}_FILE: cannot read {file_name}: {error.strerror}") from None
+    return os.environ.get(name)
+
+
+def is_set(name):
+    return _raw(name) not in (None, "")
+
+
+def env_str(name, default=None):
+    value = _raw(name)
+    return default if value in (None, "") else value
+
+
+def env_int(name, default=None, minimum=None, maximum=None):
+    value = _raw(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    if maximum is not None and number > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, not {number}")
+    return number
+
+
+def env_float(name, default=None, minimum=None):
+    value = _raw(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
+    return number
+
+
+def env_bool(name, default=False):
+    value = _raw(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def env_list(name, default=()):
+    value = _raw(name)
+    if value in (None, ""):
+        return list(default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_ip(name, default):
+    value = env_str(name, default)
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an IP address, not {value!r}") from None
+
+
+def env_size(name, default=None):
+    """A Docker memory size such as 512m or 2g."""
+    value = env_str(name, default)
+    if value is not None and not _SIZE.match(value):
+        raise ImproperlyConfigured(f"{name} must be a size such as 512m or 2g, not {value!r}")
+    return value
+
+
+def env_url(name, default, schemes):
+    value = env_str(name, default)
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in schemes:
+        raise ImproperlyConfigured(f"{name} must be a URL starting with {' or '.join(s + '://' for s in schemes)}, not {value!r}")
+    return value

@@ -1,0 +1,198 @@
+"""Settings for tmpnb, all from environment variables.
+
+Every variable, its default and its meaning is listed in the README's options
+table; this file is the one place that reads them. A bad value stops start-up
+with an ImproperlyConfigured error naming the variable.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from pool.command import DEFAULT_COMMAND, check_command_template
+from tmpnb_site.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_ip,
+    env_list,
+    env_size,
+    env_str,
+    env_url,
+    is_set,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("TMPNB_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # the SQLite file and beat's schedule live here
+
+# --- Django -----------------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# Only for development: production start-up refuses it (deploy/up makes a real one).
+_DEV_SECRET = "tmpnb-development-secret-key-do-not-use-in-production"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "pool",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tmpnb_site.urls"
+WSGI_APPLICATION = "tmpnb_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_DEFAULT_DB = f"sqlite:///{VAR_DIR / 'tmpnb.sqlite3'}"
+try:
+    DATABASES = {"default": dj_database_url.parse(env_url("DATABASE_URL", _DEFAULT_DB, ["sqlite", "postgres", "postgresql"]))}
+except ValueError as error:
+    raise ImproperlyConfigured(f"DATABASE_URL: {error}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several gunicorn and Celery processes write at once: WAL lets readers go on
+    # while one writes, IMMEDIATE takes the write lock at BEGIN so two claimers
+    # queue up instead of failing with "database is locked" half-way.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not memory, so that the worker and web processes started by the
+    # integration tests see the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TMPNB_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+# The admin's CSS and JS, served by the app itself (WhiteNoise) so that no web
+# server has to be set up in front of gunicorn.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("TMPNB_LOG_LEVEL", "INFO")},
+    "loggers": {"docker": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
+}
+
+# --- Outside systems --------------------------------------------------------
+
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ["redis", "rediss"])
+CONFIGPROXY_ENDPOINT = env_url("CONFIGPROXY_ENDPOINT", "http://127.0.0.1:8001", ["http", "https"]).rstrip("/")
+CONFIGPROXY_AUTH_TOKEN = env_str("CONFIGPROXY_AUTH_TOKEN", "")
+DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
+DOCKER_TIMEOUT = env_int("TMPNB_DOCKER_TIMEOUT", 30, minimum=1)
+
+# --- tmpnb options (the seed README's table) -------------------------------
+
+TMPNB_INSTALLATION = env_str("TMPNB_INSTALLATION", "tmpnb")
+TMPNB_PORT = env_int("TMPNB_PORT", 9999, minimum=1, maximum=65535)
+TMPNB_DOCKER_VERSION = env_str("TMPNB_DOCKER_VERSION", "auto")
+TMPNB_MAX_DOCK_WORKERS = env_int("TMPNB_MAX_DOCK_WORKERS", 2, minimum=1, maximum=64)
+TMPNB_CULL_PERIOD = env_int("TMPNB_CULL_PERIOD", 600, minimum=1)
+TMPNB_CULL_TIMEOUT = env_int("TMPNB_CULL_TIMEOUT", 3600, minimum=1)
+TMPNB_ALLOW_ORIGIN = env_str("TMPNB_ALLOW_ORIGIN")
+TMPNB_HEARTBEAT = env_float("TMPNB_HEARTBEAT", 5.0, minimum=0.2)
+TMPNB_SPAWN_TIMEOUT = env_int("TMPNB_SPAWN_TIMEOUT", 60, minimum=1)
+
+_POOL_SIZE = env_int("TMPNB_POOL_SIZE", 10, minimum=0, maximum=10000)
+_READY_TARGET = env_int("TMPNB_READY_TARGET", None, minimum=0)
+if _READY_TARGET is not None and _READY_TARGET > _POOL_SIZE:
+    raise ImproperlyConfigured(f"TMPNB_READY_TARGET ({_READY_TARGET}) cannot exceed TMPNB_POOL_SIZE ({_POOL_SIZE})")
+_COMMAND = env_str("TMPNB_COMMAND", DEFAULT_COMMAND)
+try:
+    check_command_template(_COMMAND)
+except ValueError as error:
+    raise ImproperlyConfigured(f"TMPNB_COMMAND: {error}") from None
+_REDIRECT_URI = env_str("TMPNB_REDIRECT_URI", "/tree")
+
+# The default pool is made from these; `manage.py init_pool` also writes the
+# ones set explicitly in the environment onto an existing pool (see README).
+TMPNB_DEFAULT_POOL = {
+    "name": env_str("TMPNB_POOL_NAME", "default"),
+    "image": env_str("TMPNB_IMAGE", "tmpnb/jupyter:latest"),
+    "command": _COMMAND,
+    "capacity": _POOL_SIZE,
+    "ready_target": _READY_TARGET,
+    "mem_limit": env_size("TMPNB_MEM_LIMIT", "512m"),
+    "cpu_shares": env_int("TMPNB_CPU_SHARES", None, minimum=2, maximum=262144),
+    "container_ip": env_ip("TMPNB_CONTAINER_IP", "127.0.0.1"),
+    "container_port": env_int("TMPNB_CONTAINER_PORT", 8888, minimum=1, maximum=65535),
+    "redirect_uri": _REDIRECT_URI if _REDIRECT_URI.startswith("/") else "/" + _REDIRECT_URI,
+}
+_POOL_VARIABLES = {
+    "image": "TMPNB_IMAGE",
+    "command": "TMPNB_COMMAND",
+    "capacity": "TMPNB_POOL_SIZE",
+    "ready_target": "TMPNB_READY_TARGET",
+    "mem_limit": "TMPNB_MEM_LIMIT",
+    "cpu_shares": "TMPNB_CPU_SHARES",
+    "container_ip": "TMPNB_CONTAINER_IP",
+    "container_port": "TMPNB_CONTAINER_PORT",
+    "redirect_uri": "TMPNB_REDIRECT_URI",
+}
+TMPNB_POOL_FROM_ENVIRONMENT = sorted(field for field, name in _POOL_VARIABLES.items() if is_set(name))
+
+# --- Celery -----------------------------------------------------------------
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+# Threads, not processes: a spawn spends most of its time waiting for the
+# notebook to answer, and Docker calls themselves are bounded by
+# TMPNB_MAX_DOCK_WORKERS (pool/dockerapi.py).
+CELERY_WORKER_POOL = "threads"
+CELERY_WORKER_CONCURRENCY = TMPNB_MAX_DOCK_WORKERS * 4
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = TMPNB_SPAWN_TIMEOUT + 60
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# A web request that queues a task must not hang while Redis is away.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
