@@ -81,25 +81,30 @@ def labels_for(pool_name, container_name=None):
 
 
 def start_container(spec):
-    """Create and start a container; its port is published on a free host port."""
+    """Create and start a container; its port is published on a free host port.
+
+    create + start rather than run: run pulls a missing image, and this
+    service never reaches out to a registry.
+    """
     port_key = f"{spec.container_port}/tcp"
     try:
         with docker_work():
-            container = client().containers.run(
+            container = client().containers.create(
                 spec.image,
                 spec.command,
                 name=spec.name,
-                detach=True,
                 labels=labels_for(spec.pool, spec.name),
                 ports={port_key: (spec.host_ip, None)},
                 mem_limit=spec.mem_limit or None,
                 cpu_shares=spec.cpu_shares,
                 environment=spec.environment,
             )
+            container.start()
             container.reload()
     except ImageNotFound:
         raise DockerError(f"image {spec.image} is not on this host (build or load it first)") from None
     except DockerException as error:
+        remove_container(spec.name)
         raise DockerError(f"starting {spec.name}: {error}") from None
     bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(port_key)
     if not bindings:

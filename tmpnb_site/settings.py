@@ -105,13 +105,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
-# The admin's CSS and JS, served by the app itself (WhiteNoise) so that no web
-# server has to be set up in front of gunicorn.
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
-}
+# The admin's CSS and JS are served by the app itself (WhiteNoise) straight from
+# the installed apps, so gunicorn needs no web server in front and no
+# collectstatic step.
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,

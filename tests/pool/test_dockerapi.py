@@ -1,0 +1,75 @@
+"""The Docker wrapper against the real engine."""
+
+import docker
+import pytest
+import requests
+from django.conf import settings
+
+from pool import dockerapi
+from tests.factories import TINY_IMAGE
+
+
+def spec(name, **overrides):
+    values = dict(
+        name=f"tmpnb-{settings.TMPNB_INSTALLATION}-api-{name}",
+        image=TINY_IMAGE,
+        command="sh -c 'mkdir -p /www/user/x/ && echo hi > /www/user/x/index.html && exec httpd -f -p 8888 -h /www'",
+        pool="api",
+        container_port=8888,
+        host_ip="127.0.0.1",
+        mem_limit="64m",
+        cpu_shares=256,
+    )
+    values.update(overrides)
+    return dockerapi.ContainerSpec(**values)
+
+
+@pytest.fixture
+def raw_docker():
+    client = docker.from_env()
+    yield client
+    client.close()
+
+
+def test_a_started_container_is_labelled_limited_and_published_on_loopback(docker_images, raw_docker):
+    started = dockerapi.start_container(spec("one"))
+    try:
+        attrs = raw_docker.api.inspect_container(started.docker_id)
+        assert attrs["Config"]["Labels"][dockerapi.LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
+        assert attrs["Config"]["Labels"][dockerapi.LABEL_POOL] == "api"
+        assert attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
+        assert attrs["HostConfig"]["CpuShares"] == 256
+        assert attrs["HostConfig"]["PortBindings"]["8888/tcp"][0]["HostIp"] == "127.0.0.1"
+        assert started.host_ip == "127.0.0.1"
+        for _ in range(50):
+            try:
+                response = requests.get(f"http://127.0.0.1:{started.host_port}/user/x/", timeout=1)
+                break
+            except requests.ConnectionError:
+                continue
+        assert response.text.strip() == "hi"
+    finally:
+        dockerapi.remove_container(started.docker_id)
+    assert not [c for c in dockerapi.list_containers() if c.docker_id == started.docker_id]
+
+
+def test_listing_sees_only_this_installation(docker_images, raw_docker):
+    ours = dockerapi.start_container(spec("listed"))
+    stranger = raw_docker.containers.run(TINY_IMAGE, "sleep 60", detach=True, labels={"tmpnb.pool": "someone-else"})
+    try:
+        listed = dockerapi.list_containers()
+        assert [c.docker_id for c in listed] == [ours.docker_id]
+        assert listed[0].pool == "api" and listed[0].is_running
+    finally:
+        stranger.remove(force=True)
+        dockerapi.remove_container(ours.docker_id)
+
+
+def test_removing_a_container_that_is_gone_is_not_an_error():
+    dockerapi.remove_container("tmpnb-no-such-container")
+
+
+def test_a_missing_image_is_a_clear_error():
+    with pytest.raises(dockerapi.DockerError, match="image tmpnb/no-such-image:1 is not on this host"):
+        dockerapi.start_container(spec("noimage", image="tmpnb/no-such-image:1"))
+    assert dockerapi.list_containers() == []

@@ -1,0 +1,80 @@
+"""The participant's pages, through Django's test client (rows only; the real
+path through the proxy is in tests/integration)."""
+
+import pytest
+
+from pool.models import Container, Session
+from pool.views import VISITOR_COOKIE
+from tests.factories import ContainerFactory, PoolFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def pool():
+    return PoolFactory(capacity=2, redirect_uri="/tree")
+
+
+def test_the_landing_page_redirects_into_a_ready_container_with_its_token(client, pool):
+    container = ContainerFactory(pool=pool)
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/user/{container.path_id}/tree?token={container.token}"
+    assert VISITOR_COOKIE in response.cookies
+    assert response.cookies[VISITOR_COOKIE]["httponly"]
+
+
+def test_a_reload_returns_the_same_container(client, pool):
+    ContainerFactory.create_batch(2, pool=pool)
+    first = client.get("/")["Location"]
+    assert client.get("/")["Location"] == first
+    assert client.get("/spawn/")["Location"] == first
+    assert Session.objects.count() == 1
+    assert Container.objects.ready().count() == 1
+
+
+def test_a_deep_link_lands_on_that_path(client, pool):
+    container = ContainerFactory(pool=pool)
+    response = client.get("/spawn/notebooks/intro.ipynb")
+    assert response["Location"] == f"/user/{container.path_id}/notebooks/intro.ipynb?token={container.token}"
+
+
+def test_two_visitors_get_two_containers(client, pool):
+    ContainerFactory.create_batch(2, pool=pool)
+    first = client.get("/")["Location"]
+    client.cookies.clear()
+    assert client.get("/")["Location"] != first
+
+
+def test_a_forged_visitor_cookie_is_ignored(client, pool):
+    ContainerFactory(pool=pool)
+    client.get("/")
+    session = Session.objects.get()
+    client.cookies.clear()
+    client.cookies[VISITOR_COOKIE] = session.visitor  # unsigned: not accepted as theirs
+    response = client.get("/")
+    assert response.status_code == 503
+
+
+def test_when_nothing_is_ready_a_page_says_so_and_retries_by_itself(client, pool):
+    response = client.get("/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    html = response.content.decode()
+    assert "All notebook servers are taken" in html
+    assert '<meta http-equiv="refresh" content="5">' in html
+
+
+def test_when_nothing_is_ready_an_api_client_gets_429_json(client, pool):
+    response = client.get("/spawn/", headers={"Accept": "application/json"})
+    assert response.status_code == 429
+    assert response["Retry-After"] == "5"
+    assert response.json()["status"] == "full"
+
+
+def test_the_client_address_comes_from_the_proxy_header_only_on_loopback(client, pool):
+    ContainerFactory.create_batch(2, pool=pool)
+    client.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
+    client.cookies.clear()
+    client.get("/", REMOTE_ADDR="198.51.100.7", HTTP_X_FORWARDED_FOR="203.0.113.10")
+    assert sorted(Session.objects.values_list("client_ip", flat=True)) == ["198.51.100.7", "203.0.113.9"]
