@@ -66,3 +66,29 @@ stop_started() {
     wait "${STARTED_PIDS[$i]}" 2>/dev/null || true
   done
 }
+
+load_service_env() {
+  # The service's ports, state folders and secrets, shared by deploy/up and deploy/down.
+  PUBLIC_IP=${TMPNB_PUBLIC_IP:-0.0.0.0}
+  PUBLIC_PORT=${TMPNB_PUBLIC_PORT:-8000}
+  API_PORT=${TMPNB_PROXY_API_PORT:-8001}
+  REDIS_PORT=${TMPNB_REDIS_PORT:-6379}
+  export TMPNB_PORT=${TMPNB_PORT:-9999}
+  export TMPNB_IMAGE=${TMPNB_IMAGE:-tmpnb/jupyter:latest}
+  export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
+  export CONFIGPROXY_ENDPOINT=${CONFIGPROXY_ENDPOINT:-http://127.0.0.1:$API_PORT}
+  export TMPNB_VAR_DIR=${TMPNB_VAR_DIR:-$TMPNB_STATE/var}
+  LOGS=$TMPNB_STATE/logs
+  mkdir -p "$LOGS" "$TMPNB_VAR_DIR"
+  # Made once per machine and kept, so restarts keep sessions and logins.
+  local secrets=$TMPNB_STATE/secrets.env
+  if [ ! -f "$secrets" ]; then
+    (
+      umask 077
+      echo "DJANGO_SECRET_KEY=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')"
+      echo "CONFIGPROXY_AUTH_TOKEN=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+      echo "TMPNB_ADMIN_PASSWORD=$(head -c 12 /dev/urandom | base64 | tr -d '\n/+=')"
+    ) >"$secrets.new" && mv "$secrets.new" "$secrets"
+  fi
+  set -a; source "$secrets"; set +a
+}

@@ -8,10 +8,25 @@ from pool.models import Container, Pool, Session
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
     list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting"]
+    actions = ["drain"]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri"]}),
-        ("Container options", {"fields": ["mem_limit", "cpu_shares", "container_ip", "container_port"]}),
+        ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
+        (
+            "Container options",
+            {
+                "fields": [
+                    "mem_limit", "cpu_shares", "cpu_quota", "container_user", "container_ip", "container_port",
+                    "host_network", "docker_network", "host_directories", "extra_hosts", "use_tokens", "user_length",
+                ]
+            },
+        ),
     ]
+
+    @admin.action(description="Drain: replace every container not in use (after changing the image)")
+    def drain(self, request, queryset):
+        drained = sum(services.drain_pool(pool) for pool in queryset)
+        self.message_user(request, f"Replacing {drained} container(s); containers in use keep running.", messages.SUCCESS)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(

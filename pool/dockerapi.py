@@ -6,6 +6,8 @@ installation's label.
 """
 
 import functools
+import tarfile
+import tempfile
 import threading
 from dataclasses import dataclass, field
 
@@ -32,6 +34,13 @@ class ContainerSpec:
     host_ip: str
     mem_limit: str = ""
     cpu_shares: int | None = None
+    cpu_quota: int | None = None
+    user: str = ""
+    host_network: bool = False
+    host_port: int | None = None  # with host_network: the port the server binds itself
+    network: str = ""
+    volumes: list = field(default_factory=list)
+    extra_hosts: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
 
 
@@ -80,25 +89,44 @@ def labels_for(pool_name, container_name=None):
     return labels
 
 
+def _create_options(spec):
+    options = dict(
+        name=spec.name,
+        labels=labels_for(spec.pool, spec.name),
+        mem_limit=spec.mem_limit or None,
+        cpu_shares=spec.cpu_shares,
+        cpu_quota=spec.cpu_quota,
+        user=spec.user or None,
+        volumes=spec.volumes or None,
+        extra_hosts=spec.extra_hosts or None,
+        environment=spec.environment,
+    )
+    if spec.host_network:
+        options["network_mode"] = "host"
+    else:
+        options["ports"] = {f"{spec.container_port}/tcp": (spec.host_ip, None)}
+        if spec.network:
+            options["network"] = spec.network
+    return options
+
+
+def _published_port(container, spec):
+    if spec.host_network:
+        return spec.host_port
+    bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{spec.container_port}/tcp")
+    return int(bindings[0]["HostPort"]) if bindings else None
+
+
 def start_container(spec):
-    """Create and start a container; its port is published on a free host port.
+    """Create and start a container; its port is published on a free host port
+    (or, on the host's network, bound by the server itself).
 
     create + start rather than run: run pulls a missing image, and this
     service never reaches out to a registry.
     """
-    port_key = f"{spec.container_port}/tcp"
     try:
         with docker_work():
-            container = client().containers.create(
-                spec.image,
-                spec.command,
-                name=spec.name,
-                labels=labels_for(spec.pool, spec.name),
-                ports={port_key: (spec.host_ip, None)},
-                mem_limit=spec.mem_limit or None,
-                cpu_shares=spec.cpu_shares,
-                environment=spec.environment,
-            )
+            container = client().containers.create(spec.image, spec.command, **_create_options(spec))
             container.start()
             container.reload()
     except ImageNotFound:
@@ -106,11 +134,26 @@ def start_container(spec):
     except DockerException as error:
         remove_container(spec.name)
         raise DockerError(f"starting {spec.name}: {error}") from None
-    bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(port_key)
-    if not bindings:
+    port = _published_port(container, spec)
+    if port is None:
         remove_container(container.id)
         raise DockerError(f"{spec.name} exited before its port was published")
-    return StartedContainer(container.id, spec.host_ip, int(bindings[0]["HostPort"]))
+    return StartedContainer(container.id, spec.host_ip, port)
+
+
+def copy_out(docker_id, path, destination):
+    """Copy ``path`` out of a container into the folder ``destination``."""
+    try:
+        chunks, _ = client().api.get_archive(docker_id, path)
+        with tempfile.TemporaryFile() as archive:
+            for chunk in chunks:
+                archive.write(chunk)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                # The "data" filter refuses links and paths that leave the folder.
+                tar.extractall(destination, filter="data")
+    except (DockerException, tarfile.TarError) as error:
+        raise DockerError(f"copying {path} out of {docker_id[:12]}: {error}") from None
 
 
 def remove_container(docker_id):

@@ -1,17 +1,31 @@
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
 from pool.command import check_command_template
+from pool.options import parse_extra_hosts, parse_host_directories
 
 
-def validate_command(value):
+def _as_validation_error(check, value):
     try:
-        check_command_template(value)
+        check(value)
     except ValueError as error:
         raise ValidationError(str(error)) from None
+
+
+# Module-level functions, as migrations need to name them.
+def validate_command(value):
+    _as_validation_error(check_command_template, value)
+
+
+def validate_host_directories(value):
+    _as_validation_error(parse_host_directories, value)
+
+
+def validate_extra_hosts(value):
+    _as_validation_error(parse_extra_hosts, value)
 
 
 class Pool(models.Model):
@@ -36,6 +50,22 @@ class Pool(models.Model):
     container_ip = models.GenericIPAddressField(default="127.0.0.1", help_text="Host address ports are published on.")
     container_port = models.PositiveIntegerField(default=8888, help_text="Port the server listens on inside.")
     redirect_uri = models.CharField(max_length=200, default="/tree", help_text="Where a new visitor lands.")
+    cull_timeout = models.PositiveIntegerField(default=3600, help_text="Seconds idle before a session is culled.")
+    cull_max = models.PositiveIntegerField(default=14400, help_text="Seconds after which a session is culled even if active.")
+    cpu_quota = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1000)], help_text="CPU microseconds per 100 ms period."
+    )
+    container_user = models.CharField(max_length=100, blank=True, help_text="User to run as; empty: the image's.")
+    host_network = models.BooleanField(default=False, help_text="Share the host's network (each gets a host port).")
+    docker_network = models.CharField(max_length=100, blank=True, help_text="Docker network to attach containers to.")
+    host_directories = models.TextField(
+        blank=True, validators=[validate_host_directories], help_text="/host:/container[:ro|rw], comma-separated."
+    )
+    extra_hosts = models.TextField(blank=True, validators=[validate_extra_hosts], help_text="name:address, comma-separated.")
+    use_tokens = models.BooleanField(default=True, help_text="Give every notebook server its own token.")
+    user_length = models.PositiveIntegerField(
+        default=12, validators=[MinValueValidator(8), MaxValueValidator(64)], help_text="Length of the /user/<id>/ id."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -83,7 +113,7 @@ class Container(models.Model):
     pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="containers")
     name = models.CharField(max_length=200, unique=True)
     path_id = models.CharField(max_length=64, unique=True, help_text="The <id> of /user/<id>/.")
-    token = models.CharField(max_length=100)
+    token = models.CharField(max_length=100, blank=True)
     docker_id = models.CharField(max_length=64, blank=True, db_index=True)
     host_ip = models.GenericIPAddressField(null=True, blank=True)
     host_port = models.PositiveIntegerField(null=True, blank=True)
@@ -116,7 +146,8 @@ class Container(models.Model):
 
     def url_for(self, path):
         """The visitor's URL inside this container, with the notebook token."""
-        return f"{self.base_path}{path.lstrip('/')}?token={self.token}"
+        url = f"{self.base_path}{path.lstrip('/')}"
+        return f"{url}?token={self.token}" if self.token else url
 
     def mark_started(self, docker_id, host_ip, host_port):
         self.docker_id, self.host_ip, self.host_port = docker_id, host_ip, host_port
@@ -142,6 +173,9 @@ class Container(models.Model):
 class SessionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(ended_at__isnull=True)
+
+    def end(self, reason, by=""):
+        return self.update(ended_at=timezone.now(), end_reason=reason, ended_by=by)
 
 
 class Session(models.Model):
@@ -179,12 +213,6 @@ class Session(models.Model):
     @property
     def is_active(self):
         return self.ended_at is None
-
-    def end(self, reason, by=""):
-        self.ended_at = timezone.now()
-        self.end_reason = reason
-        self.ended_by = by
-        self.save(update_fields=["ended_at", "end_reason", "ended_by"])
 
     def describe_end(self):
         if self.end_reason == self.EndReason.KILLED and self.ended_by:

@@ -13,7 +13,12 @@ def queue_spawns(containers):
 
 @shared_task
 def heartbeat():
-    queue_spawns(services.keep_pools_filled())
+    queue_spawns(services.heartbeat())
+
+
+@shared_task
+def cull():
+    services.cull_sessions()
 
 
 @shared_task

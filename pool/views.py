@@ -1,10 +1,13 @@
 import ipaddress
 import secrets
 
-from django.http import JsonResponse
+from django.conf import settings
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.static import serve
 
 from pool import services
+from pool.models import Container
 
 VISITOR_COOKIE = "tmpnb_visitor"
 VISITOR_COOKIE_AGE = 7 * 24 * 3600
@@ -29,15 +32,48 @@ def spawn(request, path=""):
 
 def nothing_ready(request):
     if wants_json(request):
-        response = JsonResponse(
-            {"status": "full", "message": "No notebook server is ready yet; try again shortly.", "retry_after": RETRY_AFTER},
-            status=429,
-        )
-    else:
-        response = render(request, "pool/nothing_ready.html", {"retry_after": RETRY_AFTER}, status=503)
+        return too_busy_json()
+    response = render(request, "pool/nothing_ready.html", {"retry_after": RETRY_AFTER}, status=503)
     response["Retry-After"] = str(RETRY_AFTER)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def too_busy_json():
+    response = JsonResponse(
+        {"status": "full", "message": "No notebook server is ready yet; try again shortly.", "retry_after": RETRY_AFTER},
+        status=429,
+    )
+    response["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
+def user_fallback(request, path_id, rest=""):
+    """/user/<id>/... reaches the app only when the proxy has no route for it:
+    the route is being restored, or the server has ended."""
+    container = Container.objects.filter(path_id=path_id).first()
+    if container is not None and container.state in (Container.State.READY, Container.State.ASSIGNED):
+        return _page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 503)
+    status = 410 if container is not None else 404
+    return _page_or_json(request, "pool/ended.html", {"status": "ended"}, status)
+
+
+def _page_or_json(request, template, context, status):
+    if wants_json(request):
+        response = JsonResponse(context, status=status)
+    else:
+        response = render(request, template, context, status=status)
+    if "retry_after" in context:
+        response["Retry-After"] = str(context["retry_after"])
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def static_files(request, path):
+    """tmpnb's static_files, copied out of the first ready container."""
+    if not settings.TMPNB_STATIC_FILES:
+        raise Http404("no static files are configured")
+    return serve(request, path, document_root=services.static_files_root())
 
 
 def wants_json(request):

@@ -34,6 +34,12 @@ def start_with(tmp_path, **env):
         ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL starting with redis://"),
         ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL must be a URL starting with sqlite://"),
         ("DJANGO_DEBUG", "maybe", "DJANGO_DEBUG must be true or false"),
+        ("TMPNB_HOST_DIRECTORIES", "data:/data", "TMPNB_HOST_DIRECTORIES: 'data:/data' is not /host/path:/container/path"),
+        ("TMPNB_EXTRA_HOSTS", "db:nowhere", "TMPNB_EXTRA_HOSTS: 'db:nowhere': 'nowhere' is not an IP address"),
+        ("TMPNB_USE_TOKENS", "sometimes", "TMPNB_USE_TOKENS must be true or false"),
+        ("TMPNB_USER_LENGTH", "4", "TMPNB_USER_LENGTH must be at least 8"),
+        ("TMPNB_STATIC_FILES", "static", "TMPNB_STATIC_FILES must be an absolute path"),
+        ("TMPNB_CULL_MAX", "0", "TMPNB_CULL_MAX must be at least 1"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):

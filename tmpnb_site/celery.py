@@ -15,3 +15,4 @@ def schedule_heartbeat(sender, **kwargs):
     from django.conf import settings
 
     sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature("pool.tasks.heartbeat"), name="heartbeat")
+    sender.add_periodic_task(settings.TMPNB_CULL_PERIOD, sender.signature("pool.tasks.cull"), name="cull")

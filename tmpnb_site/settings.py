@@ -11,6 +11,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from pool.command import DEFAULT_COMMAND, check_command_template
+from pool.options import parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
     env_bool,
     env_float,
@@ -43,12 +44,14 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "pool",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -104,7 +107,8 @@ TIME_ZONE = env_str("TMPNB_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
-STATIC_URL = "static/"
+# /static/ itself is left to TMPNB_STATIC_FILES, as in tmpnb.
+STATIC_URL = "tmpnb-static/"
 # The admin's CSS and JS are served by the app itself (WhiteNoise) straight from
 # the installed apps, so gunicorn needs no web server in front and no
 # collectstatic step.
@@ -134,48 +138,68 @@ TMPNB_PORT = env_int("TMPNB_PORT", 9999, minimum=1, maximum=65535)
 TMPNB_DOCKER_VERSION = env_str("TMPNB_DOCKER_VERSION", "auto")
 TMPNB_MAX_DOCK_WORKERS = env_int("TMPNB_MAX_DOCK_WORKERS", 2, minimum=1, maximum=64)
 TMPNB_CULL_PERIOD = env_int("TMPNB_CULL_PERIOD", 600, minimum=1)
-TMPNB_CULL_TIMEOUT = env_int("TMPNB_CULL_TIMEOUT", 3600, minimum=1)
-TMPNB_ALLOW_ORIGIN = env_str("TMPNB_ALLOW_ORIGIN")
 TMPNB_HEARTBEAT = env_float("TMPNB_HEARTBEAT", 5.0, minimum=0.2)
 TMPNB_SPAWN_TIMEOUT = env_int("TMPNB_SPAWN_TIMEOUT", 60, minimum=1)
+TMPNB_STATIC_FILES = env_str("TMPNB_STATIC_FILES")
+if TMPNB_STATIC_FILES and not TMPNB_STATIC_FILES.startswith("/"):
+    raise ImproperlyConfigured(f"TMPNB_STATIC_FILES must be an absolute path inside the container, not {TMPNB_STATIC_FILES!r}")
+# Tokens for the API: POST /api/spawn needs TMPNB_API_TOKEN, DELETE /api/pool
+# needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
+TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")
+TMPNB_ADMIN_TOKEN = env_str("TMPNB_ADMIN_TOKEN")
 
-_POOL_SIZE = env_int("TMPNB_POOL_SIZE", 10, minimum=0, maximum=10000)
-_READY_TARGET = env_int("TMPNB_READY_TARGET", None, minimum=0)
-if _READY_TARGET is not None and _READY_TARGET > _POOL_SIZE:
-    raise ImproperlyConfigured(f"TMPNB_READY_TARGET ({_READY_TARGET}) cannot exceed TMPNB_POOL_SIZE ({_POOL_SIZE})")
-_COMMAND = env_str("TMPNB_COMMAND", DEFAULT_COMMAND)
-try:
-    check_command_template(_COMMAND)
-except ValueError as error:
-    raise ImproperlyConfigured(f"TMPNB_COMMAND: {error}") from None
+
+def _checked(name, value, check):
+    try:
+        check(value)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
+    return value
+
+
 _REDIRECT_URI = env_str("TMPNB_REDIRECT_URI", "/tree")
+_POOL_OPTIONS = {
+    # pool field: (variable, value)
+    "capacity": ("TMPNB_POOL_SIZE", env_int("TMPNB_POOL_SIZE", 10, minimum=0, maximum=10000)),
+    "ready_target": ("TMPNB_READY_TARGET", env_int("TMPNB_READY_TARGET", None, minimum=0)),
+    "image": ("TMPNB_IMAGE", env_str("TMPNB_IMAGE", "tmpnb/jupyter:latest")),
+    "command": ("TMPNB_COMMAND", _checked("TMPNB_COMMAND", env_str("TMPNB_COMMAND", DEFAULT_COMMAND), check_command_template)),
+    "mem_limit": ("TMPNB_MEM_LIMIT", env_size("TMPNB_MEM_LIMIT", "512m")),
+    "cpu_shares": ("TMPNB_CPU_SHARES", env_int("TMPNB_CPU_SHARES", None, minimum=2, maximum=262144)),
+    "cpu_quota": ("TMPNB_CPU_QUOTA", env_int("TMPNB_CPU_QUOTA", None, minimum=1000)),
+    "container_ip": ("TMPNB_CONTAINER_IP", env_ip("TMPNB_CONTAINER_IP", "127.0.0.1")),
+    "container_port": ("TMPNB_CONTAINER_PORT", env_int("TMPNB_CONTAINER_PORT", 8888, minimum=1, maximum=65535)),
+    "container_user": ("TMPNB_CONTAINER_USER", env_str("TMPNB_CONTAINER_USER", "")),
+    "host_network": ("TMPNB_HOST_NETWORK", env_bool("TMPNB_HOST_NETWORK", False)),
+    "docker_network": ("TMPNB_DOCKER_NETWORK", env_str("TMPNB_DOCKER_NETWORK", "")),
+    "host_directories": ("TMPNB_HOST_DIRECTORIES", _checked("TMPNB_HOST_DIRECTORIES", env_str("TMPNB_HOST_DIRECTORIES", ""), parse_host_directories)),
+    "extra_hosts": ("TMPNB_EXTRA_HOSTS", _checked("TMPNB_EXTRA_HOSTS", env_str("TMPNB_EXTRA_HOSTS", ""), parse_extra_hosts)),
+    "use_tokens": ("TMPNB_USE_TOKENS", env_bool("TMPNB_USE_TOKENS", True)),
+    "user_length": ("TMPNB_USER_LENGTH", env_int("TMPNB_USER_LENGTH", 12, minimum=8, maximum=64)),
+    "redirect_uri": ("TMPNB_REDIRECT_URI", _REDIRECT_URI if _REDIRECT_URI.startswith("/") else "/" + _REDIRECT_URI),
+    "cull_timeout": ("TMPNB_CULL_TIMEOUT", env_int("TMPNB_CULL_TIMEOUT", 3600, minimum=1)),
+    "cull_max": ("TMPNB_CULL_MAX", env_int("TMPNB_CULL_MAX", 14400, minimum=1)),
+}
+_size, _target = _POOL_OPTIONS["capacity"][1], _POOL_OPTIONS["ready_target"][1]
+if _target is not None and _target > _size:
+    raise ImproperlyConfigured(f"TMPNB_READY_TARGET ({_target}) cannot exceed TMPNB_POOL_SIZE ({_size})")
 
 # The default pool is made from these; `manage.py init_pool` also writes the
 # ones set explicitly in the environment onto an existing pool (see README).
-TMPNB_DEFAULT_POOL = {
-    "name": env_str("TMPNB_POOL_NAME", "default"),
-    "image": env_str("TMPNB_IMAGE", "tmpnb/jupyter:latest"),
-    "command": _COMMAND,
-    "capacity": _POOL_SIZE,
-    "ready_target": _READY_TARGET,
-    "mem_limit": env_size("TMPNB_MEM_LIMIT", "512m"),
-    "cpu_shares": env_int("TMPNB_CPU_SHARES", None, minimum=2, maximum=262144),
-    "container_ip": env_ip("TMPNB_CONTAINER_IP", "127.0.0.1"),
-    "container_port": env_int("TMPNB_CONTAINER_PORT", 8888, minimum=1, maximum=65535),
-    "redirect_uri": _REDIRECT_URI if _REDIRECT_URI.startswith("/") else "/" + _REDIRECT_URI,
-}
-_POOL_VARIABLES = {
-    "image": "TMPNB_IMAGE",
-    "command": "TMPNB_COMMAND",
-    "capacity": "TMPNB_POOL_SIZE",
-    "ready_target": "TMPNB_READY_TARGET",
-    "mem_limit": "TMPNB_MEM_LIMIT",
-    "cpu_shares": "TMPNB_CPU_SHARES",
-    "container_ip": "TMPNB_CONTAINER_IP",
-    "container_port": "TMPNB_CONTAINER_PORT",
-    "redirect_uri": "TMPNB_REDIRECT_URI",
-}
-TMPNB_POOL_FROM_ENVIRONMENT = sorted(field for field, name in _POOL_VARIABLES.items() if is_set(name))
+TMPNB_DEFAULT_POOL = {"name": env_str("TMPNB_POOL_NAME", "default")} | {f: v for f, (_, v) in _POOL_OPTIONS.items()}
+TMPNB_POOL_FROM_ENVIRONMENT = sorted(field for field, (name, _) in _POOL_OPTIONS.items() if is_set(name))
+
+# --- CORS on the API (django-cors-headers) -----------------------------------
+
+CORS_URLS_REGEX = r"^/api/.*$"
+_ALLOW_ORIGIN = env_str("TMPNB_ALLOW_ORIGIN")
+CORS_ALLOW_ALL_ORIGINS = _ALLOW_ORIGIN == "*"
+CORS_ALLOWED_ORIGINS = [] if not _ALLOW_ORIGIN or CORS_ALLOW_ALL_ORIGINS else [o.strip() for o in _ALLOW_ORIGIN.split(",")]
+CORS_ALLOW_CREDENTIALS = env_bool("TMPNB_ALLOW_CREDENTIALS", False)
+CORS_ALLOW_HEADERS = env_list("TMPNB_ALLOW_HEADERS", ["accept", "authorization", "content-type"])
+CORS_ALLOW_METHODS = env_list("TMPNB_ALLOW_METHODS", ["GET", "POST", "DELETE", "OPTIONS"])
+CORS_EXPOSE_HEADERS = env_list("TMPNB_EXPOSE_HEADERS", ["Retry-After"])
+CORS_PREFLIGHT_MAX_AGE = env_int("TMPNB_MAX_AGE", 86400, minimum=0)
 
 # --- Celery -----------------------------------------------------------------
 

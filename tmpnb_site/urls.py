@@ -1,7 +1,7 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 
-from pool import views
+from pool import api, views
 
 admin.site.site_header = "tmpnb administration"
 admin.site.site_title = "tmpnb"
@@ -10,5 +10,13 @@ urlpatterns = [
     path("", views.spawn, name="landing"),
     path("spawn/", views.spawn, name="spawn"),
     path("spawn/<path:path>", views.spawn, name="spawn-path"),
+    # Only requests the proxy has no route for reach these.
+    re_path(r"^user/(?P<path_id>[A-Za-z0-9]+)/?$", views.user_fallback),
+    path("user/<str:path_id>/<path:rest>", views.user_fallback, name="user-fallback"),
+    path("static/<path:path>", views.static_files, name="static-files"),
+    # The API answers with or without a trailing slash: POST and DELETE cannot be redirected.
+    re_path(r"^api/spawn/?$", api.spawn, name="api-spawn"),
+    re_path(r"^api/stats/?$", api.stats, name="api-stats"),
+    re_path(r"^api/pool/?$", api.drain, name="api-pool"),
     path("admin/", admin.site.urls),
 ]

@@ -146,7 +146,7 @@ def test_ending_a_session_removes_container_and_route_and_records_why(clean_pool
     pool = PoolFactory(capacity=1)
     spawn_all(pool)
     session = services.assign_container(pool=pool, visitor="v")
-    services.end_session(session, Session.EndReason.KILLED, by="ada")
+    assert services.kill_sessions([session], by="ada") == 1
     session.refresh_from_db()
     container = Container.objects.get(pk=session.container_id)
     assert session.ended_at and session.describe_end() == "killed by ada"

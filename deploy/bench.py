@@ -1,0 +1,943 @@
+"""The benchmark of issue 6: how fast a burst of new visitors lands in their
+own notebooks, how fast the pool refills next to what Docker itself can do,
+and how much memory the service takes.
+
+Run it with ``deploy/bench`` (which installs and starts what is missing first);
+``deploy/bench --help`` lists the options. Each case runs ``deploy/up`` as a
+subprocess on free loopback ports with its own state directory and
+installation label, and stops it with SIGTERM to ``deploy/up`` alone, even on
+failure or Ctrl-C; it then checks that no container with its label and no
+process of that ``deploy/up`` is left. Results are printed as tables and
+written as JSON (``--json``, default ``var/bench.json``).
+
+How readiness is read: the service's own record. ``deploy/up`` keeps its
+SQLite database in ``$TMPNB_STATE/var``; the benchmark reads the container
+rows there (read-only queries) and waits until the pool's ready count is
+reached, until Docker lists that many running containers with the
+installation's label, and until the proxy holds that many routes; then it
+waits two more heartbeats and checks that the counts still hold. The rows'
+``created_at`` and ``ready_at`` also give the service's refill rate.
+"""
+
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from tempfile import mkdtemp
+
+import docker
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY_IMAGE = "tmpnb/tiny:latest"
+JUPYTER_IMAGE = "tmpnb/jupyter:latest"
+IMAGES = {"tiny": TINY_IMAGE, "jupyter": JUPYTER_IMAGE}
+BUILDERS = {TINY_IMAGE: ROOT / "deploy/images/build-tiny", JUPYTER_IMAGE: ROOT / "deploy/images/build-jupyter"}
+# busybox httpd serving a page that names its base path (as in tests/factories.py),
+# so a visitor can tell that it reached its own container.
+TINY_COMMAND = (
+    "sh -c 'mkdir -p /www{base_path} && echo container {base_path} > /www{base_path}index.html"
+    " && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www'"
+)
+# The service's default command (pool/command.py), repeated for the raw runs.
+JUPYTER_COMMAND = (
+    "jupyter notebook --no-browser --ip={ip} --port={port} "
+    "--NotebookApp.base_url={base_path} --NotebookApp.token={token} "
+    "--NotebookApp.port_retries=0"
+)
+COMMANDS = {TINY_IMAGE: TINY_COMMAND, JUPYTER_IMAGE: JUPYTER_COMMAND}
+JUPYTER_TITLE = "<title>Home Page - Select or create a notebook</title>"
+CONTAINER_PORT = 8888
+MEM_LIMIT = "512m"  # the service's default TMPNB_MEM_LIMIT, used for the raw runs too
+LABEL_INSTALLATION = "tmpnb.installation"
+LABEL_BENCH = "tmpnb.bench"  # marks the raw containers the benchmark starts itself
+
+# Targets of issue 6 (2-core machine).
+TARGETS = {
+    "a_p50": 0.10,
+    "a_max": 0.175,
+    "b_p50": 0.2,
+    "b_p99": 1.0,
+    "c_last_factor": 1.2,
+    "refill_ratio": 0.8,
+    "sweep_seconds": 1.0,
+    "sweep_calls": 5,
+    "footprint_mib": 250,
+}
+
+# Environment the service must not inherit from whoever runs the benchmark:
+# the benchmark sets what it needs, the rest takes the service's defaults.
+PASS_THROUGH = {"TMPNB_MEM_LIMIT", "TMPNB_CPU_SHARES", "TMPNB_SPAWN_TIMEOUT", "TMPNB_DOCKER_TIMEOUT", "TMPNB_LOG_LEVEL"}
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, timeout, what, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # not up yet
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an already sorted list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def mib(kib):
+    return round(kib / 1024, 1)
+
+
+def utc(text):
+    """A timestamp as Django stores it in SQLite (naive UTC) to epoch seconds."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.timestamp()
+
+
+def docker_client():
+    return docker.from_env(timeout=120)
+
+
+def ensure_image(image):
+    client = docker_client()
+    try:
+        client.images.get(image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    finally:
+        client.close()
+    log(f"building {image} (once)")
+    subprocess.run([str(BUILDERS[image])], check=True)
+
+
+# --- the service under test --------------------------------------------------
+
+
+class Service:
+    """One ``deploy/up`` on free loopback ports, with its own state and label."""
+
+    def __init__(self, *, image, pool_size, ready_target=None, heartbeat=5.0, max_dock_workers=2, name="case"):
+        self.image = image
+        self.pool_size = pool_size
+        self.ready_target = pool_size if ready_target is None else ready_target
+        self.heartbeat = heartbeat
+        self.max_dock_workers = max_dock_workers
+        self.installation = f"bench{secrets.token_hex(3)}"
+        self.state = Path(mkdtemp(prefix=f"tmpnb-bench-{name}-", dir="/var/tmp"))
+        self.ports = {key: free_port() for key in ("TMPNB_PUBLIC_PORT", "TMPNB_PROXY_API_PORT", "TMPNB_PORT", "TMPNB_REDIS_PORT")}
+        self.url = f"http://127.0.0.1:{self.ports['TMPNB_PUBLIC_PORT']}"
+        self.log_path = self.state / "deploy-up.log"
+        self.popen = None
+        self.leftovers = {}
+
+    def environment(self):
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CONFIGPROXY"))
+            and not (key.startswith("TMPNB_") and key not in PASS_THROUGH)
+        }
+        env.update({key: str(value) for key, value in self.ports.items()})
+        env.update(
+            TMPNB_PUBLIC_IP="127.0.0.1",
+            TMPNB_STATE=str(self.state),
+            TMPNB_VENV=str(Path(sys.executable).parent.parent),
+            TMPNB_INSTALLATION=self.installation,
+            TMPNB_POOL_SIZE=str(self.pool_size),
+            TMPNB_READY_TARGET=str(self.ready_target),
+            TMPNB_IMAGE=self.image,
+            TMPNB_COMMAND=COMMANDS[self.image],
+            TMPNB_HEARTBEAT=str(self.heartbeat),
+            TMPNB_MAX_DOCK_WORKERS=str(self.max_dock_workers),
+        )
+        return env
+
+    def start(self):
+        log(f"deploy/up {self.installation}: {self.image}, pool_size {self.pool_size}, ready target {self.ready_target} (state {self.state})")
+        with open(self.log_path, "wb") as out:
+            # Its own session: a Ctrl-C at the terminal reaches the benchmark,
+            # which then stops deploy/up with SIGTERM as the README says.
+            self.popen = subprocess.Popen(
+                ["bash", str(ROOT / "deploy/up")], env=self.environment(), cwd=ROOT,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.started_at = time.time()
+
+        def up():
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"deploy/up exited with {self.popen.returncode}:\n{self.log_tail()}")
+            return "tmpnb is up" in self.log_path.read_text(errors="replace")
+
+        deadline = time.monotonic() + 600
+        while not up():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"deploy/up did not come up:\n{self.log_tail()}")
+            time.sleep(0.2)
+        self.up_at = time.time()
+        secrets_env = dict(line.split("=", 1) for line in (self.state / "secrets.env").read_text().split())
+        self.proxy_token = secrets_env["CONFIGPROXY_AUTH_TOKEN"]
+        return self
+
+    def log_tail(self, lines=30):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    # The service's own record, read-only.
+    def query(self, sql, params=()):
+        db = sqlite3.connect(self.state / "var" / "tmpnb.sqlite3", timeout=10)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    def counts(self):
+        return dict(self.query("SELECT state, COUNT(*) FROM pool_container GROUP BY state"))
+
+    def running_containers(self):
+        client = docker_client()
+        try:
+            return client.containers.list(filters={"label": f"{LABEL_INSTALLATION}={self.installation}", "status": "running"})
+        finally:
+            client.close()
+
+    def routes(self):
+        response = requests.get(
+            f"http://127.0.0.1:{self.ports['TMPNB_PROXY_API_PORT']}/api/routes",
+            headers={"Authorization": f"token {self.proxy_token}"}, timeout=5,
+        )
+        response.raise_for_status()
+        return [path for path, entry in response.json().items() if entry.get("tmpnb") == self.installation]
+
+    def wait_ready(self, ready, live=None, timeout=600):
+        """Until ``ready`` rows are ready (and ``live`` containers run and are
+        routed), stable over two heartbeats."""
+        live = ready if live is None else live
+
+        def full():
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"deploy/up exited:\n{self.log_tail()}")
+            counts = self.counts()
+            return counts.get("ready", 0) >= ready and len(self.running_containers()) >= live and len(self.routes()) >= live
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if full():
+                    break
+            except (sqlite3.Error, requests.RequestException):
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pool not full within {timeout} s: {self.counts()}\n{self.log_tail()}")
+            time.sleep(0.25)
+        filled_at = time.time()
+        time.sleep(2 * self.heartbeat)
+        if not full():
+            raise RuntimeError(f"the pool did not stay full: {self.counts()}")
+        log(f"pool full: {self.counts()}")
+        return filled_at
+
+    def rows(self, since=None):
+        sql = "SELECT path_id, state, created_at, ready_at, assigned_at FROM pool_container"
+        rows = self.query(sql)
+        out = []
+        for path_id, state, created, ready, assigned in rows:
+            row = {
+                "path_id": path_id, "state": state, "created": utc(created),
+                "ready": utc(ready) if ready else None, "assigned": utc(assigned) if assigned else None,
+            }
+            if since is None or row["created"] >= since:
+                out.append(row)
+        return out
+
+    def refill_rate(self, since=None, start=None):
+        """Containers made ready per second: the rows created since ``since``,
+        from ``start`` (default: the first row's creation) to the last ready."""
+        rows = [row for row in self.rows(since) if row["ready"] is not None]
+        if not rows:
+            return None
+        begin = start if start is not None else min(row["created"] for row in rows)
+        span = max(row["ready"] for row in rows) - begin
+        return {"containers": len(rows), "seconds": round(span, 3), "per_second": round(len(rows) / span, 2) if span > 0 else None}
+
+    def processes(self):
+        """deploy/up's service processes by role, each with its whole tree."""
+        children = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+
+        def tree(pid):
+            pids = [pid]
+            for child in children.get(pid, []):
+                pids.extend(tree(child))
+            return pids
+
+        roles = {}
+        for pid in children.get(self.popen.pid, []):
+            try:
+                cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "configurable-http-proxy" in cmdline:
+                role = "proxy"
+            elif "gunicorn" in cmdline:
+                role = "web"
+            elif "celery" in cmdline and " worker" in cmdline:
+                role = "worker"
+            elif "celery" in cmdline and " beat" in cmdline:
+                role = "beat"
+            elif "redis-server" in cmdline:
+                role = "redis"
+            else:
+                continue
+            roles.setdefault(role, []).extend(tree(pid))
+        return roles
+
+    def stop(self):
+        """SIGTERM to deploy/up alone; it ends the sessions and removes its
+        containers. What is left after that is reported, then removed."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            log(f"stopping deploy/up {self.installation}")
+            started = time.monotonic()
+            os.kill(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(300)
+            except subprocess.TimeoutExpired:
+                log("deploy/up did not stop within 300 s: killing its process group")
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+            self.stop_seconds = round(time.monotonic() - started, 1)
+        # deploy/up used to remove its containers as it stopped; since it keeps
+        # them across restarts, deploy/down (when there is one) removes them.
+        down = ROOT / "deploy/down"
+        if down.exists():
+            started = time.monotonic()
+            with open(self.state / "deploy-down.log", "wb") as out:
+                try:
+                    subprocess.run(["bash", str(down)], env=self.environment(), cwd=ROOT, stdout=out,
+                                   stderr=subprocess.STDOUT, timeout=300, start_new_session=True)
+                except subprocess.TimeoutExpired:
+                    log("deploy/down did not finish within 300 s")
+            self.down_seconds = round(time.monotonic() - started, 1)
+        # Any process still in deploy/up's session is one it left behind.
+        left = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(self.popen.pid)], capture_output=True, text=True).stdout.strip()
+        if left:
+            self.leftovers["processes"] = left.splitlines()
+            log(f"deploy/up left processes behind, killing them:\n{left}")
+            for line in left.splitlines():
+                try:
+                    os.kill(int(line.split()[0]), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+        client = docker_client()
+        try:
+            containers = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
+            if containers:
+                self.leftovers["containers"] = [c.name for c in containers]
+                log(f"{len(containers)} containers were left behind, removing them")
+                remove_labelled(client, {LABEL_INSTALLATION: self.installation})
+        finally:
+            client.close()
+        self.popen = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# --- the visitors ---------------------------------------------------------------
+
+
+def visit(url, barrier, *, image, bound, retry_interval):
+    """One new visitor with its own cookie jar, following redirects, retrying
+    while told to wait. Returns what happened, timed from its first request."""
+    result = {"outcome": "failed", "seconds": None, "waits": 0, "path_id": None, "error": None, "redirect_seconds": None}
+    with requests.Session() as browser:
+        browser.headers["Accept"] = "text/html"
+        barrier.wait()
+        started = time.perf_counter()
+        deadline = started + bound
+        while True:
+            try:
+                response = browser.get(url, timeout=max(deadline - time.perf_counter(), 0.5))
+            except requests.RequestException as error:
+                if time.perf_counter() >= deadline:
+                    result["outcome"] = "turned away"
+                result["error"] = f"{type(error).__name__}: {error}"[:300]
+                return result
+            now = time.perf_counter()
+            if response.status_code in (429, 503):
+                result["waits"] += 1
+                wait = min(float(response.headers.get("Retry-After", 5)), retry_interval)
+                if now + wait >= deadline:
+                    result["outcome"] = "turned away"
+                    result["error"] = f"still told to wait after {bound} s"
+                    return result
+                time.sleep(wait)
+                continue
+            if response.status_code != 200:
+                result["error"] = f"HTTP {response.status_code} at {response.url}: {response.text[:200]!r}"
+                return result
+            match = re.match(r"^https?://[^/]+/user/([A-Za-z0-9_-]+)/tree(\?|$)", response.url)
+            if not match:
+                result["error"] = f"landed on {response.url}"
+                return result
+            path_id = match.group(1)
+            if image == TINY_IMAGE:
+                own = response.text.strip() == f"tree /user/{path_id}/"
+            else:
+                own = JUPYTER_TITLE in response.text and f"/user/{path_id}/" in response.text
+            if not own:
+                result["error"] = f"not its own page at {response.url}: {response.text[:200]!r}"
+                return result
+            result.update(outcome="served", seconds=now - started, path_id=path_id)
+            if response.history:
+                result["redirect_seconds"] = response.history[0].elapsed.total_seconds()
+            return result
+
+
+def burst(url, n, *, image, bound=60.0, retry_interval=1.0):
+    """N new visitors at once (a barrier releases them together)."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        try:
+            results[i] = visit(url, barrier, image=image, bound=bound, retry_interval=retry_interval)
+        except Exception as error:  # a bug in the visitor itself: count it, do not hide it
+            results[i] = {"outcome": "failed", "seconds": None, "waits": 0, "path_id": None, "error": repr(error)}
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    started = time.time()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():  # join in slices so Ctrl-C gets through
+            thread.join(0.2)
+    return started, summarize(results, n)
+
+
+def summarize(results, n):
+    served = [r for r in results if r["outcome"] == "served"]
+    times = sorted(r["seconds"] for r in served)
+    ids = [r["path_id"] for r in served]
+    redirects = sorted(r["redirect_seconds"] for r in served if r.get("redirect_seconds") is not None)
+    summary = {
+        "visitors": n,
+        "served": len(served),
+        "served_at_once": sum(1 for r in served if r["waits"] == 0),
+        "waited": sum(1 for r in served if r["waits"] > 0),
+        "turned_away": sum(1 for r in results if r["outcome"] == "turned away"),
+        "failed": sum(1 for r in results if r["outcome"] == "failed"),
+        "duplicates": len(ids) - len(set(ids)),
+        "p50": percentile(times, 50),
+        "p90": percentile(times, 90),
+        "p99": percentile(times, 99),
+        "max": times[-1] if times else None,
+        "min": times[0] if times else None,
+        "redirect_p50": percentile(redirects, 50),
+        "redirect_max": redirects[-1] if redirects else None,
+        "errors": sorted({r["error"] for r in results if r["outcome"] != "served" and r["error"]})[:10],
+        "times": [round(t, 4) for t in times],
+    }
+    return summary
+
+
+# --- raw Docker, the machine's own rate --------------------------------------------
+
+
+def raw_rate(image, n, *, docker_slots, threads, installation):
+    """``docker create`` + ``start`` + polling until the server answers 200
+    under its base path, for ``n`` containers of ``image``, with at most
+    ``docker_slots`` Docker calls at once (as the service's
+    TMPNB_MAX_DOCK_WORKERS) and ``threads`` containers in flight (as the
+    service's Celery worker: 4 per slot). Containers carry the benchmark's
+    installation label and are removed at the end."""
+    client = docker_client()
+    slots = threading.BoundedSemaphore(docker_slots)
+    labels = {LABEL_INSTALLATION: installation, LABEL_BENCH: "raw"}
+    port_key = f"{CONTAINER_PORT}/tcp"
+
+    def one(i):
+        path_id = secrets.token_hex(6)
+        base = f"/user/{path_id}/"
+        command = COMMANDS[image].format(base_path=base, port=CONTAINER_PORT, ip="0.0.0.0", token=secrets.token_urlsafe(24))
+        with slots:
+            container = client.containers.create(
+                image, command, name=f"tmpnb-{installation}-raw-{path_id}", labels=labels,
+                ports={port_key: ("127.0.0.1", None)}, mem_limit=MEM_LIMIT,
+            )
+            container.start()
+            container.reload()
+        port = int(container.attrs["NetworkSettings"]["Ports"][port_key][0]["HostPort"])
+        url = f"http://127.0.0.1:{port}{base}"
+        deadline = time.monotonic() + 120
+        with requests.Session() as http:
+            while time.monotonic() < deadline:
+                try:
+                    if http.get(url, timeout=2, allow_redirects=False).status_code < 400:
+                        return time.time()
+                except requests.RequestException:
+                    pass
+                time.sleep(0.05)
+        raise TimeoutError(f"raw container of {image} did not answer within 120 s")
+
+    started = time.time()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(threads) as executor:
+            answered = list(executor.map(one, range(n)))
+        seconds = max(answered) - started
+        return {"image": image, "containers": n, "docker_slots": docker_slots, "threads": threads,
+                "seconds": round(seconds, 3), "per_second": round(n / seconds, 2)}
+    finally:
+        remove_labelled(client, {LABEL_INSTALLATION: installation, LABEL_BENCH: "raw"})
+        client.close()
+
+
+def remove_labelled(client, labels):
+    filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+    containers = client.containers.list(all=True, filters=filters)
+    def remove(container):
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    with concurrent.futures.ThreadPoolExecutor(4) as executor:
+        list(executor.map(remove, containers))
+    left = client.containers.list(all=True, filters=filters)
+    if left:
+        raise RuntimeError(f"could not remove {[c.name for c in left]}")
+
+
+# --- the cases -------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.results = {"machine": machine(), "options": {}, "cases": {}}
+        self.raw = {}  # image -> raw rate result, measured once per run
+        self.installation = f"bench{secrets.token_hex(3)}"  # for the raw containers
+
+    def service(self, **kwargs):
+        return Service(heartbeat=self.args.heartbeat, max_dock_workers=self.args.max_dock_workers, **kwargs)
+
+    def raw_for(self, image, n):
+        key = (image, n)
+        if key not in self.raw:
+            log(f"raw Docker rate: {n} × {image}, {self.args.max_dock_workers} Docker slots, {4 * self.args.max_dock_workers} in flight")
+            self.raw[key] = raw_rate(image, n, docker_slots=self.args.max_dock_workers,
+                                     threads=4 * self.args.max_dock_workers, installation=self.installation)
+            log(f"raw: {self.raw[key]['per_second']}/s ({self.raw[key]['seconds']} s)")
+        return self.raw[key]
+
+    def burst_case(self, name, *, image, pool_size, ready_target, visitors):
+        with self.service(image=image, pool_size=pool_size, ready_target=ready_target, name=name) as service:
+            service.wait_ready(ready_target, live=ready_target)
+            prefill = service.refill_rate()
+            log(f"case {name}: {visitors} visitors at once")
+            started, summary = burst(f"{service.url}/spawn/", visitors, image=image,
+                                     bound=self.args.bound, retry_interval=self.args.retry_interval)
+            summary["prefill"] = prefill
+            summary["pool_size"], summary["ready_target"], summary["image"] = pool_size, ready_target, image
+            summary["retry_interval"] = self.args.retry_interval
+            summary["bound"] = self.args.bound
+            # Cross-check with the service's record: one session per served visitor.
+            sessions = service.query("SELECT COUNT(*), COUNT(DISTINCT container_id) FROM pool_session WHERE ended_at IS NULL")[0]
+            summary["sessions"], summary["session_containers"] = sessions
+            if pool_size > ready_target:
+                # The containers started under load, after the burst began.
+                summary["under_load"] = service.refill_rate(since=started, start=started)
+        summary["stop_seconds"] = getattr(service, "stop_seconds", None)
+        summary["down_seconds"] = getattr(service, "down_seconds", None)
+        summary["leftovers"] = service.leftovers
+        return summary
+
+    def case_a(self):
+        n = self.args.visitors or 50
+        return self.burst_case("a", image=TINY_IMAGE, pool_size=n, ready_target=n, visitors=n)
+
+    def case_b(self):
+        n = self.args.visitors or 100
+        return self.burst_case("b", image=JUPYTER_IMAGE, pool_size=n, ready_target=n, visitors=n)
+
+    def case_c(self):
+        n = self.args.visitors or 50
+        ready = min(20, n)
+        result = self.burst_case("c", image=TINY_IMAGE, pool_size=n, ready_target=ready, visitors=n)
+        raw = self.raw_for(TINY_IMAGE, self.args.refill_n)
+        extra = n - ready
+        result["raw_per_second"] = raw["per_second"]
+        result["raw_seconds_for_extra"] = round(extra / raw["per_second"], 3)
+        result["bound_last"] = round(TARGETS["c_last_factor"] * extra / raw["per_second"], 3)
+        return result
+
+    def case_refill(self):
+        """Per image: the raw rate, then the service's: prefill of R rows at
+        start-up and refill of R after R visitors took the ready ones."""
+        out = {}
+        for kind in self.args.refill_images:
+            image = IMAGES[kind]
+            r = self.args.refill_n if kind == "tiny" else min(self.args.refill_n, 20)
+            raw = self.raw_for(image, r)
+            with self.service(image=image, pool_size=2 * r, ready_target=r, name=f"refill-{kind}") as service:
+                service.wait_ready(r)
+                prefill = service.refill_rate()
+                log(f"refill {kind}: {r} visitors take the ready containers")
+                started, summary = burst(f"{service.url}/spawn/", r, image=image, bound=self.args.bound,
+                                         retry_interval=self.args.retry_interval)
+                service.wait_ready(r, live=2 * r)
+                refill = service.refill_rate(since=started, start=started)
+            out[kind] = {
+                "raw": raw, "prefill": prefill, "refill": refill, "burst_served": summary["served"],
+                "ratio_prefill": round(prefill["per_second"] / raw["per_second"], 2),
+                "ratio_refill": round(refill["per_second"] / raw["per_second"], 2),
+                "leftovers": service.leftovers,
+            }
+        return out
+
+    def case_footprint(self):
+        n = 20
+        with self.service(image=TINY_IMAGE, pool_size=n, ready_target=n, name="footprint") as service:
+            service.wait_ready(n)
+            idle = memory(service)
+            log(f"footprint: {n} visitors take the ready containers")
+            _, summary = burst(f"{service.url}/spawn/", n, image=TINY_IMAGE, bound=self.args.bound,
+                               retry_interval=self.args.retry_interval)
+            time.sleep(2 * self.args.heartbeat)
+            in_use = memory(service)
+            counts = service.counts()
+        return {"ready_idle": idle, "in_use": in_use, "served": summary["served"], "counts_in_use": counts,
+                "leftovers": service.leftovers}
+
+    def case_sweep(self):
+        return sweep_placeholder()
+
+    def run(self, cases):
+        order = ["refill", "a", "b", "c", "footprint", "sweep"]
+        for name in sorted(cases, key=order.index):
+            log(f"=== case {name}")
+            started = time.monotonic()
+            try:
+                self.results["cases"][name] = getattr(self, f"case_{name}")()
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as error:
+                log(f"case {name} failed: {error!r}")
+                self.results["cases"][name] = {"error": repr(error)[:2000]}
+            self.results["cases"][name]["wall_seconds"] = round(time.monotonic() - started, 1)
+        self.results["raw"] = [value for value in self.raw.values()]
+        self.results["targets"] = check_targets(self.results["cases"], self.raw)
+        return self.results
+
+
+def sweep_placeholder():
+    """PLACEHOLDER, issue 6 part 3 (sweep): one reconcile and one cull tick with
+    1,000 live sessions recorded (rows and proxy routes), with the time and the
+    number of Docker and proxy calls per tick. The reconcile/cull code is being
+    written by another engineer; the lead fills this in. It should return a
+    dict with at least "reconcile_seconds", "cull_seconds", "reconcile_calls"
+    and "cull_calls" (Docker + proxy list calls per tick)."""
+    print("sweep: not measured yet")
+    return {"status": "not measured yet"}
+
+
+def memory(service):
+    """RSS and PSS (kB from /proc) of each role's process tree, in MiB."""
+    out = {}
+    for role, pids in sorted(service.processes().items()):
+        rss = pss = 0
+        for pid in pids:
+            try:
+                status = (Path("/proc") / str(pid) / "status").read_text()
+                rss += int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))
+                rollup = (Path("/proc") / str(pid) / "smaps_rollup").read_text()
+                pss += int(re.search(r"^Pss:\s+(\d+)", rollup, re.M).group(1))
+            except (OSError, AttributeError):
+                continue
+        out[role] = {"processes": len(pids), "rss_mib": mib(rss), "pss_mib": mib(pss)}
+    four = [out[role] for role in ("web", "worker", "beat", "proxy") if role in out]
+    out["service"] = {"processes": sum(r["processes"] for r in four), "rss_mib": round(sum(r["rss_mib"] for r in four), 1),
+                      "pss_mib": round(sum(r["pss_mib"] for r in four), 1)}
+    return out
+
+
+# --- report -----------------------------------------------------------------------
+
+
+def fmt(value, unit="s"):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f} {unit}".strip()
+    return str(value)
+
+
+def verdict(ok):
+    return "met" if ok else "MISSED"
+
+
+def check_targets(cases, raw):
+    """Each target of issue 6 with the figure measured, met or missed."""
+    out = []
+
+    def add(case, target, figure, ok):
+        out.append({"case": case, "target": target, "figure": figure, "status": "not measured" if ok is None else verdict(ok)})
+
+    a = cases.get("a")
+    if a and "p50" in a:
+        add("a", f"p50 <= {TARGETS['a_p50']} s", fmt(a["p50"]), a["p50"] is not None and a["p50"] <= TARGETS["a_p50"])
+        add("a", f"max <= {TARGETS['a_max']} s", fmt(a["max"]), a["max"] is not None and a["max"] <= TARGETS["a_max"])
+        bad = a["failed"] + a["turned_away"] + (a["visitors"] - a["served"] - a["failed"] - a["turned_away"])
+        add("a", "no failure, no duplicate", f"{a['failed']} failed, {a['turned_away']} turned away, {a['duplicates']} duplicates",
+            bad == 0 and a["duplicates"] == 0)
+    b = cases.get("b")
+    if b and "p50" in b:
+        add("b", f"p50 <= {TARGETS['b_p50']} s", fmt(b["p50"]), b["p50"] is not None and b["p50"] <= TARGETS["b_p50"])
+        add("b", f"p99 <= {TARGETS['b_p99']} s", fmt(b["p99"]), b["p99"] is not None and b["p99"] <= TARGETS["b_p99"])
+    c = cases.get("c")
+    if c and "served" in c:
+        add("c", "all served, none turned away", f"{c['served']}/{c['visitors']} served, {c['turned_away']} turned away, {c['failed']} failed",
+            c["served"] == c["visitors"] and c["turned_away"] == 0)
+        add("c", f"last served <= {TARGETS['c_last_factor']} x raw time for {c['visitors'] - c['ready_target']} extra ({fmt(c['bound_last'])})",
+            fmt(c["max"]), c["max"] is not None and c["max"] <= c["bound_last"])
+    refill = cases.get("refill")
+    if refill and "error" not in refill:
+        for kind, result in refill.items():
+            if not isinstance(result, dict) or "raw" not in result:
+                continue
+            add("refill", f"{kind}: refill >= {TARGETS['refill_ratio']} x raw",
+                f"{result['refill']['per_second']}/s vs raw {result['raw']['per_second']}/s = {result['ratio_refill']}",
+                result["ratio_refill"] >= TARGETS["refill_ratio"])
+            add("refill", f"{kind}: prefill >= {TARGETS['refill_ratio']} x raw",
+                f"{result['prefill']['per_second']}/s vs raw {result['raw']['per_second']}/s = {result['ratio_prefill']}",
+                result["ratio_prefill"] >= TARGETS["refill_ratio"])
+    sweep = cases.get("sweep")
+    if sweep is not None:
+        if "reconcile_seconds" in sweep:
+            worst = max(sweep["reconcile_seconds"], sweep["cull_seconds"])
+            calls = max(sweep["reconcile_calls"], sweep["cull_calls"])
+            add("sweep", f"tick <= {TARGETS['sweep_seconds']} s, <= {TARGETS['sweep_calls']} list calls",
+                f"{worst:.3f} s, {calls} calls", worst <= TARGETS["sweep_seconds"] and calls <= TARGETS["sweep_calls"])
+        else:
+            add("sweep", f"tick <= {TARGETS['sweep_seconds']} s, <= {TARGETS['sweep_calls']} list calls", "not measured yet", None)
+    footprint = cases.get("footprint")
+    if footprint and "ready_idle" in footprint:
+        total = footprint["ready_idle"]["service"]["rss_mib"]
+        add("footprint", f"web+worker+beat+proxy RSS <= {TARGETS['footprint_mib']} MiB, 20 ready", f"{total} MiB",
+            total <= TARGETS["footprint_mib"])
+    return out
+
+
+def print_report(results):
+    out = sys.stdout
+    machine_info = results["machine"]
+    print(f"\nmachine: {machine_info['nproc']} cores {machine_info['cpu']}, {machine_info['memory_gib']} GiB, "
+          f"Docker {machine_info['docker']}, kernel {machine_info['kernel']}", file=out)
+    cases = results["cases"]
+    bursts = [(name, cases[name]) for name in ("a", "b", "c") if name in cases]
+    if bursts:
+        print("\nburst (seconds from a visitor's first request to its own notebook page, through the proxy)", file=out)
+        header = f"{'case':<4} {'image':<22} {'pool':>4} {'ready':>5} {'N':>4} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} {'served':>6} {'waited':>6} {'away':>5} {'failed':>6} {'dup':>4}"
+        print(header, file=out)
+        print("-" * len(header), file=out)
+        for name, r in bursts:
+            if "error" in r:
+                print(f"{name:<4} error: {r['error'][:150]}", file=out)
+                continue
+            def s(v):
+                return "-" if v is None else f"{v:.3f}"
+            print(f"{name:<4} {r['image']:<22} {r['pool_size']:>4} {r['ready_target']:>5} {r['visitors']:>4} {s(r['p50']):>7} {s(r['p90']):>7} "
+                  f"{s(r['p99']):>7} {s(r['max']):>7} {r['served']:>6} {r['waited']:>6} {r['turned_away']:>5} {r['failed']:>6} {r['duplicates']:>4}", file=out)
+        for name, r in bursts:
+            if "error" in r:
+                continue
+            extra = f"; redirect from Django p50 {fmt(r['redirect_p50'])}, max {fmt(r['redirect_max'])}"
+            if r.get("under_load"):
+                u = r["under_load"]
+                extra += f"; started under load: {u['containers']} in {u['seconds']} s ({u['per_second']}/s)"
+            print(f"  {name}: prefill {r['prefill']['containers']} ready in {r['prefill']['seconds']} s ({r['prefill']['per_second']}/s){extra}", file=out)
+            if r["errors"]:
+                print(f"  {name}: errors: {r['errors'][:3]}", file=out)
+    refill = cases.get("refill")
+    if refill:
+        print("\nrefill (containers made ready per second)", file=out)
+        if "error" in refill:
+            print(f"  error: {refill['error'][:300]}", file=out)
+        else:
+            header = f"{'image':<8} {'n':>3} {'raw/s':>7} {'prefill/s':>10} {'ratio':>6} {'refill/s':>9} {'ratio':>6}"
+            print(header, file=out)
+            print("-" * len(header), file=out)
+            for kind, r in refill.items():
+                if not isinstance(r, dict) or "raw" not in r:
+                    continue
+                print(f"{kind:<8} {r['raw']['containers']:>3} {r['raw']['per_second']:>7} {r['prefill']['per_second']:>10} {r['ratio_prefill']:>6} "
+                      f"{r['refill']['per_second']:>9} {r['ratio_refill']:>6}", file=out)
+            print(f"  raw: docker create+start+poll to 200, {refill_slots(refill)}; service: TMPNB_MAX_DOCK_WORKERS the same", file=out)
+    footprint = cases.get("footprint")
+    if footprint:
+        print("\nfootprint (MiB, each process tree; PSS counts shared pages once)", file=out)
+        if "error" in footprint:
+            print(f"  error: {footprint['error'][:300]}", file=out)
+        else:
+            header = f"{'process':<10} {'procs':>5} {'RSS ready':>10} {'PSS ready':>10} {'RSS in use':>11} {'PSS in use':>11}"
+            print(header, file=out)
+            print("-" * len(header), file=out)
+            for role in ("web", "worker", "beat", "proxy", "service", "redis"):
+                idle, busy = footprint["ready_idle"].get(role), footprint["in_use"].get(role)
+                if idle is None:
+                    continue
+                label = "= 4 above" if role == "service" else role
+                print(f"{label:<10} {idle['processes']:>5} {idle['rss_mib']:>10} {idle['pss_mib']:>10} {busy['rss_mib']:>11} {busy['pss_mib']:>11}", file=out)
+    if "sweep" in cases:
+        print(f"\nsweep: {cases['sweep'].get('status', cases['sweep'])}", file=out)
+    print("\ntargets (issue 6)", file=out)
+    for t in results["targets"]:
+        print(f"  [{t['status']:>12}] {t['case']:<9} {t['target']:<62} {t['figure']}", file=out)
+
+
+def refill_slots(refill):
+    for r in refill.values():
+        if isinstance(r, dict) and "raw" in r:
+            return f"{r['raw']['docker_slots']} Docker calls at once, {r['raw']['threads']} in flight"
+    return ""
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
+    mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    try:
+        client = docker_client()
+        version = client.version()
+        client.close()
+        docker_version = f"{version['Version']} (API {version['ApiVersion']})"
+    except Exception as error:
+        docker_version = f"? ({error})"
+    try:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        node = "?"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.splitlines()
+        code = f"{commit}" + (f" + {len(dirty)} uncommitted changes" if dirty else "")
+    except OSError:
+        code = "?"
+    return {"code": code, "nproc": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kib / 1024 / 1024, 1), "docker": docker_version,
+            "kernel": platform.release(), "python": platform.python_version(), "node": node,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+# --- entry point ---------------------------------------------------------------------
+
+ALL_CASES = ["a", "b", "c", "refill", "footprint", "sweep"]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="deploy/bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", default=",".join(ALL_CASES),
+                        help="comma-separated, of a (tiny, 50 from a pool of 50), b (Jupyter, 100 from 100), "
+                             "c (tiny, 50 from a pool of 50 with 20 ready), refill, footprint, sweep (default: all)")
+    parser.add_argument("-n", "--visitors", type=int, default=None, help="visitors (and pool size) of cases a, b, c instead of 50/100/50")
+    parser.add_argument("--json", default=str(ROOT / "var" / "bench.json"), help="where to write the results (default var/bench.json)")
+    parser.add_argument("--retry-interval", type=float, default=1.0,
+                        help="seconds a visitor told to wait waits before retrying (at most the page's Retry-After; default 1)")
+    parser.add_argument("--bound", type=float, default=60.0, help="a visitor not served within this many seconds is turned away (default 60)")
+    parser.add_argument("--refill-n", type=int, default=30, help="containers per refill measure (tiny; Jupyter at most 20; default 30)")
+    parser.add_argument("--refill-images", default="tiny,jupyter", help="images of the refill case: tiny,jupyter (default both)")
+    parser.add_argument("--heartbeat", type=float, default=5.0, help="TMPNB_HEARTBEAT of the service (default 5, the service's default)")
+    parser.add_argument("--max-dock-workers", type=int, default=2, help="TMPNB_MAX_DOCK_WORKERS, also the raw runs' Docker slots (default 2)")
+    args = parser.parse_args(argv)
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in args.cases if c not in ALL_CASES]
+    if unknown:
+        parser.error(f"unknown case {', '.join(unknown)}; known: {', '.join(ALL_CASES)}")
+    args.refill_images = [c.strip() for c in args.refill_images.split(",") if c.strip()]
+    if any(kind not in IMAGES for kind in args.refill_images):
+        parser.error("--refill-images takes tiny and/or jupyter")
+    return args
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so every case stops its deploy/up.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)
+    needed = set()
+    if {"a", "c", "footprint", "sweep"} & set(args.cases) or ("refill" in args.cases and "tiny" in args.refill_images):
+        needed.add(TINY_IMAGE)
+    if "b" in args.cases or ("refill" in args.cases and "jupyter" in args.refill_images):
+        needed.add(JUPYTER_IMAGE)
+    for image in sorted(needed):
+        ensure_image(image)
+    bench = Bench(args)
+    bench.results["options"] = {k: v for k, v in vars(args).items()}
+    started = time.monotonic()
+    try:
+        results = bench.run(args.cases)
+    except KeyboardInterrupt:
+        log("interrupted: every deploy/up started has been stopped")
+        return 130
+    results["wall_seconds"] = round(time.monotonic() - started, 1)
+    print_report(results)
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nresults: {path} (whole run {results['wall_seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

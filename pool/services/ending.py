@@ -1,0 +1,77 @@
+"""Ending containers: one way out for every reason (kill, cull, drain, shrink,
+a container that died), so that container, route, row and session always end
+together."""
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from pool import dockerapi
+from pool.models import Container, Session
+from proxyapi import ProxyError, get_proxy
+
+log = logging.getLogger(__name__)
+
+
+def request_refill(pool_id):
+    """Queue a fill of the pool once the current transaction commits, so a
+    place taken or freed is refilled now rather than at the next heartbeat."""
+    from pool.tasks import fill_pool  # the tasks module imports the services
+
+    def queue():
+        try:
+            fill_pool.delay(pool_id)
+        except Exception as error:  # the broker is down: the heartbeat refills later
+            log.warning("could not queue a refill of pool %s: %s", pool_id, error)
+
+    transaction.on_commit(queue)
+
+
+def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, refill=True):
+    """End ``container`` if it is still in one of ``only_from``: its session (if
+    any) ends with ``reason``, the container and its route are removed.
+
+    The conditional update makes concurrent retirements (a cull racing a kill)
+    end it once. Returns whether this call ended it.
+    """
+    with transaction.atomic():
+        claimed = Container.objects.filter(pk=container.pk, state__in=only_from).update(
+            state=Container.State.STOPPING, ended_at=timezone.now()
+        )
+        if not claimed:
+            return False
+        Session.objects.active().filter(container_id=container.pk).end(reason, by=by)
+        if refill:
+            request_refill(container.pool_id)
+    remove_quietly(container)
+    container.mark_gone()
+    return True
+
+
+def remove_quietly(container):
+    """Remove the container and its route. A failure is logged, not raised: the
+    row is the record, and the reconciler removes what is left behind."""
+    try:
+        get_proxy().delete_route(container.route_path)
+    except ProxyError as error:
+        log.warning("could not delete the route of %s: %s", container.name, error)
+    try:
+        dockerapi.remove_container(container.docker_id or container.name)
+    except dockerapi.DockerError as error:
+        log.warning("could not remove %s: %s", container.name, error)
+
+
+def kill_containers(containers, by):
+    """The organiser's kill: each container ends, and its session, if any,
+    records who killed it. The pools are refilled."""
+    return sum(retire_container(container, Session.EndReason.KILLED, by=by) for container in containers)
+
+
+def kill_sessions(sessions, by):
+    return kill_containers([session.container for session in sessions if session.is_active], by)
+
+
+def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
+    """End every session and remove every live container, as the service stops for good."""
+    return sum(retire_container(c, reason, refill=False) for c in Container.objects.live())

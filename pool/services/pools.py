@@ -1,0 +1,115 @@
+"""Pools: made from settings, resized, filled, shrunk and drained."""
+
+import secrets
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count
+
+from pool.models import Container, Pool
+from pool.services.ending import request_refill, retire_container
+
+
+class PoolError(Exception):
+    """A request the pool cannot carry out, with a message for people."""
+
+
+def init_default_pool():
+    """Create the default pool from settings, or write the pool options that
+    are set explicitly in the environment onto the existing one."""
+    values = dict(settings.TMPNB_DEFAULT_POOL)
+    name = values.pop("name")
+    pool, created = Pool.objects.get_or_create(name=name, defaults=values)
+    if not created and settings.TMPNB_POOL_FROM_ENVIRONMENT:
+        for field in settings.TMPNB_POOL_FROM_ENVIRONMENT:
+            setattr(pool, field, values[field])
+        pool.full_clean()
+        pool.save()
+    return pool, created
+
+
+def get_default_pool():
+    name = settings.TMPNB_DEFAULT_POOL["name"]
+    pool = Pool.objects.filter(name=name).first()
+    return pool or init_default_pool()[0]
+
+
+def resize_pool(pool, capacity, ready_target=None):
+    """Store a new capacity; the next heartbeat spawns or shrinks to it."""
+    if capacity < 0:
+        raise PoolError("the pool size cannot be negative")
+    if ready_target is not None and ready_target < 0:
+        raise PoolError("the ready target cannot be negative")
+    pool.capacity = capacity
+    if ready_target is not None or (pool.ready_target or 0) > capacity:
+        pool.ready_target = min(ready_target if ready_target is not None else capacity, capacity)
+    pool.save(update_fields=["capacity", "ready_target", "updated_at"])
+    return pool
+
+
+def fill_pool(pool_id):
+    """Add rows for the containers the pool lacks and return them, to be spawned.
+
+    The pool row is locked (IMMEDIATE transactions serialize this on SQLite)
+    so two concurrent fills never both add the same missing containers.
+    """
+    with transaction.atomic():
+        pool = Pool.objects.select_for_update().get(pk=pool_id)
+        live = pool.containers.live()
+        waiting = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()
+        missing = min(pool.capacity - live.count(), pool.effective_ready_target - waiting)
+        return [_new_container(pool) for _ in range(max(missing, 0))]
+
+
+def _new_container(pool):
+    path_id = secrets.token_hex(pool.user_length)[: pool.user_length]
+    return Container.objects.create(
+        pool=pool,
+        name=f"tmpnb-{settings.TMPNB_INSTALLATION}-{pool.name}-{path_id}",
+        path_id=path_id,
+        token=secrets.token_urlsafe(24) if pool.use_tokens else "",
+        host_ip=pool.container_ip,
+    )
+
+
+def shrink_pool(pool_id):
+    """Remove ready containers above the pool's capacity or ready target;
+    containers in use are never taken away."""
+    pool = Pool.objects.get(pk=pool_id)
+    live = pool.containers.live().count()
+    ready = pool.containers.ready()
+    excess = max(live - pool.capacity, ready.count() - pool.effective_ready_target, 0)
+    victims = list(ready.order_by("-created_at")[:excess])
+    return sum(retire_container(c, "", only_from=[Container.State.READY], refill=False) for c in victims)
+
+
+def drain_pool(pool):
+    """Replace every container not yet handed out (after the image changed, say);
+    assigned containers keep running."""
+    waiting = list(pool.containers.filter(state__in=[Container.State.SPAWNING, Container.State.READY]))
+    drained = sum(
+        retire_container(c, "", only_from=[Container.State.SPAWNING, Container.State.READY], refill=False)
+        for c in waiting
+    )
+    request_refill(pool.pk)
+    return drained
+
+
+def keep_pools_filled():
+    """Every pool shrunk or filled to its numbers. Returns the new rows to spawn."""
+    to_spawn = []
+    for pool_id in Pool.objects.values_list("pk", flat=True):
+        shrink_pool(pool_id)
+        to_spawn.extend(fill_pool(pool_id))
+    return to_spawn
+
+
+def pool_stats(pool):
+    counts = dict(pool.containers.live().values_list("state").annotate(n=Count("pk")))
+    return {
+        "available": counts.get(Container.State.READY, 0),
+        "capacity": pool.capacity,
+        "in_use": counts.get(Container.State.ASSIGNED, 0),
+        "starting": counts.get(Container.State.SPAWNING, 0),
+        "container_image": pool.image,
+    }

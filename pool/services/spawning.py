@@ -1,0 +1,130 @@
+"""Starting a container and waiting until its notebook server answers."""
+
+import logging
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+
+from pool import dockerapi
+from pool.command import render_command
+from pool.models import Container
+from pool.options import parse_extra_hosts, parse_host_directories
+from pool.services.ending import remove_quietly
+from proxyapi import ProxyError, get_proxy
+
+log = logging.getLogger(__name__)
+
+
+class SpawnTimeout(Exception):
+    pass
+
+
+def _free_host_port(ip):
+    # On the host's network each server binds a port of its own; the kernel
+    # picks a free one. Another process could take it before the server
+    # binds: the spawn then fails and the pool spawns again.
+    with socket.socket() as probe:
+        probe.bind((ip, 0))
+        return probe.getsockname()[1]
+
+
+def container_spec(container):
+    pool = container.pool
+    if pool.host_network:
+        host_port = _free_host_port(pool.container_ip)
+        port, ip = host_port, pool.container_ip
+    else:
+        port, ip, host_port = pool.container_port, "0.0.0.0", None
+    command = render_command(pool.command, base_path=container.base_path, port=port, ip=ip, token=container.token)
+    return dockerapi.ContainerSpec(
+        name=container.name,
+        image=pool.image,
+        command=command,
+        pool=pool.name,
+        container_port=pool.container_port,
+        host_ip=pool.container_ip,
+        mem_limit=pool.mem_limit,
+        cpu_shares=pool.cpu_shares,
+        cpu_quota=pool.cpu_quota,
+        user=pool.container_user,
+        host_network=pool.host_network,
+        host_port=host_port,
+        network=pool.docker_network,
+        volumes=parse_host_directories(pool.host_directories),
+        extra_hosts=parse_extra_hosts(pool.extra_hosts),
+    )
+
+
+def spawn_container(container_id):
+    """Start the container of a spawning row, wait until its server answers
+    under its base path, route it, and mark it ready."""
+    container = Container.objects.select_related("pool").get(pk=container_id)
+    if container.state != Container.State.SPAWNING:
+        return container
+    try:
+        started = dockerapi.start_container(container_spec(container))
+        container.mark_started(started.docker_id, started.host_ip, started.host_port)
+        wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
+        get_proxy().add_route(container.route_path, container.target, container=container.name)
+    except (dockerapi.DockerError, ProxyError, SpawnTimeout) as error:
+        log.warning("spawning %s failed: %s", container.name, error)
+        remove_quietly(container)
+        container.mark_failed(str(error))
+        return container
+    # Only a row still spawning becomes ready. One drained meanwhile may have
+    # been removed before its container existed: remove what we started.
+    if not Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING).update(
+        state=Container.State.READY, ready_at=timezone.now()
+    ):
+        remove_quietly(container)
+        return container
+    container.refresh_from_db()
+    if settings.TMPNB_STATIC_FILES:
+        extract_static_files(container)
+    return container
+
+
+def wait_until_answering(container, timeout):
+    """Poll the server's base path until it answers (any status below 400)."""
+    url = f"{container.target}{container.base_path}"
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            if requests.get(url, timeout=2, allow_redirects=False).status_code < 400:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise SpawnTimeout(f"{container.name} did not answer on {url} within {timeout}s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+
+
+def static_files_root():
+    return Path(settings.VAR_DIR) / "static_files"
+
+
+def extract_static_files(container):
+    """tmpnb's static_files: copy that folder out of the first ready container,
+    once, to be served at /static/."""
+    root = static_files_root()
+    if root.exists():
+        return
+    with tempfile.TemporaryDirectory(dir=settings.VAR_DIR) as scratch:
+        try:
+            dockerapi.copy_out(container.docker_id, settings.TMPNB_STATIC_FILES, scratch)
+        except dockerapi.DockerError as error:
+            log.warning("static files not extracted: %s", error)
+            return
+        extracted = Path(scratch) / Path(settings.TMPNB_STATIC_FILES.rstrip("/")).name
+        try:
+            extracted.rename(root)  # atomic: a concurrent spawn's copy loses quietly
+        except OSError:
+            shutil.rmtree(extracted, ignore_errors=True)

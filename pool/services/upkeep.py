@@ -1,0 +1,136 @@
+"""The heartbeat's repairs and the culler.
+
+Reconciliation compares the database (the record) with what Docker and the
+proxy really hold, with one list call to each, and repairs both sides.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from pool import dockerapi
+from pool.models import Container, Session
+from pool.services.ending import remove_quietly, retire_container
+from pool.services.pools import keep_pools_filled
+from proxyapi import ProxyError, get_proxy
+
+log = logging.getLogger(__name__)
+
+# A STOPPING row this old had its teardown interrupted (a process died): retry it.
+STOPPING_GRACE = timedelta(seconds=30)
+
+
+@dataclass
+class ReconcileReport:
+    dead_replaced: int = 0
+    stuck_failed: int = 0
+    teardowns_retried: int = 0
+    orphans_removed: int = 0
+    routes_added: int = 0
+    routes_deleted: int = 0
+    activity_synced: int = 0
+
+
+def _stuck_spawn_age():
+    # A spawn task gives up after TMPNB_SPAWN_TIMEOUT; twice that plus queueing
+    # time means its worker died mid-spawn.
+    return timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
+
+
+def reconcile():
+    # Docker and the proxy are listed before the rows are read: whatever they
+    # list was started for a row that is already committed, so nothing being
+    # spawned right now looks like an orphan.
+    running = {info.name: info for info in dockerapi.list_containers()}
+    routes = get_proxy().list_routes()
+    rows = list(Container.objects.live().select_related("pool"))
+    report = ReconcileReport()
+    now = timezone.now()
+    for row in rows:
+        _repair_row(row, running.get(row.name), routes.get(row.route_path), now, report)
+    _remove_orphans(running, {row.name for row in rows}, report)
+    _delete_stray_routes(routes, {row.route_path for row in rows}, report)
+    report.activity_synced = _sync_activity(routes)
+    return report
+
+
+def _repair_row(row, info, route, now, report):
+    if row.state == Container.State.SPAWNING:
+        if row.created_at < now - _stuck_spawn_age() and Container.objects.filter(
+            pk=row.pk, state=Container.State.SPAWNING
+        ).update(state=Container.State.FAILED, error="never became ready (its worker stopped?)", ended_at=now):
+            remove_quietly(row)
+            report.stuck_failed += 1
+    elif row.state == Container.State.STOPPING:
+        if row.ended_at is None or row.ended_at < now - STOPPING_GRACE:
+            remove_quietly(row)
+            row.mark_gone()
+            report.teardowns_retried += 1
+    elif info is None or not info.is_running:
+        if retire_container(row, Session.EndReason.CONTAINER_GONE, only_from=[Container.State.READY, Container.State.ASSIGNED]):
+            report.dead_replaced += 1
+    elif route is None or route.target != row.target:
+        get_proxy().add_route(row.route_path, row.target, container=row.name)
+        report.routes_added += 1
+
+
+def _remove_orphans(running, live_names, report):
+    for name, info in running.items():
+        if name not in live_names:
+            log.info("removing orphan container %s", name)
+            dockerapi.remove_container(info.docker_id)
+            report.orphans_removed += 1
+
+
+def _delete_stray_routes(routes, live_paths, report):
+    for path in routes:
+        if path not in live_paths:
+            get_proxy().delete_route(path)
+            report.routes_deleted += 1
+
+
+def _sync_activity(routes):
+    """Copy the proxy's last_activity of each route onto its live session."""
+    changed = []
+    for session in Session.objects.active().select_related("container"):
+        route = routes.get(session.container.route_path)
+        if route and route.last_activity and route.last_activity > session.last_activity:
+            session.last_activity = route.last_activity
+            changed.append(session)
+    Session.objects.bulk_update(changed, ["last_activity"], batch_size=500)
+    return len(changed)
+
+
+def sync_activity():
+    return _sync_activity(get_proxy().list_routes())
+
+
+def cull_sessions(now=None):
+    """End sessions idle longer than their pool's cull_timeout, or open longer
+    than its cull_max. Ready containers are never culled for idleness."""
+    sync_activity()
+    now = now or timezone.now()
+    culled = {Session.EndReason.CULLED_IDLE: 0, Session.EndReason.CULLED_AGE: 0}
+    for session in Session.objects.active().select_related("container__pool"):
+        pool = session.container.pool
+        if session.started_at < now - timedelta(seconds=pool.cull_max):
+            reason = Session.EndReason.CULLED_AGE
+        elif session.last_activity < now - timedelta(seconds=pool.cull_timeout):
+            reason = Session.EndReason.CULLED_IDLE
+        else:
+            continue
+        culled[reason] += retire_container(session.container, reason)
+    return culled
+
+
+def heartbeat():
+    """Repair what drifted, then fill every pool. Returns the rows to spawn."""
+    try:
+        reconcile()
+    except (dockerapi.DockerError, ProxyError) as error:
+        # Without a true picture, repair nothing; filling still works from the rows.
+        log.warning("reconcile skipped: %s", error)
+    return keep_pools_filled()
