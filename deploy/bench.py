@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -163,6 +164,7 @@ class Service:
         self.log_path = self.state / "deploy-up.log"
         self.popen = None
         self.leftovers = {}
+        self.keep_state = False
 
     def environment(self):
         env = {
@@ -336,8 +338,10 @@ class Service:
         return roles
 
     def stop(self):
-        """SIGTERM to deploy/up alone; it ends the sessions and removes its
-        containers. What is left after that is reported, then removed."""
+        """SIGTERM to deploy/up alone, which stops the processes it started;
+        a process it leaves is reported and killed. Then every container with
+        the installation's label is removed, and the state folder too unless
+        something was left behind (its logs then stay for a look)."""
         if self.popen is None:
             return
         if self.popen.poll() is None:
@@ -351,18 +355,6 @@ class Service:
                 os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(10)
             self.stop_seconds = round(time.monotonic() - started, 1)
-        # deploy/up used to remove its containers as it stopped; since it keeps
-        # them across restarts, deploy/down (when there is one) removes them.
-        down = ROOT / "deploy/down"
-        if down.exists():
-            started = time.monotonic()
-            with open(self.state / "deploy-down.log", "wb") as out:
-                try:
-                    subprocess.run(["bash", str(down)], env=self.environment(), cwd=ROOT, stdout=out,
-                                   stderr=subprocess.STDOUT, timeout=300, start_new_session=True)
-                except subprocess.TimeoutExpired:
-                    log("deploy/down did not finish within 300 s")
-            self.down_seconds = round(time.monotonic() - started, 1)
         # Any process still in deploy/up's session is one it left behind.
         left = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(self.popen.pid)], capture_output=True, text=True).stdout.strip()
         if left:
@@ -376,18 +368,28 @@ class Service:
         client = docker_client()
         try:
             containers = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
+            # deploy/up keeps notebook containers across restarts (deploy/down
+            # removes them, one by one): the benchmark removes them itself, in parallel.
+            self.removed_after_stop = len(containers)
             if containers:
-                self.leftovers["containers"] = [c.name for c in containers]
-                log(f"{len(containers)} containers were left behind, removing them")
+                log(f"removing the {len(containers)} containers deploy/up kept")
                 remove_labelled(client, {LABEL_INSTALLATION: self.installation})
+            left = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
+            if left:
+                self.leftovers["containers"] = [c.name for c in left]
         finally:
             client.close()
         self.popen = None
+        if not self.leftovers and not self.keep_state:
+            shutil.rmtree(self.state, ignore_errors=True)
+        else:
+            log(f"state and logs kept in {self.state}")
 
     def __enter__(self):
         return self.start()
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
+        self.keep_state = self.keep_state or exc_type is not None
         self.stop()
 
 
@@ -493,8 +495,8 @@ def summarize(results, n):
 
 
 def raw_rate(image, n, *, docker_slots, threads, installation):
-    """``docker create`` + ``start`` + polling until the server answers 200
-    under its base path, for ``n`` containers of ``image``, with at most
+    """``docker create`` + ``start`` + polling until the server answers under
+    its base path (a status below 400, the service's own test of readiness), for ``n`` containers of ``image``, with at most
     ``docker_slots`` Docker calls at once (as the service's
     TMPNB_MAX_DOCK_WORKERS) and ``threads`` containers in flight (as the
     service's Celery worker: 4 per slot). Containers carry the benchmark's
@@ -567,7 +569,9 @@ class Bench:
         self.installation = f"bench{secrets.token_hex(3)}"  # for the raw containers
 
     def service(self, **kwargs):
-        return Service(heartbeat=self.args.heartbeat, max_dock_workers=self.args.max_dock_workers, **kwargs)
+        service = Service(heartbeat=self.args.heartbeat, max_dock_workers=self.args.max_dock_workers, **kwargs)
+        service.keep_state = self.args.keep_state
+        return service
 
     def raw_for(self, image, n):
         key = (image, n)
@@ -596,7 +600,7 @@ class Bench:
                 # The containers started under load, after the burst began.
                 summary["under_load"] = service.refill_rate(since=started, start=started)
         summary["stop_seconds"] = getattr(service, "stop_seconds", None)
-        summary["down_seconds"] = getattr(service, "down_seconds", None)
+        summary["removed_after_stop"] = getattr(service, "removed_after_stop", None)
         summary["leftovers"] = service.leftovers
         return summary
 
@@ -895,6 +899,7 @@ def parse_args(argv):
     parser.add_argument("--refill-images", default="tiny,jupyter", help="images of the refill case: tiny,jupyter (default both)")
     parser.add_argument("--heartbeat", type=float, default=5.0, help="TMPNB_HEARTBEAT of the service (default 5, the service's default)")
     parser.add_argument("--max-dock-workers", type=int, default=2, help="TMPNB_MAX_DOCK_WORKERS, also the raw runs' Docker slots (default 2)")
+    parser.add_argument("--keep-state", action="store_true", help="keep each case's state folder (database, logs) in /var/tmp")
     args = parser.parse_args(argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in args.cases if c not in ALL_CASES]

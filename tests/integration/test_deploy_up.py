@@ -1,5 +1,6 @@
 """deploy/up, the README's first command, serves a real Jupyter notebook from
-a prelaunched pool through the proxy, and stops everything on SIGTERM."""
+a prelaunched pool through the proxy; a restart of the whole service loses no
+session; deploy/down removes every notebook."""
 
 import json
 import os
@@ -39,85 +40,111 @@ def execute(ws_url, code, cookies):
         ws.close()
 
 
+class DeployUp:
+    """deploy/up on private ports, with its own state folder and installation label."""
+
+    def __init__(self, state_dir):
+        self.installation = f"up{uuid.uuid4().hex[:6]}"
+        ports = {name: free_port() for name in ("TMPNB_PUBLIC_PORT", "TMPNB_PROXY_API_PORT", "TMPNB_PORT", "TMPNB_REDIS_PORT")}
+        self.port = ports["TMPNB_PUBLIC_PORT"]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state_dir = state_dir
+        # Only the service's own variables: none of the test run's.
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CONFIGPROXY", "TMPNB_"))}
+        self.env = base | {k: str(v) for k, v in ports.items()} | {
+            "TMPNB_PUBLIC_IP": "127.0.0.1",
+            "TMPNB_STATE": str(state_dir),
+            "TMPNB_VENV": str(Path(sys.executable).parent.parent),
+            "TMPNB_INSTALLATION": self.installation,
+            "TMPNB_POOL_SIZE": "2",
+            "TMPNB_HEARTBEAT": "1",
+        }
+        self.process = None
+
+    def start(self):
+        self.process = Process("deploy-up", ["bash", ROOT / "deploy/up"], log_dir=self.state_dir)
+        self.process.env = self.env
+        self.process.start()
+        wait_for(lambda: "tmpnb is up" in self.process.log_path.read_text(), 300, "deploy/up")
+        return self
+
+    def stop(self):
+        """SIGTERM to deploy/up alone: it must stop everything it started by itself."""
+        os.kill(self.process.popen.pid, signal.SIGTERM)
+        self.process.popen.wait(60)
+        left = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(self.process.popen.pid)], capture_output=True, text=True).stdout
+        assert left.strip() == "", f"deploy/up left processes running:\n{left}"
+
+    def down(self):
+        subprocess.run(["bash", ROOT / "deploy/down"], env=self.env, check=True, capture_output=True, timeout=120)
+
+    def containers(self):
+        client = docker.from_env()
+        try:
+            return client.containers.list(all=True, filters={"label": f"tmpnb.installation={self.installation}"})
+        finally:
+            client.close()
+
+
 @pytest.fixture
-def deploy_up(tmp_path, docker_images):
-    installation = f"up{uuid.uuid4().hex[:6]}"
-    ports = {name: free_port() for name in ("TMPNB_PUBLIC_PORT", "TMPNB_PROXY_API_PORT", "TMPNB_PORT", "TMPNB_REDIS_PORT")}
-    env = {
-        **{k: str(v) for k, v in ports.items()},
-        "TMPNB_PUBLIC_IP": "127.0.0.1",
-        "TMPNB_STATE": str(tmp_path),
-        "TMPNB_VENV": str(Path(sys.executable).parent.parent),
-        "TMPNB_INSTALLATION": installation,
-        "TMPNB_POOL_SIZE": "2",
-        "TMPNB_HEARTBEAT": "1",
-    }
-    # The test's own variables must not leak into the service.
-    process = Process("deploy-up", ["bash", ROOT / "deploy/up"], env=env, log_dir=tmp_path)
-    process.env = {k: v for k, v in process.env.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CONFIGPROXY"))} | env
-    process.start()
-    process.installation = installation
-    process.url = f"http://127.0.0.1:{ports['TMPNB_PUBLIC_PORT']}"
+def service(tmp_path, docker_images):
+    deployed = DeployUp(tmp_path)
     try:
-        wait_for(lambda: "tmpnb is up" in process.log_path.read_text(), 300, "deploy/up")
-        yield process
+        yield deployed.start()
     finally:
-        process.stop(signal.SIGTERM, timeout=60)
+        deployed.process.stop(signal.SIGTERM, timeout=60)
+        deployed.down()
+        assert deployed.containers() == []
 
 
-def our_containers(installation):
-    client = docker.from_env()
-    try:
-        return client.containers.list(all=True, filters={"label": f"tmpnb.installation={installation}"})
-    finally:
-        client.close()
+def first_visit(browser, url):
+    for _ in range(120):  # the pool may still be booting: the page says so and retries
+        page = browser.get(f"{url}/", timeout=30)
+        if page.status_code == 200:
+            return page
+        assert page.status_code == 503 and "tries again by itself" in page.text
+        time.sleep(1)
+    raise AssertionError("no notebook within two minutes")
 
 
-def test_a_visitor_lands_in_a_real_notebook_whose_kernel_runs_code(deploy_up):
-    output = deploy_up.log_path.read_text()
-    password = re.search(r"user admin, password (\S+)", output).group(1)
-    wait_for(lambda: len(our_containers(deploy_up.installation)) == 2, 120, "two prelaunched containers")
+def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service):
+    password = re.search(r"user admin, password (\S+)", service.process.log_path.read_text()).group(1)
+    browser = requests.Session()
+    started = time.monotonic()
+    page = first_visit(browser, service.url)
+    print(f"first visit to the notebook's tree page: {time.monotonic() - started:.2f}s")
+    match = re.match(rf"{service.url}(/user/[0-9a-f]+/)tree", page.url)
+    assert match, page.url
+    base = match.group(1)
+    assert "<title>Home Page - Select or create a notebook</title>" in page.text
 
-    with requests.Session() as browser:
-        started = time.monotonic()
-        for _ in range(120):  # the pool may still be booting: the page says so and retries
-            page = browser.get(f"{deploy_up.url}/", timeout=30)
-            if page.status_code == 200:
-                break
-            assert page.status_code == 503 and "retries" in page.text.lower() or "again" in page.text.lower()
-            time.sleep(1)
-        assignment_seconds = time.monotonic() - started
-        assert page.status_code == 200, page.text[:500]
-        match = re.match(rf"{deploy_up.url}(/user/[0-9a-f]+/)tree", page.url)
-        assert match, page.url
-        base = match.group(1)
-        assert "<title>Home Page - Select or create a notebook</title>" in page.text
+    kernel = browser.post(f"{service.url}{base}api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}, timeout=30)
+    assert kernel.status_code == 201, kernel.text
+    ws_url = f"ws://127.0.0.1:{service.port}{base}api/kernels/{kernel.json()['id']}/channels"
+    assert execute(ws_url, "answer = 6 * 7\nanswer", browser.cookies.get_dict()) == "42"
+    assert browser.get(f"{service.url}/", timeout=30).url == page.url  # a reload: the same notebook
 
-        kernel = browser.post(f"{deploy_up.url}{base}api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}, timeout=30)
-        assert kernel.status_code == 201, kernel.text
-        ws_url = f"ws://127.0.0.1:{deploy_up.url.rsplit(':', 1)[1]}{base}api/kernels/{kernel.json()['id']}/channels"
-        assert execute(ws_url, "6 * 7", browser.cookies.get_dict()) == "42"
-
-        # A reload lands in the same notebook.
-        assert browser.get(f"{deploy_up.url}/", timeout=30).url.startswith(f"{deploy_up.url}{base}")
-    print(f"first visit to notebook page: {assignment_seconds:.2f}s")
+    # The whole service restarts: its notebooks keep running, and the same
+    # visitor comes back to the same kernel, which still knows `answer`.
+    service.stop()
+    assert len(service.containers()) == 2
+    service.start()
+    wait_for(lambda: browser.get(f"{service.url}{base}api/kernels", timeout=5).status_code == 200, 30, "the route restored")
+    assert browser.get(f"{service.url}/", timeout=30).url == page.url
+    assert execute(ws_url, "answer + 1", browser.cookies.get_dict()) == "43"
 
     with requests.Session() as organiser:
-        login_page = organiser.get(f"{deploy_up.url}/admin/login/", timeout=10)
-        assert login_page.status_code == 200
+        organiser.get(f"{service.url}/admin/login/", timeout=10)
         response = organiser.post(
-            f"{deploy_up.url}/admin/login/?next=/admin/",
+            f"{service.url}/admin/login/?next=/admin/",
             data={"username": "admin", "password": password, "csrfmiddlewaretoken": organiser.cookies["csrftoken"]},
-            headers={"Referer": f"{deploy_up.url}/admin/login/"},
+            headers={"Referer": f"{service.url}/admin/login/"},
             timeout=10,
         )
         assert response.status_code == 200 and "Site administration" in response.text
 
-    # SIGTERM to deploy/up alone: it must stop everything it started by itself.
-    os.kill(deploy_up.popen.pid, signal.SIGTERM)
-    deploy_up.popen.wait(60)
-    left = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(deploy_up.popen.pid)], capture_output=True, text=True).stdout
-    assert left.strip() == "", f"deploy/up left processes running:\n{left}"
-    assert our_containers(deploy_up.installation) == []
+    service.stop()
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"{deploy_up.url}/", timeout=2)
+        requests.get(f"{service.url}/", timeout=2)
+    service.down()
+    assert service.containers() == []
