@@ -2,6 +2,7 @@ import ipaddress
 import secrets
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.static import serve
@@ -73,7 +74,10 @@ def static_files(request, path):
     """tmpnb's static_files, copied out of the first ready container."""
     if not settings.TMPNB_STATIC_FILES:
         raise Http404("no static files are configured")
-    return serve(request, path, document_root=services.static_files_root())
+    try:
+        return serve(request, path, document_root=services.static_files_root())
+    except SuspiciousFileOperation:  # a path that climbs out of the folder
+        raise Http404("no such file") from None
 
 
 def wants_json(request):

@@ -90,3 +90,23 @@ def test_with_tokens_each_container_has_its_own(clean_pools):
     rows = services.fill_pool(pool.pk)
     assert len({row.token for row in rows}) == 2 and all(len(row.token) >= 32 for row in rows)
     assert all(len(row.path_id) == 12 for row in rows)
+
+
+def test_static_files_are_copied_out_of_the_first_ready_container_and_served(clean_pools, settings, tmp_path, client):
+    settings.TMPNB_STATIC_FILES = "/srv/static"
+    settings.VAR_DIR = tmp_path
+    command = (
+        "sh -c 'mkdir -p /srv/static/css /www{base_path} && echo hello-static > /srv/static/css/site.css"
+        " && echo ok > /www{base_path}index.html && exec httpd -f -p {port} -h /www'"
+    )
+    spawn_one(command=command)
+    assert (tmp_path / "static_files" / "css" / "site.css").read_text() == "hello-static\n"
+    response = client.get("/static/css/site.css")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"hello-static\n"
+    assert client.get("/static/../secrets.env").status_code == 404
+
+
+def test_without_static_files_configured_static_is_not_found(client, settings, db):
+    settings.TMPNB_STATIC_FILES = None
+    assert client.get("/static/anything.css").status_code == 404
