@@ -42,6 +42,7 @@ class ContainerSpec:
     volumes: list = field(default_factory=list)
     extra_hosts: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
+    pids_limit: int = 256
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,11 @@ def labels_for(pool_name, container_name=None):
 
 def _create_options(spec):
     options = dict(
+        # Hardening that any notebook image tolerates: no privilege gain through
+        # setuid binaries, no capabilities, a bounded process count.
+        security_opt=["no-new-privileges"],
+        cap_drop=["ALL"],
+        pids_limit=spec.pids_limit,
         name=spec.name,
         labels=labels_for(spec.pool, spec.name),
         mem_limit=spec.mem_limit or None,

@@ -7,6 +7,8 @@ the same rules the admin applies.
 import ipaddress
 import re
 
+# Folders that hold the Docker socket or the whole host.
+_NEVER_MOUNTED = {"", "/run", "/var/run", "/var/lib/docker", "/etc", "/proc", "/sys", "/dev", "/root", "/boot"}
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
@@ -24,6 +26,8 @@ def parse_host_directories(text):
         parts = entry.split(":")
         if len(parts) not in (2, 3) or not all(p.startswith("/") for p in parts[:2]):
             raise ValueError(f"{entry!r} is not /host/path:/container/path[:ro|rw]")
+        if "docker.sock" in parts[0] or parts[0].rstrip("/") in _NEVER_MOUNTED:
+            raise ValueError(f"{entry!r}: notebooks must never see {parts[0]} (it gives control of the host)")
         mode = parts[2] if len(parts) == 3 else "ro"
         if mode not in ("ro", "rw"):
             raise ValueError(f"{entry!r}: the mode must be ro or rw, not {mode!r}")

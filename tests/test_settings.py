@@ -11,12 +11,17 @@ import pytest
 
 from tests.stack import ROOT
 
-LOAD_SETTINGS = "import django; django.setup(); from django.conf import settings; print(settings.TMPNB_DEFAULT_POOL)"
+LOAD_SETTINGS = "import django; django.setup(); from django.conf import settings; print(settings.TMPNB_DEFAULT_POOL); print(settings.CONFIGPROXY_AUTH_TOKEN)"
 
 
 def start_with(tmp_path, **env):
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("TMPNB_")}
-    environment.update(DJANGO_SETTINGS_MODULE="tmpnb_site.settings", TMPNB_VAR_DIR=str(tmp_path), **env)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("TMPNB_", "DJANGO_", "CONFIGPROXY_"))}
+    environment.update(
+        DJANGO_SETTINGS_MODULE="tmpnb_site.settings", TMPNB_VAR_DIR=str(tmp_path),
+        DJANGO_SECRET_KEY="a-real-secret", CONFIGPROXY_AUTH_TOKEN="a-real-token",
+    )
+    environment.update(env)
+    environment = {k: v for k, v in environment.items() if v is not None}
     return subprocess.run([sys.executable, "-c", LOAD_SETTINGS], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
 
 
@@ -67,7 +72,19 @@ def test_good_values_make_the_default_pool(tmp_path):
 def test_a_secret_can_come_from_a_file(tmp_path):
     secret = tmp_path / "token"
     secret.write_text("from-a-file\n")
-    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tmpnb_site.settings", "TMPNB_VAR_DIR": str(tmp_path), "CONFIGPROXY_AUTH_TOKEN_FILE": str(secret)}
-    code = "import django; django.setup(); from django.conf import settings; print(settings.CONFIGPROXY_AUTH_TOKEN)"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
-    assert result.stdout.strip() == "from-a-file"
+    result = start_with(tmp_path, CONFIGPROXY_AUTH_TOKEN=None, CONFIGPROXY_AUTH_TOKEN_FILE=str(secret))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "from-a-file"
+
+
+def test_an_unreadable_secret_file_is_named(tmp_path):
+    result = start_with(tmp_path, DJANGO_SECRET_KEY=None, DJANGO_SECRET_KEY_FILE=str(tmp_path / "missing"))
+    assert "DJANGO_SECRET_KEY_FILE: cannot read" in result.stderr
+
+
+@pytest.mark.parametrize("variable", ["DJANGO_SECRET_KEY", "CONFIGPROXY_AUTH_TOKEN"])
+def test_production_refuses_a_default_secret(tmp_path, variable):
+    result = start_with(tmp_path, **{variable: None})
+    assert result.returncode != 0
+    assert f"{variable} must be set" in result.stderr
+    assert start_with(tmp_path, DJANGO_DEBUG="true", **{variable: None}).returncode == 0

@@ -128,6 +128,15 @@ LOGGING = {
 REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", ["redis", "rediss"])
 CONFIGPROXY_ENDPOINT = env_url("CONFIGPROXY_ENDPOINT", "http://127.0.0.1:8001", ["http", "https"]).rstrip("/")
 CONFIGPROXY_AUTH_TOKEN = env_str("CONFIGPROXY_AUTH_TOKEN", "")
+
+# Outside development, no secret may be left at its default: the secret key
+# signs visitors' cookies (who holds which notebook) and the proxy token
+# controls every route.
+if not DEBUG:
+    if SECRET_KEY == _DEV_SECRET:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set (deploy/up makes one); only DJANGO_DEBUG=true runs without it")
+    if not CONFIGPROXY_AUTH_TOKEN:
+        raise ImproperlyConfigured("CONFIGPROXY_AUTH_TOKEN must be set (deploy/up makes one); only DJANGO_DEBUG=true runs without it")
 DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
 DOCKER_TIMEOUT = env_int("TMPNB_DOCKER_TIMEOUT", 30, minimum=1)
 
@@ -140,6 +149,7 @@ TMPNB_MAX_DOCK_WORKERS = env_int("TMPNB_MAX_DOCK_WORKERS", 2, minimum=1, maximum
 TMPNB_CULL_PERIOD = env_int("TMPNB_CULL_PERIOD", 600, minimum=1)
 TMPNB_HEARTBEAT = env_float("TMPNB_HEARTBEAT", 5.0, minimum=0.2)
 TMPNB_SPAWN_TIMEOUT = env_int("TMPNB_SPAWN_TIMEOUT", 60, minimum=1)
+TMPNB_PIDS_LIMIT = env_int("TMPNB_PIDS_LIMIT", 256, minimum=16)
 TMPNB_STATIC_FILES = env_str("TMPNB_STATIC_FILES")
 if TMPNB_STATIC_FILES and not TMPNB_STATIC_FILES.startswith("/"):
     raise ImproperlyConfigured(f"TMPNB_STATIC_FILES must be an absolute path inside the container, not {TMPNB_STATIC_FILES!r}")

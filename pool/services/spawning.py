@@ -58,6 +58,7 @@ def container_spec(container):
         network=pool.docker_network,
         volumes=parse_host_directories(pool.host_directories),
         extra_hosts=parse_extra_hosts(pool.extra_hosts),
+        pids_limit=settings.TMPNB_PIDS_LIMIT,
     )
 
 

@@ -25,3 +25,9 @@ def test_extra_hosts_map_names_to_addresses():
 def test_bad_extra_hosts_are_refused(text):
     with pytest.raises(ValueError):
         parse_extra_hosts(text)
+
+
+@pytest.mark.parametrize("text", ["/var/run/docker.sock:/var/run/docker.sock", "/run:/r", "/:/host", "/etc:/etc:ro", "/srv/x/docker.sock:/d"])
+def test_the_docker_socket_and_host_folders_are_never_mounted(text):
+    with pytest.raises(ValueError, match="must never see"):
+        parse_host_directories(text)

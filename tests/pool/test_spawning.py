@@ -50,6 +50,15 @@ def test_limits_user_mounts_and_extra_hosts_reach_docker(clean_pools, inspect, t
     assert host["ExtraHosts"] == ["db.local:10.1.2.3"]
 
 
+def test_containers_are_hardened(clean_pools, inspect):
+    host = inspect(spawn_one())["HostConfig"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["CapDrop"] == ["ALL"]
+    assert host["PidsLimit"] == 256
+    assert host["Memory"] == 64 * 1024 * 1024
+    assert not [b for b in host["Binds"] or [] if "docker.sock" in b]
+
+
 def test_the_command_template_is_filled_with_the_containers_own_values(clean_pools, inspect):
     container = spawn_one()
     args = " ".join(inspect(container)["Config"]["Cmd"])

@@ -1,0 +1,39 @@
+"""A real Jupyter notebook from the pool: locked to its own token, run as a
+user without privileges."""
+
+import docker
+import requests
+
+from pool import services
+from pool.command import DEFAULT_COMMAND
+from pool.models import Container
+from tests.factories import JUPYTER_IMAGE, PoolFactory
+
+
+def test_another_visitors_url_is_not_enough_to_use_their_notebook(clean_pools, proxy):
+    pool = PoolFactory(capacity=1, image=JUPYTER_IMAGE, command=DEFAULT_COMMAND, mem_limit="256m")
+    [row] = services.fill_pool(pool.pk)
+    container = services.spawn_container(row.pk)
+    assert container.state == Container.State.READY, container.error
+    base = f"{proxy.public_url}{container.base_path}"
+
+    stranger = requests.Session()
+    tree = stranger.get(f"{base}tree", timeout=10, allow_redirects=False)
+    assert tree.status_code == 302 and "/login" in tree.headers["Location"]
+    assert stranger.get(f"{base}api/contents", timeout=10).status_code == 403
+    assert stranger.post(f"{base}api/kernels", timeout=10).status_code == 403
+
+    owner = requests.Session()
+    page = owner.get(f"{proxy.public_url}{container.url_for('/tree')}", timeout=10)
+    assert page.status_code == 200 and "Select or create a notebook" in page.text
+    assert owner.get(f"{base}api/contents", timeout=10).status_code == 200
+
+    client = docker.from_env()
+    try:
+        running = client.containers.get(container.docker_id)
+        assert running.exec_run("id -u").output.decode().strip() == "1000"
+        status = running.exec_run("grep -E '^(CapEff|NoNewPrivs)' /proc/1/status").output.decode()
+        assert "CapEff:\t0000000000000000" in status and "NoNewPrivs:\t1" in status
+        assert running.exec_run("ls /var/run/docker.sock").exit_code != 0
+    finally:
+        client.close()
