@@ -10,7 +10,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 import tmpnb_site
 from pool import services
-from pool.views import client_address, too_busy_json
+from pool.http import client_address
+from pool.views import refusal, too_busy_json
 
 
 def _token_refusal(request, expected, variable):
@@ -30,7 +31,10 @@ def spawn(request):
     if refusal:
         return refusal
     pool = services.get_default_pool()
-    session = services.assign_container(pool=pool, visitor=f"api-{secrets.token_hex(12)}", client_ip=client_address(request))
+    try:
+        session = services.assign_container(pool=pool, visitor=f"api-{secrets.token_hex(12)}", client_ip=client_address(request))
+    except services.AddressLimitReached as error:
+        return refusal(request, str(error), 60)
     if session is None:
         return too_busy_json()
     container = session.container

@@ -1,4 +1,3 @@
-import ipaddress
 import secrets
 
 from django.conf import settings
@@ -8,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.views.static import serve
 
 from pool import services
+from pool.http import client_address, spawn_rate_exceeded, wants_json
 from pool.models import Container
 
 VISITOR_COOKIE = "tmpnb_visitor"
@@ -18,13 +18,16 @@ RETRY_AFTER = 5  # seconds; the "nothing ready" page reloads itself after this
 def spawn(request, path=""):
     """The landing page: a visitor lands in their own notebook, the same one
     on every reload, or learns that none is ready yet."""
+    if spawn_rate_exceeded(request):
+        return refusal(request, "Too many requests from your network address; please wait a minute.", 60)
     pool = services.get_default_pool()
     visitor = request.get_signed_cookie(VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE) or secrets.token_hex(16)
-    session = services.assign_container(pool=pool, visitor=visitor, client_ip=client_address(request))
-    if session is None:
-        response = nothing_ready(request)
+    try:
+        session = services.assign_container(pool=pool, visitor=visitor, client_ip=client_address(request))
+    except services.AddressLimitReached as error:
+        response = refusal(request, str(error), 60)
     else:
-        response = redirect(session.container.url_for(path or pool.redirect_uri))
+        response = nothing_ready(request) if session is None else redirect(session.container.url_for(path or pool.redirect_uri))
     response.set_signed_cookie(
         VISITOR_COOKIE, visitor, salt=VISITOR_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax"
     )
@@ -34,19 +37,21 @@ def spawn(request, path=""):
 def nothing_ready(request):
     if wants_json(request):
         return too_busy_json()
-    response = render(request, "pool/nothing_ready.html", {"retry_after": RETRY_AFTER}, status=503)
-    response["Retry-After"] = str(RETRY_AFTER)
-    response["Cache-Control"] = "no-store"
-    return response
+    return _no_store(render(request, "pool/nothing_ready.html", {"retry_after": RETRY_AFTER}, status=503), RETRY_AFTER)
 
 
 def too_busy_json():
-    response = JsonResponse(
-        {"status": "full", "message": "No notebook server is ready yet; try again shortly.", "retry_after": RETRY_AFTER},
-        status=429,
-    )
-    response["Retry-After"] = str(RETRY_AFTER)
-    return response
+    body = {"status": "full", "message": "No notebook server is ready yet; try again shortly.", "retry_after": RETRY_AFTER}
+    return _no_store(JsonResponse(body, status=429), RETRY_AFTER)
+
+
+def refusal(request, message, retry_after):
+    """A request we will not serve now, said plainly: 429 as a page or JSON."""
+    if wants_json(request):
+        response = JsonResponse({"status": "refused", "message": message, "retry_after": retry_after}, status=429)
+    else:
+        response = render(request, "pool/refused.html", {"message": message}, status=429)
+    return _no_store(response, retry_after)
 
 
 def user_fallback(request, path_id, rest=""):
@@ -64,8 +69,12 @@ def _page_or_json(request, template, context, status):
         response = JsonResponse(context, status=status)
     else:
         response = render(request, template, context, status=status)
-    if "retry_after" in context:
-        response["Retry-After"] = str(context["retry_after"])
+    return _no_store(response, context.get("retry_after"))
+
+
+def _no_store(response, retry_after=None):
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
     response["Cache-Control"] = "no-store"
     return response
 
@@ -78,20 +87,3 @@ def static_files(request, path):
         return serve(request, path, document_root=services.static_files_root())
     except SuspiciousFileOperation:  # a path that climbs out of the folder
         raise Http404("no such file") from None
-
-
-def wants_json(request):
-    return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
-
-
-def client_address(request):
-    """The visitor's address: the proxy's X-Forwarded-For entry when the
-    request came through the proxy on loopback, else the peer's address."""
-    peer = request.META.get("REMOTE_ADDR", "")
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    try:
-        if forwarded and ipaddress.ip_address(peer).is_loopback:
-            return str(ipaddress.ip_address(forwarded.split(",")[-1].strip()))
-        return str(ipaddress.ip_address(peer))
-    except ValueError:
-        return None

@@ -91,6 +91,16 @@ def env_ip(name, default):
         raise ImproperlyConfigured(f"{name} must be an IP address, not {value!r}") from None
 
 
+def env_ip_list(name, default):
+    addresses = []
+    for item in env_list(name, default):
+        try:
+            addresses.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list IP addresses, and {item!r} is not one") from None
+    return addresses
+
+
 def env_size(name, default=None):
     """A Docker memory size such as 512m or 2g."""
     value = env_str(name, default)

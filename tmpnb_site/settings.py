@@ -5,6 +5,7 @@ table; this file is the one place that reads them. A bad value stops start-up
 with an ImproperlyConfigured error naming the variable.
 """
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -17,6 +18,7 @@ from tmpnb_site.env import (
     env_float,
     env_int,
     env_ip,
+    env_ip_list,
     env_list,
     env_size,
     env_str,
@@ -138,6 +140,16 @@ if not DEBUG:
     if not CONFIGPROXY_AUTH_TOKEN:
         raise ImproperlyConfigured("CONFIGPROXY_AUTH_TOKEN must be set (deploy/up makes one); only DJANGO_DEBUG=true runs without it")
 DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+# Shared by every web process (the spawn rate limit); short timeouts so an
+# absent Redis slows no request down.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+}
 DOCKER_TIMEOUT = env_int("TMPNB_DOCKER_TIMEOUT", 30, minimum=1)
 
 # --- tmpnb options (the seed README's table) -------------------------------
@@ -150,6 +162,14 @@ TMPNB_CULL_PERIOD = env_int("TMPNB_CULL_PERIOD", 600, minimum=1)
 TMPNB_HEARTBEAT = env_float("TMPNB_HEARTBEAT", 5.0, minimum=0.2)
 TMPNB_SPAWN_TIMEOUT = env_int("TMPNB_SPAWN_TIMEOUT", 60, minimum=1)
 TMPNB_PIDS_LIMIT = env_int("TMPNB_PIDS_LIMIT", 256, minimum=16)
+# Abuse limits. A workshop on shared Wi-Fi puts everyone behind one address:
+# raise TMPNB_MAX_PER_IP to the head count there.
+TMPNB_MAX_PER_IP = env_int("TMPNB_MAX_PER_IP", 30, minimum=1)
+TMPNB_SPAWN_RATE = env_str("TMPNB_SPAWN_RATE", "600/m")
+if not re.match(r"^\d+/\d*[smhd]$", TMPNB_SPAWN_RATE):
+    raise ImproperlyConfigured(f"TMPNB_SPAWN_RATE must be requests per period such as 600/m or 20/s, not {TMPNB_SPAWN_RATE!r}")
+# Peers whose X-Forwarded-For is believed: the proxy's address.
+TMPNB_TRUSTED_PROXIES = env_ip_list("TMPNB_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
 TMPNB_STATIC_FILES = env_str("TMPNB_STATIC_FILES")
 if TMPNB_STATIC_FILES and not TMPNB_STATIC_FILES.startswith("/"):
     raise ImproperlyConfigured(f"TMPNB_STATIC_FILES must be an absolute path inside the container, not {TMPNB_STATIC_FILES!r}")

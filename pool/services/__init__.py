@@ -4,7 +4,7 @@ Views, admin actions, management commands and Celery tasks are thin edges over
 these functions. The database is the record; Docker and the proxy follow it.
 """
 
-from pool.services.assignment import active_session, assign_container
+from pool.services.assignment import AddressLimitReached, active_session, assign_container
 from pool.services.ending import kill_containers, kill_sessions, retire_container, stop_all_containers
 from pool.services.pools import (
     PoolError,
@@ -21,6 +21,7 @@ from pool.services.spawning import SpawnTimeout, container_spec, spawn_container
 from pool.services.upkeep import cull_sessions, heartbeat, reconcile, sync_activity
 
 __all__ = [
+    "AddressLimitReached",
     "PoolError",
     "SpawnTimeout",
     "active_session",

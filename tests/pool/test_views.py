@@ -72,9 +72,42 @@ def test_when_nothing_is_ready_an_api_client_gets_429_json(client, pool):
     assert response.json()["status"] == "full"
 
 
-def test_the_client_address_comes_from_the_proxy_header_only_on_loopback(client, pool):
+def test_the_client_address_comes_from_the_proxy_header_only_from_a_trusted_proxy(client, pool):
     ContainerFactory.create_batch(2, pool=pool)
     client.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
     client.cookies.clear()
     client.get("/", REMOTE_ADDR="198.51.100.7", HTTP_X_FORWARDED_FOR="203.0.113.10")
     assert sorted(Session.objects.values_list("client_ip", flat=True)) == ["198.51.100.7", "203.0.113.9"]
+
+
+def test_one_address_holds_at_most_max_per_ip_notebooks(client, pool, settings):
+    settings.TMPNB_MAX_PER_IP = 2
+    ContainerFactory.create_batch(4, pool=PoolFactory(capacity=4))
+    for _ in range(2):
+        client.cookies.clear()
+        assert client.get("/", REMOTE_ADDR="203.0.113.5").status_code == 302
+    client.cookies.clear()
+    refused = client.get("/", REMOTE_ADDR="203.0.113.5")
+    assert refused.status_code == 429
+    assert "TMPNB_MAX_PER_IP" in refused.content.decode()
+    json_refusal = client.get("/", REMOTE_ADDR="203.0.113.5", headers={"Accept": "application/json"})
+    assert json_refusal.status_code == 429 and json_refusal.json()["status"] == "refused"
+    client.cookies.clear()
+    assert client.get("/", REMOTE_ADDR="203.0.113.6").status_code == 302
+    assert Container.objects.ready().count() == 1
+
+
+def test_spawn_requests_are_rate_limited_per_address(client, pool, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.TMPNB_SPAWN_RATE = "3/m"
+    for _ in range(3):
+        assert client.get("/", REMOTE_ADDR="203.0.113.7").status_code == 503  # nothing ready, but served
+    limited = client.get("/", REMOTE_ADDR="203.0.113.7")
+    assert limited.status_code == 429 and "Too many requests" in limited.content.decode()
+    assert client.get("/", REMOTE_ADDR="203.0.113.8").status_code == 503
+
+
+def test_without_the_cache_nobody_is_rate_limited(client, pool, settings):
+    settings.TMPNB_SPAWN_RATE = "1/m"  # the test settings' Redis is unreachable
+    for _ in range(3):
+        assert client.get("/", REMOTE_ADDR="203.0.113.9").status_code == 503
