@@ -1,16 +1,37 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.timezone import localtime
 
-from pool import services
+from pool import dockerapi, services
 from pool.models import Container, Pool, Session
+
+
+class PoolForm(forms.ModelForm):
+    class Meta:
+        model = Pool
+        fields = "__all__"
+
+    def clean_image(self):
+        image = self.cleaned_data["image"]
+        try:
+            present = dockerapi.image_exists(image)
+        except dockerapi.DockerError as error:
+            raise forms.ValidationError(f"Docker cannot be asked whether {image} exists: {error}") from None
+        if not present:
+            raise forms.ValidationError(f"The image {image} is not on this host; build or load it first (it is never pulled).")
+        return image
 
 
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
-    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting"]
-    actions = ["drain"]
+    form = PoolForm
+    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "spawning"]
+    readonly_fields = ["spawning"]
+    actions = ["drain", "resume"]
     fieldsets = [
-        (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri"]}),
+        (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
         (
             "Container options",
@@ -22,6 +43,25 @@ class PoolAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    @admin.display(description="spawning")
+    def spawning(self, pool):
+        if pool.paused_reason:
+            return f"PAUSED: {pool.paused_reason}"
+        if pool.spawning_blocked(timezone.now()):
+            return f"backing off after {pool.failure_streak} failure(s), until {localtime(pool.next_spawn_at):%H:%M:%S}"
+        return "ok"
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and obj.paused_reason:
+            services.resume_spawning(obj)  # the organiser changed what failed
+
+    @admin.action(description="Resume spawning (after fixing what made it fail)")
+    def resume(self, request, queryset):
+        for pool in queryset:
+            services.resume_spawning(pool)
+        self.message_user(request, "Spawning resumed.", messages.SUCCESS)
 
     @admin.action(description="Drain: replace every container not in use (after changing the image)")
     def drain(self, request, queryset):

@@ -37,7 +37,9 @@ class Pool(models.Model):
         validators=[validate_command],
         help_text="Placeholders: {base_path} (required), {port}, {ip}, {token}.",
     )
-    capacity = models.PositiveIntegerField(help_text="pool_size: containers this pool may run at once.")
+    capacity = models.PositiveIntegerField(
+        validators=[MaxValueValidator(10000)], help_text="pool_size: containers this pool may run at once."
+    )
     ready_target = models.PositiveIntegerField(
         null=True, blank=True, help_text="Ready containers to keep waiting; empty means the whole capacity."
     )
@@ -66,6 +68,9 @@ class Pool(models.Model):
     user_length = models.PositiveIntegerField(
         default=12, validators=[MinValueValidator(8), MaxValueValidator(64)], help_text="Length of the /user/<id>/ id."
     )
+    failure_streak = models.PositiveIntegerField(default=0, editable=False, help_text="Failed spawns in a row.")
+    next_spawn_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Backing off until then.")
+    paused_reason = models.TextField(blank=True, editable=False, help_text="Why spawning is paused; empty when it is not.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -78,6 +83,9 @@ class Pool(models.Model):
     def clean(self):
         if self.ready_target is not None and self.ready_target > self.capacity:
             raise ValidationError({"ready_target": "The ready target cannot exceed the capacity."})
+
+    def spawning_blocked(self, now):
+        return bool(self.paused_reason) or (self.next_spawn_at is not None and self.next_spawn_at > now)
 
     @property
     def effective_ready_target(self):
@@ -119,6 +127,9 @@ class Container(models.Model):
     host_port = models.PositiveIntegerField(null=True, blank=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.SPAWNING, db_index=True)
     error = models.TextField(blank=True)
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A spawn in progress renews this; past it, its worker is taken for dead."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)

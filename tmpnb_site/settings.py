@@ -161,6 +161,8 @@ TMPNB_MAX_DOCK_WORKERS = env_int("TMPNB_MAX_DOCK_WORKERS", 2, minimum=1, maximum
 TMPNB_CULL_PERIOD = env_int("TMPNB_CULL_PERIOD", 600, minimum=1)
 TMPNB_HEARTBEAT = env_float("TMPNB_HEARTBEAT", 5.0, minimum=0.2)
 TMPNB_SPAWN_TIMEOUT = env_int("TMPNB_SPAWN_TIMEOUT", 60, minimum=1)
+TMPNB_SPAWN_BACKOFF = env_float("TMPNB_SPAWN_BACKOFF", 2.0, minimum=0)
+TMPNB_SPAWN_FAILURES_TO_PAUSE = env_int("TMPNB_SPAWN_FAILURES_TO_PAUSE", 5, minimum=1)
 TMPNB_PIDS_LIMIT = env_int("TMPNB_PIDS_LIMIT", 256, minimum=16)
 # Abuse limits. A workshop on shared Wi-Fi puts everyone behind one address:
 # raise TMPNB_MAX_PER_IP to the head count there.

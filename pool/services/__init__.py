@@ -15,6 +15,7 @@ from pool.services.pools import (
     keep_pools_filled,
     pool_stats,
     resize_pool,
+    resume_spawning,
     shrink_pool,
 )
 from pool.services.spawning import SpawnTimeout, container_spec, spawn_container, static_files_root
@@ -39,6 +40,7 @@ __all__ = [
     "pool_stats",
     "reconcile",
     "resize_pool",
+    "resume_spawning",
     "retire_container",
     "shrink_pool",
     "spawn_container",

@@ -1,13 +1,21 @@
 """Pools: made from settings, resized, filled, shrunk and drained."""
 
+import logging
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
+from django.utils import timezone
 
 from pool.models import Container, Pool
 from pool.services.ending import request_refill, retire_container
+
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 300  # seconds: even a long-broken pool retries every five minutes
 
 
 class PoolError(Exception):
@@ -55,6 +63,8 @@ def fill_pool(pool_id):
     """
     with transaction.atomic():
         pool = Pool.objects.select_for_update().get(pk=pool_id)
+        if pool.spawning_blocked(timezone.now()):
+            return []
         live = pool.containers.live()
         waiting = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()
         missing = min(pool.capacity - live.count(), pool.effective_ready_target - waiting)
@@ -70,6 +80,30 @@ def _new_container(pool):
         token=secrets.token_urlsafe(24) if pool.use_tokens else "",
         host_ip=pool.container_ip,
     )
+
+
+def record_spawn_failure(pool_id, error):
+    """Back off exponentially after each failed spawn, and pause the pool after
+    TMPNB_SPAWN_FAILURES_TO_PAUSE in a row: a broken image must not spin."""
+    with transaction.atomic():
+        pool = Pool.objects.select_for_update().get(pk=pool_id)
+        pool.failure_streak += 1
+        delay = min(settings.TMPNB_SPAWN_BACKOFF * 2 ** (pool.failure_streak - 1), MAX_BACKOFF)
+        pool.next_spawn_at = timezone.now() + timedelta(seconds=delay)
+        if pool.failure_streak >= settings.TMPNB_SPAWN_FAILURES_TO_PAUSE and not pool.paused_reason:
+            pool.paused_reason = f"paused after {pool.failure_streak} failed spawns in a row; the last: {error}"
+            log.error("pool %s: %s", pool.name, pool.paused_reason)
+        pool.save(update_fields=["failure_streak", "next_spawn_at", "paused_reason"])
+
+
+def record_spawn_success(pool_id):
+    Pool.objects.filter(pk=pool_id, failure_streak__gt=0).update(failure_streak=0, next_spawn_at=None)
+
+
+def resume_spawning(pool):
+    """The organiser fixed the cause: spawn again at once."""
+    Pool.objects.filter(pk=pool.pk).update(failure_streak=0, next_spawn_at=None, paused_reason="")
+    request_refill(pool.pk)
 
 
 def shrink_pool(pool_id):

@@ -5,6 +5,7 @@ import shutil
 import socket
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import requests
@@ -16,9 +17,15 @@ from pool.command import render_command
 from pool.models import Container
 from pool.options import parse_extra_hosts, parse_host_directories
 from pool.services.ending import remove_quietly
+from pool.services.pools import record_spawn_failure, record_spawn_success
 from proxyapi import ProxyError, get_proxy
 
 log = logging.getLogger(__name__)
+
+
+# Seconds a spawn may go without renewing its lease before the reconciler
+# takes its worker for dead (killed mid-spawn) and cleans up after it.
+SPAWN_LEASE = 10
 
 
 class SpawnTimeout(Exception):
@@ -66,7 +73,7 @@ def spawn_container(container_id):
     """Start the container of a spawning row, wait until its server answers
     under its base path, route it, and mark it ready."""
     container = Container.objects.select_related("pool").get(pk=container_id)
-    if container.state != Container.State.SPAWNING:
+    if container.state != Container.State.SPAWNING or not _renew_lease(container):
         return container
     try:
         started = dockerapi.start_container(container_spec(container))
@@ -77,7 +84,9 @@ def spawn_container(container_id):
         log.warning("spawning %s failed: %s", container.name, error)
         remove_quietly(container)
         container.mark_failed(str(error))
+        record_spawn_failure(container.pool_id, error)
         return container
+    record_spawn_success(container.pool_id)
     # Only a row still spawning becomes ready. One drained meanwhile may have
     # been removed before its container existed: remove what we started.
     if not Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING).update(
@@ -91,12 +100,27 @@ def spawn_container(container_id):
     return container
 
 
+def _renew_lease(container):
+    """Tell the reconciler this spawn is alive; False if it was taken for dead."""
+    return bool(
+        Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING).update(
+            lease_until=timezone.now() + timedelta(seconds=SPAWN_LEASE)
+        )
+    )
+
+
 def wait_until_answering(container, timeout):
-    """Poll the server's base path until it answers (any status below 400)."""
+    """Poll the server's base path until it answers (any status below 400),
+    renewing the spawn's lease as it waits."""
     url = f"{container.target}{container.base_path}"
     deadline = time.monotonic() + timeout
+    renew_at = time.monotonic() + SPAWN_LEASE / 3
     delay = 0.05
     while True:
+        if time.monotonic() > renew_at:
+            if not _renew_lease(container):
+                raise SpawnTimeout(f"{container.name} was given up while starting")
+            renew_at = time.monotonic() + SPAWN_LEASE / 3
         try:
             if requests.get(url, timeout=2, allow_redirects=False).status_code < 400:
                 return

@@ -34,10 +34,12 @@ class ReconcileReport:
     activity_synced: int = 0
 
 
-def _stuck_spawn_age():
-    # A spawn task gives up after TMPNB_SPAWN_TIMEOUT; twice that plus queueing
-    # time means its worker died mid-spawn.
-    return timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
+def _spawn_is_stuck(row, now):
+    # A started spawn renews its lease; one never started may wait in the
+    # queue a while, but not for twice the spawn timeout and more.
+    if row.lease_until is not None:
+        return row.lease_until < now
+    return row.created_at < now - timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
 
 
 def reconcile():
@@ -59,7 +61,7 @@ def reconcile():
 
 def _repair_row(row, info, route, now, report):
     if row.state == Container.State.SPAWNING:
-        if row.created_at < now - _stuck_spawn_age() and Container.objects.filter(
+        if _spawn_is_stuck(row, now) and Container.objects.filter(
             pk=row.pk, state=Container.State.SPAWNING
         ).update(state=Container.State.FAILED, error="never became ready (its worker stopped?)", ended_at=now):
             remove_quietly(row)

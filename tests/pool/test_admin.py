@@ -1,10 +1,13 @@
 """The organiser's admin: kill actions against real containers and routes."""
 
+import html
+
 import pytest
 import requests
+from django.forms import model_to_dict
 
 from pool import dockerapi, services
-from pool.models import Container, Session
+from pool.models import Container, Pool, Session
 from tests.factories import PoolFactory
 
 
@@ -50,18 +53,49 @@ def test_the_admin_pages_list_pools_containers_and_sessions(admin_client):
     assert admin_client.get("/admin/pool/session/").status_code == 200
 
 
+def pool_form(pool, **changes):
+    data = {k: v for k, v in model_to_dict(pool).items() if v is not None and v is not False}
+    return {**data, **changes}
+
+
 @pytest.mark.django_db
-def test_a_pool_with_a_bad_command_is_refused_with_the_reason(admin_client):
-    pool = PoolFactory()
-    form = {
-        "name": pool.name, "image": pool.image, "command": "serve {base_path} {who}", "capacity": 3,
-        "redirect_uri": "/tree", "mem_limit": "64m", "container_ip": "127.0.0.1", "container_port": 8888,
-    }
-    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", form)
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"command": "serve {base_path} {who}"}, "unknown placeholder {who}"),
+        ({"capacity": -5}, "Ensure this value is greater than or equal to 0."),
+        ({"capacity": 10**9}, "Ensure this value is less than or equal to 10000."),
+        ({"image": "tmpnb/no-such-image:9"}, "The image tmpnb/no-such-image:9 is not on this host"),
+        ({"host_directories": "/var/run/docker.sock:/s"}, "must never see /var/run/docker.sock"),
+        ({"ready_target": 50, "capacity": 5}, "The ready target cannot exceed the capacity."),
+        ({"mem_limit": "lots"}, "A size such as 512m or 2g."),
+    ],
+)
+def test_bad_pool_settings_are_refused_with_the_reason(admin_client, changes, message):
+    pool = PoolFactory(capacity=3)
+    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_form(pool, **changes))
     assert response.status_code == 200
-    assert "unknown placeholder {who}" in response.content.decode()
+    assert message in html.unescape(response.content.decode())
+    saved = Pool.objects.get(pk=pool.pk)
+    assert (saved.capacity, saved.command, saved.image) == (3, pool.command, pool.image)
+
+
+@pytest.mark.django_db
+def test_a_good_change_is_saved(admin_client):
+    pool = PoolFactory(capacity=3)
+    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_form(pool, capacity=7))
+    assert response.status_code == 302
+    assert Pool.objects.get(pk=pool.pk).capacity == 7
+
+
+@pytest.mark.django_db
+def test_a_paused_pool_says_why_and_can_be_resumed(admin_client):
+    pool = PoolFactory(paused_reason="paused after 5 failed spawns in a row; the last: image gone", failure_streak=5)
+    listing = admin_client.get("/admin/pool/pool/").content.decode()
+    assert "PAUSED: paused after 5 failed spawns in a row; the last: image gone" in listing
+    admin_client.post("/admin/pool/pool/", {"action": "resume", "_selected_action": [pool.pk]})
     pool.refresh_from_db()
-    assert "{who}" not in pool.command
+    assert (pool.paused_reason, pool.failure_streak) == ("", 0)
 
 
 def test_the_admin_needs_a_login(client):

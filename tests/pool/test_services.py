@@ -8,7 +8,9 @@ import requests
 from django.db import connection
 
 from pool import dockerapi, services
-from pool.models import Container, Session
+from django.utils import timezone
+
+from pool.models import Container, Pool, Session
 from proxyapi import get_proxy
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory
 
@@ -182,3 +184,39 @@ def test_settings_given_in_the_environment_are_written_onto_the_existing_pool(se
     pool, created = services.init_default_pool()
     assert not created
     assert (pool.image, pool.capacity) == ("new/image", 3)
+
+
+# --- failures -----------------------------------------------------------------
+
+
+def test_failing_spawns_back_off_then_pause_the_pool(clean_pools, settings):
+    settings.TMPNB_SPAWN_FAILURES_TO_PAUSE = 3
+    pool = PoolFactory(capacity=1, image="tmpnb/not-here:0")
+    delays = []
+    for _ in range(3):
+        [row] = services.fill_pool(pool.pk)
+        assert services.spawn_container(row.pk).state == Container.State.FAILED
+        pool.refresh_from_db()
+        delays.append((pool.next_spawn_at - timezone.now()).total_seconds())
+        assert services.fill_pool(pool.pk) == []  # backing off
+        Pool.objects.filter(pk=pool.pk).update(next_spawn_at=timezone.now())  # time passes
+    assert 1 < delays[0] <= 2 < delays[1] <= 4 < delays[2] <= 8
+    pool.refresh_from_db()
+    assert pool.failure_streak == 3
+    assert "paused after 3 failed spawns in a row" in pool.paused_reason
+    assert "tmpnb/not-here:0 is not on this host" in pool.paused_reason
+    assert services.fill_pool(pool.pk) == []  # paused, however long one waits
+    Pool.objects.filter(pk=pool.pk).update(image="tmpnb/tiny:latest")
+    services.resume_spawning(pool)
+    [row] = services.fill_pool(pool.pk)
+    assert services.spawn_container(row.pk).state == Container.State.READY
+    pool.refresh_from_db()
+    assert (pool.failure_streak, pool.paused_reason) == (0, "")
+
+
+def test_a_success_ends_a_failure_streak(clean_pools):
+    pool = PoolFactory(capacity=1, failure_streak=2, next_spawn_at=timezone.now())
+    [row] = services.fill_pool(pool.pk)
+    services.spawn_container(row.pk)
+    pool.refresh_from_db()
+    assert (pool.failure_streak, pool.next_spawn_at) == (0, None)

@@ -122,11 +122,16 @@ def test_routes_without_a_live_container_are_deleted_and_others_routes_kept(rout
 
 
 def test_a_spawn_whose_worker_died_is_failed_and_cleaned_up(clean_pools):
-    pool = PoolFactory(capacity=1)
-    [row] = services.fill_pool(pool.pk)
-    Container.objects.filter(pk=row.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    pool = PoolFactory(capacity=2)
+    started, queued = services.fill_pool(pool.pk)
+    Container.objects.filter(pk=started.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    Container.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(seconds=30))
     assert services.reconcile().stuck_failed == 1
-    assert Container.objects.get(pk=row.pk).state == Container.State.FAILED
+    assert Container.objects.get(pk=started.pk).state == Container.State.FAILED
+    # One merely queued for a while is left to its worker.
+    assert Container.objects.get(pk=queued.pk).state == Container.State.SPAWNING
+    Container.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    assert services.reconcile().stuck_failed == 1
 
 
 def test_a_tick_makes_one_list_call_to_docker_and_one_to_the_proxy(clean_pools, monkeypatch):
