@@ -37,7 +37,7 @@ def spawn(request, path=""):
 def nothing_ready(request):
     if wants_json(request):
         return too_busy_json()
-    return _no_store(render(request, "pool/nothing_ready.html", {"retry_after": RETRY_AFTER}, status=503), RETRY_AFTER)
+    return _no_store(render(request, "pool/nothing_ready.html", {"retry_after": RETRY_AFTER}), RETRY_AFTER)
 
 
 def too_busy_json():
@@ -59,7 +59,7 @@ def user_fallback(request, path_id, rest=""):
     the route is being restored, or the server has ended."""
     container = Container.objects.filter(path_id=path_id).first()
     if container is not None and container.state in (Container.State.READY, Container.State.ASSIGNED):
-        return _page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 503)
+        return _page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 200)
     status = 410 if container is not None else 404
     return _page_or_json(request, "pool/ended.html", {"status": "ended"}, status)
 

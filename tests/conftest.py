@@ -2,6 +2,7 @@ import secrets
 
 import pytest
 from django.conf import settings
+from django.test.utils import override_settings
 
 from pool import dockerapi, services
 from tests import stack
@@ -18,13 +19,20 @@ def isolated_settings(tmp_path_factory):
     settings.TMPNB_INSTALLATION = f"test{secrets.token_hex(3)}"
     settings.CONFIGPROXY_ENDPOINT = CLOSED
     settings.CONFIGPROXY_AUTH_TOKEN = "none"
-    settings.REDIS_URL = "redis://127.0.0.1:9/0"
-    celery_app.conf.broker_url = settings.REDIS_URL
+    use_redis("redis://127.0.0.1:9/0")
     settings.TMPNB_SPAWN_TIMEOUT = 30
     yield
     leftovers = dockerapi.list_containers()
     for info in leftovers:
         dockerapi.remove_container(info.docker_id)
+
+
+def use_redis(url):
+    """Point the broker and the cache (the rate limit's store) at ``url``."""
+    settings.REDIS_URL = url
+    celery_app.conf.broker_url = url
+    # override_settings, so Django drops the cache connections it made.
+    override_settings(CACHES={**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": url}}).enable()
 
 
 @pytest.fixture(scope="session")
@@ -50,8 +58,7 @@ def no_containers_left_behind():
 @pytest.fixture(scope="session")
 def redis_server(log_dir):
     server = stack.RedisServer(log_dir).start()
-    settings.REDIS_URL = server.url
-    celery_app.conf.broker_url = server.url
+    use_redis(server.url)
     yield server
     server.stop()
 

@@ -53,12 +53,12 @@ def test_a_forged_visitor_cookie_is_ignored(client, pool):
     client.cookies.clear()
     client.cookies[VISITOR_COOKIE] = session.visitor  # unsigned: not accepted as theirs
     response = client.get("/")
-    assert response.status_code == 503
+    assert "tries again by itself" in response.content.decode()
 
 
 def test_when_nothing_is_ready_a_page_says_so_and_retries_by_itself(client, pool):
     response = client.get("/")
-    assert response.status_code == 503
+    assert response.status_code == 200
     assert response["Retry-After"] == "5"
     html = response.content.decode()
     assert "All notebook servers are taken" in html
@@ -101,13 +101,13 @@ def test_spawn_requests_are_rate_limited_per_address(client, pool, settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.TMPNB_SPAWN_RATE = "3/m"
     for _ in range(3):
-        assert client.get("/", REMOTE_ADDR="203.0.113.7").status_code == 503  # nothing ready, but served
+        assert client.get("/", REMOTE_ADDR="203.0.113.7").status_code == 200  # nothing ready, but served
     limited = client.get("/", REMOTE_ADDR="203.0.113.7")
     assert limited.status_code == 429 and "Too many requests" in limited.content.decode()
-    assert client.get("/", REMOTE_ADDR="203.0.113.8").status_code == 503
+    assert client.get("/", REMOTE_ADDR="203.0.113.8").status_code == 200
 
 
 def test_without_the_cache_nobody_is_rate_limited(client, pool, settings):
     settings.TMPNB_SPAWN_RATE = "1/m"  # the test settings' Redis is unreachable
     for _ in range(3):
-        assert client.get("/", REMOTE_ADDR="203.0.113.9").status_code == 503
+        assert client.get("/", REMOTE_ADDR="203.0.113.9").status_code == 200
