@@ -7,6 +7,7 @@ TMPNB_STATE=${TMPNB_STATE:-/var/tmp/tmpnb}
 VENV=${TMPNB_VENV:-$TMPNB_ROOT/.venv}
 PROXY_DIR=$TMPNB_ROOT/deploy/proxy
 STARTED_PIDS=()
+ON_STOP=()
 mkdir -p "$TMPNB_STATE"
 
 log() { echo "[tmpnb] $*" >&2; }
@@ -56,7 +57,26 @@ ensure_redis_server() {
   command -v redis-server >/dev/null || apt_install redis-server
 }
 
+start_test_postgres() {
+  # A throwaway PostgreSQL cluster on a free loopback port, for the tests
+  # that also run on PostgreSQL; exports TEST_POSTGRES_URL.
+  apt_install postgresql
+  local bin dir port
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  dir=$(mktemp -d /var/tmp/tmpnb-pg.XXXXXX)
+  chown postgres "$dir"
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  runuser -u postgres -- "$bin/initdb" -D "$dir/data" --auth=trust -U postgres >"$dir/initdb.log"
+  runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" start >/dev/null
+  ON_STOP+=("runuser -u postgres -- $bin/pg_ctl -D $dir/data -m fast -w stop >/dev/null; rm -rf $dir")
+  export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/tmpnb"
+}
+
 stop_started() {
+  local cmd
+  for cmd in "${ON_STOP[@]}"; do eval "$cmd" || true; done
+  ON_STOP=()
   # Stop what this script started, newest first, so dockerd goes last.
   local i
   for ((i=${#STARTED_PIDS[@]}-1; i>=0; i--)); do

@@ -38,7 +38,7 @@ class PoolAdmin(admin.ModelAdmin):
             {
                 "fields": [
                     "mem_limit", "cpu_shares", "cpu_quota", "container_user", "container_ip", "container_port",
-                    "host_network", "docker_network", "host_directories", "extra_hosts", "use_tokens", "user_length",
+                    "host_network", "docker_network", "internal_network", "host_directories", "extra_hosts", "use_tokens", "user_length",
                 ]
             },
         ),

@@ -39,6 +39,9 @@ class ContainerSpec:
     host_network: bool = False
     host_port: int | None = None  # with host_network: the port the server binds itself
     network: str = ""
+    # On an internal network (no way out): nothing is published, and the proxy
+    # reaches the server at its address on that network.
+    internal: bool = False
     volumes: list = field(default_factory=list)
     extra_hosts: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
@@ -109,6 +112,8 @@ def _create_options(spec):
     )
     if spec.host_network:
         options["network_mode"] = "host"
+    elif spec.internal:
+        options["network"] = spec.network
     else:
         options["ports"] = {f"{spec.container_port}/tcp": (spec.host_ip, None)}
         if spec.network:
@@ -116,11 +121,25 @@ def _create_options(spec):
     return options
 
 
-def _published_port(container, spec):
+def _address(container, spec):
+    """Where the server answers, seen from the host: (ip, port) or None."""
+    settings_ = container.attrs["NetworkSettings"]
     if spec.host_network:
-        return spec.host_port
-    bindings = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{spec.container_port}/tcp")
-    return int(bindings[0]["HostPort"]) if bindings else None
+        return spec.host_ip, spec.host_port
+    if spec.internal:
+        ip = (settings_["Networks"].get(spec.network) or {}).get("IPAddress")
+        return (ip, spec.container_port) if ip else None
+    bindings = (settings_["Ports"] or {}).get(f"{spec.container_port}/tcp")
+    return (spec.host_ip, int(bindings[0]["HostPort"])) if bindings else None
+
+
+def ensure_internal_network(name, pool):
+    """A labelled Docker network with no route out, made once."""
+    try:
+        if not client().networks.list(names=[name]):
+            client().networks.create(name, internal=True, labels=labels_for(pool), check_duplicate=True)
+    except DockerException as error:
+        raise DockerError(f"creating network {name}: {error}") from None
 
 
 def start_container(spec):
@@ -140,11 +159,11 @@ def start_container(spec):
     except DockerException as error:
         remove_container(spec.name)
         raise DockerError(f"starting {spec.name}: {error}") from None
-    port = _published_port(container, spec)
-    if port is None:
+    address = _address(container, spec)
+    if address is None:
         remove_container(container.id)
-        raise DockerError(f"{spec.name} exited before its port was published")
-    return StartedContainer(container.id, spec.host_ip, port)
+        raise DockerError(f"{spec.name} exited before it had an address")
+    return StartedContainer(container.id, *address)
 
 
 def copy_out(docker_id, path, destination):

@@ -60,6 +60,9 @@ class Pool(models.Model):
     container_user = models.CharField(max_length=100, blank=True, help_text="User to run as; empty: the image's.")
     host_network = models.BooleanField(default=False, help_text="Share the host's network (each gets a host port).")
     docker_network = models.CharField(max_length=100, blank=True, help_text="Docker network to attach containers to.")
+    internal_network = models.BooleanField(
+        default=False, help_text="Cut notebooks off from every network but the proxy's (an internal Docker network)."
+    )
     host_directories = models.TextField(
         blank=True, validators=[validate_host_directories], help_text="/host:/container[:ro|rw], comma-separated."
     )
@@ -83,6 +86,8 @@ class Pool(models.Model):
     def clean(self):
         if self.ready_target is not None and self.ready_target > self.capacity:
             raise ValidationError({"ready_target": "The ready target cannot exceed the capacity."})
+        if self.internal_network and (self.host_network or self.docker_network):
+            raise ValidationError({"internal_network": "An internal network excludes the host network and another Docker network."})
 
     def spawning_blocked(self, now):
         return bool(self.paused_reason) or (self.next_spawn_at is not None and self.next_spawn_at > now)

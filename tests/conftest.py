@@ -1,4 +1,5 @@
 import secrets
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -95,11 +96,17 @@ def clean_pools(transactional_db, routes_cleaned, docker_images):
     services.stop_all_containers()
 
 
-def stack_env(proxy, redis_server, web_port, log_dir, **extra):
+def test_database_url():
+    """The test database, as the processes a test starts must reach it."""
     db = settings.DATABASES["default"]
-    assert db["ENGINE"].endswith("sqlite3"), "the stack fixtures run on the SQLite test database"
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'])}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def stack_env(proxy, redis_server, web_port, log_dir, **extra):
     env = {
-        "DATABASE_URL": f"sqlite:///{db['NAME']}",
+        "DATABASE_URL": test_database_url(),
         "REDIS_URL": redis_server.url,
         "CONFIGPROXY_ENDPOINT": proxy.api_url,
         "CONFIGPROXY_AUTH_TOKEN": proxy.token,
@@ -124,11 +131,14 @@ class Stack:
     def url(self):
         return self.proxy.public_url
 
-    def start(self, web_workers=2, beat=True, **env):
+    def start(self, web_workers=2, worker=True, beat=True, **env):
+        celery_app.control.purge()  # tasks an earlier test queued are not this one's
         environment = stack_env(self.proxy, self.redis, self.web_port, self.log_dir, **env)
         self.web = stack.WebApp(self.web_port, environment, self.log_dir, workers=web_workers)
-        self.worker = stack.CeleryWorker(environment, self.log_dir)
-        self.processes = [self.web.start(), self.worker.start()]
+        self.processes = [self.web.start()]
+        if worker:
+            self.worker = stack.CeleryWorker(environment, self.log_dir).start()
+            self.processes.append(self.worker)
         if beat:
             self.beat = stack.CeleryBeat(environment, self.log_dir).start()
             self.processes.append(self.beat)

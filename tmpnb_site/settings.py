@@ -204,6 +204,7 @@ _POOL_OPTIONS = {
     "container_user": ("TMPNB_CONTAINER_USER", env_str("TMPNB_CONTAINER_USER", "")),
     "host_network": ("TMPNB_HOST_NETWORK", env_bool("TMPNB_HOST_NETWORK", False)),
     "docker_network": ("TMPNB_DOCKER_NETWORK", env_str("TMPNB_DOCKER_NETWORK", "")),
+    "internal_network": ("TMPNB_INTERNAL_NETWORK", env_bool("TMPNB_INTERNAL_NETWORK", False)),
     "host_directories": ("TMPNB_HOST_DIRECTORIES", _checked("TMPNB_HOST_DIRECTORIES", env_str("TMPNB_HOST_DIRECTORIES", ""), parse_host_directories)),
     "extra_hosts": ("TMPNB_EXTRA_HOSTS", _checked("TMPNB_EXTRA_HOSTS", env_str("TMPNB_EXTRA_HOSTS", ""), parse_extra_hosts)),
     "use_tokens": ("TMPNB_USE_TOKENS", env_bool("TMPNB_USE_TOKENS", True)),

@@ -43,6 +43,10 @@ def _free_host_port(ip):
 
 def container_spec(container):
     pool = container.pool
+    network = pool.docker_network
+    if pool.internal_network:
+        network = f"tmpnb-{settings.TMPNB_INSTALLATION}-internal"
+        dockerapi.ensure_internal_network(network, pool.name)
     if pool.host_network:
         host_port = _free_host_port(pool.container_ip)
         port, ip = host_port, pool.container_ip
@@ -62,7 +66,8 @@ def container_spec(container):
         user=pool.container_user,
         host_network=pool.host_network,
         host_port=host_port,
-        network=pool.docker_network,
+        network=network,
+        internal=pool.internal_network,
         volumes=parse_host_directories(pool.host_directories),
         extra_hosts=parse_extra_hosts(pool.extra_hosts),
         pids_limit=settings.TMPNB_PIDS_LIMIT,

@@ -1,10 +1,12 @@
 """dockerd restarted under a live pool: with live-restore the notebooks keep
 running, and the service removes none of them while Docker is away.
 
-The restarted engine is a private dockerd of this test (its own data root and
-socket, no bridge: the pool uses the host network), so the machine's engine
-and everything else on it are never disturbed."""
+The restarted engine is a private dockerd of this test (its own data root,
+socket and bridge; the pool uses the host network), so the machine's engine
+and everything else on it are never disturbed. (Not --bridge none: a dockerd
+started so deletes the host's docker0, which the machine's engine owns.)"""
 
+import secrets
 import shutil
 import signal
 import subprocess
@@ -23,11 +25,11 @@ from tests.stack import Process, wait_for
 
 
 class PrivateDockerd(Process):
-    def __init__(self, root):
+    def __init__(self, root, bridge):
         self.root = root
         self.socket = f"unix://{root}/docker.sock"
         args = ["dockerd", "--data-root", root / "data", "--exec-root", root / "exec", "-H", self.socket,
-                "--pidfile", root / "dockerd.pid", "--bridge", "none", "--iptables=false", "--ip-masq=false", "--live-restore"]
+                "--pidfile", root / "dockerd.pid", "--bridge", bridge, "--iptables=false", "--ip-masq=false", "--live-restore"]
         super().__init__("dockerd", args, log_dir=root)
 
     def start(self):
@@ -48,9 +50,12 @@ class PrivateDockerd(Process):
 @pytest.fixture
 def private_dockerd(tmp_path_factory, docker_images):
     root = tmp_path_factory.mktemp("dockerd")
-    engine = PrivateDockerd(root)
+    bridge = f"tmpnbbr{secrets.token_hex(3)}"
+    engine = PrivateDockerd(root, bridge)
     main = docker.from_env()
     try:
+        for command in (["ip", "link", "add", bridge, "type", "bridge"], ["ip", "addr", "add", "10.215.91.1/24", "dev", bridge]):
+            subprocess.run(command, check=True, capture_output=True)
         engine.start()
         private = engine.client()
         private.images.load(b"".join(main.images.get(TINY_IMAGE).save(named=True)))
@@ -62,6 +67,7 @@ def private_dockerd(tmp_path_factory, docker_images):
         engine.stop(signal.SIGTERM, timeout=30)
         engine.unmount_all()
         shutil.rmtree(root, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
 
 def test_a_dockerd_restart_keeps_every_notebook_and_loses_no_session(live_stack, private_dockerd, settings):

@@ -6,6 +6,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from pool import dockerapi
@@ -57,6 +58,7 @@ def test_a_reload_through_the_proxy_returns_the_same_container(live_stack):
     assert Session.objects.count() == 1
 
 
+@pytest.mark.postgres
 def test_fifty_concurrent_visitors_never_share_a_container(live_stack):
     PoolFactory(capacity=20)
     live_stack.start(web_workers=3)

@@ -82,6 +82,7 @@ def test_spawning_containers_are_never_handed_out():
     assert services.assign_container(pool=pool, visitor="v") is None
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_claimers_never_share_a_container():
     pool = PoolFactory(capacity=20)

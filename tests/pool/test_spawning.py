@@ -1,13 +1,19 @@
 """Each container option reaches Docker (checked by inspecting the container)."""
 
+import secrets
+import socket
+import subprocess
+import sys
+
 import docker
 import pytest
 import requests
 from django.conf import settings
 
 from pool import dockerapi, services
-from pool.models import Container
+from pool.models import Container, Pool
 from tests.factories import PoolFactory
+from tests.stack import wait_for
 
 # Writable by any user, for a container that does not run as root.
 TMP_COMMAND = (
@@ -119,3 +125,63 @@ def test_static_files_are_copied_out_of_the_first_ready_container_and_served(cle
 def test_without_static_files_configured_static_is_not_found(client, settings, db):
     settings.TMPNB_STATIC_FILES = None
     assert client.get("/static/anything.css").status_code == 404
+
+
+@pytest.fixture
+def outside_host(tmp_path):
+    """A web server on a test host of our own, in a network namespace behind
+    the host: what "the network" is for a notebook that should not reach it."""
+    name = f"tmpnb{secrets.token_hex(3)}"
+    host_ip, outside_ip = "10.213.7.1", "10.213.7.2"
+    commands = [
+        ["ip", "netns", "add", name],
+        ["ip", "link", "add", f"{name}h", "type", "veth", "peer", "name", f"{name}n"],
+        ["ip", "link", "set", f"{name}n", "netns", name],
+        ["ip", "addr", "add", f"{host_ip}/30", "dev", f"{name}h"],
+        ["ip", "link", "set", f"{name}h", "up"],
+        ["ip", "netns", "exec", name, "ip", "addr", "add", f"{outside_ip}/30", "dev", f"{name}n"],
+        ["ip", "netns", "exec", name, "ip", "link", "set", f"{name}n", "up"],
+        ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"],
+        ["ip", "netns", "exec", name, "ip", "route", "add", "default", "via", host_ip],
+    ]
+    server = None
+    try:
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True)
+        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "8000", "--bind", outside_ip],
+                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: socket.create_connection((outside_ip, 8000), 0.5).close() or True, 15, "the outside test host")
+        yield outside_ip
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "link", "del", f"{name}h"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def fetch_from(client, container, ip):
+    probe = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8000 | head -1"
+    return client.containers.get(container.docker_id).exec_run(["sh", "-c", probe]).output.decode()
+
+
+def test_an_internal_network_cuts_notebooks_off_but_the_proxy_reaches_them(clean_pools, inspect, proxy, outside_host):
+    client = docker.from_env()
+    network_name = f"tmpnb-{settings.TMPNB_INSTALLATION}-internal"
+    try:
+        ordinary = spawn_one()
+        assert "200 OK" in fetch_from(client, ordinary, outside_host)  # the test host is reachable at all
+        Pool.objects.filter(pk=ordinary.pool_id).update(capacity=0)
+        cut_off = spawn_one(name="cut-off", internal_network=True)
+        assert client.networks.get(network_name).attrs["Internal"] is True
+        attrs = inspect(cut_off)
+        assert list(attrs["NetworkSettings"]["Networks"]) == [network_name]
+        assert not attrs["HostConfig"]["PortBindings"]
+        assert "200 OK" not in fetch_from(client, cut_off, outside_host)
+        page = requests.get(f"{proxy.public_url}{cut_off.base_path}", timeout=5)
+        assert page.text.strip() == f"container {cut_off.base_path}"
+    finally:
+        services.stop_all_containers()
+        for network in client.networks.list(names=[network_name]):
+            network.remove()
+        client.close()

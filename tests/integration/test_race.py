@@ -1,0 +1,46 @@
+"""500 visitors at once against 100 ready containers, through several gunicorn
+workers: exactly 100 assignments, all distinct; the rest are told to wait.
+Runs on SQLite and, from deploy/test, on PostgreSQL too."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.db import connection
+import requests
+
+from pool.models import Container, Session
+from tests.factories import ContainerFactory, PoolFactory
+
+VISITORS = 500
+READY = 100
+
+
+@pytest.mark.postgres
+def test_five_hundred_visitors_get_exactly_one_hundred_distinct_containers(live_stack):
+    pool = PoolFactory(capacity=READY)
+    # Rows only: assignment touches nothing but the database, and no worker
+    # runs to spawn or reconcile them.
+    ContainerFactory.create_batch(READY, pool=pool)
+    live_stack.start(web_workers=4, worker=False, beat=False)
+    start = threading.Barrier(VISITORS)
+
+    def visit(n):
+        with requests.Session() as browser:
+            # Distinct visitors from distinct addresses, as the proxy reports them.
+            headers = {"X-Forwarded-For": f"10.{n // 250}.{n % 250}.1"}
+            start.wait()
+            return browser.get(f"{live_stack.web.url}/spawn/", headers=headers, allow_redirects=False, timeout=120)
+
+    with ThreadPoolExecutor(max_workers=VISITORS) as executor:
+        responses = list(executor.map(visit, range(VISITORS)))
+
+    redirects = [r.headers["Location"] for r in responses if r.status_code == 302]
+    waiting = [r for r in responses if r.status_code == 200 and "tries again by itself" in r.text]
+    assert len(redirects) == READY
+    assert len(set(redirects)) == READY
+    assert len(waiting) == VISITORS - READY
+    assert Session.objects.count() == READY
+    assert Container.objects.assigned().count() == READY
+    assert Session.objects.values("container").distinct().count() == READY
+    print(f"\nrace on {connection.vendor}: {len(redirects)} assigned, {len(waiting)} told to wait, 0 duplicates")
