@@ -129,7 +129,8 @@ def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service):
     service.stop()
     assert len(service.containers()) == 2
     service.start()
-    wait_for(lambda: browser.get(f"{service.url}{base}api/kernels", timeout=5).status_code == 200, 30, "the route restored")
+    # Until the route is back, the app answers with its "reconnecting" page, not the notebook's JSON.
+    wait_for(lambda: isinstance(browser.get(f"{service.url}{base}api/kernels", timeout=5).json(), list), 30, "the route restored")
     assert browser.get(f"{service.url}/", timeout=30).url == page.url
     assert execute(ws_url, "answer + 1", browser.cookies.get_dict()) == "43"
 
