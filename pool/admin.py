@@ -5,7 +5,7 @@ from django.utils import timezone
 from django.utils.timezone import localtime
 
 from pool import dockerapi, services
-from pool.models import Container, Pool, Session
+from pool.models import Container, Pool, QueueEntry, Session
 
 
 class PoolForm(forms.ModelForm):
@@ -27,7 +27,7 @@ class PoolForm(forms.ModelForm):
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
     form = PoolForm
-    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "spawning"]
+    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning"]
     readonly_fields = ["spawning"]
     actions = ["drain", "resume"]
     fieldsets = [
@@ -69,10 +69,12 @@ class PoolAdmin(admin.ModelAdmin):
         self.message_user(request, f"Replacing {drained} container(s); containers in use keep running.", messages.SUCCESS)
 
     def get_queryset(self, request):
+        # distinct: the two joins (containers, queue) multiply each other's rows.
         return super().get_queryset(request).annotate(
-            ready_count=Count("containers", filter=Q(containers__state=Container.State.READY)),
-            in_use_count=Count("containers", filter=Q(containers__state=Container.State.ASSIGNED)),
-            starting_count=Count("containers", filter=Q(containers__state=Container.State.SPAWNING)),
+            ready_count=Count("containers", filter=Q(containers__state=Container.State.READY), distinct=True),
+            in_use_count=Count("containers", filter=Q(containers__state=Container.State.ASSIGNED), distinct=True),
+            starting_count=Count("containers", filter=Q(containers__state=Container.State.SPAWNING), distinct=True),
+            waiting_count=Count("queue", filter=Q(queue__served_at__isnull=True, queue__left_at__isnull=True), distinct=True),
         )
 
     @admin.display(ordering="ready_count")
@@ -86,6 +88,10 @@ class PoolAdmin(admin.ModelAdmin):
     @admin.display(ordering="starting_count")
     def starting(self, pool):
         return pool.starting_count
+
+    @admin.display(ordering="waiting_count", description="waiting visitors")
+    def waiting(self, pool):
+        return pool.waiting_count
 
 
 @admin.register(Container)
@@ -105,9 +111,19 @@ class ContainerAdmin(admin.ModelAdmin):
         self.message_user(request, f"Killed {count} container(s).", messages.SUCCESS)
 
 
+@admin.register(QueueEntry)
+class QueueEntryAdmin(admin.ModelAdmin):
+    list_display = ["visitor", "pool", "client_ip", "joined_at", "last_seen", "served_at", "left_at"]
+    list_filter = ["pool", ("served_at", admin.EmptyFieldListFilter), ("left_at", admin.EmptyFieldListFilter)]
+    readonly_fields = [f.name for f in QueueEntry._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin):
-    list_display = ["visitor", "container", "client_ip", "started_at", "last_activity", "ended_at", "ended"]
+    list_display = ["visitor", "container", "client_ip", "started_at", "waited", "last_activity", "ended_at", "ended"]
     list_filter = [("ended_at", admin.EmptyFieldListFilter), "end_reason"]
     search_fields = ["visitor", "container__name", "container__path_id"]
     readonly_fields = [f.name for f in Session._meta.fields]

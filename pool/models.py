@@ -186,6 +186,41 @@ class Container(models.Model):
         self.save(update_fields=["state", "ended_at"])
 
 
+class QueueEntryQuerySet(models.QuerySet):
+    def waiting(self):
+        return self.filter(served_at__isnull=True, left_at__isnull=True)
+
+    def in_order(self):
+        return self.order_by("joined_at", "pk")
+
+
+class QueueEntry(models.Model):
+    """A visitor waiting for a container of a pool, in arrival order."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="queue")
+    visitor = models.CharField(max_length=64, db_index=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    next_path = models.CharField(max_length=500, blank=True, help_text="Where in the notebook they asked to land.")
+    joined_at = models.DateTimeField(default=timezone.now, db_index=True)
+    last_seen = models.DateTimeField(default=timezone.now, help_text="The waiting page checks in while it is open.")
+    served_at = models.DateTimeField(null=True, blank=True)
+    left_at = models.DateTimeField(null=True, blank=True, help_text="Set when they stopped waiting (page closed).")
+
+    objects = QueueEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "queue entries"
+        constraints = [
+            # Reloading keeps one's place: a visitor waits once.
+            models.UniqueConstraint(
+                fields=["visitor"], condition=Q(served_at__isnull=True, left_at__isnull=True), name="one_place_per_visitor"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.visitor} waiting for {self.pool}"
+
+
 class SessionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(ended_at__isnull=True)
@@ -212,6 +247,7 @@ class Session(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
     ended_by = models.CharField(max_length=150, blank=True, help_text="The organiser who ended it, if any.")
+    waited = models.DurationField(null=True, blank=True, help_text="How long the visitor waited in the queue.")
 
     objects = SessionQuerySet.as_manager()
 

@@ -12,37 +12,63 @@ from pool.models import Container
 
 VISITOR_COOKIE = "tmpnb_visitor"
 VISITOR_COOKIE_AGE = 7 * 24 * 3600
-RETRY_AFTER = 5  # seconds; the "nothing ready" page reloads itself after this
+RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
+POLL_SECONDS = 2  # the waiting page asks for its status this often (and so keeps its place)
 
 
 def spawn(request, path=""):
-    """The landing page: a visitor lands in their own notebook, the same one
-    on every reload, or learns that none is ready yet."""
+    """The landing page: a visitor lands in their own notebook, the same one on
+    every reload, or takes their place in the waiting room."""
     if spawn_rate_exceeded(request):
         return refusal(request, "Too many requests from your network address; please wait a minute.", 60)
     pool = services.get_default_pool()
-    visitor = request.get_signed_cookie(VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE) or secrets.token_hex(16)
+    visitor = visitor_id(request) or secrets.token_hex(16)
+    # API clients without cookies would leave a place behind on every call:
+    # they are told when to come back instead (or use POST /api/spawn with wait).
+    queue = not wants_json(request)
     try:
-        session = services.assign_container(pool=pool, visitor=visitor, client_ip=client_address(request))
+        admission = services.admit(pool=pool, visitor=visitor, client_ip=client_address(request), path=path, wait=queue)
     except services.AddressLimitReached as error:
         response = refusal(request, str(error), 60)
     else:
-        response = nothing_ready(request) if session is None else redirect(session.container.url_for(path or pool.redirect_uri))
+        if admission.session is not None:
+            response = redirect(admission.session.container.url_for(path or admission.next_path or pool.redirect_uri))
+        elif queue:
+            response = waiting_page(request, visitor)
+        else:
+            response = too_busy_json(pool)
     response.set_signed_cookie(
         VISITOR_COOKIE, visitor, salt=VISITOR_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax"
     )
     return response
 
 
-def nothing_ready(request):
-    if wants_json(request):
-        return too_busy_json()
-    return _no_store(render(request, "pool/nothing_ready.html", {"retry_after": RETRY_AFTER}), RETRY_AFTER)
+def visitor_id(request):
+    return request.get_signed_cookie(VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE)
 
 
-def too_busy_json():
-    body = {"status": "full", "message": "No notebook server is ready yet; try again shortly.", "retry_after": RETRY_AFTER}
-    return _no_store(JsonResponse(body, status=429), RETRY_AFTER)
+def spawn_status(request):
+    """What the waiting page polls: ready (with the URL), or the visitor's place."""
+    visitor = visitor_id(request)
+    status = services.admission_status(visitor) if visitor else {"status": "unknown"}
+    return _no_store(JsonResponse(status))
+
+
+def waiting_page(request, visitor):
+    status = services.admission_status(visitor)
+    context = {"status": status, "retry_after": RETRY_AFTER, "poll_seconds": POLL_SECONDS}
+    return _no_store(render(request, "pool/waiting.html", context), RETRY_AFTER)
+
+
+def too_busy_json(pool):
+    estimate = services.estimate_wait(pool, pool.queue.waiting().count() + 1)
+    retry_after = max(1, round(estimate.seconds)) if estimate.seconds is not None else RETRY_AFTER
+    body = {
+        "status": "full",
+        "message": "No notebook server is ready yet; try again shortly, or POST /api/spawn with wait to queue.",
+        "retry_after": retry_after,
+    }
+    return _no_store(JsonResponse(body, status=429), retry_after)
 
 
 def refusal(request, message, retry_after):

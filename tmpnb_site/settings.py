@@ -166,6 +166,8 @@ TMPNB_SPAWN_FAILURES_TO_PAUSE = env_int("TMPNB_SPAWN_FAILURES_TO_PAUSE", 5, mini
 TMPNB_PIDS_LIMIT = env_int("TMPNB_PIDS_LIMIT", 256, minimum=16)
 # Abuse limits. A workshop on shared Wi-Fi puts everyone behind one address:
 # raise TMPNB_MAX_PER_IP to the head count there.
+# Seconds after which a visitor whose waiting page stopped checking in leaves the queue.
+TMPNB_QUEUE_TIMEOUT = env_int("TMPNB_QUEUE_TIMEOUT", 30, minimum=5)
 TMPNB_MAX_PER_IP = env_int("TMPNB_MAX_PER_IP", 30, minimum=1)
 TMPNB_SPAWN_RATE = env_str("TMPNB_SPAWN_RATE", "600/m")
 if not re.match(r"^\d+/\d*[smhd]$", TMPNB_SPAWN_RATE):

@@ -9,6 +9,7 @@ admin.site.site_title = "tmpnb"
 urlpatterns = [
     path("", views.spawn, name="landing"),
     path("spawn/", views.spawn, name="spawn"),
+    path("waiting/status", views.spawn_status, name="spawn-status"),
     path("spawn/<path:path>", views.spawn, name="spawn-path"),
     # Only requests the proxy has no route for reach these.
     re_path(r"^user/(?P<path_id>[A-Za-z0-9]+)/?$", views.user_fallback),
@@ -16,6 +17,7 @@ urlpatterns = [
     path("static/<path:path>", views.static_files, name="static-files"),
     # The API answers with or without a trailing slash: POST and DELETE cannot be redirected.
     re_path(r"^api/spawn/?$", api.spawn, name="api-spawn"),
+    re_path(r"^api/spawn/(?P<ticket>[0-9a-f]{32})/?$", api.spawn_status, name="api-spawn-status"),
     re_path(r"^api/stats/?$", api.stats, name="api-stats"),
     re_path(r"^api/pool/?$", api.drain, name="api-pool"),
     path("admin/", admin.site.urls),

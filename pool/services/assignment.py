@@ -1,63 +1,125 @@
-"""Handing a ready container to a visitor, once and only once."""
+"""Handing ready containers to visitors: once and only once, and in arrival
+order when there are more visitors than containers (the waiting room)."""
 
+from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pool.models import Container, Pool, Session
+from pool.models import Container, Pool, QueueEntry, Session
 from pool.services.ending import request_refill
 from pool.services.pools import PoolError
-
-CLAIM_ATTEMPTS = 20
 
 
 class AddressLimitReached(PoolError):
     """The visitor's network address already holds TMPNB_MAX_PER_IP notebooks."""
 
 
+@dataclass(frozen=True)
+class Admission:
+    """What a visitor gets: their session, or their place in the queue."""
+
+    session: Session | None = None
+    entry: QueueEntry | None = None
+
+    @property
+    def next_path(self):
+        return self.entry.next_path if self.entry else ""
+
+
 def active_session(visitor):
     return Session.objects.active().select_related("container").filter(visitor=visitor).first()
 
 
-def assign_container(*, pool, visitor, client_ip=None):
-    """Give ``visitor`` a ready container of ``pool``: their own one if they
-    already hold it, else a fresh one claimed atomically. None when none is
-    ready; AddressLimitReached when their address holds its share already.
+def admit(*, pool, visitor, client_ip=None, path="", wait=True):
+    """Give ``visitor`` their container, or their place in ``pool``'s queue.
+
+    Everyone goes through the queue, so a ready container always goes to the
+    visitor who has waited longest; a reload finds the same place. With
+    ``wait=False`` a visitor who cannot be served at once is not queued.
     """
     session = active_session(visitor)
     if session is not None:
-        return session
-    for _ in range(CLAIM_ATTEMPTS):
-        try:
-            with transaction.atomic():
-                # Claims queue up on the pool row (on SQLite, IMMEDIATE
-                # transactions do the same), so the address count below is exact.
-                Pool.objects.select_for_update().filter(pk=pool.pk).exists()
-                _check_address(client_ip)
-                candidate = pool.containers.ready().order_by("ready_at").values_list("pk", flat=True).first()
-                if candidate is None:
-                    return None
-                # The conditional update changes the row for exactly one claimer.
-                claimed = Container.objects.filter(pk=candidate, state=Container.State.READY).update(
-                    state=Container.State.ASSIGNED, assigned_at=timezone.now()
-                )
-                if claimed:
-                    request_refill(pool.pk)
-                    return Session.objects.select_related("container").create(
-                        visitor=visitor, container_id=candidate, client_ip=client_ip
-                    )
-        except IntegrityError:
-            # The same visitor won a claim in a concurrent request: ours rolled back.
-            return active_session(visitor)
-    return None
+        return Admission(session=session)
+    try:
+        with transaction.atomic():
+            # Admissions queue up on the pool row (on SQLite, IMMEDIATE
+            # transactions do the same): counts and order below are exact.
+            Pool.objects.select_for_update().filter(pk=pool.pk).exists()
+            if (session := active_session(visitor)) is not None:
+                return Admission(session=session)
+            entry, joined = _find_or_join(pool, visitor, client_ip, path)
+            _serve_queue(pool)
+            entry.refresh_from_db()
+            if entry.served_at is not None:
+                return Admission(session=active_session(visitor), entry=entry)
+            if not wait and joined:
+                entry.delete()
+                return Admission()
+            request_refill(pool.pk)  # the queue may let the pool spawn more
+            return Admission(entry=entry)
+    except IntegrityError:
+        # The same visitor was admitted by a concurrent request: ours rolled back.
+        return Admission(session=active_session(visitor))
+
+
+def assign_container(*, pool, visitor, client_ip=None):
+    """A container for ``visitor`` now, or None: they are not queued."""
+    return admit(pool=pool, visitor=visitor, client_ip=client_ip, wait=False).session
+
+
+def _find_or_join(pool, visitor, client_ip, path):
+    entry = QueueEntry.objects.waiting().filter(visitor=visitor).first()
+    now = timezone.now()
+    if entry is not None:
+        QueueEntry.objects.filter(pk=entry.pk).update(last_seen=now)
+        return entry, False
+    _check_address(client_ip)
+    entry = QueueEntry.objects.create(pool=pool, visitor=visitor, client_ip=client_ip, next_path=path, joined_at=now, last_seen=now)
+    return entry, True
 
 
 def _check_address(client_ip):
     if client_ip is None:
         return
     held = Session.objects.active().filter(client_ip=client_ip).count()
+    held += QueueEntry.objects.waiting().filter(client_ip=client_ip).count()
     if held >= settings.TMPNB_MAX_PER_IP:
         raise AddressLimitReached(
-            f"{held} notebooks are already open from your network address, the most this service allows "
-            "(TMPNB_MAX_PER_IP). Ask the organiser to raise it if many of you share one network."
+            f"{held} notebooks are already open or waiting from your network address, the most this service "
+            "allows (TMPNB_MAX_PER_IP). Ask the organiser to raise it if many of you share one network."
         )
+
+
+def _serve_queue(pool):
+    """Give the ready containers to the visitors at the head of the queue."""
+    ready = list(pool.containers.ready().order_by("ready_at", "pk").values_list("pk", flat=True))
+    if not ready:
+        return 0
+    served = 0
+    now = timezone.now()
+    for entry in pool.queue.waiting().in_order()[: len(ready)]:
+        if Session.objects.active().filter(visitor=entry.visitor).exists():
+            # Served elsewhere meanwhile (another pool): their place is no longer needed.
+            QueueEntry.objects.filter(pk=entry.pk).update(left_at=now)
+            continue
+        container_pk = ready.pop(0)
+        # The conditional update changes the row for exactly one claimer.
+        if Container.objects.filter(pk=container_pk, state=Container.State.READY).update(
+            state=Container.State.ASSIGNED, assigned_at=now
+        ):
+            Session.objects.create(
+                visitor=entry.visitor, container_id=container_pk, client_ip=entry.client_ip, waited=now - entry.joined_at
+            )
+            QueueEntry.objects.filter(pk=entry.pk).update(served_at=now)
+            served += 1
+    if served:
+        request_refill(pool.pk)
+    return served
+
+
+def serve_queue(pool_id):
+    """Let waiting visitors in, now that containers may have become ready."""
+    with transaction.atomic():
+        pool = Pool.objects.select_for_update().get(pk=pool_id)
+        return _serve_queue(pool)

@@ -66,8 +66,10 @@ def fill_pool(pool_id):
         if pool.spawning_blocked(timezone.now()):
             return []
         live = pool.containers.live()
-        waiting = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()
-        missing = min(pool.capacity - live.count(), pool.effective_ready_target - waiting)
+        unclaimed = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()
+        # Visitors in the queue get containers of their own, on top of the ready target.
+        wanted = pool.effective_ready_target + pool.queue.waiting().count()
+        missing = min(pool.capacity - live.count(), wanted - unclaimed)
         return [_new_container(pool) for _ in range(max(missing, 0))]
 
 

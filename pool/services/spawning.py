@@ -16,6 +16,7 @@ from pool import dockerapi
 from pool.command import render_command
 from pool.models import Container
 from pool.options import parse_extra_hosts, parse_host_directories
+from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly
 from pool.services.pools import record_spawn_failure, record_spawn_success
 from proxyapi import ProxyError, get_proxy
@@ -100,6 +101,7 @@ def spawn_container(container_id):
         remove_quietly(container)
         return container
     container.refresh_from_db()
+    serve_queue(container.pool_id)  # the visitor waiting longest gets it now
     if settings.TMPNB_STATIC_FILES:
         extract_static_files(container)
     return container

@@ -12,9 +12,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from pool import dockerapi
-from pool.models import Container, Session
+from pool.models import Container, Pool, Session
+from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, retire_container
 from pool.services.pools import keep_pools_filled
+from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, get_proxy
 
 log = logging.getLogger(__name__)
@@ -129,10 +131,14 @@ def cull_sessions(now=None):
 
 
 def heartbeat():
-    """Repair what drifted, then fill every pool. Returns the rows to spawn."""
+    """Repair what drifted, let waiting visitors in, then fill every pool.
+    Returns the rows to spawn."""
     try:
         reconcile()
     except (dockerapi.DockerError, ProxyError) as error:
         # Without a true picture, repair nothing; filling still works from the rows.
         log.warning("reconcile skipped: %s", error)
+    drop_abandoned_places()
+    for pool_id in Pool.objects.values_list("pk", flat=True):
+        serve_queue(pool_id)
     return keep_pools_filled()

@@ -8,7 +8,7 @@ from django.forms import model_to_dict
 
 from pool import dockerapi, services
 from pool.models import Container, Pool, Session
-from tests.factories import PoolFactory
+from tests.factories import ContainerFactory, PoolFactory
 
 
 @pytest.fixture
@@ -101,3 +101,15 @@ def test_a_paused_pool_says_why_and_can_be_resumed(admin_client):
 def test_the_admin_needs_a_login(client):
     response = client.get("/admin/pool/session/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_the_pool_list_shows_the_queue_length(admin_client):
+    pool = PoolFactory(capacity=3)
+    ContainerFactory.create_batch(2, pool=pool, state=Container.State.ASSIGNED)
+    for visitor in ("a", "b", "c"):
+        services.admit(pool=pool, visitor=visitor)
+    listing = admin_client.get("/admin/pool/pool/").content.decode()
+    assert '<td class="field-waiting">3</td>' in listing
+    assert '<td class="field-in_use">2</td>' in listing
+    assert admin_client.get("/admin/pool/queueentry/").status_code == 200

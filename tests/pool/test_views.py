@@ -56,13 +56,15 @@ def test_a_forged_visitor_cookie_is_ignored(client, pool):
     assert "tries again by itself" in response.content.decode()
 
 
-def test_when_nothing_is_ready_a_page_says_so_and_retries_by_itself(client, pool):
+def test_when_nothing_is_ready_the_visitor_waits_on_a_page_that_moves_on_by_itself(client, pool):
     response = client.get("/")
     assert response.status_code == 200
     assert response["Retry-After"] == "5"
     html = response.content.decode()
-    assert "All notebook servers are taken" in html
-    assert '<meta http-equiv="refresh" content="5">' in html
+    assert "Your place in the queue: <strong id=\"position\">1</strong>" in html
+    assert "A notebook server is starting for you." in html
+    assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in html
+    assert 'fetch("/waiting/status"' in html
 
 
 def test_when_nothing_is_ready_an_api_client_gets_429_json(client, pool):

@@ -1,0 +1,97 @@
+"""The waiting room: where a visitor stands, how long they may wait, and who
+has stopped waiting."""
+
+import statistics
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from pool.models import Container, QueueEntry, Session
+from pool.services.assignment import active_session
+
+DEFAULT_SPAWN_SECONDS = 5.0  # before any container of the pool was measured
+SPAWN_SAMPLE = 20
+FREEING_WINDOW = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float | None  # None: nobody can say (no place has freed up lately)
+    phase: str  # "starting": a notebook is starting for them; "waiting": for a place to free up
+
+
+def queue_position(entry):
+    """1 for the visitor at the head of the queue."""
+    ahead = entry.pool.queue.waiting().filter(joined_at__lt=entry.joined_at).count()
+    ties = entry.pool.queue.waiting().filter(joined_at=entry.joined_at, pk__lt=entry.pk).count()
+    return ahead + ties + 1
+
+
+def waiting_entry(visitor):
+    """The visitor's place, if they are waiting; asking keeps it."""
+    entry = QueueEntry.objects.waiting().select_related("pool").filter(visitor=visitor).first()
+    if entry is not None:
+        QueueEntry.objects.filter(pk=entry.pk).update(last_seen=timezone.now())
+    return entry
+
+
+def drop_abandoned_places(now=None):
+    """Visitors whose waiting page stopped checking in have left the queue."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.TMPNB_QUEUE_TIMEOUT)
+    return QueueEntry.objects.waiting().filter(last_seen__lt=cutoff).update(left_at=now)
+
+
+def spawn_seconds(pool):
+    """The median time the pool's recent containers took to become ready."""
+    recent = pool.containers.filter(ready_at__isnull=False).order_by("-ready_at").values_list("created_at", "ready_at")
+    durations = [(ready - created).total_seconds() for created, ready in recent[:SPAWN_SAMPLE]]
+    return statistics.median(durations) if durations else DEFAULT_SPAWN_SECONDS
+
+
+def places_freed_per_second(pool, now):
+    ended = Session.objects.filter(container__pool=pool, ended_at__gte=now - FREEING_WINDOW).count()
+    return ended / FREEING_WINDOW.total_seconds()
+
+
+def estimate_wait(pool, position, now=None):
+    """How long the visitor at ``position`` may still wait.
+
+    Containers starting or ready, and free places in the pool's capacity, go
+    to the visitors ahead first; whoever is beyond them waits for places to
+    free up at the rate they freed up lately, then for a spawn.
+    """
+    now = now or timezone.now()
+    live = pool.containers.live()
+    unclaimed = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()
+    free_places = max(pool.capacity - live.count(), 0)
+    spawn = spawn_seconds(pool)
+    if position <= unclaimed + free_places:
+        return Estimate(spawn, "starting")
+    rate = places_freed_per_second(pool, now)
+    if rate == 0:
+        return Estimate(None, "waiting")
+    return Estimate((position - unclaimed - free_places) / rate + spawn, "waiting")
+
+
+def admission_status(visitor, default_path=""):
+    """What the waiting page (or an API client) polls: ready with a URL,
+    waiting with a position and an estimate, or unknown."""
+    session = active_session(visitor)
+    if session is not None:
+        asked = QueueEntry.objects.filter(visitor=visitor, served_at__isnull=False).order_by("-served_at")
+        path = default_path or asked.values_list("next_path", flat=True).first() or session.container.pool.redirect_uri
+        return {"status": "ready", "url": session.container.url_for(path)}
+    entry = waiting_entry(visitor)
+    if entry is None:
+        return {"status": "unknown"}
+    position = queue_position(entry)
+    estimate = estimate_wait(entry.pool, position)
+    return {
+        "status": "waiting",
+        "position": position,
+        "phase": estimate.phase,
+        "estimate_seconds": None if estimate.seconds is None else round(estimate.seconds),
+    }

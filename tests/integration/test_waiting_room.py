@@ -1,0 +1,71 @@
+"""The waiting room on the real stack: visitors who find no container wait in
+arrival order and are let in, each to a container of their own."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from pool import services
+from pool.models import Session
+from tests.factories import PoolFactory
+from tests.integration.test_pool_lifecycle import ready_count, wait_until
+
+
+def arrive(url):
+    browser = requests.Session()
+    page = browser.get(f"{url}/", timeout=30)
+    return browser, page
+
+
+def status(browser, url):
+    return browser.get(f"{url}/waiting/status", headers={"Accept": "application/json"}, timeout=10).json()
+
+
+def test_visitors_who_find_the_pool_full_are_let_in_in_arrival_order(live_stack):
+    PoolFactory(capacity=10)
+    live_stack.start(TMPNB_MAX_PER_IP=50)
+    wait_until(lambda: ready_count() == 10, timeout=60, what="10 ready containers")
+    holders = [arrive(live_stack.url)[0] for _ in range(10)]
+    assert Session.objects.active().count() == 10
+
+    waiting = []
+    for n in range(5):
+        browser, page = arrive(live_stack.url)
+        assert "Your place in the queue" in page.text and "/user/" not in page.url
+        waiting.append(browser)
+        assert status(browser, live_stack.url)["position"] == n + 1
+    assert status(waiting[2], live_stack.url)["phase"] == "waiting"
+    arrive_again = waiting[2].get(f"{live_stack.url}/", timeout=30)  # a reload keeps the place
+    assert "/user/" not in arrive_again.url and status(waiting[2], live_stack.url)["position"] == 3
+
+    holder_sessions = list(Session.objects.active().order_by("started_at"))
+    served_urls = []
+    for n, freed in enumerate(holder_sessions[:5]):
+        services.kill_sessions([freed], by="test")
+        wait_until(lambda: status(waiting[n], live_stack.url)["status"] == "ready", timeout=30, what=f"visitor {n + 1} let in")
+        for later, browser in enumerate(waiting[n + 1:], start=1):
+            assert status(browser, live_stack.url)["position"] == later  # everyone behind moved up
+        page = waiting[n].get(f"{live_stack.url}/", timeout=30)
+        assert page.status_code == 200 and "/user/" in page.url
+        served_urls.append(page.url.split("/tree")[0])
+    assert len(set(served_urls)) == 5
+    active = Session.objects.active()
+    assert active.count() == 10 and active.values("container").distinct().count() == 10
+    # The five holders not killed kept their notebooks.
+    assert len(holders) == 10
+    assert Session.objects.active().filter(visitor__in=[s.visitor for s in holder_sessions[5:]]).count() == 5
+
+
+def test_with_room_in_the_pool_waiting_visitors_get_new_spawns_and_nobody_is_turned_away(live_stack):
+    PoolFactory(capacity=6, ready_target=1)
+    live_stack.start()
+    wait_until(lambda: ready_count() == 1, what="1 ready container")
+    with ThreadPoolExecutor(max_workers=5) as executor:
+        arrivals = list(executor.map(lambda _: arrive(live_stack.url), range(5)))
+    for browser, page in arrivals:
+        if "/user/" not in page.url:
+            wait_until(lambda: status(browser, live_stack.url)["status"] == "ready", timeout=60, what="a spawn for a waiting visitor")
+    urls = [browser.get(f"{live_stack.url}/", timeout=30).url for browser, _ in arrivals]
+    assert all("/user/" in url for url in urls)
+    assert len({url.split("/tree")[0] for url in urls}) == 5
+    assert Session.objects.active().count() == 5

@@ -1,0 +1,145 @@
+"""The waiting room's rules (rows only; the real flow is in tests/integration)."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pool import services
+from pool.models import Container, QueueEntry, Session
+from pool.views import VISITOR_COOKIE
+from tests.factories import ContainerFactory, PoolFactory, SessionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def admit(pool, visitor, **kwargs):
+    return services.admit(pool=pool, visitor=visitor, **kwargs)
+
+
+def position(visitor):
+    return services.admission_status(visitor).get("position")
+
+
+def test_visitors_wait_in_arrival_order_and_a_reload_keeps_the_place():
+    pool = PoolFactory(capacity=5)
+    for name in ("ann", "bob", "cy"):
+        assert admit(pool, name).session is None
+    assert [position(v) for v in ("ann", "bob", "cy")] == [1, 2, 3]
+    admit(pool, "ann")  # a reload
+    assert [position(v) for v in ("ann", "bob", "cy")] == [1, 2, 3]
+    assert QueueEntry.objects.waiting().count() == 3
+
+
+def test_a_ready_container_goes_to_the_head_of_the_queue_not_to_a_newcomer():
+    pool = PoolFactory(capacity=5)
+    admit(pool, "first")
+    admit(pool, "second")
+    ContainerFactory(pool=pool)
+    late = admit(pool, "late")
+    assert late.session is None and position("late") == 2
+    assert Session.objects.get().visitor == "first"
+    assert services.admission_status("first")["status"] == "ready"
+    assert position("second") == 1
+
+
+def test_ready_containers_are_served_in_order_each_to_one_visitor():
+    pool = PoolFactory(capacity=5)
+    for name in ("a", "b", "c"):
+        admit(pool, name)
+    ContainerFactory.create_batch(2, pool=pool)
+    assert services.serve_queue(pool.pk) == 2
+    sessions = Session.objects.order_by("container__ready_at", "container__pk")
+    assert [s.visitor for s in sessions] == ["a", "b"]
+    assert len({s.container_id for s in sessions}) == 2
+    assert all(s.waited is not None for s in sessions)
+    assert position("c") == 1
+
+
+def test_waiting_visitors_make_the_pool_spawn_for_them_up_to_its_capacity():
+    pool = PoolFactory(capacity=4, ready_target=1)
+    SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED))
+    for name in ("a", "b", "c", "d"):
+        admit(pool, name)
+    # Four waiting and a ready target of one: everything the capacity allows.
+    assert len(services.fill_pool(pool.pk)) == 3
+
+
+def test_a_visitor_who_closed_the_page_leaves_the_queue():
+    pool = PoolFactory(capacity=2)
+    admit(pool, "gone")
+    admit(pool, "stays")
+    QueueEntry.objects.filter(visitor="gone").update(last_seen=timezone.now() - timedelta(minutes=5))
+    assert services.drop_abandoned_places() == 1
+    assert position("stays") == 1
+    assert services.admission_status("gone") == {"status": "unknown"}
+
+
+def test_the_estimate_is_a_spawn_while_places_are_free():
+    pool = PoolFactory(capacity=3)
+    ContainerFactory(pool=pool, created_at=timezone.now() - timedelta(seconds=8), ready_at=timezone.now() - timedelta(seconds=2))
+    estimate = services.estimate_wait(pool, 2)
+    assert estimate.phase == "starting" and estimate.seconds == pytest.approx(6, abs=0.5)
+
+
+def test_the_estimate_follows_the_rate_at_which_places_freed_up():
+    pool = PoolFactory(capacity=2)
+    for _ in range(2):
+        SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED))
+    now = timezone.now()
+    for minutes_ago in (1, 4, 7):  # three places freed in the last 15 minutes: one per 300 s
+        SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.GONE), ended_at=now - timedelta(minutes=minutes_ago))
+    estimate = services.estimate_wait(pool, 2, now=now)
+    assert estimate.phase == "waiting"
+    # Two places needed ahead of a spawn (these rows took no time to start).
+    assert estimate.seconds == pytest.approx(2 * 300, abs=1)
+
+
+def test_with_no_place_freed_lately_the_estimate_is_unknown():
+    pool = PoolFactory(capacity=1)
+    SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED))
+    assert services.estimate_wait(pool, 1) == services.Estimate(None, "waiting")
+
+
+def test_the_status_endpoint_tells_the_page_where_it_stands(client):
+    pool = PoolFactory(capacity=3)
+    client.get("/spawn/notebooks/intro.ipynb")
+    status = client.get("/waiting/status").json()
+    assert status["status"] == "waiting" and status["position"] == 1 and status["phase"] == "starting"
+    container = ContainerFactory(pool=pool)
+    services.serve_queue(pool.pk)
+    ready = client.get("/waiting/status").json()
+    assert ready == {"status": "ready", "url": container.url_for("notebooks/intro.ipynb")}
+    assert client.get("/").status_code == 302
+
+
+def test_an_unknown_visitor_has_no_status(client):
+    assert client.get("/waiting/status").json() == {"status": "unknown"}
+    client.cookies[VISITOR_COOKIE] = "forged"
+    assert client.get("/waiting/status").json() == {"status": "unknown"}
+
+
+def test_api_clients_may_wait_in_the_queue(client, settings):
+    settings.TMPNB_API_TOKEN = "api-secret"
+    pool = PoolFactory(capacity=3)
+    auth = {"Authorization": "token api-secret"}
+    response = client.post("/api/spawn", data={"wait": True}, content_type="application/json", headers=auth)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "waiting" and body["position"] == 1
+    assert client.get(body["status_url"]).status_code == 403  # the token is needed to poll too
+    assert client.get(body["status_url"], headers=auth).json()["status"] == "waiting"
+    container = ContainerFactory(pool=pool)
+    services.serve_queue(pool.pk)
+    assert client.get(body["status_url"], headers=auth).json() == {"status": "ready", "url": container.url_for("/tree")}
+
+
+def test_api_clients_that_do_not_wait_get_a_retry_after_from_the_estimate(client, settings):
+    settings.TMPNB_API_TOKEN = "api-secret"
+    pool = PoolFactory(capacity=2)
+    ContainerFactory(pool=pool, state=Container.State.SPAWNING, ready_at=None)
+    ContainerFactory(pool=pool, created_at=timezone.now() - timedelta(seconds=12), ready_at=timezone.now(), state=Container.State.ASSIGNED)
+    response = client.post("/api/spawn", headers={"Authorization": "token api-secret"})
+    assert response.status_code == 429
+    assert response["Retry-After"] == "12"
+    assert not QueueEntry.objects.exists()
