@@ -36,14 +36,14 @@ def env_str(name, default=None):
     return default if value in (None, "") else value
 
 
-def env_int(name, default=None, minimum=None, maximum=None):
+def _number(name, default, convert, kind, minimum, maximum):
     value = _raw(name)
     if value in (None, ""):
         return default
     try:
-        number = int(value)
+        number = convert(value)
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+        raise ImproperlyConfigured(f"{name} must be {kind}, not {value!r}") from None
     if minimum is not None and number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
     if maximum is not None and number > maximum:
@@ -51,17 +51,12 @@ def env_int(name, default=None, minimum=None, maximum=None):
     return number
 
 
-def env_float(name, default=None, minimum=None):
-    value = _raw(name)
-    if value in (None, ""):
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}")
-    return number
+def env_int(name, default=None, minimum=None, maximum=None):
+    return _number(name, default, int, "a whole number", minimum, maximum)
+
+
+def env_float(name, default=None, minimum=None, maximum=None):
+    return _number(name, default, float, "a number", minimum, maximum)
 
 
 def env_bool(name, default=False):
