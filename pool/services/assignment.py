@@ -34,9 +34,9 @@ def active_session(visitor):
 def admit(*, pool, visitor, client_ip=None, path="", wait=True):
     """Give ``visitor`` their container, or their place in ``pool``'s queue.
 
-    Everyone goes through the queue, so a ready container always goes to the
-    visitor who has waited longest; a reload finds the same place. With
-    ``wait=False`` a visitor who cannot be served at once is not queued.
+    A ready container always goes to the visitor who has waited longest; a
+    reload finds the same place. With ``wait=False`` a visitor who cannot be
+    served at once is not queued.
     """
     session = active_session(visitor)
     if session is not None:
@@ -48,14 +48,22 @@ def admit(*, pool, visitor, client_ip=None, path="", wait=True):
             Pool.objects.select_for_update().filter(pk=pool.pk).exists()
             if (session := active_session(visitor)) is not None:
                 return Admission(session=session)
-            entry, joined = _find_or_join(pool, visitor, client_ip, path)
+            entry = QueueEntry.objects.waiting().filter(visitor=visitor).first()
+            if entry is None:
+                _check_address(client_ip)
+                if not pool.queue.waiting().exists():
+                    # Nobody waits: no queue to pass through (the common, fast case).
+                    session = _claim_ready(pool, visitor, client_ip)
+                    if session is not None:
+                        return Admission(session=session)
+                if not wait:
+                    return Admission()
+                entry = QueueEntry.objects.create(pool=pool, visitor=visitor, client_ip=client_ip, next_path=path)
+            else:
+                QueueEntry.objects.filter(pk=entry.pk).update(last_seen=timezone.now())
             _serve_queue(pool)
-            entry.refresh_from_db()
-            if entry.served_at is not None:
-                return Admission(session=active_session(visitor), entry=entry)
-            if not wait and joined:
-                entry.delete()
-                return Admission()
+            if (session := active_session(visitor)) is not None:
+                return Admission(session=session, entry=entry)
             request_refill(pool.pk)  # the queue may let the pool spawn more
             return Admission(entry=entry)
     except IntegrityError:
@@ -66,17 +74,6 @@ def admit(*, pool, visitor, client_ip=None, path="", wait=True):
 def assign_container(*, pool, visitor, client_ip=None):
     """A container for ``visitor`` now, or None: they are not queued."""
     return admit(pool=pool, visitor=visitor, client_ip=client_ip, wait=False).session
-
-
-def _find_or_join(pool, visitor, client_ip, path):
-    entry = QueueEntry.objects.waiting().filter(visitor=visitor).first()
-    now = timezone.now()
-    if entry is not None:
-        QueueEntry.objects.filter(pk=entry.pk).update(last_seen=now)
-        return entry, False
-    _check_address(client_ip)
-    entry = QueueEntry.objects.create(pool=pool, visitor=visitor, client_ip=client_ip, next_path=path, joined_at=now, last_seen=now)
-    return entry, True
 
 
 def _check_address(client_ip):
@@ -91,30 +88,37 @@ def _check_address(client_ip):
         )
 
 
+def _claim_ready(pool, visitor, client_ip, waited=None):
+    """Hand the longest-ready container to ``visitor``; None if none is ready."""
+    for container_pk in pool.containers.ready().order_by("ready_at", "pk").values_list("pk", flat=True)[:3]:
+        # The conditional update changes the row for exactly one claimer.
+        if Container.objects.filter(pk=container_pk, state=Container.State.READY).update(
+            state=Container.State.ASSIGNED, assigned_at=timezone.now()
+        ):
+            request_refill(pool.pk)
+            return Session.objects.select_related("container").create(
+                visitor=visitor, container_id=container_pk, client_ip=client_ip, waited=waited
+            )
+    return None
+
+
 def _serve_queue(pool):
     """Give the ready containers to the visitors at the head of the queue."""
-    ready = list(pool.containers.ready().order_by("ready_at", "pk").values_list("pk", flat=True))
+    ready = pool.containers.ready().count()
     if not ready:
         return 0
     served = 0
     now = timezone.now()
-    for entry in pool.queue.waiting().in_order()[: len(ready)]:
+    # A few more than ready: an entry served elsewhere meanwhile is skipped.
+    for entry in pool.queue.waiting().in_order()[: ready + 10]:
         if Session.objects.active().filter(visitor=entry.visitor).exists():
             # Served elsewhere meanwhile (another pool): their place is no longer needed.
             QueueEntry.objects.filter(pk=entry.pk).update(left_at=now)
             continue
-        container_pk = ready.pop(0)
-        # The conditional update changes the row for exactly one claimer.
-        if Container.objects.filter(pk=container_pk, state=Container.State.READY).update(
-            state=Container.State.ASSIGNED, assigned_at=now
-        ):
-            Session.objects.create(
-                visitor=entry.visitor, container_id=container_pk, client_ip=entry.client_ip, waited=now - entry.joined_at
-            )
-            QueueEntry.objects.filter(pk=entry.pk).update(served_at=now)
-            served += 1
-    if served:
-        request_refill(pool.pk)
+        if _claim_ready(pool, entry.visitor, entry.client_ip, waited=now - entry.joined_at) is None:
+            break  # nothing more is ready
+        QueueEntry.objects.filter(pk=entry.pk).update(served_at=now)
+        served += 1
     return served
 
 
