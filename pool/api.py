@@ -49,5 +49,5 @@ def drain(request):
     refusal = _token_refusal(request, settings.TMPNB_ADMIN_TOKEN, "TMPNB_ADMIN_TOKEN")
     if refusal:
         return refusal
-    drained = services.drain_pool(services.get_default_pool())
+    drained = services.drain_pool(services.get_default_pool(), by="api")
     return JsonResponse({"drained": drained}, status=202)

@@ -1,3 +1,5 @@
+import hashlib
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -170,6 +172,12 @@ class Container(models.Model):
         self.save(update_fields=["state", "ended_at"])
 
 
+def visitor_tag(visitor):
+    """A short, stable name for a visitor that can be shown and logged: the
+    cookie's value itself would let whoever reads it act as the visitor."""
+    return hashlib.sha256(visitor.encode()).hexdigest()[:10]
+
+
 class SessionQuerySet(models.QuerySet):
     def active(self):
         return self.filter(ended_at__isnull=True)
@@ -208,7 +216,11 @@ class Session(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.visitor} on {self.container}"
+        return f"{visitor_tag(self.visitor)} on {self.container}"
+
+    @property
+    def visitor_tag(self):
+        return visitor_tag(self.visitor)
 
     @property
     def is_active(self):
@@ -218,3 +230,36 @@ class Session(models.Model):
         if self.end_reason == self.EndReason.KILLED and self.ended_by:
             return f"killed by {self.ended_by}"
         return self.get_end_reason_display()
+
+
+class Event(models.Model):
+    """One row of the event log: something that happened to a pool, a
+    container or a session, written by the services as it happens."""
+
+    class Kind(models.TextChoices):
+        SPAWN = "spawn", "spawned"
+        ASSIGNMENT = "assignment", "assigned"
+        TURNED_AWAY = "turned_away", "turned away"
+        CULL = "cull", "culled"
+        KILL = "kill", "killed"
+        DRAIN = "drain", "drained"
+        RESIZE = "resize", "resized"
+        SCHEDULE = "schedule", "schedule applied"
+        FAILURE = "failure", "failure"
+
+    time = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # SET_NULL: the log outlives the rows it mentions, and never stops one being deleted.
+    pool = models.ForeignKey(Pool, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    container = models.ForeignKey(Container, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    actor = models.CharField(max_length=150, blank=True, help_text="Organiser, visitor tag, or the part of tmpnb that acted.")
+    message = models.CharField(max_length=500)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-pk"]
+        indexes = [models.Index(fields=["kind", "time"])]
+
+    def __str__(self):
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.kind}: {self.message}"

@@ -7,6 +7,8 @@ from pool.models import Pool
 class PoolCommand(BaseCommand):
     """A command about one pool, chosen with --pool (default: the default pool)."""
 
+    actor = "manage.py"  # who acted, in the event log
+
     def add_arguments(self, parser):
         parser.add_argument("--pool", help="pool name (default: the default pool)")
 

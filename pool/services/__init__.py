@@ -6,6 +6,7 @@ these functions. The database is the record; Docker and the proxy follow it.
 
 from pool.services.assignment import active_session, assign_container
 from pool.services.ending import kill_containers, kill_sessions, retire_container, stop_all_containers
+from pool.services.events import record_event, write_events_csv
 from pool.services.pools import (
     PoolError,
     drain_pool,
@@ -37,6 +38,7 @@ __all__ = [
     "kill_sessions",
     "pool_stats",
     "reconcile",
+    "record_event",
     "resize_pool",
     "retire_container",
     "shrink_pool",
@@ -44,4 +46,5 @@ __all__ = [
     "static_files_root",
     "stop_all_containers",
     "sync_activity",
+    "write_events_csv",
 ]

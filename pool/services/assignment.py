@@ -3,8 +3,9 @@
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pool.models import Container, Session
+from pool.models import Container, Event, Session
 from pool.services.ending import request_refill
+from pool.services.events import record_event
 
 CLAIM_ATTEMPTS = 20
 
@@ -33,9 +34,14 @@ def assign_container(*, pool, visitor, client_ip=None):
                 )
                 if claimed:
                     request_refill(pool.pk)
-                    return Session.objects.select_related("container").create(
+                    session = Session.objects.select_related("container").create(
                         visitor=visitor, container_id=candidate, client_ip=client_ip
                     )
+                    record_event(
+                        Event.Kind.ASSIGNMENT, f"{session.container.name} assigned to visitor {session.visitor_tag}",
+                        pool=pool, container=session.container, session=session, actor=session.visitor_tag,
+                    )
+                    return session
         except IntegrityError:
             # The same visitor won a claim in a concurrent request: ours rolled back.
             return active_session(visitor)

@@ -13,9 +13,10 @@ from django.utils import timezone
 
 from pool import dockerapi
 from pool.command import render_command
-from pool.models import Container
+from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
 from pool.services.ending import remove_quietly
+from pool.services.events import record_event
 from proxyapi import ProxyError, get_proxy
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def spawn_container(container_id):
         log.warning("spawning %s failed: %s", container.name, error)
         remove_quietly(container)
         container.mark_failed(str(error))
+        record_event(Event.Kind.FAILURE, f"spawning {container.name} failed: {error}", container=container, stage="spawn")
         return container
     # Only a row still spawning becomes ready. One drained meanwhile may have
     # been removed before its container existed: remove what we started.
@@ -85,6 +87,8 @@ def spawn_container(container_id):
         remove_quietly(container)
         return container
     container.refresh_from_db()
+    seconds = round((container.ready_at - container.created_at).total_seconds(), 3)
+    record_event(Event.Kind.SPAWN, f"{container.name} ready in {seconds} s", container=container, seconds=seconds)
     if settings.TMPNB_STATIC_FILES:
         extract_static_files(container)
     return container

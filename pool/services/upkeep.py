@@ -12,8 +12,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from pool import dockerapi
-from pool.models import Container, Session
-from pool.services.ending import remove_quietly, retire_container
+from pool.models import Container, Event, Session
+from pool.services.ending import remove_quietly, retire_and_record
+from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
 from proxyapi import ProxyError, get_proxy
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 # A STOPPING row this old had its teardown interrupted (a process died): retry it.
 STOPPING_GRACE = timedelta(seconds=30)
+STUCK_SPAWN = "never became ready (its worker stopped?)"
 
 
 @dataclass
@@ -61,8 +63,9 @@ def _repair_row(row, info, route, now, report):
     if row.state == Container.State.SPAWNING:
         if row.created_at < now - _stuck_spawn_age() and Container.objects.filter(
             pk=row.pk, state=Container.State.SPAWNING
-        ).update(state=Container.State.FAILED, error="never became ready (its worker stopped?)", ended_at=now):
+        ).update(state=Container.State.FAILED, error=STUCK_SPAWN, ended_at=now):
             remove_quietly(row)
+            record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
     elif row.state == Container.State.STOPPING:
         if row.ended_at is None or row.ended_at < now - STOPPING_GRACE:
@@ -70,7 +73,10 @@ def _repair_row(row, info, route, now, report):
             row.mark_gone()
             report.teardowns_retried += 1
     elif info is None or not info.is_running:
-        if retire_container(row, Session.EndReason.CONTAINER_GONE, only_from=[Container.State.READY, Container.State.ASSIGNED]):
+        if retire_and_record(
+            row, Session.EndReason.CONTAINER_GONE, Event.Kind.FAILURE, f"{row.name} stopped; replacing it",
+            only_from=[Container.State.READY, Container.State.ASSIGNED], stage="running",
+        ):
             report.dead_replaced += 1
     elif route is None or route.target != row.target:
         get_proxy().add_route(row.route_path, row.target, container=row.name)
@@ -122,7 +128,9 @@ def cull_sessions(now=None):
             reason = Session.EndReason.CULLED_IDLE
         else:
             continue
-        culled[reason] += retire_container(session.container, reason)
+        culled[reason] += retire_and_record(
+            session.container, reason, Event.Kind.CULL, f"{session.container.name} culled: {Session.EndReason(reason).label}"
+        )
     return culled
 
 
