@@ -1,5 +1,6 @@
 import hashlib
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -84,6 +85,12 @@ class Pool(models.Model):
     @property
     def effective_ready_target(self):
         return self.capacity if self.ready_target is None else min(self.ready_target, self.capacity)
+
+    @property
+    def landing_path(self):
+        """Where a visitor starts a notebook of this pool: / for the default pool
+        (which answers at /p/<name>/ as well)."""
+        return "/" if self.name == settings.TMPNB_DEFAULT_POOL["name"] else f"/p/{self.name}/"
 
 
 class ContainerQuerySet(models.QuerySet):

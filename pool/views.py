@@ -4,25 +4,29 @@ import secrets
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import Http404, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.static import serve
 
 from pool import services
-from pool.models import Container
+from pool.models import Container, Pool
 
 VISITOR_COOKIE = "tmpnb_visitor"
 VISITOR_COOKIE_AGE = 7 * 24 * 3600
 RETRY_AFTER = 5  # seconds; the "nothing ready" page reloads itself after this
 
 
-def spawn(request, path=""):
-    """The landing page: a visitor lands in their own notebook, the same one
-    on every reload, or learns that none is ready yet."""
-    pool = services.get_default_pool()
+def spawn(request, path="", pool_name=None):
+    """The landing page of a pool (/ for the default pool, /p/<name>/ for
+    any): a visitor lands in their own notebook, the same one on every
+    reload, or learns that none is ready yet."""
+    pool = services.get_default_pool() if pool_name is None else get_object_or_404(Pool, name=pool_name)
     visitor = request.get_signed_cookie(VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE) or secrets.token_hex(16)
     session = services.assign_container(pool=pool, visitor=visitor, client_ip=client_address(request))
     if session is None:
         response = nothing_ready(request)
+    elif session.container.pool_id != pool.pk:
+        # One visitor holds one notebook at a time, whatever the pool.
+        response = held_elsewhere(request, session)
     else:
         response = redirect(session.container.url_for(path or pool.redirect_uri))
     response.set_signed_cookie(
@@ -40,6 +44,14 @@ def nothing_ready(request):
     return response
 
 
+def held_elsewhere(request, session):
+    """The visitor already holds a notebook of another pool: say so, and lead
+    them back to it rather than silently somewhere they did not ask for."""
+    held = session.container.pool
+    context = {"status": "held-elsewhere", "pool": held.name, "url": session.container.url_for(held.redirect_uri)}
+    return _page_or_json(request, "pool/held_elsewhere.html", context, 409)
+
+
 def too_busy_json():
     response = JsonResponse(
         {"status": "full", "message": "No notebook server is ready yet; try again shortly.", "retry_after": RETRY_AFTER},
@@ -52,11 +64,13 @@ def too_busy_json():
 def user_fallback(request, path_id, rest=""):
     """/user/<id>/... reaches the app only when the proxy has no route for it:
     the route is being restored, or the server has ended."""
-    container = Container.objects.filter(path_id=path_id).first()
+    container = Container.objects.select_related("pool").filter(path_id=path_id).first()
     if container is not None and container.state in (Container.State.READY, Container.State.ASSIGNED):
         return _page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 503)
-    status = 410 if container is not None else 404
-    return _page_or_json(request, "pool/ended.html", {"status": "ended"}, status)
+    if container is None:
+        return _page_or_json(request, "pool/ended.html", {"status": "ended"}, 404)
+    # A new notebook from the pool the ended one came from.
+    return _page_or_json(request, "pool/ended.html", {"status": "ended", "landing": container.pool.landing_path}, 410)
 
 
 def _page_or_json(request, template, context, status):

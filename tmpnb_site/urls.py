@@ -10,6 +10,10 @@ urlpatterns = [
     path("", views.spawn, name="landing"),
     path("spawn/", views.spawn, name="spawn"),
     path("spawn/<path:path>", views.spawn, name="spawn-path"),
+    # Each named pool's own landing page and deep links.
+    path("p/<slug:pool_name>/", views.spawn, name="pool-landing"),
+    path("p/<slug:pool_name>/spawn/", views.spawn, name="pool-spawn"),
+    path("p/<slug:pool_name>/spawn/<path:path>", views.spawn, name="pool-spawn-path"),
     # Only requests the proxy has no route for reach these.
     re_path(r"^user/(?P<path_id>[A-Za-z0-9]+)/?$", views.user_fallback),
     path("user/<str:path_id>/<path:rest>", views.user_fallback, name="user-fallback"),
