@@ -4,13 +4,23 @@ from django.http import HttpResponse
 from django.utils import timezone
 
 from pool import services
-from pool.models import Container, Event, Pool, Session
+from pool.models import Container, Event, Pool, Schedule, Session
+
+
+class ScheduleInline(admin.TabularInline):
+    """Sizes planned ahead; beat applies each one once, at its time (see README)."""
+
+    model = Schedule
+    fields = ["at", "capacity", "ready_target", "applied_at"]
+    readonly_fields = ["applied_at"]
+    extra = 1
 
 
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
     list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting"]
     actions = ["drain"]
+    inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),

@@ -179,6 +179,38 @@ class Container(models.Model):
         self.save(update_fields=["state", "ended_at"])
 
 
+class ScheduleQuerySet(models.QuerySet):
+    def due(self, now):
+        return self.filter(applied_at__isnull=True, at__lte=now)
+
+    def upcoming(self):
+        return self.filter(applied_at__isnull=True)
+
+
+class Schedule(models.Model):
+    """A pool size planned ahead; Celery beat applies it once, at its time."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="schedules")
+    at = models.DateTimeField(db_index=True, help_text="When to apply it.")
+    capacity = models.PositiveIntegerField(help_text="The pool's size from then on.")
+    ready_target = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Ready containers to keep waiting; empty keeps the pool's (within the new size)."
+    )
+    applied_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ScheduleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["at"]
+
+    def __str__(self):
+        return f"{self.pool}: size {self.capacity} at {self.at:%Y-%m-%d %H:%M}"
+
+    def clean(self):
+        if self.ready_target is not None and self.capacity is not None and self.ready_target > self.capacity:
+            raise ValidationError({"ready_target": "The ready target cannot exceed the size."})
+
+
 def visitor_tag(visitor):
     """A short, stable name for a visitor that can be shown and logged: the
     cookie's value itself would let whoever reads it act as the visitor."""

@@ -22,6 +22,11 @@ def cull():
 
 
 @shared_task
+def apply_schedules():
+    services.apply_due_schedules()
+
+
+@shared_task
 def fill_pool(pool_id):
     queue_spawns(services.fill_pool(pool_id))
 

@@ -51,3 +51,15 @@ class SessionFactory(factory.django.DjangoModelFactory):
 
     visitor = factory.LazyFunction(lambda: secrets.token_hex(16))
     container = factory.SubFactory(ContainerFactory, state=Container.State.ASSIGNED)
+
+
+def pool_admin_form(pool, **fields):
+    """The POST of a pool's admin change form, with no schedule rows unless given."""
+    form = {
+        "name": pool.name, "image": pool.image, "command": pool.command, "capacity": pool.capacity,
+        "redirect_uri": pool.redirect_uri, "mem_limit": pool.mem_limit, "container_ip": pool.container_ip,
+        "container_port": pool.container_port, "cull_timeout": pool.cull_timeout, "cull_max": pool.cull_max,
+        "user_length": pool.user_length, "use_tokens": "on" if pool.use_tokens else "",
+        "schedules-TOTAL_FORMS": 0, "schedules-INITIAL_FORMS": 0,
+    }
+    return form | fields

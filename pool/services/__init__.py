@@ -18,6 +18,7 @@ from pool.services.pools import (
     resize_pool,
     shrink_pool,
 )
+from pool.services.schedules import apply_due_schedules
 from pool.services.spawning import SpawnTimeout, container_spec, spawn_container, static_files_root
 from pool.services.upkeep import cull_sessions, heartbeat, reconcile, sync_activity
 
@@ -25,6 +26,7 @@ __all__ = [
     "PoolError",
     "SpawnTimeout",
     "active_session",
+    "apply_due_schedules",
     "assign_container",
     "container_spec",
     "cull_sessions",

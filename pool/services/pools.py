@@ -35,9 +35,10 @@ def get_default_pool():
     return pool or init_default_pool()[0]
 
 
-def resize_pool(pool, capacity, ready_target=None, by=""):
+def resize_pool(pool, capacity, ready_target=None, by="", schedule=None):
     """Store a new capacity; the next heartbeat spawns or shrinks to it.
-    ``by`` names who asked, for the event log."""
+    ``by`` names who asked, and ``schedule`` the planned change being applied,
+    for the event log."""
     if capacity < 0:
         raise PoolError("the pool size cannot be negative")
     if ready_target is not None and ready_target < 0:
@@ -49,10 +50,15 @@ def resize_pool(pool, capacity, ready_target=None, by=""):
         pool.ready_target = min(ready_target if ready_target is not None else capacity, capacity)
     with transaction.atomic():
         pool.save(update_fields=["capacity", "ready_target", "updated_at"])
-        record_event(
-            Event.Kind.RESIZE, f"pool {pool.name}: size {pool.capacity}, ready target {pool.effective_ready_target}",
-            pool=pool, actor=by, capacity=[before[0], pool.capacity], ready_target=[before[1], pool.ready_target],
-        )
+        message = f"pool {pool.name}: size {pool.capacity}, ready target {pool.effective_ready_target}"
+        numbers = {"capacity": [before[0], pool.capacity], "ready_target": [before[1], pool.ready_target]}
+        if schedule is None:
+            record_event(Event.Kind.RESIZE, message, pool=pool, actor=by, **numbers)
+        else:
+            record_event(
+                Event.Kind.SCHEDULE, f"{message} (planned for {schedule.at.isoformat()})",
+                pool=pool, actor=by, schedule=schedule.pk, at=schedule.at.isoformat(), **numbers,
+            )
     return pool
 
 

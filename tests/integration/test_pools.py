@@ -1,11 +1,16 @@
 """Several named pools on the real stack: each keeps its own numbers filled
 and serves its own image at its own landing URL."""
 
+import time
+from datetime import timedelta
+
 import docker
 import requests
+from django.utils import timezone
 
+from pool import dockerapi
 from pool.command import DEFAULT_COMMAND
-from pool.models import Container, Pool
+from pool.models import Container, Event, Pool, Schedule
 from tests.factories import JUPYTER_IMAGE, TINY_IMAGE, PoolFactory
 from tests.integration.test_pool_lifecycle import visit, wait_until
 
@@ -57,3 +62,19 @@ def test_a_visitor_holding_a_notebook_is_led_back_to_it_from_another_pool(live_s
     assert elsewhere.status_code == 409
     assert f'href="{served_container(mine).url_for("/tree")}"' in elsewhere.text
     assert ready_in("second") == 1
+
+
+def test_beat_applies_a_planned_size_on_time_and_once(live_stack):
+    pool = PoolFactory(capacity=1)
+    live_stack.start()
+    wait_until(lambda: ready_in("default") == 1, what="1 ready container")
+    at = timezone.now() + timedelta(seconds=2)
+    schedule = Schedule.objects.create(pool=pool, at=at, capacity=3)
+    time.sleep(1)
+    assert Pool.objects.get(pk=pool.pk).capacity == 1  # not before its time
+    wait_until(lambda: ready_in("default") == 3, what="the planned size filled")
+    schedule.refresh_from_db()
+    assert at <= schedule.applied_at < at + timedelta(seconds=5)
+    [event] = Event.objects.filter(kind=Event.Kind.SCHEDULE)
+    assert event.details["capacity"] == [1, 3]
+    assert len(dockerapi.list_containers()) == 3

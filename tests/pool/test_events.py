@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pool import services
 from pool.models import Event, Session
-from tests.factories import ContainerFactory, PoolFactory
+from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
 
 
 def spawn_all(pool):
@@ -95,12 +95,7 @@ def test_a_resize_and_a_drain_record_who_asked_and_the_numbers():
 @pytest.mark.django_db
 def test_a_new_size_saved_in_the_admin_is_logged_as_a_resize_by_the_organiser(admin_client, admin_user):
     pool = PoolFactory(capacity=2)
-    form = {
-        "name": pool.name, "image": pool.image, "command": pool.command, "capacity": 5, "redirect_uri": "/tree",
-        "mem_limit": "64m", "container_ip": "127.0.0.1", "container_port": 8888, "cull_timeout": 60, "cull_max": 600,
-        "user_length": 12, "use_tokens": "on",
-    }
-    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", form)
+    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_admin_form(pool, capacity=5))
     assert response.status_code == 302, response.content.decode()[:3000]
     [resize] = events(Event.Kind.RESIZE)
     assert resize.actor == admin_user.username and resize.details["capacity"] == [2, 5]
