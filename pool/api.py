@@ -30,8 +30,10 @@ def spawn(request):
     if refusal:
         return refusal
     pool = services.get_default_pool()
-    session = services.assign_container(pool=pool, visitor=f"api-{secrets.token_hex(12)}", client_ip=client_address(request))
+    visitor = f"api-{secrets.token_hex(12)}"
+    session = services.assign_container(pool=pool, visitor=visitor, client_ip=client_address(request))
     if session is None:
+        services.record_turned_away(pool=pool, visitor=visitor)
         return too_busy_json()
     container = session.container
     return JsonResponse({"id": container.path_id, "url": container.url_for(pool.redirect_uri), "token": container.token}, status=201)

@@ -302,3 +302,18 @@ class Event(models.Model):
 
     def __str__(self):
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.kind}: {self.message}"
+
+
+class UsageSample(models.Model):
+    """One pool's numbers at one moment, taken every TMPNB_SAMPLE_PERIOD."""
+
+    time = models.DateTimeField()
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="usage_samples")
+    in_use = models.PositiveIntegerField()
+    ready = models.PositiveIntegerField()
+    starting = models.PositiveIntegerField()
+    waiting = models.PositiveIntegerField(help_text="Visitors who found nothing ready since the sample before.")
+
+    class Meta:
+        ordering = ["time"]
+        indexes = [models.Index(fields=["time", "pool"])]

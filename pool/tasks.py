@@ -22,6 +22,11 @@ def cull():
 
 
 @shared_task
+def sample_usage():
+    services.take_usage_sample()
+
+
+@shared_task
 def apply_schedules():
     services.apply_due_schedules()
 

@@ -23,6 +23,7 @@ def spawn(request, path="", pool_name=None):
     visitor = request.get_signed_cookie(VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE) or secrets.token_hex(16)
     session = services.assign_container(pool=pool, visitor=visitor, client_ip=client_address(request))
     if session is None:
+        services.record_turned_away(pool=pool, visitor=visitor)
         response = nothing_ready(request)
     elif session.container.pool_id != pool.pk:
         # One visitor holds one notebook at a time, whatever the pool.

@@ -143,6 +143,9 @@ TMPNB_SPAWN_TIMEOUT = env_int("TMPNB_SPAWN_TIMEOUT", 60, minimum=1)
 TMPNB_STATIC_FILES = env_str("TMPNB_STATIC_FILES")
 if TMPNB_STATIC_FILES and not TMPNB_STATIC_FILES.startswith("/"):
     raise ImproperlyConfigured(f"TMPNB_STATIC_FILES must be an absolute path inside the container, not {TMPNB_STATIC_FILES!r}")
+# The dashboard's usage chart: one sample of every pool each period, kept this many days.
+TMPNB_SAMPLE_PERIOD = env_int("TMPNB_SAMPLE_PERIOD", 60, minimum=1)
+TMPNB_SAMPLE_DAYS = env_int("TMPNB_SAMPLE_DAYS", 14, minimum=1)
 # Tokens for the API: POST /api/spawn needs TMPNB_API_TOKEN, DELETE /api/pool
 # needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
 TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")

@@ -20,6 +20,7 @@ from pool.services.pools import (
 )
 from pool.services.schedules import apply_due_schedules
 from pool.services.spawning import SpawnTimeout, container_spec, spawn_container, static_files_root
+from pool.services.usage import record_turned_away, take_usage_sample
 from pool.services.upkeep import cull_sessions, heartbeat, reconcile, sync_activity
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "pool_stats",
     "reconcile",
     "record_event",
+    "record_turned_away",
     "resize_pool",
     "retire_container",
     "shrink_pool",
@@ -48,5 +50,6 @@ __all__ = [
     "static_files_root",
     "stop_all_containers",
     "sync_activity",
+    "take_usage_sample",
     "write_events_csv",
 ]
