@@ -3,9 +3,6 @@ from django.urls import path, re_path
 
 from pool import api, views
 
-admin.site.site_header = "tmpnb administration"
-admin.site.site_title = "tmpnb"
-
 urlpatterns = [
     path("", views.spawn, name="landing"),
     path("spawn/", views.spawn, name="spawn"),

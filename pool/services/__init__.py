@@ -5,6 +5,7 @@ these functions. The database is the record; Docker and the proxy follow it.
 """
 
 from pool.services.assignment import active_session, assign_container
+from pool.services.dashboard import dashboard
 from pool.services.ending import kill_containers, kill_sessions, retire_container, stop_all_containers
 from pool.services.events import record_event, write_events_csv
 from pool.services.pools import (
@@ -31,6 +32,7 @@ __all__ = [
     "assign_container",
     "container_spec",
     "cull_sessions",
+    "dashboard",
     "drain_pool",
     "fill_pool",
     "get_default_pool",

@@ -1,0 +1,72 @@
+"""What the organiser's dashboard shows: each pool's numbers, the live
+sessions, today's totals and peak, and usage over time."""
+
+from datetime import timedelta
+
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from pool.charts import line_chart
+from pool.models import Container, Event, Pool, Schedule, Session, UsageSample
+from pool.services.pools import pool_stats
+
+CHART_SERIES = [("in_use", "in use", "#d9480f"), ("ready", "ready", "#2b8a3e"), ("waiting", "kept waiting or turned away", "#5f3dc4")]
+CHART_WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+RECENTLY_ENDED = 10
+
+
+def dashboard(window="24h", now=None):
+    now = now or timezone.now()
+    day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    window = window if window in CHART_WINDOWS else "24h"
+    return {
+        "now": now,
+        "pools": _pools(day_start),
+        "sessions": Session.objects.active().select_related("container__pool").order_by("started_at"),
+        "ended": Session.objects.filter(ended_at__isnull=False).select_related("container__pool").order_by("-ended_at")[:RECENTLY_ENDED],
+        "today": _today(day_start, now),
+        "window": window,
+        "windows": list(CHART_WINDOWS),
+        "chart": _usage_chart(now - CHART_WINDOWS[window], now),
+    }
+
+
+def _pools(day_start):
+    failed = dict(
+        Container.objects.filter(state=Container.State.FAILED, ended_at__gte=day_start).values_list("pool_id").annotate(n=Count("pk"))
+    )
+    upcoming = {s.pool_id: s for s in Schedule.objects.upcoming().order_by("-at")}  # the earliest wins
+    return [
+        {"pool": pool, **pool_stats(pool), "failed_today": failed.get(pool.pk, 0), "next_schedule": upcoming.get(pool.pk)}
+        for pool in Pool.objects.all()
+    ]
+
+
+def _today(day_start, now):
+    """Totals since local midnight, and the peak of containers in use: the
+    highest sample, or now, if more are in use now than at any sample."""
+    by_time = UsageSample.objects.filter(time__gte=day_start).values("time").annotate(in_use=Sum("in_use")).order_by("-in_use", "time")
+    peak = by_time.first() or {"in_use": 0, "time": None}
+    in_use = Container.objects.assigned().count()
+    if in_use > peak["in_use"] or peak["time"] is None:
+        peak = {"in_use": in_use, "time": now}
+    started = Session.objects.filter(started_at__gte=day_start)
+    return {
+        "in_use": in_use,
+        "peak": peak["in_use"],
+        "peak_at": peak["time"],
+        "sessions": started.count(),
+        "visitors": started.values("visitor").distinct().count(),
+        "turned_away": Event.objects.filter(kind=Event.Kind.TURNED_AWAY, time__gte=day_start).count(),
+    }
+
+
+def _usage_chart(start, end):
+    """All pools together, one point per sample time."""
+    rows = list(
+        UsageSample.objects.filter(time__gte=start, time__lte=end)
+        .values("time")
+        .annotate(in_use=Sum("in_use"), ready=Sum("ready"), waiting=Sum("waiting"))
+        .order_by("time")
+    )
+    return line_chart(rows, CHART_SERIES, start, end)
