@@ -5,7 +5,7 @@ these functions. The database is the record; Docker and the proxy follow it.
 """
 
 from pool.services.assignment import active_session, assign_container
-from pool.services.dashboard import dashboard
+from pool.services.dashboard import dashboard, pool_overview
 from pool.services.ending import kill_containers, kill_sessions, retire_container, stop_all_containers
 from pool.services.events import record_event, write_events_csv
 from pool.services.pools import (
@@ -41,6 +41,7 @@ __all__ = [
     "keep_pools_filled",
     "kill_containers",
     "kill_sessions",
+    "pool_overview",
     "pool_stats",
     "reconcile",
     "record_event",

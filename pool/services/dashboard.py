@@ -15,13 +15,17 @@ CHART_WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": time
 RECENTLY_ENDED = 10
 
 
+def _day_start(now):
+    return timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def dashboard(window="24h", now=None):
     now = now or timezone.now()
-    day_start = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    day_start = _day_start(now)
     window = window if window in CHART_WINDOWS else "24h"
     return {
         "now": now,
-        "pools": _pools(day_start),
+        "pools": pool_overview(now=now),
         "sessions": Session.objects.active().select_related("container__pool").order_by("started_at"),
         "ended": Session.objects.filter(ended_at__isnull=False).select_related("container__pool").order_by("-ended_at")[:RECENTLY_ENDED],
         "today": _today(day_start, now),
@@ -31,14 +35,16 @@ def dashboard(window="24h", now=None):
     }
 
 
-def _pools(day_start):
-    failed = dict(
-        Container.objects.filter(state=Container.State.FAILED, ended_at__gte=day_start).values_list("pool_id").annotate(n=Count("pk"))
-    )
+def pool_overview(pools=None, now=None):
+    """Each pool (all, or those of the ``pools`` queryset) with its numbers,
+    the containers that failed today and the next planned size."""
+    pools = Pool.objects.all() if pools is None else pools
+    failed = Container.objects.filter(state=Container.State.FAILED, ended_at__gte=_day_start(now or timezone.now()))
+    failed = dict(failed.values_list("pool_id").annotate(n=Count("pk")))
     upcoming = {s.pool_id: s for s in Schedule.objects.upcoming().order_by("-at")}  # the earliest wins
     return [
         {"pool": pool, **pool_stats(pool), "failed_today": failed.get(pool.pk, 0), "next_schedule": upcoming.get(pool.pk)}
-        for pool in Pool.objects.all()
+        for pool in pools
     ]
 
 

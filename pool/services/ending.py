@@ -50,6 +50,12 @@ def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, 
     return True
 
 
+def route_container(container):
+    """Route /user/<id> to the container; the route names its container and
+    pool, so that a reconcile of one pool knows which stray routes are its own."""
+    get_proxy().add_route(container.route_path, container.target, container=container.name, pool=container.pool.name)
+
+
 def remove_quietly(container):
     """Remove the container and its route. A failure is logged, not raised: the
     row is the record, and the reconciler removes what is left behind."""

@@ -15,9 +15,9 @@ from pool import dockerapi
 from pool.command import render_command
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
-from pool.services.ending import remove_quietly
+from pool.services.ending import remove_quietly, route_container
 from pool.services.events import record_event
-from proxyapi import ProxyError, get_proxy
+from proxyapi import ProxyError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def spawn_container(container_id):
         started = dockerapi.start_container(container_spec(container))
         container.mark_started(started.docker_id, started.host_ip, started.host_port)
         wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
-        get_proxy().add_route(container.route_path, container.target, container=container.name)
+        route_container(container)
     except (dockerapi.DockerError, ProxyError, SpawnTimeout) as error:
         log.warning("spawning %s failed: %s", container.name, error)
         remove_quietly(container)
