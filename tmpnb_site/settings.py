@@ -150,6 +150,8 @@ TMPNB_SAMPLE_DAYS = env_int("TMPNB_SAMPLE_DAYS", 14, minimum=1)
 # needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
 TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")
 TMPNB_ADMIN_TOKEN = env_str("TMPNB_ADMIN_TOKEN")
+# /metrics answers a request with this bearer token, or one from loopback.
+TMPNB_METRICS_TOKEN = env_str("TMPNB_METRICS_TOKEN")
 
 
 def _checked(name, value, check):

@@ -19,5 +19,6 @@ urlpatterns = [
     re_path(r"^api/spawn/?$", api.spawn, name="api-spawn"),
     re_path(r"^api/stats/?$", api.stats, name="api-stats"),
     re_path(r"^api/pool/?$", api.drain, name="api-pool"),
+    path("metrics", api.metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]

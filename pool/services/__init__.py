@@ -8,6 +8,7 @@ from pool.services.assignment import active_session, assign_container
 from pool.services.dashboard import dashboard, pool_overview
 from pool.services.ending import kill_containers, kill_sessions, retire_container, stop_all_containers
 from pool.services.events import record_event, write_events_csv
+from pool.services.metrics import CULL_REASONS, SPAWN_BUCKETS, metric_values
 from pool.services.pools import (
     PoolError,
     drain_pool,
@@ -25,7 +26,9 @@ from pool.services.usage import record_turned_away, take_usage_sample
 from pool.services.upkeep import cull_sessions, heartbeat, reconcile, sync_activity
 
 __all__ = [
+    "CULL_REASONS",
     "PoolError",
+    "SPAWN_BUCKETS",
     "SpawnTimeout",
     "active_session",
     "apply_due_schedules",
@@ -41,6 +44,7 @@ __all__ = [
     "keep_pools_filled",
     "kill_containers",
     "kill_sessions",
+    "metric_values",
     "pool_overview",
     "pool_stats",
     "reconcile",
