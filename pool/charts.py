@@ -81,7 +81,7 @@ def line_chart(rows, series, start, end):
 
 def _time_ticks(start, end, x):
     span = end - start
-    step = next((s for s in (timedelta(minutes=m) for m in (10, 30, 60, 180, 360, 720, 1440)) if span / s <= 8), timedelta(days=2))
+    step = next((s for s in (timedelta(minutes=m) for m in (1, 2, 5, 10, 30, 60, 180, 360, 720, 1440)) if span / s <= 8), timedelta(days=2))
     label = "%H:%M" if span <= timedelta(days=2) else "%d %b"
     local = timezone.localtime(start)
     # The first whole step after the start, in local time.

@@ -68,11 +68,13 @@ def _today(day_start, now):
 
 
 def _usage_chart(start, end):
-    """All pools together, one point per sample time."""
+    """All pools together, one point per sample time. The time axis starts at
+    the first sample when there is none earlier in the window (a service
+    started an hour ago has an hour to show, not a day)."""
     rows = list(
         UsageSample.objects.filter(time__gte=start, time__lte=end)
         .values("time")
         .annotate(in_use=Sum("in_use"), ready=Sum("ready"), waiting=Sum("waiting"))
         .order_by("time")
     )
-    return line_chart(rows, CHART_SERIES, start, end)
+    return line_chart(rows, CHART_SERIES, rows[0]["time"] if rows else start, end)
