@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from pool import services
-from pool.models import Event, Session
+from pool.models import Event, Schedule, Session
 from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
 
 
@@ -135,3 +135,28 @@ def test_the_event_log_cannot_be_edited_or_deleted_in_the_admin(admin_client):
     event = Event.objects.get()
     assert admin_client.post(f"/admin/pool/event/{event.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Event.objects.count() == 1
+
+
+def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings):
+    settings.TMPNB_SPAWN_TIMEOUT = 1
+    pool = PoolFactory(capacity=2)
+    spawn_all(PoolFactory(name="broken", capacity=1, image="tmpnb/not-here:0"))  # failure
+    spawn_all(pool)  # spawn x2
+    client.get("/")  # assignment
+    client.cookies.clear()
+    client.get("/")  # assignment
+    client.cookies.clear()
+    client.get("/")  # turned away
+    first, second = Session.objects.order_by("pk")
+    Session.objects.filter(pk=first.pk).update(started_at=timezone.now() - timedelta(days=1))
+    services.cull_sessions()  # cull
+    services.kill_sessions([second], by="ada")  # kill
+    services.resize_pool(pool, 3, by="ada")  # resize
+    Schedule.objects.create(pool=pool, at=timezone.now(), capacity=4)
+    services.apply_due_schedules()  # schedule
+    services.drain_pool(pool, by="ada")  # drain
+    kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))
+    assert kinds == [
+        "failure", "spawn", "spawn", "assignment", "assignment", "turned_away", "cull", "kill", "resize", "schedule", "drain",
+    ]
+    assert set(kinds) == set(Event.Kind.values)
