@@ -1,7 +1,5 @@
 from django.apps import AppConfig
-# The module, not the class: a second AppConfig class in this module's names
-# would leave Django unable to tell which one is the pool app's.
-from django.contrib.admin import apps as admin_apps
+from django.contrib.admin import apps as admin_apps  # the module: see TmpnbAdminConfig
 
 
 class PoolConfig(AppConfig):
@@ -12,5 +10,8 @@ class PoolConfig(AppConfig):
 class TmpnbAdminConfig(admin_apps.AdminConfig):
     """Django's admin, with the organiser's dashboard as its home page."""
 
-    default = False  # named in INSTALLED_APPS in place of django.contrib.admin
+    # Named in INSTALLED_APPS in place of django.contrib.admin. Not a default:
+    # that would leave Django two to choose from for the pool app (nor is
+    # AdminConfig imported by name here, for the same reason).
+    default = False
     default_site = "pool.admin_site.TmpnbAdminSite"

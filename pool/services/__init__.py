@@ -1,4 +1,5 @@
-"""The rules of the pool: fill, spawn, assign, end, cull and reconcile.
+"""The rules of the pool: fill, spawn, assign, end, cull and reconcile; the event
+log, usage samples, schedules, and the figures of the dashboard and /metrics.
 
 Views, admin actions, management commands and Celery tasks are thin edges over
 these functions. The database is the record; Docker and the proxy follow it.
@@ -22,8 +23,8 @@ from pool.services.pools import (
 )
 from pool.services.schedules import apply_due_schedules
 from pool.services.spawning import SpawnTimeout, container_spec, spawn_container, static_files_root
-from pool.services.usage import record_turned_away, take_usage_sample
 from pool.services.upkeep import cull_sessions, heartbeat, reconcile, sync_activity
+from pool.services.usage import record_turned_away, take_usage_sample
 
 __all__ = [
     "CULL_REASONS",

@@ -14,16 +14,13 @@ from pool import dockerapi, services
 from pool.models import Container, Event, Schedule, Session
 from proxyapi import ProxyClient, get_proxy
 from tests.factories import TINY_IMAGE, ContainerFactory, PoolFactory
+from tests.pool.test_upkeep import spawn_all
 
 
 def run(*args):
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
-
-
-def spawn_all(pool):
-    return [services.spawn_container(c.pk) for c in services.fill_pool(pool.pk)]
 
 
 @pytest.fixture

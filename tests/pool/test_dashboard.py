@@ -11,7 +11,7 @@ from pool import services
 from pool.charts import MAX_POINTS, line_chart
 from pool.models import Container, Session, UsageSample
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory
-
+from tests.pool.test_upkeep import spawn_all
 
 NOW = timezone.now()
 
@@ -75,8 +75,7 @@ def test_the_dashboard_alone_is_served_for_its_refresh_and_needs_a_login(admin_c
 
 def test_the_organiser_kills_sessions_from_the_dashboard(clean_pools, admin_client, admin_user):
     pool = PoolFactory(capacity=3)
-    for container in services.fill_pool(pool.pk):
-        services.spawn_container(container.pk)
+    spawn_all(pool)
     one, two, three = (services.assign_container(pool=pool, visitor=v) for v in ("a", "b", "c"))
     response = admin_client.post("/admin/dashboard/kill/", {"session": [one.pk, two.pk]}, follow=True)
     assert "Killed 2 session(s)." in response.content.decode()

@@ -12,10 +12,7 @@ from django.utils import timezone
 from pool import services
 from pool.models import Event, Schedule, Session
 from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
-
-
-def spawn_all(pool):
-    return [services.spawn_container(c.pk) for c in services.fill_pool(pool.pk)]
+from tests.pool.test_upkeep import spawn_all
 
 
 def events(kind):
