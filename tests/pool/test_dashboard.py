@@ -36,7 +36,7 @@ def test_the_home_page_shows_each_pools_numbers_and_keeps_the_model_list(admin_c
     cells = {name: re.findall(r'<td class="num">(?:<a[^>]*>)?(\d+)', row) for name, row in rows}
     assert cells == {"default": ["6", "2", "1", "1", "1"], "python": ["1", "0", "0", "0", "0"]}
     assert 'href="/p/python/"' in page and 'href="/"' in page
-    assert "Administration" in page and 'href="/admin/pool/pool/"' in page and 'href="/admin/pool/event/"' in page
+    assert "Site administration" in page and 'href="/admin/pool/pool/"' in page and 'href="/admin/pool/event/"' in page
 
 
 @pytest.mark.django_db
