@@ -63,7 +63,8 @@ def _today(day_start, now):
         "peak_at": peak["time"],
         "sessions": started.count(),
         "visitors": started.values("visitor").distinct().count(),
-        "turned_away": Event.objects.filter(kind=Event.Kind.TURNED_AWAY, time__gte=day_start).count(),
+        # Visitors, not refusals: one waiting across several sample periods is logged in each.
+        "turned_away": Event.objects.filter(kind=Event.Kind.TURNED_AWAY, time__gte=day_start).values("actor").distinct().count(),
     }
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from pool import services
 from pool.charts import MAX_POINTS, line_chart
-from pool.models import Container, Session, UsageSample
+from pool.models import Container, Event, Session, UsageSample
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory
 from tests.pool.test_upkeep import spawn_all
 
@@ -107,3 +107,15 @@ def test_a_long_window_is_merged_to_a_drawable_number_of_points_keeping_peaks():
     assert [label for _, label in chart.y_ticks] == [0, 5, 10]
     (zero, _), _, (ten, _) = chart.y_ticks
     assert min(float(p.split(",")[1]) for p in points) == pytest.approx(ten + (zero - ten) * 0.1)  # the one peak of 9 kept
+
+
+@pytest.mark.django_db
+def test_today_counts_the_visitors_kept_waiting_not_each_period_they_waited(admin_client, client):
+    PoolFactory()
+    client.get("/")
+    services.take_usage_sample()
+    client.get("/")  # the same visitor, still waiting in the next period
+    client.cookies.clear()
+    client.get("/")
+    assert Event.objects.filter(kind=Event.Kind.TURNED_AWAY).count() == 3
+    assert '<b id="turned-away-today">2</b>' in admin_client.get("/admin/").content.decode()
