@@ -1,11 +1,21 @@
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Count, Q
+from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.timezone import localtime
 
 from pool import dockerapi, services
-from pool.models import Container, Pool, QueueEntry, Session
+from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session
+
+
+class ScheduleInline(admin.TabularInline):
+    """Sizes planned ahead; beat applies each one once, at its time (see README)."""
+
+    model = Schedule
+    fields = ["at", "capacity", "ready_target", "applied_at"]
+    readonly_fields = ["applied_at"]
+    extra = 1
 
 
 class PoolForm(forms.ModelForm):
@@ -30,6 +40,7 @@ class PoolAdmin(admin.ModelAdmin):
     list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning"]
     readonly_fields = ["spawning"]
     actions = ["drain", "resume"]
+    inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
@@ -52,11 +63,6 @@ class PoolAdmin(admin.ModelAdmin):
             return f"backing off after {pool.failure_streak} failure(s), until {localtime(pool.next_spawn_at):%H:%M:%S}"
         return "ok"
 
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if change and obj.paused_reason:
-            services.resume_spawning(obj)  # the organiser changed what failed
-
     @admin.action(description="Resume spawning (after fixing what made it fail)")
     def resume(self, request, queryset):
         for pool in queryset:
@@ -65,8 +71,16 @@ class PoolAdmin(admin.ModelAdmin):
 
     @admin.action(description="Drain: replace every container not in use (after changing the image)")
     def drain(self, request, queryset):
-        drained = sum(services.drain_pool(pool) for pool in queryset)
+        drained = sum(services.drain_pool(pool, by=request.user.get_username()) for pool in queryset)
         self.message_user(request, f"Replacing {drained} container(s); containers in use keep running.", messages.SUCCESS)
+
+    def save_model(self, request, pool, form, change):
+        # A new size goes through resize_pool, which logs who changed it.
+        if change and {"capacity", "ready_target"} & set(form.changed_data):
+            services.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
+        super().save_model(request, pool, form, change)
+        if change and pool.paused_reason:
+            services.resume_spawning(pool)  # the organiser changed what failed
 
     def get_queryset(self, request):
         # distinct: the two joins (containers, queue) multiply each other's rows.
@@ -140,3 +154,29 @@ class SessionAdmin(admin.ModelAdmin):
     def kill(self, request, queryset):
         count = services.kill_sessions(queryset.select_related("container"), by=request.user.get_username())
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["time", "kind", "pool", "actor", "message"]
+    list_filter = ["kind", "pool", ("time", admin.DateFieldListFilter)]
+    date_hierarchy = "time"
+    search_fields = ["message", "actor", "container__name"]
+    readonly_fields = [f.name for f in Event._meta.fields]
+    actions = ["export_csv"]
+
+    def has_add_permission(self, request):
+        return False  # the services write the log
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a log that can be edited is no record (and /metrics counts from it)
+
+    @admin.action(description="Export the selected events as CSV")
+    def export_csv(self, request, queryset):
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="tmpnb-events-{timezone.now():%Y%m%d-%H%M%S}.csv"'
+        services.write_events_csv(queryset, response)
+        return response

@@ -1,27 +1,35 @@
-"""tmpnb's HTTP API: spawn, stats and drain. CORS is added by django-cors-headers."""
+"""tmpnb's HTTP API: spawn, stats, drain and /metrics. CORS is added by django-cors-headers."""
 
 import hmac
+import ipaddress
 import json
 import secrets
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 import tmpnb_site
+from pool import metrics as prometheus
 from pool import services
 from pool.http import client_address
 from pool.views import refusal, too_busy_json
+
+
+def _has_token(request, expected):
+    """Whether the request carries ``expected`` (Authorization: token or Bearer),
+    compared in constant time."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    return bool(expected) and scheme.lower() in ("token", "bearer") and hmac.compare_digest(given.encode(), expected.encode())
 
 
 def _token_refusal(request, expected, variable):
     """A JSON refusal, or None when the request carries the expected token."""
     if not expected:
         return JsonResponse({"error": f"this endpoint is disabled: set {variable} to enable it"}, status=403)
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() not in ("token", "bearer") or not hmac.compare_digest(given.encode(), expected.encode()):
+    if not _has_token(request, expected):
         return JsonResponse({"error": "a valid token is required: Authorization: token <token>"}, status=403)
     return None
 
@@ -55,6 +63,7 @@ def spawn(request):
         container = admission.session.container
         body = {"id": container.path_id, "url": container.url_for(pool.redirect_uri), "token": container.token}
         return JsonResponse(body, status=201)
+    services.record_turned_away(pool=pool, visitor=f"api-{ticket}")
     if not wait:
         return too_busy_json(pool)
     status = services.admission_status(f"api-{ticket}")
@@ -82,5 +91,16 @@ def drain(request):
     denied = _token_refusal(request, settings.TMPNB_ADMIN_TOKEN, "TMPNB_ADMIN_TOKEN")
     if denied:
         return denied
-    drained = services.drain_pool(services.get_default_pool())
+    drained = services.drain_pool(services.get_default_pool(), by="api")
     return JsonResponse({"drained": drained}, status=202)
+
+
+@require_GET
+def metrics(request):
+    """Prometheus' text format, for the metrics token or a client on this host.
+    Through the proxy the client is the one X-Forwarded-For names, so a
+    remote visitor does not pass for loopback (see client_address)."""
+    client = client_address(request)
+    if not (_has_token(request, settings.TMPNB_METRICS_TOKEN) or (client and ipaddress.ip_address(client).is_loopback)):
+        return HttpResponse("Forbidden: send Authorization: Bearer $TMPNB_METRICS_TOKEN\n", status=403, content_type="text/plain")
+    return HttpResponse(prometheus.exposition(), content_type=prometheus.CONTENT_TYPE_LATEST)

@@ -1,3 +1,6 @@
+import hashlib
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -95,6 +98,12 @@ class Pool(models.Model):
     @property
     def effective_ready_target(self):
         return self.capacity if self.ready_target is None else min(self.ready_target, self.capacity)
+
+    @property
+    def landing_path(self):
+        """Where a visitor starts a notebook of this pool: / for the default pool
+        (which answers at /p/<name>/ as well)."""
+        return "/" if self.name == settings.TMPNB_DEFAULT_POOL["name"] else f"/p/{self.name}/"
 
 
 class ContainerQuerySet(models.QuerySet):
@@ -219,6 +228,42 @@ class QueueEntry(models.Model):
 
     def __str__(self):
         return f"{self.visitor} waiting for {self.pool}"
+class ScheduleQuerySet(models.QuerySet):
+    def due(self, now):
+        return self.filter(applied_at__isnull=True, at__lte=now)
+
+    def upcoming(self):
+        return self.filter(applied_at__isnull=True)
+
+
+class Schedule(models.Model):
+    """A pool size planned ahead; Celery beat applies it once, at its time."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="schedules")
+    at = models.DateTimeField(db_index=True, help_text="When to apply it.")
+    capacity = models.PositiveIntegerField(help_text="The pool's size from then on.")
+    ready_target = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Ready containers to keep waiting; empty keeps the pool's (within the new size)."
+    )
+    applied_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ScheduleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["at"]
+
+    def __str__(self):
+        return f"{self.pool}: size {self.capacity} at {self.at:%Y-%m-%d %H:%M}"
+
+    def clean(self):
+        if self.ready_target is not None and self.capacity is not None and self.ready_target > self.capacity:
+            raise ValidationError({"ready_target": "The ready target cannot exceed the size."})
+
+
+def visitor_tag(visitor):
+    """A short, stable name for a visitor that can be shown and logged: the
+    cookie's value itself would let whoever reads it act as the visitor."""
+    return hashlib.sha256(visitor.encode()).hexdigest()[:10]
 
 
 class SessionQuerySet(models.QuerySet):
@@ -260,7 +305,11 @@ class Session(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.visitor} on {self.container}"
+        return f"{visitor_tag(self.visitor)} on {self.container}"
+
+    @property
+    def visitor_tag(self):
+        return visitor_tag(self.visitor)
 
     @property
     def is_active(self):
@@ -270,3 +319,51 @@ class Session(models.Model):
         if self.end_reason == self.EndReason.KILLED and self.ended_by:
             return f"killed by {self.ended_by}"
         return self.get_end_reason_display()
+
+
+class Event(models.Model):
+    """One row of the event log: something that happened to a pool, a
+    container or a session, written by the services as it happens."""
+
+    class Kind(models.TextChoices):
+        SPAWN = "spawn", "spawned"
+        ASSIGNMENT = "assignment", "assigned"
+        TURNED_AWAY = "turned_away", "turned away"
+        CULL = "cull", "culled"
+        KILL = "kill", "killed"
+        DRAIN = "drain", "drained"
+        RESIZE = "resize", "resized"
+        SCHEDULE = "schedule", "schedule applied"
+        FAILURE = "failure", "failure"
+
+    time = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    # SET_NULL: the log outlives the rows it mentions, and never stops one being deleted.
+    pool = models.ForeignKey(Pool, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    container = models.ForeignKey(Container, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    session = models.ForeignKey(Session, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    actor = models.CharField(max_length=150, blank=True, help_text="Organiser, visitor tag, or the part of tmpnb that acted.")
+    message = models.CharField(max_length=500)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-pk"]
+        indexes = [models.Index(fields=["kind", "time"])]
+
+    def __str__(self):
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.kind}: {self.message}"
+
+
+class UsageSample(models.Model):
+    """One pool's numbers at one moment, taken every TMPNB_SAMPLE_PERIOD."""
+
+    time = models.DateTimeField()
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="usage_samples")
+    in_use = models.PositiveIntegerField()
+    ready = models.PositiveIntegerField()
+    starting = models.PositiveIntegerField()
+    waiting = models.PositiveIntegerField(help_text="Visitors who found nothing ready since the sample before.")
+
+    class Meta:
+        ordering = ["time"]
+        indexes = [models.Index(fields=["time", "pool"])]

@@ -22,6 +22,16 @@ def cull():
 
 
 @shared_task
+def sample_usage():
+    services.take_usage_sample()
+
+
+@shared_task
+def apply_schedules():
+    services.apply_due_schedules()
+
+
+@shared_task
 def fill_pool(pool_id):
     queue_spawns(services.fill_pool(pool_id))
 

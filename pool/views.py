@@ -3,12 +3,12 @@ import secrets
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import Http404, JsonResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.views.static import serve
 
 from pool import services
 from pool.http import client_address, spawn_rate_exceeded, wants_json
-from pool.models import Container
+from pool.models import Container, Pool
 
 VISITOR_COOKIE = "tmpnb_visitor"
 VISITOR_COOKIE_AGE = 7 * 24 * 3600
@@ -16,12 +16,13 @@ RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself 
 POLL_SECONDS = 2  # the waiting page asks for its status this often (and so keeps its place)
 
 
-def spawn(request, path=""):
-    """The landing page: a visitor lands in their own notebook, the same one on
-    every reload, or takes their place in the waiting room."""
+def spawn(request, path="", pool_name=None):
+    """The landing page of a pool (/ for the default pool, /p/<name>/ for any):
+    a visitor lands in their own notebook, the same one on every reload, or
+    takes their place in the waiting room."""
     if spawn_rate_exceeded(request):
         return refusal(request, "Too many requests from your network address; please wait a minute.", 60)
-    pool = services.get_default_pool()
+    pool = services.get_default_pool() if pool_name is None else get_object_or_404(Pool, name=pool_name)
     visitor = visitor_id(request) or secrets.token_hex(16)
     # API clients without cookies would leave a place behind on every call:
     # they are told when to come back instead (or use POST /api/spawn with wait).
@@ -31,12 +32,15 @@ def spawn(request, path=""):
     except services.AddressLimitReached as error:
         response = refusal(request, str(error), 60)
     else:
-        if admission.session is not None:
-            response = redirect(admission.session.container.url_for(path or admission.next_path or pool.redirect_uri))
-        elif queue:
-            response = waiting_page(request, visitor)
+        session = admission.session
+        if session is not None and session.container.pool_id != pool.pk:
+            # One visitor holds one notebook at a time, whatever the pool.
+            response = held_elsewhere(request, session)
+        elif session is not None:
+            response = redirect(session.container.url_for(path or admission.next_path or pool.redirect_uri))
         else:
-            response = too_busy_json(pool)
+            services.record_turned_away(pool=pool, visitor=visitor)  # kept waiting, or told to come back
+            response = waiting_page(request, visitor) if queue else too_busy_json(pool)
     response.set_signed_cookie(
         VISITOR_COOKIE, visitor, salt=VISITOR_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax"
     )
@@ -80,14 +84,24 @@ def refusal(request, message, retry_after):
     return _no_store(response, retry_after)
 
 
+def held_elsewhere(request, session):
+    """The visitor already holds a notebook of another pool: say so, and lead
+    them back to it rather than silently somewhere they did not ask for."""
+    held = session.container.pool
+    context = {"status": "held-elsewhere", "pool": held.name, "url": session.container.url_for(held.redirect_uri)}
+    return _page_or_json(request, "pool/held_elsewhere.html", context, 409)
+
+
 def user_fallback(request, path_id, rest=""):
     """/user/<id>/... reaches the app only when the proxy has no route for it:
     the route is being restored, or the server has ended."""
-    container = Container.objects.filter(path_id=path_id).first()
+    container = Container.objects.select_related("pool").filter(path_id=path_id).first()
     if container is not None and container.state in (Container.State.READY, Container.State.ASSIGNED):
         return _page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 200)
-    status = 410 if container is not None else 404
-    return _page_or_json(request, "pool/ended.html", {"status": "ended"}, status)
+    if container is None:
+        return _page_or_json(request, "pool/ended.html", {"status": "ended"}, 404)
+    # A new notebook from the pool the ended one came from.
+    return _page_or_json(request, "pool/ended.html", {"status": "ended", "landing": container.pool.landing_path}, 410)
 
 
 def _page_or_json(request, template, context, status):

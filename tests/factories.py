@@ -1,6 +1,7 @@
 import secrets
 
 import factory
+from django.forms import model_to_dict
 from django.conf import settings
 from django.utils import timezone
 
@@ -51,3 +52,10 @@ class SessionFactory(factory.django.DjangoModelFactory):
 
     visitor = factory.LazyFunction(lambda: secrets.token_hex(16))
     container = factory.SubFactory(ContainerFactory, state=Container.State.ASSIGNED)
+
+
+def pool_admin_form(pool, **fields):
+    """The POST of a pool's admin change form, with no schedule rows unless given."""
+    form = {k: v for k, v in model_to_dict(pool).items() if v is not None and v is not False}
+    form.update({"schedules-TOTAL_FORMS": 0, "schedules-INITIAL_FORMS": 0})
+    return form | fields

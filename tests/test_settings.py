@@ -45,6 +45,8 @@ def start_with(tmp_path, **env):
         ("TMPNB_USER_LENGTH", "4", "TMPNB_USER_LENGTH must be at least 8"),
         ("TMPNB_STATIC_FILES", "static", "TMPNB_STATIC_FILES must be an absolute path"),
         ("TMPNB_CULL_MAX", "0", "TMPNB_CULL_MAX must be at least 1"),
+        ("TMPNB_SAMPLE_PERIOD", "0", "TMPNB_SAMPLE_PERIOD must be at least 1"),
+        ("TMPNB_SAMPLE_DAYS", "two weeks", "TMPNB_SAMPLE_DAYS must be a whole number"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):

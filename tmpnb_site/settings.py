@@ -40,7 +40,7 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "pool.apps.TmpnbAdminConfig",  # django.contrib.admin, with the dashboard as its home page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -177,10 +177,15 @@ TMPNB_TRUSTED_PROXIES = env_ip_list("TMPNB_TRUSTED_PROXIES", ["127.0.0.1", "::1"
 TMPNB_STATIC_FILES = env_str("TMPNB_STATIC_FILES")
 if TMPNB_STATIC_FILES and not TMPNB_STATIC_FILES.startswith("/"):
     raise ImproperlyConfigured(f"TMPNB_STATIC_FILES must be an absolute path inside the container, not {TMPNB_STATIC_FILES!r}")
+# The dashboard's usage chart: one sample of every pool each period, kept this many days.
+TMPNB_SAMPLE_PERIOD = env_int("TMPNB_SAMPLE_PERIOD", 60, minimum=1)
+TMPNB_SAMPLE_DAYS = env_int("TMPNB_SAMPLE_DAYS", 14, minimum=1)
 # Tokens for the API: POST /api/spawn needs TMPNB_API_TOKEN, DELETE /api/pool
 # needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
 TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")
 TMPNB_ADMIN_TOKEN = env_str("TMPNB_ADMIN_TOKEN")
+# /metrics answers a request with this bearer token, or one from loopback.
+TMPNB_METRICS_TOKEN = env_str("TMPNB_METRICS_TOKEN")
 
 
 def _checked(name, value, check):

@@ -3,14 +3,15 @@ from django.urls import path, re_path
 
 from pool import api, views
 
-admin.site.site_header = "tmpnb administration"
-admin.site.site_title = "tmpnb"
-
 urlpatterns = [
     path("", views.spawn, name="landing"),
     path("spawn/", views.spawn, name="spawn"),
     path("waiting/status", views.spawn_status, name="spawn-status"),
     path("spawn/<path:path>", views.spawn, name="spawn-path"),
+    # Each named pool's own landing page and deep links.
+    path("p/<slug:pool_name>/", views.spawn, name="pool-landing"),
+    path("p/<slug:pool_name>/spawn/", views.spawn, name="pool-spawn"),
+    path("p/<slug:pool_name>/spawn/<path:path>", views.spawn, name="pool-spawn-path"),
     # Only requests the proxy has no route for reach these.
     re_path(r"^user/(?P<path_id>[A-Za-z0-9]+)/?$", views.user_fallback),
     path("user/<str:path_id>/<path:rest>", views.user_fallback, name="user-fallback"),
@@ -20,5 +21,6 @@ urlpatterns = [
     re_path(r"^api/spawn/(?P<ticket>[0-9a-f]{32})/?$", api.spawn_status, name="api-spawn-status"),
     re_path(r"^api/stats/?$", api.stats, name="api-stats"),
     re_path(r"^api/pool/?$", api.drain, name="api-pool"),
+    path("metrics", api.metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]

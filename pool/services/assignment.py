@@ -6,8 +6,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from pool.models import Container, Pool, QueueEntry, Session
+from pool.models import Container, Event, Pool, QueueEntry, Session
 from pool.services.ending import request_refill
+from pool.services.events import record_event
 from pool.services.pools import PoolError
 
 
@@ -96,9 +97,15 @@ def _claim_ready(pool, visitor, client_ip, waited=None):
             state=Container.State.ASSIGNED, assigned_at=timezone.now()
         ):
             request_refill(pool.pk)
-            return Session.objects.select_related("container").create(
+            session = Session.objects.select_related("container").create(
                 visitor=visitor, container_id=container_pk, client_ip=client_ip, waited=waited
             )
+            record_event(
+                Event.Kind.ASSIGNMENT, f"{session.container.name} assigned to visitor {session.visitor_tag}",
+                pool=pool, container=session.container, session=session, actor=session.visitor_tag,
+                waited=None if waited is None else round(waited.total_seconds(), 3),
+            )
+            return session
     return None
 
 

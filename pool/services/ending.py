@@ -8,7 +8,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from pool import dockerapi
-from pool.models import Container, Session
+from pool.models import Container, Event, Session
+from pool.services.events import record_event
 from proxyapi import ProxyError, get_proxy
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,12 @@ def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, 
     return True
 
 
+def route_container(container):
+    """Route /user/<id> to the container; the route names its container and
+    pool, so that a reconcile of one pool knows which stray routes are its own."""
+    get_proxy().add_route(container.route_path, container.target, container=container.name, pool=container.pool.name)
+
+
 def remove_quietly(container):
     """Remove the container and its route. A failure is logged, not raised: the
     row is the record, and the reconciler removes what is left behind."""
@@ -62,10 +69,22 @@ def remove_quietly(container):
         log.warning("could not remove %s: %s", container.name, error)
 
 
+def retire_and_record(container, reason, kind, message, by="", only_from=Container.LIVE_STATES, **details):
+    """retire_container, then an event row naming the session it ended, if any."""
+    if not retire_container(container, reason, by=by, only_from=only_from):
+        return False
+    session = Session.objects.filter(container_id=container.pk).first()
+    record_event(kind, message, container=container, session=session, actor=by, reason=reason, **details)
+    return True
+
+
 def kill_containers(containers, by):
     """The organiser's kill: each container ends, and its session, if any,
     records who killed it. The pools are refilled."""
-    return sum(retire_container(container, Session.EndReason.KILLED, by=by) for container in containers)
+    return sum(
+        retire_and_record(container, Session.EndReason.KILLED, Event.Kind.KILL, f"{container.name} killed by {by}", by=by)
+        for container in containers
+    )
 
 
 def kill_sessions(sessions, by):

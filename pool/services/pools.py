@@ -9,8 +9,9 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from pool.models import Container, Pool
+from pool.models import Container, Event, Pool
 from pool.services.ending import request_refill, retire_container
+from pool.services.events import record_event
 
 
 log = logging.getLogger(__name__)
@@ -42,16 +43,30 @@ def get_default_pool():
     return pool or init_default_pool()[0]
 
 
-def resize_pool(pool, capacity, ready_target=None):
-    """Store a new capacity; the next heartbeat spawns or shrinks to it."""
+def resize_pool(pool, capacity, ready_target=None, by="", schedule=None):
+    """Store a new capacity; the next heartbeat spawns or shrinks to it.
+    ``by`` names who asked, and ``schedule`` the planned change being applied,
+    for the event log."""
     if capacity < 0:
         raise PoolError("the pool size cannot be negative")
     if ready_target is not None and ready_target < 0:
         raise PoolError("the ready target cannot be negative")
+    # From the row, not the instance: the admin hands in an instance its form already changed.
+    before = Pool.objects.values_list("capacity", "ready_target").get(pk=pool.pk)
     pool.capacity = capacity
     if ready_target is not None or (pool.ready_target or 0) > capacity:
         pool.ready_target = min(ready_target if ready_target is not None else capacity, capacity)
-    pool.save(update_fields=["capacity", "ready_target", "updated_at"])
+    with transaction.atomic():
+        pool.save(update_fields=["capacity", "ready_target", "updated_at"])
+        message = f"pool {pool.name}: size {pool.capacity}, ready target {pool.effective_ready_target}"
+        numbers = {"capacity": [before[0], pool.capacity], "ready_target": [before[1], pool.ready_target]}
+        if schedule is None:
+            record_event(Event.Kind.RESIZE, message, pool=pool, actor=by, **numbers)
+        else:
+            record_event(
+                Event.Kind.SCHEDULE, f"{message} (planned for {schedule.at.isoformat()})",
+                pool=pool, actor=by, schedule=schedule.pk, at=schedule.at.isoformat(), **numbers,
+            )
     return pool
 
 
@@ -119,14 +134,15 @@ def shrink_pool(pool_id):
     return sum(retire_container(c, "", only_from=[Container.State.READY], refill=False) for c in victims)
 
 
-def drain_pool(pool):
+def drain_pool(pool, by=""):
     """Replace every container not yet handed out (after the image changed, say);
-    assigned containers keep running."""
+    assigned containers keep running. ``by`` names who asked, for the event log."""
     waiting = list(pool.containers.filter(state__in=[Container.State.SPAWNING, Container.State.READY]))
     drained = sum(
         retire_container(c, "", only_from=[Container.State.SPAWNING, Container.State.READY], refill=False)
         for c in waiting
     )
+    record_event(Event.Kind.DRAIN, f"pool {pool.name}: replacing {drained} container(s)", pool=pool, actor=by, replaced=drained)
     request_refill(pool.pk)
     return drained
 

@@ -14,12 +14,13 @@ from django.utils import timezone
 
 from pool import dockerapi
 from pool.command import render_command
-from pool.models import Container
+from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
 from pool.services.assignment import serve_queue
-from pool.services.ending import remove_quietly
+from pool.services.ending import remove_quietly, route_container
+from pool.services.events import record_event
 from pool.services.pools import record_spawn_failure, record_spawn_success
-from proxyapi import ProxyError, get_proxy
+from proxyapi import ProxyError
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +86,13 @@ def spawn_container(container_id):
         started = dockerapi.start_container(container_spec(container))
         container.mark_started(started.docker_id, started.host_ip, started.host_port)
         wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
-        get_proxy().add_route(container.route_path, container.target, container=container.name)
+        route_container(container)
     except (dockerapi.DockerError, ProxyError, SpawnTimeout) as error:
         log.warning("spawning %s failed: %s", container.name, error)
         remove_quietly(container)
         container.mark_failed(str(error))
         record_spawn_failure(container.pool_id, error)
+        record_event(Event.Kind.FAILURE, f"spawning {container.name} failed: {error}", container=container, stage="spawn")
         return container
     record_spawn_success(container.pool_id)
     # Only a row still spawning becomes ready. One drained meanwhile may have
@@ -101,6 +103,8 @@ def spawn_container(container_id):
         remove_quietly(container)
         return container
     container.refresh_from_db()
+    seconds = round((container.ready_at - container.created_at).total_seconds(), 3)
+    record_event(Event.Kind.SPAWN, f"{container.name} ready in {seconds} s", container=container, seconds=seconds)
     serve_queue(container.pool_id)  # the visitor waiting longest gets it now
     if settings.TMPNB_STATIC_FILES:
         extract_static_files(container)

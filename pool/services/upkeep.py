@@ -12,9 +12,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from pool import dockerapi
-from pool.models import Container, Pool, Session
+from pool.models import Container, Event, Pool, Session
 from pool.services.assignment import serve_queue
-from pool.services.ending import remove_quietly, retire_container
+from pool.services.ending import remove_quietly, retire_and_record, route_container
+from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
 from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, get_proxy
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # A STOPPING row this old had its teardown interrupted (a process died): retry it.
 STOPPING_GRACE = timedelta(seconds=30)
+STUCK_SPAWN = "never became ready (its worker stopped?)"
 
 
 @dataclass
@@ -44,29 +46,39 @@ def _spawn_is_stuck(row, now):
     return row.created_at < now - timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
 
 
-def reconcile():
+def reconcile(pool=None):
+    """Repair every pool, or only ``pool``: then only its rows, the containers
+    labelled with its name and the routes marked with it are looked at (still
+    one list call to Docker and one to the proxy)."""
     # Docker and the proxy are listed before the rows are read: whatever they
     # list was started for a row that is already committed, so nothing being
     # spawned right now looks like an orphan.
-    running = {info.name: info for info in dockerapi.list_containers()}
+    running = {info.name: info for info in dockerapi.list_containers() if pool is None or info.pool == pool.name}
     routes = get_proxy().list_routes()
-    rows = list(Container.objects.live().select_related("pool"))
+    rows = list(_of_pool(Container.objects.live().select_related("pool"), pool, "pool"))
     report = ReconcileReport()
     now = timezone.now()
     for row in rows:
         _repair_row(row, running.get(row.name), routes.get(row.route_path), now, report)
     _remove_orphans(running, {row.name for row in rows}, report)
-    _delete_stray_routes(routes, {row.route_path for row in rows}, report)
-    report.activity_synced = _sync_activity(routes)
+    # Routes added before they named their pool are left to a reconcile of every pool.
+    own_routes = {path: r for path, r in routes.items() if pool is None or r.data.get("pool") == pool.name}
+    _delete_stray_routes(own_routes, {row.route_path for row in rows}, report)
+    report.activity_synced = _sync_activity(routes, pool)
     return report
+
+
+def _of_pool(queryset, pool, field):
+    return queryset if pool is None else queryset.filter(**{field: pool})
 
 
 def _repair_row(row, info, route, now, report):
     if row.state == Container.State.SPAWNING:
         if _spawn_is_stuck(row, now) and Container.objects.filter(
             pk=row.pk, state=Container.State.SPAWNING
-        ).update(state=Container.State.FAILED, error="never became ready (its worker stopped?)", ended_at=now):
+        ).update(state=Container.State.FAILED, error=STUCK_SPAWN, ended_at=now):
             remove_quietly(row)
+            record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
     elif row.state == Container.State.STOPPING:
         if row.ended_at is None or row.ended_at < now - STOPPING_GRACE:
@@ -74,10 +86,13 @@ def _repair_row(row, info, route, now, report):
             row.mark_gone()
             report.teardowns_retried += 1
     elif info is None or not info.is_running:
-        if retire_container(row, Session.EndReason.CONTAINER_GONE, only_from=[Container.State.READY, Container.State.ASSIGNED]):
+        if retire_and_record(
+            row, Session.EndReason.CONTAINER_GONE, Event.Kind.FAILURE, f"{row.name} stopped; replacing it",
+            only_from=[Container.State.READY, Container.State.ASSIGNED], stage="running",
+        ):
             report.dead_replaced += 1
     elif route is None or route.target != row.target:
-        get_proxy().add_route(row.route_path, row.target, container=row.name)
+        route_container(row)
         report.routes_added += 1
 
 
@@ -96,10 +111,10 @@ def _delete_stray_routes(routes, live_paths, report):
             report.routes_deleted += 1
 
 
-def _sync_activity(routes):
+def _sync_activity(routes, pool=None):
     """Copy the proxy's last_activity of each route onto its live session."""
     changed = []
-    for session in Session.objects.active().select_related("container"):
+    for session in _of_pool(Session.objects.active().select_related("container"), pool, "container__pool"):
         route = routes.get(session.container.route_path)
         if route and route.last_activity and route.last_activity > session.last_activity:
             session.last_activity = route.last_activity
@@ -108,17 +123,18 @@ def _sync_activity(routes):
     return len(changed)
 
 
-def sync_activity():
-    return _sync_activity(get_proxy().list_routes())
+def sync_activity(pool=None):
+    return _sync_activity(get_proxy().list_routes(), pool)
 
 
-def cull_sessions(now=None):
-    """End sessions idle longer than their pool's cull_timeout, or open longer
-    than its cull_max. Ready containers are never culled for idleness."""
-    sync_activity()
+def cull_sessions(now=None, pool=None):
+    """End sessions (of every pool, or only ``pool``'s) idle longer than their
+    pool's cull_timeout, or open longer than its cull_max. Ready containers
+    are never culled for idleness."""
+    sync_activity(pool)
     now = now or timezone.now()
     culled = {Session.EndReason.CULLED_IDLE: 0, Session.EndReason.CULLED_AGE: 0}
-    for session in Session.objects.active().select_related("container__pool"):
+    for session in _of_pool(Session.objects.active().select_related("container__pool"), pool, "container__pool"):
         pool = session.container.pool
         if session.started_at < now - timedelta(seconds=pool.cull_max):
             reason = Session.EndReason.CULLED_AGE
@@ -126,7 +142,9 @@ def cull_sessions(now=None):
             reason = Session.EndReason.CULLED_IDLE
         else:
             continue
-        culled[reason] += retire_container(session.container, reason)
+        culled[reason] += retire_and_record(
+            session.container, reason, Event.Kind.CULL, f"{session.container.name} culled: {Session.EndReason(reason).label}"
+        )
     return culled
 
 

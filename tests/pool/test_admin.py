@@ -4,11 +4,10 @@ import html
 
 import pytest
 import requests
-from django.forms import model_to_dict
 
 from pool import dockerapi, services
 from pool.models import Container, Pool, Session
-from tests.factories import ContainerFactory, PoolFactory
+from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
 
 
 @pytest.fixture
@@ -53,11 +52,6 @@ def test_the_admin_pages_list_pools_containers_and_sessions(admin_client):
     assert admin_client.get("/admin/pool/session/").status_code == 200
 
 
-def pool_form(pool, **changes):
-    data = {k: v for k, v in model_to_dict(pool).items() if v is not None and v is not False}
-    return {**data, **changes}
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("changes", "message"),
@@ -73,7 +67,7 @@ def pool_form(pool, **changes):
 )
 def test_bad_pool_settings_are_refused_with_the_reason(admin_client, changes, message):
     pool = PoolFactory(capacity=3)
-    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_form(pool, **changes))
+    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_admin_form(pool, **changes))
     assert response.status_code == 200
     assert message in html.unescape(response.content.decode())
     saved = Pool.objects.get(pk=pool.pk)
@@ -83,7 +77,7 @@ def test_bad_pool_settings_are_refused_with_the_reason(admin_client, changes, me
 @pytest.mark.django_db
 def test_a_good_change_is_saved(admin_client):
     pool = PoolFactory(capacity=3)
-    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_form(pool, capacity=7))
+    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_admin_form(pool, capacity=7))
     assert response.status_code == 302
     assert Pool.objects.get(pk=pool.pk).capacity == 7
 

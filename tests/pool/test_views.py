@@ -113,3 +113,46 @@ def test_without_the_cache_nobody_is_rate_limited(client, pool, settings):
     settings.TMPNB_SPAWN_RATE = "1/m"  # the test settings' Redis is unreachable
     for _ in range(3):
         assert client.get("/", REMOTE_ADDR="203.0.113.9").status_code == 200
+# --- named pools ----------------------------------------------------------------
+
+
+def test_a_named_pool_serves_its_own_landing_url_and_deep_links(client, pool):
+    ContainerFactory(pool=pool)
+    python = PoolFactory(name="python", redirect_uri="/lab")
+    container = ContainerFactory(pool=python)
+    response = client.get("/p/python/")
+    assert response["Location"] == f"/user/{container.path_id}/lab?token={container.token}"
+    assert client.get("/p/python/spawn/notebooks/a.ipynb")["Location"] == f"/user/{container.path_id}/notebooks/a.ipynb?token={container.token}"
+    assert Session.objects.get().container == container
+
+
+def test_the_default_pool_answers_at_its_own_name_too(client, pool):
+    container = ContainerFactory(pool=pool)
+    assert client.get(f"/p/{pool.name}/")["Location"].startswith(f"/user/{container.path_id}/")
+
+
+def test_an_unknown_pool_is_not_found(client, pool):
+    assert client.get("/p/nosuch/").status_code == 404
+
+
+def test_a_visitor_holding_a_notebook_of_another_pool_is_told_so_and_led_back_to_it(client, pool):
+    held = ContainerFactory(pool=pool)
+    python = PoolFactory(name="python")
+    ContainerFactory(pool=python)
+    client.get("/")
+    response = client.get("/p/python/")
+    assert response.status_code == 409
+    html = response.content.decode()
+    assert "You already have a notebook server" in html and "<strong>default</strong> pool" in html
+    assert f'href="{held.url_for("/tree")}"' in html
+    assert python.containers.ready().count() == 1  # nothing claimed for them
+    as_json = client.get("/p/python/spawn/", headers={"Accept": "application/json"})
+    assert as_json.status_code == 409
+    assert as_json.json() == {"status": "held-elsewhere", "pool": "default", "url": held.url_for("/tree")}
+
+
+def test_the_ended_page_of_a_named_pool_starts_a_new_notebook_in_that_pool(client, pool):
+    python = PoolFactory(name="python")
+    ended = ContainerFactory(pool=python, state=Container.State.GONE)
+    html = client.get(f"/user/{ended.path_id}/tree").content.decode()
+    assert 'href="/p/python/spawn/"' in html

@@ -1,11 +1,11 @@
-from django.core.management.base import BaseCommand
-
 from pool import services
+from pool.management.pool_command import PoolCommand
 
 
-class Command(BaseCommand):
+class Command(PoolCommand):
     help = "End sessions idle longer than cull_timeout or open longer than cull_max, now."
+    every_pool_by_default = True
 
-    def handle(self, *args, **options):
-        culled = services.cull_sessions()
+    def handle_pool(self, pool, **options):
+        culled = services.cull_sessions(pool=pool)
         self.stdout.write(", ".join(f"{reason}: {count}" for reason, count in culled.items()))

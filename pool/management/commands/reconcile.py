@@ -1,13 +1,13 @@
 from dataclasses import asdict
 
-from django.core.management.base import BaseCommand
-
 from pool import services
+from pool.management.pool_command import PoolCommand
 
 
-class Command(BaseCommand):
+class Command(PoolCommand):
     help = "Compare the database with Docker and the proxy and repair both, now."
+    every_pool_by_default = True
 
-    def handle(self, *args, **options):
-        report = services.reconcile()
+    def handle_pool(self, pool, **options):
+        report = services.reconcile(pool=pool)
         self.stdout.write(", ".join(f"{name.replace('_', ' ')}: {count}" for name, count in asdict(report).items()))

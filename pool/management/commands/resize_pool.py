@@ -14,7 +14,7 @@ class Command(PoolCommand):
 
     def handle_pool(self, pool, *, size, ready_target, **options):
         try:
-            services.resize_pool(pool, size, ready_target=ready_target)
+            services.resize_pool(pool, size, ready_target=ready_target, by=self.actor)
         except services.PoolError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(f"Pool {pool.name}: size {pool.capacity}, ready target {pool.effective_ready_target}.")

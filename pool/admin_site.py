@@ -1,0 +1,48 @@
+"""The admin site, whose home page is the organiser's dashboard."""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.views.decorators.http import require_POST
+
+from pool import services
+from pool.models import Session
+
+REFRESH_SECONDS = 10
+
+
+class TmpnbAdminSite(admin.AdminSite):
+    site_header = "tmpnb administration"
+    site_title = "tmpnb"
+    index_title = "Dashboard"
+    index_template = "admin/pool/index.html"
+
+    def get_urls(self):
+        return [
+            path("dashboard/", self.admin_view(self.dashboard_view), name="dashboard"),
+            path("dashboard/kill/", self.admin_view(self.kill_view), name="dashboard-kill"),
+            *super().get_urls(),
+        ]
+
+    def _dashboard_context(self, request):
+        return {"dashboard": services.dashboard(window=request.GET.get("window", "24h")), "refresh": REFRESH_SECONDS}
+
+    def index(self, request, extra_context=None):
+        return super().index(request, extra_context={**self._dashboard_context(request), **(extra_context or {})})
+
+    def dashboard_view(self, request):
+        """The dashboard alone, which the home page fetches to refresh itself."""
+        return TemplateResponse(request, "admin/pool/dashboard.html", self._dashboard_context(request))
+
+    @staticmethod
+    @require_POST
+    def kill_view(request):
+        if not request.user.has_perm("pool.change_session"):
+            raise PermissionDenied
+        chosen = request.POST.getlist("one") or request.POST.getlist("session")
+        sessions = Session.objects.active().filter(pk__in=chosen).select_related("container")
+        killed = services.kill_sessions(sessions, by=request.user.get_username())
+        messages.success(request, f"Killed {killed} session(s).")
+        return redirect("admin:index")

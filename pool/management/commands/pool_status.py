@@ -1,0 +1,48 @@
+import json
+
+from pool import services
+from pool.management.pool_command import PoolCommand
+from pool.models import Pool
+
+COLUMNS = [
+    # (heading, key of the JSON row)
+    ("POOL", "name"), ("IMAGE", "image"), ("SIZE", "capacity"), ("READY TARGET", "ready_target"), ("READY", "ready"),
+    ("IN USE", "in_use"), ("STARTING", "starting"), ("FAILED TODAY", "failed_today"), ("NEXT SIZE", "next_schedule"),
+    ("URL", "landing"),
+]
+
+
+def row_data(row):
+    pool, schedule = row["pool"], row["next_schedule"]
+    return {
+        "name": pool.name, "image": pool.image, "capacity": pool.capacity, "ready_target": pool.effective_ready_target,
+        "ready": row["available"], "in_use": row["in_use"], "starting": row["starting"], "failed_today": row["failed_today"],
+        "next_schedule": schedule and {"at": schedule.at.isoformat(), "capacity": schedule.capacity, "ready_target": schedule.ready_target},
+        "landing": pool.landing_path,
+    }
+
+
+def cell(value):
+    if isinstance(value, dict):  # the next schedule
+        return f"{value['capacity']} at {value['at'][:16].replace('T', ' ')}"
+    return "-" if value is None else str(value)
+
+
+class Command(PoolCommand):
+    help = "Show each pool's size and containers (ready, in use, starting, failed today), as a table or --json."
+    every_pool_by_default = True
+
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        parser.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of a table")
+
+    def handle_pool(self, pool, *, as_json=False, **options):
+        pools = Pool.objects.all() if pool is None else Pool.objects.filter(pk=pool.pk)
+        rows = [row_data(row) for row in services.pool_overview(pools)]
+        if as_json:
+            self.stdout.write(json.dumps(rows, indent=2))
+            return
+        table = [[heading for heading, _ in COLUMNS]] + [[cell(row[key]) for _, key in COLUMNS] for row in rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+        for line in table:
+            self.stdout.write("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip())

@@ -1,0 +1,48 @@
+"""The numbers behind /metrics, read from the database at each scrape, so
+that every gunicorn and Celery process reports the same values and nothing
+is lost on a restart."""
+
+from datetime import timedelta
+
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+
+from pool.models import Container, Event, Pool, Session
+
+# Seconds from a container's row (the pool asking for it) to its server answering.
+SPAWN_BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120)
+CULL_REASONS = [str(Session.EndReason.CULLED_IDLE), str(Session.EndReason.CULLED_AGE)]
+
+
+def _counts(queryset, *fields):
+    """{(values of fields): count} of ``queryset`` grouped by ``fields``."""
+    rows = queryset.values_list(*fields).annotate(n=Count("pk"))
+    return {tuple(row[:-1]): row[-1] for row in rows}
+
+
+def metric_values():
+    """Plain numbers by pool name (and state or reason), for pool/metrics.py to expose."""
+    sessions = Session.objects.all()
+    spawned = Container.objects.filter(ready_at__isnull=False).annotate(
+        seconds=ExpressionWrapper(F("ready_at") - F("created_at"), output_field=DurationField())
+    )
+    durations = spawned.values_list("pool__name").annotate(
+        total=Sum("seconds"),
+        **{f"le_{b}": Count("pk", filter=Q(seconds__lte=timedelta(seconds=b))) for b in SPAWN_BUCKETS},
+        count=Count("pk"),
+    )
+    return {
+        "pools": {pool.name: pool for pool in Pool.objects.all()},
+        "containers": _counts(Container.objects.live(), "pool__name", "state"),
+        "assignments": _counts(sessions, "container__pool__name"),
+        "culls": _counts(sessions.filter(end_reason__in=CULL_REASONS), "container__pool__name", "end_reason"),
+        "turned_away": _counts(Event.objects.filter(kind=Event.Kind.TURNED_AWAY), "pool__name"),
+        "failures": _counts(Event.objects.filter(kind=Event.Kind.FAILURE), "pool__name"),
+        "spawn_durations": {
+            row[0]: {
+                "buckets": [(b, n) for b, n in zip(SPAWN_BUCKETS, row[2:-1])],
+                "count": row[-1],
+                "sum": row[1].total_seconds() if row[1] else 0.0,
+            }
+            for row in durations
+        },
+    }

@@ -1,0 +1,99 @@
+"""The organiser's real flow in headless Chromium (Debian's package, driven
+by Playwright) against the live stack: log in, see a participant's new
+session on the dashboard, kill it; the participant's next request shows the
+ended page. Screenshots go to artifacts/screenshots/."""
+
+from pathlib import Path
+
+import pytest
+
+from pool.models import Session
+from tests.factories import PoolFactory
+from tests.integration.test_pool_lifecycle import ready_count, wait_until
+from tests.stack import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+# Headless, and nothing that reaches out of this machine (it has loopback only).
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="deploy/test installs Debian's chromium")
+
+
+@pytest.fixture
+def open_browser(tmp_path, monkeypatch):
+    """Opens a browser of its own (a fresh user-data-dir) for each person in the test."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an asyncio loop in this thread, which makes
+    # Django refuse the test's own (synchronous) queries; nothing here is async.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as playwright:
+        contexts = []
+
+        def open_one(name):
+            context = playwright.chromium.launch_persistent_context(
+                tmp_path / f"profile-{name}", executable_path=CHROMIUM, headless=True, args=FLAGS,
+                viewport={"width": 1280, "height": 900},
+            )
+            contexts.append(context)
+            return context.pages[0] if context.pages else context.new_page()
+
+        yield open_one
+        for context in contexts:
+            context.close()
+
+
+@pytest.fixture
+def screenshot():
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name):
+        page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+    return take
+
+
+def test_an_organiser_kills_a_participants_session_from_the_dashboard(live_stack, admin_user, open_browser, screenshot):
+    PoolFactory(capacity=3, ready_target=2)
+    live_stack.start(TMPNB_SAMPLE_PERIOD=1)
+    wait_until(lambda: ready_count() == 2, what="2 ready containers")
+
+    organiser = open_browser("organiser")
+    organiser.goto(f"{live_stack.url}/admin/")
+    organiser.fill("#id_username", admin_user.username)
+    organiser.fill("#id_password", "password")  # pytest-django's admin_user
+    organiser.click("input[type=submit]")
+    organiser.wait_for_selector("#tmpnb-dashboard")
+    assert organiser.locator("#live-sessions tr.session").count() == 0
+
+    participant = open_browser("participant")
+    participant.goto(f"{live_stack.url}/")
+    assert participant.text_content("body").strip().startswith("tree /user/")
+    notebook_url = participant.url
+    session = Session.objects.get()
+
+    # The dashboard refreshes by itself: the new session appears without a reload.
+    row = organiser.locator(f'#live-sessions tr.session[data-visitor="{session.visitor_tag}"]')
+    row.wait_for(timeout=20_000)
+    assert session.container.path_id in row.text_content()
+    wait_until(lambda: organiser.locator("#usage-chart polyline").count() == 3, what="the usage chart drawn")
+    screenshot(organiser, "dashboard-live-session")
+
+    row.get_by_role("button", name="Kill").click()
+    organiser.wait_for_selector("text=Killed 1 session(s).")
+    ended_row = organiser.locator("#ended-sessions tbody tr").first
+    assert session.visitor_tag in ended_row.text_content()
+    assert f"killed by {admin_user.username}" in ended_row.text_content()
+    screenshot(organiser, "dashboard-after-kill")
+
+    response = participant.goto(notebook_url)
+    assert response.status == 410
+    assert participant.locator("h1").text_content() == "This notebook server has ended"
+    screenshot(participant, "participant-ended")
+    session.refresh_from_db()
+    assert session.describe_end() == f"killed by {admin_user.username}"
