@@ -19,7 +19,9 @@ segment = st.one_of(
     st.sampled_from(["", ".", "..", "%2e%2e", "user", "spawn", "api", "static", "admin", "p", "tree", "%00", "%ff", "~", "a" * 300]),
     st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF, blacklist_characters="/?#"), max_size=20),
 )
-paths = st.lists(segment, max_size=6).map(lambda parts: "/" + "/".join(parts))
+# A path starting with // reads as a host name to the test client itself, not
+# to the app: it is left out, and // further along is kept.
+paths = st.lists(segment, max_size=6).map(lambda parts: "/" + "/".join(parts).lstrip("/"))
 headers = st.fixed_dictionaries(
     {},
     optional={

@@ -6,7 +6,9 @@ ended page. Screenshots go to artifacts/screenshots/."""
 from pathlib import Path
 
 import pytest
+import requests
 
+from pool import services
 from pool.models import Session
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
@@ -97,3 +99,22 @@ def test_an_organiser_kills_a_participants_session_from_the_dashboard(live_stack
     screenshot(participant, "participant-ended")
     session.refresh_from_db()
     assert session.describe_end() == f"killed by {admin_user.username}"
+
+
+def test_the_waiting_page_moves_on_to_the_notebook_by_itself(live_stack, open_browser, screenshot):
+    PoolFactory(capacity=1)
+    live_stack.start()
+    wait_until(lambda: ready_count() == 1, what="1 ready container")
+    holder = requests.Session()
+    assert "/user/" in holder.get(f"{live_stack.url}/", timeout=30).url
+
+    participant = open_browser("waiting")
+    participant.goto(f"{live_stack.url}/")
+    assert participant.text_content("#position").strip() == "1"
+    assert "All notebook servers are in use" in participant.text_content("#phase")
+    screenshot(participant, "waiting-room")
+
+    services.kill_sessions([Session.objects.get()], by="test")  # a place frees up
+    participant.wait_for_url("**/user/**", timeout=30_000)  # no click, no reload
+    assert participant.text_content("body").strip().startswith("tree /user/")
+    assert Session.objects.active().get().container.base_path in participant.url
