@@ -73,19 +73,27 @@ def resize_pool(pool, capacity, ready_target=None, by="", schedule=None):
 def fill_pool(pool_id):
     """Add rows for the containers the pool lacks and return them, to be spawned.
 
-    The pool row is locked (IMMEDIATE transactions serialize this on SQLite)
-    so two concurrent fills never both add the same missing containers.
+    The count is read first without a lock, so the many fills a burst of
+    assignments queues cost no write lock when nothing is missing; only then
+    is the pool row locked (IMMEDIATE transactions serialize this on SQLite)
+    and the count taken again, so two concurrent fills never both add the
+    same missing containers.
     """
+    if _missing(Pool.objects.get(pk=pool_id)) <= 0:
+        return []
     with transaction.atomic():
         pool = Pool.objects.select_for_update().get(pk=pool_id)
-        if pool.spawning_blocked(timezone.now()):
-            return []
-        live = pool.containers.live()
-        unclaimed = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()
-        # Visitors in the queue get containers of their own, on top of the ready target.
-        wanted = pool.effective_ready_target + pool.queue.waiting().count()
-        missing = min(pool.capacity - live.count(), wanted - unclaimed)
-        return [_new_container(pool) for _ in range(max(missing, 0))]
+        return [_new_container(pool) for _ in range(max(_missing(pool), 0))]
+
+
+def _missing(pool):
+    if pool.spawning_blocked(timezone.now()):
+        return 0
+    live = pool.containers.live()
+    unclaimed = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()
+    # Visitors in the queue get containers of their own, on top of the ready target.
+    wanted = pool.effective_ready_target + pool.queue.waiting().count()
+    return min(pool.capacity - live.count(), wanted - unclaimed)
 
 
 def _new_container(pool):

@@ -1,0 +1,144 @@
+"""Issue 6, part 3: one reconcile tick and one cull tick with 1,000 live
+sessions recorded: rows in a database of its own, routes in a real
+configurable-http-proxy, and a real (sleeping, tiny) container for each in
+Docker. Prints the time of each tick and the calls it made to Docker and to
+the proxy, as JSON on its last line. Run by deploy/bench (case "sweep")."""
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SESSIONS = int(os.environ.get("SWEEP_SESSIONS", "1000"))
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_proxy(token):
+    api_port = free_port()
+    binary = ROOT / "deploy/proxy/node_modules/.bin/configurable-http-proxy"
+    proxy = subprocess.Popen(
+        [binary, "--ip", "127.0.0.1", "--port", str(free_port()), "--api-ip", "127.0.0.1", "--api-port", str(api_port),
+         "--default-target", "http://127.0.0.1:9", "--log-level", "error"],
+        env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": token}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", api_port), 0.2).close()
+            return proxy, f"http://127.0.0.1:{api_port}"
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("the proxy did not start")
+
+
+class Calls:
+    """Counts the requests made to Docker and to the proxy, and the list calls among them."""
+
+    def __init__(self):
+        self.counts = {"docker": 0, "docker_list": 0, "proxy": 0, "proxy_list": 0}
+
+    def install(self):
+        from docker.api.client import APIClient
+
+        from proxyapi.client import ProxyClient
+
+        counts, send, request = self.counts, APIClient.send, ProxyClient._request
+
+        def counted_send(client, prepared, **kwargs):
+            counts["docker"] += 1
+            counts["docker_list"] += "/containers/json" in prepared.url
+            return send(client, prepared, **kwargs)
+
+        def counted_request(client, method, path, **kwargs):
+            counts["proxy"] += 1
+            counts["proxy_list"] += method == "GET" and path == ""
+            return request(client, method, path, **kwargs)
+
+        APIClient.send, ProxyClient._request = counted_send, counted_request
+
+    def take(self):
+        taken = dict(self.counts)
+        for key in self.counts:
+            self.counts[key] = 0
+        return taken
+
+
+def main():
+    state = Path(tempfile.mkdtemp(prefix="tmpnb-sweep."))
+    token = secrets.token_hex(16)
+    proxy, endpoint = start_proxy(token)
+    installation = f"sweep{secrets.token_hex(3)}"
+    os.environ.update(
+        DJANGO_SETTINGS_MODULE="tmpnb_site.settings", TMPNB_VAR_DIR=str(state), DJANGO_SECRET_KEY=token,
+        CONFIGPROXY_AUTH_TOKEN=token, CONFIGPROXY_ENDPOINT=endpoint, TMPNB_INSTALLATION=installation,
+        REDIS_URL="redis://127.0.0.1:9/0",  # no broker: the ticks below run in this process
+    )
+    os.environ.pop("DATABASE_URL", None)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from pool import dockerapi, services
+    from pool.models import Container, Pool, Session
+    from proxyapi import get_proxy
+
+    call_command("migrate", verbosity=0)
+    pool = Pool.objects.create(name="sweep", image="tmpnb/tiny:latest", command="sleep {base_path}", capacity=SESSIONS)
+    docker_client = dockerapi.client()
+    names = [f"tmpnb-{installation}-sweep-{n:04d}" for n in range(SESSIONS)]
+    started = time.monotonic()
+    try:
+        def run(name):
+            container = docker_client.containers.create(
+                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=dockerapi.labels_for(pool.name, name), network_mode="none"
+            )
+            container.start()
+            return container.id
+
+        with ThreadPoolExecutor(8) as pool_of_threads:
+            ids = list(pool_of_threads.map(run, names))
+        rows = Container.objects.bulk_create(
+            Container(pool=pool, name=name, path_id=f"{n:012x}", token="t", docker_id=docker_id, host_ip="127.0.0.1",
+                      host_port=20000 + n, state=Container.State.ASSIGNED)
+            for n, (name, docker_id) in enumerate(zip(names, ids))
+        )
+        Session.objects.bulk_create(Session(visitor=f"v{row.pk}", container=row) for row in rows)
+        client = get_proxy()
+        with ThreadPoolExecutor(8) as pool_of_threads:
+            list(pool_of_threads.map(lambda row: client.add_route(row.route_path, row.target, container=row.name), rows))
+        setup_seconds = time.monotonic() - started
+
+        calls = Calls()
+        calls.install()
+        results = {"sessions": SESSIONS, "setup_seconds": round(setup_seconds, 1)}
+        for tick, run_tick in (("reconcile", services.reconcile), ("cull", services.cull_sessions)):
+            begin = time.monotonic()
+            outcome = run_tick()
+            results[f"{tick}_seconds"] = round(time.monotonic() - begin, 3)
+            results[f"{tick}_calls"] = calls.take()
+            results[f"{tick}_result"] = str(outcome)
+        assert Session.objects.active().count() == SESSIONS, "a tick ended live sessions"
+        print(json.dumps(results))
+    finally:
+        with ThreadPoolExecutor(8) as pool_of_threads:
+            list(pool_of_threads.map(lambda info: dockerapi.remove_container(info.docker_id), dockerapi.list_containers()))
+        proxy.terminate()
+        proxy.wait()
+        subprocess.run(["rm", "-rf", str(state)], check=False)
+
+
+if __name__ == "__main__":
+    main()
