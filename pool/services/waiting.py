@@ -52,28 +52,50 @@ def spawn_seconds(pool):
 
 
 def places_freed_per_second(pool, now):
-    ended = Session.objects.filter(container__pool=pool, ended_at__gte=now - FREEING_WINDOW).count()
-    return ended / FREEING_WINDOW.total_seconds()
+    """Sessions of the pool ended per second over the last FREEING_WINDOW, or
+    since its first session if that is more recent: a pool that opened five
+    minutes ago has five minutes of history, not fifteen."""
+    since = now - FREEING_WINDOW
+    sessions = Session.objects.filter(container__pool=pool)
+    first = sessions.order_by("started_at").values_list("started_at", flat=True).first()
+    span = (now - max(since, first or now)).total_seconds()
+    ended = sessions.filter(ended_at__gte=since).count()
+    return ended / span if span > 0 else 0
 
 
 def estimate_wait(pool, position, now=None):
     """How long the visitor at ``position`` may still wait.
 
     Containers starting or ready, and free places in the pool's capacity, go
-    to the visitors ahead first; whoever is beyond them waits for places to
-    free up at the rate they freed up lately, then for a spawn.
+    to the visitors ahead first. Whoever is beyond them waits for the k-th
+    place to free up, then for a spawn. Two guesses at when that is; the
+    sooner one is taken: the k-th session to reach its cull time (idle
+    timeout from its last activity, or cull_max from its start), and the rate
+    at which places freed up lately (organisers' kills, people who left).
     """
     now = now or timezone.now()
     live = pool.containers.live()
     unclaimed = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()
     free_places = max(pool.capacity - live.count(), 0)
     spawn = spawn_seconds(pool)
-    if position <= unclaimed + free_places:
+    needed = position - unclaimed - free_places
+    if needed <= 0:
         return Estimate(spawn, "starting")
+    guesses = []
+    cull_times = _cull_times(pool)
+    if needed <= len(cull_times):
+        guesses.append(max((cull_times[needed - 1] - now).total_seconds(), 0))
     rate = places_freed_per_second(pool, now)
-    if rate == 0:
-        return Estimate(None, "waiting")
-    return Estimate((position - unclaimed - free_places) / rate + spawn, "waiting")
+    if rate > 0:
+        guesses.append(needed / rate)
+    return Estimate(min(guesses) + spawn if guesses else None, "waiting")
+
+
+def _cull_times(pool):
+    """When each live session of the pool will be culled at the latest, soonest first."""
+    idle, age = timedelta(seconds=pool.cull_timeout), timedelta(seconds=pool.cull_max)
+    sessions = Session.objects.active().filter(container__pool=pool).values_list("started_at", "last_activity")
+    return sorted(min(started + age, active + idle) for started, active in sessions)
 
 
 def admission_status(visitor, default_path=""):

@@ -88,17 +88,25 @@ def test_the_estimate_follows_the_rate_at_which_places_freed_up():
         SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED))
     now = timezone.now()
     for minutes_ago in (1, 4, 7):  # three places freed in the last 15 minutes: one per 300 s
-        SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.GONE), ended_at=now - timedelta(minutes=minutes_ago))
+        ended = now - timedelta(minutes=minutes_ago)
+        SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.GONE), started_at=ended - timedelta(minutes=10), ended_at=ended)
     estimate = services.estimate_wait(pool, 2, now=now)
     assert estimate.phase == "waiting"
     # Two places needed ahead of a spawn (these rows took no time to start).
     assert estimate.seconds == pytest.approx(2 * 300, abs=1)
 
 
-def test_with_no_place_freed_lately_the_estimate_is_unknown():
-    pool = PoolFactory(capacity=1)
-    SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED))
-    assert services.estimate_wait(pool, 1) == services.Estimate(None, "waiting")
+def test_with_no_place_freed_lately_the_estimate_is_the_next_cull():
+    pool = PoolFactory(capacity=2, cull_timeout=600, cull_max=3600)
+    now = timezone.now()
+    SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED), last_activity=now - timedelta(seconds=500))
+    SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED), started_at=now - timedelta(seconds=3500))
+    # The first place frees when the idle one reaches its idle timeout (100 s),
+    # the second when the old one reaches cull_max (100 s too, at the latest).
+    assert services.estimate_wait(pool, 1, now=now).seconds == pytest.approx(100, abs=1)
+    assert services.estimate_wait(pool, 2, now=now).seconds == pytest.approx(100, abs=1)
+    # Nobody can say when a third place frees: neither culls nor a history tell.
+    assert services.estimate_wait(pool, 3, now=now) == services.Estimate(None, "waiting")
 
 
 def test_the_status_endpoint_tells_the_page_where_it_stands(client):
