@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from pool import dockerapi
+from pool.backend import BackendError, get_backend
 from pool.models import Container, Pool, Session
 from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, retire_container
@@ -48,7 +48,7 @@ def reconcile():
     # Docker and the proxy are listed before the rows are read: whatever they
     # list was started for a row that is already committed, so nothing being
     # spawned right now looks like an orphan.
-    running = {info.name: info for info in dockerapi.list_containers()}
+    running = {info.name: info for info in get_backend().list_containers()}
     routes = get_proxy().list_routes()
     rows = list(Container.objects.live().select_related("pool"))
     report = ReconcileReport()
@@ -74,7 +74,8 @@ def _repair_row(row, info, route, now, report):
             row.mark_gone()
             report.teardowns_retried += 1
     elif info is None or not info.is_running:
-        if retire_container(row, Session.EndReason.CONTAINER_GONE, only_from=[Container.State.READY, Container.State.ASSIGNED]):
+        reason = Session.EndReason.NODE_LOST if info and info.node_down else Session.EndReason.CONTAINER_GONE
+        if retire_container(row, reason, only_from=[Container.State.READY, Container.State.ASSIGNED]):
             report.dead_replaced += 1
     elif route is None or route.target != row.target:
         get_proxy().add_route(row.route_path, row.target, container=row.name)
@@ -85,7 +86,7 @@ def _remove_orphans(running, live_names, report):
     for name, info in running.items():
         if name not in live_names:
             log.info("removing orphan container %s", name)
-            dockerapi.remove_container(info.docker_id)
+            get_backend().remove_container(info.docker_id)
             report.orphans_removed += 1
 
 
@@ -135,7 +136,7 @@ def heartbeat():
     Returns the rows to spawn."""
     try:
         reconcile()
-    except (dockerapi.DockerError, ProxyError) as error:
+    except (BackendError, ProxyError) as error:
         # Without a true picture, repair nothing; filling still works from the rows.
         log.warning("reconcile skipped: %s", error)
     drop_abandoned_places()
