@@ -176,6 +176,10 @@ class SwarmLab:
 
     # --- faults ------------------------------------------------------------
 
+    def set_availability(self, node, availability):
+        """active, pause (no new tasks; running ones stay) or drain (running ones are stopped)."""
+        run("docker", "-H", self.docker_host(1), "node", "update", "--availability", availability, self.hostname(node))
+
     def cut(self, node):
         """Unplug a node: its link on the bridge goes down, its dockerd lives on."""
         self._in(self.bridge_ns, "ip", "link", "set", f"n{node}", "down")

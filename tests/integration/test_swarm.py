@@ -10,7 +10,8 @@ import time
 import pytest
 import requests
 
-from pool.models import Container, Session
+from pool.models import Container, Pool, Session
+from pool.services import resize_pool
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
 
@@ -48,6 +49,26 @@ def test_the_pool_spreads_over_the_three_nodes_and_a_visitor_reaches_the_third(s
     assert response.status_code == 200
     assert response.text.strip() == f"tree {session.container.base_path}"
     assert session.container.target.startswith(f"http://{on_swarm.address(3)}:")
+
+
+def test_a_paused_node_gets_no_new_notebooks_and_keeps_its_sessions(swarm_stack, on_swarm):
+    start_full_pool(swarm_stack, on_swarm)
+    second = on_swarm.hostname(2)
+    for _ in range(CAPACITY):
+        requests.get(f"{swarm_stack.url}/", timeout=30)
+    kept = list(Session.objects.active().filter(container__node=second))
+    assert kept
+    on_swarm.set_availability(2, "pause")
+    try:
+        resize_pool(Pool.objects.get(), CAPACITY + 3)
+        wait_until(lambda: ready_count() == 3, timeout=60, what="3 more ready containers")
+        assert second not in nodes_of(Container.objects.ready())
+        for session in kept:
+            session.refresh_from_db()
+            assert session.is_active
+            assert requests.get(f"{swarm_stack.url}{session.container.base_path}", timeout=10).status_code == 200
+    finally:
+        on_swarm.set_availability(2, "active")
 
 
 def test_a_lost_node_ends_its_sessions_and_the_pool_refills_on_the_others(swarm_stack, on_swarm):
