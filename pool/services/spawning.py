@@ -79,7 +79,7 @@ def spawn_container(container_id):
     """Start the container of a spawning row, wait until its server answers
     under its base path, route it, and mark it ready."""
     container = Container.objects.select_related("pool").get(pk=container_id)
-    if container.state != Container.State.SPAWNING or not _renew_lease(container):
+    if not _claim(container):
         return container
     try:
         started = get_backend().start_container(container_spec(container))
@@ -105,6 +105,17 @@ def spawn_container(container_id):
     if settings.TMPNB_STATIC_FILES:
         extract_static_files(container)
     return container
+
+
+def _claim(container):
+    """Take the first lease of a spawning row: of two workers handed the same
+    row (a task delivered twice), only one starts it. The other would fail on
+    the container name, and its clean-up would remove the first one's container."""
+    return bool(
+        Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING, lease_until__isnull=True).update(
+            lease_until=timezone.now() + timedelta(seconds=SPAWN_LEASE)
+        )
+    )
 
 
 def _renew_lease(container):
