@@ -39,6 +39,13 @@ def _free_subnet():
     raise RuntimeError("no free 10.99.x.0/24 subnet")
 
 
+def _signal(pid, number):
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
+
+
 class SwarmLab:
     def __init__(self, image_archive):
         self.prefix = f"t8{secrets.token_hex(2)}"  # short: it names interfaces (15 characters at most)
@@ -200,27 +207,26 @@ class SwarmLab:
         return time.monotonic() - started
 
     def _stop_node(self, node):
-        if node not in self.daemons:
-            return
         if self.socket(node).exists():
-            run("docker", "-H", self.docker_host(node), "swarm", "leave", "--force", check=False, timeout=20)
-        daemon = self.daemons[node]
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)  # dockerd stops its containerd itself
             try:
-                daemon.wait(15)
+                run("docker", "-H", self.docker_host(node), "swarm", "leave", "--force", check=False, timeout=10)
             except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait(5)
+                pass  # a node busy removing many tasks: stopping its dockerd ends them anyway
+        daemon = self.daemons.get(node)
+        if daemon is None or daemon.poll() is not None:
+            return
+        daemon.send_signal(signal.SIGTERM)  # dockerd (nsenter and unshare exec'd it) stops its containerd itself
+        try:
+            daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait(5)
 
     def _kill_namespace(self, ns):
         # Containers, shims and containerd may outlive dockerd: kill what is left.
         pids = run("ip", "netns", "pids", ns, check=False).stdout.split()
         for pid in pids:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _signal(int(pid), signal.SIGKILL)
         run("ip", "netns", "del", ns, check=False)
 
     def _remove_cgroups(self, parent):
