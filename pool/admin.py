@@ -5,7 +5,8 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.timezone import localtime
 
-from pool import dockerapi, services
+from pool import services
+from pool.backend import BackendError, get_backend
 from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session
 
 
@@ -26,9 +27,9 @@ class PoolForm(forms.ModelForm):
     def clean_image(self):
         image = self.cleaned_data["image"]
         try:
-            present = dockerapi.image_exists(image)
-        except dockerapi.DockerError as error:
-            raise forms.ValidationError(f"Docker cannot be asked whether {image} exists: {error}") from None
+            present = get_backend().image_exists(image)
+        except BackendError as error:
+            raise forms.ValidationError(f"The backend cannot be asked whether {image} exists: {error}") from None
         if not present:
             raise forms.ValidationError(f"The image {image} is not on this host; build or load it first (it is never pulled).")
         return image
@@ -37,12 +38,12 @@ class PoolForm(forms.ModelForm):
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
     form = PoolForm
-    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning"]
-    readonly_fields = ["spawning"]
+    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread"]
+    readonly_fields = ["spawning", "spread"]
     actions = ["drain", "resume"]
     inlines = [ScheduleInline]
     fieldsets = [
-        (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning"]}),
+        (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning", "spread"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
         (
             "Container options",
@@ -62,6 +63,12 @@ class PoolAdmin(admin.ModelAdmin):
         if pool.spawning_blocked(timezone.now()):
             return f"backing off after {pool.failure_streak} failure(s), until {localtime(pool.next_spawn_at):%H:%M:%S}"
         return "ok"
+
+    @admin.display(description="containers per node")
+    def spread(self, pool):
+        if pool.pk is None:
+            return ""  # the add form
+        return ", ".join(f"{node or '(starting)'}: {n}" for node, n in pool.containers.live().spread())
 
     @admin.action(description="Resume spawning (after fixing what made it fail)")
     def resume(self, request, queryset):
@@ -110,8 +117,8 @@ class PoolAdmin(admin.ModelAdmin):
 
 @admin.register(Container)
 class ContainerAdmin(admin.ModelAdmin):
-    list_display = ["name", "pool", "state", "base_path", "host_port", "created_at", "ready_at", "assigned_at"]
-    list_filter = ["state", "pool"]
+    list_display = ["name", "pool", "state", "node", "base_path", "host_port", "created_at", "ready_at", "assigned_at"]
+    list_filter = ["state", "pool", "node"]
     search_fields = ["name", "path_id", "docker_id"]
     readonly_fields = [f.name for f in Container._meta.fields]
     actions = ["kill"]

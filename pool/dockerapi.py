@@ -1,4 +1,4 @@
-"""The one module that talks to Docker.
+"""The single-host Docker backend, and the Docker client the Swarm backend shares.
 
 It turns the SDK's objects into tmpnb's own small shapes, labels everything it
 creates, and only ever lists or removes containers that carry this
@@ -9,62 +9,20 @@ import functools
 import tarfile
 import tempfile
 import threading
-from dataclasses import dataclass, field
 
 import docker
 from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from pool.backend import BackendError, ContainerInfo, ContainerSpec, StartedContainer  # noqa: F401 (the shapes it returns)
 
 LABEL_POOL = "tmpnb.pool"
 LABEL_INSTALLATION = "tmpnb.installation"
 LABEL_CONTAINER = "tmpnb.container"
 
 
-class DockerError(Exception):
+class DockerError(BackendError):
     """Docker refused a request or could not be reached."""
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    name: str
-    image: str
-    command: str
-    pool: str
-    container_port: int
-    host_ip: str
-    mem_limit: str = ""
-    cpu_shares: int | None = None
-    cpu_quota: int | None = None
-    user: str = ""
-    host_network: bool = False
-    host_port: int | None = None  # with host_network: the port the server binds itself
-    network: str = ""
-    # On an internal network (no way out): nothing is published, and the proxy
-    # reaches the server at its address on that network.
-    internal: bool = False
-    volumes: list = field(default_factory=list)
-    extra_hosts: dict = field(default_factory=dict)
-    environment: dict = field(default_factory=dict)
-    pids_limit: int = 256
-
-
-@dataclass(frozen=True)
-class StartedContainer:
-    docker_id: str
-    host_ip: str
-    host_port: int
-
-
-@dataclass(frozen=True)
-class ContainerInfo:
-    docker_id: str
-    name: str
-    pool: str
-    status: str  # Docker's: created, running, exited, dead, ...
-
-    @property
-    def is_running(self):
-        return self.status == "running"
 
 
 @functools.lru_cache(maxsize=2)

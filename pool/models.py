@@ -120,6 +120,10 @@ class ContainerQuerySet(models.QuerySet):
     def assigned(self):
         return self.filter(state=Container.State.ASSIGNED)
 
+    def spread(self):
+        """(node, count) pairs: how the containers are spread over the machines."""
+        return self.order_by("node").values_list("node").annotate(n=models.Count("pk"))
+
 
 class Container(models.Model):
     class State(models.TextChoices):
@@ -139,6 +143,7 @@ class Container(models.Model):
     docker_id = models.CharField(max_length=64, blank=True, db_index=True)
     host_ip = models.GenericIPAddressField(null=True, blank=True)
     host_port = models.PositiveIntegerField(null=True, blank=True)
+    node = models.CharField(max_length=200, blank=True, help_text="The machine it runs on (Swarm backend).")
     state = models.CharField(max_length=10, choices=State.choices, default=State.SPAWNING, db_index=True)
     error = models.TextField(blank=True)
     lease_until = models.DateTimeField(
@@ -174,9 +179,11 @@ class Container(models.Model):
         url = f"{self.base_path}{path.lstrip('/')}"
         return f"{url}?token={self.token}" if self.token else url
 
-    def mark_started(self, docker_id, host_ip, host_port):
-        self.docker_id, self.host_ip, self.host_port = docker_id, host_ip, host_port
-        self.save(update_fields=["docker_id", "host_ip", "host_port"])
+    def mark_started(self, started):
+        """Record where a started container runs (a backend's StartedContainer)."""
+        self.docker_id, self.host_ip, self.host_port = started.docker_id, started.host_ip, started.host_port
+        self.node = started.node
+        self.save(update_fields=["docker_id", "host_ip", "host_port", "node"])
 
     def mark_ready(self):
         self.state = self.State.READY
@@ -282,6 +289,7 @@ class Session(models.Model):
         CULLED_IDLE = "culled-idle", "idle too long"
         CULLED_AGE = "culled-age", "open too long"
         CONTAINER_GONE = "container-gone", "container stopped"
+        NODE_LOST = "node-lost", "node lost"
         SERVICE_STOPPED = "service-stopped", "service stopped"
 
     visitor = models.CharField(max_length=64, db_index=True)

@@ -1,4 +1,8 @@
+import functools
+import os
 import secrets
+import shutil
+import subprocess
 from urllib.parse import quote
 
 import pytest
@@ -8,6 +12,7 @@ from django.test.utils import override_settings
 from pool import dockerapi, services
 from tests import stack
 from tests.factories import JUPYTER_IMAGE, TINY_IMAGE
+from tests.swarm import SwarmLab
 from tmpnb_site.celery import app as celery_app
 
 CLOSED = "http://127.0.0.1:9"  # nothing listens: tests that need a part start their own
@@ -155,3 +160,34 @@ def live_stack(clean_pools, proxy, redis_server, web_port, log_dir):
     running = Stack(proxy, redis_server, web_port, log_dir)
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def swarm_lab(tmp_path_factory, docker_images):
+    """A three-node Swarm in network namespaces (tests/swarm.py), with the tiny image on every node."""
+    if os.geteuid() != 0 or not (shutil.which("nsenter") and shutil.which("dockerd")):
+        pytest.skip("a Swarm lab needs root, nsenter and dockerd")
+    archive = tmp_path_factory.mktemp("swarm") / "tiny.tar"
+    subprocess.run(["docker", "save", TINY_IMAGE, "-o", str(archive)], check=True, timeout=120)
+    lab = SwarmLab(archive)
+    try:
+        lab.up()
+        print(f"\nSwarm lab of 3 nodes up in {lab.setup_seconds:.1f}s")
+        yield lab
+    finally:
+        print(f"\nSwarm lab down in {lab.down():.1f}s")
+
+
+@pytest.fixture
+def on_swarm(swarm_lab):
+    """This process drives the lab's Swarm through its manager; list it before
+    live_stack, so the pools are stopped while the Swarm is still the backend."""
+    with override_settings(TMPNB_BACKEND="swarm", DOCKER_HOST=swarm_lab.docker_host()):
+        yield swarm_lab
+
+
+@pytest.fixture
+def swarm_stack(on_swarm, live_stack):
+    """The live stack on the Swarm backend: start() passes the lab's settings on."""
+    live_stack.start = functools.partial(live_stack.start, TMPNB_BACKEND="swarm", DOCKER_HOST=on_swarm.docker_host())
+    return live_stack

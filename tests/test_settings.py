@@ -90,3 +90,9 @@ def test_production_refuses_a_default_secret(tmp_path, variable):
     assert result.returncode != 0
     assert f"{variable} must be set" in result.stderr
     assert start_with(tmp_path, DJANGO_DEBUG="true", **{variable: None}).returncode == 0
+
+
+def test_an_unknown_backend_is_refused(tmp_path):
+    result = start_with(tmp_path, TMPNB_BACKEND="kubernetes")
+    assert result.returncode != 0
+    assert "TMPNB_BACKEND must be one of docker, swarm, not 'kubernetes'" in result.stderr

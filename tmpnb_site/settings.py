@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from pool.backend import BACKENDS
 from pool.command import DEFAULT_COMMAND, check_command_template
 from pool.options import parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
@@ -144,6 +145,11 @@ if not DEBUG:
     if not CONFIGPROXY_AUTH_TOKEN:
         raise ImproperlyConfigured("CONFIGPROXY_AUTH_TOKEN must be set (deploy/up makes one); only DJANGO_DEBUG=true runs without it")
 DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
+# Where notebooks run (pool/backend.py): one Docker Engine, or a Swarm whose
+# manager is DOCKER_HOST.
+TMPNB_BACKEND = env_str("TMPNB_BACKEND", "docker")
+if TMPNB_BACKEND not in BACKENDS:
+    raise ImproperlyConfigured(f"TMPNB_BACKEND must be one of {', '.join(BACKENDS)}, not {TMPNB_BACKEND!r}")
 
 # Shared by every web process (the spawn rate limit); short timeouts so an
 # absent Redis slows no request down.

@@ -7,7 +7,7 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from pool import dockerapi
+from pool.backend import BackendError, get_backend
 from pool.models import Container, Event, Session
 from pool.services.events import record_event
 from proxyapi import ProxyError, get_proxy
@@ -64,8 +64,8 @@ def remove_quietly(container):
     except ProxyError as error:
         log.warning("could not delete the route of %s: %s", container.name, error)
     try:
-        dockerapi.remove_container(container.docker_id or container.name)
-    except dockerapi.DockerError as error:
+        get_backend().remove_container(container.docker_id or container.name)
+    except BackendError as error:
         log.warning("could not remove %s: %s", container.name, error)
 
 

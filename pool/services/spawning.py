@@ -12,7 +12,7 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from pool import dockerapi
+from pool.backend import BackendError, ContainerSpec, get_backend
 from pool.command import render_command
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
@@ -48,14 +48,14 @@ def container_spec(container):
     network = pool.docker_network
     if pool.internal_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}-internal"
-        dockerapi.ensure_internal_network(network, pool.name)
+        get_backend().ensure_internal_network(network, pool.name)
     if pool.host_network:
         host_port = _free_host_port(pool.container_ip)
         port, ip = host_port, pool.container_ip
     else:
         port, ip, host_port = pool.container_port, "0.0.0.0", None
     command = render_command(pool.command, base_path=container.base_path, port=port, ip=ip, token=container.token)
-    return dockerapi.ContainerSpec(
+    return ContainerSpec(
         name=container.name,
         image=pool.image,
         command=command,
@@ -80,14 +80,14 @@ def spawn_container(container_id):
     """Start the container of a spawning row, wait until its server answers
     under its base path, route it, and mark it ready."""
     container = Container.objects.select_related("pool").get(pk=container_id)
-    if container.state != Container.State.SPAWNING or not _renew_lease(container):
+    if not _claim(container):
         return container
     try:
-        started = dockerapi.start_container(container_spec(container))
-        container.mark_started(started.docker_id, started.host_ip, started.host_port)
+        started = get_backend().start_container(container_spec(container))
+        container.mark_started(started)
         wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
         route_container(container)
-    except (dockerapi.DockerError, ProxyError, SpawnTimeout) as error:
+    except (BackendError, ProxyError, SpawnTimeout) as error:
         log.warning("spawning %s failed: %s", container.name, error)
         remove_quietly(container)
         container.mark_failed(str(error))
@@ -109,6 +109,17 @@ def spawn_container(container_id):
     if settings.TMPNB_STATIC_FILES:
         extract_static_files(container)
     return container
+
+
+def _claim(container):
+    """Take the first lease of a spawning row: of two workers handed the same
+    row (a task delivered twice), only one starts it. The other would fail on
+    the container name, and its clean-up would remove the first one's container."""
+    return bool(
+        Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING, lease_until__isnull=True).update(
+            lease_until=timezone.now() + timedelta(seconds=SPAWN_LEASE)
+        )
+    )
 
 
 def _renew_lease(container):
@@ -155,8 +166,8 @@ def extract_static_files(container):
         return
     with tempfile.TemporaryDirectory(dir=settings.VAR_DIR) as scratch:
         try:
-            dockerapi.copy_out(container.docker_id, settings.TMPNB_STATIC_FILES, scratch)
-        except dockerapi.DockerError as error:
+            get_backend().copy_out(container.docker_id, settings.TMPNB_STATIC_FILES, scratch)
+        except BackendError as error:
             log.warning("static files not extracted: %s", error)
             return
         extracted = Path(scratch) / Path(settings.TMPNB_STATIC_FILES.rstrip("/")).name

@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from pool import dockerapi
+from pool.backend import BackendError, get_backend
 from pool.models import Container, Event, Pool, Session
 from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, retire_and_record, route_container
@@ -53,7 +53,7 @@ def reconcile(pool=None):
     # Docker and the proxy are listed before the rows are read: whatever they
     # list was started for a row that is already committed, so nothing being
     # spawned right now looks like an orphan.
-    running = {info.name: info for info in dockerapi.list_containers() if pool is None or info.pool == pool.name}
+    running = {info.name: info for info in get_backend().list_containers() if pool is None or info.pool == pool.name}
     routes = get_proxy().list_routes()
     rows = list(_of_pool(Container.objects.live().select_related("pool"), pool, "pool"))
     report = ReconcileReport()
@@ -86,8 +86,9 @@ def _repair_row(row, info, route, now, report):
             row.mark_gone()
             report.teardowns_retried += 1
     elif info is None or not info.is_running:
+        reason = Session.EndReason.NODE_LOST if info and info.node_down else Session.EndReason.CONTAINER_GONE
         if retire_and_record(
-            row, Session.EndReason.CONTAINER_GONE, Event.Kind.FAILURE, f"{row.name} stopped; replacing it",
+            row, reason, Event.Kind.FAILURE, f"{row.name} stopped ({reason}); replacing it",
             only_from=[Container.State.READY, Container.State.ASSIGNED], stage="running",
         ):
             report.dead_replaced += 1
@@ -100,7 +101,7 @@ def _remove_orphans(running, live_names, report):
     for name, info in running.items():
         if name not in live_names:
             log.info("removing orphan container %s", name)
-            dockerapi.remove_container(info.docker_id)
+            get_backend().remove_container(info.docker_id)
             report.orphans_removed += 1
 
 
@@ -153,7 +154,7 @@ def heartbeat():
     Returns the rows to spawn."""
     try:
         reconcile()
-    except (dockerapi.DockerError, ProxyError) as error:
+    except (BackendError, ProxyError) as error:
         # Without a true picture, repair nothing; filling still works from the rows.
         log.warning("reconcile skipped: %s", error)
     drop_abandoned_places()

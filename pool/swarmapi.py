@@ -1,0 +1,162 @@
+"""The Docker Swarm backend: each notebook is a service of one task, placed by
+Swarm on one of its nodes.
+
+It talks to a manager (``DOCKER_HOST``) through the Docker client of
+``pool.dockerapi`` and answers in the shapes of ``pool.backend``. The proxy
+reaches a notebook at its node's address and a host port Swarm picks: the
+routing mesh is not used (it needs IPVS, and a fixed port would allow one
+notebook per node). Swarm never restarts or moves a notebook: its state is
+gone with its task, so the pool replaces it, as on one host.
+"""
+
+import shlex
+import time
+
+from django.conf import settings
+from docker.errors import DockerException, NotFound
+from docker.utils import parse_bytes
+
+from pool.backend import ContainerInfo, StartedContainer
+from pool.dockerapi import LABEL_INSTALLATION, LABEL_POOL, DockerError, client, docker_work, image_exists, labels_for
+
+__all__ = ["copy_out", "ensure_internal_network", "image_exists", "list_containers", "remove_container", "start_container"]
+
+# Task states after which the task will never run (Swarm's task lifecycle).
+_ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
+
+
+class SwarmError(DockerError):
+    """Swarm refused a request, or a notebook's task did not come up."""
+
+
+def _task_template(spec):
+    if spec.host_network or spec.internal:
+        raise SwarmError("the host network and internal networks are not available on the swarm backend")
+    container = {
+        # Args, not Command: Command would replace the image's entrypoint (tini).
+        "Image": spec.image,
+        "Args": shlex.split(spec.command),
+        "Labels": labels_for(spec.pool, spec.name),
+        "Env": [f"{key}={value}" for key, value in spec.environment.items()],
+        "CapabilityDrop": ["ALL"],
+        "Hosts": [f"{address} {name}" for name, address in spec.extra_hosts.items()],
+        "Mounts": [_mount(volume) for volume in spec.volumes],
+    }
+    if spec.user:
+        container["User"] = spec.user
+    limits = {"Pids": spec.pids_limit}
+    if spec.mem_limit:
+        limits["MemoryBytes"] = parse_bytes(spec.mem_limit)
+    if spec.cpu_quota:
+        # A quota per 100 ms period, as Swarm counts CPUs in billionths.
+        limits["NanoCPUs"] = spec.cpu_quota * 10_000
+    template = {
+        "ContainerSpec": container,
+        "Resources": {"Limits": limits},
+        "RestartPolicy": {"Condition": "none"},
+    }
+    if spec.network:
+        template["Networks"] = [{"Target": spec.network}]
+    return template
+
+
+def _mount(volume):
+    source, target, mode = volume.split(":")
+    return {"Type": "bind", "Source": source, "Target": target, "ReadOnly": mode == "ro"}
+
+
+def start_container(spec):
+    """Create a service of one task with a host-mode port, wait until the task
+    runs, and return its node's address and the port Swarm published."""
+    endpoint = {"Ports": [{"Protocol": "tcp", "TargetPort": spec.container_port, "PublishMode": "host"}]}
+    try:
+        with docker_work():
+            # The daemon does not ask a registry for the image (API >= 1.30); the
+            # nodes must hold it already (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1).
+            service = client().api.create_service(
+                _task_template(spec), name=spec.name, labels=labels_for(spec.pool, spec.name),
+                mode={"Replicated": {"Replicas": 1}}, endpoint_spec=endpoint,
+            )
+        task = _wait_until_running(service["ID"], spec.name)
+        node = client().api.inspect_node(task["NodeID"])
+        port = task["Status"]["PortStatus"]["Ports"][0]["PublishedPort"]
+    except (DockerException, KeyError, IndexError) as error:
+        remove_container(spec.name)
+        raise SwarmError(f"starting {spec.name}: {error}") from None
+    except SwarmError:
+        remove_container(spec.name)
+        raise
+    return StartedContainer(service["ID"], _node_address(node), port, node=node["Description"]["Hostname"])
+
+
+def _wait_until_running(service_id, name):
+    deadline = time.monotonic() + settings.DOCKER_TIMEOUT
+    delay = 0.05
+    while time.monotonic() < deadline:
+        for task in client().api.tasks(filters={"service": service_id}):
+            status = task["Status"]
+            if status["State"] == "running" and status.get("PortStatus", {}).get("Ports"):
+                return task
+            if status["State"] in _ENDED:
+                raise SwarmError(f"{name}: task {status['State']}: {status.get('Err') or status.get('Message')}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+    raise SwarmError(f"{name}: no task running within {settings.DOCKER_TIMEOUT}s")
+
+
+def _node_address(node):
+    # A manager may report 0.0.0.0 as its address; its advertised address is right.
+    address = node["Status"].get("Addr", "")
+    if address in ("", "0.0.0.0") and node.get("ManagerStatus"):
+        address = node["ManagerStatus"]["Addr"].rsplit(":", 1)[0]
+    return address
+
+
+def remove_container(docker_id):
+    """Remove the service (its task goes with it); already gone is done."""
+    try:
+        with docker_work():
+            client().api.remove_service(docker_id)
+    except NotFound:
+        pass
+    except DockerException as error:
+        raise SwarmError(f"removing service {docker_id[:12]}: {error}") from None
+
+
+def list_containers():
+    """One entry per service of this installation, from three list calls
+    (services, their tasks, nodes). A notebook whose node is no longer ready
+    counts as lost with it."""
+    label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
+    try:
+        services = client().api.services(filters={"label": label})
+        tasks = client().api.tasks(filters={"service": [s["ID"] for s in services]}) if services else []
+        nodes = {node["ID"]: node for node in client().api.nodes()}
+    except DockerException as error:
+        raise SwarmError(f"listing services: {error}") from None
+    newest = {}
+    for task in sorted(tasks, key=lambda t: t["Version"]["Index"]):
+        newest[task["ServiceID"]] = task
+    return [_info(service, newest.get(service["ID"]), nodes) for service in services]
+
+
+def _info(service, task, nodes):
+    labels = service["Spec"].get("Labels", {})
+    name, pool = service["Spec"]["Name"], labels.get(LABEL_POOL, "")
+    if task is None:
+        return ContainerInfo(service["ID"], name, pool, "no task")
+    node = nodes.get(task.get("NodeID", ""))
+    # A node removed from the Swarm, or no longer reporting (down, unknown).
+    node_down = bool(task.get("NodeID")) and (node is None or node["Status"]["State"] != "ready")
+    status = "node down" if node_down else task["Status"]["State"]
+    hostname = node["Description"]["Hostname"] if node else ""
+    return ContainerInfo(service["ID"], name, pool, status, node=hostname, node_down=node_down)
+
+
+def ensure_internal_network(name, pool):
+    raise SwarmError("internal networks are not available on the swarm backend")
+
+
+def copy_out(docker_id, path, destination):
+    # The task runs on another machine, whose engine the manager does not relay.
+    raise SwarmError("copying files out of a notebook is not available on the swarm backend")

@@ -1,0 +1,85 @@
+"""Several machines' worth of processes on one database: two Celery workers and
+two gunicorn processes, a burst of visitors through both, heartbeats and fills
+queued by the dozen, and every spawn task delivered twice (as a redelivered
+task would be). No container is handed out twice and none is started twice.
+Runs on SQLite and, from deploy/test, on PostgreSQL."""
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connection
+
+from pool import dockerapi, services, tasks
+from pool.models import Container, Session
+from tests import stack
+from tests.conftest import stack_env
+from tests.factories import PoolFactory
+from tests.integration.test_pool_lifecycle import wait_until
+
+CAPACITY = 12
+VISITORS = 30
+
+
+def created_names(since):
+    """Names of this run's containers Docker created since ``since``, one per create."""
+    events = dockerapi.client().events(
+        since=since, until=int(time.time()) + 1, decode=True,
+        filters={"type": "container", "event": "create", "label": f"{dockerapi.LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"},
+    )
+    return Counter(event["Actor"]["Attributes"]["name"] for event in events)
+
+
+@pytest.mark.postgres
+def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_nothing_twice(
+    live_stack, proxy, redis_server, web_port, log_dir
+):
+    pool = PoolFactory(capacity=CAPACITY)
+    # Rows made here and never queued by a fill: the test queues each spawn
+    # twice, and the two workers share them out.
+    rows = services.fill_pool(pool.pk)
+    since = int(time.time()) - 1
+    live_stack.start(web_workers=2)
+    environment = stack_env(proxy, redis_server, web_port, log_dir)
+    second_worker = stack.CeleryWorker(environment, log_dir).start()
+    second_web = stack.WebApp(stack.free_port(), environment, log_dir, workers=2).start()
+    try:
+        for row in rows * 2:
+            tasks.spawn_container.delay(row.pk)
+        # (or a spawn failed: the assertions below say which)
+        wait_until(lambda: not Container.objects.spawning().exists(), timeout=90, what="every spawn done")
+        start = threading.Barrier(VISITORS)
+
+        def visit(n):
+            web = (live_stack.web, second_web)[n % 2]
+            with requests.Session() as browser:
+                start.wait()
+                return browser.get(f"{web.url}/", headers={"X-Forwarded-For": f"10.1.{n}.1"}, allow_redirects=False, timeout=60)
+
+        for _ in range(10):
+            tasks.heartbeat.delay()
+            tasks.fill_pool.delay(pool.pk)
+        with ThreadPoolExecutor(VISITORS) as executor:
+            responses = list(executor.map(visit, range(VISITORS)))
+        time.sleep(2)  # the heartbeats and fills queued meanwhile run out
+        second_worker.assert_running()
+    finally:
+        second_web.stop()
+        second_worker.stop()
+
+    redirects = [r.headers["Location"] for r in responses if r.status_code == 302]
+    assert len(redirects) == len(set(redirects)) == CAPACITY
+    assert Session.objects.values("container").distinct().count() == Session.objects.count()
+    assert list(Container.objects.filter(state=Container.State.FAILED).values_list("error", flat=True)) == []
+    live = set(Container.objects.live().values_list("name", flat=True))
+    assert len(live) == CAPACITY
+    running = [info.name for info in dockerapi.list_containers()]
+    assert sorted(running) == sorted(live)  # every container is exactly one row's
+    created = created_names(since)
+    assert set(created) == live and set(created.values()) == {1}  # each started once, none removed
+    print(f"\nscale-out on {connection.vendor}: {len(rows)} spawns queued twice, {len(redirects)} visitors placed at once, "
+          f"{CAPACITY} containers each created once")

@@ -1,0 +1,95 @@
+"""The service on a real three-node Swarm (tests/swarm.py): notebooks spread
+over the nodes, visitors reach them through the proxy at their node's address,
+and a node lost for good ends its sessions and is replaced on the others.
+
+The lost-node test cuts the third node off for the rest of the session, so it
+comes last."""
+
+import time
+
+import pytest
+import requests
+
+from pool.models import Container, Pool, Session
+from pool.services import resize_pool
+from tests.factories import PoolFactory
+from tests.integration.test_pool_lifecycle import ready_count, wait_until
+
+pytestmark = pytest.mark.swarm
+
+CAPACITY = 6
+
+
+def nodes_of(containers):
+    return {c.node for c in containers}
+
+
+def start_full_pool(stack, lab):
+    PoolFactory(capacity=CAPACITY)
+    started = time.monotonic()
+    stack.start()
+    wait_until(lambda: ready_count() == CAPACITY, timeout=60, what=f"{CAPACITY} ready containers")
+    print(f"\n{CAPACITY} notebooks ready on the Swarm in {time.monotonic() - started:.1f}s")
+    return {lab.hostname(n): lab.address(n) for n in (1, 2, 3)}
+
+
+def test_the_pool_spreads_over_the_three_nodes_and_a_visitor_reaches_the_third(swarm_stack, on_swarm):
+    nodes = start_full_pool(swarm_stack, on_swarm)
+    ready = list(Container.objects.ready())
+    assert nodes_of(ready) == set(nodes)
+    assert all(c.host_ip == nodes[c.node] for c in ready)
+    third = on_swarm.hostname(3)
+    # New visitors until one is handed the notebook that runs on the third node.
+    for _ in range(CAPACITY):
+        with requests.Session() as browser:
+            response = browser.get(f"{swarm_stack.url}/", timeout=30)
+        session = Session.objects.order_by("-started_at").first()
+        if session.container.node == third:
+            break
+    assert response.status_code == 200
+    assert response.text.strip() == f"tree {session.container.base_path}"
+    assert session.container.target.startswith(f"http://{on_swarm.address(3)}:")
+
+
+def test_a_paused_node_gets_no_new_notebooks_and_keeps_its_sessions(swarm_stack, on_swarm):
+    start_full_pool(swarm_stack, on_swarm)
+    second = on_swarm.hostname(2)
+    for _ in range(CAPACITY):
+        requests.get(f"{swarm_stack.url}/", timeout=30)
+    kept = list(Session.objects.active().filter(container__node=second))
+    assert kept
+    on_swarm.set_availability(2, "pause")
+    try:
+        resize_pool(Pool.objects.get(), CAPACITY + 3)
+        wait_until(lambda: ready_count() == 3, timeout=60, what="3 more ready containers")
+        assert second not in nodes_of(Container.objects.ready())
+        for session in kept:
+            session.refresh_from_db()
+            assert session.is_active
+            assert requests.get(f"{swarm_stack.url}{session.container.base_path}", timeout=10).status_code == 200
+    finally:
+        on_swarm.set_availability(2, "active")
+
+
+def test_a_lost_node_ends_its_sessions_and_the_pool_refills_on_the_others(swarm_stack, on_swarm):
+    start_full_pool(swarm_stack, on_swarm)
+    third = on_swarm.hostname(3)
+    for _ in range(CAPACITY):
+        requests.get(f"{swarm_stack.url}/", timeout=30)  # every notebook in use: those on the third node too
+    lost = list(Session.objects.active().filter(container__node=third))
+    assert lost
+    cut = time.monotonic()
+    on_swarm.cut(3)
+
+    def refilled():
+        live = Container.objects.live().exclude(node=third)
+        return live.filter(state__in=[Container.State.READY, Container.State.ASSIGNED]).count() == CAPACITY
+
+    wait_until(refilled, timeout=60, what="the pool full again on the other two nodes")
+    failover = time.monotonic() - cut
+    print(f"\nfailover: node 3 cut, its {len(lost)} sessions ended and the pool full again in {failover:.1f}s")
+    for session in lost:
+        session.refresh_from_db()
+        assert session.end_reason == Session.EndReason.NODE_LOST
+    assert not Container.objects.live().filter(node=third).exists()
+    assert Session.objects.filter(end_reason=Session.EndReason.NODE_LOST).count() == len(lost)

@@ -1,0 +1,242 @@
+"""A real three-node Docker Swarm on this machine, in network namespaces.
+
+Each node is a dockerd of its own in its own network, UTS and mount
+namespace, at 10.99.<net>.1-3 on a bridge that lives in a namespace of its own;
+the host reaches them through one veth at 10.99.<net>.254. The recipe and its
+traps are in ../shared/notes/swarm.md: `ip netns exec` would hide the cgroup
+mounts (so nsenter + unshare, a fresh sysfs and the host's cgroups bound back
+in), and a bridge in the root namespace would meet the host engine's DROP
+policy. Everything is named with this lab's prefix and removed by ``down()``,
+which tolerates a half-built lab.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+
+NODES = 3
+
+
+def run(*args, timeout=60, check=True):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def _free_subnet():
+    """A 10.99.<n>.0/24 no interface of this machine uses (another lab may run)."""
+    used = run("ip", "-4", "-o", "addr").stdout
+    for _ in range(50):
+        net = secrets.randbelow(150) + 100
+        if f" 10.99.{net}." not in used:
+            return net
+    raise RuntimeError("no free 10.99.x.0/24 subnet")
+
+
+def _signal(pid, number):
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
+
+
+class SwarmLab:
+    def __init__(self, image_archive):
+        self.prefix = f"t8{secrets.token_hex(2)}"  # short: it names interfaces (15 characters at most)
+        self.net = _free_subnet()
+        self.state = Path(f"/var/tmp/tmpnb-swarm-{self.prefix}")
+        self.image_archive = image_archive
+        self.daemons = {}
+
+    # --- names -------------------------------------------------------------
+
+    def netns(self, node):
+        return f"{self.prefix}-n{node}"
+
+    @property
+    def bridge_ns(self):
+        return f"{self.prefix}-br"
+
+    def address(self, node):
+        return f"10.99.{self.net}.{node}"
+
+    @property
+    def host_address(self):
+        return f"10.99.{self.net}.254"
+
+    def socket(self, node):
+        return self.state / f"n{node}" / "docker.sock"
+
+    def docker_host(self, node=1):
+        return f"unix://{self.socket(node)}"
+
+    def hostname(self, node):
+        return f"{self.prefix}-n{node}"
+
+    def client(self, node=1):
+        return docker.DockerClient(base_url=self.docker_host(node), timeout=30)
+
+    # --- building ----------------------------------------------------------
+
+    def up(self):
+        started = time.monotonic()
+        self.state.mkdir(parents=True)
+        self._network()
+        for node in range(1, NODES + 1):
+            self._start_daemon(node)
+        for node in range(1, NODES + 1):
+            self._wait_for_daemon(node)
+        self._join()
+        with ThreadPoolExecutor(NODES) as pool:
+            list(pool.map(self._load_image, range(1, NODES + 1)))
+        self._wait_until_ready()
+        self.setup_seconds = time.monotonic() - started
+        return self
+
+    def _network(self):
+        br = self.bridge_ns
+        run("ip", "netns", "add", br)
+        self._in(br, "ip", "link", "add", "br0", "type", "bridge")
+        self._in(br, "ip", "link", "set", "br0", "up")
+        host_end = f"{self.prefix}h"
+        run("ip", "link", "add", host_end, "type", "veth", "peer", "name", "host", "netns", br)
+        self._in(br, "ip", "link", "set", "host", "master", "br0", "up")
+        run("ip", "addr", "add", f"{self.host_address}/24", "dev", host_end)
+        run("ip", "link", "set", host_end, "up")
+        for node in range(1, NODES + 1):
+            ns = self.netns(node)
+            run("ip", "netns", "add", ns)
+            run("ip", "link", "add", f"n{node}", "netns", br, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            self._in(br, "ip", "link", "set", f"n{node}", "master", "br0", "up")
+            self._in(ns, "ip", "addr", "add", f"{self.address(node)}/24", "dev", "eth0")
+            self._in(ns, "ip", "link", "set", "eth0", "up")
+            self._in(ns, "ip", "link", "set", "lo", "up")
+
+    def _in(self, ns, *args):
+        return run("nsenter", f"--net=/run/netns/{ns}", *args)
+
+    def _start_daemon(self, node):
+        folder = self.state / f"n{node}"
+        folder.mkdir()
+        (folder / "cgroup").mkdir()
+        config = folder / "daemon.json"
+        config.write_text(json.dumps({"deprecated-key-path": str(folder / "key.json")}))
+        dockerd = (
+            f"dockerd --config-file {config} --data-root {folder}/data --exec-root {folder}/exec"
+            f" --pidfile {folder}/dockerd.pid -H unix://{self.socket(node)} --cgroup-parent {self.hostname(node)}"
+        )
+        # A fresh sysfs shows this namespace's network devices; the host's
+        # cgroup mounts, bound aside first, are bound back over it.
+        script = (
+            f"hostname {self.hostname(node)} && mount --rbind /sys/fs/cgroup {folder}/cgroup"
+            f" && mount -t sysfs sysfs /sys && mount --rbind {folder}/cgroup /sys/fs/cgroup && exec {dockerd}"
+        )
+        log = open(folder / "dockerd.log", "wb")
+        self.daemons[node] = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{self.netns(node)}", "unshare", "--uts", "--mount", "--propagation", "slave",
+             "sh", "-c", script],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            # Every task start would try a registry first without it.
+            env={**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"},
+        )
+        log.close()
+
+    def _wait_for_daemon(self, node):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.daemons[node].poll() is not None:
+                raise RuntimeError(f"dockerd of node {node} exited: {self._log_tail(node)}")
+            if run("docker", "-H", self.docker_host(node), "version", check=False, timeout=10).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"dockerd of node {node} did not answer: {self._log_tail(node)}")
+
+    def _log_tail(self, node):
+        return (self.state / f"n{node}" / "dockerd.log").read_text(errors="replace")[-2000:]
+
+    def _join(self):
+        # A 1 s dispatcher heartbeat: a lost node is noticed in seconds, not 15+.
+        run("docker", "-H", self.docker_host(1), "swarm", "init", "--advertise-addr", self.address(1),
+            "--listen-addr", f"{self.address(1)}:2377", "--dispatcher-heartbeat", "1s")
+        token = run("docker", "-H", self.docker_host(1), "swarm", "join-token", "-q", "worker").stdout.strip()
+        for node in range(2, NODES + 1):
+            run("docker", "-H", self.docker_host(node), "swarm", "join", "--token", token,
+                "--advertise-addr", self.address(node), f"{self.address(1)}:2377")
+
+    def _load_image(self, node):
+        run("docker", "-H", self.docker_host(node), "load", "-i", self.image_archive, timeout=120)
+
+    def _wait_until_ready(self):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            nodes = self.client().api.nodes()
+            if len(nodes) == NODES and all(n["Status"]["State"] == "ready" for n in nodes):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the Swarm's nodes did not all become ready")
+
+    # --- faults ------------------------------------------------------------
+
+    def set_availability(self, node, availability):
+        """active, pause (no new tasks; running ones stay) or drain (running ones are stopped)."""
+        run("docker", "-H", self.docker_host(1), "node", "update", "--availability", availability, self.hostname(node))
+
+    def cut(self, node):
+        """Unplug a node: its link on the bridge goes down, its dockerd lives on."""
+        self._in(self.bridge_ns, "ip", "link", "set", f"n{node}", "down")
+
+    # --- clean-up ----------------------------------------------------------
+
+    def down(self):
+        """Remove everything of this lab, even half-built; returns the seconds it took."""
+        started = time.monotonic()
+        with ThreadPoolExecutor(NODES) as pool:
+            list(pool.map(self._stop_node, range(1, NODES + 1)))
+        for ns in [self.netns(n) for n in range(1, NODES + 1)] + [self.bridge_ns]:
+            self._kill_namespace(ns)
+        run("ip", "link", "del", f"{self.prefix}h", check=False)  # gone with its peer, normally
+        for node in range(1, NODES + 1):
+            self._remove_cgroups(self.hostname(node))
+        shutil.rmtree(self.state, ignore_errors=True)
+        return time.monotonic() - started
+
+    def _stop_node(self, node):
+        if self.socket(node).exists():
+            try:
+                run("docker", "-H", self.docker_host(node), "swarm", "leave", "--force", check=False, timeout=10)
+            except subprocess.TimeoutExpired:
+                pass  # a node busy removing many tasks: stopping its dockerd ends them anyway
+        daemon = self.daemons.get(node)
+        if daemon is None or daemon.poll() is not None:
+            return
+        daemon.send_signal(signal.SIGTERM)  # dockerd (nsenter and unshare exec'd it) stops its containerd itself
+        try:
+            daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait(5)
+
+    def _kill_namespace(self, ns):
+        # Containers, shims and containerd may outlive dockerd: kill what is left.
+        pids = run("ip", "netns", "pids", ns, check=False).stdout.split()
+        for pid in pids:
+            _signal(int(pid), signal.SIGKILL)
+        run("ip", "netns", "del", ns, check=False)
+
+    def _remove_cgroups(self, parent):
+        # Deepest first: a cgroup folder is removed only once it is empty.
+        for controller in Path("/sys/fs/cgroup").iterdir():
+            top = controller / parent
+            if top.is_dir():
+                for folder in sorted(top.rglob("*"), key=lambda p: -len(p.parts)) + [top]:
+                    if folder.is_dir():
+                        try:
+                            folder.rmdir()
+                        except OSError:
+                            pass
