@@ -115,16 +115,22 @@ class PoolAdmin(admin.ModelAdmin):
         return pool.waiting_count
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """Rows the service itself writes: shown, never added or edited by hand."""
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+
 @admin.register(Container)
-class ContainerAdmin(admin.ModelAdmin):
+class ContainerAdmin(RecordAdmin):
     list_display = ["name", "pool", "state", "node", "base_path", "host_port", "created_at", "ready_at", "assigned_at"]
     list_filter = ["state", "pool", "node"]
     search_fields = ["name", "path_id", "docker_id"]
-    readonly_fields = [f.name for f in Container._meta.fields]
     actions = ["kill"]
-
-    def has_add_permission(self, request):
-        return False  # containers are started by the pool, never by hand
 
     @admin.action(description="Kill: stop and remove the container, end its session")
     def kill(self, request, queryset):
@@ -133,25 +139,17 @@ class ContainerAdmin(admin.ModelAdmin):
 
 
 @admin.register(QueueEntry)
-class QueueEntryAdmin(admin.ModelAdmin):
+class QueueEntryAdmin(RecordAdmin):
     list_display = ["visitor", "pool", "client_ip", "joined_at", "last_seen", "served_at", "left_at"]
     list_filter = ["pool", ("served_at", admin.EmptyFieldListFilter), ("left_at", admin.EmptyFieldListFilter)]
-    readonly_fields = [f.name for f in QueueEntry._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin):
+class SessionAdmin(RecordAdmin):
     list_display = ["visitor", "container", "client_ip", "started_at", "waited", "last_activity", "ended_at", "ended"]
     list_filter = [("ended_at", admin.EmptyFieldListFilter), "end_reason"]
     search_fields = ["visitor", "container__name", "container__path_id"]
-    readonly_fields = [f.name for f in Session._meta.fields]
     actions = ["kill"]
-
-    def has_add_permission(self, request):
-        return False
 
     @admin.display(description="how it ended")
     def ended(self, session):
@@ -164,16 +162,12 @@ class SessionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin):
+class EventAdmin(RecordAdmin):
     list_display = ["time", "kind", "pool", "actor", "message"]
     list_filter = ["kind", "pool", ("time", admin.DateFieldListFilter)]
     date_hierarchy = "time"
     search_fields = ["message", "actor", "container__name"]
-    readonly_fields = [f.name for f in Event._meta.fields]
     actions = ["export_csv"]
-
-    def has_add_permission(self, request):
-        return False  # the services write the log
 
     def has_change_permission(self, request, obj=None):
         return False
