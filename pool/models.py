@@ -185,11 +185,6 @@ class Container(models.Model):
         self.node = started.node
         self.save(update_fields=["docker_id", "host_ip", "host_port", "node"])
 
-    def mark_ready(self):
-        self.state = self.State.READY
-        self.ready_at = timezone.now()
-        self.save(update_fields=["state", "ready_at"])
-
     def mark_failed(self, error):
         self.state = self.State.FAILED
         self.error = error[:2000]
