@@ -42,6 +42,20 @@ ensure_python() {
   fi
   # pip is quick when everything is already satisfied.
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$TMPNB_ROOT/requirements.txt"
+  compile_translations
+}
+
+compile_translations() {
+  # The participant pages' catalogues, locale/*/LC_MESSAGES/django.po, into the
+  # .mo files Django reads: gettext's msgfmt, as Django's compilemessages does
+  # (whose tree walk would also find the virtualenv's and node_modules' catalogues).
+  command -v msgfmt >/dev/null || apt_install gettext
+  local po mo
+  for po in "$TMPNB_ROOT"/locale/*/LC_MESSAGES/django.po; do
+    mo=${po%.po}.mo
+    [ "$po" -nt "$mo" ] || continue
+    msgfmt --check -o "$mo.new" "$po" && mv "$mo.new" "$mo"
+  done
 }
 
 ensure_proxy() {
