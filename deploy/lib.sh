@@ -67,6 +67,15 @@ ensure_proxy() {
   export CONFIGPROXY_BIN="$PROXY_DIR/node_modules/.bin/configurable-http-proxy"
 }
 
+ensure_axe() {
+  # axe-core, pinned in deploy/a11y, for the accessibility check in the browser tests.
+  command -v node >/dev/null || apt_install nodejs npm
+  if [ ! -f "$TMPNB_ROOT/deploy/a11y/node_modules/axe-core/axe.min.js" ]; then
+    log "installing axe-core"
+    (cd "$TMPNB_ROOT/deploy/a11y" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+
 ensure_redis_server() {
   command -v redis-server >/dev/null || apt_install redis-server
 }
