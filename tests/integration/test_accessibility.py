@@ -57,8 +57,7 @@ def check(page, url, status, checked, name):
 
 
 @pytest.fixture
-def served(live_server, transactional_db, monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop in this thread
+def served(live_server, transactional_db):
     return live_server.url
 
 
@@ -74,11 +73,11 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
     holder = open_browser("holder")
     check(holder, f"{served}/", 200, checked, "reconnecting")  # into the notebook, whose route is "being restored"
     assert "/user/" in holder.url and holder.locator("h1").text_content() == "Reconnecting to your notebook server"
-    check(holder, f"{served}/p/python/", 409, checked, "held elsewhere")  # held elsewhere
+    check(holder, f"{served}/p/python/", 409, checked, "held elsewhere")
     visitor = open_browser("visitor")
     for language in LANGUAGES:
         visitor.context.set_extra_http_headers({"Accept-Language": language})
-        check(visitor, f"{served}/", 200, checked, "waiting room")  # the waiting room: the only notebook is taken
+        check(visitor, f"{served}/", 200, checked, "waiting room")  # the only notebook is taken
         assert visitor.locator("#position").text_content() == "1"
         assert visitor.locator("html").get_attribute("lang") == language
         check(visitor, f"{served}/user/{ended.path_id}/tree", 410, checked, "ended")
