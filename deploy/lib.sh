@@ -42,6 +42,20 @@ ensure_python() {
   fi
   # pip is quick when everything is already satisfied.
   "$VENV/bin/pip" install -q --disable-pip-version-check -r "$TMPNB_ROOT/requirements.txt"
+  compile_translations
+}
+
+compile_translations() {
+  # The participant pages' catalogues, locale/*/LC_MESSAGES/django.po, into the
+  # .mo files Django reads: gettext's msgfmt, as Django's compilemessages does
+  # (whose tree walk would also find the virtualenv's and node_modules' catalogues).
+  command -v msgfmt >/dev/null || apt_install gettext
+  local po mo
+  for po in "$TMPNB_ROOT"/locale/*/LC_MESSAGES/django.po; do
+    mo=${po%.po}.mo
+    [ "$po" -nt "$mo" ] || continue
+    msgfmt --check -o "$mo.new" "$po" && mv "$mo.new" "$mo"
+  done
 }
 
 ensure_proxy() {
@@ -51,6 +65,15 @@ ensure_proxy() {
     (cd "$PROXY_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
   fi
   export CONFIGPROXY_BIN="$PROXY_DIR/node_modules/.bin/configurable-http-proxy"
+}
+
+ensure_axe() {
+  # axe-core, pinned in deploy/a11y, for the accessibility check in the browser tests.
+  command -v node >/dev/null || apt_install nodejs npm
+  if [ ! -f "$TMPNB_ROOT/deploy/a11y/node_modules/axe-core/axe.min.js" ]; then
+    log "installing axe-core"
+    (cd "$TMPNB_ROOT/deploy/a11y" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
 }
 
 ensure_redis_server() {

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.static import serve
 
 from pool import services
@@ -21,7 +22,7 @@ def spawn(request, path="", pool_name=None):
     a visitor lands in their own notebook, the same one on every reload, or
     takes their place in the waiting room."""
     if spawn_rate_exceeded(request):
-        return refusal(request, "Too many requests from your network address; please wait a minute.", 60)
+        return refusal(request, gettext("Too many requests from your network address; please wait a minute."), 60)
     pool = services.get_default_pool() if pool_name is None else get_object_or_404(Pool, name=pool_name)
     visitor = visitor_id(request) or secrets.token_hex(16)
     # API clients without cookies would leave a place behind on every call:
@@ -69,7 +70,7 @@ def too_busy_json(pool):
     retry_after = max(1, round(estimate.seconds)) if estimate.seconds is not None else RETRY_AFTER
     body = {
         "status": "full",
-        "message": "No notebook server is ready yet; try again shortly, or POST /api/spawn with wait to queue.",
+        "message": gettext("No notebook server is ready yet; try again shortly, or POST /api/spawn with wait to queue."),
         "retry_after": retry_after,
     }
     return _no_store(JsonResponse(body, status=429), retry_after)

@@ -14,7 +14,7 @@ from tests.stack import ROOT
 LOAD_SETTINGS = "import django; django.setup(); from django.conf import settings; print(settings.TMPNB_DEFAULT_POOL); print(settings.CONFIGPROXY_AUTH_TOKEN)"
 
 
-def start_with(tmp_path, **env):
+def start_with(tmp_path, code=LOAD_SETTINGS, **env):
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("TMPNB_", "DJANGO_", "CONFIGPROXY_"))}
     environment.update(
         DJANGO_SETTINGS_MODULE="tmpnb_site.settings", TMPNB_VAR_DIR=str(tmp_path),
@@ -22,7 +22,7 @@ def start_with(tmp_path, **env):
     )
     environment.update(env)
     environment = {k: v for k, v in environment.items() if v is not None}
-    return subprocess.run([sys.executable, "-c", LOAD_SETTINGS], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,7 @@ def start_with(tmp_path, **env):
         ("TMPNB_CULL_MAX", "0", "TMPNB_CULL_MAX must be at least 1"),
         ("TMPNB_SAMPLE_PERIOD", "0", "TMPNB_SAMPLE_PERIOD must be at least 1"),
         ("TMPNB_SAMPLE_DAYS", "two weeks", "TMPNB_SAMPLE_DAYS must be a whole number"),
+        ("TMPNB_LANGUAGE", "klingon", "TMPNB_LANGUAGE must be one of en, fr, de, es, pt, it, ja, zh-hans, not 'klingon'"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):
@@ -96,3 +97,10 @@ def test_an_unknown_backend_is_refused(tmp_path):
     result = start_with(tmp_path, TMPNB_BACKEND="kubernetes")
     assert result.returncode != 0
     assert "TMPNB_BACKEND must be one of docker, swarm, not 'kubernetes'" in result.stderr
+
+
+def test_the_organiser_sets_the_default_language(tmp_path):
+    show = "import django; django.setup(); from django.conf import settings; print(settings.LANGUAGE_CODE)"
+    assert start_with(tmp_path, show).stdout.strip() == "en"
+    assert start_with(tmp_path, show, TMPNB_LANGUAGE="zh-Hans").stdout.strip() == "zh-hans"
+    assert start_with(tmp_path, show, TMPNB_LANGUAGE="fr").stdout.strip() == "fr"

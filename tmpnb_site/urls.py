@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from pool import api, views
 
@@ -23,4 +23,6 @@ urlpatterns = [
     re_path(r"^api/pool/?$", api.drain, name="api-pool"),
     path("metrics", api.metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    # The participant pages' language switcher posts to set_language here.
+    path("i18n/", include("django.conf.urls.i18n")),
 ]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from pool.models import Container, Event, Pool, QueueEntry, Session
 from pool.services.ending import request_refill
@@ -83,9 +84,16 @@ def _check_address(client_ip):
     held = Session.objects.active().filter(client_ip=client_ip).count()
     held += QueueEntry.objects.waiting().filter(client_ip=client_ip).count()
     if held >= settings.TMPNB_MAX_PER_IP:
+        # Shown to the visitor, so in their language.
         raise AddressLimitReached(
-            f"{held} notebooks are already open or waiting from your network address, the most this service "
-            "allows (TMPNB_MAX_PER_IP). Ask the organiser to raise it if many of you share one network."
+            ngettext(
+                "%(count)d notebook is already open or waiting from your network address, the most this service "
+                "allows (TMPNB_MAX_PER_IP). Ask the organiser to raise it if many of you share one network.",
+                "%(count)d notebooks are already open or waiting from your network address, the most this service "
+                "allows (TMPNB_MAX_PER_IP). Ask the organiser to raise it if many of you share one network.",
+                held,
+            )
+            % {"count": held}
         )
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from pool.models import Container, QueueEntry, Session
 from pool.services.assignment import active_session
@@ -111,9 +112,39 @@ def admission_status(visitor, default_path=""):
         return {"status": "unknown"}
     position = queue_position(entry)
     estimate = estimate_wait(entry.pool, position)
+    # The texts too, in the visitor's language, so that the waiting page's
+    # script shows the very words the page was rendered with.
     return {
         "status": "waiting",
         "position": position,
         "phase": estimate.phase,
+        "phase_text": describe_phase(estimate.phase),
         "estimate_seconds": None if estimate.seconds is None else round(estimate.seconds),
+        "estimate_text": describe_wait(estimate.seconds),
     }
+
+
+def describe_phase(phase):
+    if phase == "starting":
+        return gettext("A notebook server is starting for you.")
+    return gettext("All notebook servers are in use; you will get the next one that frees up.")
+
+
+def describe_wait(seconds):
+    """A wait as a person would say it, in the active language: "less than a
+    minute", "about 25 minutes", "about an hour". Rounded more the longer it
+    is, since the estimate itself is rough."""
+    if seconds is None:
+        return gettext("unknown yet")
+    minutes = seconds / 60
+    if minutes < 1:
+        return gettext("less than a minute")
+    if minutes < 1.5:
+        return gettext("about a minute")
+    if minutes < 45:
+        count = round(minutes) if minutes < 10 else 5 * round(minutes / 5)
+        return ngettext("about %(count)d minute", "about %(count)d minutes", count) % {"count": count}
+    if minutes < 90:
+        return gettext("about an hour")
+    count = round(minutes / 60)
+    return ngettext("about %(count)d hour", "about %(count)d hours", count) % {"count": count}

@@ -1,0 +1,160 @@
+"""Every participant page and the organiser's dashboard, checked in Chromium
+with axe-core (deploy/a11y, installed by deploy/test): no serious or critical
+violation. And the waiting room's live updates as a screen reader or a
+keyboard user meets them.
+
+The pages are served by Django's live server from rows the test makes: the
+markup is what a visitor gets, without Docker or the proxy behind it."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Error as PlaywrightError
+
+from pool.models import Container, Session
+from tests.factories import ContainerFactory, PoolFactory
+from tests.integration.test_browser import CHROMIUM, open_browser  # noqa: F401 (a fixture)
+from tests.stack import ROOT
+
+AXE = ROOT / "deploy" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
+LANGUAGES = ["en", "fr", "de", "es", "pt", "it", "ja", "zh-hans"]
+
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="deploy/test installs Debian's chromium"),
+    pytest.mark.skipif(not AXE.exists(), reason="deploy/test installs axe-core (deploy/a11y)"),
+]
+
+RUN_AXE = """async () => {
+  const results = await axe.run(document, {resultTypes: ["violations"]});
+  return results.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(" ")),
+  }));
+}"""
+
+
+def serious_violations(page):
+    """axe-core's serious and critical findings on the page as it stands."""
+    for _ in range(5):
+        try:
+            page.wait_for_load_state("load")
+            page.add_script_tag(path=str(AXE))
+            found = page.evaluate(RUN_AXE)
+        except PlaywrightError as error:
+            # The reconnecting page reloads itself by design: check the new one.
+            if "context was destroyed" not in str(error) and "navigat" not in str(error):
+                raise
+            continue
+        return [v for v in found if v["impact"] in ("serious", "critical")]
+    raise AssertionError(f"{page.url} never held still long enough to be checked")
+
+
+def check(page, url, status, checked, name):
+    response = page.goto(url)
+    assert response.status == status, f"{url} answered {response.status}"
+    checked[f"{name} [{page.locator('html').get_attribute('lang')}]"] = serious_violations(page)
+
+
+@pytest.fixture
+def served(live_server, transactional_db):
+    return live_server.url
+
+
+def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_violation(
+    served, open_browser, admin_user, settings  # noqa: F811
+):
+    pool = PoolFactory(capacity=1)
+    ContainerFactory(pool=pool)
+    ContainerFactory(pool=PoolFactory(name="python"))
+    ended = ContainerFactory(pool=pool, state=Container.State.GONE)
+    checked = {}
+
+    holder = open_browser("holder")
+    check(holder, f"{served}/", 200, checked, "reconnecting")  # into the notebook, whose route is "being restored"
+    assert "/user/" in holder.url and holder.locator("h1").text_content() == "Reconnecting to your notebook server"
+    check(holder, f"{served}/p/python/", 409, checked, "held elsewhere")
+    visitor = open_browser("visitor")
+    for language in LANGUAGES:
+        visitor.context.set_extra_http_headers({"Accept-Language": language})
+        check(visitor, f"{served}/", 200, checked, "waiting room")  # the only notebook is taken
+        assert visitor.locator("#position").text_content() == "1"
+        assert visitor.locator("html").get_attribute("lang") == language
+        check(visitor, f"{served}/user/{ended.path_id}/tree", 410, checked, "ended")
+        check(visitor, f"{served}/user/nosuch/", 404, checked, "ended, unknown server")
+    settings.TMPNB_MAX_PER_IP = 1  # the holder's address already holds one
+    check(open_browser("refused"), f"{served}/", 429, checked, "refused")
+
+    organiser = open_browser("organiser")
+    organiser.goto(f"{served}/admin/login/?next=/admin/")
+    organiser.fill("#id_username", admin_user.username)
+    organiser.fill("#id_password", "password")  # pytest-django's admin_user
+    organiser.click("input[type=submit]")
+    organiser.wait_for_selector("#tmpnb-dashboard")
+    checked["dashboard"] = serious_violations(organiser)
+
+    assert len(checked) == 2 + 3 * len(LANGUAGES) + 2
+    print(f"\naxe-core checked {len(checked)} pages: {', '.join(checked)}")
+    failing = {page: found for page, found in checked.items() if found}
+    assert not failing, "\n".join(f"{page}: {found}" for page, found in failing.items())
+
+
+@pytest.fixture
+def waiting_visitor(served, open_browser):  # noqa: F811
+    """A visitor in the waiting room (the only notebook is held by someone else)."""
+    pool = PoolFactory(capacity=1, cull_timeout=3600, cull_max=4 * 3600)
+    ContainerFactory(pool=pool)
+    open_browser("holder").goto(f"{served}/")
+    page = open_browser("waiting")
+    page.goto(f"{served}/")
+    assert page.locator("#position").text_content() == "1"
+    return pool, page
+
+
+def polls(page, count):
+    for _ in range(count):
+        with page.expect_response("**/waiting/status"):
+            pass
+
+
+def test_the_waiting_room_announces_changes_politely_and_not_every_poll(waiting_visitor):
+    pool, page = waiting_visitor
+    region = page.locator("#progress")
+    assert region.get_attribute("role") == "status" and region.get_attribute("aria-live") == "polite"
+    # What a screen reader hears: the region's changes, counted as the DOM sees them.
+    page.evaluate("""() => {
+      window.changes = [];
+      new MutationObserver(records => records.forEach(r => window.changes.push(r.target.id || r.target.parentNode.id)))
+        .observe(document.getElementById("progress"), {subtree: true, childList: true, characterData: true});
+    }""")
+    assert page.locator("#estimate").text_content() == "about an hour"
+    polls(page, 2)
+    assert page.evaluate("window.changes") == []  # polls that change nothing say nothing
+
+    # The holder has been idle for 50 minutes: their notebook is culled in ten.
+    Session.objects.filter(container__pool=pool).update(last_activity=timezone.now() - timedelta(minutes=50))
+    page.wait_for_function("document.getElementById('estimate').textContent === 'about 10 minutes'")
+    polls(page, 2)
+    assert page.evaluate("window.changes") == ["estimate"]
+
+
+def test_a_keyboard_alone_changes_the_language(waiting_visitor):
+    _, page = waiting_visitor
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "language"
+    page.keyboard.press("ArrowDown")  # English, then French
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Change"
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.locator("html").get_attribute("lang") == "fr"
+    assert page.locator("h1").text_content().strip() == "Votre notebook arrive"
+    assert page.locator("#position").text_content() == "1"  # still first in the queue
+
+
+def test_the_waiting_rooms_motion_stops_for_those_who_ask_for_less(waiting_visitor):
+    _, page = waiting_visitor
+    animation = "getComputedStyle(document.querySelector('.busy')).animationName"
+    assert page.evaluate(animation) == "turn"
+    page.emulate_media(reduced_motion="reduce")
+    assert page.evaluate(animation) == "none"

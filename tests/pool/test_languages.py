@@ -1,0 +1,103 @@
+"""The participant's pages in their language: from the browser's
+Accept-Language, the switcher's choice, or the organiser's TMPNB_LANGUAGE."""
+
+import re
+
+import pytest
+
+from pool.models import Container
+from tests.factories import ContainerFactory, PoolFactory
+
+pytestmark = pytest.mark.django_db
+
+# The headings of the waiting page and of the ended page, as each catalogue
+# in locale/ has them: a missing or uncompiled catalogue shows English instead.
+HEADINGS = {
+    "en": ("Your notebook is on its way", "This notebook server has ended"),
+    "fr": ("Votre notebook arrive", "Ce serveur de notebook est terminé"),
+    "de": ("Ihr Notebook ist unterwegs", "Dieser Notebook-Server wurde beendet"),
+    "es": ("Su notebook está en camino", "Este servidor de notebook ha terminado"),
+    "pt": ("O seu notebook vem a caminho", "Este servidor de notebook terminou"),
+    "it": ("Il tuo notebook sta arrivando", "Questo server notebook è terminato"),
+    "ja": ("ノートブックを準備しています", "このノートブックサーバーは終了しました"),
+    "zh-hans": ("你的笔记本正在准备中", "此笔记本服务器已结束"),
+}
+
+
+@pytest.fixture
+def pool():
+    return PoolFactory(capacity=1)
+
+
+def lang_and_heading(response):
+    html = response.content.decode()
+    lang = re.search(r'<html lang="([^"]+)"', html).group(1)
+    heading = re.search(r"<h1>(?:<span[^>]*></span> )?([^<]+)</h1>", html).group(1)
+    return lang, heading
+
+
+def waiting_page(client, accept_language=None):
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    response = client.get("/", headers=headers)
+    assert response.status_code == 200 and b'id="position"' in response.content
+    return response
+
+
+def ended_page(client, pool, accept_language=None):
+    ended = ContainerFactory(pool=pool, state=Container.State.GONE)
+    headers = {"Accept-Language": accept_language} if accept_language else {}
+    response = client.get(f"/user/{ended.path_id}/tree", headers=headers)
+    assert response.status_code == 410
+    return response
+
+
+@pytest.mark.parametrize("language", sorted(HEADINGS))
+def test_the_waiting_and_ended_pages_come_in_the_browsers_language(client, pool, language):
+    waiting, ended = HEADINGS[language]
+    accept = {"zh-hans": "zh-CN,zh;q=0.9", "pt": "pt-BR,pt;q=0.9"}.get(language, f"{language};q=1, en;q=0.5")
+    assert lang_and_heading(waiting_page(client, accept)) == (language, waiting)
+    assert lang_and_heading(ended_page(client, pool, accept)) == (language, ended)
+
+
+def test_an_unknown_language_falls_back_to_the_default(client, pool):
+    assert lang_and_heading(waiting_page(client, "tlh, ru;q=0.8")) == ("en", HEADINGS["en"][0])
+    assert lang_and_heading(ended_page(client, pool, "tlh")) == ("en", HEADINGS["en"][1])
+
+
+def test_the_organisers_language_is_the_default(client, pool, settings):
+    settings.LANGUAGE_CODE = "de"  # TMPNB_LANGUAGE=de
+    assert lang_and_heading(waiting_page(client)) == ("de", HEADINGS["de"][0])
+    assert lang_and_heading(ended_page(client, pool, "tlh")) == ("de", HEADINGS["de"][1])
+    assert lang_and_heading(waiting_page(client, "fr")) == ("fr", HEADINGS["fr"][0])  # the browser's own still wins
+
+
+def test_the_switcher_keeps_the_chosen_language_over_the_browsers(client, pool):
+    page = waiting_page(client, "fr").content.decode()
+    assert '<form action="/i18n/setlang/" method="post">' in page
+    assert '<option value="ja" lang="ja">日本語</option>' in page
+    response = client.post("/i18n/setlang/", {"language": "ja", "next": "/"}, headers={"Accept-Language": "fr"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert lang_and_heading(waiting_page(client, "fr")) == ("ja", HEADINGS["ja"][0])
+
+
+def test_the_waiting_status_words_the_estimate_and_phase_in_the_visitors_language(client, pool):
+    waiting_page(client, "fr")
+    status = client.get("/waiting/status", headers={"Accept-Language": "fr"}).json()
+    assert status["phase"] == "starting" and status["phase_text"] == "Un serveur de notebook démarre pour vous."
+    assert status["estimate_seconds"] == 5  # no container measured yet: the default spawn time
+    assert status["estimate_text"] == "moins d’une minute"
+    html = waiting_page(client, "fr").content.decode()
+    assert '<strong id="estimate">moins d’une minute</strong>' in html  # the page says it in the same words
+
+
+def test_a_refusal_is_worded_in_the_visitors_language(client, pool, settings):
+    settings.TMPNB_MAX_PER_IP = 1
+    ContainerFactory.create_batch(2, pool=PoolFactory(name="other", capacity=2))
+    assert client.get("/p/other/", REMOTE_ADDR="203.0.113.5").status_code == 302
+    client.cookies.clear()
+    refused = client.get("/p/other/", REMOTE_ADDR="203.0.113.5", headers={"Accept-Language": "de"})
+    assert refused.status_code == 429
+    html = refused.content.decode()
+    assert '<html lang="de"' in html
+    assert "Von Ihrer Netzwerkadresse aus ist bereits 1 Notebook offen oder wartend" in html
+    assert "TMPNB_MAX_PER_IP" in html
