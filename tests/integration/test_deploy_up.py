@@ -91,7 +91,7 @@ class DeployUp:
         return row
 
     def down(self):
-        subprocess.run(["bash", ROOT / "deploy/down"], env=self.env, check=True, capture_output=True, timeout=120)
+        return subprocess.run(["bash", ROOT / "deploy/down"], env=self.env, check=True, capture_output=True, text=True, timeout=120)
 
     def containers(self):
         client = docker.from_env()
@@ -164,8 +164,11 @@ def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service):
     service.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{service.url}/", timeout=2)
-    service.down()
+    down = service.down()
     assert service.containers() == []
+    # The proxy stopped with deploy/up and took the routes with it: said once, not per container.
+    assert down.stdout == "2 notebook containers removed.\n"
+    assert down.stderr == "The proxy is not running: the routes went with it; only the containers were removed.\n"
 
 
 def operate_from_a_new_shell(service):
@@ -196,6 +199,7 @@ def operate_from_a_new_shell(service):
     reconciled = service.manage("reconcile")
     assert reconciled.stdout.startswith("dead replaced: 0, stuck failed: 0,"), reconciled.stderr
     assert service.manage("resize_pool", "2").returncode == 0
+    wait_for(lambda: service.pool_status()["ready"] == 1, 60, "the pool shrunk back to 2")
 
 
 def test_deploy_manage_before_any_deploy_up_says_so_in_one_line(tmp_path):
