@@ -160,6 +160,14 @@ def test_from_the_shell_a_bad_argument_is_one_line_and_exit_status_2():
     assert shell.stderr == "manage.py resize_pool: error: argument size: invalid int value: 'many'\n"
 
 
+def test_from_the_shell_a_refused_setting_is_one_line_naming_the_variable():
+    shell = subprocess.run(
+        [sys.executable, "manage.py", "pool_status"], cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60
+    )
+    assert (shell.returncode, shell.stdout) == (1, "")
+    assert shell.stderr.startswith("ImproperlyConfigured: DJANGO_SECRET_KEY must be set") and shell.stderr.count("\n") == 1
+
+
 def test_stop_pools_says_once_that_the_proxy_is_not_running(clean_pools, settings, caplog):
     pool = PoolFactory(capacity=3)
     spawn_all(pool)
