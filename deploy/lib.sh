@@ -60,9 +60,15 @@ compile_translations() {
 
 ensure_proxy() {
   command -v node >/dev/null || apt_install nodejs npm
-  if [ ! -x "$PROXY_DIR/node_modules/.bin/configurable-http-proxy" ]; then
+  # Installed again whenever the lock file or our patches change (npm ci runs
+  # patch-package, which applies deploy/proxy/patches), so no machine keeps an
+  # unpatched proxy.
+  local wanted stamp=$PROXY_DIR/node_modules/.tmpnb-installed
+  wanted=$(cat "$PROXY_DIR/package-lock.json" "$PROXY_DIR"/patches/*.patch | sha256sum)
+  if [ ! -x "$PROXY_DIR/node_modules/.bin/configurable-http-proxy" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
     log "installing configurable-http-proxy"
     (cd "$PROXY_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$wanted" >"$stamp"
   fi
   export CONFIGPROXY_BIN="$PROXY_DIR/node_modules/.bin/configurable-http-proxy"
 }

@@ -61,6 +61,15 @@ class ProxyClient:
                 time.sleep(0.1 * 2**attempt)
         raise ProxyError(problem)
 
+    def answers(self):
+        """Whether the proxy answers at all. Its routes live only in its
+        memory: a proxy that has stopped took them with it."""
+        try:
+            self._request("GET", "")
+        except ProxyError:
+            return False
+        return True
+
     def add_route(self, path, target, **data):
         response = self._request("POST", path, json={"target": target, MARKER: self.installation, **data})
         if response.status_code != 201:

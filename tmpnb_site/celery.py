@@ -1,6 +1,6 @@
 import os
 
-from celery import Celery
+from celery import Celery, signals
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tmpnb_site.settings")
 
@@ -19,3 +19,17 @@ def schedule_heartbeat(sender, **kwargs):
     sender.add_periodic_task(settings.TMPNB_SAMPLE_PERIOD, sender.signature("pool.tasks.sample_usage"), name="usage")
     # Planned pool sizes are due to the minute: look every heartbeat.
     sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature("pool.tasks.apply_schedules"), name="schedules")
+
+
+@signals.worker_shutdown.connect
+def reap_embedded_beat(sender, **kwargs):
+    """Wait for the beat process of ``worker --beat`` (deploy/up runs beat so).
+
+    Celery stops an embedded beat by sending it SIGTERM but does not wait for
+    it, so the worker can exit first: beat is then left to init, which shows
+    it as ``[celery] <defunct>`` until it gets round to reaping it. This signal
+    comes after the worker stopped its parts, beat included.
+    """
+    beat = getattr(sender, "beat", None)
+    if beat is not None and hasattr(beat, "join"):
+        beat.join(timeout=10)

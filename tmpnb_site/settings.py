@@ -160,9 +160,9 @@ CONFIGPROXY_AUTH_TOKEN = env_str("CONFIGPROXY_AUTH_TOKEN", "")
 # controls every route.
 if not DEBUG:
     if SECRET_KEY == _DEV_SECRET:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set (deploy/up makes one); only DJANGO_DEBUG=true runs without it")
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set (deploy/up makes one; deploy/manage runs a command with it); only DJANGO_DEBUG=true runs without it")
     if not CONFIGPROXY_AUTH_TOKEN:
-        raise ImproperlyConfigured("CONFIGPROXY_AUTH_TOKEN must be set (deploy/up makes one); only DJANGO_DEBUG=true runs without it")
+        raise ImproperlyConfigured("CONFIGPROXY_AUTH_TOKEN must be set (deploy/up makes one; deploy/manage runs a command with it); only DJANGO_DEBUG=true runs without it")
 DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
 # Where notebooks run (pool/backend.py): one Docker Engine, or a Swarm whose
 # manager is DOCKER_HOST.

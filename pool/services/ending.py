@@ -29,9 +29,10 @@ def request_refill(pool_id):
     transaction.on_commit(queue)
 
 
-def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, refill=True):
+def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, refill=True, delete_route=True):
     """End ``container`` if it is still in one of ``only_from``: its session (if
-    any) ends with ``reason``, the container and its route are removed.
+    any) ends with ``reason``, the container and (unless ``delete_route`` is
+    false) its route are removed.
 
     The conditional update makes concurrent retirements (a cull racing a kill)
     end it once. Returns whether this call ended it.
@@ -45,7 +46,7 @@ def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, 
         Session.objects.active().filter(container_id=container.pk).end(reason, by=by)
         if refill:
             request_refill(container.pool_id)
-    remove_quietly(container)
+    remove_quietly(container, delete_route=delete_route)
     container.mark_gone()
     return True
 
@@ -56,11 +57,12 @@ def route_container(container):
     get_proxy().add_route(container.route_path, container.target, container=container.name, pool=container.pool.name)
 
 
-def remove_quietly(container):
+def remove_quietly(container, delete_route=True):
     """Remove the container and its route. A failure is logged, not raised: the
     row is the record, and the reconciler removes what is left behind."""
     try:
-        get_proxy().delete_route(container.route_path)
+        if delete_route:
+            get_proxy().delete_route(container.route_path)
     except ProxyError as error:
         log.warning("could not delete the route of %s: %s", container.name, error)
     try:
@@ -92,5 +94,11 @@ def kill_sessions(sessions, by):
 
 
 def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
-    """End every session and remove every live container, as the service stops for good."""
-    return sum(retire_container(c, reason, refill=False) for c in Container.objects.live())
+    """End every session and remove every live container, as the service stops
+    for good. Returns how many it removed and whether the proxy answered: when
+    it does not, its routes went with it and are not deleted one by one."""
+    proxy_answers = get_proxy().answers()
+    removed = sum(
+        retire_container(c, reason, refill=False, delete_route=proxy_answers) for c in Container.objects.live()
+    )
+    return removed, proxy_answers

@@ -73,12 +73,25 @@ class DeployUp:
         os.kill(self.process.popen.pid, signal.SIGTERM)
         self.process.popen.wait(60)
         listed = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(self.process.popen.pid)], capture_output=True, text=True).stdout
-        # An exited child not yet reaped by init shows as <defunct>: it runs nothing.
-        left = [line for line in listed.splitlines() if "<defunct>" not in line]
-        assert left == [], "deploy/up left processes running:\n" + "\n".join(left)
+        # Not even an exited child waiting for init to reap it (<defunct>).
+        assert listed.strip() == "", "deploy/up left processes behind:\n" + listed
+
+    def manage(self, *args):
+        """deploy/manage as an operator runs it from a new shell: none of the
+        service's settings or secrets in its environment, only the variables
+        deploy/up was started with."""
+        shell = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
+        shell |= {k: v for k, v in self.env.items() if k.startswith("TMPNB_")}
+        return subprocess.run(["bash", ROOT / "deploy/manage", *args], env=shell, cwd="/", capture_output=True, text=True, timeout=120)
+
+    def pool_status(self):
+        done = self.manage("pool_status", "--json")
+        assert done.returncode == 0, done.stderr
+        [row] = json.loads(done.stdout)
+        return row
 
     def down(self):
-        subprocess.run(["bash", ROOT / "deploy/down"], env=self.env, check=True, capture_output=True, timeout=120)
+        return subprocess.run(["bash", ROOT / "deploy/down"], env=self.env, check=True, capture_output=True, text=True, timeout=120)
 
     def containers(self):
         client = docker.from_env()
@@ -146,8 +159,51 @@ def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service):
         )
         assert response.status_code == 200 and "Site administration" in response.text
 
+    operate_from_a_new_shell(service)
+
     service.stop()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{service.url}/", timeout=2)
-    service.down()
+    down = service.down()
     assert service.containers() == []
+    # The proxy stopped with deploy/up and took the routes with it: said once, not per container.
+    assert down.stdout == "2 notebook containers removed.\n"
+    assert down.stderr == "The proxy is not running: the routes went with it; only the containers were removed.\n"
+
+
+def operate_from_a_new_shell(service):
+    """The README's commands, through deploy/manage, against the running service
+    (which holds one visitor's notebook and a pool of 2)."""
+    row = service.pool_status()
+    assert (row["capacity"], row["in_use"]) == (2, 1)
+
+    refused = service.manage("resize_pool", "-5")
+    assert (refused.returncode, refused.stdout, refused.stderr) == (1, "", "CommandError: the pool size cannot be negative\n")
+    refused = service.manage("drain_pool", "--pool", "nope")
+    assert (refused.returncode, refused.stderr) == (1, "CommandError: no pool named 'nope'; pools: default\n")
+
+    resized = service.manage("resize_pool", "3")
+    assert resized.stdout == "Pool default: size 3, ready target 3.\n", resized.stderr
+    wait_for(lambda: service.pool_status()["ready"] == 2, 120, "the pool grown to 3")
+    before = {c.name for c in service.containers() if c.status == "running"}
+
+    drained = service.manage("drain_pool")
+    assert drained.stdout == "Pool default: replacing 2 container(s); containers in use keep running.\n", drained.stderr
+    wait_for(lambda: service.pool_status()["ready"] == 2, 120, "the drained pool refilled")
+    after = {c.name for c in service.containers() if c.status == "running"}
+    assert len(before & after) == 1 and len(after) == 3  # only the visitor's notebook stayed
+    assert service.pool_status()["failed_today"] == 0
+
+    culled = service.manage("cull")
+    assert culled.stdout == "culled-idle: 0, culled-age: 0\n", culled.stderr
+    reconciled = service.manage("reconcile")
+    assert reconciled.stdout.startswith("dead replaced: 0, stuck failed: 0,"), reconciled.stderr
+    assert service.manage("resize_pool", "2").returncode == 0
+    wait_for(lambda: service.pool_status()["ready"] == 1, 60, "the pool shrunk back to 2")
+
+
+def test_deploy_manage_before_any_deploy_up_says_so_in_one_line(tmp_path):
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TMPNB_STATE": str(tmp_path / "state"), "TMPNB_VENV": str(Path(sys.executable).parent.parent)}
+    done = subprocess.run(["bash", ROOT / "deploy/manage", "pool_status"], env=env, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"[tmpnb] no installation in {tmp_path / 'state'} (no readable secrets.env): start it once with deploy/up\n"

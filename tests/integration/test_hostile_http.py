@@ -38,3 +38,24 @@ def test_hostile_requests_get_no_server_error(live_stack, target):
         status, answer = raw_status(port, request)
         assert status < 500, (request[:80], answer[:300])
         assert b"Traceback" not in answer
+
+
+# configurable-http-proxy decodes the path with decodeURIComponent and parses it
+# with new URL, which throw on these; unpatched it answers "500 Proxy Error".
+MALFORMED_ESCAPES = [b"/%ff", b"/%C0%AF", b"/user/%E0%A4%A/tree", b"/%"]
+# Read as a relative URL, these name a host that cannot be parsed (500 too);
+# they are paths, which the app does not serve.
+DOUBLE_SLASHES = [b"//", b"//a:b", b"//[x/", b"//x:99999/", b"//user/abc"]
+
+
+def test_the_proxy_answers_malformed_paths_with_4xx_and_keeps_serving(live_stack):
+    live_stack.start(worker=False, beat=False)
+    port = live_stack.proxy.public_port
+    for path in MALFORMED_ESCAPES:
+        status, answer = raw_status(port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == 400, (path, answer[:300])
+    for path in DOUBLE_SLASHES:
+        status, answer = raw_status(port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == 404 and b"gunicorn" in answer, (path, answer[:300])
+    status, answer = raw_status(port, b"GET /admin/login/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 200, answer[:300]

@@ -1,6 +1,10 @@
 """The operators' management commands and what they print."""
 
 import json
+import logging
+import re
+import subprocess
+import sys
 from datetime import timedelta
 from io import StringIO
 
@@ -15,6 +19,7 @@ from pool.models import Container, Event, Schedule, Session
 from proxyapi import ProxyClient, get_proxy
 from tests.factories import TINY_IMAGE, ContainerFactory, PoolFactory
 from tests.pool.test_upkeep import spawn_all
+from tests.stack import ROOT
 
 
 def run(*args):
@@ -106,3 +111,70 @@ def test_reconcile_with_a_pool_repairs_only_that_pool_with_one_list_call_each(cl
     # Without --pool, every pool: the other pool's orphan and route go too.
     assert "orphans removed: 1, routes added: 0, routes deleted: 1" in run("reconcile")
     assert dockerapi.list_containers() == []
+
+
+# --- Refusals: one line, never a traceback ------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["resize_pool", "-5"], "the pool size cannot be negative"),
+        (["resize_pool", "3", "--ready-target", "-1"], "the ready target cannot be negative"),
+        (["resize_pool", "many"], "argument size: invalid int value: 'many'"),
+        (["resize_pool", "3", "--pool", "nope"], "no pool named 'nope'; pools: default"),
+        (["drain_pool", "--pool", "nope"], "no pool named 'nope'; pools: default"),
+        (["cull", "--pool", "nope"], "no pool named 'nope'; pools: default"),
+        (["reconcile", "--pool", "nope"], "no pool named 'nope'; pools: default"),
+        (["pool_status", "--jsn"], "unrecognized arguments: --jsn"),
+    ],
+)
+def test_each_command_refuses_bad_arguments_with_a_command_error(args, message):
+    PoolFactory()
+    with pytest.raises(CommandError, match=re.escape(message)):
+        run(*args)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("command", ["reconcile", "cull"])
+def test_a_proxy_that_does_not_answer_is_a_command_error_not_a_traceback(command):
+    # The tests' proxy endpoint is a closed port.
+    PoolFactory()
+    with pytest.raises(CommandError, match=r"^GET http://127\.0\.0\.1:9/api/routes"):
+        run(command)
+
+
+@pytest.mark.django_db
+def test_init_pool_names_the_setting_that_makes_no_valid_pool(settings):
+    PoolFactory()
+    settings.TMPNB_DEFAULT_POOL = {**settings.TMPNB_DEFAULT_POOL, "image": ""}
+    settings.TMPNB_POOL_FROM_ENVIRONMENT = ["image"]
+    with pytest.raises(CommandError, match=r"^the TMPNB_\* settings do not make a valid pool: image: This field cannot be blank\.$"):
+        run("init_pool")
+
+
+def test_from_the_shell_a_bad_argument_is_one_line_and_exit_status_2():
+    shell = subprocess.run([sys.executable, "manage.py", "resize_pool", "many"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (shell.returncode, shell.stdout) == (2, "")
+    assert shell.stderr == "manage.py resize_pool: error: argument size: invalid int value: 'many'\n"
+
+
+def test_from_the_shell_a_refused_setting_is_one_line_naming_the_variable():
+    shell = subprocess.run(
+        [sys.executable, "manage.py", "pool_status"], cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60
+    )
+    assert (shell.returncode, shell.stdout) == (1, "")
+    assert shell.stderr.startswith("ImproperlyConfigured: DJANGO_SECRET_KEY must be set") and shell.stderr.count("\n") == 1
+
+
+def test_stop_pools_says_once_that_the_proxy_is_not_running(clean_pools, settings, caplog):
+    pool = PoolFactory(capacity=3)
+    spawn_all(pool)
+    settings.CONFIGPROXY_ENDPOINT = "http://127.0.0.1:9"  # the proxy has stopped
+    out, err = StringIO(), StringIO()
+    call_command("stop_pools", stdout=out, stderr=err)
+    assert out.getvalue() == "3 notebook containers removed.\n"
+    assert err.getvalue() == "The proxy is not running: the routes went with it; only the containers were removed.\n"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert Container.objects.live().count() == 0 and dockerapi.list_containers() == []

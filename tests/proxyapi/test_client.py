@@ -56,3 +56,8 @@ def test_a_wrong_token_is_an_error_not_an_empty_answer(proxy):
 def test_an_unreachable_proxy_is_an_error():
     with pytest.raises(ProxyError):
         ProxyClient("http://127.0.0.1:9", "t", "x").list_routes()
+
+
+def test_answers_tells_a_running_proxy_from_one_that_is_not_there(client):
+    assert client.answers()
+    assert not ProxyClient("http://127.0.0.1:9", "token", "x").answers()

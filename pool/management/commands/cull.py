@@ -1,5 +1,5 @@
 from pool import services
-from pool.management.pool_command import PoolCommand
+from pool.management.base import PoolCommand
 
 
 class Command(PoolCommand):

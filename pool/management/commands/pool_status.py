@@ -1,7 +1,7 @@
 import json
 
 from pool import services
-from pool.management.pool_command import PoolCommand
+from pool.management.base import PoolCommand
 from pool.models import Pool
 
 COLUMNS = [

@@ -1,7 +1,7 @@
 from dataclasses import asdict
 
 from pool import services
-from pool.management.pool_command import PoolCommand
+from pool.management.base import PoolCommand
 
 
 class Command(PoolCommand):

@@ -1,7 +1,5 @@
-from django.core.management.base import CommandError
-
 from pool import services
-from pool.management.pool_command import PoolCommand
+from pool.management.base import PoolCommand
 
 
 class Command(PoolCommand):
@@ -13,8 +11,5 @@ class Command(PoolCommand):
         parser.add_argument("--ready-target", type=int, help="ready containers to keep waiting (default: all)")
 
     def handle_pool(self, pool, *, size, ready_target, **options):
-        try:
-            services.resize_pool(pool, size, ready_target=ready_target, by=self.actor)
-        except services.PoolError as error:
-            raise CommandError(str(error)) from None
+        services.resize_pool(pool, size, ready_target=ready_target, by=self.actor)
         self.stdout.write(f"Pool {pool.name}: size {pool.capacity}, ready target {pool.effective_ready_target}.")

@@ -1,11 +1,12 @@
-from django.core.management.base import BaseCommand
-
 from pool import services
+from pool.management.base import ServiceCommand
 
 
-class Command(BaseCommand):
-    help = "End every session and remove every notebook container (deploy/up runs it as it stops)."
+class Command(ServiceCommand):
+    help = "End every session and remove every notebook container (deploy/down runs it)."
 
     def handle(self, *args, **options):
-        services.stop_all_containers()
-        self.stdout.write("All notebook containers removed.")
+        removed, proxy_answered = services.stop_all_containers()
+        if not proxy_answered:
+            self.stderr.write("The proxy is not running: the routes went with it; only the containers were removed.")
+        self.stdout.write(f"{removed} notebook containers removed.")
