@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pool import services
 from pool.models import Event, Schedule, Session
-from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
+from tests.factories import ContainerFactory, PoolFactory, pool_admin_form, new_visitor
 from tests.pool.test_upkeep import spawn_all
 
 
@@ -140,9 +140,9 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     spawn_all(PoolFactory(name="broken", capacity=1, image="tmpnb/not-here:0"))  # failure
     spawn_all(pool)  # spawn x2
     client.get("/")  # assignment
-    client.cookies.clear()
+    new_visitor(client)
     client.get("/")  # assignment
-    client.cookies.clear()
+    new_visitor(client)
     client.get("/")  # turned away
     first, second = Session.objects.order_by("pk")
     Session.objects.filter(pk=first.pk).update(started_at=timezone.now() - timedelta(days=1))
