@@ -4,9 +4,9 @@ holding the pool's access code when it has one.
 Everything else that fetches a shared link is answered without taking a
 container: link previews of chat and mail apps get a small page with
 OpenGraph tags, HEAD gets that page's headers, and a client without a cookie
-jar (curl, uptime checks, scanners) gets the visitor cookie and a redirect it
-never comes back from with the cookie. A real browser follows the redirect
-with its new cookie, so one click still lands it in its notebook.
+jar (curl, uptime checks, scanners) gets the visitor cookie and a page that
+continues by itself, which no script follows. A real browser continues with
+its new cookie, so one click still lands it in its notebook.
 """
 
 import re
@@ -15,7 +15,7 @@ import time
 
 from django.conf import settings
 from django.http import HttpResponseRedirect
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from pool.http import access_code_rate_exceeded, no_store, page_or_json, wants_json
@@ -23,12 +23,15 @@ from pool.http import access_code_rate_exceeded, no_store, page_or_json, wants_j
 VISITOR_COOKIE = "tmpnb_visitor"
 VISITOR_COOKIE_AGE = 7 * 24 * 3600
 CODE_COOKIE = "tmpnb_code"
-# Added to the URL of the cookie step's redirect: a request that comes back
+# Added to the URL the cookie step continues to: a request that comes back
 # with it but without the cookie does not keep cookies. The time in it keeps a
 # link copied from the address bar from failing for the next browser.
 COOKIE_CHECK = "tmpnb_cookie_check"
 COOKIE_CHECK_SECONDS = 60
-COOKIES_REQUIRED = "This page gives a notebook to browsers that keep cookies; API clients use POST /api/spawn with a token."
+COOKIES_REQUIRED = (
+    "A notebook goes to a browser that keeps cookies: send the visitor cookie set with this answer back to this URL, "
+    "or use POST /api/spawn with a token."
+)
 
 # User agents of link expanders and scanners (case-insensitive substrings).
 # They fetch every link pasted into a chat, mail or social app to show a
@@ -109,18 +112,22 @@ def preview_page(request, pool):
 
 
 def cookie_step(request):
-    """Give the visitor cookie and send the client back to the same URL; only
-    a client that returns with it may claim a notebook."""
+    """Give the visitor cookie and a page that continues to the same URL by
+    itself (JavaScript, or a meta refresh without it); only a client that
+    comes back with the cookie may claim a notebook. A page, not a redirect:
+    HTTP libraries (Python's requests, wget) keep cookies along a redirect
+    chain, but no script runs a page's JavaScript or meta refresh."""
     checked_at = request.GET.get(COOKIE_CHECK, "")
-    if checked_at.isdigit() and 0 <= time.time() - int(checked_at) < COOKIE_CHECK_SECONDS:
+    came_back = checked_at.isdigit() and 0 <= time.time() - int(checked_at) < COOKIE_CHECK_SECONDS
+    if came_back or wants_json(request):
         context = {"status": "cookies-required", "message": COOKIES_REQUIRED, "url": request.path}
         response = page_or_json(request, "pool/cookies_needed.html", context, 403 if wants_json(request) else 200)
     else:
         query = request.GET.copy()
         query[COOKIE_CHECK] = str(int(time.time()))
-        response = no_store(redirect(f"{request.path}?{query.urlencode()}"))
-    # Also on the cookies-needed page: a browser that refused it once may
-    # take it now and go on with the link there.
+        response = no_store(render(request, "pool/continue.html", {"next": f"{request.path}?{query.urlencode()}"}))
+    # Also with the cookies-needed answer: a browser that refused it once
+    # may take it now, and a JSON client with a cookie jar asks again.
     set_visitor_cookie(response, secrets.token_hex(16))
     return response
 

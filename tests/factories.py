@@ -1,3 +1,5 @@
+import html
+import re
 import secrets
 
 import factory
@@ -26,6 +28,12 @@ def new_visitor(client):
     client.cookies.clear()
     client.cookies[VISITOR_COOKIE] = signing.get_cookie_signer(salt=VISITOR_COOKIE + VISITOR_COOKIE).sign(secrets.token_hex(16))
     return client
+
+
+def continue_url(page):
+    """Where the cookie step's page (a response's text or content) continues by itself."""
+    text = page if isinstance(page, str) else page.content.decode()
+    return html.unescape(re.search(r'id="continue" class="button" href="([^"]+)"', text).group(1))
 
 
 class PoolFactory(factory.django.DjangoModelFactory):

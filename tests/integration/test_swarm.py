@@ -55,7 +55,8 @@ def test_a_paused_node_gets_no_new_notebooks_and_keeps_its_sessions(swarm_stack,
     start_full_pool(swarm_stack, on_swarm)
     second = on_swarm.hostname(2)
     for _ in range(CAPACITY):
-        requests.get(f"{swarm_stack.url}/", timeout=30)
+        with requests.Session() as browser:  # a new participant: a browser keeps the visitor cookie
+            browser.get(f"{swarm_stack.url}/", timeout=30)
     kept = list(Session.objects.active().filter(container__node=second))
     assert kept
     on_swarm.set_availability(2, "pause")
@@ -74,8 +75,9 @@ def test_a_paused_node_gets_no_new_notebooks_and_keeps_its_sessions(swarm_stack,
 def test_a_lost_node_ends_its_sessions_and_the_pool_refills_on_the_others(swarm_stack, on_swarm):
     start_full_pool(swarm_stack, on_swarm)
     third = on_swarm.hostname(3)
-    for _ in range(CAPACITY):
-        requests.get(f"{swarm_stack.url}/", timeout=30)  # every notebook in use: those on the third node too
+    for _ in range(CAPACITY):  # every notebook in use: those on the third node too
+        with requests.Session() as browser:
+            browser.get(f"{swarm_stack.url}/", timeout=30)
     lost = list(Session.objects.active().filter(container__node=third))
     assert lost
     cut = time.monotonic()

@@ -10,7 +10,7 @@ from django.test import Client
 
 from pool.models import Container, Event, Session
 from pool.visitors import COOKIE_CHECK, LINK_PREVIEW_AGENTS, VISITOR_COOKIE
-from tests.factories import ContainerFactory, PoolFactory
+from tests.factories import ContainerFactory, PoolFactory, continue_url
 
 pytestmark = pytest.mark.django_db
 
@@ -54,12 +54,17 @@ def assert_nothing_taken():
     assert Container.objects.ready().count() == 3
 
 
-def test_a_request_without_the_cookie_gets_it_and_is_sent_back_to_the_same_url(pool):
+def test_a_request_without_the_cookie_gets_it_and_a_page_that_continues_to_the_same_url(pool):
     response = Client().get("/spawn/notebooks/intro.ipynb?x=1")
-    assert response.status_code == 302
-    location = urlsplit(response["Location"])
+    assert response.status_code == 200
+    html = response.content.decode()
+    next_url = continue_url(response)
+    location = urlsplit(next_url)
     assert location.path == "/spawn/notebooks/intro.ipynb"
     assert parse_qs(location.query)["x"] == ["1"] and COOKIE_CHECK in parse_qs(location.query)
+    # With JavaScript, and without it.
+    assert 'window.location.replace("/spawn/notebooks/intro.ipynb?x\\u003D1\\u0026tmpnb_cookie_check\\u003D' in html
+    assert '<noscript><meta http-equiv="refresh" content="0;url=' in html
     assert VISITOR_COOKIE in response.cookies
     assert_nothing_taken()
 
@@ -68,31 +73,38 @@ def test_a_browser_that_comes_back_with_the_cookie_lands_in_its_notebook():
     pool = PoolFactory(capacity=1)
     container = ContainerFactory(pool=pool)
     browser = Client()
-    back = browser.get(browser.get("/spawn/notebooks/intro.ipynb")["Location"])
+    back = browser.get(continue_url(browser.get("/spawn/notebooks/intro.ipynb")))
     assert back.status_code == 302
     assert back["Location"] == container.url_for("notebooks/intro.ipynb")
     assert Session.objects.get().container == container
 
 
 def test_a_client_that_comes_back_without_the_cookie_is_told_and_takes_nothing(pool):
-    location = Client().get("/")["Location"]
-    page = Client().get(location)
+    page = Client().get(continue_url(Client().get("/")))
     assert page.status_code == 200 and "did not keep our cookie" in page.content.decode()
-    as_json = Client().get(location, headers={"Accept": "application/json"})
-    assert as_json.status_code == 403 and as_json.json()["status"] == "cookies-required"
     assert_nothing_taken()
+
+
+def test_a_json_client_without_the_cookie_gets_it_and_is_asked_to_come_back_with_it(pool):
+    api_client = Client()
+    answer = api_client.get("/", headers={"Accept": "application/json"})
+    assert answer.status_code == 403 and answer.json()["status"] == "cookies-required"
+    assert VISITOR_COOKIE in answer.cookies
+    assert_nothing_taken()
+    assert api_client.get("/", headers={"Accept": "application/json"}).status_code == 302  # with the cookie
+    assert Session.objects.count() == 1
 
 
 def test_a_cookie_check_from_an_old_link_starts_the_cookie_step_again(pool):
     copied = f"/?{COOKIE_CHECK}={int(time.time()) - 3600}"
-    assert Client().get(copied).status_code == 302
+    assert "Opening your notebook" in Client().get(copied).content.decode()
 
 
 def test_cookieless_requests_take_nothing(pool):
     for n in range(25):  # a thousand, against the real stack: tests/integration/test_drain.py
         for url in ("/", "/spawn/", f"/spawn/notebooks/{n}.ipynb", f"/p/{pool.name}/"):
-            # Following the redirect as curl -L does: without a cookie jar.
-            assert Client().get(Client().get(url)["Location"]).status_code == 200
+            # Following the page's link without a cookie jar.
+            assert "did not keep our cookie" in Client().get(continue_url(Client().get(url))).content.decode()
     assert_nothing_taken()
 
 
