@@ -341,6 +341,7 @@ class Event(models.Model):
         RESIZE = "resize", "resized"
         SCHEDULE = "schedule", "schedule applied"
         FAILURE = "failure", "failure"
+        LOCKOUT = "lockout", "admin login locked"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -6,6 +6,7 @@ with an ImproperlyConfigured error naming the variable.
 """
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
+    "axes",
     "pool",
 ]
 
@@ -61,7 +63,21 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
+
+# Admin logins: django-axes counts failures and locks out, for a while, an
+# address or a user name that failed too often (pool/apps.py logs each lockout
+# in the event log). Its records are in the admin (Access attempts); an
+# organiser unlocks by deleting them, or with `manage.py axes_reset`.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("TMPNB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("TMPNB_LOGIN_LOCKOUT", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one: an address, or a user name
+AXES_RESET_ON_SUCCESS = True
+# The client as the proxy names it (pool/http.py), not the proxy itself.
+AXES_CLIENT_IP_CALLABLE = "pool.http.client_address"
+AXES_LOCKOUT_TEMPLATE = "pool/login_locked.html"
 
 ROOT_URLCONF = "tmpnb_site.urls"
 WSGI_APPLICATION = "tmpnb_site.wsgi.application"

@@ -134,3 +134,20 @@ def test_the_access_code_lets_the_right_people_in_and_stays_out_of_logs(guarded,
     assert re.search(r'"POST /(\?\S*)? HTTP/1\.1" 403', logs) and re.search(r'"POST /(\?\S*)? HTTP/1\.1" 303', logs)
     assert CODE not in logs and "tulip" not in logs
     assert not [e for e in Event.objects.all() if "tulip" in f"{e.message} {e.details} {e.actor}"]
+
+
+def test_failed_admin_logins_are_locked_out_after_n_attempts(live_stack, admin_user):
+    live_stack.start(worker=False, beat=False, TMPNB_LOGIN_FAILURE_LIMIT=3)
+    login = f"{live_stack.url}/admin/login/?next=/admin/"
+
+    def attempt(password):
+        with requests.Session() as browser:
+            browser.get(login, timeout=30)  # the CSRF cookie
+            form = {"username": admin_user.username, "password": password, "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+            return browser.post(login, data=form, headers={"Referer": login}, allow_redirects=False, timeout=30)
+
+    assert [attempt("wrong").status_code for _ in range(3)] == [200, 200, 429]
+    locked = attempt("password")  # even the right password, for a while
+    assert locked.status_code == 429 and "Too many failed logins" in locked.text
+    event = Event.objects.get(kind=Event.Kind.LOCKOUT)
+    assert event.details == {"username": admin_user.username, "address": "127.0.0.1"}

@@ -152,8 +152,11 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     Schedule.objects.create(pool=pool, at=timezone.now(), capacity=4)
     services.apply_due_schedules()  # schedule
     services.drain_pool(pool, by="ada")  # drain
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/admin/login/", {"username": "ada", "password": "guess"})  # lockout
     kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))
     assert kinds == [
         "failure", "spawn", "spawn", "assignment", "assignment", "turned_away", "cull", "kill", "resize", "schedule", "drain",
+        "lockout",
     ]
     assert set(kinds) == set(Event.Kind.values)
