@@ -19,7 +19,7 @@ from pool.models import Container, Event, Pool, Session
 from tests.factories import PoolFactory, continue_url
 from tests.integration.test_browser import CHROMIUM, open_browser  # noqa: F401 (a fixture)
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
-from tests.pool.test_visitors import CHROME, PREVIEW_AGENTS
+from tests.pool.test_visitors import PREVIEW_AGENTS
 from tests.stack import Browser
 
 READY = 3
