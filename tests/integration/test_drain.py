@@ -60,8 +60,10 @@ def test_a_thousand_cookieless_requests_heads_and_curls_take_nothing(guarded):
         assert head.status_code == 200
         return n
 
+    started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=8) as executor:
         assert len(list(executor.map(script, range(1000)))) == 1000
+    print(f"\n1,000 cookieless visits (2,500 requests) answered in {time.perf_counter() - started:.1f} s")
     # HEAD with the visitor cookie, as a browser that has it might send.
     with requests.Session() as holder:
         holder.get(f"{url}/", timeout=30)
