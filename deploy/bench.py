@@ -24,6 +24,7 @@ waits two more heartbeats and checks that the counts still hold. The rows'
 
 import argparse
 import concurrent.futures
+import html
 import json
 import math
 import os
@@ -494,6 +495,8 @@ def visitor_address(i):
     return f"127.1.{i // 250}.{i % 250 + 1}"
 
 
+# The cookie step's page (pool/visitors.py) goes on with JavaScript, or this meta refresh.
+COOKIE_STEP = re.compile(r'<meta http-equiv="refresh" content="0;url=([^"]+)">')
 WAITING_STATUS = re.compile(r"""fetch\(["']([^"']+)["']""")
 POLL_SECONDS = re.compile(r"setTimeout\(poll,\s*([0-9.]+)\s*\*\s*1000\)")
 LANDED = re.compile(r"^https?://[^/]+/user/([A-Za-z0-9_-]+)/tree(\?|$)")
@@ -504,6 +507,7 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
     the service's pages do while it waits, timed from its first request until
     its own notebook page answers 200. Returns what happened.
 
+    - The cookie step (a 200 page that goes on by itself): go on at once, as a browser does.
     - 302 to /user/<id>/tree: served once that page is the visitor's own.
     - The waiting room (a 200 page that polls a status URL from JavaScript):
       poll that URL as the page does, every ``setTimeout`` seconds the page
@@ -569,7 +573,7 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
                 if own:
                     result.update(outcome="served", seconds=now - started, path_id=path_id)
                     first = response.history[0] if response.history else None
-                    if first is not None and first.url == url:
+                    if first is not None and first.url.startswith(url):  # the landing page, past the cookie step
                         result["redirect_seconds"] = first.elapsed.total_seconds()
                     return result
                 if "Reconnecting" in response.text:  # the service's page while a route is restored
@@ -590,6 +594,10 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
                 if not pause(retry_after(response)):
                     return result
                 target = url
+                continue
+            step = COOKIE_STEP.search(response.text) if response.status_code == 200 else None
+            if step:  # the cookie step: the visitor cookie is set, go on to the same URL
+                target = urljoin(response.url, html.unescape(step.group(1)))
                 continue
             found = WAITING_STATUS.search(response.text) if response.status_code == 200 else None
             if found:  # the waiting room: its script polls the status URL

@@ -44,6 +44,7 @@ class PoolAdmin(admin.ModelAdmin):
     inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning", "spread"]}),
+        ("Visitors", {"fields": ["access_code"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
         (
             "Container options",

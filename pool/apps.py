@@ -6,6 +6,14 @@ class PoolConfig(AppConfig):
     default_auto_field = 'django.db.models.BigAutoField'
     name = 'pool'
 
+    def ready(self):
+        from axes.signals import user_locked_out
+
+        from pool.services.events import record_lockout
+
+        # django-axes tells of each lockout through this signal only.
+        user_locked_out.connect(record_lockout, dispatch_uid="tmpnb-lockout")
+
 
 class TmpnbAdminConfig(admin_apps.AdminConfig):
     """Django's admin, with the organiser's dashboard as its home page."""

@@ -5,6 +5,8 @@ import ipaddress
 import logging
 
 from django.conf import settings
+from django.http import JsonResponse
+from django.shortcuts import render
 from django_ratelimit.core import is_ratelimited
 
 log = logging.getLogger(__name__)
@@ -27,17 +29,40 @@ def _address_key(group, request):
     return client_address(request) or "unknown"
 
 
-def spawn_rate_exceeded(request):
-    """Counts this request against its address's TMPNB_SPAWN_RATE (shared by
-    every web process through Redis). Without Redis, nobody is limited."""
+def _rate_exceeded(request, group, rate):
+    """Counts this request against its address's ``rate`` (shared by every web
+    process through Redis). Without Redis, nobody is limited."""
     try:
-        return is_ratelimited(
-            request, group="spawn", key=_address_key, rate=settings.TMPNB_SPAWN_RATE, method=is_ratelimited.ALL, increment=True
-        )
+        return is_ratelimited(request, group=group, key=_address_key, rate=rate, method=is_ratelimited.ALL, increment=True)
     except Exception as error:  # the cache is down: serving beats refusing
-        log.warning("spawn rate limit not checked: %s", error)
+        log.warning("%s rate limit not checked: %s", group, error)
         return False
+
+
+def spawn_rate_exceeded(request):
+    return _rate_exceeded(request, "spawn", settings.TMPNB_SPAWN_RATE)
+
+
+def access_code_rate_exceeded(request):
+    """Guesses at a pool's access code, per address (TMPNB_ACCESS_CODE_RATE)."""
+    return _rate_exceeded(request, "access-code", settings.TMPNB_ACCESS_CODE_RATE)
 
 
 def wants_json(request):
     return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
+
+
+def page_or_json(request, template, context, status):
+    """The same answer as a page or, for JSON clients, as the context itself."""
+    if wants_json(request):
+        response = JsonResponse(context, status=status)
+    else:
+        response = render(request, template, context, status=status)
+    return no_store(response, context.get("retry_after"))
+
+
+def no_store(response, retry_after=None):
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    response["Cache-Control"] = "no-store"
+    return response

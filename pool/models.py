@@ -74,6 +74,9 @@ class Pool(models.Model):
     user_length = models.PositiveIntegerField(
         default=12, validators=[MinValueValidator(8), MaxValueValidator(64)], help_text="Length of the /user/<id>/ id."
     )
+    access_code = models.CharField(
+        max_length=100, blank=True, help_text="Code visitors enter once before they get a notebook; empty: none asked."
+    )
     failure_streak = models.PositiveIntegerField(default=0, editable=False, help_text="Failed spawns in a row.")
     next_spawn_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Backing off until then.")
     paused_reason = models.TextField(blank=True, editable=False, help_text="Why spawning is paused; empty when it is not.")
@@ -338,6 +341,7 @@ class Event(models.Model):
         RESIZE = "resize", "resized"
         SCHEDULE = "schedule", "schedule applied"
         FAILURE = "failure", "failure"
+        LOCKOUT = "lockout", "admin login locked"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

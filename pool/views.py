@@ -1,5 +1,3 @@
-import secrets
-
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import Http404, JsonResponse
@@ -7,12 +5,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext
 from django.views.static import serve
 
-from pool import services
-from pool.http import client_address, spawn_rate_exceeded, wants_json
+from pool import services, visitors
+from pool.http import client_address, no_store, page_or_json, spawn_rate_exceeded, wants_json
 from pool.models import Container, Pool
 
-VISITOR_COOKIE = "tmpnb_visitor"
-VISITOR_COOKIE_AGE = 7 * 24 * 3600
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
 POLL_SECONDS = 2  # the waiting page asks for its status this often (and so keeps its place)
 
@@ -24,7 +20,9 @@ def spawn(request, path="", pool_name=None):
     if spawn_rate_exceeded(request):
         return refusal(request, gettext("Too many requests from your network address; please wait a minute."), 60)
     pool = services.get_default_pool() if pool_name is None else get_object_or_404(Pool, name=pool_name)
-    visitor = visitor_id(request) or secrets.token_hex(16)
+    if (answer := visitors.gate(request, pool)) is not None:
+        return answer  # a preview, a client without cookies, or a visitor without the pool's code
+    visitor = visitors.visitor_id(request)
     # API clients without cookies would leave a place behind on every call:
     # they are told when to come back instead (or use POST /api/spawn with wait).
     queue = not wants_json(request)
@@ -42,27 +40,21 @@ def spawn(request, path="", pool_name=None):
         else:
             services.record_turned_away(pool=pool, visitor=visitor)  # kept waiting, or told to come back
             response = waiting_page(request, visitor) if queue else too_busy_json(pool)
-    response.set_signed_cookie(
-        VISITOR_COOKIE, visitor, salt=VISITOR_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax"
-    )
+    visitors.set_visitor_cookie(response, visitor)
     return response
-
-
-def visitor_id(request):
-    return request.get_signed_cookie(VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE)
 
 
 def spawn_status(request):
     """What the waiting page polls: ready (with the URL), or the visitor's place."""
-    visitor = visitor_id(request)
+    visitor = visitors.visitor_id(request)
     status = services.admission_status(visitor) if visitor else {"status": "unknown"}
-    return _no_store(JsonResponse(status))
+    return no_store(JsonResponse(status))
 
 
 def waiting_page(request, visitor):
     status = services.admission_status(visitor)
     context = {"status": status, "retry_after": RETRY_AFTER, "poll_seconds": POLL_SECONDS}
-    return _no_store(render(request, "pool/waiting.html", context), RETRY_AFTER)
+    return no_store(render(request, "pool/waiting.html", context), RETRY_AFTER)
 
 
 def too_busy_json(pool):
@@ -73,7 +65,7 @@ def too_busy_json(pool):
         "message": gettext("No notebook server is ready yet; try again shortly, or POST /api/spawn with wait to queue."),
         "retry_after": retry_after,
     }
-    return _no_store(JsonResponse(body, status=429), retry_after)
+    return no_store(JsonResponse(body, status=429), retry_after)
 
 
 def refusal(request, message, retry_after):
@@ -82,7 +74,7 @@ def refusal(request, message, retry_after):
         response = JsonResponse({"status": "refused", "message": message, "retry_after": retry_after}, status=429)
     else:
         response = render(request, "pool/refused.html", {"message": message}, status=429)
-    return _no_store(response, retry_after)
+    return no_store(response, retry_after)
 
 
 def held_elsewhere(request, session):
@@ -90,7 +82,7 @@ def held_elsewhere(request, session):
     them back to it rather than silently somewhere they did not ask for."""
     held = session.container.pool
     context = {"status": "held-elsewhere", "pool": held.name, "url": session.container.url_for(held.redirect_uri)}
-    return _page_or_json(request, "pool/held_elsewhere.html", context, 409)
+    return page_or_json(request, "pool/held_elsewhere.html", context, 409)
 
 
 def user_fallback(request, path_id, rest=""):
@@ -98,26 +90,11 @@ def user_fallback(request, path_id, rest=""):
     the route is being restored, or the server has ended."""
     container = Container.objects.select_related("pool").filter(path_id=path_id).first()
     if container is not None and container.state in (Container.State.READY, Container.State.ASSIGNED):
-        return _page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 200)
+        return page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 200)
     if container is None:
-        return _page_or_json(request, "pool/ended.html", {"status": "ended"}, 404)
+        return page_or_json(request, "pool/ended.html", {"status": "ended"}, 404)
     # A new notebook from the pool the ended one came from.
-    return _page_or_json(request, "pool/ended.html", {"status": "ended", "landing": container.pool.landing_path}, 410)
-
-
-def _page_or_json(request, template, context, status):
-    if wants_json(request):
-        response = JsonResponse(context, status=status)
-    else:
-        response = render(request, template, context, status=status)
-    return _no_store(response, context.get("retry_after"))
-
-
-def _no_store(response, retry_after=None):
-    if retry_after is not None:
-        response["Retry-After"] = str(retry_after)
-    response["Cache-Control"] = "no-store"
-    return response
+    return page_or_json(request, "pool/ended.html", {"status": "ended", "landing": container.pool.landing_path}, 410)
 
 
 def static_files(request, path):

@@ -11,7 +11,7 @@ from django.test.utils import override_settings
 
 from pool import dockerapi, services
 from tests import stack
-from tests.factories import JUPYTER_IMAGE, TINY_IMAGE
+from tests.factories import JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
 from tmpnb_site.celery import app as celery_app
 
@@ -39,6 +39,13 @@ def use_redis(url):
     celery_app.conf.broker_url = url
     # override_settings, so Django drops the cache connections it made.
     override_settings(CACHES={**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": url}}).enable()
+
+
+@pytest.fixture
+def client(client):
+    """A browser past the cookie step: it holds a visitor cookie, as one does
+    after following the landing page's first redirect (pool/visitors.py)."""
+    return new_visitor(client)
 
 
 @pytest.fixture(scope="session")

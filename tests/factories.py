@@ -1,11 +1,15 @@
+import html
+import re
 import secrets
 
 import factory
-from django.forms import model_to_dict
 from django.conf import settings
+from django.core import signing
+from django.forms import model_to_dict
 from django.utils import timezone
 
 from pool.models import Container, Pool, Session
+from pool.visitors import VISITOR_COOKIE
 
 TINY_IMAGE = "tmpnb/tiny:latest"
 JUPYTER_IMAGE = "tmpnb/jupyter:latest"
@@ -15,6 +19,21 @@ TINY_COMMAND = (
     "sh -c 'mkdir -p /www{base_path} && echo container {base_path} > /www{base_path}index.html"
     " && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www'"
 )
+
+
+def new_visitor(client):
+    """Make Django's test ``client`` a new browser past the cookie step: no
+    cookies but a fresh visitor cookie, as after the landing page's first
+    redirect (pool/visitors.py)."""
+    client.cookies.clear()
+    client.cookies[VISITOR_COOKIE] = signing.get_cookie_signer(salt=VISITOR_COOKIE + VISITOR_COOKIE).sign(secrets.token_hex(16))
+    return client
+
+
+def continue_url(page):
+    """Where the cookie step's page (a response's text or content) continues by itself."""
+    text = page if isinstance(page, str) else page.content.decode()
+    return html.unescape(re.search(r'id="continue" class="button" href="([^"]+)"', text).group(1))
 
 
 class PoolFactory(factory.django.DjangoModelFactory):

@@ -2,7 +2,9 @@
 a Celery worker and beat. Each is started on free loopback ports and stopped
 (with its children) by the fixture that started it."""
 
+import html
 import os
+import re
 import secrets
 import signal
 import socket
@@ -10,11 +12,30 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urljoin
 
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+# The cookie step's page (pool/visitors.py) continues with JavaScript, or with this without it.
+CONTINUES = re.compile(r'<meta http-equiv="refresh" content="0;url=([^"]+)">')
+
+
+class Browser(requests.Session):
+    """A participant's browser, as far as tmpnb's pages need: it keeps cookies,
+    follows redirects, and goes on from the cookie step's page by itself, as
+    a browser does (a script without a browser stops there)."""
+
+    def request(self, method, url, *args, **kwargs):
+        response = super().request(method, url, *args, **kwargs)
+        if method.upper() == "GET" and response.status_code == 200 and "text/html" in response.headers.get("Content-Type", ""):
+            found = CONTINUES.search(response.text)
+            if found:
+                return super().request(method, urljoin(response.url, html.unescape(found.group(1))), *args, **kwargs)
+        return response
 
 
 def free_port():

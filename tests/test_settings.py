@@ -48,6 +48,10 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_SAMPLE_PERIOD", "0", "TMPNB_SAMPLE_PERIOD must be at least 1"),
         ("TMPNB_SAMPLE_DAYS", "two weeks", "TMPNB_SAMPLE_DAYS must be a whole number"),
         ("TMPNB_LANGUAGE", "klingon", "TMPNB_LANGUAGE must be one of en, fr, de, es, pt, it, ja, zh-hans, not 'klingon'"),
+        ("TMPNB_SPAWN_RATE", "fast", "TMPNB_SPAWN_RATE must be requests per period"),
+        ("TMPNB_ACCESS_CODE_RATE", "10", "TMPNB_ACCESS_CODE_RATE must be requests per period"),
+        ("TMPNB_LOGIN_FAILURE_LIMIT", "0", "TMPNB_LOGIN_FAILURE_LIMIT must be at least 1"),
+        ("TMPNB_LOGIN_LOCKOUT", "15m", "TMPNB_LOGIN_LOCKOUT must be a whole number"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):
@@ -64,8 +68,11 @@ def test_a_ready_target_above_the_pool_size_is_refused(tmp_path):
 
 
 def test_good_values_make_the_default_pool(tmp_path):
-    result = start_with(tmp_path, TMPNB_POOL_SIZE="30", TMPNB_READY_TARGET="5", TMPNB_IMAGE="my/image:1", TMPNB_MEM_LIMIT="1g")
+    result = start_with(
+        tmp_path, TMPNB_POOL_SIZE="30", TMPNB_READY_TARGET="5", TMPNB_IMAGE="my/image:1", TMPNB_MEM_LIMIT="1g", TMPNB_ACCESS_CODE="tulip-42"
+    )
     assert result.returncode == 0, result.stderr
+    assert "'access_code': 'tulip-42'" in result.stdout
     assert "'capacity': 30" in result.stdout
     assert "'ready_target': 5" in result.stdout
     assert "'image': 'my/image:1'" in result.stdout

@@ -6,6 +6,7 @@ with an ImproperlyConfigured error naming the variable.
 """
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
+    "axes",
     "pool",
 ]
 
@@ -63,7 +65,21 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
+
+# Admin logins: django-axes counts failures and locks out, for a while, an
+# address or a user name that failed too often (pool/apps.py logs each lockout
+# in the event log). Its records are in the admin (Access attempts); an
+# organiser unlocks by deleting them, or with `manage.py axes_reset`.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("TMPNB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(seconds=env_int("TMPNB_LOGIN_LOCKOUT", 900, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one: an address, or a user name
+AXES_RESET_ON_SUCCESS = True
+# The client as the proxy names it (pool/http.py), not the proxy itself.
+AXES_CLIENT_IP_CALLABLE = "pool.http.client_address"
+AXES_LOCKOUT_TEMPLATE = "pool/login_locked.html"
 
 ROOT_URLCONF = "tmpnb_site.urls"
 WSGI_APPLICATION = "tmpnb_site.wsgi.application"
@@ -199,8 +215,13 @@ TMPNB_PIDS_LIMIT = env_int("TMPNB_PIDS_LIMIT", 256, minimum=16)
 TMPNB_QUEUE_TIMEOUT = env_int("TMPNB_QUEUE_TIMEOUT", 30, minimum=5)
 TMPNB_MAX_PER_IP = env_int("TMPNB_MAX_PER_IP", 30, minimum=1)
 TMPNB_SPAWN_RATE = env_str("TMPNB_SPAWN_RATE", "600/m")
-if not re.match(r"^\d+/\d*[smhd]$", TMPNB_SPAWN_RATE):
-    raise ImproperlyConfigured(f"TMPNB_SPAWN_RATE must be requests per period such as 600/m or 20/s, not {TMPNB_SPAWN_RATE!r}")
+# Guesses at a pool's access code one address may make per period.
+TMPNB_ACCESS_CODE_RATE = env_str("TMPNB_ACCESS_CODE_RATE", "10/m")
+for _name, _rate in (("TMPNB_SPAWN_RATE", TMPNB_SPAWN_RATE), ("TMPNB_ACCESS_CODE_RATE", TMPNB_ACCESS_CODE_RATE)):
+    if not re.match(r"^\d+/\d*[smhd]$", _rate):
+        raise ImproperlyConfigured(f"{_name} must be requests per period such as 600/m or 20/s, not {_rate!r}")
+# User agents (substrings) answered with a link preview, besides pool/visitors.py's list.
+TMPNB_PREVIEW_AGENTS = env_list("TMPNB_PREVIEW_AGENTS", [])
 # Peers whose X-Forwarded-For is believed: the proxy's address.
 TMPNB_TRUSTED_PROXIES = env_ip_list("TMPNB_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
 TMPNB_STATIC_FILES = env_str("TMPNB_STATIC_FILES")
@@ -248,6 +269,7 @@ _POOL_OPTIONS = {
     "redirect_uri": ("TMPNB_REDIRECT_URI", _REDIRECT_URI if _REDIRECT_URI.startswith("/") else "/" + _REDIRECT_URI),
     "cull_timeout": ("TMPNB_CULL_TIMEOUT", env_int("TMPNB_CULL_TIMEOUT", 3600, minimum=1)),
     "cull_max": ("TMPNB_CULL_MAX", env_int("TMPNB_CULL_MAX", 14400, minimum=1)),
+    "access_code": ("TMPNB_ACCESS_CODE", env_str("TMPNB_ACCESS_CODE", "")),
 }
 _size, _target = _POOL_OPTIONS["capacity"][1], _POOL_OPTIONS["ready_target"][1]
 if _target is not None and _target > _size:

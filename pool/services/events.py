@@ -5,6 +5,9 @@ transaction where there is one, so the log says what the database says."""
 import csv
 import json
 
+from django.conf import settings
+from django.utils import timezone
+
 from pool.models import Event
 
 CSV_COLUMNS = ["time", "kind", "pool", "container", "visitor", "actor", "message", "details"]
@@ -16,6 +19,19 @@ def record_event(kind, message, *, pool=None, container=None, session=None, acto
     return Event.objects.create(
         kind=kind, message=message[:500], pool_id=pool_id, container=container, session=session, actor=actor, details=details
     )
+
+
+def record_lockout(sender, *, username=None, ip_address=None, **_):
+    """django-axes locked admin logins out (pool/apps.py). It says so again at
+    every attempt while locked: that is logged once per lockout period."""
+    details = {"username": username or "", "address": ip_address or ""}
+    since = timezone.now() - settings.AXES_COOLOFF_TIME
+    locked = Event.objects.filter(kind=Event.Kind.LOCKOUT, time__gte=since)
+    if locked.filter(details__username=details["username"], details__address=details["address"]).exists():
+        return None
+    minutes = round(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
+    message = f"admin login locked for {minutes} min after {settings.AXES_FAILURE_LIMIT} failures: user {username!r} from {ip_address}"
+    return record_event(Event.Kind.LOCKOUT, message, actor=ip_address or "", **details)
 
 
 def write_events_csv(events, stream):

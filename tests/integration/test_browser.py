@@ -6,13 +6,12 @@ ended page. Screenshots go to artifacts/screenshots/."""
 from pathlib import Path
 
 import pytest
-import requests
 
 from pool import services
 from pool.models import Session
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
-from tests.stack import ROOT
+from tests.stack import ROOT, Browser
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -27,7 +26,8 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="deploy/test
 
 @pytest.fixture
 def open_browser(tmp_path, monkeypatch):
-    """Opens a browser of its own (a fresh user-data-dir) for each person in the test."""
+    """Opens a browser of its own (a fresh user-data-dir) for each person in
+    the test; options go to Playwright (java_script_enabled=False...)."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an asyncio loop in this thread, which makes
@@ -37,10 +37,10 @@ def open_browser(tmp_path, monkeypatch):
     with sync_playwright() as playwright:
         contexts = []
 
-        def open_one(name):
+        def open_one(name, **options):
             context = playwright.chromium.launch_persistent_context(
                 tmp_path / f"profile-{name}", executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 900},
+                viewport={"width": 1280, "height": 900}, **options,
             )
             contexts.append(context)
             return context.pages[0] if context.pages else context.new_page()
@@ -75,6 +75,7 @@ def test_an_organiser_kills_a_participants_session_from_the_dashboard(live_stack
 
     participant = open_browser("participant")
     participant.goto(f"{live_stack.url}/")
+    participant.wait_for_url("**/user/**")  # past the cookie step's page, which goes on by itself
     assert participant.text_content("body").strip().startswith("tree /user/")
     notebook_url = participant.url
     session = Session.objects.get()
@@ -105,7 +106,7 @@ def test_the_waiting_page_moves_on_to_the_notebook_by_itself(live_stack, open_br
     PoolFactory(capacity=1)
     live_stack.start()
     wait_until(lambda: ready_count() == 1, what="1 ready container")
-    holder = requests.Session()
+    holder = Browser()
     assert "/user/" in holder.get(f"{live_stack.url}/", timeout=30).url
 
     participant = open_browser("waiting")

@@ -17,7 +17,7 @@ import pytest
 import requests
 import websocket
 
-from tests.stack import ROOT, Process, free_port, wait_for
+from tests.stack import ROOT, Browser, Process, free_port, wait_for
 
 
 def execute(ws_url, code, cookies):
@@ -124,7 +124,7 @@ def first_visit(browser, url):
 
 def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service):
     password = re.search(r"user admin, password (\S+)", service.process.log_path.read_text()).group(1)
-    browser = requests.Session()
+    browser = Browser()
     started = time.monotonic()
     page = first_visit(browser, service.url)
     print(f"first visit to the notebook's tree page: {time.monotonic() - started:.2f}s")
@@ -149,7 +149,7 @@ def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service):
     assert browser.get(f"{service.url}/", timeout=30).url == page.url
     assert execute(ws_url, "answer + 1", browser.cookies.get_dict()) == "43"
 
-    with requests.Session() as organiser:
+    with Browser() as organiser:
         organiser.get(f"{service.url}/admin/login/", timeout=10)
         response = organiser.post(
             f"{service.url}/admin/login/?next=/admin/",

@@ -14,14 +14,13 @@ import time
 
 import docker
 import pytest
-import requests
 
 from pool import dockerapi
 from pool.models import Container
 from tests.factories import TINY_IMAGE, PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
 from tests.pool.test_spawning import HOST_NETWORK_COMMAND
-from tests.stack import Process, wait_for
+from tests.stack import Browser, Process, wait_for
 
 
 class PrivateDockerd(Process):
@@ -75,7 +74,7 @@ def test_a_dockerd_restart_keeps_every_notebook_and_loses_no_session(live_stack,
     PoolFactory(capacity=2, host_network=True, command=HOST_NETWORK_COMMAND, redirect_uri="/")
     live_stack.start(DOCKER_HOST=private_dockerd.socket)
     wait_until(lambda: ready_count() == 2, what="2 ready containers")
-    browser = requests.Session()
+    browser = Browser()
     page = browser.get(f"{live_stack.url}/", timeout=30)
     assert page.status_code == 200
     before = sorted(c.docker_id for c in dockerapi.list_containers())

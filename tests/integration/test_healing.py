@@ -9,6 +9,7 @@ from pool import dockerapi
 from pool.models import Container, Session
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
+from tests.stack import Browser
 
 
 def reachable(url):
@@ -27,7 +28,7 @@ def start_with_one_visitor(live_stack, capacity=2, **pool_options):
     PoolFactory(capacity=capacity, **pool_options)
     live_stack.start()
     wait_until(lambda: ready_count() == capacity, what=f"{capacity} ready containers")
-    browser = requests.Session()
+    browser = Browser()
     page = browser.get(f"{live_stack.url}/", timeout=30)
     assert page.status_code == 200
     return browser, page.url
@@ -71,9 +72,9 @@ def test_beat_culls_an_idle_session_while_an_active_one_survives(live_stack):
     PoolFactory(capacity=3, cull_timeout=3)
     live_stack.start(TMPNB_CULL_PERIOD=1)
     wait_until(lambda: ready_count() == 3, what="3 ready containers")
-    idle = requests.Session()
+    idle = Browser()
     idle_url = idle.get(f"{live_stack.url}/", timeout=30).url
-    active = requests.Session()
+    active = Browser()
     active_url = active.get(f"{live_stack.url}/", timeout=30).url
     deadline = time.monotonic() + 8
     while time.monotonic() < deadline:

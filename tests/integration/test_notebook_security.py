@@ -2,12 +2,12 @@
 user without privileges."""
 
 import docker
-import requests
 
 from pool import services
 from pool.command import DEFAULT_COMMAND
 from pool.models import Container
 from tests.factories import JUPYTER_IMAGE, PoolFactory
+from tests.stack import Browser
 
 
 def test_another_visitors_url_is_not_enough_to_use_their_notebook(clean_pools, proxy):
@@ -17,13 +17,13 @@ def test_another_visitors_url_is_not_enough_to_use_their_notebook(clean_pools, p
     assert container.state == Container.State.READY, container.error
     base = f"{proxy.public_url}{container.base_path}"
 
-    stranger = requests.Session()
+    stranger = Browser()
     tree = stranger.get(f"{base}tree", timeout=10, allow_redirects=False)
     assert tree.status_code == 302 and "/login" in tree.headers["Location"]
     assert stranger.get(f"{base}api/contents", timeout=10).status_code == 403
     assert stranger.post(f"{base}api/kernels", timeout=10).status_code == 403
 
-    owner = requests.Session()
+    owner = Browser()
     page = owner.get(f"{proxy.public_url}{container.url_for('/tree')}", timeout=10)
     assert page.status_code == 200 and "Select or create a notebook" in page.text
     assert owner.get(f"{base}api/contents", timeout=10).status_code == 200

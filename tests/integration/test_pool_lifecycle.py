@@ -7,12 +7,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 
 from pool import dockerapi
 from pool.models import Container, Pool, Session
 from tests.factories import PoolFactory
-from tests.stack import ROOT
+from tests.stack import ROOT, Browser
 
 
 def wait_until(check, timeout=30, what="the condition"):
@@ -30,7 +29,7 @@ def ready_count():
 
 def visit(base_url, path="/"):
     """A new visitor (own cookie jar) following redirects through the proxy."""
-    with requests.Session() as browser:
+    with Browser() as browser:
         response = browser.get(f"{base_url}{path}", timeout=30)
         return response, browser.cookies
 
@@ -50,7 +49,7 @@ def test_a_reload_through_the_proxy_returns_the_same_container(live_stack):
     PoolFactory(capacity=2)
     live_stack.start()
     wait_until(lambda: ready_count() == 2, what="2 ready containers")
-    with requests.Session() as browser:
+    with Browser() as browser:
         first = browser.get(f"{live_stack.url}/", timeout=30)
         again = browser.get(f"{live_stack.url}/", timeout=30)
     assert first.status_code == again.status_code == 200

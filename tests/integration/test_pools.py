@@ -5,7 +5,6 @@ import time
 from datetime import timedelta
 
 import docker
-import requests
 from django.utils import timezone
 
 from pool import dockerapi
@@ -13,6 +12,7 @@ from pool.command import DEFAULT_COMMAND
 from pool.models import Container, Event, Pool, Schedule
 from tests.factories import JUPYTER_IMAGE, TINY_IMAGE, PoolFactory
 from tests.integration.test_pool_lifecycle import visit, wait_until
+from tests.stack import Browser
 
 
 def ready_in(name):
@@ -56,7 +56,7 @@ def test_a_visitor_holding_a_notebook_is_led_back_to_it_from_another_pool(live_s
     PoolFactory(name="second", capacity=1)
     live_stack.start()
     wait_until(lambda: ready_in("default") == 1 and ready_in("second") == 1, what="both pools filled")
-    with requests.Session() as browser:
+    with Browser() as browser:
         mine = browser.get(f"{live_stack.url}/", timeout=30)
         elsewhere = browser.get(f"{live_stack.url}/p/second/", timeout=30)
     assert elsewhere.status_code == 409

@@ -10,7 +10,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import requests
 from django.conf import settings
 from django.db import connection
 
@@ -20,6 +19,7 @@ from tests import stack
 from tests.conftest import stack_env
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import wait_until
+from tests.stack import Browser
 
 CAPACITY = 12
 VISITORS = 30
@@ -56,7 +56,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
 
         def visit(n):
             web = (live_stack.web, second_web)[n % 2]
-            with requests.Session() as browser:
+            with Browser() as browser:
                 start.wait()
                 return browser.get(f"{web.url}/", headers={"X-Forwarded-For": f"10.1.{n}.1"}, allow_redirects=False, timeout=60)
 

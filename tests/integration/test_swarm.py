@@ -14,6 +14,7 @@ from pool.models import Container, Pool, Session
 from pool.services import resize_pool
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
+from tests.stack import Browser
 
 pytestmark = pytest.mark.swarm
 
@@ -41,7 +42,7 @@ def test_the_pool_spreads_over_the_three_nodes_and_a_visitor_reaches_the_third(s
     third = on_swarm.hostname(3)
     # New visitors until one is handed the notebook that runs on the third node.
     for _ in range(CAPACITY):
-        with requests.Session() as browser:
+        with Browser() as browser:
             response = browser.get(f"{swarm_stack.url}/", timeout=30)
         session = Session.objects.order_by("-started_at").first()
         if session.container.node == third:
@@ -55,7 +56,8 @@ def test_a_paused_node_gets_no_new_notebooks_and_keeps_its_sessions(swarm_stack,
     start_full_pool(swarm_stack, on_swarm)
     second = on_swarm.hostname(2)
     for _ in range(CAPACITY):
-        requests.get(f"{swarm_stack.url}/", timeout=30)
+        with Browser() as browser:  # a new participant: a browser keeps the visitor cookie
+            browser.get(f"{swarm_stack.url}/", timeout=30)
     kept = list(Session.objects.active().filter(container__node=second))
     assert kept
     on_swarm.set_availability(2, "pause")
@@ -74,8 +76,9 @@ def test_a_paused_node_gets_no_new_notebooks_and_keeps_its_sessions(swarm_stack,
 def test_a_lost_node_ends_its_sessions_and_the_pool_refills_on_the_others(swarm_stack, on_swarm):
     start_full_pool(swarm_stack, on_swarm)
     third = on_swarm.hostname(3)
-    for _ in range(CAPACITY):
-        requests.get(f"{swarm_stack.url}/", timeout=30)  # every notebook in use: those on the third node too
+    for _ in range(CAPACITY):  # every notebook in use: those on the third node too
+        with Browser() as browser:
+            browser.get(f"{swarm_stack.url}/", timeout=30)
     lost = list(Session.objects.active().filter(container__node=third))
     assert lost
     cut = time.monotonic()

@@ -3,16 +3,16 @@ arrival order and are let in, each to a container of their own."""
 
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
 
 from pool import services
 from pool.models import Session
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
+from tests.stack import Browser
 
 
 def arrive(url):
-    browser = requests.Session()
+    browser = Browser()
     page = browser.get(f"{url}/", timeout=30)
     return browser, page
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from pool import services
 from pool.charts import MAX_POINTS, line_chart
 from pool.models import Container, Event, Session, UsageSample
-from tests.factories import ContainerFactory, PoolFactory, SessionFactory
+from tests.factories import ContainerFactory, PoolFactory, SessionFactory, new_visitor
 from tests.pool.test_upkeep import spawn_all
 
 NOW = timezone.now()
@@ -115,7 +115,7 @@ def test_today_counts_the_visitors_kept_waiting_not_each_period_they_waited(admi
     client.get("/")
     services.take_usage_sample()
     client.get("/")  # the same visitor, still waiting in the next period
-    client.cookies.clear()
+    new_visitor(client)
     client.get("/")
     assert Event.objects.filter(kind=Event.Kind.TURNED_AWAY).count() == 3
     assert '<b id="turned-away-today">2</b>' in admin_client.get("/admin/").content.decode()

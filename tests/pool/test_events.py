@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pool import services
 from pool.models import Event, Schedule, Session
-from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
+from tests.factories import ContainerFactory, PoolFactory, pool_admin_form, new_visitor
 from tests.pool.test_upkeep import spawn_all
 
 
@@ -140,9 +140,9 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     spawn_all(PoolFactory(name="broken", capacity=1, image="tmpnb/not-here:0"))  # failure
     spawn_all(pool)  # spawn x2
     client.get("/")  # assignment
-    client.cookies.clear()
+    new_visitor(client)
     client.get("/")  # assignment
-    client.cookies.clear()
+    new_visitor(client)
     client.get("/")  # turned away
     first, second = Session.objects.order_by("pk")
     Session.objects.filter(pk=first.pk).update(started_at=timezone.now() - timedelta(days=1))
@@ -152,8 +152,11 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     Schedule.objects.create(pool=pool, at=timezone.now(), capacity=4)
     services.apply_due_schedules()  # schedule
     services.drain_pool(pool, by="ada")  # drain
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/admin/login/", {"username": "ada", "password": "guess"})  # lockout
     kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))
     assert kinds == [
         "failure", "spawn", "spawn", "assignment", "assignment", "turned_away", "cull", "kill", "resize", "schedule", "drain",
+        "lockout",
     ]
     assert set(kinds) == set(Event.Kind.values)

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from pool import services
 from pool.models import Container, Event, UsageSample
-from tests.factories import ContainerFactory, PoolFactory
+from tests.factories import ContainerFactory, PoolFactory, new_visitor
 
 pytestmark = pytest.mark.django_db
 
@@ -28,7 +28,7 @@ def test_a_waiting_visitor_counts_once_per_sample_however_often_their_page_reloa
     pool = PoolFactory()
     for _ in range(3):
         assert "Your place in the queue" in client.get("/").content.decode()
-    client.cookies.clear()
+    new_visitor(client)
     assert client.get("/", headers={"Accept": "application/json"}).status_code == 429
     assert Event.objects.filter(kind=Event.Kind.TURNED_AWAY, pool=pool).count() == 2
     [sample] = services.take_usage_sample()

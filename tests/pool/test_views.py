@@ -4,8 +4,8 @@ path through the proxy is in tests/integration)."""
 import pytest
 
 from pool.models import Container, Session
-from pool.views import VISITOR_COOKIE
-from tests.factories import ContainerFactory, PoolFactory
+from pool.visitors import VISITOR_COOKIE
+from tests.factories import ContainerFactory, PoolFactory, continue_url, new_visitor
 
 pytestmark = pytest.mark.django_db
 
@@ -42,7 +42,7 @@ def test_a_deep_link_lands_on_that_path(client, pool):
 def test_two_visitors_get_two_containers(client, pool):
     ContainerFactory.create_batch(2, pool=pool)
     first = client.get("/")["Location"]
-    client.cookies.clear()
+    new_visitor(client)
     assert client.get("/")["Location"] != first
 
 
@@ -50,9 +50,9 @@ def test_a_forged_visitor_cookie_is_ignored(client, pool):
     ContainerFactory(pool=pool)
     client.get("/")
     session = Session.objects.get()
-    client.cookies.clear()
+    new_visitor(client)
     client.cookies[VISITOR_COOKIE] = session.visitor  # unsigned: not accepted as theirs
-    response = client.get("/")
+    response = client.get(continue_url(client.get("/")))  # through the cookie step, as a new visitor
     assert "tries again by itself" in response.content.decode()
 
 
@@ -77,7 +77,7 @@ def test_when_nothing_is_ready_an_api_client_gets_429_json(client, pool):
 def test_the_client_address_comes_from_the_proxy_header_only_from_a_trusted_proxy(client, pool):
     ContainerFactory.create_batch(2, pool=pool)
     client.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
-    client.cookies.clear()
+    new_visitor(client)
     client.get("/", REMOTE_ADDR="198.51.100.7", HTTP_X_FORWARDED_FOR="203.0.113.10")
     assert sorted(Session.objects.values_list("client_ip", flat=True)) == ["198.51.100.7", "203.0.113.9"]
 
@@ -86,15 +86,15 @@ def test_one_address_holds_at_most_max_per_ip_notebooks(client, pool, settings):
     settings.TMPNB_MAX_PER_IP = 2
     ContainerFactory.create_batch(4, pool=PoolFactory(capacity=4))
     for _ in range(2):
-        client.cookies.clear()
+        new_visitor(client)
         assert client.get("/", REMOTE_ADDR="203.0.113.5").status_code == 302
-    client.cookies.clear()
+    new_visitor(client)
     refused = client.get("/", REMOTE_ADDR="203.0.113.5")
     assert refused.status_code == 429
     assert "TMPNB_MAX_PER_IP" in refused.content.decode()
     json_refusal = client.get("/", REMOTE_ADDR="203.0.113.5", headers={"Accept": "application/json"})
     assert json_refusal.status_code == 429 and json_refusal.json()["status"] == "refused"
-    client.cookies.clear()
+    new_visitor(client)
     assert client.get("/", REMOTE_ADDR="203.0.113.6").status_code == 302
     assert Container.objects.ready().count() == 1
 

@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from pool import services
 from pool.models import Container, QueueEntry, Session
-from pool.views import VISITOR_COOKIE
+from pool.visitors import VISITOR_COOKIE
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
