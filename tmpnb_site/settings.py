@@ -80,6 +80,8 @@ AXES_RESET_ON_SUCCESS = True
 # The client as the proxy names it (pool/http.py), not the proxy itself.
 AXES_CLIENT_IP_CALLABLE = "pool.http.client_address"
 AXES_LOCKOUT_TEMPLATE = "pool/login_locked.html"
+# Its start-up banner would be the first line of every management command's output.
+AXES_VERBOSE = False
 
 ROOT_URLCONF = "tmpnb_site.urls"
 WSGI_APPLICATION = "tmpnb_site.wsgi.application"

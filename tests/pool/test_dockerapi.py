@@ -7,6 +7,7 @@ from django.conf import settings
 
 from pool import dockerapi
 from tests.factories import TINY_IMAGE
+from tests.stack import wait_for
 
 
 def spec(name, **overrides):
@@ -41,13 +42,10 @@ def test_a_started_container_is_labelled_limited_and_published_on_loopback(docke
         assert attrs["HostConfig"]["CpuShares"] == 256
         assert attrs["HostConfig"]["PortBindings"]["8888/tcp"][0]["HostIp"] == "127.0.0.1"
         assert started.host_ip == "127.0.0.1"
-        for _ in range(50):
-            try:
-                response = requests.get(f"http://127.0.0.1:{started.host_port}/user/x/", timeout=1)
-                break
-            except requests.ConnectionError:
-                continue
-        assert response.text.strip() == "hi"
+        # Refused at once until httpd listens: wait by the clock, not by a count of tries.
+        url = f"http://127.0.0.1:{started.host_port}/user/x/"
+        wait_for(lambda: requests.get(url, timeout=1).ok, 30, "the started container")
+        assert requests.get(url, timeout=5).text.strip() == "hi"
     finally:
         dockerapi.remove_container(started.docker_id)
     assert not [c for c in dockerapi.list_containers() if c.docker_id == started.docker_id]

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from pool.models import Container
-from tests.factories import ContainerFactory, PoolFactory
+from tests.factories import ContainerFactory, PoolFactory, new_visitor
 
 pytestmark = pytest.mark.django_db
 
@@ -93,9 +93,8 @@ def test_the_waiting_status_words_the_estimate_and_phase_in_the_visitors_languag
 def test_a_refusal_is_worded_in_the_visitors_language(client, pool, settings):
     settings.TMPNB_MAX_PER_IP = 1
     ContainerFactory.create_batch(2, pool=PoolFactory(name="other", capacity=2))
-    assert client.get("/p/other/", REMOTE_ADDR="203.0.113.5").status_code == 302
-    client.cookies.clear()
-    refused = client.get("/p/other/", REMOTE_ADDR="203.0.113.5", headers={"Accept-Language": "de"})
+    assert new_visitor(client).get("/p/other/", REMOTE_ADDR="203.0.113.5").status_code == 302
+    refused = new_visitor(client).get("/p/other/", REMOTE_ADDR="203.0.113.5", headers={"Accept-Language": "de"})
     assert refused.status_code == 429
     html = refused.content.decode()
     assert '<html lang="de"' in html
