@@ -3,12 +3,12 @@ import secrets
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import Http404, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.views.static import serve
 
 from pool import services
 from pool.http import client_address, spawn_rate_exceeded, wants_json
-from pool.models import Container, Pool
+from pool.models import Container
 
 VISITOR_COOKIE = "tmpnb_visitor"
 VISITOR_COOKIE_AGE = 7 * 24 * 3600
@@ -22,7 +22,9 @@ def spawn(request, path="", pool_name=None):
     takes their place in the waiting room."""
     if spawn_rate_exceeded(request):
         return refusal(request, "Too many requests from your network address; please wait a minute.", 60)
-    pool = services.get_default_pool() if pool_name is None else get_object_or_404(Pool, name=pool_name)
+    pool = services.get_default_pool() if pool_name is None else services.pool_named(pool_name)
+    if pool is None:
+        raise Http404("no such pool")
     visitor = visitor_id(request) or secrets.token_hex(16)
     # API clients without cookies would leave a place behind on every call:
     # they are told when to come back instead (or use POST /api/spawn with wait).
