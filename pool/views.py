@@ -13,7 +13,7 @@ from pool.models import Container
 VISITOR_COOKIE = "tmpnb_visitor"
 VISITOR_COOKIE_AGE = 7 * 24 * 3600
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
-POLL_SECONDS = 2  # the waiting page asks for its status this often (and so keeps its place)
+POLL_SECONDS = 2  # the waiting page asks again this long after a failed status request
 
 
 def spawn(request, path="", pool_name=None):
@@ -54,9 +54,11 @@ def visitor_id(request):
 
 
 def spawn_status(request):
-    """What the waiting page polls: ready (with the URL), or the visitor's place."""
+    """What the waiting page polls: ready (with the URL), or the visitor's
+    place. With ``?wait=1`` a waiting visitor's request is held until they are
+    served (a long poll); the answer says when to ask again (poll_seconds)."""
     visitor = visitor_id(request)
-    status = services.admission_status(visitor) if visitor else {"status": "unknown"}
+    status = services.await_admission(visitor, wait=bool(request.GET.get("wait"))) if visitor else {"status": "unknown"}
     return _no_store(JsonResponse(status))
 
 

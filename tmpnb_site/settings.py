@@ -179,6 +179,9 @@ TMPNB_PIDS_LIMIT = env_int("TMPNB_PIDS_LIMIT", 256, minimum=16)
 # Seconds after which a visitor whose waiting page stopped checking in leaves the queue.
 TMPNB_QUEUE_TIMEOUT = env_int("TMPNB_QUEUE_TIMEOUT", 30, minimum=5)
 TMPNB_MAX_PER_IP = env_int("TMPNB_MAX_PER_IP", 30, minimum=1)
+# Waiting pages' status requests one web process lets wait for their turn at
+# once (each holds a thread: deploy/up gives gunicorn this many more threads).
+TMPNB_LONG_POLLS = env_int("TMPNB_LONG_POLLS", 16, minimum=0, maximum=1000)
 TMPNB_SPAWN_RATE = env_str("TMPNB_SPAWN_RATE", "600/m")
 if not re.match(r"^\d+/\d*[smhd]$", TMPNB_SPAWN_RATE):
     raise ImproperlyConfigured(f"TMPNB_SPAWN_RATE must be requests per period such as 600/m or 20/s, not {TMPNB_SPAWN_RATE!r}")

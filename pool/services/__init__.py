@@ -27,13 +27,14 @@ from pool.services.schedules import apply_due_schedules
 from pool.services.spawning import SpawnTimeout, container_spec, spawn_container, static_files_root
 from pool.services.upkeep import cull_sessions, heartbeat, reconcile, sync_activity
 from pool.services.usage import record_turned_away, take_usage_sample
-from pool.services.waiting import Estimate, admission_status, drop_abandoned_places, estimate_wait, queue_position
+from pool.services.waiting import Estimate, admission_status, await_admission, drop_abandoned_places, estimate_wait, queue_position
 
 __all__ = [
     "AddressLimitReached",
     "Admission",
     "Estimate",
     "admission_status",
+    "await_admission",
     "admit",
     "drop_abandoned_places",
     "estimate_wait",

@@ -10,6 +10,7 @@ from pool.models import Container, Event, Pool, QueueEntry, Session
 from pool.services.ending import request_refill
 from pool.services.events import record_event
 from pool.services.pools import PoolError
+from pool.services.turns import announce_turn
 
 
 class AddressLimitReached(PoolError):
@@ -178,6 +179,7 @@ def _serve_queue(pool):
         if claim_ready_container(pool, visitor=entry.visitor, client_ip=entry.client_ip, waited=now - entry.joined_at) is None:
             break  # nothing more is ready
         request_refill(pool.pk)
+        transaction.on_commit(lambda visitor=entry.visitor: announce_turn(visitor))
         QueueEntry.objects.filter(pk=entry.pk).update(served_at=now)
         served += 1
     return served
