@@ -25,12 +25,15 @@ def spawn(request, path="", pool_name=None):
     pool = services.get_default_pool() if pool_name is None else services.pool_named(pool_name)
     if pool is None:
         raise Http404("no such pool")
-    visitor = visitor_id(request) or secrets.token_hex(16)
+    known = visitor_id(request)
+    visitor = known or secrets.token_hex(16)
     # API clients without cookies would leave a place behind on every call:
     # they are told when to come back instead (or use POST /api/spawn with wait).
     queue = not wants_json(request)
     try:
-        admission = services.admit(pool=pool, visitor=visitor, client_ip=client_address(request), path=path, wait=queue)
+        admission = services.admit(
+            pool=pool, visitor=visitor, client_ip=client_address(request), path=path, wait=queue, new_visitor=not known
+        )
     except services.AddressLimitReached as error:
         response = refusal(request, str(error), 60)
     else:

@@ -33,22 +33,23 @@ def active_session(visitor):
     return Session.objects.active().select_related("container").filter(visitor=visitor).first()
 
 
-def admit(*, pool, visitor, client_ip=None, path="", wait=True):
+def admit(*, pool, visitor, client_ip=None, path="", wait=True, new_visitor=False):
     """Give ``visitor`` their container, or their place in ``pool``'s queue.
 
     A ready container always goes to the visitor who has waited longest; a
     reload finds the same place. With ``wait=False`` a visitor who cannot be
-    served at once is not queued.
+    served at once is not queued. A ``new_visitor`` (an id just made) holds
+    nothing yet, so nothing is looked up for them.
 
     When nobody waits (the common case, a burst on a filled pool), the reads
     come first, without any lock, and the claim is one short write that
     only one claimer can win. Only the waiting room takes the pool's lock,
     which keeps its order exact.
     """
-    session = active_session(visitor)
+    session = None if new_visitor else active_session(visitor)
     if session is not None:
         return Admission(session=session)
-    if not QueueEntry.objects.waiting().filter(visitor=visitor).exists():
+    if new_visitor or not QueueEntry.objects.waiting().filter(visitor=visitor).exists():
         _check_address(client_ip)
         try:
             with transaction.atomic():
