@@ -155,7 +155,7 @@ if TMPNB_BACKEND not in BACKENDS:
 # absent Redis slows no request down.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "tmpnb_site.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
