@@ -159,8 +159,16 @@ def claim_ready_container(pool, *, visitor, client_ip=None, waited=None, only_if
 
 def _refill_after_claim(pool):
     """A claim leaves the pool's live count as it was: a pool at capacity has
-    nothing to refill, so most claims of a burst queue nothing."""
-    if pool.containers.live().count() < pool.capacity:
+    nothing to refill, so most claims of a burst queue nothing. (Counted in
+    plain SQL: on this path, building the ORM's query cost more than the count.)"""
+    states = Container.LIVE_STATES
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {Container._meta.db_table} WHERE pool_id = %s AND state IN ({', '.join(['%s'] * len(states))})",
+            [pool.pk, *states],
+        )
+        (live,) = cursor.fetchone()
+    if live < pool.capacity:
         request_refill(pool.pk)
 
 
