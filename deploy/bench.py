@@ -87,7 +87,7 @@ TARGETS = {
 # Environment the service must not inherit from whoever runs the benchmark:
 # the benchmark sets what it needs, the rest takes the service's defaults.
 PASS_THROUGH = {"TMPNB_MEM_LIMIT", "TMPNB_CPU_SHARES", "TMPNB_SPAWN_TIMEOUT", "TMPNB_DOCKER_TIMEOUT", "TMPNB_LOG_LEVEL",
-                "TMPNB_MAX_PER_IP", "TMPNB_SPAWN_RATE", "TMPNB_PIDS_LIMIT"}
+                "TMPNB_MAX_PER_IP", "TMPNB_SPAWN_RATE", "TMPNB_PIDS_LIMIT", "TMPNB_WEB_PROCESSES", "TMPNB_LONG_POLLS"}
 
 
 def log(message):
