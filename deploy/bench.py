@@ -88,7 +88,7 @@ TARGETS = {
 # Environment the service must not inherit from whoever runs the benchmark:
 # the benchmark sets what it needs, the rest takes the service's defaults.
 PASS_THROUGH = {"TMPNB_MEM_LIMIT", "TMPNB_CPU_SHARES", "TMPNB_SPAWN_TIMEOUT", "TMPNB_DOCKER_TIMEOUT", "TMPNB_LOG_LEVEL",
-                "TMPNB_MAX_PER_IP", "TMPNB_SPAWN_RATE", "TMPNB_PIDS_LIMIT"}
+                "TMPNB_MAX_PER_IP", "TMPNB_SPAWN_RATE", "TMPNB_PIDS_LIMIT", "TMPNB_WEB_PROCESSES", "TMPNB_LONG_POLLS"}
 
 
 def log(message):
@@ -558,7 +558,7 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
                     target, accept = urljoin(base, status["url"]), "text/html"
                 elif status.get("status") == "waiting":
                     result["polls"] += 1
-                    if not pause(poll):
+                    if not pause(status.get("poll_seconds", poll)):
                         return result
                 else:  # our place was lost: queue again, as the page does
                     target, accept = url, "text/html"
@@ -605,9 +605,7 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
                 seconds = POLL_SECONDS.search(response.text)
                 poll = float(seconds.group(1)) if seconds else retry_after(response)
                 target, accept = urljoin(response.url, found.group(1)), "application/json"
-                if not pause(poll):
-                    return result
-                continue
+                continue  # the page asks at once; each answer says when to ask again
             result["error"] = f"HTTP {response.status_code} at {response.url}: {response.text[:200]!r}"
             return result
 

@@ -1,16 +1,16 @@
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import Http404, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext
 from django.views.static import serve
 
 from pool import services, visitors
 from pool.http import client_address, no_store, page_or_json, spawn_rate_exceeded, wants_json
-from pool.models import Container, Pool
+from pool.models import Container
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
-POLL_SECONDS = 2  # the waiting page asks for its status this often (and so keeps its place)
+POLL_SECONDS = 2  # the waiting page asks again this long after a failed status request
 
 
 def spawn(request, path="", pool_name=None):
@@ -19,7 +19,9 @@ def spawn(request, path="", pool_name=None):
     takes their place in the waiting room."""
     if spawn_rate_exceeded(request):
         return refusal(request, gettext("Too many requests from your network address; please wait a minute."), 60)
-    pool = services.get_default_pool() if pool_name is None else get_object_or_404(Pool, name=pool_name)
+    pool = services.get_default_pool() if pool_name is None else services.pool_named(pool_name)
+    if pool is None:
+        raise Http404("no such pool")
     if (answer := visitors.gate(request, pool)) is not None:
         return answer  # a preview, a client without cookies, or a visitor without the pool's code
     visitor = visitors.visitor_id(request)
@@ -45,9 +47,11 @@ def spawn(request, path="", pool_name=None):
 
 
 def spawn_status(request):
-    """What the waiting page polls: ready (with the URL), or the visitor's place."""
+    """What the waiting page polls: ready (with the URL), or the visitor's
+    place. With ``?wait=1`` a waiting visitor's request is held until they are
+    served (a long poll); the answer says when to ask again (poll_seconds)."""
     visitor = visitors.visitor_id(request)
-    status = services.admission_status(visitor) if visitor else {"status": "unknown"}
+    status = services.await_admission(visitor, wait=bool(request.GET.get("wait"))) if visitor else {"status": "unknown"}
     return no_store(JsonResponse(status))
 
 

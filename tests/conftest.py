@@ -10,6 +10,7 @@ from django.conf import settings
 from django.test.utils import override_settings
 
 from pool import dockerapi, services
+from pool.services import pools
 from tests import stack
 from tests.factories import JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
@@ -57,6 +58,14 @@ def log_dir(tmp_path_factory):
 def docker_images():
     for image in (TINY_IMAGE, JUPYTER_IMAGE):
         assert dockerapi.image_exists(image), f"{image} is missing: deploy/test builds it (deploy/images/)"
+
+
+@pytest.fixture(autouse=True)
+def fresh_pool_lookups():
+    """Each test rolls the database back under the per-process pool lookup."""
+    pools.forget_pools()
+    yield
+    pools.forget_pools()
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import requests
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -132,7 +133,9 @@ class WebApp(Process):
     def __init__(self, port, env, log_dir, workers=2):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        args = [BIN / "gunicorn", "tmpnb_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", workers, "--threads", 4]
+        # Waiting pages' long polls hold threads of their own.
+        threads = 4 + int(env.get("TMPNB_LONG_POLLS", settings.TMPNB_LONG_POLLS))
+        args = [BIN / "gunicorn", "tmpnb_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", workers, "--threads", threads]
         super().__init__("web", args, env=env, log_dir=log_dir)
 
     def start(self):

@@ -192,7 +192,7 @@ if TMPNB_BACKEND not in BACKENDS:
 # absent Redis slows no request down.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "tmpnb_site.cache.RedisCache",
         "LOCATION": REDIS_URL,
         "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }
@@ -216,6 +216,9 @@ TMPNB_PIDS_LIMIT = env_int("TMPNB_PIDS_LIMIT", 256, minimum=16)
 # Seconds after which a visitor whose waiting page stopped checking in leaves the queue.
 TMPNB_QUEUE_TIMEOUT = env_int("TMPNB_QUEUE_TIMEOUT", 30, minimum=5)
 TMPNB_MAX_PER_IP = env_int("TMPNB_MAX_PER_IP", 30, minimum=1)
+# Waiting pages' status requests one web process lets wait for their turn at
+# once (each holds a thread: deploy/up gives gunicorn this many more threads).
+TMPNB_LONG_POLLS = env_int("TMPNB_LONG_POLLS", 16, minimum=0, maximum=1000)
 TMPNB_SPAWN_RATE = env_str("TMPNB_SPAWN_RATE", "600/m")
 # Guesses at a pool's access code one address may make per period.
 TMPNB_ACCESS_CODE_RATE = env_str("TMPNB_ACCESS_CODE_RATE", "10/m")

@@ -17,6 +17,7 @@ from pool.services.pools import (
     get_default_pool,
     init_default_pool,
     keep_pools_filled,
+    pool_named,
     pool_stats,
     resize_pool,
     resume_spawning,
@@ -26,13 +27,14 @@ from pool.services.schedules import apply_due_schedules
 from pool.services.spawning import SpawnTimeout, container_spec, spawn_container, static_files_root
 from pool.services.upkeep import cull_sessions, heartbeat, reconcile, sync_activity
 from pool.services.usage import record_turned_away, take_usage_sample
-from pool.services.waiting import Estimate, admission_status, drop_abandoned_places, estimate_wait, queue_position
+from pool.services.waiting import Estimate, admission_status, await_admission, drop_abandoned_places, estimate_wait, queue_position
 
 __all__ = [
     "AddressLimitReached",
     "Admission",
     "Estimate",
     "admission_status",
+    "await_admission",
     "admit",
     "drop_abandoned_places",
     "estimate_wait",
@@ -57,6 +59,7 @@ __all__ = [
     "kill_containers",
     "kill_sessions",
     "metric_values",
+    "pool_named",
     "pool_overview",
     "pool_stats",
     "reconcile",

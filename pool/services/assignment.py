@@ -3,7 +3,7 @@ order when there are more visitors than containers (the waiting room)."""
 
 from dataclasses import dataclass
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -11,6 +11,7 @@ from pool.models import Container, Event, Pool, QueueEntry, Session
 from pool.services.ending import request_refill
 from pool.services.events import record_event
 from pool.services.pools import PoolError
+from pool.services.turns import announce_turn
 
 
 class AddressLimitReached(PoolError):
@@ -33,20 +34,42 @@ def active_session(visitor):
     return Session.objects.active().select_related("container").filter(visitor=visitor).first()
 
 
-def admit(*, pool, visitor, client_ip=None, path="", wait=True):
+def admit(*, pool, visitor, client_ip=None, path="", wait=True, new_visitor=False):
     """Give ``visitor`` their container, or their place in ``pool``'s queue.
 
     A ready container always goes to the visitor who has waited longest; a
     reload finds the same place. With ``wait=False`` a visitor who cannot be
-    served at once is not queued.
+    served at once is not queued. A ``new_visitor`` (an id just made) holds
+    nothing yet, so nothing is looked up for them.
+
+    When nobody waits (the common case, a burst on a filled pool), the reads
+    come first, without any lock, and the claim is one short write that
+    only one claimer can win. Only the waiting room takes the pool's lock,
+    which keeps its order exact.
     """
-    session = active_session(visitor)
+    session = None if new_visitor else active_session(visitor)
     if session is not None:
         return Admission(session=session)
+    if new_visitor or not QueueEntry.objects.waiting().filter(visitor=visitor).exists():
+        _check_address(client_ip)
+        try:
+            with transaction.atomic():
+                session = claim_ready_container(pool, visitor=visitor, client_ip=client_ip, only_if_nobody_waits=True)
+        except IntegrityError:
+            # The same visitor was admitted by a concurrent request: ours rolled back.
+            return Admission(session=active_session(visitor))
+        if session is not None:
+            _refill_after_claim(pool)
+            return Admission(session=session)
+    return _admit_through_queue(pool, visitor, client_ip, path, wait)
+
+
+def _admit_through_queue(pool, visitor, client_ip, path, wait):
+    """Nothing was ready, or someone waits: the visitor takes (or keeps) their
+    place, and the head of the queue gets whatever is ready, under the pool's
+    lock (on SQLite, IMMEDIATE transactions do the same)."""
     try:
         with transaction.atomic():
-            # Admissions queue up on the pool row (on SQLite, IMMEDIATE
-            # transactions do the same): counts and order below are exact.
             Pool.objects.select_for_update().filter(pk=pool.pk).exists()
             if (session := active_session(visitor)) is not None:
                 return Admission(session=session)
@@ -54,9 +77,10 @@ def admit(*, pool, visitor, client_ip=None, path="", wait=True):
             if entry is None:
                 _check_address(client_ip)
                 if not pool.queue.waiting().exists():
-                    # Nobody waits: no queue to pass through (the common, fast case).
-                    session = _claim_ready(pool, visitor, client_ip)
+                    # Became ready meanwhile, and still nobody waits.
+                    session = claim_ready_container(pool, visitor=visitor, client_ip=client_ip)
                     if session is not None:
+                        request_refill(pool.pk)
                         return Admission(session=session)
                 if not wait:
                     return Admission()
@@ -69,7 +93,6 @@ def admit(*, pool, visitor, client_ip=None, path="", wait=True):
             request_refill(pool.pk)  # the queue may let the pool spawn more
             return Admission(entry=entry)
     except IntegrityError:
-        # The same visitor was admitted by a concurrent request: ours rolled back.
         return Admission(session=active_session(visitor))
 
 
@@ -97,24 +120,64 @@ def _check_address(client_ip):
         )
 
 
-def _claim_ready(pool, visitor, client_ip, waited=None):
-    """Hand the longest-ready container to ``visitor``; None if none is ready."""
-    for container_pk in pool.containers.ready().order_by("ready_at", "pk").values_list("pk", flat=True)[:3]:
-        # The conditional update changes the row for exactly one claimer.
-        if Container.objects.filter(pk=container_pk, state=Container.State.READY).update(
-            state=Container.State.ASSIGNED, assigned_at=timezone.now()
-        ):
-            request_refill(pool.pk)
-            session = Session.objects.select_related("container").create(
-                visitor=visitor, container_id=container_pk, client_ip=client_ip, waited=waited
-            )
-            record_event(
-                Event.Kind.ASSIGNMENT, f"{session.container.name} assigned to visitor {session.visitor_tag}",
-                pool=pool, container=session.container, session=session, actor=session.visitor_tag,
-                waited=None if waited is None else round(waited.total_seconds(), 3),
-            )
-            return session
-    return None
+# What a claim reads back: what the visitor's redirect and ending a session need.
+CLAIM_RETURNS = {"id", "pool_id", "name", "path_id", "token", "docker_id", "host_ip", "host_port", "node"}
+
+
+def claim_ready_container(pool, *, visitor, client_ip=None, waited=None, only_if_nobody_waits=False):
+    """Hand the longest-ready container of ``pool`` to ``visitor`` and open
+    their session; None if none is ready (or, with ``only_if_nobody_waits``,
+    if someone waits: they come first). Call it inside a transaction.
+
+    One UPDATE picks and takes the container, so only one claimer can win
+    it; on PostgreSQL, claimers skip each other's locked rows instead of
+    queueing on them. The unique live session per visitor is the second lock.
+    """
+    container_table, queue_table = Container._meta.db_table, QueueEntry._meta.db_table
+    ready, now = Container.State.READY, timezone.now()
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    nobody_waits = (
+        f" AND NOT EXISTS (SELECT 1 FROM {queue_table} WHERE pool_id = %s AND served_at IS NULL AND left_at IS NULL)"
+        if only_if_nobody_waits else ""
+    )
+    columns = [field.attname for field in Container._meta.concrete_fields if field.attname in CLAIM_RETURNS]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {container_table} SET state = %s, assigned_at = %s"
+            f" WHERE state = %s AND id = (SELECT id FROM {container_table} WHERE pool_id = %s AND state = %s"
+            f" ORDER BY ready_at, id LIMIT 1{skip_locked}){nobody_waits}"
+            f" RETURNING {', '.join(columns)}",
+            [Container.State.ASSIGNED, connection.ops.adapt_datetimefield_value(now), ready, pool.pk, ready]
+            + ([pool.pk] if only_if_nobody_waits else []),
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # from_db wants the model's field order; the other fields load on first use.
+    container = Container.from_db(connection.alias, columns, row)
+    container.state, container.assigned_at = Container.State.ASSIGNED, now
+    session = Session.objects.create(visitor=visitor, container=container, client_ip=client_ip, waited=waited)
+    record_event(
+        Event.Kind.ASSIGNMENT, f"{container.name} assigned to visitor {session.visitor_tag}",
+        pool=pool, container=container, session=session, actor=session.visitor_tag,
+        waited=None if waited is None else round(waited.total_seconds(), 3),
+    )
+    return session
+
+
+def _refill_after_claim(pool):
+    """A claim leaves the pool's live count as it was: a pool at capacity has
+    nothing to refill, so most claims of a burst queue nothing. (Counted in
+    plain SQL: on this path, building the ORM's query cost more than the count.)"""
+    states = Container.LIVE_STATES
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT count(*) FROM {Container._meta.db_table} WHERE pool_id = %s AND state IN ({', '.join(['%s'] * len(states))})",
+            [pool.pk, *states],
+        )
+        (live,) = cursor.fetchone()
+    if live < pool.capacity:
+        request_refill(pool.pk)
 
 
 def _serve_queue(pool):
@@ -130,8 +193,10 @@ def _serve_queue(pool):
             # Served elsewhere meanwhile (another pool): their place is no longer needed.
             QueueEntry.objects.filter(pk=entry.pk).update(left_at=now)
             continue
-        if _claim_ready(pool, entry.visitor, entry.client_ip, waited=now - entry.joined_at) is None:
+        if claim_ready_container(pool, visitor=entry.visitor, client_ip=entry.client_ip, waited=now - entry.joined_at) is None:
             break  # nothing more is ready
+        request_refill(pool.pk)
+        transaction.on_commit(lambda visitor=entry.visitor: announce_turn(visitor))
         QueueEntry.objects.filter(pk=entry.pk).update(served_at=now)
         served += 1
     return served

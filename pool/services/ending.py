@@ -4,6 +4,7 @@ together."""
 
 import logging
 
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,15 +16,28 @@ from proxyapi import ProxyError, get_proxy
 log = logging.getLogger(__name__)
 
 
+REFILL_GATHER_SECONDS = 1  # the cache's expiry is in whole seconds
+
+
 def request_refill(pool_id):
     """Queue a fill of the pool once the current transaction commits, so a
-    place taken or freed is refilled now rather than at the next heartbeat."""
+    place taken or freed is refilled now rather than at the next heartbeat.
+
+    A burst asks for a refill on every claim; one per pool and second is
+    enough, since a fill counts what is missing from the rows. The first
+    request of a second queues a fill at once; one more is queued for the end
+    of that second, to count the claims made meanwhile; the rest queue
+    nothing. The heartbeat fills whatever a lost request missed.
+    """
     from pool.tasks import fill_pool  # the tasks module imports the services
 
     def queue():
         try:
-            fill_pool.delay(pool_id)
-        except Exception as error:  # the broker is down: the heartbeat refills later
+            if cache.add(f"tmpnb:refill:{pool_id}", 1, REFILL_GATHER_SECONDS):
+                fill_pool.delay(pool_id)
+            elif cache.add(f"tmpnb:refill-later:{pool_id}", 1, REFILL_GATHER_SECONDS):
+                fill_pool.apply_async((pool_id,), countdown=REFILL_GATHER_SECONDS)
+        except Exception as error:  # the broker or cache is down: the heartbeat refills later
             log.warning("could not queue a refill of pool %s: %s", pool_id, error)
 
     transaction.on_commit(queue)

@@ -2,11 +2,14 @@
 
 import logging
 import secrets
+import time
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 from pool.models import Container, Event, Pool
@@ -38,9 +41,29 @@ def init_default_pool():
 
 
 def get_default_pool():
-    name = settings.TMPNB_DEFAULT_POOL["name"]
+    return pool_named(settings.TMPNB_DEFAULT_POOL["name"]) or init_default_pool()[0]
+
+
+POOL_LOOKUP_SECONDS = 1.0
+_pools_by_name = {}  # name -> (pool, monotonic time until which it is used)
+
+
+def pool_named(name):
+    """The pool called ``name``, or None. A burst asks for its pool on every
+    request and pools change rarely, so each process reads it at most once a
+    second; a change saved in this process is seen at once."""
+    pool, until = _pools_by_name.get(name, (None, 0))
+    if until > time.monotonic():
+        return pool
     pool = Pool.objects.filter(name=name).first()
-    return pool or init_default_pool()[0]
+    if pool is not None:
+        _pools_by_name[name] = (pool, time.monotonic() + POOL_LOOKUP_SECONDS)
+    return pool
+
+
+@receiver([post_save, post_delete], sender=Pool)
+def forget_pools(**kwargs):
+    _pools_by_name.clear()
 
 
 def resize_pool(pool, capacity, ready_target=None, by="", schedule=None):

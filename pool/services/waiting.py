@@ -11,10 +11,13 @@ from django.utils.translation import gettext, ngettext
 
 from pool.models import Container, QueueEntry, Session
 from pool.services.assignment import active_session
+from pool.services.turns import wait_for_turn
 
 DEFAULT_SPAWN_SECONDS = 5.0  # before any container of the pool was measured
 SPAWN_SAMPLE = 20
 FREEING_WINDOW = timedelta(minutes=15)
+MAX_LONG_POLL_SECONDS = 60
+POLL_SECONDS = 1  # when a status request could not wait for the visitor's turn
 
 
 @dataclass(frozen=True)
@@ -148,3 +151,25 @@ def describe_wait(seconds):
         return gettext("about an hour")
     count = round(minutes / 60)
     return ngettext("about %(count)d hour", "about %(count)d hours", count) % {"count": count}
+def long_poll_seconds():
+    """How long a status request may wait: well within TMPNB_QUEUE_TIMEOUT
+    (10 s by default), since only the requests themselves keep a visitor's
+    place."""
+    return min(MAX_LONG_POLL_SECONDS, settings.TMPNB_QUEUE_TIMEOUT / 3)
+
+
+def await_admission(visitor, wait=True):
+    """admission_status, with when to ask again. With ``wait``, a waiting
+    visitor's answer is held until they are served (or long_poll_seconds
+    pass), and they may ask again at once; otherwise, or when this process
+    cannot hold one more request, POLL_SECONDS later."""
+    status = admission_status(visitor)
+    if status["status"] != "waiting":
+        return status
+    if wait and wait_for_turn(visitor, long_poll_seconds()):
+        status, poll = admission_status(visitor), 0
+    else:
+        poll = POLL_SECONDS
+    if status["status"] == "waiting":
+        status.update(poll_seconds=poll, long_poll_seconds=long_poll_seconds())
+    return status

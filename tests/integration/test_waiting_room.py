@@ -3,6 +3,7 @@ arrival order and are let in, each to a container of their own."""
 
 from concurrent.futures import ThreadPoolExecutor
 
+from django.utils import timezone
 
 from pool import services
 from pool.models import Session
@@ -69,3 +70,31 @@ def test_with_room_in_the_pool_waiting_visitors_get_new_spawns_and_nobody_is_tur
     assert all("/user/" in url for url in urls)
     assert len({url.split("/tree")[0] for url in urls}) == 5
     assert Session.objects.active().count() == 5
+
+
+def test_a_waiting_visitors_status_request_is_answered_ready_as_soon_as_they_are_served(live_stack):
+    PoolFactory(capacity=1)
+    # Status requests may then be held for a minute: one answered "ready"
+    # well before that was woken by the handover itself.
+    live_stack.start(TMPNB_QUEUE_TIMEOUT=3600)
+    wait_until(lambda: ready_count() == 1, timeout=60, what="1 ready container")
+    arrive(live_stack.url)
+    waiter, page = arrive(live_stack.url)
+    assert "Your place in the queue" in page.text
+    first = status(waiter, live_stack.url)
+    assert first["status"] == "waiting" and first["long_poll_seconds"] == 60 and first["poll_seconds"] == 1
+
+    def long_poll():
+        asked_at = timezone.now()
+        answer = waiter.get(f"{live_stack.url}/waiting/status?wait=1", headers={"Accept": "application/json"}, timeout=50)
+        return asked_at, answer.json()
+
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        pending = executor.submit(long_poll)
+        services.kill_sessions(list(Session.objects.active()), by="test")  # a place frees up: a spawn for the waiter
+        asked_at, answer = pending.result()
+    assert answer["status"] == "ready" and "/user/" in answer["url"]
+    served = Session.objects.active().get()
+    assert asked_at < served.started_at  # asked while still waiting
+    page = waiter.get(f"{live_stack.url}{answer['url']}", timeout=30)
+    assert page.status_code == 200 and page.url.split("?")[0].endswith(served.container.base_path + "tree")

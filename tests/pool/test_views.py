@@ -64,7 +64,7 @@ def test_when_nothing_is_ready_the_visitor_waits_on_a_page_that_moves_on_by_itse
     assert "Your place in the queue: <strong id=\"position\">1</strong>" in html
     assert "A notebook server is starting for you." in html
     assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in html
-    assert 'fetch("/waiting/status"' in html
+    assert 'fetch("/waiting/status?wait=1"' in html  # a long poll
 
 
 def test_when_nothing_is_ready_an_api_client_gets_429_json(client, pool):

@@ -151,3 +151,18 @@ def test_api_clients_that_do_not_wait_get_a_retry_after_from_the_estimate(client
     assert response.status_code == 429
     assert response["Retry-After"] == "12"
     assert not QueueEntry.objects.exists()
+
+
+def test_without_redis_a_status_request_does_not_wait_and_says_to_ask_again_soon():
+    pool = PoolFactory(capacity=1)
+    admit(pool, "ann")
+    status = services.await_admission("ann")  # the tests' Redis address is closed
+    assert status["status"] == "waiting" and status["poll_seconds"] == services.waiting.POLL_SECONDS
+
+
+def test_a_served_visitor_is_told_at_once_without_waiting():
+    pool = PoolFactory(capacity=1)
+    admit(pool, "ann")
+    ContainerFactory(pool=pool)
+    services.serve_queue(pool.pk)
+    assert services.await_admission("ann")["status"] == "ready"
