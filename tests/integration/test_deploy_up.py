@@ -134,7 +134,7 @@ def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service, ima
     assert match, page.url
     base = match.group(1)
     assert own_page in page.text and base in page.text
-    assert {tuple(c.image.tags) for c in service.containers()} == {(docker_image,)}
+    assert {c.attrs["Config"]["Image"] for c in service.containers()} == {docker_image}
 
     kernel = browser.post(f"{service.url}{base}api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}, timeout=30)
     assert kernel.status_code == 201, kernel.text
