@@ -20,11 +20,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import COMMANDS, IMAGES, Service, ensure_image, log  # noqa: E402
+from playwright.async_api import TimeoutError as PlaywrightTimeout, async_playwright  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 USABLE = {"jupyter": ".jp-LauncherCard", "classic": "#notebook_list"}
+BOUND = 180  # seconds a participant waits before the run counts it as not served
 
 
 async def participant(browser, url, selector, start):
@@ -39,17 +41,20 @@ async def participant(browser, url, selector, start):
     page = await context.new_page()
     await start.wait()
     started = time.perf_counter()
-    await page.goto(url, timeout=180_000)
-    await page.wait_for_selector(selector, timeout=180_000)
-    seconds = time.perf_counter() - started
+    try:
+        await page.goto(url, timeout=BOUND * 1000)
+        await page.wait_for_selector(selector, timeout=BOUND * 1000)
+        seconds = time.perf_counter() - started
+    except PlaywrightTimeout:
+        text = " ".join((await page.inner_text("body")).split())[:200]
+        log(f"not usable within {BOUND} s at {page.url}: {text!r}")
+        seconds = None
     await asyncio.sleep(0.5)  # let the size callbacks of the last requests finish
     await context.close()
     return seconds, len(received), sum(received)
 
 
 async def burst(url, n, selector):
-    from playwright.async_api import async_playwright
-
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
@@ -79,10 +84,11 @@ def main(argv=None):
             with Service(image=image, pool_size=n, name=f"browser-{n}", command=command) as service:
                 service.wait_ready(n)
                 results = asyncio.run(burst(f"{service.url}/", n, USABLE[args.image]))
-            seconds = sorted(s for s, _, _ in results)
+            seconds = sorted(s for s, _, _ in results if s is not None) or [float("nan")]
             files, sizes = [f for _, f, _ in results], [b for _, _, b in results]
             log(
-                f"{args.image}{' uncompressed' if args.uncompressed else ''}, {n} at once (round {round_ + 1}): usable after "
+                f"{args.image}{' uncompressed' if args.uncompressed else ''}, {n} at once (round {round_ + 1}): "
+                f"{sum(s is not None for s, _, _ in results)} of {n} usable, after "
                 f"median {statistics.median(seconds):.2f} s, max {seconds[-1]:.2f} s "
                 f"[{', '.join(f'{s:.2f}' for s in seconds)}]; each loaded {statistics.median(files):.0f} files, "
                 f"{statistics.median(sizes) / 1e6:.2f} MB"
