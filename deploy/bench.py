@@ -48,25 +48,23 @@ import docker
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE  # noqa: E402 (free of Django)
 
 TINY_IMAGE = "tmpnb/tiny:latest"
-JUPYTER_IMAGE = "tmpnb/jupyter:latest"
-IMAGES = {"tiny": TINY_IMAGE, "jupyter": JUPYTER_IMAGE}
-BUILDERS = {TINY_IMAGE: ROOT / "deploy/images/build-tiny", JUPYTER_IMAGE: ROOT / "deploy/images/build-jupyter"}
+JUPYTER_IMAGE = DEFAULT_IMAGE  # JupyterLab 4, the service's default
+IMAGES = {"tiny": TINY_IMAGE, "jupyter": JUPYTER_IMAGE, "classic": CLASSIC_IMAGE}
+BUILD_JUPYTER = ROOT / "deploy/images/build-jupyter"
+BUILDERS = {TINY_IMAGE: [ROOT / "deploy/images/build-tiny"], JUPYTER_IMAGE: [BUILD_JUPYTER], CLASSIC_IMAGE: [BUILD_JUPYTER, "--classic"]}
 # busybox httpd serving a page that names its base path (as in tests/factories.py),
 # so a visitor can tell that it reached its own container.
 TINY_COMMAND = (
     "sh -c 'mkdir -p /www{base_path} && echo container {base_path} > /www{base_path}index.html"
     " && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www'"
 )
-# The service's default command (pool/command.py), repeated for the raw runs.
-JUPYTER_COMMAND = (
-    "jupyter notebook --no-browser --ip={ip} --port={port} "
-    "--NotebookApp.base_url={base_path} --NotebookApp.token={token} "
-    "--NotebookApp.port_retries=0"
-)
-COMMANDS = {TINY_IMAGE: TINY_COMMAND, JUPYTER_IMAGE: JUPYTER_COMMAND}
-JUPYTER_TITLE = "<title>Home Page - Select or create a notebook</title>"
+COMMANDS = {TINY_IMAGE: TINY_COMMAND, JUPYTER_IMAGE: DEFAULT_COMMAND, CLASSIC_IMAGE: CLASSIC_COMMAND}
+# What the landing page of each image holds once it is the visitor's own.
+LANDING_MARKERS = {JUPYTER_IMAGE: "<title>JupyterLab</title>", CLASSIC_IMAGE: "<title>Home Page - Select or create a notebook</title>"}
 CONTAINER_PORT = 8888
 MEM_LIMIT = "512m"  # the service's default TMPNB_MEM_LIMIT, used for the raw runs too
 LABEL_INSTALLATION = "tmpnb.installation"
@@ -189,7 +187,7 @@ def ensure_image(image):
     finally:
         client.close()
     log(f"building {image} (once)")
-    subprocess.run([str(BUILDERS[image])], check=True)
+    subprocess.run([str(arg) for arg in BUILDERS[image]], check=True)
 
 
 # --- the service under test --------------------------------------------------
@@ -198,8 +196,9 @@ def ensure_image(image):
 class Service:
     """One ``deploy/up`` on free loopback ports, with its own state and label."""
 
-    def __init__(self, *, image, pool_size, ready_target=None, heartbeat=5.0, max_dock_workers=2, name="case", database_url=None):
+    def __init__(self, *, image, pool_size, ready_target=None, heartbeat=5.0, max_dock_workers=2, name="case", database_url=None, command=None):
         self.image = image
+        self.command = command or COMMANDS[image]
         self.pool_size = pool_size
         self.ready_target = pool_size if ready_target is None else ready_target
         self.heartbeat = heartbeat
@@ -233,7 +232,7 @@ class Service:
             TMPNB_POOL_SIZE=str(self.pool_size),
             TMPNB_READY_TARGET=str(self.ready_target),
             TMPNB_IMAGE=self.image,
-            TMPNB_COMMAND=COMMANDS[self.image],
+            TMPNB_COMMAND=self.command,
             TMPNB_HEARTBEAT=str(self.heartbeat),
             TMPNB_MAX_DOCK_WORKERS=str(self.max_dock_workers),
         )
@@ -499,7 +498,7 @@ def visitor_address(i):
 COOKIE_STEP = re.compile(r'<meta http-equiv="refresh" content="0;url=([^"]+)">')
 WAITING_STATUS = re.compile(r"""fetch\(["']([^"']+)["']""")
 POLL_SECONDS = re.compile(r"setTimeout\(poll,\s*([0-9.]+)\s*\*\s*1000\)")
-LANDED = re.compile(r"^https?://[^/]+/user/([A-Za-z0-9_-]+)/tree(\?|$)")
+LANDED = re.compile(r"^https?://[^/]+/user/([A-Za-z0-9_-]+)/(tree|lab)(\?|$)")
 
 
 def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
@@ -508,7 +507,7 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
     its own notebook page answers 200. Returns what happened.
 
     - The cookie step (a 200 page that goes on by itself): go on at once, as a browser does.
-    - 302 to /user/<id>/tree: served once that page is the visitor's own.
+    - 302 to /user/<id>/tree (or /lab): served once that page is the visitor's own.
     - The waiting room (a 200 page that polls a status URL from JavaScript):
       poll that URL as the page does, every ``setTimeout`` seconds the page
       names, then follow the URL it gives once ready; "unknown" reloads /spawn/.
@@ -569,7 +568,7 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
                 if image == TINY_IMAGE:
                     own = response.text.strip() == f"tree /user/{path_id}/"
                 else:
-                    own = JUPYTER_TITLE in response.text and f"/user/{path_id}/" in response.text
+                    own = LANDING_MARKERS[image] in response.text and f"/user/{path_id}/" in response.text
                 if own:
                     result.update(outcome="served", seconds=now - started, path_id=path_id)
                     first = response.history[0] if response.history else None
@@ -1107,7 +1106,7 @@ def parse_args(argv):
                         help="poll or reload at most this many seconds apart while waiting (default: as the service's pages do)")
     parser.add_argument("--bound", type=float, default=60.0, help="a visitor not served within this many seconds is turned away (default 60)")
     parser.add_argument("--refill-n", type=int, default=30, help="containers per refill measure (tiny; Jupyter at most 20; default 30)")
-    parser.add_argument("--refill-images", default="tiny,jupyter", help="images of the refill case: tiny,jupyter (default both)")
+    parser.add_argument("--refill-images", default="tiny,jupyter", help="images of the refill case: tiny,jupyter,classic (default tiny,jupyter; jupyter is JupyterLab)")
     parser.add_argument("--heartbeat", type=float, default=5.0, help="TMPNB_HEARTBEAT of the service (default 5, the service's default)")
     parser.add_argument("--max-dock-workers", type=int, default=2, help="TMPNB_MAX_DOCK_WORKERS, also the raw runs' Docker slots (default 2)")
     parser.add_argument("--database-url", default=None,
@@ -1123,7 +1122,7 @@ def parse_args(argv):
         parser.error(f"unknown case {', '.join(unknown)}; known: {', '.join(ALL_CASES)}")
     args.refill_images = [c.strip() for c in args.refill_images.split(",") if c.strip()]
     if any(kind not in IMAGES for kind in args.refill_images):
-        parser.error("--refill-images takes tiny and/or jupyter")
+        parser.error("--refill-images takes tiny, jupyter and/or classic")
     return args
 
 
@@ -1139,8 +1138,10 @@ def main(argv=None):
     needed = set()
     if {"a", "c", "footprint", "sweep"} & set(args.cases) or ("refill" in args.cases and "tiny" in args.refill_images):
         needed.add(TINY_IMAGE)
-    if "b" in args.cases or ("refill" in args.cases and "jupyter" in args.refill_images):
+    if "b" in args.cases:
         needed.add(JUPYTER_IMAGE)
+    if "refill" in args.cases:
+        needed.update(IMAGES[kind] for kind in args.refill_images if kind != "tiny")
     for image in sorted(needed):
         ensure_image(image)
     bench = Bench(args)

@@ -123,7 +123,7 @@ load_service_env() {
   API_PORT=${TMPNB_PROXY_API_PORT:-8001}
   REDIS_PORT=${TMPNB_REDIS_PORT:-6379}
   export TMPNB_PORT=${TMPNB_PORT:-9999}
-  export TMPNB_IMAGE=${TMPNB_IMAGE:-tmpnb/jupyter:latest}
+  export TMPNB_IMAGE=${TMPNB_IMAGE:-tmpnb/jupyterlab:latest}
   export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}
   export CONFIGPROXY_ENDPOINT=${CONFIGPROXY_ENDPOINT:-http://127.0.0.1:$API_PORT}
   export TMPNB_VAR_DIR=${TMPNB_VAR_DIR:-$TMPNB_STATE/var}

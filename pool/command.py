@@ -4,15 +4,29 @@ Kept free of Django imports so that settings can validate the template at
 start-up with the same rules the admin uses.
 """
 
+import re
 import string
 
 PLACEHOLDERS = ("base_path", "port", "ip", "token")
 
+# The images deploy/images/build-jupyter makes, by default and with --classic.
+DEFAULT_IMAGE = "tmpnb/jupyterlab:latest"
+CLASSIC_IMAGE = "tmpnb/jupyter:latest"
+
+# JupyterLab 4 on jupyter-server 2 (deploy/images/build-jupyter); it opens /lab.
 DEFAULT_COMMAND = (
+    "jupyter lab --no-browser --ip={ip} --port={port} "
+    "--ServerApp.base_url={base_path} --IdentityProvider.token={token} "
+    "--ServerApp.root_dir=/home/jovyan --ServerApp.port_retries=0"
+)
+# Debian's classic Notebook 6 (build-jupyter --classic), which knows only NotebookApp.
+CLASSIC_COMMAND = (
     "jupyter notebook --no-browser --ip={ip} --port={port} "
     "--NotebookApp.base_url={base_path} --NotebookApp.token={token} "
     "--NotebookApp.port_retries=0"
 )
+# What a classic option is called on jupyter-server 2; the rest keep their name under ServerApp.
+SERVER2_NAMES = {"token": "IdentityProvider.token", "password": "PasswordIdentityProvider.hashed_password", "notebook_dir": "ServerApp.root_dir"}
 
 
 def check_command_template(template):
@@ -29,6 +43,21 @@ def check_command_template(template):
         raise ValueError(f"unknown placeholder {', '.join('{%s}' % f for f in unknown)} in the command; known: {known}")
     if "base_path" not in fields:
         raise ValueError("the command must place {base_path}, so the server answers under its own /user/<id>/ path")
+    _check_server2_options(template)
+
+
+def _check_server2_options(template):
+    """`jupyter lab` and `jupyter server` run on jupyter-server 2, where
+    NotebookApp options are deprecated: for now they are passed on to ServerApp
+    with a warning, and a release that drops them would serve at / and never
+    become ready under the pool's path. Refused now, naming the new option."""
+    classic = re.findall(r"--NotebookApp\.(\w+)", template)
+    if classic and re.search(r"\bjupyter[ -](lab|server)\b", template):
+        name = classic[0]
+        raise ValueError(
+            f"jupyter-server 2 no longer takes --NotebookApp.{name}: write --{SERVER2_NAMES.get(name, 'ServerApp.' + name)} "
+            "(or run Debian's classic Notebook with its own command, see the README)"
+        )
 
 
 def render_command(template, *, base_path, port, ip, token):

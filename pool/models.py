@@ -54,7 +54,7 @@ class Pool(models.Model):
     cpu_shares = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(2)])
     container_ip = models.GenericIPAddressField(default="127.0.0.1", help_text="Host address ports are published on.")
     container_port = models.PositiveIntegerField(default=8888, help_text="Port the server listens on inside.")
-    redirect_uri = models.CharField(max_length=200, default="/tree", help_text="Where a new visitor lands.")
+    redirect_uri = models.CharField(max_length=200, default="/lab", help_text="Where a new visitor lands.")
     cull_timeout = models.PositiveIntegerField(default=3600, help_text="Seconds idle before a session is culled.")
     cull_max = models.PositiveIntegerField(default=14400, help_text="Seconds after which a session is culled even if active.")
     cpu_quota = models.PositiveIntegerField(

@@ -12,7 +12,7 @@ from django.test.utils import override_settings
 from pool import dockerapi, services
 from pool.services import pools
 from tests import stack
-from tests.factories import JUPYTER_IMAGE, TINY_IMAGE, new_visitor
+from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
 from tmpnb_site.celery import app as celery_app
 
@@ -56,7 +56,7 @@ def log_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def docker_images():
-    for image in (TINY_IMAGE, JUPYTER_IMAGE):
+    for image in (TINY_IMAGE, JUPYTER_IMAGE, CLASSIC_JUPYTER_IMAGE):
         assert dockerapi.image_exists(image), f"{image} is missing: deploy/test builds it (deploy/images/)"
 
 

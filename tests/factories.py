@@ -8,11 +8,13 @@ from django.core import signing
 from django.forms import model_to_dict
 from django.utils import timezone
 
+from pool.command import CLASSIC_IMAGE, DEFAULT_IMAGE
 from pool.models import Container, Pool, Session
 from pool.visitors import VISITOR_COOKIE
 
 TINY_IMAGE = "tmpnb/tiny:latest"
-JUPYTER_IMAGE = "tmpnb/jupyter:latest"
+JUPYTER_IMAGE = DEFAULT_IMAGE  # JupyterLab 4 on jupyter-server 2
+CLASSIC_JUPYTER_IMAGE = CLASSIC_IMAGE  # Debian's Notebook 6
 # busybox httpd serving a page that names its base path, so a test can tell
 # which container answered.
 TINY_COMMAND = (

@@ -35,6 +35,7 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_CONTAINER_IP", "localhost", "TMPNB_CONTAINER_IP must be an IP address"),
         ("TMPNB_CONTAINER_PORT", "70000", "TMPNB_CONTAINER_PORT must be at most 65535"),
         ("TMPNB_COMMAND", "jupyter notebook --base={base_path} --x={nope}", "TMPNB_COMMAND: unknown placeholder {nope}"),
+        ("TMPNB_COMMAND", "jupyter lab --NotebookApp.base_url={base_path}", "TMPNB_COMMAND: jupyter-server 2 no longer takes --NotebookApp.base_url: write --ServerApp.base_url"),
         ("TMPNB_MAX_DOCK_WORKERS", "0", "TMPNB_MAX_DOCK_WORKERS must be at least 1"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL starting with redis://"),
         ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL must be a URL starting with sqlite://"),
@@ -77,6 +78,23 @@ def test_good_values_make_the_default_pool(tmp_path):
     assert "'ready_target': 5" in result.stdout
     assert "'image': 'my/image:1'" in result.stdout
     assert "'mem_limit': '1g'" in result.stdout
+
+
+def test_the_default_pool_lands_participants_in_jupyterlab(tmp_path):
+    result = start_with(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "'image': 'tmpnb/jupyterlab:latest'" in result.stdout
+    assert "'command': 'jupyter lab " in result.stdout
+    assert "'redirect_uri': '/lab'" in result.stdout
+
+
+def test_the_classic_image_brings_its_own_command_and_landing_page(tmp_path):
+    result = start_with(tmp_path, TMPNB_IMAGE="tmpnb/jupyter:latest")
+    assert result.returncode == 0, result.stderr
+    assert "'command': 'jupyter notebook " in result.stdout and "--NotebookApp.base_url={base_path}" in result.stdout
+    assert "'redirect_uri': '/tree'" in result.stdout
+    explicit = start_with(tmp_path, TMPNB_IMAGE="tmpnb/jupyter:latest", TMPNB_REDIRECT_URI="/notebooks/intro.ipynb")
+    assert "'redirect_uri': '/notebooks/intro.ipynb'" in explicit.stdout
 
 
 def test_a_secret_can_come_from_a_file(tmp_path):

@@ -13,7 +13,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from pool.backend import BACKENDS
-from pool.command import DEFAULT_COMMAND, check_command_template
+from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, check_command_template
 from pool.options import parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
     env_bool,
@@ -251,13 +251,18 @@ def _checked(name, value, check):
     return value
 
 
-_REDIRECT_URI = env_str("TMPNB_REDIRECT_URI", "/tree")
+_IMAGE = env_str("TMPNB_IMAGE", DEFAULT_IMAGE)
+# The classic image knows only NotebookApp options and has no /lab: choosing
+# it brings its own command and landing page unless those are set too.
+_CLASSIC = _IMAGE == CLASSIC_IMAGE
+_COMMAND = env_str("TMPNB_COMMAND", CLASSIC_COMMAND if _CLASSIC else DEFAULT_COMMAND)
+_REDIRECT_URI = env_str("TMPNB_REDIRECT_URI", "/tree" if _CLASSIC else "/lab")
 _POOL_OPTIONS = {
     # pool field: (variable, value)
     "capacity": ("TMPNB_POOL_SIZE", env_int("TMPNB_POOL_SIZE", 10, minimum=0, maximum=10000)),
     "ready_target": ("TMPNB_READY_TARGET", env_int("TMPNB_READY_TARGET", None, minimum=0)),
-    "image": ("TMPNB_IMAGE", env_str("TMPNB_IMAGE", "tmpnb/jupyter:latest")),
-    "command": ("TMPNB_COMMAND", _checked("TMPNB_COMMAND", env_str("TMPNB_COMMAND", DEFAULT_COMMAND), check_command_template)),
+    "image": ("TMPNB_IMAGE", _IMAGE),
+    "command": ("TMPNB_COMMAND", _checked("TMPNB_COMMAND", _COMMAND, check_command_template)),
     "mem_limit": ("TMPNB_MEM_LIMIT", env_size("TMPNB_MEM_LIMIT", "512m")),
     "cpu_shares": ("TMPNB_CPU_SHARES", env_int("TMPNB_CPU_SHARES", None, minimum=2, maximum=262144)),
     "cpu_quota": ("TMPNB_CPU_QUOTA", env_int("TMPNB_CPU_QUOTA", None, minimum=1000)),

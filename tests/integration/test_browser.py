@@ -1,15 +1,20 @@
 """The organiser's real flow in headless Chromium (Debian's package, driven
 by Playwright) against the live stack: log in, see a participant's new
 session on the dashboard, kill it; the participant's next request shows the
-ended page. Screenshots go to artifacts/screenshots/."""
+ended page. Screenshots go to artifacts/screenshots/. A participant opens
+a deep link into JupyterLab and runs a cell."""
 
+import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 
 from pool import services
+from pool.command import DEFAULT_COMMAND
 from pool.models import Session
-from tests.factories import PoolFactory
+from tests.factories import JUPYTER_IMAGE, PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
 from tests.stack import ROOT, Browser
 
@@ -119,3 +124,49 @@ def test_the_waiting_page_moves_on_to_the_notebook_by_itself(live_stack, open_br
     participant.wait_for_url("**/user/**", timeout=30_000)  # no click, no reload
     assert participant.text_content("body").strip().startswith("tree /user/")
     assert Session.objects.active().get().container.base_path in participant.url
+
+
+INTRO = {
+    "cells": [{"cell_type": "code", "execution_count": None, "id": "answer", "metadata": {}, "outputs": [], "source": "print(6 * 7)"}],
+    "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+@pytest.fixture
+def workshop_folder(tmp_path):
+    """A folder of notebooks mounted into every container, as an organiser's host_directories."""
+    folder = tmp_path / "workshop"
+    folder.mkdir()
+    (folder / "intro.ipynb").write_text(json.dumps(INTRO))
+    os.chown(folder, 1000, 1000)  # the image's jovyan reads it and may save into it
+    os.chown(folder / "intro.ipynb", 1000, 1000)
+    return folder
+
+
+def test_a_participant_runs_a_cell_in_jupyterlab_from_a_deep_link(live_stack, open_browser, workshop_folder, tmp_path):
+    PoolFactory(
+        capacity=2, image=JUPYTER_IMAGE, command=DEFAULT_COMMAND, redirect_uri="/lab", mem_limit="256m",
+        host_directories=f"{workshop_folder}:/home/jovyan/work:rw",
+    )
+    live_stack.start()
+    wait_until(lambda: ready_count() == 2, timeout=120, what="2 ready JupyterLab containers")
+
+    participant = open_browser("jupyterlab")
+    participant.goto(f"{live_stack.url}/spawn/lab/tree/work/intro.ipynb")
+    assert re.search(r"/user/[0-9a-f]+/lab/tree/work/intro\.ipynb", participant.url), participant.url
+    cell = participant.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").first
+    cell.locator(".cm-content").click(timeout=60_000)  # the file is open in JupyterLab
+    participant.keyboard.press("Shift+Enter")
+    output = cell.locator(".jp-OutputArea-output")
+    output.wait_for(timeout=60_000)  # the kernel starts, runs the cell and answers over its websocket
+    assert output.text_content().strip() == "42"
+    assert participant.get_by_text("official Jupyter news").count() == 0  # the image never asks about the news feed
+    participant.screenshot(path=tmp_path / "jupyterlab-participant.png")
+    assert (tmp_path / "jupyterlab-participant.png").stat().st_size > 0
+
+    # The same kind of link on the pool's own path opens the file in Notebook 7.
+    with requests.Session() as other:
+        page = other.get(f"{live_stack.url}/p/default/spawn/tree/work/intro.ipynb", timeout=30)
+    assert page.status_code == 200
+    assert re.search(r"/user/[0-9a-f]+/notebooks/work/intro\.ipynb$", page.url), page.url

@@ -1,6 +1,7 @@
 """deploy/up, the README's first command, serves a real Jupyter notebook from
 a prelaunched pool through the proxy; a restart of the whole service loses no
-session; deploy/down removes every notebook."""
+session; deploy/down removes every notebook. Runs on the default JupyterLab
+image and on the classic Notebook image, configured as the README says."""
 
 import json
 import os
@@ -17,7 +18,15 @@ import pytest
 import requests
 import websocket
 
+from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE
 from tests.stack import ROOT, Browser, Process, free_port, wait_for
+
+# Per image: the service's variables (the README's), where a visitor lands, and
+# what that page holds once it is the visitor's own server.
+IMAGES = {
+    "jupyterlab": (JUPYTER_IMAGE, {}, "lab", "<title>JupyterLab</title>"),
+    "classic": (CLASSIC_JUPYTER_IMAGE, {"TMPNB_IMAGE": CLASSIC_JUPYTER_IMAGE}, "tree", "<title>Home Page - Select or create a notebook</title>"),
+}
 
 
 def execute(ws_url, code, cookies):
@@ -43,7 +52,7 @@ def execute(ws_url, code, cookies):
 class DeployUp:
     """deploy/up on private ports, with its own state folder and installation label."""
 
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, **variables):
         self.installation = f"up{uuid.uuid4().hex[:6]}"
         ports = {name: free_port() for name in ("TMPNB_PUBLIC_PORT", "TMPNB_PROXY_API_PORT", "TMPNB_PORT", "TMPNB_REDIS_PORT")}
         self.port = ports["TMPNB_PUBLIC_PORT"]
@@ -58,7 +67,7 @@ class DeployUp:
             "TMPNB_INSTALLATION": self.installation,
             "TMPNB_POOL_SIZE": "2",
             "TMPNB_HEARTBEAT": "1",
-        }
+        } | variables
         self.process = None
 
     def start(self):
@@ -101,9 +110,14 @@ class DeployUp:
             client.close()
 
 
+@pytest.fixture(params=IMAGES, ids=str)
+def image(request):
+    return request.param
+
+
 @pytest.fixture
-def service(tmp_path, docker_images):
-    deployed = DeployUp(tmp_path)
+def service(tmp_path, docker_images, image):
+    deployed = DeployUp(tmp_path, **IMAGES[image][1])
     try:
         yield deployed.start()
     finally:
@@ -122,16 +136,18 @@ def first_visit(browser, url):
     raise AssertionError("no notebook within two minutes")
 
 
-def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service):
+def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service, image):
+    docker_image, _, landing, own_page = IMAGES[image]
     password = re.search(r"user admin, password (\S+)", service.process.log_path.read_text()).group(1)
     browser = Browser()
     started = time.monotonic()
     page = first_visit(browser, service.url)
-    print(f"first visit to the notebook's tree page: {time.monotonic() - started:.2f}s")
-    match = re.match(rf"{service.url}(/user/[0-9a-f]+/)tree", page.url)
+    print(f"first visit to the notebook's /{landing} page: {time.monotonic() - started:.2f}s")
+    match = re.match(rf"{service.url}(/user/[0-9a-f]+/){landing}", page.url)
     assert match, page.url
     base = match.group(1)
-    assert "<title>Home Page - Select or create a notebook</title>" in page.text
+    assert own_page in page.text and base in page.text
+    assert {c.attrs["Config"]["Image"] for c in service.containers()} == {docker_image}
 
     kernel = browser.post(f"{service.url}{base}api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}, timeout=30)
     assert kernel.status_code == 201, kernel.text

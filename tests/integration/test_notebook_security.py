@@ -1,5 +1,5 @@
-"""A real Jupyter notebook from the pool: locked to its own token, run as a
-user without privileges."""
+"""A real Jupyter notebook from the pool (the default JupyterLab image): locked
+to its own token, run as a user without privileges, quiet on the internet."""
 
 import docker
 
@@ -24,9 +24,14 @@ def test_another_visitors_url_is_not_enough_to_use_their_notebook(clean_pools, p
     assert stranger.post(f"{base}api/kernels", timeout=10).status_code == 403
 
     owner = Browser()
-    page = owner.get(f"{proxy.public_url}{container.url_for('/tree')}", timeout=10)
-    assert page.status_code == 200 and "Select or create a notebook" in page.text
+    page = owner.get(f"{proxy.public_url}{container.url_for('/lab')}", timeout=10)
+    assert page.status_code == 200 and "<title>JupyterLab</title>" in page.text
     assert owner.get(f"{base}api/contents", timeout=10).status_code == 200
+    # The image's settings: nothing is looked up on the internet by the server itself.
+    assert owner.get(f"{base}lab/api/news", timeout=10).json() == {"news": []}
+    assert owner.get(f"{base}lab/api/update", timeout=10).json() == {"notification": None}
+    assert '"extensionManager": {"can_install": false' in page.text
+    assert owner.get(f"{base}lab", headers={"Accept-Encoding": "gzip"}, timeout=10).headers.get("Content-Encoding") == "gzip"
 
     client = docker.from_env()
     try:

@@ -26,7 +26,7 @@ def served_container(response):
 
 def test_two_pools_serve_their_own_images_side_by_side_at_their_own_urls(live_stack):
     PoolFactory(name="default", capacity=3, ready_target=2)
-    PoolFactory(name="jupyter", image=JUPYTER_IMAGE, command=DEFAULT_COMMAND, capacity=2, ready_target=1, mem_limit="256m")
+    PoolFactory(name="jupyter", image=JUPYTER_IMAGE, command=DEFAULT_COMMAND, redirect_uri="/lab", capacity=2, ready_target=1, mem_limit="256m")
     live_stack.start()
     wait_until(lambda: ready_in("default") == 2 and ready_in("jupyter") == 1, timeout=60, what="both pools filled")
 
@@ -36,7 +36,7 @@ def test_two_pools_serve_their_own_images_side_by_side_at_their_own_urls(live_st
     tiny, notebook = served_container(tiny_page), served_container(notebook_page)
     assert (tiny.pool.name, notebook.pool.name) == ("default", "jupyter")
     assert tiny_page.text.strip() == f"tree {tiny.base_path}"
-    assert "Select or create a notebook" in notebook_page.text  # the Jupyter Notebook's own tree page
+    assert "<title>JupyterLab</title>" in notebook_page.text  # JupyterLab's own page
 
     engine = docker.from_env()
     try:

@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from pool.command import DEFAULT_COMMAND, check_command_template, render_command
+from pool.command import CLASSIC_COMMAND, DEFAULT_COMMAND, check_command_template, render_command
 
 
 def test_it_fills_every_placeholder():
@@ -11,11 +13,33 @@ def test_it_fills_every_placeholder():
     assert command == "serve --base=/user/abc/ --port=8888 --ip=0.0.0.0 --token=t0k"
 
 
-def test_the_default_command_is_valid_and_places_the_token():
+def test_the_default_command_runs_jupyterlab_on_jupyter_server_2():
     check_command_template(DEFAULT_COMMAND)
     rendered = render_command(DEFAULT_COMMAND, base_path="/user/x/", port=8888, ip="0.0.0.0", token="secret")
-    assert "--NotebookApp.base_url=/user/x/" in rendered
-    assert "--NotebookApp.token=secret" in rendered
+    assert rendered.startswith("jupyter lab ")
+    assert "--ServerApp.base_url=/user/x/" in rendered
+    assert "--IdentityProvider.token=secret" in rendered
+    assert "NotebookApp" not in rendered
+
+
+def test_the_classic_command_speaks_notebookapp():
+    check_command_template(CLASSIC_COMMAND)
+    rendered = render_command(CLASSIC_COMMAND, base_path="/user/x/", port=8888, ip="0.0.0.0", token="secret")
+    assert "jupyter notebook " in rendered and "--NotebookApp.base_url=/user/x/ --NotebookApp.token=secret" in rendered
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("jupyter lab --NotebookApp.base_url={base_path}", "jupyter-server 2 no longer takes --NotebookApp.base_url: write --ServerApp.base_url"),
+        ("jupyter lab --ServerApp.base_url={base_path} --NotebookApp.token={token}", "write --IdentityProvider.token"),
+        ("jupyter server --ServerApp.base_url={base_path} --NotebookApp.notebook_dir=/w", "write --ServerApp.root_dir"),
+        ("jupyter-lab --NotebookApp.base_url={base_path}", "write --ServerApp.base_url"),
+    ],
+)
+def test_it_refuses_classic_options_on_jupyter_server_2_naming_the_new_one(template, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_command_template(template)
 
 
 @pytest.mark.parametrize(
