@@ -413,8 +413,8 @@ class Service:
 
     def stop(self):
         """SIGTERM to deploy/up alone, which stops the processes it started;
-        a process it leaves is reported and killed. Then every container with
-        the installation's label is removed, and the state folder too unless
+        a process it leaves is reported and killed. Then every container and
+        network with the installation's label is removed, and the state folder too unless
         something was left behind (its logs then stay for a look)."""
         if self.popen is None:
             return
@@ -451,6 +451,9 @@ class Service:
             left = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
             if left:
                 self.leftovers["containers"] = [c.name for c in left]
+            # and the network the service made for them (TMPNB_ROUTE_TO=container)
+            for network in client.networks.list(filters={"label": f"{LABEL_INSTALLATION}={self.installation}"}):
+                network.remove()
         finally:
             client.close()
         self.popen = None

@@ -92,5 +92,11 @@ def kill_sessions(sessions, by):
 
 
 def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
-    """End every session and remove every live container, as the service stops for good."""
-    return sum(retire_container(c, reason, refill=False) for c in Container.objects.live())
+    """End every session and remove every live container and the networks made
+    for them, as the service stops for good."""
+    stopped = sum(retire_container(c, reason, refill=False) for c in Container.objects.live())
+    try:
+        get_backend().remove_networks()
+    except BackendError as error:
+        log.warning("could not remove the networks: %s", error)
+    return stopped

@@ -46,9 +46,15 @@ def _free_host_port(ip):
 def container_spec(container):
     pool = container.pool
     network = pool.docker_network
+    # Routed to its address on a Docker network, a container publishes no
+    # port; without a network of the pool's own it joins the installation's.
+    publish = settings.TMPNB_ROUTE_TO == "published"
     if pool.internal_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}-internal"
-        get_backend().ensure_internal_network(network, pool.name)
+        get_backend().ensure_network(network, pool.name, internal=True)
+    elif not publish and not network and not pool.host_network:
+        network = f"tmpnb-{settings.TMPNB_INSTALLATION}"
+        get_backend().ensure_network(network, pool.name)
     if pool.host_network:
         host_port = _free_host_port(pool.container_ip)
         port, ip = host_port, pool.container_ip
@@ -70,6 +76,7 @@ def container_spec(container):
         host_port=host_port,
         network=network,
         internal=pool.internal_network,
+        publish=publish,
         volumes=parse_host_directories(pool.host_directories),
         extra_hosts=parse_extra_hosts(pool.extra_hosts),
         pids_limit=settings.TMPNB_PIDS_LIMIT,

@@ -80,8 +80,39 @@ def test_a_docker_network_is_joined(clean_pools, inspect):
         assert list(inspect(container)["NetworkSettings"]["Networks"]) == [network.name]
         services.stop_all_containers()
     finally:
-        network.remove()
+        dockerapi.remove_networks()  # it carries this installation's label
         client.close()
+
+
+def test_the_proxy_reaches_a_container_at_its_address_on_the_installations_network(clean_pools, inspect, proxy):
+    container = spawn_one()
+    attrs = inspect(container)
+    network = f"tmpnb-{settings.TMPNB_INSTALLATION}"
+    assert not attrs["HostConfig"]["PortBindings"]  # no port on the host, no docker-proxy
+    assert list(attrs["NetworkSettings"]["Networks"]) == [network]
+    assert container.target == f"http://{attrs['NetworkSettings']['Networks'][network]['IPAddress']}:8888"
+    assert proxy.routes()[container.route_path]["target"] == container.target
+    page = requests.get(f"{proxy.public_url}{container.url_for('/tree')}", timeout=5)
+    assert page.text.strip() == f"tree {container.base_path}"
+    client = docker.from_env()
+    try:
+        assert client.networks.get(network).attrs["Labels"][dockerapi.LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
+        services.stop_all_containers()
+        assert not [n for n in client.networks.list(names=[network]) if n.name == network]
+    finally:
+        client.close()
+
+
+def test_published_ports_stay_an_option(clean_pools, inspect, proxy, settings):
+    settings.TMPNB_ROUTE_TO = "published"
+    container = spawn_one()
+    attrs = inspect(container)
+    [binding] = attrs["HostConfig"]["PortBindings"]["8888/tcp"]
+    assert binding["HostIp"] == "127.0.0.1"
+    assert list(attrs["NetworkSettings"]["Networks"]) == ["bridge"]
+    assert container.target == f"http://127.0.0.1:{attrs['NetworkSettings']['Ports']['8888/tcp'][0]['HostPort']}"
+    page = requests.get(f"{proxy.public_url}{container.url_for('/tree')}", timeout=5)
+    assert page.text.strip() == f"tree {container.base_path}"
 
 
 # The base path answers at once; the landing page only a second later, as a
