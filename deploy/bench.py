@@ -430,7 +430,9 @@ class Service:
                 self.popen.wait(10)
             self.stop_seconds = round(time.monotonic() - started, 1)
         # Any process still in deploy/up's session is one it left behind.
-        left = subprocess.run(["ps", "-o", "pid=,args=", "-s", str(self.popen.pid)], capture_output=True, text=True).stdout.strip()
+        # A zombie (state Z) has already exited: only its reaping by init is pending.
+        listed = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-s", str(self.popen.pid)], capture_output=True, text=True).stdout
+        left = "\n".join(line for line in listed.strip().splitlines() if not line.split()[1].startswith("Z"))
         if left:
             self.leftovers["processes"] = left.splitlines()
             log(f"deploy/up left processes behind, killing them:\n{left}")
