@@ -34,6 +34,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import sqlite3
 import subprocess
 import sys
@@ -42,7 +43,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 from tempfile import mkdtemp
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import docker
 import requests
@@ -200,8 +201,10 @@ def ensure_image(image):
 class Service:
     """One ``deploy/up`` on free loopback ports, with its own state and label."""
 
-    def __init__(self, *, image, pool_size, ready_target=None, heartbeat=5.0, max_dock_workers=2, name="case", database_url=None):
+    def __init__(self, *, image, pool_size, ready_target=None, heartbeat=5.0, max_dock_workers=2, name="case", database_url=None,
+                 route_to=None):
         self.image = image
+        self.route_to = route_to
         self.pool_size = pool_size
         self.ready_target = pool_size if ready_target is None else ready_target
         self.heartbeat = heartbeat
@@ -241,6 +244,8 @@ class Service:
         )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
+        if self.route_to:
+            env["TMPNB_ROUTE_TO"] = self.route_to
         return env
 
     def _admin_database(self, sql):
@@ -306,13 +311,27 @@ class Service:
         finally:
             client.close()
 
-    def routes(self):
-        response = requests.get(
-            f"http://127.0.0.1:{self.ports['TMPNB_PROXY_API_PORT']}/api/routes",
-            headers={"Authorization": f"token {self.proxy_token}"}, timeout=5,
+    def proxy_api(self, method, path="", **kwargs):
+        response = requests.request(
+            method, f"http://127.0.0.1:{self.ports['TMPNB_PROXY_API_PORT']}/api/routes{path}",
+            headers={"Authorization": f"token {self.proxy_token}"}, timeout=5, **kwargs,
         )
         response.raise_for_status()
-        return [path for path, entry in response.json().items() if entry.get("tmpnb") == self.installation]
+        return response
+
+    def routes(self):
+        return [path for path, entry in self.proxy_api("GET").json().items() if entry.get("tmpnb") == self.installation]
+
+    def bridge_addresses(self):
+        """path_id -> the address of each assigned container on Docker's default bridge."""
+        client = docker_client()
+        try:
+            return {
+                path_id: client.api.inspect_container(docker_id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+                for path_id, docker_id in self.query("SELECT path_id, docker_id FROM pool_container WHERE state = 'assigned'")
+            }
+        finally:
+            client.close()
 
     def wait_ready(self, ready, live=None, timeout=300):
         """Until ``ready`` rows are ready (and ``live`` containers run and are
@@ -861,6 +880,38 @@ class Bench:
             }
         return out
 
+    def case_route(self):
+        """The proxy's hop to a container both ways, on the same containers in
+        alternating bursts: to the port published on loopback (the service
+        started with TMPNB_ROUTE_TO=published; Docker's userland docker-proxy
+        carries it) and to the container's own address on the bridge (a more
+        specific route, /user/<id>/<landing>, added for those rounds: the
+        service's reconcile ignores routes without its marker)."""
+        n, rounds = self.args.visitors or 50, 5
+        with self.service(image=TINY_IMAGE, pool_size=n, ready_target=n, name="route", route_to="published") as service:
+            service.wait_ready(n)
+            _, _, landed = burst([f"{service.url}/spawn/"] * n, image=TINY_IMAGE, bound=self.args.bound)
+            bridge = service.bridge_addresses()
+            pages = [urlsplit(url).path for url in landed]
+            out, routed = {"published": [], "container": []}, False
+            for i in range(rounds):
+                for way in ("published", "container") if i % 2 == 0 else ("container", "published"):
+                    for page in pages if (way == "container") != routed else []:
+                        if way == "container":
+                            path_id = page.split("/")[2]
+                            service.proxy_api("POST", page, json={"target": f"http://{bridge[path_id]}:{CONTAINER_PORT}"})
+                        else:
+                            service.proxy_api("DELETE", page)
+                    routed = way == "container"
+                    log(f"route: round {i + 1}, {way}")
+                    _, summary, _ = burst(landed, image=TINY_IMAGE, bound=self.args.bound)
+                    out[way].append({key: summary[key] for key in ("served", "p50", "p90", "max")})
+        result = {"visitors": n, "rounds": rounds, "leftovers": service.leftovers}
+        for way, runs in out.items():
+            result[way] = {key: statistics.median(run[key] for run in runs if run[key] is not None) for key in ("p50", "p90", "max")}
+            result[way]["runs"] = runs
+        return result
+
     def case_cpu(self):
         """The web process's CPU time (gunicorn master and workers) per
         admission, with visitors arriving one after another."""
@@ -895,7 +946,7 @@ class Bench:
         return sweep()
 
     def run(self, cases):
-        order = ["refill", "a", "b", "c", "cpu", "footprint", "sweep"]
+        order = ["refill", "a", "b", "c", "route", "cpu", "footprint", "sweep"]
         for name in sorted(cases, key=order.index):
             log(f"=== case {name}")
             busy = wait_quiet(self.args.wait_quiet) if name != "sweep" else None
@@ -1067,6 +1118,15 @@ def print_report(results):
                       f" the case as a multiple of it: p50 {ratio['p50']}, p90 {ratio['p90']}, p99 {ratio['p99']}, max {ratio['max']}", file=out)
             if r["errors"]:
                 print(f"  {name}: errors: {r['errors'][:3]}", file=out)
+    route = cases.get("route")
+    if route:
+        print("\nroute (the floor's burst both ways, median of 5 alternating rounds on the same containers)", file=out)
+        if "error" in route:
+            print(f"  error: {route['error'][:300]}", file=out)
+        else:
+            for way, meaning in (("published", "published loopback port"), ("container", "container's address")):
+                r = route[way]
+                print(f"  {meaning:<24} p50 {fmt(r['p50'])}, p90 {fmt(r['p90'])}, max {fmt(r['max'])}", file=out)
     cpu = cases.get("cpu")
     if cpu:
         if "error" in cpu:
@@ -1152,7 +1212,7 @@ def machine():
 
 # --- entry point ---------------------------------------------------------------------
 
-ALL_CASES = ["a", "b", "c", "cpu", "refill", "footprint", "sweep"]
+ALL_CASES = ["a", "b", "c", "route", "cpu", "refill", "footprint", "sweep"]
 
 
 def parse_args(argv):
@@ -1160,7 +1220,8 @@ def parse_args(argv):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(ALL_CASES),
                         help="comma-separated, of a (tiny, 50 from a pool of 50), b (Jupyter, 100 from 100), "
-                             "c (tiny, 50 from a pool of 50 with 20 ready), cpu (30 one after another), refill, footprint, sweep"
+                             "c (tiny, 50 from a pool of 50 with 20 ready), route (the proxy's hop both ways), cpu (30 one after another),"
+                             " refill, footprint, sweep"
                              " (default: all)")
     parser.add_argument("-n", "--visitors", type=int, default=None, help="visitors (and pool size) of cases a, b, c instead of 50/100/50")
     parser.add_argument("--json", default=str(ROOT / "var" / "bench.json"), help="where to write the results (default var/bench.json)")
@@ -1199,7 +1260,7 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
     needed = set()
-    if {"a", "c", "cpu", "footprint", "sweep"} & set(args.cases) or ("refill" in args.cases and "tiny" in args.refill_images):
+    if {"a", "c", "route", "cpu", "footprint", "sweep"} & set(args.cases) or ("refill" in args.cases and "tiny" in args.refill_images):
         needed.add(TINY_IMAGE)
     if "b" in args.cases or ("refill" in args.cases and "jupyter" in args.refill_images):
         needed.add(JUPYTER_IMAGE)
