@@ -4,9 +4,11 @@ A backend is a module (``TMPNB_BACKEND`` picks it from ``BACKENDS``) that
 turns the outside system's answers into the shapes below and provides:
 
 - ``image_exists(image) -> bool``: the image is there to start from (never pulled).
-- ``ensure_internal_network(name, pool)``: a network with no way out, made once.
+- ``ensure_network(name, pool, internal=False)``: a network of this
+  installation, made once; an internal one has no way out.
+- ``remove_networks()``: remove the installation's networks, once its containers are gone.
 - ``start_container(spec: ContainerSpec) -> StartedContainer``: start one
-  notebook server and return where the proxy reaches it; on failure raise
+  notebook server and return where it answers; on failure raise
   ``BackendError`` and leave nothing behind.
 - ``remove_container(docker_id_or_name)``: stop and remove; already gone is done.
 - ``list_containers() -> list[ContainerInfo]``: everything labelled with this
@@ -50,18 +52,39 @@ class ContainerSpec:
     # On an internal network (no way out): nothing is published, and the proxy
     # reaches the server at its address on that network.
     internal: bool = False
+    # Publish the port on host_ip. Without it the server is reached at its
+    # address on its network only (which the Docker host itself reaches).
+    publish: bool = True
     volumes: list = field(default_factory=list)
     extra_hosts: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     pids_limit: int = 256
 
 
+ROUTE_TO = ("published", "container")
+
+
 @dataclass(frozen=True)
 class StartedContainer:
+    """Where a started server answers: on a host address (a published port, or
+    the host's own network; empty when nothing is published), and at its
+    address on its Docker network, which only the Docker host itself reaches
+    (empty where it has none)."""
+
     docker_id: str
     host_ip: str
-    host_port: int
+    host_port: int | None
     node: str = ""  # the machine it runs on, where there are several
+    network_ip: str = ""
+    network_port: int | None = None
+
+    def address(self, route_to):
+        """(ip, port) for the proxy: the kind ``route_to`` names (one of
+        ROUTE_TO) where the container has it, the other one otherwise."""
+        network = (self.network_ip, self.network_port) if self.network_ip else None
+        published = (self.host_ip, self.host_port) if self.host_port else None
+        first, second = (network, published) if route_to == "container" else (published, network)
+        return first or second
 
 
 @dataclass(frozen=True)

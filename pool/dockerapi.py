@@ -6,6 +6,7 @@ installation's label.
 """
 
 import functools
+import logging
 import tarfile
 import tempfile
 import threading
@@ -15,6 +16,8 @@ from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from pool.backend import BackendError, ContainerInfo, ContainerSpec, StartedContainer  # noqa: F401 (the shapes it returns)
+
+log = logging.getLogger(__name__)
 
 LABEL_POOL = "tmpnb.pool"
 LABEL_INSTALLATION = "tmpnb.installation"
@@ -70,39 +73,65 @@ def _create_options(spec):
     )
     if spec.host_network:
         options["network_mode"] = "host"
-    elif spec.internal:
-        options["network"] = spec.network
-    else:
+        return options
+    if spec.publish and not spec.internal:
         options["ports"] = {f"{spec.container_port}/tcp": (spec.host_ip, None)}
-        if spec.network:
-            options["network"] = spec.network
+    if spec.network:
+        options["network"] = spec.network
     return options
 
 
-def _address(container, spec):
-    """Where the server answers, seen from the host: (ip, port) or None."""
-    settings_ = container.attrs["NetworkSettings"]
+def _started(container, spec):
+    """Where the server answers (a StartedContainer), or None if nowhere."""
     if spec.host_network:
-        return spec.host_ip, spec.host_port
-    if spec.internal:
-        ip = (settings_["Networks"].get(spec.network) or {}).get("IPAddress")
-        return (ip, spec.container_port) if ip else None
-    bindings = (settings_["Ports"] or {}).get(f"{spec.container_port}/tcp")
-    return (spec.host_ip, int(bindings[0]["HostPort"])) if bindings else None
+        return StartedContainer(container.id, spec.host_ip, spec.host_port)
+    network_settings = container.attrs["NetworkSettings"]
+    # Without a network of its own a container is on Docker's default bridge.
+    network_ip = (network_settings["Networks"].get(spec.network or "bridge") or {}).get("IPAddress") or ""
+    bindings = (network_settings["Ports"] or {}).get(f"{spec.container_port}/tcp")
+    host_port = int(bindings[0]["HostPort"]) if bindings else None
+    if not (network_ip or host_port):
+        return None
+    return StartedContainer(container.id, spec.host_ip if host_port else "", host_port,
+                            network_ip=network_ip, network_port=spec.container_port if network_ip else None)
 
 
-def ensure_internal_network(name, pool):
-    """A labelled Docker network with no route out, made once."""
+_network_lock = threading.Lock()
+
+
+def ensure_network(name, pool, internal=False):
+    """A labelled Docker bridge network, made once; an internal one has no route out."""
     try:
-        if not client().networks.list(names=[name]):
-            client().networks.create(name, internal=True, labels=labels_for(pool), check_duplicate=True)
+        # Docker may make two networks of one name (its duplicate check is best
+        # effort), and the spawning threads of a worker start together.
+        with _network_lock:
+            # The name filter matches parts of names too.
+            if not [network for network in client().networks.list(names=[name]) if network.name == name]:
+                client().networks.create(name, internal=internal, labels=labels_for(pool), check_duplicate=True)
     except DockerException as error:
         raise DockerError(f"creating network {name}: {error}") from None
 
 
+def remove_networks():
+    """Remove the networks of this installation; one still in use stays (and is logged)."""
+    label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
+    try:
+        networks = client().networks.list(filters={"label": label})
+    except DockerException as error:
+        raise DockerError(f"listing networks: {error}") from None
+    for network in networks:
+        try:
+            network.remove()
+        except NotFound:
+            pass
+        except DockerException as error:
+            log.warning("network %s not removed: %s", network.name, error)
+
+
 def start_container(spec):
-    """Create and start a container; its port is published on a free host port
-    (or, on the host's network, bound by the server itself).
+    """Create and start a container; it answers at its address on its Docker
+    network and, where the spec publishes it, on a free host port (on the
+    host's network: the port the server binds itself).
 
     create + start rather than run: run pulls a missing image, and this
     service never reaches out to a registry.
@@ -117,11 +146,11 @@ def start_container(spec):
     except DockerException as error:
         remove_container(spec.name)
         raise DockerError(f"starting {spec.name}: {error}") from None
-    address = _address(container, spec)
-    if address is None:
+    started = _started(container, spec)
+    if started is None:
         remove_container(container.id)
         raise DockerError(f"{spec.name} exited before it had an address")
-    return StartedContainer(container.id, *address)
+    return started
 
 
 def copy_out(docker_id, path, destination):

@@ -183,8 +183,10 @@ class Container(models.Model):
         return f"{url}?token={self.token}" if self.token else url
 
     def mark_started(self, started):
-        """Record where a started container runs (a backend's StartedContainer)."""
-        self.docker_id, self.host_ip, self.host_port = started.docker_id, started.host_ip, started.host_port
+        """Record where a started container runs (a backend's StartedContainer)
+        and the address the proxy reaches it at (TMPNB_ROUTE_TO)."""
+        self.docker_id = started.docker_id
+        self.host_ip, self.host_port = started.address(settings.TMPNB_ROUTE_TO)
         self.node = started.node
         self.save(update_fields=["docker_id", "host_ip", "host_port", "node"])
 

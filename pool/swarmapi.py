@@ -19,7 +19,8 @@ from docker.utils import parse_bytes
 from pool.backend import ContainerInfo, StartedContainer
 from pool.dockerapi import LABEL_INSTALLATION, LABEL_POOL, DockerError, client, docker_work, image_exists, labels_for
 
-__all__ = ["copy_out", "ensure_internal_network", "image_exists", "list_containers", "remove_container", "start_container"]
+__all__ = ["copy_out", "ensure_network", "image_exists", "list_containers", "remove_container", "remove_networks",
+           "start_container"]
 
 # Task states after which the task will never run (Swarm's task lifecycle).
 _ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
@@ -153,8 +154,12 @@ def _info(service, task, nodes):
     return ContainerInfo(service["ID"], name, pool, status, node=hostname, node_down=node_down)
 
 
-def ensure_internal_network(name, pool):
-    raise SwarmError("internal networks are not available on the swarm backend")
+def ensure_network(name, pool, internal=False):
+    raise SwarmError("networks of the service's own are not available on the swarm backend")
+
+
+def remove_networks():
+    pass  # it makes none
 
 
 def copy_out(docker_id, path, destination):

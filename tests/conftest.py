@@ -32,6 +32,7 @@ def isolated_settings(tmp_path_factory):
     leftovers = dockerapi.list_containers()
     for info in leftovers:
         dockerapi.remove_container(info.docker_id)
+    dockerapi.remove_networks()
 
 
 def use_redis(url):
@@ -198,7 +199,7 @@ def swarm_lab(tmp_path_factory, docker_images):
 def on_swarm(swarm_lab):
     """This process drives the lab's Swarm through its manager; list it before
     live_stack, so the pools are stopped while the Swarm is still the backend."""
-    with override_settings(TMPNB_BACKEND="swarm", DOCKER_HOST=swarm_lab.docker_host()):
+    with override_settings(TMPNB_BACKEND="swarm", TMPNB_ROUTE_TO="published", DOCKER_HOST=swarm_lab.docker_host()):
         yield swarm_lab
 
 

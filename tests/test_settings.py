@@ -129,3 +129,16 @@ def test_the_organiser_sets_the_default_language(tmp_path):
     assert start_with(tmp_path, show).stdout.strip() == "en"
     assert start_with(tmp_path, show, TMPNB_LANGUAGE="zh-Hans").stdout.strip() == "zh-hans"
     assert start_with(tmp_path, show, TMPNB_LANGUAGE="fr").stdout.strip() == "fr"
+
+
+def test_an_unknown_route_is_refused(tmp_path):
+    result = start_with(tmp_path, TMPNB_ROUTE_TO="ip")
+    assert result.returncode != 0
+    assert "TMPNB_ROUTE_TO must be one of published, container, not 'ip'" in result.stderr
+
+
+def test_a_swarm_is_routed_to_published_ports(tmp_path):
+    result = start_with(tmp_path, TMPNB_BACKEND="swarm", TMPNB_ROUTE_TO="container")
+    assert result.returncode != 0
+    assert "TMPNB_ROUTE_TO=container is not available with TMPNB_BACKEND=swarm" in result.stderr
+    assert start_with(tmp_path, TMPNB_BACKEND="swarm").returncode == 0

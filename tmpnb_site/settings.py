@@ -12,7 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from pool.backend import BACKENDS
+from pool.backend import BACKENDS, ROUTE_TO
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, check_command_template
 from pool.options import parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
@@ -187,6 +187,16 @@ DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
 TMPNB_BACKEND = env_str("TMPNB_BACKEND", "docker")
 if TMPNB_BACKEND not in BACKENDS:
     raise ImproperlyConfigured(f"TMPNB_BACKEND must be one of {', '.join(BACKENDS)}, not {TMPNB_BACKEND!r}")
+# How the proxy reaches a notebook: at its address on a Docker network
+# ("container", the default with a local engine: no userland docker-proxy hop,
+# see docs/performance.md) or at a port published on the host ("published":
+# what a Swarm or an engine on another machine needs).
+_LOCAL_ENGINE = TMPNB_BACKEND == "docker" and DOCKER_HOST.startswith("unix://")
+TMPNB_ROUTE_TO = env_str("TMPNB_ROUTE_TO", "container" if _LOCAL_ENGINE else "published")
+if TMPNB_ROUTE_TO not in ROUTE_TO:
+    raise ImproperlyConfigured(f"TMPNB_ROUTE_TO must be one of {', '.join(ROUTE_TO)}, not {TMPNB_ROUTE_TO!r}")
+if TMPNB_ROUTE_TO == "container" and TMPNB_BACKEND == "swarm":
+    raise ImproperlyConfigured("TMPNB_ROUTE_TO=container is not available with TMPNB_BACKEND=swarm: use published")
 
 # Shared by every web process (the spawn rate limit); short timeouts so an
 # absent Redis slows no request down.

@@ -108,11 +108,16 @@ def kill_sessions(sessions, by):
 
 
 def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
-    """End every session and remove every live container, as the service stops
-    for good. Returns how many it removed and whether the proxy answered: when
-    it does not, its routes went with it and are not deleted one by one."""
+    """End every session and remove every live container and the networks made
+    for them, as the service stops for good. Returns how many it removed and
+    whether the proxy answered: when it does not, its routes went with it and
+    are not deleted one by one."""
     proxy_answers = get_proxy().answers()
     removed = sum(
         retire_container(c, reason, refill=False, delete_route=proxy_answers) for c in Container.objects.live()
     )
+    try:
+        get_backend().remove_networks()
+    except BackendError as error:
+        log.warning("could not remove the networks: %s", error)
     return removed, proxy_answers

@@ -71,3 +71,38 @@ def test_a_missing_image_is_a_clear_error():
     with pytest.raises(dockerapi.DockerError, match="image tmpnb/no-such-image:1 is not on this host"):
         dockerapi.start_container(spec("noimage", image="tmpnb/no-such-image:1"))
     assert dockerapi.list_containers() == []
+
+
+def test_a_container_not_published_answers_at_its_address_on_our_network(docker_images, raw_docker):
+    network = f"tmpnb-{settings.TMPNB_INSTALLATION}-api"
+    dockerapi.ensure_network(network, "api")
+    dockerapi.ensure_network(network, "api")  # made once
+    started = dockerapi.start_container(spec("unpublished", network=network, publish=False))
+    try:
+        attrs = raw_docker.api.inspect_container(started.docker_id)
+        assert not attrs["HostConfig"]["PortBindings"]
+        assert list(attrs["NetworkSettings"]["Networks"]) == [network]
+        assert started.host_port is None
+        assert started.network_ip == attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+        assert started.address("published") == started.address("container") == (started.network_ip, 8888)
+        for _ in range(50):
+            try:
+                response = requests.get(f"http://{started.network_ip}:8888/user/x/", timeout=1)
+                break
+            except requests.ConnectionError:
+                continue
+        assert response.text.strip() == "hi"
+    finally:
+        dockerapi.remove_container(started.docker_id)
+        dockerapi.remove_networks()
+    assert not raw_docker.networks.list(names=[network])
+
+
+def test_a_published_container_has_both_addresses(docker_images, raw_docker):
+    started = dockerapi.start_container(spec("both"))
+    try:
+        bridge = raw_docker.api.inspect_container(started.docker_id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        assert started.address("published") == ("127.0.0.1", started.host_port)
+        assert started.address("container") == (bridge, 8888)
+    finally:
+        dockerapi.remove_container(started.docker_id)

@@ -43,7 +43,7 @@ def spawn_one(**options):
 
 def test_limits_user_mounts_and_extra_hosts_reach_docker(clean_pools, inspect, tmp_path):
     container = spawn_one(
-        command=TMP_COMMAND, mem_limit="96m", cpu_shares=512, cpu_quota=50000, container_user="1000",
+        command=TMP_COMMAND, redirect_uri="/", mem_limit="96m", cpu_shares=512, cpu_quota=50000, container_user="1000",
         host_directories=f"{tmp_path}:/data, {tmp_path}:/scratch:rw", extra_hosts="db.local:10.1.2.3",
     )
     attrs = inspect(container)
@@ -80,12 +80,68 @@ def test_a_docker_network_is_joined(clean_pools, inspect):
         assert list(inspect(container)["NetworkSettings"]["Networks"]) == [network.name]
         services.stop_all_containers()
     finally:
-        network.remove()
+        dockerapi.remove_networks()  # it carries this installation's label
         client.close()
 
 
+def test_the_proxy_reaches_a_container_at_its_address_on_the_installations_network(clean_pools, inspect, proxy):
+    container = spawn_one()
+    attrs = inspect(container)
+    network = f"tmpnb-{settings.TMPNB_INSTALLATION}"
+    assert not attrs["HostConfig"]["PortBindings"]  # no port on the host, no docker-proxy
+    assert list(attrs["NetworkSettings"]["Networks"]) == [network]
+    assert container.target == f"http://{attrs['NetworkSettings']['Networks'][network]['IPAddress']}:8888"
+    assert proxy.routes()[container.route_path]["target"] == container.target
+    page = requests.get(f"{proxy.public_url}{container.url_for('/tree')}", timeout=5)
+    assert page.text.strip() == f"tree {container.base_path}"
+    client = docker.from_env()
+    try:
+        assert client.networks.get(network).attrs["Labels"][dockerapi.LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
+        services.stop_all_containers()
+        assert not [n for n in client.networks.list(names=[network]) if n.name == network]
+    finally:
+        client.close()
+
+
+def test_published_ports_stay_an_option(clean_pools, inspect, proxy, settings):
+    settings.TMPNB_ROUTE_TO = "published"
+    container = spawn_one()
+    attrs = inspect(container)
+    [binding] = attrs["HostConfig"]["PortBindings"]["8888/tcp"]
+    assert binding["HostIp"] == "127.0.0.1"
+    assert list(attrs["NetworkSettings"]["Networks"]) == ["bridge"]
+    assert container.target == f"http://127.0.0.1:{attrs['NetworkSettings']['Ports']['8888/tcp'][0]['HostPort']}"
+    page = requests.get(f"{proxy.public_url}{container.url_for('/tree')}", timeout=5)
+    assert page.text.strip() == f"tree {container.base_path}"
+
+
+# The base path answers at once; the landing page only a second later, as a
+# server that answers before its first page is ready to render.
+SLOW_LANDING_COMMAND = (
+    "sh -c 'mkdir -p /www{base_path} && echo container {base_path} > /www{base_path}index.html;"
+    " (sleep 1.5 && echo tree {base_path} > /www{base_path}tree) & exec httpd -f -p {port} -h /www'"
+)
+
+
+def test_a_container_is_ready_once_the_page_a_visitor_lands_on_answers(clean_pools):
+    container = spawn_one(command=SLOW_LANDING_COMMAND)
+    page = requests.get(f"{container.target}{container.url_for(container.pool.redirect_uri)}", timeout=5)
+    assert page.status_code == 200
+    assert page.text.strip() == f"tree {container.base_path}"
+
+
+def test_a_landing_page_that_never_answers_fails_the_spawn(clean_pools, settings):
+    settings.TMPNB_SPAWN_TIMEOUT = 2
+    pool = PoolFactory(capacity=1, redirect_uri="/nowhere")
+    [row] = services.fill_pool(pool.pk)
+    container = services.spawn_container(row.pk)
+    assert container.state == Container.State.FAILED
+    assert f"did not answer 200 on {container.target}{container.url_for('/nowhere')}" in container.error
+    assert "(HTTP 404)" in container.error
+
+
 def test_on_the_host_network_the_server_binds_its_own_port(clean_pools, inspect, proxy):
-    container = spawn_one(host_network=True, command=HOST_NETWORK_COMMAND)
+    container = spawn_one(host_network=True, command=HOST_NETWORK_COMMAND, redirect_uri="/")
     attrs = inspect(container)
     assert attrs["HostConfig"]["NetworkMode"] == "host"
     assert f"-p 127.0.0.1:{container.host_port}" in " ".join(attrs["Config"]["Cmd"])
@@ -114,7 +170,7 @@ def test_static_files_are_copied_out_of_the_first_ready_container_and_served(cle
         "sh -c 'mkdir -p /srv/static/css /www{base_path} && echo hello-static > /srv/static/css/site.css"
         " && echo ok > /www{base_path}index.html && exec httpd -f -p {port} -h /www'"
     )
-    spawn_one(command=command)
+    spawn_one(command=command, redirect_uri="/")
     assert (tmp_path / "static_files" / "css" / "site.css").read_text() == "hello-static\n"
     response = client.get("/static/css/site.css")
     assert response.status_code == 200
