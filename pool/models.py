@@ -124,6 +124,19 @@ class ContainerQuerySet(models.QuerySet):
         """(node, count) pairs: how the containers are spread over the machines."""
         return self.order_by("node").values_list("node").annotate(n=models.Count("pk"))
 
+    def move_to(self, state, *, only_from=None, **fields):
+        """Move the rows that may go to ``state`` there (the rows of
+        ``only_from`` only, if given, a subset of those allowed) and stamp the
+        time; the one way any writer changes a container's state. It is one
+        conditional UPDATE: of concurrent callers moving the same row, only
+        one changes it. Returns the number of rows moved."""
+        allowed = Container.sources_of(state)
+        if only_from is not None:
+            if not set(only_from) <= set(allowed):
+                raise ValueError(f"a container cannot go from {sorted(set(only_from) - set(allowed))} to {state}")
+            allowed = only_from
+        return self.filter(state__in=allowed).update(state=state, **{Container.ENTERED_AT[state]: timezone.now()}, **fields)
+
 
 class Container(models.Model):
     class State(models.TextChoices):
@@ -135,6 +148,27 @@ class Container(models.Model):
         FAILED = "failed"
 
     LIVE_STATES = (State.SPAWNING, State.READY, State.ASSIGNED, State.STOPPING)
+
+    # The whole state machine: every state change goes through move_to (a
+    # conditional update), and only along these arrows. A spawning row drained
+    # or killed goes to STOPPING (a cancellation); FAILED is for spawns that
+    # went wrong on their own.
+    TRANSITIONS = {
+        State.SPAWNING: (State.READY, State.STOPPING, State.FAILED),
+        State.READY: (State.ASSIGNED, State.STOPPING),
+        State.ASSIGNED: (State.STOPPING,),
+        State.STOPPING: (State.GONE,),
+        State.GONE: (),
+        State.FAILED: (),
+    }
+    # The time a state is entered is stamped on this field.
+    ENTERED_AT = {
+        State.READY: "ready_at",
+        State.ASSIGNED: "assigned_at",
+        State.STOPPING: "ended_at",
+        State.GONE: "ended_at",
+        State.FAILED: "ended_at",
+    }
 
     pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="containers")
     name = models.CharField(max_length=200, unique=True)
@@ -185,16 +219,43 @@ class Container(models.Model):
         self.node = started.node
         self.save(update_fields=["docker_id", "host_ip", "host_port", "node"])
 
+    @classmethod
+    def sources_of(cls, state):
+        return [source for source, targets in cls.TRANSITIONS.items() if state in targets]
+
+    def move_to(self, state, *, only_from=None, **fields):
+        """This row's state change (see ContainerQuerySet.move_to); False if
+        the row was not in a state it may leave for ``state`` (another caller
+        moved it first). On success the instance is refreshed."""
+        if not Container.objects.filter(pk=self.pk).move_to(state, only_from=only_from, **fields):
+            return False
+        self.refresh_from_db()
+        return True
+
     def mark_failed(self, error):
-        self.state = self.State.FAILED
-        self.error = error[:2000]
-        self.ended_at = timezone.now()
-        self.save(update_fields=["state", "error", "ended_at"])
+        """A spawn that went wrong on its own; False if it was no longer
+        spawning (drained or killed meanwhile: cancelled, not failed)."""
+        return self.move_to(self.State.FAILED, error=error[:2000])
 
     def mark_gone(self):
-        self.state = self.State.GONE
-        self.ended_at = timezone.now()
-        self.save(update_fields=["state", "ended_at"])
+        return self.move_to(self.State.GONE)
+
+    def claim_spawn(self, lease):
+        """Take the first lease of a spawning row: of two workers handed the
+        same row (a task delivered twice), only one starts it."""
+        return self._lease(lease, lease_until__isnull=True)
+
+    def renew_lease(self, lease):
+        """Tell the reconciler this spawn is alive; False if it is no longer
+        spawning (drained, killed, or taken for dead)."""
+        return self._lease(lease)
+
+    def _lease(self, lease, **condition):
+        until = timezone.now() + lease
+        if not Container.objects.filter(pk=self.pk, state=self.State.SPAWNING, **condition).update(lease_until=until):
+            return False
+        self.lease_until = until
+        return True
 
 
 class QueueEntryQuerySet(models.QuerySet):

@@ -93,9 +93,7 @@ def _claim_ready(pool, visitor, client_ip, waited=None):
     """Hand the longest-ready container to ``visitor``; None if none is ready."""
     for container_pk in pool.containers.ready().order_by("ready_at", "pk").values_list("pk", flat=True)[:3]:
         # The conditional update changes the row for exactly one claimer.
-        if Container.objects.filter(pk=container_pk, state=Container.State.READY).update(
-            state=Container.State.ASSIGNED, assigned_at=timezone.now()
-        ):
+        if Container.objects.filter(pk=container_pk).move_to(Container.State.ASSIGNED):
             request_refill(pool.pk)
             session = Session.objects.select_related("container").create(
                 visitor=visitor, container_id=container_pk, client_ip=client_ip, waited=waited

@@ -5,7 +5,6 @@ together."""
 import logging
 
 from django.db import transaction
-from django.utils import timezone
 
 from pool.backend import BackendError, get_backend
 from pool.models import Container, Event, Session
@@ -29,7 +28,7 @@ def request_refill(pool_id):
     transaction.on_commit(queue)
 
 
-def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, refill=True):
+def retire_container(container, reason, by="", only_from=Container.sources_of(Container.State.STOPPING), refill=True):
     """End ``container`` if it is still in one of ``only_from``: its session (if
     any) ends with ``reason``, the container and its route are removed.
 
@@ -37,10 +36,7 @@ def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, 
     end it once. Returns whether this call ended it.
     """
     with transaction.atomic():
-        claimed = Container.objects.filter(pk=container.pk, state__in=only_from).update(
-            state=Container.State.STOPPING, ended_at=timezone.now()
-        )
-        if not claimed:
+        if not Container.objects.filter(pk=container.pk).move_to(Container.State.STOPPING, only_from=only_from):
             return False
         Session.objects.active().filter(container_id=container.pk).end(reason, by=by)
         if refill:
@@ -69,7 +65,7 @@ def remove_quietly(container):
         log.warning("could not remove %s: %s", container.name, error)
 
 
-def retire_and_record(container, reason, kind, message, by="", only_from=Container.LIVE_STATES, **details):
+def retire_and_record(container, reason, kind, message, by="", only_from=Container.sources_of(Container.State.STOPPING), **details):
     """retire_container, then an event row naming the session it ended, if any."""
     if not retire_container(container, reason, by=by, only_from=only_from):
         return False

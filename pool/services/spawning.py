@@ -10,7 +10,6 @@ from pathlib import Path
 
 import requests
 from django.conf import settings
-from django.utils import timezone
 
 from pool.backend import BackendError, ContainerSpec, get_backend
 from pool.command import render_command
@@ -27,7 +26,7 @@ log = logging.getLogger(__name__)
 
 # Seconds a spawn may go without renewing its lease before the reconciler
 # takes its worker for dead (killed mid-spawn) and cleans up after it.
-SPAWN_LEASE = 10
+SPAWN_LEASE = timedelta(seconds=10)
 
 
 class SpawnTimeout(Exception):
@@ -80,7 +79,10 @@ def spawn_container(container_id):
     """Start the container of a spawning row, wait until its server answers
     under its base path, route it, and mark it ready."""
     container = Container.objects.select_related("pool").get(pk=container_id)
-    if not _claim(container):
+    # Of two workers handed the same row (a task delivered twice), only one
+    # starts it. The other would fail on the container name, and its clean-up
+    # would remove the first one's container.
+    if not container.claim_spawn(SPAWN_LEASE):
         return container
     try:
         started = get_backend().start_container(container_spec(container))
@@ -97,12 +99,9 @@ def spawn_container(container_id):
     record_spawn_success(container.pool_id)
     # Only a row still spawning becomes ready. One drained meanwhile may have
     # been removed before its container existed: remove what we started.
-    if not Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING).update(
-        state=Container.State.READY, ready_at=timezone.now()
-    ):
+    if not container.move_to(Container.State.READY):
         remove_quietly(container)
         return container
-    container.refresh_from_db()
     seconds = round((container.ready_at - container.created_at).total_seconds(), 3)
     record_event(Event.Kind.SPAWN, f"{container.name} ready in {seconds} s", container=container, seconds=seconds)
     serve_queue(container.pool_id)  # the visitor waiting longest gets it now
@@ -111,38 +110,18 @@ def spawn_container(container_id):
     return container
 
 
-def _claim(container):
-    """Take the first lease of a spawning row: of two workers handed the same
-    row (a task delivered twice), only one starts it. The other would fail on
-    the container name, and its clean-up would remove the first one's container."""
-    return bool(
-        Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING, lease_until__isnull=True).update(
-            lease_until=timezone.now() + timedelta(seconds=SPAWN_LEASE)
-        )
-    )
-
-
-def _renew_lease(container):
-    """Tell the reconciler this spawn is alive; False if it was taken for dead."""
-    return bool(
-        Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING).update(
-            lease_until=timezone.now() + timedelta(seconds=SPAWN_LEASE)
-        )
-    )
-
-
 def wait_until_answering(container, timeout):
     """Poll the server's base path until it answers (any status below 400),
     renewing the spawn's lease as it waits."""
     url = f"{container.target}{container.base_path}"
     deadline = time.monotonic() + timeout
-    renew_at = time.monotonic() + SPAWN_LEASE / 3
+    renew_at = time.monotonic() + SPAWN_LEASE.total_seconds() / 3
     delay = 0.05
     while True:
         if time.monotonic() > renew_at:
-            if not _renew_lease(container):
+            if not container.renew_lease(SPAWN_LEASE):
                 raise SpawnTimeout(f"{container.name} was given up while starting")
-            renew_at = time.monotonic() + SPAWN_LEASE / 3
+            renew_at = time.monotonic() + SPAWN_LEASE.total_seconds() / 3
         try:
             if requests.get(url, timeout=2, allow_redirects=False).status_code < 400:
                 return

@@ -74,9 +74,11 @@ def _of_pool(queryset, pool, field):
 
 def _repair_row(row, info, route, now, report):
     if row.state == Container.State.SPAWNING:
-        if _spawn_is_stuck(row, now) and Container.objects.filter(
-            pk=row.pk, state=Container.State.SPAWNING
-        ).update(state=Container.State.FAILED, error=STUCK_SPAWN, ended_at=now):
+        # Only if the lease is still the one judged stale: a spawn that renewed
+        # it meanwhile is alive.
+        if _spawn_is_stuck(row, now) and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(
+            Container.State.FAILED, error=STUCK_SPAWN
+        ):
             remove_quietly(row)
             record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
