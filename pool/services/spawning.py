@@ -90,9 +90,13 @@ def spawn_container(container_id):
         wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
         route_container(container)
     except (BackendError, ProxyError, SpawnTimeout) as error:
-        log.warning("spawning %s failed: %s", container.name, error)
         remove_quietly(container)
-        container.mark_failed(str(error))
+        if not container.mark_failed(str(error)):
+            # Drained or killed while it started: a cancellation, which never
+            # counts towards the pool's backoff or pause.
+            log.info("spawning %s cancelled: %s", container.name, error)
+            return container
+        log.warning("spawning %s failed: %s", container.name, error)
         record_spawn_failure(container.pool_id, error)
         record_event(Event.Kind.FAILURE, f"spawning {container.name} failed: {error}", container=container, stage="spawn")
         return container
@@ -115,12 +119,12 @@ def wait_until_answering(container, timeout):
     renewing the spawn's lease as it waits."""
     url = f"{container.target}{container.base_path}"
     deadline = time.monotonic() + timeout
-    renew_at = time.monotonic() + SPAWN_LEASE.total_seconds() / 3
+    renew_at = time.monotonic()  # at once: a spawn drained while it started stops here
     delay = 0.05
     while True:
         if time.monotonic() > renew_at:
             if not container.renew_lease(SPAWN_LEASE):
-                raise SpawnTimeout(f"{container.name} was given up while starting")
+                raise SpawnTimeout(f"{container.name} was drained, killed or given up while starting")
             renew_at = time.monotonic() + SPAWN_LEASE.total_seconds() / 3
         try:
             if requests.get(url, timeout=2, allow_redirects=False).status_code < 400:
