@@ -5,12 +5,14 @@ creates, and only ever lists or removes containers that carry this
 installation's label.
 """
 
+import contextlib
 import functools
 import tarfile
 import tempfile
 import threading
 
 import docker
+import requests
 from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
@@ -23,6 +25,17 @@ LABEL_CONTAINER = "tmpnb.container"
 
 class DockerError(BackendError):
     """Docker refused a request or could not be reached."""
+
+
+@contextlib.contextmanager
+def docker_errors(doing, error_class=DockerError):
+    """Turn whatever the SDK raises into ``error_class``: DockerException for
+    a refusal, and requests' ConnectionError or ReadTimeout, which docker-py
+    lets through once its client exists (the engine restarted or went quiet)."""
+    try:
+        yield
+    except (DockerException, requests.RequestException) as error:
+        raise error_class(f"{doing}: {error}") from None
 
 
 @functools.lru_cache(maxsize=2)
@@ -93,11 +106,9 @@ def _address(container, spec):
 
 def ensure_internal_network(name, pool):
     """A labelled Docker network with no route out, made once."""
-    try:
+    with docker_errors(f"creating network {name}"):
         if not client().networks.list(names=[name]):
             client().networks.create(name, internal=True, labels=labels_for(pool), check_duplicate=True)
-    except DockerException as error:
-        raise DockerError(f"creating network {name}: {error}") from None
 
 
 def start_container(spec):
@@ -108,58 +119,62 @@ def start_container(spec):
     service never reaches out to a registry.
     """
     try:
-        with docker_work():
-            container = client().containers.create(spec.image, spec.command, **_create_options(spec))
+        with docker_errors(f"starting {spec.name}"), docker_work():
+            try:
+                container = client().containers.create(spec.image, spec.command, **_create_options(spec))
+            except ImageNotFound:
+                raise DockerError(f"image {spec.image} is not on this host (build or load it first)") from None
             container.start()
             container.reload()
-    except ImageNotFound:
-        raise DockerError(f"image {spec.image} is not on this host (build or load it first)") from None
-    except DockerException as error:
-        remove_container(spec.name)
-        raise DockerError(f"starting {spec.name}: {error}") from None
+    except DockerError:
+        _remove_left_behind(spec.name)
+        raise
     address = _address(container, spec)
     if address is None:
-        remove_container(container.id)
+        _remove_left_behind(container.id)
         raise DockerError(f"{spec.name} exited before it had an address")
     return StartedContainer(container.id, *address)
+
+
+def _remove_left_behind(docker_id):
+    # The failure being reported matters more; the reconciler removes what stays.
+    with contextlib.suppress(DockerError):
+        remove_container(docker_id)
 
 
 def copy_out(docker_id, path, destination):
     """Copy ``path`` out of a container into the folder ``destination``."""
     try:
-        chunks, _ = client().api.get_archive(docker_id, path)
-        with tempfile.TemporaryFile() as archive:
-            for chunk in chunks:
-                archive.write(chunk)
-            archive.seek(0)
-            with tarfile.open(fileobj=archive) as tar:
-                # The "data" filter refuses links and paths that leave the folder.
-                tar.extractall(destination, filter="data")
-    except (DockerException, tarfile.TarError) as error:
+        with docker_errors(f"copying {path} out of {docker_id[:12]}"):
+            chunks, _ = client().api.get_archive(docker_id, path)
+            with tempfile.TemporaryFile() as archive:
+                for chunk in chunks:
+                    archive.write(chunk)
+                archive.seek(0)
+                with tarfile.open(fileobj=archive) as tar:
+                    # The "data" filter refuses links and paths that leave the folder.
+                    tar.extractall(destination, filter="data")
+    except tarfile.TarError as error:
         raise DockerError(f"copying {path} out of {docker_id[:12]}: {error}") from None
 
 
 def remove_container(docker_id):
     """Kill and remove; a container already gone (404) or going (409) is done."""
-    try:
-        with docker_work():
+    with docker_errors(f"removing {docker_id[:12]}"), docker_work():
+        try:
             client().api.remove_container(docker_id, force=True)
-    except NotFound:
-        pass
-    except APIError as error:
-        if error.status_code != 409:
-            raise DockerError(f"removing {docker_id[:12]}: {error}") from None
-    except DockerException as error:
-        raise DockerError(f"removing {docker_id[:12]}: {error}") from None
+        except NotFound:
+            pass
+        except APIError as error:
+            if error.status_code != 409:
+                raise
 
 
 def list_containers():
     """Every container of this installation, running or not, in one call."""
     label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
-    try:
+    with docker_errors("listing containers"):
         raw = client().api.containers(all=True, filters={"label": label})
-    except DockerException as error:
-        raise DockerError(f"listing containers: {error}") from None
     return [
         ContainerInfo(item["Id"], item["Names"][0].lstrip("/"), item["Labels"].get(LABEL_POOL, ""), item["State"])
         for item in raw
@@ -167,10 +182,9 @@ def list_containers():
 
 
 def image_exists(image):
-    try:
-        client().images.get(image)
-    except ImageNotFound:
-        return False
-    except DockerException as error:
-        raise DockerError(f"looking up image {image}: {error}") from None
+    with docker_errors(f"looking up image {image}"):
+        try:
+            client().images.get(image)
+        except ImageNotFound:
+            return False
     return True
