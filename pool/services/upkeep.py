@@ -50,16 +50,27 @@ def reconcile(pool=None):
     """Repair every pool, or only ``pool``: then only its rows, the containers
     labelled with its name and the routes marked with it are looked at (still
     one list call to Docker and one to the proxy)."""
-    # Docker and the proxy are listed before the rows are read: whatever they
-    # list was started for a row that is already committed, so nothing being
-    # spawned right now looks like an orphan.
+    # The order of the reads matters, as spawns go on meanwhile:
+    # 1. the rows already handed their container (ready or assigned) before
+    #    the listing: only these can be judged gone when Docker lacks them; a
+    #    spawn that becomes ready after the listing was simply not there yet.
+    # 2. Docker and the proxy.
+    # 3. every live row: whatever Docker listed was started for a row already
+    #    committed, so nothing being spawned right now looks like an orphan.
+    started_before = set(
+        _of_pool(Container.objects.filter(state__in=[Container.State.READY, Container.State.ASSIGNED]), pool, "pool")
+        .values_list("pk", flat=True)
+    )
     running = {info.name: info for info in get_backend().list_containers() if pool is None or info.pool == pool.name}
     routes = get_proxy().list_routes()
     rows = list(_of_pool(Container.objects.live().select_related("pool"), pool, "pool"))
     report = ReconcileReport()
     now = timezone.now()
     for row in rows:
-        _repair_row(row, running.get(row.name), routes.get(row.route_path), now, report)
+        info = running.get(row.name)
+        if info is None and row.state in (Container.State.READY, Container.State.ASSIGNED) and row.pk not in started_before:
+            continue  # became ready after the listing: judged at the next tick
+        _repair_row(row, info, routes.get(row.route_path), now, report)
     _remove_orphans(running, {row.name for row in rows}, report)
     # Routes added before they named their pool are left to a reconcile of every pool.
     own_routes = {path: r for path, r in routes.items() if pool is None or r.data.get("pool") == pool.name}
