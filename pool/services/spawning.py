@@ -5,6 +5,8 @@ import shutil
 import socket
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from pathlib import Path
 
@@ -85,7 +87,7 @@ def spawn_container(container_id):
     if not container.claim_spawn(SPAWN_LEASE):
         return container
     try:
-        started = get_backend().start_container(container_spec(container))
+        started = _keeping_the_lease(container, lambda: get_backend().start_container(container_spec(container)))
         container.mark_started(started)
         wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
         route_container(container)
@@ -112,6 +114,21 @@ def spawn_container(container_id):
     if settings.TMPNB_STATIC_FILES:
         extract_static_files(container)
     return container
+
+
+def _keeping_the_lease(container, call):
+    """Run ``call`` (create and start, which can wait for a Docker slot and
+    then take DOCKER_TIMEOUT per request) in a thread of its own while this
+    one renews the spawn's lease, so the reconciler never takes a live spawn
+    for dead. Only this thread touches the database. A lease that cannot be
+    renewed (the row was drained) is noticed once the call is done."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawn") as executor:
+        outcome = executor.submit(call)
+        while True:
+            try:
+                return outcome.result(timeout=SPAWN_LEASE.total_seconds() / 3)
+            except FutureTimeout:
+                container.renew_lease(SPAWN_LEASE)
 
 
 def wait_until_answering(container, timeout):

@@ -62,3 +62,29 @@ def test_a_start_that_fails_on_its_own_counts_towards_the_backoff(fake_backend, 
     assert container.state == Container.State.FAILED
     pool.refresh_from_db()
     assert pool.failure_streak == 1 and pool.next_spawn_at is not None
+
+
+def test_the_lease_is_renewed_while_docker_creates_and_starts_the_container(fake_backend, fake_proxy, monkeypatch):
+    """Create and start can wait for a Docker slot and take DOCKER_TIMEOUT:
+    a reconcile meanwhile must not take the spawn for dead."""
+    from datetime import timedelta
+
+    from django.db import connection
+
+    from pool.services import spawning
+
+    monkeypatch.setattr(spawning, "SPAWN_LEASE", timedelta(seconds=0.6))
+    reports = []
+
+    def slow_start_with_a_reconcile(spec):
+        import time
+
+        time.sleep(1.5)  # more than two leases
+        try:
+            reports.append(services.reconcile())
+        finally:
+            connection.close()  # this thread's own connection
+
+    pool, [container] = spawn_while(fake_backend, slow_start_with_a_reconcile)
+    assert reports[0].stuck_failed == 0
+    assert Container.objects.get(pk=container.pk).state == Container.State.READY
