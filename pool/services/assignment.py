@@ -50,6 +50,13 @@ def admit(*, pool, visitor, client_ip=None, path="", wait=True):
             if (session := active_session(visitor)) is not None:
                 return Admission(session=session)
             entry = QueueEntry.objects.waiting().filter(visitor=visitor).first()
+            if entry is not None and entry.pool_id != pool.pk:
+                # Waiting for another pool, they opened this one: the last pool
+                # asked for is the one they want, so the place moves here, behind
+                # those already waiting (the waiting page does not name a pool:
+                # waiting on for the first would land them where they no longer asked).
+                QueueEntry.objects.filter(pk=entry.pk).update(left_at=timezone.now())
+                entry = None
             if entry is None:
                 _check_address(client_ip)
                 if not pool.queue.waiting().exists():
