@@ -431,3 +431,19 @@ class UsageSample(models.Model):
     class Meta:
         ordering = ["time"]
         indexes = [models.Index(fields=["time", "pool"])]
+
+
+class HistoryTotal(models.Model):
+    """What pruned history added to a /metrics counter of a pool, carried
+    forward so that the counters never go down when old rows are deleted."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="history_totals")
+    counter = models.CharField(max_length=40, help_text="assignments, culls, turned_away, failures or spawns.")
+    label = models.CharField(max_length=40, blank=True, help_text="The cull reason, or the spawn histogram's part.")
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pool", "counter", "label"], name="one_total_per_counter")]
+
+    def __str__(self):
+        return f"{self.pool}: {self.counter} {self.label} {self.value:g}"

@@ -47,6 +47,8 @@ def start_with(tmp_path, **env):
         ("TMPNB_CULL_MAX", "0", "TMPNB_CULL_MAX must be at least 1"),
         ("TMPNB_SAMPLE_PERIOD", "0", "TMPNB_SAMPLE_PERIOD must be at least 1"),
         ("TMPNB_SAMPLE_DAYS", "two weeks", "TMPNB_SAMPLE_DAYS must be a whole number"),
+        ("TMPNB_HISTORY_DAYS", "0", "TMPNB_HISTORY_DAYS must be at least 1"),
+        ("TMPNB_HISTORY_DAYS", "forever", "TMPNB_HISTORY_DAYS must be a whole number"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):

@@ -190,6 +190,9 @@ if TMPNB_STATIC_FILES and not TMPNB_STATIC_FILES.startswith("/"):
 # The dashboard's usage chart: one sample of every pool each period, kept this many days.
 TMPNB_SAMPLE_PERIOD = env_int("TMPNB_SAMPLE_PERIOD", 60, minimum=1)
 TMPNB_SAMPLE_DAYS = env_int("TMPNB_SAMPLE_DAYS", 14, minimum=1)
+# Ended containers, sessions, queue places and events older than this are
+# pruned by the heartbeat; /metrics carries their counts forward.
+TMPNB_HISTORY_DAYS = env_int("TMPNB_HISTORY_DAYS", 90, minimum=1, maximum=36500)
 # Tokens for the API: POST /api/spawn needs TMPNB_API_TOKEN, DELETE /api/pool
 # needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
 TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")

@@ -17,6 +17,7 @@ from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, retire_and_record, route_container
 from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
+from pool.services.retention import prune_history
 from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, get_proxy
 
@@ -163,7 +164,7 @@ def cull_sessions(now=None, pool=None):
 
 
 def heartbeat():
-    """Repair what drifted, let waiting visitors in, then fill every pool.
+    """Repair what drifted, prune old history, let waiting visitors in, then fill every pool.
     Returns the rows to spawn."""
     try:
         reconcile()
@@ -171,6 +172,7 @@ def heartbeat():
         # Without a true picture, repair nothing; filling still works from the rows.
         log.warning("reconcile skipped: %s", error)
     drop_abandoned_places()
+    prune_history()
     for pool_id in Pool.objects.values_list("pk", flat=True):
         serve_queue(pool_id)
     return keep_pools_filled()
