@@ -52,9 +52,19 @@ def _docker_slots(size):
     return threading.BoundedSemaphore(size)
 
 
+@contextlib.contextmanager
 def docker_work():
-    """Bounds the Docker calls one process makes at once (max_dock_workers)."""
-    return _docker_slots(settings.TMPNB_MAX_DOCK_WORKERS)
+    """Bounds the Docker calls one process makes at once (max_dock_workers).
+    The wait for a slot is bounded too: Celery's time limits do nothing in
+    the threads pool, so every wait of a task needs its own deadline."""
+    slots = _docker_slots(settings.TMPNB_MAX_DOCK_WORKERS)
+    wait = 2 * settings.DOCKER_TIMEOUT
+    if not slots.acquire(timeout=wait):
+        raise DockerError(f"no Docker slot came free within {wait}s (all TMPNB_MAX_DOCK_WORKERS busy)")
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def labels_for(pool_name, container_name=None):

@@ -265,7 +265,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_POOL = "threads"
 CELERY_WORKER_CONCURRENCY = TMPNB_MAX_DOCK_WORKERS * 4
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = TMPNB_SPAWN_TIMEOUT + 60
+# No CELERY_TASK_TIME_LIMIT: the threads pool cannot stop a thread, so Celery
+# ignores it. Every task is bounded by its own deadlines instead: a spawn by
+# TMPNB_SPAWN_TIMEOUT (its server answering) and TMPNB_DOCKER_TIMEOUT (each
+# Docker call, and the wait for a Docker slot), the proxy's calls by
+# proxyapi's short timeouts, the database by its lock timeout.
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # A web request that queues a task must not hang while Redis is away.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2

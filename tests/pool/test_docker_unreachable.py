@@ -84,3 +84,17 @@ def test_a_spawn_that_cannot_reach_docker_fails_cleanly_and_backs_off(unreachabl
     pool.refresh_from_db()
     assert pool.failure_streak == 1 and pool.next_spawn_at is not None
     assert Event.objects.filter(kind=Event.Kind.FAILURE, container=container).exists()
+
+
+def test_waiting_for_a_docker_slot_is_bounded(settings):
+    """Celery's time limits do nothing in the threads pool: every wait of a
+    task has its own bound, the wait for one of TMPNB_MAX_DOCK_WORKERS too."""
+    settings.TMPNB_MAX_DOCK_WORKERS = 1
+    settings.DOCKER_TIMEOUT = 1
+    slots = dockerapi._docker_slots(1)
+    assert slots.acquire(timeout=5)  # another call holds the only slot
+    try:
+        with pytest.raises(BackendError, match="TMPNB_MAX_DOCK_WORKERS"):
+            dockerapi.remove_container("tmpnb-unreachable")
+    finally:
+        slots.release()
