@@ -41,6 +41,7 @@ def retire_container(container, reason, by="", only_from=Container.sources_of(Co
         Session.objects.active().filter(container_id=container.pk).end(reason, by=by)
         if refill:
             request_refill(container.pool_id)
+    log.info("retiring %s%s", container.name, f" ({reason})" if reason else "")
     remove_quietly(container)
     container.mark_gone()
     return True
