@@ -90,4 +90,12 @@ def kill_sessions(sessions, by):
 
 def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
     """End every session and remove every live container, as the service stops for good."""
-    return sum(retire_container(c, reason, refill=False) for c in Container.objects.live())
+    ended = 0
+    for container in Container.objects.live():
+        if container.state == Container.State.STOPPING:
+            # Its teardown was interrupted: finish it (a stopping row cannot be retired again).
+            remove_quietly(container)
+            ended += container.mark_gone()
+        else:
+            ended += retire_container(container, reason, refill=False)
+    return ended
