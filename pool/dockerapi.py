@@ -5,6 +5,7 @@ creates, and only ever lists or removes containers that carry this
 installation's label.
 """
 
+import contextlib
 import functools
 import logging
 import tarfile
@@ -12,6 +13,7 @@ import tempfile
 import threading
 
 import docker
+import requests
 from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
@@ -28,6 +30,17 @@ class DockerError(BackendError):
     """Docker refused a request or could not be reached."""
 
 
+@contextlib.contextmanager
+def docker_errors(doing, error_class=DockerError):
+    """Turn whatever the SDK raises into ``error_class``: DockerException for
+    a refusal, and requests' ConnectionError or ReadTimeout, which docker-py
+    lets through once its client exists (the engine restarted or went quiet)."""
+    try:
+        yield
+    except (DockerException, requests.RequestException) as error:
+        raise error_class(f"{doing}: {error}") from None
+
+
 @functools.lru_cache(maxsize=2)
 def _client(base_url, version, timeout):
     return docker.DockerClient(base_url=base_url, version=version, timeout=timeout)
@@ -42,9 +55,19 @@ def _docker_slots(size):
     return threading.BoundedSemaphore(size)
 
 
+@contextlib.contextmanager
 def docker_work():
-    """Bounds the Docker calls one process makes at once (max_dock_workers)."""
-    return _docker_slots(settings.TMPNB_MAX_DOCK_WORKERS)
+    """Bounds the Docker calls one process makes at once (max_dock_workers).
+    The wait for a slot is bounded too: Celery's time limits do nothing in
+    the threads pool, so every wait of a task needs its own deadline."""
+    slots = _docker_slots(settings.TMPNB_MAX_DOCK_WORKERS)
+    wait = 2 * settings.DOCKER_TIMEOUT
+    if not slots.acquire(timeout=wait):
+        raise DockerError(f"no Docker slot came free within {wait}s (all TMPNB_MAX_DOCK_WORKERS busy)")
+    try:
+        yield
+    finally:
+        slots.release()
 
 
 def labels_for(pool_name, container_name=None):
@@ -101,30 +124,25 @@ _network_lock = threading.Lock()
 
 def ensure_network(name, pool, internal=False):
     """A labelled Docker bridge network, made once; an internal one has no route out."""
-    try:
-        # Docker may make two networks of one name (its duplicate check is best
-        # effort), and the spawning threads of a worker start together.
-        with _network_lock:
-            # The name filter matches parts of names too.
-            if not [network for network in client().networks.list(names=[name]) if network.name == name]:
-                client().networks.create(name, internal=internal, labels=labels_for(pool), check_duplicate=True)
-    except DockerException as error:
-        raise DockerError(f"creating network {name}: {error}") from None
+    # Docker may make two networks of one name (its duplicate check is best
+    # effort), and the spawning threads of a worker start together.
+    with docker_errors(f"creating network {name}"), _network_lock:
+        # The name filter matches parts of names too.
+        if not [network for network in client().networks.list(names=[name]) if network.name == name]:
+            client().networks.create(name, internal=internal, labels=labels_for(pool), check_duplicate=True)
 
 
 def remove_networks():
     """Remove the networks of this installation; one still in use stays (and is logged)."""
     label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
-    try:
+    with docker_errors("listing networks"):
         networks = client().networks.list(filters={"label": label})
-    except DockerException as error:
-        raise DockerError(f"listing networks: {error}") from None
     for network in networks:
         try:
             network.remove()
         except NotFound:
             pass
-        except DockerException as error:
+        except (DockerException, requests.RequestException) as error:
             log.warning("network %s not removed: %s", network.name, error)
 
 
@@ -137,58 +155,62 @@ def start_container(spec):
     service never reaches out to a registry.
     """
     try:
-        with docker_work():
-            container = client().containers.create(spec.image, spec.command, **_create_options(spec))
+        with docker_errors(f"starting {spec.name}"), docker_work():
+            try:
+                container = client().containers.create(spec.image, spec.command, **_create_options(spec))
+            except ImageNotFound:
+                raise DockerError(f"image {spec.image} is not on this host (build or load it first)") from None
             container.start()
             container.reload()
-    except ImageNotFound:
-        raise DockerError(f"image {spec.image} is not on this host (build or load it first)") from None
-    except DockerException as error:
-        remove_container(spec.name)
-        raise DockerError(f"starting {spec.name}: {error}") from None
+    except DockerError:
+        _remove_left_behind(spec.name)
+        raise
     started = _started(container, spec)
     if started is None:
-        remove_container(container.id)
+        _remove_left_behind(container.id)
         raise DockerError(f"{spec.name} exited before it had an address")
     return started
+
+
+def _remove_left_behind(docker_id):
+    # The failure being reported matters more; the reconciler removes what stays.
+    with contextlib.suppress(DockerError):
+        remove_container(docker_id)
 
 
 def copy_out(docker_id, path, destination):
     """Copy ``path`` out of a container into the folder ``destination``."""
     try:
-        chunks, _ = client().api.get_archive(docker_id, path)
-        with tempfile.TemporaryFile() as archive:
-            for chunk in chunks:
-                archive.write(chunk)
-            archive.seek(0)
-            with tarfile.open(fileobj=archive) as tar:
-                # The "data" filter refuses links and paths that leave the folder.
-                tar.extractall(destination, filter="data")
-    except (DockerException, tarfile.TarError) as error:
+        with docker_errors(f"copying {path} out of {docker_id[:12]}"):
+            chunks, _ = client().api.get_archive(docker_id, path)
+            with tempfile.TemporaryFile() as archive:
+                for chunk in chunks:
+                    archive.write(chunk)
+                archive.seek(0)
+                with tarfile.open(fileobj=archive) as tar:
+                    # The "data" filter refuses links and paths that leave the folder.
+                    tar.extractall(destination, filter="data")
+    except tarfile.TarError as error:
         raise DockerError(f"copying {path} out of {docker_id[:12]}: {error}") from None
 
 
 def remove_container(docker_id):
     """Kill and remove; a container already gone (404) or going (409) is done."""
-    try:
-        with docker_work():
+    with docker_errors(f"removing {docker_id[:12]}"), docker_work():
+        try:
             client().api.remove_container(docker_id, force=True)
-    except NotFound:
-        pass
-    except APIError as error:
-        if error.status_code != 409:
-            raise DockerError(f"removing {docker_id[:12]}: {error}") from None
-    except DockerException as error:
-        raise DockerError(f"removing {docker_id[:12]}: {error}") from None
+        except NotFound:
+            pass
+        except APIError as error:
+            if error.status_code != 409:
+                raise
 
 
 def list_containers():
     """Every container of this installation, running or not, in one call."""
     label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
-    try:
+    with docker_errors("listing containers"):
         raw = client().api.containers(all=True, filters={"label": label})
-    except DockerException as error:
-        raise DockerError(f"listing containers: {error}") from None
     return [
         ContainerInfo(item["Id"], item["Names"][0].lstrip("/"), item["Labels"].get(LABEL_POOL, ""), item["State"])
         for item in raw
@@ -196,10 +218,9 @@ def list_containers():
 
 
 def image_exists(image):
-    try:
-        client().images.get(image)
-    except ImageNotFound:
-        return False
-    except DockerException as error:
-        raise DockerError(f"looking up image {image}: {error}") from None
+    with docker_errors(f"looking up image {image}"):
+        try:
+            client().images.get(image)
+        except ImageNotFound:
+            return False
     return True

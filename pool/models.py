@@ -3,7 +3,7 @@ import hashlib
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
-from django.db import models
+from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
@@ -127,6 +127,56 @@ class ContainerQuerySet(models.QuerySet):
         """(node, count) pairs: how the containers are spread over the machines."""
         return self.order_by("node").values_list("node").annotate(n=models.Count("pk"))
 
+    def move_to(self, state, *, only_from=None, **fields):
+        """Move the rows that may go to ``state`` there (the rows of
+        ``only_from`` only, if given, a subset of those allowed) and stamp the
+        time; the one way any writer changes a container's state. It is one
+        conditional UPDATE: of concurrent callers moving the same row, only
+        one changes it. Returns the number of rows moved."""
+        allowed = Container.sources_of(state)
+        if only_from is not None:
+            if not set(only_from) <= set(allowed):
+                raise ValueError(f"a container cannot go from {sorted(set(only_from) - set(allowed))} to {state}")
+            allowed = only_from
+        return self.filter(state__in=allowed).update(state=state, **{Container.ENTERED_AT[state]: timezone.now()}, **fields)
+
+    def claim_longest_ready(self, pool_id, *, only_if_nobody_waits=False):
+        """The ready container of the pool that has waited longest, moved to
+        ASSIGNED and returned; None if none is ready (or, with
+        ``only_if_nobody_waits``, if a visitor waits for the pool).
+
+        The admission's hot path, so one statement picks and moves the row
+        (move_to would need a read first): of concurrent claimers only one can
+        win a row, and on PostgreSQL they skip each other's locked rows instead
+        of queueing on them. It moves along the same arrow as move_to would.
+        """
+        target = Container.State.ASSIGNED
+        (source,) = Container.sources_of(target)
+        table, queue_table = Container._meta.db_table, QueueEntry._meta.db_table
+        now = timezone.now()
+        skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+        nobody_waits = (
+            f" AND NOT EXISTS (SELECT 1 FROM {queue_table} WHERE pool_id = %s AND served_at IS NULL AND left_at IS NULL)"
+            if only_if_nobody_waits else ""
+        )
+        # What a redirect and the end of a session need; other fields load on first use.
+        columns = [f.attname for f in Container._meta.concrete_fields if f.attname in Container.CLAIM_RETURNS]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET state = %s, {Container.ENTERED_AT[target]} = %s"
+                f" WHERE state = %s AND id = (SELECT id FROM {table} WHERE pool_id = %s AND state = %s"
+                f" ORDER BY ready_at, id LIMIT 1{skip_locked}){nobody_waits}"
+                f" RETURNING {', '.join(columns)}",
+                [target, connection.ops.adapt_datetimefield_value(now), source, pool_id, source]
+                + ([pool_id] if only_if_nobody_waits else []),
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        container = Container.from_db(connection.alias, columns, row)  # from_db wants the model's field order
+        container.state, container.assigned_at = target, now
+        return container
+
 
 class Container(models.Model):
     class State(models.TextChoices):
@@ -138,6 +188,29 @@ class Container(models.Model):
         FAILED = "failed"
 
     LIVE_STATES = (State.SPAWNING, State.READY, State.ASSIGNED, State.STOPPING)
+
+    # The whole state machine: every state change goes through move_to (a
+    # conditional update), and only along these arrows. A spawning row drained
+    # or killed goes to STOPPING (a cancellation); FAILED is for spawns that
+    # went wrong on their own.
+    TRANSITIONS = {
+        State.SPAWNING: (State.READY, State.STOPPING, State.FAILED),
+        State.READY: (State.ASSIGNED, State.STOPPING),
+        State.ASSIGNED: (State.STOPPING,),
+        State.STOPPING: (State.GONE,),
+        State.GONE: (),
+        State.FAILED: (),
+    }
+    # What ContainerQuerySet.claim_longest_ready reads back.
+    CLAIM_RETURNS = {"id", "pool_id", "name", "path_id", "token", "docker_id", "host_ip", "host_port", "node"}
+    # The time a state is entered is stamped on this field.
+    ENTERED_AT = {
+        State.READY: "ready_at",
+        State.ASSIGNED: "assigned_at",
+        State.STOPPING: "ended_at",
+        State.GONE: "ended_at",
+        State.FAILED: "ended_at",
+    }
 
     pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="containers")
     name = models.CharField(max_length=200, unique=True)
@@ -190,16 +263,43 @@ class Container(models.Model):
         self.node = started.node
         self.save(update_fields=["docker_id", "host_ip", "host_port", "node"])
 
+    @classmethod
+    def sources_of(cls, state):
+        return [source for source, targets in cls.TRANSITIONS.items() if state in targets]
+
+    def move_to(self, state, *, only_from=None, **fields):
+        """This row's state change (see ContainerQuerySet.move_to); False if
+        the row was not in a state it may leave for ``state`` (another caller
+        moved it first). On success the instance is refreshed."""
+        if not Container.objects.filter(pk=self.pk).move_to(state, only_from=only_from, **fields):
+            return False
+        self.refresh_from_db()
+        return True
+
     def mark_failed(self, error):
-        self.state = self.State.FAILED
-        self.error = error[:2000]
-        self.ended_at = timezone.now()
-        self.save(update_fields=["state", "error", "ended_at"])
+        """A spawn that went wrong on its own; False if it was no longer
+        spawning (drained or killed meanwhile: cancelled, not failed)."""
+        return self.move_to(self.State.FAILED, error=error[:2000])
 
     def mark_gone(self):
-        self.state = self.State.GONE
-        self.ended_at = timezone.now()
-        self.save(update_fields=["state", "ended_at"])
+        return self.move_to(self.State.GONE)
+
+    def claim_spawn(self, lease):
+        """Take the first lease of a spawning row: of two workers handed the
+        same row (a task delivered twice), only one starts it."""
+        return self._lease(lease, lease_until__isnull=True)
+
+    def renew_lease(self, lease):
+        """Tell the reconciler this spawn is alive; False if it is no longer
+        spawning (drained, killed, or taken for dead)."""
+        return self._lease(lease)
+
+    def _lease(self, lease, **condition):
+        until = timezone.now() + lease
+        if not Container.objects.filter(pk=self.pk, state=self.State.SPAWNING, **condition).update(lease_until=until):
+            return False
+        self.lease_until = until
+        return True
 
 
 class QueueEntryQuerySet(models.QuerySet):
@@ -376,3 +476,19 @@ class UsageSample(models.Model):
     class Meta:
         ordering = ["time"]
         indexes = [models.Index(fields=["time", "pool"])]
+
+
+class HistoryTotal(models.Model):
+    """What pruned history added to a /metrics counter of a pool, carried
+    forward so that the counters never go down when old rows are deleted."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="history_totals")
+    counter = models.CharField(max_length=40, help_text="assignments, culls, turned_away, failures or spawns.")
+    label = models.CharField(max_length=40, blank=True, help_text="The cull reason, or the spawn histogram's part.")
+    value = models.FloatField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pool", "counter", "label"], name="one_total_per_counter")]
+
+    def __str__(self):
+        return f"{self.pool}: {self.counter} {self.label} {self.value:g}"

@@ -9,15 +9,18 @@ notebook per node). Swarm never restarts or moves a notebook: its state is
 gone with its task, so the pool replaces it, as on one host.
 """
 
+import contextlib
 import shlex
 import time
 
 from django.conf import settings
-from docker.errors import DockerException, NotFound
+from docker.errors import NotFound
 from docker.utils import parse_bytes
 
 from pool.backend import ContainerInfo, StartedContainer
-from pool.dockerapi import LABEL_INSTALLATION, LABEL_POOL, DockerError, client, docker_work, image_exists, labels_for
+from pool.dockerapi import (
+    LABEL_INSTALLATION, LABEL_POOL, DockerError, client, docker_errors, docker_work, image_exists, labels_for,
+)
 
 __all__ = ["copy_out", "ensure_network", "image_exists", "list_containers", "remove_container", "remove_networks",
            "start_container"]
@@ -71,22 +74,23 @@ def start_container(spec):
     runs, and return its node's address and the port Swarm published."""
     endpoint = {"Ports": [{"Protocol": "tcp", "TargetPort": spec.container_port, "PublishMode": "host"}]}
     try:
-        with docker_work():
-            # The daemon does not ask a registry for the image (API >= 1.30); the
-            # nodes must hold it already (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1).
-            service = client().api.create_service(
-                _task_template(spec), name=spec.name, labels=labels_for(spec.pool, spec.name),
-                mode={"Replicated": {"Replicas": 1}}, endpoint_spec=endpoint,
-            )
-        task = _wait_until_running(service["ID"], spec.name)
-        node = client().api.inspect_node(task["NodeID"])
-        port = task["Status"]["PortStatus"]["Ports"][0]["PublishedPort"]
-    except (DockerException, KeyError, IndexError) as error:
-        remove_container(spec.name)
+        with docker_errors(f"starting {spec.name}", SwarmError):
+            with docker_work():
+                # The daemon does not ask a registry for the image (API >= 1.30); the
+                # nodes must hold it already (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1).
+                service = client().api.create_service(
+                    _task_template(spec), name=spec.name, labels=labels_for(spec.pool, spec.name),
+                    mode={"Replicated": {"Replicas": 1}}, endpoint_spec=endpoint,
+                )
+            task = _wait_until_running(service["ID"], spec.name)
+            node = client().api.inspect_node(task["NodeID"])
+            port = task["Status"]["PortStatus"]["Ports"][0]["PublishedPort"]
+    except (SwarmError, KeyError, IndexError) as error:
+        with contextlib.suppress(SwarmError):  # the reconciler removes what stays
+            remove_container(spec.name)
+        if isinstance(error, SwarmError):
+            raise
         raise SwarmError(f"starting {spec.name}: {error}") from None
-    except SwarmError:
-        remove_container(spec.name)
-        raise
     return StartedContainer(service["ID"], _node_address(node), port, node=node["Description"]["Hostname"])
 
 
@@ -115,13 +119,11 @@ def _node_address(node):
 
 def remove_container(docker_id):
     """Remove the service (its task goes with it); already gone is done."""
-    try:
-        with docker_work():
+    with docker_errors(f"removing service {docker_id[:12]}", SwarmError), docker_work():
+        try:
             client().api.remove_service(docker_id)
-    except NotFound:
-        pass
-    except DockerException as error:
-        raise SwarmError(f"removing service {docker_id[:12]}: {error}") from None
+        except NotFound:
+            pass
 
 
 def list_containers():
@@ -129,12 +131,10 @@ def list_containers():
     (services, their tasks, nodes). A notebook whose node is no longer ready
     counts as lost with it."""
     label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
-    try:
+    with docker_errors("listing services", SwarmError):
         services = client().api.services(filters={"label": label})
         tasks = client().api.tasks(filters={"service": [s["ID"] for s in services]}) if services else []
         nodes = {node["ID"]: node for node in client().api.nodes()}
-    except DockerException as error:
-        raise SwarmError(f"listing services: {error}") from None
     newest = {}
     for task in sorted(tasks, key=lambda t: t["Version"]["Index"]):
         newest[task["ServiceID"]] = task

@@ -6,7 +6,7 @@ example fails on a traceback as well as on a 5xx answer."""
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from pool.models import Container
+from pool.models import Container, Session
 from tests.factories import ContainerFactory, PoolFactory
 
 pytestmark = pytest.mark.django_db
@@ -73,6 +73,20 @@ def test_any_user_path(client, pool, path_id, rest):
     assert_no_server_error(client.get(f"/spawn{rest}"))
 
 
-def test_fuzzing_gave_away_no_container_twice(client, pool):
-    # What the fuzzing above assigned stays consistent: one session per container.
-    assert Container.objects.assigned().count() == Container.objects.filter(session__isnull=False).count()
+def assert_every_container_held_once():
+    active = Session.objects.active()
+    assert active.values("container").distinct().count() == active.count()
+    assert set(active.values_list("container", flat=True)) == set(Container.objects.assigned().values_list("pk", flat=True))
+
+
+@hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(visits=st.lists(st.tuples(st.sampled_from(["", "/", "/spawn/", "/p/default/", "/api/spawn"]), headers), min_size=1, max_size=8))
+def test_fuzzed_visitors_are_each_given_a_container_of_their_own(client, pool, visits):
+    """Hostile visits that do get notebooks: the ready containers run out and
+    are refilled (as a spawn would), and no container is held twice."""
+    ContainerFactory.create_batch(max(0, 3 - Container.objects.ready().count()), pool=pool)
+    for path, visit_headers in visits:
+        client.cookies.clear()  # a new visitor, unless the headers carry a cookie
+        assert_no_server_error(client.get(path or "/", headers=visit_headers))
+        assert_every_container_held_once()
+    assert Session.objects.exists()  # the property was checked against real assignments

@@ -245,6 +245,9 @@ if TMPNB_STATIC_FILES and not TMPNB_STATIC_FILES.startswith("/"):
 # The dashboard's usage chart: one sample of every pool each period, kept this many days.
 TMPNB_SAMPLE_PERIOD = env_int("TMPNB_SAMPLE_PERIOD", 60, minimum=1)
 TMPNB_SAMPLE_DAYS = env_int("TMPNB_SAMPLE_DAYS", 14, minimum=1)
+# Ended containers, sessions, queue places and events older than this are
+# pruned by the heartbeat; /metrics carries their counts forward.
+TMPNB_HISTORY_DAYS = env_int("TMPNB_HISTORY_DAYS", 90, minimum=1, maximum=36500)
 # Tokens for the API: POST /api/spawn needs TMPNB_API_TOKEN, DELETE /api/pool
 # needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
 TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")
@@ -323,7 +326,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_POOL = "threads"
 CELERY_WORKER_CONCURRENCY = TMPNB_MAX_DOCK_WORKERS * 4
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = TMPNB_SPAWN_TIMEOUT + 60
+# No CELERY_TASK_TIME_LIMIT: the threads pool cannot stop a thread, so Celery
+# ignores it. Every task is bounded by its own deadlines instead: a spawn by
+# TMPNB_SPAWN_TIMEOUT (its server answering) and TMPNB_DOCKER_TIMEOUT (each
+# Docker call, and the wait for a Docker slot), the proxy's calls by
+# proxyapi's short timeouts, the database by its lock timeout.
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # A web request that queues a task must not hang while Redis is away.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2

@@ -74,6 +74,13 @@ def _admit_through_queue(pool, visitor, client_ip, path, wait):
             if (session := active_session(visitor)) is not None:
                 return Admission(session=session)
             entry = QueueEntry.objects.waiting().filter(visitor=visitor).first()
+            if entry is not None and entry.pool_id != pool.pk:
+                # Waiting for another pool, they opened this one: the last pool
+                # asked for is the one they want, so the place moves here, behind
+                # those already waiting (the waiting page does not name a pool:
+                # waiting on for the first would land them where they no longer asked).
+                QueueEntry.objects.filter(pk=entry.pk).update(left_at=timezone.now())
+                entry = None
             if entry is None:
                 _check_address(client_ip)
                 if not pool.queue.waiting().exists():
@@ -120,42 +127,18 @@ def _check_address(client_ip):
         )
 
 
-# What a claim reads back: what the visitor's redirect and ending a session need.
-CLAIM_RETURNS = {"id", "pool_id", "name", "path_id", "token", "docker_id", "host_ip", "host_port", "node"}
-
-
 def claim_ready_container(pool, *, visitor, client_ip=None, waited=None, only_if_nobody_waits=False):
     """Hand the longest-ready container of ``pool`` to ``visitor`` and open
     their session; None if none is ready (or, with ``only_if_nobody_waits``,
     if someone waits: they come first). Call it inside a transaction.
 
-    One UPDATE picks and takes the container, so only one claimer can win
-    it; on PostgreSQL, claimers skip each other's locked rows instead of
-    queueing on them. The unique live session per visitor is the second lock.
+    The claim is one UPDATE that only one claimer can win
+    (``ContainerQuerySet.claim_longest_ready``); the unique live session per
+    visitor is the second lock.
     """
-    container_table, queue_table = Container._meta.db_table, QueueEntry._meta.db_table
-    ready, now = Container.State.READY, timezone.now()
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-    nobody_waits = (
-        f" AND NOT EXISTS (SELECT 1 FROM {queue_table} WHERE pool_id = %s AND served_at IS NULL AND left_at IS NULL)"
-        if only_if_nobody_waits else ""
-    )
-    columns = [field.attname for field in Container._meta.concrete_fields if field.attname in CLAIM_RETURNS]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {container_table} SET state = %s, assigned_at = %s"
-            f" WHERE state = %s AND id = (SELECT id FROM {container_table} WHERE pool_id = %s AND state = %s"
-            f" ORDER BY ready_at, id LIMIT 1{skip_locked}){nobody_waits}"
-            f" RETURNING {', '.join(columns)}",
-            [Container.State.ASSIGNED, connection.ops.adapt_datetimefield_value(now), ready, pool.pk, ready]
-            + ([pool.pk] if only_if_nobody_waits else []),
-        )
-        row = cursor.fetchone()
-    if row is None:
+    container = Container.objects.claim_longest_ready(pool.pk, only_if_nobody_waits=only_if_nobody_waits)
+    if container is None:
         return None
-    # from_db wants the model's field order; the other fields load on first use.
-    container = Container.from_db(connection.alias, columns, row)
-    container.state, container.assigned_at = Container.State.ASSIGNED, now
     session = Session.objects.create(visitor=visitor, container=container, client_ip=client_ip, waited=waited)
     record_event(
         Event.Kind.ASSIGNMENT, f"{container.name} assigned to visitor {session.visitor_tag}",

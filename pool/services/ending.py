@@ -6,7 +6,6 @@ import logging
 
 from django.core.cache import cache
 from django.db import transaction
-from django.utils import timezone
 
 from pool.backend import BackendError, get_backend
 from pool.models import Container, Event, Session
@@ -43,7 +42,7 @@ def request_refill(pool_id):
     transaction.on_commit(queue)
 
 
-def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, refill=True, delete_route=True):
+def retire_container(container, reason, by="", only_from=Container.sources_of(Container.State.STOPPING), refill=True, delete_route=True):
     """End ``container`` if it is still in one of ``only_from``: its session (if
     any) ends with ``reason``, the container and (unless ``delete_route`` is
     false) its route are removed.
@@ -52,14 +51,12 @@ def retire_container(container, reason, by="", only_from=Container.LIVE_STATES, 
     end it once. Returns whether this call ended it.
     """
     with transaction.atomic():
-        claimed = Container.objects.filter(pk=container.pk, state__in=only_from).update(
-            state=Container.State.STOPPING, ended_at=timezone.now()
-        )
-        if not claimed:
+        if not Container.objects.filter(pk=container.pk).move_to(Container.State.STOPPING, only_from=only_from):
             return False
         Session.objects.active().filter(container_id=container.pk).end(reason, by=by)
         if refill:
             request_refill(container.pool_id)
+    log.info("retiring %s%s", container.name, f" ({reason})" if reason else "")
     remove_quietly(container, delete_route=delete_route)
     container.mark_gone()
     return True
@@ -85,7 +82,7 @@ def remove_quietly(container, delete_route=True):
         log.warning("could not remove %s: %s", container.name, error)
 
 
-def retire_and_record(container, reason, kind, message, by="", only_from=Container.LIVE_STATES, **details):
+def retire_and_record(container, reason, kind, message, by="", only_from=Container.sources_of(Container.State.STOPPING), **details):
     """retire_container, then an event row naming the session it ended, if any."""
     if not retire_container(container, reason, by=by, only_from=only_from):
         return False
@@ -109,15 +106,20 @@ def kill_sessions(sessions, by):
 
 def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
     """End every session and remove every live container and the networks made
-    for them, as the service stops for good. Returns how many it removed and
+    for them, as the service stops for good. Returns how many it ended and
     whether the proxy answered: when it does not, its routes went with it and
     are not deleted one by one."""
     proxy_answers = get_proxy().answers()
-    removed = sum(
-        retire_container(c, reason, refill=False, delete_route=proxy_answers) for c in Container.objects.live()
-    )
+    ended = 0
+    for container in Container.objects.live():
+        if container.state == Container.State.STOPPING:
+            # Its teardown was interrupted: finish it (a stopping row cannot be retired again).
+            remove_quietly(container, delete_route=proxy_answers)
+            ended += container.mark_gone()
+        else:
+            ended += retire_container(container, reason, refill=False, delete_route=proxy_answers)
     try:
         get_backend().remove_networks()
     except BackendError as error:
         log.warning("could not remove the networks: %s", error)
-    return removed, proxy_answers
+    return ended, proxy_answers

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 
-from pool.models import Container, Event, Pool, Session
+from pool.models import Container, Event, HistoryTotal, Pool, Session
 
 # Seconds from a container's row (the pool asking for it) to its server answering.
 SPAWN_BUCKETS = (0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120)
@@ -30,7 +30,7 @@ def metric_values():
         **{f"le_{b}": Count("pk", filter=Q(seconds__lte=timedelta(seconds=b))) for b in SPAWN_BUCKETS},
         count=Count("pk"),
     )
-    return {
+    values = {
         "pools": {pool.name: pool for pool in Pool.objects.all()},
         "containers": _counts(Container.objects.live(), "pool__name", "state"),
         "assignments": _counts(sessions, "container__pool__name"),
@@ -46,3 +46,21 @@ def metric_values():
             for row in durations
         },
     }
+    _add_pruned_history(values)
+    return values
+
+
+def _add_pruned_history(values):
+    """Counters count pruned rows too (retention.py carried them forward)."""
+    for name, counter, label, value in HistoryTotal.objects.values_list("pool__name", "counter", "label", "value"):
+        if counter == "spawns":
+            spawn = values["spawn_durations"].setdefault(
+                name, {"buckets": [(b, 0) for b in SPAWN_BUCKETS], "count": 0, "sum": 0.0}
+            )
+            if label in ("count", "sum"):
+                spawn[label] += int(value) if label == "count" else value
+            else:
+                spawn["buckets"] = [(b, n + int(value) if label == f"le_{b}" else n) for b, n in spawn["buckets"]]
+        else:
+            key = (name, label) if label else (name,)
+            values[counter][key] = values[counter].get(key, 0) + int(value)

@@ -162,6 +162,9 @@ def shrink_pool(pool_id):
     ready = pool.containers.ready()
     excess = max(live - pool.capacity, ready.count() - pool.effective_ready_target, 0)
     victims = list(ready.order_by("-created_at")[:excess])
+    if victims:
+        log.info("pool %s: %d live for %d places, %d ready for a target of %d: removing %d ready",
+                 pool.name, live, pool.capacity, ready.count(), pool.effective_ready_target, len(victims))
     return sum(retire_container(c, "", only_from=[Container.State.READY], refill=False) for c in victims)
 
 

@@ -5,12 +5,13 @@ import shutil
 import socket
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from pathlib import Path
 
 import requests
 from django.conf import settings
-from django.utils import timezone
 
 from pool.backend import BackendError, ContainerSpec, get_backend
 from pool.command import render_command
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # Seconds a spawn may go without renewing its lease before the reconciler
 # takes its worker for dead (killed mid-spawn) and cleans up after it.
-SPAWN_LEASE = 10
+SPAWN_LEASE = timedelta(seconds=10)
 
 
 class SpawnTimeout(Exception):
@@ -87,29 +88,33 @@ def spawn_container(container_id):
     """Start the container of a spawning row, wait until its server answers
     under its base path, route it, and mark it ready."""
     container = Container.objects.select_related("pool").get(pk=container_id)
-    if not _claim(container):
+    # Of two workers handed the same row (a task delivered twice), only one
+    # starts it. The other would fail on the container name, and its clean-up
+    # would remove the first one's container.
+    if not container.claim_spawn(SPAWN_LEASE):
         return container
     try:
-        started = get_backend().start_container(container_spec(container))
+        started = _keeping_the_lease(container, lambda: get_backend().start_container(container_spec(container)))
         container.mark_started(started)
         wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
         route_container(container)
     except (BackendError, ProxyError, SpawnTimeout) as error:
-        log.warning("spawning %s failed: %s", container.name, error)
         remove_quietly(container)
-        container.mark_failed(str(error))
+        if not container.mark_failed(str(error)):
+            # Drained or killed while it started: a cancellation, which never
+            # counts towards the pool's backoff or pause.
+            log.info("spawning %s cancelled: %s", container.name, error)
+            return container
+        log.warning("spawning %s failed: %s", container.name, error)
         record_spawn_failure(container.pool_id, error)
         record_event(Event.Kind.FAILURE, f"spawning {container.name} failed: {error}", container=container, stage="spawn")
         return container
     record_spawn_success(container.pool_id)
     # Only a row still spawning becomes ready. One drained meanwhile may have
     # been removed before its container existed: remove what we started.
-    if not Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING).update(
-        state=Container.State.READY, ready_at=timezone.now()
-    ):
+    if not container.move_to(Container.State.READY):
         remove_quietly(container)
         return container
-    container.refresh_from_db()
     seconds = round((container.ready_at - container.created_at).total_seconds(), 3)
     record_event(Event.Kind.SPAWN, f"{container.name} ready in {seconds} s", container=container, seconds=seconds)
     serve_queue(container.pool_id)  # the visitor waiting longest gets it now
@@ -118,24 +123,19 @@ def spawn_container(container_id):
     return container
 
 
-def _claim(container):
-    """Take the first lease of a spawning row: of two workers handed the same
-    row (a task delivered twice), only one starts it. The other would fail on
-    the container name, and its clean-up would remove the first one's container."""
-    return bool(
-        Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING, lease_until__isnull=True).update(
-            lease_until=timezone.now() + timedelta(seconds=SPAWN_LEASE)
-        )
-    )
-
-
-def _renew_lease(container):
-    """Tell the reconciler this spawn is alive; False if it was taken for dead."""
-    return bool(
-        Container.objects.filter(pk=container.pk, state=Container.State.SPAWNING).update(
-            lease_until=timezone.now() + timedelta(seconds=SPAWN_LEASE)
-        )
-    )
+def _keeping_the_lease(container, call):
+    """Run ``call`` (create and start, which can wait for a Docker slot and
+    then take DOCKER_TIMEOUT per request) in a thread of its own while this
+    one renews the spawn's lease, so the reconciler never takes a live spawn
+    for dead. Only this thread touches the database. A lease that cannot be
+    renewed (the row was drained) is noticed once the call is done."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawn") as executor:
+        outcome = executor.submit(call)
+        while True:
+            try:
+                return outcome.result(timeout=SPAWN_LEASE.total_seconds() / 3)
+            except FutureTimeout:
+                container.renew_lease(SPAWN_LEASE)
 
 
 def wait_until_answering(container, timeout):
@@ -148,14 +148,14 @@ def wait_until_answering(container, timeout):
     it (docs/performance.md, issue 11)."""
     url = f"{container.target}{container.url_for(container.pool.redirect_uri)}"
     deadline = time.monotonic() + timeout
-    renew_at = time.monotonic() + SPAWN_LEASE / 3
+    renew_at = time.monotonic()  # at once: a spawn drained while it started stops here
     delay = 0.05
     answer = "no answer"
     while True:
         if time.monotonic() > renew_at:
-            if not _renew_lease(container):
-                raise SpawnTimeout(f"{container.name} was given up while starting")
-            renew_at = time.monotonic() + SPAWN_LEASE / 3
+            if not container.renew_lease(SPAWN_LEASE):
+                raise SpawnTimeout(f"{container.name} was drained, killed or given up while starting")
+            renew_at = time.monotonic() + SPAWN_LEASE.total_seconds() / 3
         try:
             status = requests.get(url, timeout=2).status_code
             if status == 200:

@@ -17,6 +17,7 @@ from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, retire_and_record, route_container
 from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
+from pool.services.retention import prune_history
 from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, get_proxy
 
@@ -50,16 +51,27 @@ def reconcile(pool=None):
     """Repair every pool, or only ``pool``: then only its rows, the containers
     labelled with its name and the routes marked with it are looked at (still
     one list call to Docker and one to the proxy)."""
-    # Docker and the proxy are listed before the rows are read: whatever they
-    # list was started for a row that is already committed, so nothing being
-    # spawned right now looks like an orphan.
+    # The order of the reads matters, as spawns go on meanwhile:
+    # 1. the rows already handed their container (ready or assigned) before
+    #    the listing: only these can be judged gone when Docker lacks them; a
+    #    spawn that becomes ready after the listing was simply not there yet.
+    # 2. Docker and the proxy.
+    # 3. every live row: whatever Docker listed was started for a row already
+    #    committed, so nothing being spawned right now looks like an orphan.
+    started_before = set(
+        _of_pool(Container.objects.filter(state__in=[Container.State.READY, Container.State.ASSIGNED]), pool, "pool")
+        .values_list("pk", flat=True)
+    )
     running = {info.name: info for info in get_backend().list_containers() if pool is None or info.pool == pool.name}
     routes = get_proxy().list_routes()
     rows = list(_of_pool(Container.objects.live().select_related("pool"), pool, "pool"))
     report = ReconcileReport()
     now = timezone.now()
     for row in rows:
-        _repair_row(row, running.get(row.name), routes.get(row.route_path), now, report)
+        info = running.get(row.name)
+        if info is None and row.state in (Container.State.READY, Container.State.ASSIGNED) and row.pk not in started_before:
+            continue  # became ready after the listing: judged at the next tick
+        _repair_row(row, info, routes.get(row.route_path), now, report)
     _remove_orphans(running, {row.name for row in rows}, report)
     # Routes added before they named their pool are left to a reconcile of every pool.
     own_routes = {path: r for path, r in routes.items() if pool is None or r.data.get("pool") == pool.name}
@@ -74,9 +86,11 @@ def _of_pool(queryset, pool, field):
 
 def _repair_row(row, info, route, now, report):
     if row.state == Container.State.SPAWNING:
-        if _spawn_is_stuck(row, now) and Container.objects.filter(
-            pk=row.pk, state=Container.State.SPAWNING
-        ).update(state=Container.State.FAILED, error=STUCK_SPAWN, ended_at=now):
+        # Only if the lease is still the one judged stale: a spawn that renewed
+        # it meanwhile is alive.
+        if _spawn_is_stuck(row, now) and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(
+            Container.State.FAILED, error=STUCK_SPAWN
+        ):
             remove_quietly(row)
             record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
@@ -150,7 +164,7 @@ def cull_sessions(now=None, pool=None):
 
 
 def heartbeat():
-    """Repair what drifted, let waiting visitors in, then fill every pool.
+    """Repair what drifted, prune old history, let waiting visitors in, then fill every pool.
     Returns the rows to spawn."""
     try:
         reconcile()
@@ -158,6 +172,7 @@ def heartbeat():
         # Without a true picture, repair nothing; filling still works from the rows.
         log.warning("reconcile skipped: %s", error)
     drop_abandoned_places()
+    prune_history()
     for pool_id in Pool.objects.values_list("pk", flat=True):
         serve_queue(pool_id)
     return keep_pools_filled()

@@ -117,3 +117,24 @@ def test_resize_pool_is_honoured_by_the_next_beat_tick(live_stack):
     assert len(dockerapi.list_containers()) == 3
     subprocess.run([sys.executable, "manage.py", "resize_pool", "1"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
     wait_until(lambda: len(dockerapi.list_containers()) == 1, what="the pool shrunk")
+
+
+def test_a_pool_drained_three_times_while_starting_fills_again_with_no_failure_counted(live_stack):
+    """What an organiser does right after changing the image: the drains
+    cancel the starting containers, which is no failure, so the pool is
+    never backed off or paused."""
+    from pool import services
+    from tests.factories import TINY_COMMAND
+
+    # A server that takes a few seconds to answer, as Jupyter does: drains land while it starts.
+    pool = PoolFactory(capacity=6, command=TINY_COMMAND.replace("sh -c '", "sh -c 'sleep 4 && "))
+    live_stack.start()
+    for _ in range(3):
+        wait_until(lambda: Container.objects.spawning().exists(), what="containers starting")
+        services.drain_pool(pool, by="organiser")
+    wait_until(lambda: ready_count() == 6, timeout=60, what="the pool full again")
+    pool.refresh_from_db()
+    assert (pool.failure_streak, pool.paused_reason) == (0, "")
+    assert not Container.objects.filter(state=Container.State.FAILED).exists()
+    running = {info.name for info in dockerapi.list_containers()}
+    assert running >= set(Container.objects.ready().values_list("name", flat=True))

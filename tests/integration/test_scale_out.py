@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import docker
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -25,13 +26,40 @@ CAPACITY = 12
 VISITORS = 30
 
 
-def created_names(since):
-    """Names of this run's containers Docker created since ``since``, one per create."""
-    events = dockerapi.client().events(
-        since=since, until=int(time.time()) + 1, decode=True,
-        filters={"type": "container", "event": "create", "label": f"{dockerapi.LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"},
-    )
-    return Counter(event["Actor"]["Attributes"]["name"] for event in events)
+class CreateWatch:
+    """Names of this run's containers Docker creates while it watches, one per
+    create. The events are streamed as they happen: Docker keeps only its last
+    256 events, which other work on the host can push out before a query."""
+
+    def __init__(self):
+        self.created = Counter()
+        self._client = docker.DockerClient(base_url=settings.DOCKER_HOST)
+        self._stream = self._client.events(
+            decode=True,
+            filters={"type": "container", "event": "create", "label": f"{dockerapi.LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        try:
+            for event in self._stream:
+                self.created[event["Actor"]["Attributes"]["name"]] += 1
+        except Exception:  # the stream closed under the reader
+            pass
+
+    def stop(self, marker_name):
+        """Stop once every event up to now is read: a container created now,
+        ``marker_name``, is the last event of the watch."""
+        marker = self._client.containers.create(
+            "tmpnb/tiny:latest", "true", name=marker_name, labels=dockerapi.labels_for("watch", marker_name)
+        )
+        wait_until(lambda: marker_name in self.created, what="the watch's own marker event")
+        dockerapi.remove_container(marker.id)  # a reconcile may have taken it for an orphan already
+        self._stream.close()
+        self._client.close()
+        del self.created[marker_name]
+        return self.created
 
 
 @pytest.mark.postgres
@@ -42,7 +70,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     # Rows made here and never queued by a fill: the test queues each spawn
     # twice, and the two workers share them out.
     rows = services.fill_pool(pool.pk)
-    since = int(time.time()) - 1
+    watch = CreateWatch()
     live_stack.start(web_workers=2)
     environment = stack_env(proxy, redis_server, web_port, log_dir)
     second_worker = stack.CeleryWorker(environment, log_dir).start()
@@ -79,7 +107,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     assert len(live) == CAPACITY
     running = [info.name for info in dockerapi.list_containers()]
     assert sorted(running) == sorted(live)  # every container is exactly one row's
-    created = created_names(since)
+    created = watch.stop(f"tmpnb-{settings.TMPNB_INSTALLATION}-watch-marker")
     assert set(created) == live and set(created.values()) == {1}  # each started once, none removed
     print(f"\nscale-out on {connection.vendor}: {len(rows)} spawns queued twice, {len(redirects)} visitors placed at once, "
           f"{CAPACITY} containers each created once")

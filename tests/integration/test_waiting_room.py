@@ -52,8 +52,17 @@ def test_visitors_who_find_the_pool_full_are_let_in_in_arrival_order(live_stack)
     assert len(set(served_urls)) == 5
     active = Session.objects.active()
     assert active.count() == 10 and active.values("container").distinct().count() == 10
-    # The five holders not killed kept their notebooks.
-    assert len(holders) == 10
+    # The five holders not killed kept their notebooks: a reload takes each
+    # back to the same container, which still answers.
+    kept = {session.container.path_id for session in holder_sessions[5:]}
+    assert all(session.is_active for session in Session.objects.filter(container__path_id__in=kept))
+    landed = set()
+    for browser in holders:
+        page = browser.get(f"{live_stack.url}/", timeout=30)
+        if "/user/" in page.url:
+            assert page.status_code == 200
+            landed.add(page.url.split("/user/")[1].split("/")[0])
+    assert landed == kept
     assert Session.objects.active().filter(visitor__in=[s.visitor for s in holder_sessions[5:]]).count() == 5
 
 

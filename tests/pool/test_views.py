@@ -1,6 +1,8 @@
 """The participant's pages, through Django's test client (rows only; the real
 path through the proxy is in tests/integration)."""
 
+import socket
+
 import pytest
 
 from pool.models import Container, Session
@@ -110,9 +112,15 @@ def test_spawn_requests_are_rate_limited_per_address(client, pool, settings):
 
 
 def test_without_the_cache_nobody_is_rate_limited(client, pool, settings):
-    settings.TMPNB_SPAWN_RATE = "1/m"  # the test settings' Redis is unreachable
-    for _ in range(3):
-        assert client.get("/", REMOTE_ADDR="203.0.113.9").status_code == 200
+    with socket.socket() as unreachable:  # bound, never listening: connections are refused
+        unreachable.bind(("127.0.0.1", 0))
+        redis_url = f"redis://127.0.0.1:{unreachable.getsockname()[1]}/0"
+        settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": redis_url}}
+        settings.TMPNB_SPAWN_RATE = "1/m"
+        for _ in range(3):
+            assert client.get("/", REMOTE_ADDR="203.0.113.9").status_code == 200
+
+
 # --- named pools ----------------------------------------------------------------
 
 

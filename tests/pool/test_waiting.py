@@ -166,3 +166,24 @@ def test_a_served_visitor_is_told_at_once_without_waiting():
     ContainerFactory(pool=pool)
     services.serve_queue(pool.pk)
     assert services.await_admission("ann")["status"] == "ready"
+def test_a_visitor_waiting_for_one_pool_who_opens_another_moves_their_place_there():
+    """The last pool asked for is the one they want (the waiting page does not
+    name the pool: waiting on for the first would land them somewhere they
+    no longer asked for). The first pool's queue no longer counts them."""
+    python, julia = PoolFactory(name="python", capacity=2), PoolFactory(name="julia", capacity=2)
+    admit(python, "earlier")
+    admit(python, "visitor")
+    admit(julia, "ahead")
+    admission = admit(julia, "visitor")
+    assert admission.session is None and admission.entry.pool == julia
+    assert list(QueueEntry.objects.waiting().filter(visitor="visitor").values_list("pool__name", flat=True)) == ["julia"]
+    assert list(python.queue.waiting().values_list("visitor", flat=True)) == ["earlier"]
+    assert position("visitor") == 2  # behind those already waiting there
+
+
+def test_a_visitor_waiting_for_one_pool_gets_a_ready_container_of_the_other_at_once():
+    python, julia = PoolFactory(name="python", capacity=2), PoolFactory(name="julia", capacity=2)
+    admit(python, "visitor")
+    ready = ContainerFactory(pool=julia)
+    assert admit(julia, "visitor").session.container == ready
+    assert not QueueEntry.objects.waiting().exists()
