@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0002_issue8_node'),
+        ('pool', '0005_pool_lands_in_jupyterlab'),
     ]
 
     operations = [
