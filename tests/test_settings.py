@@ -53,6 +53,7 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_ACCESS_CODE_RATE", "10", "TMPNB_ACCESS_CODE_RATE must be requests per period"),
         ("TMPNB_LOGIN_FAILURE_LIMIT", "0", "TMPNB_LOGIN_FAILURE_LIMIT must be at least 1"),
         ("TMPNB_LOGIN_LOCKOUT", "15m", "TMPNB_LOGIN_LOCKOUT must be a whole number"),
+        ("TMPNB_NETWORK_GUARD", "maybe", "TMPNB_NETWORK_GUARD must be true or false"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):

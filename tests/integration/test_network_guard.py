@@ -119,6 +119,9 @@ def test_notebooks_reach_the_internet_but_not_the_metadata_service_nor_the_hosts
         assert guard.guard_network()  # again, at the next start: the same rules
         assert len(netguard.rules()) == 6
         assert reachable() == {"internet": True, "metadata": False, "redis": False, "proxy API": False}
+        # Docker's DNS answers inside the container's own namespace, at 127.0.0.11.
+        assert "nameserver 127.0.0.11" in run_in(container, "cat /etc/resolv.conf")
+        assert "Address: " in run_in(container, f"nslookup {container.name} 127.0.0.11")
         # The host itself still reaches its services, and the proxy its notebooks.
         assert requests.get(f"http://{host}:{proxy.api_port}/api/routes", headers={"Authorization": f"token {proxy.token}"},
                             timeout=5).ok
@@ -142,3 +145,21 @@ def test_the_guard_can_be_turned_off(db, settings):
     assert guard.guard_network() is False
     assert netguard.rules() == []
     assert not Event.objects.exists()
+
+
+def test_an_internal_network_reaches_not_even_the_host(clean_pools, open_services):
+    redis_port, _ = open_services
+    container = spawn_one(internal_network=True)
+    client = docker.from_env()
+    try:
+        attrs = client.networks.get(f"tmpnb-{settings.TMPNB_INSTALLATION}-internal").attrs
+    finally:
+        client.close()
+    assert attrs["Options"]["com.docker.network.bridge.name"] == netguard.bridge_name(internal=True)
+    ping_redis = f"printf 'PING\\r\\n' | nc -w 3 {attrs['IPAM']['Config'][0]['Gateway']} {redis_port}"
+    assert "+PONG" in run_in(container, ping_redis)  # Docker's internal networks leave the host open
+    try:
+        assert guard.guard_network()
+        assert "+PONG" not in run_in(container, ping_redis)
+    finally:
+        guard.unguard_network()
