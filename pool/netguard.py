@@ -76,15 +76,15 @@ def install(installation=None):
     """Put the guard in place (again): the same rules whatever was there."""
     forward, inbound, bridges, comment = _names(installation)
     tagged = ("-m", "comment", "--comment", comment)
+    # Docker makes DOCKER-USER when it starts with its iptables rules on.
+    if not _iptables("-n", "-L", "DOCKER-USER", check=False):
+        raise GuardError("Docker's DOCKER-USER chain is missing (dockerd runs with --iptables=false?)")
     _ensure_chain(forward)
     _iptables("-A", forward, "-d", LINK_LOCAL, *tagged, "-j", "DROP")
     _ensure_chain(inbound)
     _iptables("-A", inbound, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", *tagged, "-j", "RETURN")
     _iptables("-A", inbound, "-p", "tcp", *tagged, "-j", "REJECT", "--reject-with", "tcp-reset")
     _iptables("-A", inbound, *tagged, "-j", "REJECT", "--reject-with", "icmp-admin-prohibited")
-    # Docker makes DOCKER-USER when it starts with its iptables rules on.
-    if not _iptables("-n", "-L", "DOCKER-USER", check=False):
-        raise GuardError("Docker's DOCKER-USER chain is missing (dockerd runs with --iptables=false?)")
     _ensure_jump("DOCKER-USER", ("-i", bridges, *tagged, "-j", forward))
     _ensure_jump("INPUT", ("-i", bridges, *tagged, "-j", inbound))
 
