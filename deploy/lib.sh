@@ -26,6 +26,8 @@ ensure_docker() {
   # Debian's engine; started by us when no engine answers. live-restore keeps
   # notebooks running while dockerd itself restarts.
   command -v dockerd >/dev/null || apt_install docker.io
+  # pool/netguard.py keeps notebooks away from the host with iptables rules.
+  command -v iptables >/dev/null || apt_install iptables
   docker info >/dev/null 2>&1 && return 0
   log "starting dockerd"
   dockerd --live-restore >"$TMPNB_STATE/dockerd.log" 2>&1 &

@@ -4,8 +4,9 @@ A backend is a module (``TMPNB_BACKEND`` picks it from ``BACKENDS``) that
 turns the outside system's answers into the shapes below and provides:
 
 - ``image_exists(image) -> bool``: the image is there to start from (never pulled).
-- ``ensure_network(name, pool, internal=False)``: a network of this
-  installation, made once; an internal one has no way out.
+- ``ensure_network(name, pool, internal=False, bridge="")``: a network of this
+  installation, made once; an internal one has no way out; ``bridge`` names
+  its Linux bridge where there is one (pool/netguard.py matches it).
 - ``remove_networks()``: remove the installation's networks, once its containers are gone.
 - ``start_container(spec: ContainerSpec) -> StartedContainer``: start one
   notebook server and return where it answers; on failure raise

@@ -122,14 +122,16 @@ def _started(container, spec):
 _network_lock = threading.Lock()
 
 
-def ensure_network(name, pool, internal=False):
-    """A labelled Docker bridge network, made once; an internal one has no route out."""
+def ensure_network(name, pool, internal=False, bridge=""):
+    """A labelled Docker bridge network, made once; an internal one has no route
+    out. ``bridge`` names its Linux bridge, which the network guard's rules match."""
     # Docker may make two networks of one name (its duplicate check is best
     # effort), and the spawning threads of a worker start together.
     with docker_errors(f"creating network {name}"), _network_lock:
         # The name filter matches parts of names too.
         if not [network for network in client().networks.list(names=[name]) if network.name == name]:
-            client().networks.create(name, internal=internal, labels=labels_for(pool), check_duplicate=True)
+            options = {"com.docker.network.bridge.name": bridge} if bridge else None
+            client().networks.create(name, internal=internal, labels=labels_for(pool), options=options, check_duplicate=True)
 
 
 def remove_networks():

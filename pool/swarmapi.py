@@ -154,7 +154,7 @@ def _info(service, task, nodes):
     return ContainerInfo(service["ID"], name, pool, status, node=hostname, node_down=node_down)
 
 
-def ensure_network(name, pool, internal=False):
+def ensure_network(name, pool, internal=False, bridge=""):
     raise SwarmError("networks of the service's own are not available on the swarm backend")
 
 

@@ -106,14 +106,14 @@ class RedisServer(Process):
 
 
 class Proxy(Process):
-    def __init__(self, default_target, log_dir, token=None, public_port=None, api_port=None):
+    def __init__(self, default_target, log_dir, token=None, public_port=None, api_port=None, api_ip="127.0.0.1"):
         self.token = token or secrets.token_hex(16)
         self.public_port = public_port or free_port()
         self.api_port = api_port or free_port()
         self.public_url = f"http://127.0.0.1:{self.public_port}"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         binary = os.environ.get("CONFIGPROXY_BIN", ROOT / "deploy/proxy/node_modules/.bin/configurable-http-proxy")
-        args = [binary, "--ip", "127.0.0.1", "--port", self.public_port, "--api-ip", "127.0.0.1", "--api-port", self.api_port,
+        args = [binary, "--ip", "127.0.0.1", "--port", self.public_port, "--api-ip", api_ip, "--api-port", self.api_port,
                 "--default-target", default_target, "--log-level", "warn"]
         super().__init__("proxy", args, env={"CONFIGPROXY_AUTH_TOKEN": self.token}, log_dir=log_dir)
 

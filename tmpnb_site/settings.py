@@ -197,6 +197,9 @@ if TMPNB_ROUTE_TO not in ROUTE_TO:
     raise ImproperlyConfigured(f"TMPNB_ROUTE_TO must be one of {', '.join(ROUTE_TO)}, not {TMPNB_ROUTE_TO!r}")
 if TMPNB_ROUTE_TO == "container" and TMPNB_BACKEND == "swarm":
     raise ImproperlyConfigured("TMPNB_ROUTE_TO=container is not available with TMPNB_BACKEND=swarm: use published")
+# Firewall rules that keep notebooks on the service's own networks away from
+# the host's services and 169.254.0.0/16 (pool/netguard.py).
+TMPNB_NETWORK_GUARD = env_bool("TMPNB_NETWORK_GUARD", True)
 
 # Shared by every web process (the spawn rate limit); short timeouts so an
 # absent Redis slows no request down.

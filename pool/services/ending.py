@@ -10,6 +10,7 @@ from django.db import transaction
 from pool.backend import BackendError, get_backend
 from pool.models import Container, Event, Session
 from pool.services.events import record_event
+from pool.services.network import unguard_network
 from proxyapi import ProxyError, get_proxy
 
 log = logging.getLogger(__name__)
@@ -122,4 +123,5 @@ def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
         get_backend().remove_networks()
     except BackendError as error:
         log.warning("could not remove the networks: %s", error)
+    unguard_network()
     return ended, proxy_answers

@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 from django.conf import settings
 
+from pool import netguard
 from pool.backend import BackendError, ContainerSpec, get_backend
 from pool.command import render_command
 from pool.models import Container, Event
@@ -52,10 +53,10 @@ def container_spec(container):
     publish = settings.TMPNB_ROUTE_TO == "published"
     if pool.internal_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}-internal"
-        get_backend().ensure_network(network, pool.name, internal=True)
+        get_backend().ensure_network(network, pool.name, internal=True, bridge=netguard.bridge_name(internal=True))
     elif not publish and not network and not pool.host_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}"
-        get_backend().ensure_network(network, pool.name)
+        get_backend().ensure_network(network, pool.name, bridge=netguard.bridge_name())
     if pool.host_network:
         host_port = _free_host_port(pool.container_ip)
         port, ip = host_port, pool.container_ip

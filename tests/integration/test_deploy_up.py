@@ -18,6 +18,7 @@ import pytest
 import requests
 import websocket
 
+from pool import netguard
 from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE
 from tests.stack import ROOT, Browser, Process, free_port, wait_for
 
@@ -124,6 +125,7 @@ def service(tmp_path, docker_images, image):
         deployed.process.stop(signal.SIGTERM, timeout=60)
         deployed.down()
         assert deployed.containers() == []
+        assert netguard.rules(deployed.installation) == []  # the network guard went with deploy/down
 
 
 def first_visit(browser, url):
@@ -148,6 +150,7 @@ def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service, ima
     base = match.group(1)
     assert own_page in page.text and base in page.text
     assert {c.attrs["Config"]["Image"] for c in service.containers()} == {docker_image}
+    assert len(netguard.rules(service.installation)) == 6  # deploy/up guarded the notebooks' network
 
     kernel = browser.post(f"{service.url}{base}api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}, timeout=30)
     assert kernel.status_code == 201, kernel.text
