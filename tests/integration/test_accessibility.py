@@ -137,7 +137,7 @@ def waiting_visitor(served, open_browser):  # noqa: F811
 
 def polls(page, count):
     for _ in range(count):
-        with page.expect_response("**/waiting/status"):
+        with page.expect_response("**/waiting/status?*"):
             pass
 
 
