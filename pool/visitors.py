@@ -17,6 +17,7 @@ from django.conf import settings
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.translation import gettext, gettext_lazy
 
 from pool.http import access_code_rate_exceeded, no_store, page_or_json, wants_json
 
@@ -28,7 +29,7 @@ CODE_COOKIE = "tmpnb_code"
 # link copied from the address bar from failing for the next browser.
 COOKIE_CHECK = "tmpnb_cookie_check"
 COOKIE_CHECK_SECONDS = 60
-COOKIES_REQUIRED = (
+COOKIES_REQUIRED = gettext_lazy(
     "A notebook goes to a browser that keeps cookies: send the visitor cookie set with this answer back to this URL, "
     "or use POST /api/spawn with a token."
 )
@@ -102,10 +103,14 @@ def gate(request, pool):
 
 def preview_page(request, pool):
     """What a link preview shows: the workshop's name and what the link does."""
+    if pool.name == "default":
+        title = gettext("Jupyter notebooks")
+    else:
+        title = gettext("%(pool)s · Jupyter notebooks") % {"pool": pool.name}
     context = {
         "pool": pool,
-        "title": f"{pool.name} · Jupyter notebooks" if pool.name != "default" else "Jupyter notebooks",
-        "description": "Open this link in your browser to get a Jupyter notebook of your own, with nothing to install.",
+        "title": title,
+        "description": gettext("Open this link in your browser to get a Jupyter notebook of your own, with nothing to install."),
         "url": request.build_absolute_uri(request.path),
     }
     return no_store(render(request, "pool/preview.html", context))
@@ -120,7 +125,7 @@ def cookie_step(request):
     checked_at = request.GET.get(COOKIE_CHECK, "")
     came_back = checked_at.isdigit() and 0 <= time.time() - int(checked_at) < COOKIE_CHECK_SECONDS
     if came_back or wants_json(request):
-        context = {"status": "cookies-required", "message": COOKIES_REQUIRED, "url": request.path}
+        context = {"status": "cookies-required", "message": str(COOKIES_REQUIRED), "url": request.path}
         response = page_or_json(request, "pool/cookies_needed.html", context, 403 if wants_json(request) else 200)
     else:
         query = request.GET.copy()
@@ -150,11 +155,11 @@ def has_access_code(request, pool):
 def access_code_form(request, pool):
     """Asks for the pool's code; a right one is remembered in a signed cookie.
     The code travels in a POST body, so it never appears in a URL or an access log."""
-    context = {"status": "code-required", "message": "This workshop needs its access code.", "pool": pool.name}
+    context = {"status": "code-required", "message": gettext("This workshop needs its access code."), "pool": pool.name}
     status = 401 if wants_json(request) else 200
     if request.method == "POST":
         if access_code_rate_exceeded(request):
-            message = "Too many attempts from your network address; wait a minute and try again."
+            message = gettext("Too many attempts from your network address; wait a minute and try again.")
             context.update(status="refused", message=message, retry_after=60)
             return page_or_json(request, "pool/access_code.html", context, 429)
         if constant_time_compare(request.POST.get("code", "").strip(), pool.access_code):
@@ -163,6 +168,6 @@ def access_code_form(request, pool):
                 _code_cookie(pool), _code_proof(pool), salt=CODE_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax"
             )
             return response
-        context.update(status="wrong-code", message="That code is not right. Check it with your organiser and try again.")
+        context.update(status="wrong-code", message=gettext("That code is not right. Check it with your organiser and try again."))
         status = 403
     return page_or_json(request, "pool/access_code.html", context, status)

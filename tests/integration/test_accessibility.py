@@ -6,6 +6,7 @@ keyboard user meets them.
 The pages are served by Django's live server from rows the test makes: the
 markup is what a visitor gets, without Docker or the proxy behind it."""
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,19 +35,22 @@ RUN_AXE = """async () => {
 }"""
 
 
-def serious_violations(page):
+def run_axe(page):
     """axe-core's serious and critical findings on the page as it stands."""
+    page.add_script_tag(path=str(AXE))
+    return [v for v in page.evaluate(RUN_AXE) if v["impact"] in ("serious", "critical")]
+
+
+def serious_violations(page):
+    """run_axe once the page has loaded."""
     for _ in range(5):
         try:
             page.wait_for_load_state("load")
-            page.add_script_tag(path=str(AXE))
-            found = page.evaluate(RUN_AXE)
+            return run_axe(page)
         except PlaywrightError as error:
             # The reconnecting page reloads itself by design: check the new one.
             if "context was destroyed" not in str(error) and "navigat" not in str(error):
                 raise
-            continue
-        return [v for v in found if v["impact"] in ("serious", "critical")]
     raise AssertionError(f"{page.url} never held still long enough to be checked")
 
 
@@ -67,6 +71,7 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
     pool = PoolFactory(capacity=1)
     ContainerFactory(pool=pool)
     ContainerFactory(pool=PoolFactory(name="python"))
+    ContainerFactory(pool=PoolFactory(name="workshop", access_code="tulip-42"))
     ended = ContainerFactory(pool=pool, state=Container.State.GONE)
     checked = {}
 
@@ -82,8 +87,27 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
         assert visitor.locator("html").get_attribute("lang") == language
         check(visitor, f"{served}/user/{ended.path_id}/tree", 410, checked, "ended")
         check(visitor, f"{served}/user/nosuch/", 404, checked, "ended, unknown server")
+        check(visitor, f"{served}/p/workshop/", 200, checked, "access code")
+        visitor.fill("#code", "tulip-41")
+        with visitor.expect_navigation():
+            visitor.click("button[type=submit]")
+        assert visitor.locator("#code-message").is_visible()
+        checked[f"wrong access code [{visitor.locator('html').get_attribute('lang')}]"] = serious_violations(visitor)
+    # The cookie step's page, held still: its continuation answers 204 (no
+    # content), which leaves the browser on the page instead of moving on.
+    newcomer = open_browser("newcomer")
+    newcomer.route("**/*tmpnb_cookie_check=*", lambda route: route.fulfill(status=204))
+    with newcomer.expect_request("**/*tmpnb_cookie_check=*"):  # it does continue by itself
+        assert newcomer.goto(f"{served}/", wait_until="commit").status == 200
+    newcomer.wait_for_selector("#continue")
+    # Not serious_violations: to Playwright, the cancelled continuation keeps
+    # the page loading for ever.
+    checked["cookie step [en]"] = run_axe(newcomer)
+    check(open_browser("no cookies"), f"{served}/?tmpnb_cookie_check={int(time.time())}", 200, checked, "cookies needed")
+    check(open_browser("previewer", user_agent="Slackbot-LinkExpanding 1.0"), f"{served}/", 200, checked, "link preview")
     settings.TMPNB_MAX_PER_IP = 1  # the holder's address already holds one
-    check(open_browser("refused"), f"{served}/", 429, checked, "refused")
+    # The newcomer keeps the cookie its step gave: refused at once, not after a step of its own.
+    check(newcomer, f"{served}/", 429, checked, "refused")
 
     organiser = open_browser("organiser")
     organiser.goto(f"{served}/admin/login/?next=/admin/")
@@ -93,7 +117,7 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
     organiser.wait_for_selector("#tmpnb-dashboard")
     checked["dashboard"] = serious_violations(organiser)
 
-    assert len(checked) == 2 + 3 * len(LANGUAGES) + 2
+    assert len(checked) == 2 + 5 * len(LANGUAGES) + 3 + 2
     print(f"\naxe-core checked {len(checked)} pages: {', '.join(checked)}")
     failing = {page: found for page, found in checked.items() if found}
     assert not failing, "\n".join(f"{page}: {found}" for page, found in failing.items())
@@ -113,7 +137,7 @@ def waiting_visitor(served, open_browser):  # noqa: F811
 
 def polls(page, count):
     for _ in range(count):
-        with page.expect_response("**/waiting/status"):
+        with page.expect_response("**/waiting/status?*"):
             pass
 
 

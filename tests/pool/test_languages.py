@@ -4,9 +4,10 @@ Accept-Language, the switcher's choice, or the organiser's TMPNB_LANGUAGE."""
 import re
 
 import pytest
+from django.test import Client
 
 from pool.models import Container
-from tests.factories import ContainerFactory, PoolFactory, new_visitor
+from tests.factories import ContainerFactory, PoolFactory, continue_url, new_visitor
 
 pytestmark = pytest.mark.django_db
 
@@ -100,3 +101,43 @@ def test_a_refusal_is_worded_in_the_visitors_language(client, pool, settings):
     assert '<html lang="de"' in html
     assert "Von Ihrer Netzwerkadresse aus ist bereits 1 Notebook offen oder wartend" in html
     assert "TMPNB_MAX_PER_IP" in html
+
+
+FRENCH = {"Accept-Language": "fr-FR,fr;q=0.9"}
+
+
+def test_the_cookie_step_and_the_cookies_needed_page_come_in_the_browsers_language(pool):
+    browser = Client()  # no visitor cookie yet
+    step = browser.get("/", headers=FRENCH)
+    assert step.status_code == 200
+    assert lang_and_heading(step) == ("fr", "Ouverture de votre notebook…")
+    assert '<a id="continue" class="button" href="' in step.content.decode() and ">Continuer</a>" in step.content.decode()
+    refused = Client().get(continue_url(step), headers=FRENCH)  # came back without the cookie
+    assert lang_and_heading(refused) == ("fr", "Votre navigateur n’a pas gardé notre cookie")
+    assert "Un notebook est attribué à un navigateur qui garde les cookies" in refused.content.decode()
+
+
+def test_the_access_code_form_and_its_wrong_code_message_come_in_the_browsers_language(client, pool):
+    pool.access_code = "tulip-42"
+    pool.save()
+    form = client.get("/", headers=FRENCH)
+    assert form.status_code == 200 and lang_and_heading(form) == ("fr", "Saisissez le code d’accès de l’atelier")
+    html = form.content.decode()
+    assert "<p>Cet atelier demande son code d’accès. L’organisateur vous le donne ; vous ne le saisissez qu’une fois.</p>" in html
+    assert '<label for="code">Code d’accès</label>' in html and '<button type="submit">Continuer</button>' in html
+    wrong = client.post("/", {"code": "tulip-41"}, headers=FRENCH)
+    assert wrong.status_code == 403 and lang_and_heading(wrong)[0] == "fr"
+    assert (
+        '<p id="code-message" role="alert"><strong>Ce code n’est pas le bon. '
+        "Vérifiez-le auprès de l’organisateur et réessayez.</strong></p>" in wrong.content.decode()
+    )
+
+
+def test_a_link_preview_comes_in_the_language_the_previewer_asks_for(pool):
+    preview = Client().get("/", headers={**FRENCH, "User-Agent": "Slackbot-LinkExpanding 1.0"})
+    html = preview.content.decode()
+    assert '<html lang="fr"' in html and '<meta property="og:title" content="Notebooks Jupyter">' in html
+    assert (
+        '<meta property="og:description" content="Ouvrez ce lien dans votre navigateur pour obtenir '
+        'votre propre notebook Jupyter, sans rien installer.">' in html
+    )
