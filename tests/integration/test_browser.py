@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import requests
 
 from pool import services
 from pool.command import DEFAULT_COMMAND
