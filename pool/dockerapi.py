@@ -129,9 +129,15 @@ def ensure_network(name, pool, internal=False, bridge=""):
     # effort), and the spawning threads of a worker start together.
     with docker_errors(f"creating network {name}"), _network_lock:
         # The name filter matches parts of names too.
-        if not [network for network in client().networks.list(names=[name]) if network.name == name]:
-            options = {"com.docker.network.bridge.name": bridge} if bridge else None
+        if [network for network in client().networks.list(names=[name]) if network.name == name]:
+            return
+        options = {"com.docker.network.bridge.name": bridge} if bridge else None
+        try:
             client().networks.create(name, internal=internal, labels=labels_for(pool), options=options, check_duplicate=True)
+        except APIError as error:
+            # Another process (a second worker) made it between our look and our create.
+            if error.status_code != 409:
+                raise
 
 
 def remove_networks():

@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-import requests
 
 from pool import services
 from pool.command import DEFAULT_COMMAND
@@ -167,7 +166,7 @@ def test_a_participant_runs_a_cell_in_jupyterlab_from_a_deep_link(live_stack, op
     assert (tmp_path / "jupyterlab-participant.png").stat().st_size > 0
 
     # The same kind of link on the pool's own path opens the file in Notebook 7.
-    with requests.Session() as other:
+    with Browser() as other:  # past the cookie step, as a browser goes
         page = other.get(f"{live_stack.url}/p/default/spawn/tree/work/intro.ipynb", timeout=30)
     assert page.status_code == 200
     assert re.search(r"/user/[0-9a-f]+/notebooks/work/intro\.ipynb$", page.url), page.url

@@ -85,17 +85,29 @@ def test_a_container_not_published_answers_at_its_address_on_our_network(docker_
         assert started.host_port is None
         assert started.network_ip == attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
         assert started.address("published") == started.address("container") == (started.network_ip, 8888)
-        for _ in range(50):
-            try:
-                response = requests.get(f"http://{started.network_ip}:8888/user/x/", timeout=1)
-                break
-            except requests.ConnectionError:
-                continue
-        assert response.text.strip() == "hi"
+        url = f"http://{started.network_ip}:8888/user/x/"
+        wait_for(lambda: requests.get(url, timeout=1).ok, 30, "the started container")
+        assert requests.get(url, timeout=5).text.strip() == "hi"
     finally:
         dockerapi.remove_container(started.docker_id)
         dockerapi.remove_networks()
     assert not raw_docker.networks.list(names=[network])
+
+
+def test_a_network_made_by_another_process_between_look_and_create_is_taken_as_made(raw_docker, monkeypatch):
+    """Two workers spawning at once both look, find no network, and create it:
+    Docker refuses the second with 409, which means the network is there."""
+    network = f"tmpnb-{settings.TMPNB_INSTALLATION}-race"
+    raw_docker.networks.create(network, labels=dockerapi.labels_for("api"), check_duplicate=True)  # the other worker's
+    try:
+        # Our look came first: it found nothing.
+        monkeypatch.setattr(docker.models.networks.NetworkCollection, "list", lambda self, **kwargs: [])
+        dockerapi.ensure_network(network, "api")
+        monkeypatch.undo()
+        assert [n.name for n in raw_docker.networks.list(names=[network])] == [network]
+    finally:
+        monkeypatch.undo()
+        dockerapi.remove_networks()
 
 
 def test_a_published_container_has_both_addresses(docker_images, raw_docker):
