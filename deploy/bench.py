@@ -52,6 +52,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE  # noqa: E402 (free of Django)
+from pool import netguard  # noqa: E402 (reads no setting when given an installation)
 
 TINY_IMAGE = "tmpnb/tiny:latest"
 JUPYTER_IMAGE = DEFAULT_IMAGE  # JupyterLab 4, the service's default
@@ -65,6 +66,8 @@ TINY_COMMAND = (
     " && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www'"
 )
 COMMANDS = {TINY_IMAGE: TINY_COMMAND, JUPYTER_IMAGE: DEFAULT_COMMAND, CLASSIC_IMAGE: CLASSIC_COMMAND}
+# Where a visitor lands (TMPNB_REDIRECT_URI): a container is ready once that page answered.
+LANDINGS = {TINY_IMAGE: "/tree", JUPYTER_IMAGE: "/lab", CLASSIC_IMAGE: "/tree"}
 # What the landing page of each image holds once it is the visitor's own.
 LANDING_MARKERS = {JUPYTER_IMAGE: "<title>JupyterLab</title>", CLASSIC_IMAGE: "<title>Home Page - Select or create a notebook</title>"}
 CONTAINER_PORT = 8888
@@ -240,6 +243,7 @@ class Service:
             TMPNB_READY_TARGET=str(self.ready_target),
             TMPNB_IMAGE=self.image,
             TMPNB_COMMAND=self.command,
+            TMPNB_REDIRECT_URI=LANDINGS[self.image],
             TMPNB_HEARTBEAT=str(self.heartbeat),
             TMPNB_MAX_DOCK_WORKERS=str(self.max_dock_workers),
         )
@@ -473,9 +477,11 @@ class Service:
             left = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
             if left:
                 self.leftovers["containers"] = [c.name for c in left]
-            # and the network the service made for them (TMPNB_ROUTE_TO=container)
+            # and the network the service made for them (TMPNB_ROUTE_TO=container),
+            # and its guard's iptables rules (deploy/down would remove both)
             for network in client.networks.list(filters={"label": f"{LABEL_INSTALLATION}={self.installation}"}):
-                network.remove()
+                remove_network(network)
+            netguard.remove(self.installation)
         finally:
             client.close()
         self.popen = None
@@ -748,6 +754,20 @@ def raw_rate(image, n, *, docker_slots, threads, installation):
     finally:
         remove_labelled(client, {LABEL_INSTALLATION: installation, LABEL_BENCH: "raw"})
         client.close()
+
+
+def remove_network(network, tries=10):
+    """Docker answers 403 "active endpoints" for a moment after many of a
+    network's containers were removed at once."""
+    for _ in range(tries):
+        try:
+            network.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            time.sleep(0.5)
+    log(f"network {network.name} not removed: it still has endpoints")
 
 
 def remove_labelled(client, labels):
