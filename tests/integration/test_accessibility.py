@@ -16,7 +16,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from pool.models import Container, Session
 from tests.factories import ContainerFactory, PoolFactory
-from tests.integration.test_browser import CHROMIUM, open_browser  # noqa: F401 (a fixture)
+from tests.integration.test_browser import CHROMIUM, log_in_as_organiser, open_browser  # noqa: F401 (a fixture)
 from tests.stack import ROOT
 
 AXE = ROOT / "deploy" / "a11y" / "node_modules" / "axe-core" / "axe.min.js"
@@ -109,12 +109,7 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
     # The newcomer keeps the cookie its step gave: refused at once, not after a step of its own.
     check(newcomer, f"{served}/", 429, checked, "refused")
 
-    organiser = open_browser("organiser")
-    organiser.goto(f"{served}/admin/login/?next=/admin/")
-    organiser.fill("#id_username", admin_user.username)
-    organiser.fill("#id_password", "password")  # pytest-django's admin_user
-    organiser.click("input[type=submit]")
-    organiser.wait_for_selector("#tmpnb-dashboard")
+    organiser = log_in_as_organiser(open_browser("organiser"), served, admin_user)
     checked["dashboard"] = serious_violations(organiser)
 
     assert len(checked) == 2 + 5 * len(LANGUAGES) + 3 + 2
@@ -155,9 +150,10 @@ def test_the_waiting_room_announces_changes_politely_and_not_every_poll(waiting_
     polls(page, 2)
     assert page.evaluate("window.changes") == []  # polls that change nothing say nothing
 
-    # The holder has been idle for 50 minutes: their notebook is culled in ten.
-    Session.objects.filter(container__pool=pool).update(last_activity=timezone.now() - timedelta(minutes=50))
-    page.wait_for_function("document.getElementById('estimate').textContent === 'about 10 minutes'")
+    # The holder has been idle for 45 minutes: their notebook is culled in 15,
+    # which stays "about 15 minutes" for minutes (10 sat on a rounding edge).
+    Session.objects.filter(container__pool=pool).update(last_activity=timezone.now() - timedelta(minutes=45))
+    page.wait_for_function("document.getElementById('estimate').textContent === 'about 15 minutes'")
     polls(page, 2)
     assert page.evaluate("window.changes") == ["estimate"]
 

@@ -55,6 +55,16 @@ def open_browser(tmp_path, monkeypatch):
             context.close()
 
 
+def log_in_as_organiser(page, url, user):
+    """Log ``page`` in to the admin as ``user`` (pytest-django's admin_user); it lands on the dashboard."""
+    page.goto(f"{url}/admin/login/?next=/admin/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "password")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#tmpnb-dashboard")
+    return page
+
+
 @pytest.fixture
 def screenshot():
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -70,12 +80,7 @@ def test_an_organiser_kills_a_participants_session_from_the_dashboard(live_stack
     live_stack.start(TMPNB_SAMPLE_PERIOD=1)
     wait_until(lambda: ready_count() == 2, what="2 ready containers")
 
-    organiser = open_browser("organiser")
-    organiser.goto(f"{live_stack.url}/admin/")
-    organiser.fill("#id_username", admin_user.username)
-    organiser.fill("#id_password", "password")  # pytest-django's admin_user
-    organiser.click("input[type=submit]")
-    organiser.wait_for_selector("#tmpnb-dashboard")
+    organiser = log_in_as_organiser(open_browser("organiser"), live_stack.url, admin_user)
     assert organiser.locator("#live-sessions tr.session").count() == 0
 
     participant = open_browser("participant")
@@ -159,7 +164,7 @@ def test_a_participant_runs_a_cell_in_jupyterlab_from_a_deep_link(live_stack, op
     cell.locator(".cm-content").click(timeout=60_000)  # the file is open in JupyterLab
     participant.keyboard.press("Shift+Enter")
     output = cell.locator(".jp-OutputArea-output")
-    output.wait_for(timeout=60_000)  # the kernel starts, runs the cell and answers over its websocket
+    output.wait_for(timeout=120_000)  # the kernel starts, runs the cell and answers over its websocket
     assert output.text_content().strip() == "42"
     assert participant.get_by_text("official Jupyter news").count() == 0  # the image never asks about the news feed
     participant.screenshot(path=tmp_path / "jupyterlab-participant.png")
