@@ -91,19 +91,21 @@ def main():
     django.setup()
     from django.core.management import call_command
 
-    from pool import dockerapi, services
+    from pool import services
+    from pool.backends import docker as docker_backend
+    from pool.backends.client import client as docker_engine, labels_for
     from pool.models import Container, Pool, Session
     from proxyapi import get_proxy
 
     call_command("migrate", verbosity=0)
     pool = Pool.objects.create(name="sweep", image="tmpnb/tiny:latest", command="sleep {base_path}", capacity=SESSIONS)
-    docker_client = dockerapi.client()
+    docker_client = docker_engine()
     names = [f"tmpnb-{installation}-sweep-{n:04d}" for n in range(SESSIONS)]
     started = time.monotonic()
     try:
         def run(name):
             container = docker_client.containers.create(
-                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=dockerapi.labels_for(pool.name, name), network_mode="none"
+                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=labels_for(pool.name, name), network_mode="none"
             )
             container.start()
             return container.id
@@ -134,7 +136,7 @@ def main():
         print(json.dumps(results))
     finally:
         with ThreadPoolExecutor(8) as pool_of_threads:
-            list(pool_of_threads.map(lambda info: dockerapi.remove_container(info.docker_id), dockerapi.list_containers()))
+            list(pool_of_threads.map(lambda info: docker_backend.remove_container(info.docker_id), docker_backend.list_containers()))
         proxy.terminate()
         proxy.wait()
         subprocess.run(["rm", "-rf", str(state)], check=False)

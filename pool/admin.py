@@ -6,7 +6,8 @@ from django.utils import timezone
 from django.utils.timezone import localtime
 
 from pool import services
-from pool.backend import BackendError, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError
 from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session
 
 

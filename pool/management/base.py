@@ -2,7 +2,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from pool import services
-from pool.backend import BackendError
+from pool.backends.base import BackendError
 from pool.models import Pool
 from proxyapi import ProxyError
 

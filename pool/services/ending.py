@@ -7,7 +7,8 @@ import logging
 from django.core.cache import cache
 from django.db import transaction
 
-from pool.backend import BackendError, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError
 from pool.models import Container, Event, Session
 from pool.services.events import record_event
 from pool.services.network import unguard_network

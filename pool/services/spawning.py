@@ -14,7 +14,8 @@ import requests
 from django.conf import settings
 
 from pool import netguard
-from pool.backend import BackendError, ContainerSpec, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError, ContainerSpec
 from pool.command import render_command
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories

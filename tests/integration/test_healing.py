@@ -5,7 +5,7 @@ import time
 import docker
 import requests
 
-from pool import dockerapi
+from pool.backends import docker as docker_backend
 from pool.models import Container, Session
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
@@ -21,7 +21,7 @@ def reachable(url):
 
 
 def docker_ids():
-    return sorted(c.docker_id for c in dockerapi.list_containers())
+    return sorted(c.docker_id for c in docker_backend.list_containers())
 
 
 def start_with_one_visitor(live_stack, capacity=2, **pool_options):

@@ -14,7 +14,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from pool import dockerapi, services, tasks
+from pool import services, tasks
+from pool.backends import docker as docker_backend
+from pool.backends.client import LABEL_INSTALLATION, labels_for
 from pool.models import Container, Session
 from tests import stack
 from tests.conftest import stack_env
@@ -36,7 +38,7 @@ class CreateWatch:
         self._client = docker.DockerClient(base_url=settings.DOCKER_HOST)
         self._stream = self._client.events(
             decode=True,
-            filters={"type": "container", "event": "create", "label": f"{dockerapi.LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"},
+            filters={"type": "container", "event": "create", "label": f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"},
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -52,10 +54,10 @@ class CreateWatch:
         """Stop once every event up to now is read: a container created now,
         ``marker_name``, is the last event of the watch."""
         marker = self._client.containers.create(
-            "tmpnb/tiny:latest", "true", name=marker_name, labels=dockerapi.labels_for("watch", marker_name)
+            "tmpnb/tiny:latest", "true", name=marker_name, labels=labels_for("watch", marker_name)
         )
         wait_until(lambda: marker_name in self.created, what="the watch's own marker event")
-        dockerapi.remove_container(marker.id)  # a reconcile may have taken it for an orphan already
+        docker_backend.remove_container(marker.id)  # a reconcile may have taken it for an orphan already
         self._stream.close()
         self._client.close()
         del self.created[marker_name]
@@ -105,7 +107,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     assert list(Container.objects.filter(state=Container.State.FAILED).values_list("error", flat=True)) == []
     live = set(Container.objects.live().values_list("name", flat=True))
     assert len(live) == CAPACITY
-    running = [info.name for info in dockerapi.list_containers()]
+    running = [info.name for info in docker_backend.list_containers()]
     assert sorted(running) == sorted(live)  # every container is exactly one row's
     created = watch.stop(f"tmpnb-{settings.TMPNB_INSTALLATION}-watch-marker")
     assert set(created) == live and set(created.values()) == {1}  # each started once, none removed

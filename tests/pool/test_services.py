@@ -7,7 +7,8 @@ import pytest
 import requests
 from django.db import connection
 
-from pool import dockerapi, services
+from pool import services
+from pool.backends import docker as docker_backend
 from django.utils import timezone
 
 from pool.models import Container, Pool, Session
@@ -135,7 +136,7 @@ def test_a_spawn_that_never_answers_fails_and_leaves_nothing(clean_pools, proxy,
     [container] = spawn_all(pool)
     assert container.state == Container.State.FAILED
     assert "did not answer" in container.error
-    assert dockerapi.list_containers() == []
+    assert docker_backend.list_containers() == []
     assert container.route_path not in proxy.routes()
 
 
@@ -155,7 +156,7 @@ def test_ending_a_session_removes_container_and_route_and_records_why(clean_pool
     container = Container.objects.get(pk=session.container_id)
     assert session.ended_at and session.describe_end() == "killed by ada"
     assert container.state == Container.State.GONE
-    assert dockerapi.list_containers() == []
+    assert docker_backend.list_containers() == []
     assert container.route_path not in proxy.routes()
     assert get_proxy().list_routes() == {}
 
@@ -167,7 +168,7 @@ def test_shrinking_removes_only_ready_containers(clean_pools, proxy):
     services.resize_pool(pool, 1)
     assert services.shrink_pool(pool.pk) == 2
     assert list(Container.objects.live()) == [session.container]
-    assert [c.docker_id for c in dockerapi.list_containers()] == [session.container.docker_id]
+    assert [c.docker_id for c in docker_backend.list_containers()] == [session.container.docker_id]
     assert list(get_proxy().list_routes()) == [session.container.route_path]
 
 

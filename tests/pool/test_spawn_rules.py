@@ -4,7 +4,7 @@ proxy faked at their boundary so the interleaving is exact."""
 import pytest
 
 from pool import services
-from pool.backend import BackendError
+from pool.backends.base import BackendError
 from pool.models import Container, Event, Pool
 from tests.factories import PoolFactory
 from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)

@@ -10,7 +10,9 @@ import pytest
 import requests
 from django.conf import settings
 
-from pool import dockerapi, services
+from pool import services
+from pool.backends import docker as docker_backend
+from pool.backends.client import LABEL_INSTALLATION, labels_for
 from pool.models import Container, Pool
 from tests.factories import PoolFactory
 from tests.stack import wait_for
@@ -74,13 +76,13 @@ def test_the_command_template_is_filled_with_the_containers_own_values(clean_poo
 
 def test_a_docker_network_is_joined(clean_pools, inspect):
     client = docker.from_env()
-    network = client.networks.create(f"tmpnb-{settings.TMPNB_INSTALLATION}-net", labels=dockerapi.labels_for("net"))
+    network = client.networks.create(f"tmpnb-{settings.TMPNB_INSTALLATION}-net", labels=labels_for("net"))
     try:
         container = spawn_one(docker_network=network.name)
         assert list(inspect(container)["NetworkSettings"]["Networks"]) == [network.name]
         services.stop_all_containers()
     finally:
-        dockerapi.remove_networks()  # it carries this installation's label
+        docker_backend.remove_networks()  # it carries this installation's label
         client.close()
 
 
@@ -96,7 +98,7 @@ def test_the_proxy_reaches_a_container_at_its_address_on_the_installations_netwo
     assert page.text.strip() == f"tree {container.base_path}"
     client = docker.from_env()
     try:
-        assert client.networks.get(network).attrs["Labels"][dockerapi.LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
+        assert client.networks.get(network).attrs["Labels"][LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
         services.stop_all_containers()
         assert not [n for n in client.networks.list(names=[network]) if n.name == network]
     finally:

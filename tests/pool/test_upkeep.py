@@ -9,7 +9,9 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from pool import dockerapi, services
+from pool import services
+from pool.backends import docker as docker_backend
+from pool.backends.client import labels_for
 from pool.models import Container, Session
 from proxyapi import ProxyClient, get_proxy
 from tests.factories import TINY_IMAGE, PoolFactory
@@ -48,7 +50,7 @@ def test_an_idle_session_is_culled_while_an_active_one_survives(clean_pools, pro
     assert active.ended_at is None
     assert active.last_activity > active.started_at + timedelta(seconds=2)
     assert Container.objects.get(pk=idle.container_id).state == Container.State.GONE
-    running = [c.name for c in dockerapi.list_containers()]
+    running = [c.name for c in docker_backend.list_containers()]
     assert idle.container.name not in running and active.container.name in running
     assert idle.container.route_path not in proxy.routes()
     # The ready, unassigned container is never culled for idleness.
@@ -64,7 +66,7 @@ def test_a_session_past_cull_max_is_culled_even_though_active(clean_pools, proxy
     assert services.cull_sessions()[Session.EndReason.CULLED_AGE] == 1
     session.refresh_from_db()
     assert session.end_reason == Session.EndReason.CULLED_AGE
-    assert dockerapi.list_containers() == []
+    assert docker_backend.list_containers() == []
 
 
 # --- reconciliation ---------------------------------------------------------
@@ -80,7 +82,7 @@ def test_a_container_killed_behind_the_services_back_is_replaced(clean_pools, ra
     session.refresh_from_db()
     assert session.end_reason == Session.EndReason.CONTAINER_GONE
     assert Container.objects.get(pk=session.container_id).state == Container.State.GONE
-    assert session.container.docker_id not in [c.docker_id for c in dockerapi.list_containers()]
+    assert session.container.docker_id not in [c.docker_id for c in docker_backend.list_containers()]
     assert session.container.route_path not in get_proxy().list_routes()
     [replacement] = spawn_all(pool)
     assert replacement.state == Container.State.READY
@@ -97,7 +99,7 @@ def test_a_route_deleted_behind_its_back_comes_back(clean_pools, proxy):
 
 
 def test_an_orphan_labelled_container_is_removed_and_an_unlabelled_one_left_alone(clean_pools, raw_docker):
-    orphan = raw_docker.containers.run(TINY_IMAGE, "sleep 600", detach=True, name=f"tmpnb-{settings.TMPNB_INSTALLATION}-x-orphan", labels=dockerapi.labels_for("x"))
+    orphan = raw_docker.containers.run(TINY_IMAGE, "sleep 600", detach=True, name=f"tmpnb-{settings.TMPNB_INSTALLATION}-x-orphan", labels=labels_for("x"))
     stranger = raw_docker.containers.run(TINY_IMAGE, "sleep 600", detach=True, labels={"tmpnb.pool": "x"})
     try:
         assert services.reconcile().orphans_removed == 1
@@ -140,7 +142,7 @@ def test_a_tick_makes_one_list_call_to_docker_and_one_to_the_proxy(clean_pools, 
     for n in range(2):
         assign(pool, f"v{n}")
     calls = {"docker": 0, "proxy": 0}
-    real_docker_list, real_proxy_list = dockerapi.list_containers, ProxyClient.list_routes
+    real_docker_list, real_proxy_list = docker_backend.list_containers, ProxyClient.list_routes
 
     def count_docker():
         calls["docker"] += 1
@@ -150,7 +152,7 @@ def test_a_tick_makes_one_list_call_to_docker_and_one_to_the_proxy(clean_pools, 
         calls["proxy"] += 1
         return real_proxy_list(self, *args, **kwargs)
 
-    monkeypatch.setattr(dockerapi, "list_containers", count_docker)
+    monkeypatch.setattr(docker_backend, "list_containers", count_docker)
     monkeypatch.setattr(ProxyClient, "list_routes", count_proxy)
     report = services.reconcile()
     assert calls == {"docker": 1, "proxy": 1}
@@ -164,12 +166,12 @@ def test_drain_replaces_only_ready_containers(clean_pools):
     pool = PoolFactory(capacity=3)
     spawn_all(pool)
     session = assign(pool, "keeps-working")
-    before = {c.docker_id for c in dockerapi.list_containers()}
+    before = {c.docker_id for c in docker_backend.list_containers()}
     assert services.drain_pool(pool) == 2
-    assert [c.docker_id for c in dockerapi.list_containers()] == [session.container.docker_id]
+    assert [c.docker_id for c in docker_backend.list_containers()] == [session.container.docker_id]
     fresh = spawn_all(pool)
     assert len(fresh) == 2 and all(c.state == Container.State.READY for c in fresh)
-    after = {c.docker_id for c in dockerapi.list_containers()}
+    after = {c.docker_id for c in docker_backend.list_containers()}
     assert after & before == {session.container.docker_id}
     session.refresh_from_db()
     assert session.ended_at is None
