@@ -113,9 +113,9 @@ def main():
         with ThreadPoolExecutor(8) as pool_of_threads:
             ids = list(pool_of_threads.map(run, names))
         rows = Container.objects.bulk_create(
-            Container(pool=pool, name=name, path_id=f"{n:012x}", token="t", docker_id=docker_id, host_ip="127.0.0.1",
+            Container(pool=pool, name=name, path_id=f"{n:012x}", token="t", backend_id=backend_id, host_ip="127.0.0.1",
                       host_port=20000 + n, state=Container.State.ASSIGNED)
-            for n, (name, docker_id) in enumerate(zip(names, ids))
+            for n, (name, backend_id) in enumerate(zip(names, ids))
         )
         Session.objects.bulk_create(Session(visitor=f"v{row.pk}", container=row) for row in rows)
         client = get_proxy()
@@ -136,7 +136,7 @@ def main():
         print(json.dumps(results))
     finally:
         with ThreadPoolExecutor(8) as pool_of_threads:
-            list(pool_of_threads.map(lambda info: docker_backend.remove_container(info.docker_id), docker_backend.list_containers()))
+            list(pool_of_threads.map(lambda info: docker_backend.remove_container(info.backend_id), docker_backend.list_containers()))
         proxy.terminate()
         proxy.wait()
         subprocess.run(["rm", "-rf", str(state)], check=False)

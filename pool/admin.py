@@ -131,7 +131,7 @@ class RecordAdmin(admin.ModelAdmin):
 class ContainerAdmin(RecordAdmin):
     list_display = ["name", "pool", "state", "node", "base_path", "host_port", "created_at", "ready_at", "assigned_at"]
     list_filter = ["state", "pool", "node"]
-    search_fields = ["name", "path_id", "docker_id"]
+    search_fields = ["name", "path_id", "backend_id"]
     actions = ["kill"]
 
     @admin.action(description="Kill: stop and remove the container, end its session")

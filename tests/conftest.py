@@ -32,7 +32,7 @@ def isolated_settings(tmp_path_factory):
     yield
     leftovers = docker_backend.list_containers()
     for info in leftovers:
-        docker_backend.remove_container(info.docker_id)
+        docker_backend.remove_container(info.backend_id)
     docker_backend.remove_networks()
 
 
@@ -75,7 +75,7 @@ def no_containers_left_behind():
     yield
     left = docker_backend.list_containers()
     for info in left:
-        docker_backend.remove_container(info.docker_id)
+        docker_backend.remove_container(info.backend_id)
     assert not left, f"the test left containers behind: {[c.name for c in left]}"
 
 

@@ -31,8 +31,8 @@ class FakeBackend(types.ModuleType):
         self.running[spec.name] = ContainerInfo(f"id-{spec.name}", spec.name, spec.pool, "running")
         return StartedContainer(f"id-{spec.name}", "127.0.0.1", self.port)
 
-    def remove_container(self, docker_id):
-        name = docker_id.removeprefix("id-")
+    def remove_container(self, backend_id):
+        name = backend_id.removeprefix("id-")
         self.removed.append(name)
         self.running.pop(name, None)
 

@@ -52,7 +52,7 @@ class StartedContainer:
     address on its Docker network, which only the Docker host itself reaches
     (empty where it has none)."""
 
-    docker_id: str
+    backend_id: str
     host_ip: str
     host_port: int | None
     node: str = ""  # the machine it runs on, where there are several
@@ -70,7 +70,7 @@ class StartedContainer:
 
 @dataclass(frozen=True)
 class ContainerInfo:
-    docker_id: str
+    backend_id: str
     name: str
     pool: str
     status: str  # Docker's: created, running, exited, dead, ...
@@ -99,7 +99,7 @@ class Backend(Protocol):
         """Start one notebook server and return where it answers; on failure
         raise ``BackendError`` and leave nothing behind."""
 
-    def remove_container(self, docker_id: str) -> None:
+    def remove_container(self, backend_id: str) -> None:
         """Stop and remove, by id or name; already gone is done."""
 
     def list_containers(self) -> list[ContainerInfo]:
@@ -107,5 +107,5 @@ class Backend(Protocol):
         (the heartbeat lists once per tick). ``node_down`` tells a notebook
         lost with its machine from one that stopped."""
 
-    def copy_out(self, docker_id: str, path: str, destination: str) -> None:
+    def copy_out(self, backend_id: str, path: str, destination: str) -> None:
         """Copy a folder out of a notebook into the folder ``destination``."""

@@ -123,17 +123,17 @@ def start_container(spec):
     return started
 
 
-def _remove_left_behind(docker_id):
+def _remove_left_behind(backend_id):
     # The failure being reported matters more; the reconciler removes what stays.
     with contextlib.suppress(DockerError):
-        remove_container(docker_id)
+        remove_container(backend_id)
 
 
-def copy_out(docker_id, path, destination):
+def copy_out(backend_id, path, destination):
     """Copy ``path`` out of a container into the folder ``destination``."""
     try:
-        with docker_errors(f"copying {path} out of {docker_id[:12]}"):
-            chunks, _ = client().api.get_archive(docker_id, path)
+        with docker_errors(f"copying {path} out of {backend_id[:12]}"):
+            chunks, _ = client().api.get_archive(backend_id, path)
             with tempfile.TemporaryFile() as archive:
                 for chunk in chunks:
                     archive.write(chunk)
@@ -142,14 +142,14 @@ def copy_out(docker_id, path, destination):
                     # The "data" filter refuses links and paths that leave the folder.
                     tar.extractall(destination, filter="data")
     except tarfile.TarError as error:
-        raise DockerError(f"copying {path} out of {docker_id[:12]}: {error}") from None
+        raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
 
 
-def remove_container(docker_id):
+def remove_container(backend_id):
     """Kill and remove; a container already gone (404) or going (409) is done."""
-    with docker_errors(f"removing {docker_id[:12]}"), docker_work():
+    with docker_errors(f"removing {backend_id[:12]}"), docker_work():
         try:
-            client().api.remove_container(docker_id, force=True)
+            client().api.remove_container(backend_id, force=True)
         except NotFound:
             pass
         except APIError as error:

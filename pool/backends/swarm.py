@@ -113,11 +113,11 @@ def _node_address(node):
     return address
 
 
-def remove_container(docker_id):
+def remove_container(backend_id):
     """Remove the service (its task goes with it); already gone is done."""
-    with docker_errors(f"removing service {docker_id[:12]}", SwarmError), docker_work():
+    with docker_errors(f"removing service {backend_id[:12]}", SwarmError), docker_work():
         try:
-            client().api.remove_service(docker_id)
+            client().api.remove_service(backend_id)
         except NotFound:
             pass
 
@@ -157,6 +157,6 @@ def remove_networks():
     pass  # it makes none
 
 
-def copy_out(docker_id, path, destination):
+def copy_out(backend_id, path, destination):
     # The task runs on another machine, whose engine the manager does not relay.
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")

@@ -79,7 +79,7 @@ def remove_quietly(container, delete_route=True):
     except ProxyError as error:
         log.warning("could not delete the route of %s: %s", container.name, error)
     try:
-        get_backend().remove_container(container.docker_id or container.name)
+        get_backend().remove_container(container.backend_id or container.name)
     except BackendError as error:
         log.warning("could not remove %s: %s", container.name, error)
 

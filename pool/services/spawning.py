@@ -195,7 +195,7 @@ def extract_static_files(container):
         return
     with tempfile.TemporaryDirectory(dir=settings.VAR_DIR) as scratch:
         try:
-            get_backend().copy_out(container.docker_id, settings.TMPNB_STATIC_FILES, scratch)
+            get_backend().copy_out(container.backend_id, settings.TMPNB_STATIC_FILES, scratch)
         except BackendError as error:
             log.warning("static files not extracted: %s", error)
             return

@@ -116,7 +116,7 @@ def _remove_orphans(running, live_names, report):
     for name, info in running.items():
         if name not in live_names:
             log.info("removing orphan container %s", name)
-            get_backend().remove_container(info.docker_id)
+            get_backend().remove_container(info.backend_id)
             report.orphans_removed += 1
 
 

@@ -35,7 +35,7 @@ def test_another_visitors_url_is_not_enough_to_use_their_notebook(clean_pools, p
 
     client = docker.from_env()
     try:
-        running = client.containers.get(container.docker_id)
+        running = client.containers.get(container.backend_id)
         assert running.exec_run("id -u").output.decode().strip() == "1000"
         status = running.exec_run("grep -E '^(CapEff|NoNewPrivs)' /proc/1/status").output.decode()
         assert "CapEff:\t0000000000000000" in status and "NoNewPrivs:\t1" in status

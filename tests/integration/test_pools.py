@@ -41,7 +41,7 @@ def test_two_pools_serve_their_own_images_side_by_side_at_their_own_urls(live_st
     engine = docker.from_env()
     try:
         for container, image in ((tiny, TINY_IMAGE), (notebook, JUPYTER_IMAGE)):
-            inspected = engine.containers.get(container.docker_id)
+            inspected = engine.containers.get(container.backend_id)
             assert inspected.image.tags == [image]
             assert inspected.labels["tmpnb.pool"] == container.pool.name
     finally:

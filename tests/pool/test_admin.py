@@ -30,7 +30,7 @@ def test_killing_a_session_stops_its_container_deletes_its_route_and_says_who(ad
     assert live_session.end_reason == Session.EndReason.KILLED
     assert live_session.describe_end() == f"killed by {admin_user.username}"
     assert Container.objects.get(pk=live_session.container_id).state == Container.State.GONE
-    assert live_session.container.docker_id not in [c.docker_id for c in docker_backend.list_containers()]
+    assert live_session.container.backend_id not in [c.backend_id for c in docker_backend.list_containers()]
     assert live_session.container.route_path not in proxy.routes()
     # The participant's URL no longer reaches a notebook: the proxy falls back to the app.
     assert "container" not in requests.get(url, timeout=5).text
@@ -41,7 +41,7 @@ def test_killing_a_ready_container_removes_it(admin_client, live_session, proxy)
     response = admin_client.post("/admin/pool/container/", {"action": "kill", "_selected_action": [ready.pk]}, follow=True)
     assert "Killed 1 container(s)." in response.content.decode()
     assert Container.objects.get(pk=ready.pk).state == Container.State.GONE
-    assert [c.docker_id for c in docker_backend.list_containers()] == [live_session.container.docker_id]
+    assert [c.backend_id for c in docker_backend.list_containers()] == [live_session.container.backend_id]
 
 
 @pytest.mark.django_db

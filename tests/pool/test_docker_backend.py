@@ -37,7 +37,7 @@ def raw_docker():
 def test_a_started_container_is_labelled_limited_and_published_on_loopback(docker_images, raw_docker):
     started = docker_backend.start_container(spec("one"))
     try:
-        attrs = raw_docker.api.inspect_container(started.docker_id)
+        attrs = raw_docker.api.inspect_container(started.backend_id)
         assert attrs["Config"]["Labels"][LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
         assert attrs["Config"]["Labels"][LABEL_POOL] == "api"
         assert attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
@@ -49,8 +49,8 @@ def test_a_started_container_is_labelled_limited_and_published_on_loopback(docke
         wait_for(lambda: requests.get(url, timeout=1).ok, 30, "the started container")
         assert requests.get(url, timeout=5).text.strip() == "hi"
     finally:
-        docker_backend.remove_container(started.docker_id)
-    assert not [c for c in docker_backend.list_containers() if c.docker_id == started.docker_id]
+        docker_backend.remove_container(started.backend_id)
+    assert not [c for c in docker_backend.list_containers() if c.backend_id == started.backend_id]
 
 
 def test_listing_sees_only_this_installation(docker_images, raw_docker):
@@ -58,11 +58,11 @@ def test_listing_sees_only_this_installation(docker_images, raw_docker):
     stranger = raw_docker.containers.run(TINY_IMAGE, "sleep 60", detach=True, labels={"tmpnb.pool": "someone-else"})
     try:
         listed = docker_backend.list_containers()
-        assert [c.docker_id for c in listed] == [ours.docker_id]
+        assert [c.backend_id for c in listed] == [ours.backend_id]
         assert listed[0].pool == "api" and listed[0].is_running
     finally:
         stranger.remove(force=True)
-        docker_backend.remove_container(ours.docker_id)
+        docker_backend.remove_container(ours.backend_id)
 
 
 def test_removing_a_container_that_is_gone_is_not_an_error():
@@ -81,7 +81,7 @@ def test_a_container_not_published_answers_at_its_address_on_our_network(docker_
     docker_backend.ensure_network(network, "api")  # made once
     started = docker_backend.start_container(spec("unpublished", network=network, publish=False))
     try:
-        attrs = raw_docker.api.inspect_container(started.docker_id)
+        attrs = raw_docker.api.inspect_container(started.backend_id)
         assert not attrs["HostConfig"]["PortBindings"]
         assert list(attrs["NetworkSettings"]["Networks"]) == [network]
         assert started.host_port is None
@@ -91,7 +91,7 @@ def test_a_container_not_published_answers_at_its_address_on_our_network(docker_
         wait_for(lambda: requests.get(url, timeout=1).ok, 30, "the started container")
         assert requests.get(url, timeout=5).text.strip() == "hi"
     finally:
-        docker_backend.remove_container(started.docker_id)
+        docker_backend.remove_container(started.backend_id)
         docker_backend.remove_networks()
     assert not raw_docker.networks.list(names=[network])
 
@@ -115,8 +115,8 @@ def test_a_network_made_by_another_process_between_look_and_create_is_taken_as_m
 def test_a_published_container_has_both_addresses(docker_images, raw_docker):
     started = docker_backend.start_container(spec("both"))
     try:
-        bridge = raw_docker.api.inspect_container(started.docker_id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        bridge = raw_docker.api.inspect_container(started.backend_id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
         assert started.address("published") == ("127.0.0.1", started.host_port)
         assert started.address("container") == (bridge, 8888)
     finally:
-        docker_backend.remove_container(started.docker_id)
+        docker_backend.remove_container(started.backend_id)

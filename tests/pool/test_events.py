@@ -68,7 +68,7 @@ def test_a_failed_spawn_and_a_container_that_died_are_failures(clean_pools, sett
     pool = PoolFactory(capacity=1)
     [victim] = spawn_all(pool)
     client = docker.from_env()
-    client.containers.get(victim.docker_id).kill()
+    client.containers.get(victim.backend_id).kill()
     client.close()
     services.reconcile()
     spawn_failure, death = events(Event.Kind.FAILURE)

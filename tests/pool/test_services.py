@@ -122,7 +122,7 @@ def test_a_spawned_container_answers_through_the_proxy_and_is_ready(clean_pools,
     pool = PoolFactory(capacity=1)
     [container] = spawn_all(pool)
     assert container.state == Container.State.READY
-    assert container.docker_id and container.host_port
+    assert container.backend_id and container.host_port
     assert proxy.routes()[container.route_path]["target"] == container.target
     assert proxy.routes()[container.route_path]["pool"] == pool.name  # for a reconcile of one pool
     page = requests.get(f"{proxy.public_url}{container.base_path}", timeout=5)
@@ -168,7 +168,7 @@ def test_shrinking_removes_only_ready_containers(clean_pools, proxy):
     services.resize_pool(pool, 1)
     assert services.shrink_pool(pool.pk) == 2
     assert list(Container.objects.live()) == [session.container]
-    assert [c.docker_id for c in docker_backend.list_containers()] == [session.container.docker_id]
+    assert [c.backend_id for c in docker_backend.list_containers()] == [session.container.backend_id]
     assert list(get_proxy().list_routes()) == [session.container.route_path]
 
 

@@ -31,7 +31,7 @@ HOST_NETWORK_COMMAND = (
 @pytest.fixture
 def inspect():
     client = docker.from_env()
-    yield lambda container: client.api.inspect_container(container.docker_id)
+    yield lambda container: client.api.inspect_container(container.backend_id)
     client.close()
 
 
@@ -220,7 +220,7 @@ def outside_host(tmp_path):
 
 def fetch_from(client, container, ip):
     probe = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8000 | head -1"
-    return client.containers.get(container.docker_id).exec_run(["sh", "-c", probe]).output.decode()
+    return client.containers.get(container.backend_id).exec_run(["sh", "-c", probe]).output.decode()
 
 
 def test_an_internal_network_cuts_notebooks_off_but_the_proxy_reaches_them(clean_pools, inspect, proxy, outside_host):

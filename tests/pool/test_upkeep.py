@@ -76,13 +76,13 @@ def test_a_container_killed_behind_the_services_back_is_replaced(clean_pools, ra
     pool = PoolFactory(capacity=2)
     spawn_all(pool)
     session = assign(pool, "victim")
-    raw_docker.containers.get(session.container.docker_id).kill()
+    raw_docker.containers.get(session.container.backend_id).kill()
     report = services.reconcile()
     assert report.dead_replaced == 1
     session.refresh_from_db()
     assert session.end_reason == Session.EndReason.CONTAINER_GONE
     assert Container.objects.get(pk=session.container_id).state == Container.State.GONE
-    assert session.container.docker_id not in [c.docker_id for c in docker_backend.list_containers()]
+    assert session.container.backend_id not in [c.backend_id for c in docker_backend.list_containers()]
     assert session.container.route_path not in get_proxy().list_routes()
     [replacement] = spawn_all(pool)
     assert replacement.state == Container.State.READY
@@ -166,12 +166,12 @@ def test_drain_replaces_only_ready_containers(clean_pools):
     pool = PoolFactory(capacity=3)
     spawn_all(pool)
     session = assign(pool, "keeps-working")
-    before = {c.docker_id for c in docker_backend.list_containers()}
+    before = {c.backend_id for c in docker_backend.list_containers()}
     assert services.drain_pool(pool) == 2
-    assert [c.docker_id for c in docker_backend.list_containers()] == [session.container.docker_id]
+    assert [c.backend_id for c in docker_backend.list_containers()] == [session.container.backend_id]
     fresh = spawn_all(pool)
     assert len(fresh) == 2 and all(c.state == Container.State.READY for c in fresh)
-    after = {c.docker_id for c in docker_backend.list_containers()}
-    assert after & before == {session.container.docker_id}
+    after = {c.backend_id for c in docker_backend.list_containers()}
+    assert after & before == {session.container.backend_id}
     session.refresh_from_db()
     assert session.ended_at is None
