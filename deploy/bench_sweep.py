@@ -91,10 +91,10 @@ def main():
     django.setup()
     from django.core.management import call_command
 
-    from pool import services
     from pool.backends import docker as docker_backend
     from pool.backends.client import client as docker_engine, labels_for
     from pool.models import Container, Pool, Session
+    from pool.services import upkeep
     from proxyapi import get_proxy
 
     call_command("migrate", verbosity=0)
@@ -126,7 +126,7 @@ def main():
         calls = Calls()
         calls.install()
         results = {"sessions": SESSIONS, "setup_seconds": round(setup_seconds, 1)}
-        for tick, run_tick in (("reconcile", services.reconcile), ("cull", services.cull_sessions)):
+        for tick, run_tick in (("reconcile", upkeep.reconcile), ("cull", upkeep.cull_sessions)):
             begin = time.monotonic()
             outcome = run_tick()
             results[f"{tick}_seconds"] = round(time.monotonic() - begin, 3)

@@ -9,9 +9,8 @@ import pytest
 from django.conf import settings
 from django.test.utils import override_settings
 
-from pool import services
 from pool.backends import docker as docker_backend
-from pool.services import pools
+from pool.services import ending, pools
 from tests import stack
 from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
@@ -116,7 +115,7 @@ def routes_cleaned(proxy):
 def clean_pools(transactional_db, routes_cleaned, docker_images):
     """Real containers and routes made by services are removed after the test."""
     yield
-    services.stop_all_containers()
+    ending.stop_all_containers()
 
 
 def test_database_url():

@@ -30,14 +30,14 @@ def request_refill(pool_id):
     of that second, to count the claims made meanwhile; the rest queue
     nothing. The heartbeat fills whatever a lost request missed.
     """
-    from pool.tasks import fill_pool  # the tasks module imports the services
+    from pool.tasks import fill_pool_task  # the tasks module imports the services
 
     def queue():
         try:
             if cache.add(f"tmpnb:refill:{pool_id}", 1, REFILL_GATHER_SECONDS):
-                fill_pool.delay(pool_id)
+                fill_pool_task.delay(pool_id)
             elif cache.add(f"tmpnb:refill-later:{pool_id}", 1, REFILL_GATHER_SECONDS):
-                fill_pool.apply_async((pool_id,), countdown=REFILL_GATHER_SECONDS)
+                fill_pool_task.apply_async((pool_id,), countdown=REFILL_GATHER_SECONDS)
         except Exception as error:  # the broker or cache is down: the heartbeat refills later
             log.warning("could not queue a refill of pool %s: %s", pool_id, error)
 

@@ -123,7 +123,7 @@ def test_a_pool_drained_three_times_while_starting_fills_again_with_no_failure_c
     """What an organiser does right after changing the image: the drains
     cancel the starting containers, which is no failure, so the pool is
     never backed off or paused."""
-    from pool import services
+    from pool.services import pools
     from tests.factories import TINY_COMMAND
 
     # A server that takes a few seconds to answer, as Jupyter does: drains land while it starts.
@@ -131,7 +131,7 @@ def test_a_pool_drained_three_times_while_starting_fills_again_with_no_failure_c
     live_stack.start()
     for _ in range(3):
         wait_until(lambda: Container.objects.spawning().exists(), what="containers starting")
-        services.drain_pool(pool, by="organiser")
+        pools.drain_pool(pool, by="organiser")
     wait_until(lambda: ready_count() == 6, timeout=60, what="the pool full again")
     pool.refresh_from_db()
     assert (pool.failure_streak, pool.paused_reason) == (0, "")

@@ -14,10 +14,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from pool import services, tasks
+from pool import tasks
 from pool.backends import docker as docker_backend
 from pool.backends.client import LABEL_INSTALLATION, labels_for
 from pool.models import Container, Session
+from pool.services import pools
 from tests import stack
 from tests.conftest import stack_env
 from tests.factories import PoolFactory
@@ -71,7 +72,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     pool = PoolFactory(capacity=CAPACITY)
     # Rows made here and never queued by a fill: the test queues each spawn
     # twice, and the two workers share them out.
-    rows = services.fill_pool(pool.pk)
+    rows = pools.fill_pool(pool.pk)
     watch = CreateWatch()
     live_stack.start(web_workers=2)
     environment = stack_env(proxy, redis_server, web_port, log_dir)
@@ -79,7 +80,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     second_web = stack.WebApp(stack.free_port(), environment, log_dir, workers=2).start()
     try:
         for row in rows * 2:
-            tasks.spawn_container.delay(row.pk)
+            tasks.spawn_container_task.delay(row.pk)
         # (or a spawn failed: the assertions below say which)
         wait_until(lambda: not Container.objects.spawning().exists(), timeout=90, what="every spawn done")
         start = threading.Barrier(VISITORS)
@@ -91,8 +92,8 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
                 return browser.get(f"{web.url}/", headers={"X-Forwarded-For": f"10.1.{n}.1"}, allow_redirects=False, timeout=60)
 
         for _ in range(10):
-            tasks.heartbeat.delay()
-            tasks.fill_pool.delay(pool.pk)
+            tasks.heartbeat_task.delay()
+            tasks.fill_pool_task.delay(pool.pk)
         with ThreadPoolExecutor(VISITORS) as executor:
             responses = list(executor.map(visit, range(VISITORS)))
         time.sleep(2)  # the heartbeats and fills queued meanwhile run out

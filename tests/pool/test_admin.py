@@ -5,18 +5,18 @@ import html
 import pytest
 import requests
 
-from pool import services
 from pool.backends import docker as docker_backend
 from pool.models import Container, Pool, Session
+from pool.services import assignment, pools, spawning
 from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
 
 
 @pytest.fixture
 def live_session(clean_pools):
     pool = PoolFactory(capacity=2)
-    for container in services.fill_pool(pool.pk):
-        services.spawn_container(container.pk)
-    return services.assign_container(pool=pool, visitor="participant")
+    for container in pools.fill_pool(pool.pk):
+        spawning.spawn_container(container.pk)
+    return assignment.assign_container(pool=pool, visitor="participant")
 
 
 def test_killing_a_session_stops_its_container_deletes_its_route_and_says_who(admin_client, admin_user, live_session, proxy):
@@ -103,7 +103,7 @@ def test_the_pool_list_shows_the_queue_length(admin_client):
     pool = PoolFactory(capacity=3)
     ContainerFactory.create_batch(2, pool=pool, state=Container.State.ASSIGNED)
     for visitor in ("a", "b", "c"):
-        services.admit(pool=pool, visitor=visitor)
+        assignment.admit(pool=pool, visitor=visitor)
     listing = admin_client.get("/admin/pool/pool/").content.decode()
     assert '<td class="field-waiting">3</td>' in listing
     assert '<td class="field-in_use">2</td>' in listing

@@ -14,10 +14,10 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from pool import services
 from pool.backends import docker as docker_backend
 from pool.backends.client import labels_for
 from pool.models import Container, Event, Schedule, Session
+from pool.services import assignment
 from proxyapi import ProxyClient, get_proxy
 from tests.factories import TINY_IMAGE, ContainerFactory, PoolFactory
 from tests.pool.test_upkeep import spawn_all
@@ -82,7 +82,7 @@ def test_cull_with_a_pool_culls_only_that_pools_sessions(clean_pools):
     pools = [PoolFactory(capacity=1, cull_max=60), PoolFactory(name="python", capacity=1, cull_max=60)]
     for pool in pools:
         spawn_all(pool)
-        services.assign_container(pool=pool, visitor=pool.name)
+        assignment.assign_container(pool=pool, visitor=pool.name)
     Session.objects.update(started_at=timezone.now() - timedelta(minutes=5))
     assert run("cull", "--pool", "python") == "culled-idle: 0, culled-age: 1\n"
     assert list(Session.objects.active().values_list("container__pool__name", flat=True)) == ["default"]

@@ -10,10 +10,10 @@ import pytest
 import requests
 from django.conf import settings
 
-from pool import services
 from pool.backends import docker as docker_backend
 from pool.backends.client import LABEL_INSTALLATION, labels_for
 from pool.models import Container, Pool
+from pool.services import ending, pools, spawning
 from tests.factories import PoolFactory
 from tests.stack import wait_for
 
@@ -37,8 +37,8 @@ def inspect():
 
 def spawn_one(**options):
     pool = PoolFactory(capacity=1, **options)
-    [row] = services.fill_pool(pool.pk)
-    container = services.spawn_container(row.pk)
+    [row] = pools.fill_pool(pool.pk)
+    container = spawning.spawn_container(row.pk)
     assert container.state == Container.State.READY, container.error
     return container
 
@@ -80,7 +80,7 @@ def test_a_docker_network_is_joined(clean_pools, inspect):
     try:
         container = spawn_one(docker_network=network.name)
         assert list(inspect(container)["NetworkSettings"]["Networks"]) == [network.name]
-        services.stop_all_containers()
+        ending.stop_all_containers()
     finally:
         docker_backend.remove_networks()  # it carries this installation's label
         client.close()
@@ -99,7 +99,7 @@ def test_the_proxy_reaches_a_container_at_its_address_on_the_installations_netwo
     client = docker.from_env()
     try:
         assert client.networks.get(network).attrs["Labels"][LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
-        services.stop_all_containers()
+        ending.stop_all_containers()
         assert not [n for n in client.networks.list(names=[network]) if n.name == network]
     finally:
         client.close()
@@ -135,8 +135,8 @@ def test_a_container_is_ready_once_the_page_a_visitor_lands_on_answers(clean_poo
 def test_a_landing_page_that_never_answers_fails_the_spawn(clean_pools, settings):
     settings.TMPNB_SPAWN_TIMEOUT = 2
     pool = PoolFactory(capacity=1, redirect_uri="/nowhere")
-    [row] = services.fill_pool(pool.pk)
-    container = services.spawn_container(row.pk)
+    [row] = pools.fill_pool(pool.pk)
+    container = spawning.spawn_container(row.pk)
     assert container.state == Container.State.FAILED
     assert f"did not answer 200 on {container.target}{container.url_for('/nowhere')}" in container.error
     assert "(HTTP 404)" in container.error
@@ -160,7 +160,7 @@ def test_tokens_can_be_turned_off_and_the_id_length_set(clean_pools):
 
 def test_with_tokens_each_container_has_its_own(clean_pools):
     pool = PoolFactory(capacity=2)
-    rows = services.fill_pool(pool.pk)
+    rows = pools.fill_pool(pool.pk)
     assert len({row.token for row in rows}) == 2 and all(len(row.token) >= 32 for row in rows)
     assert all(len(row.path_id) == 12 for row in rows)
 
@@ -239,7 +239,7 @@ def test_an_internal_network_cuts_notebooks_off_but_the_proxy_reaches_them(clean
         page = requests.get(f"{proxy.public_url}{cut_off.base_path}", timeout=5)
         assert page.text.strip() == f"container {cut_off.base_path}"
     finally:
-        services.stop_all_containers()
+        ending.stop_all_containers()
         for network in client.networks.list(names=[network_name]):
             network.remove()
         client.close()
