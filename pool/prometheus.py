@@ -1,6 +1,6 @@
 """/metrics in Prometheus' text format, with the official prometheus-client.
 
-A custom collector turns metrics.metric_values(), read from the database at
+A custom collector turns pool.services.metrics.metric_values(), read from the database at
 each scrape, into metric families: correct across several gunicorn and
 Celery processes, which in-process counters would not be.
 """
