@@ -39,7 +39,7 @@ class FakeBackend(types.ModuleType):
     def list_containers(self):
         return list(self.running.values())
 
-    def ensure_network(self, name, pool, internal=False, bridge=""):
+    def ensure_network(self, name, *, pool, internal=False, bridge=""):
         pass
 
     def remove_networks(self):

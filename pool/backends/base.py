@@ -36,9 +36,9 @@ class ContainerSpec:
     # Publish the port on host_ip. Without it the server is reached at its
     # address on its network only (which the Docker host itself reaches).
     publish: bool = True
-    volumes: list = field(default_factory=list)
-    extra_hosts: dict = field(default_factory=dict)
-    environment: dict = field(default_factory=dict)
+    volumes: list[str] = field(default_factory=list)  # "source:target:mode"
+    extra_hosts: dict[str, str] = field(default_factory=dict)  # name -> address
+    environment: dict[str, str] = field(default_factory=dict)
     pids_limit: int = 256
 
 
@@ -59,7 +59,7 @@ class StartedContainer:
     network_ip: str = ""
     network_port: int | None = None
 
-    def address(self, route_to):
+    def address(self, route_to: str) -> tuple[str, int | None] | None:
         """(ip, port) for the proxy: the kind ``route_to`` names (one of
         ROUTE_TO) where the container has it, the other one otherwise."""
         network = (self.network_ip, self.network_port) if self.network_ip else None
@@ -78,7 +78,7 @@ class ContainerInfo:
     node_down: bool = False  # its machine left the cluster: lost with it
 
     @property
-    def is_running(self):
+    def is_running(self) -> bool:
         return self.status == "running"
 
 
@@ -88,7 +88,7 @@ class Backend(Protocol):
     def image_exists(self, image: str) -> bool:
         """The image is there to start from (never pulled)."""
 
-    def ensure_network(self, name: str, pool: str, internal: bool = False, bridge: str = "") -> None:
+    def ensure_network(self, name: str, *, pool: str, internal: bool = False, bridge: str = "") -> None:
         """A network of this installation, made once; an internal one has no way
         out; ``bridge`` names its Linux bridge where there is one (pool/netguard.py matches it)."""
 
@@ -107,5 +107,5 @@ class Backend(Protocol):
         (the heartbeat lists once per tick). ``node_down`` tells a notebook
         lost with its machine from one that stopped."""
 
-    def copy_out(self, backend_id: str, path: str, destination: str) -> None:
+    def copy_out(self, backend_id: str, *, path: str, destination: str) -> None:
         """Copy a folder out of a notebook into the folder ``destination``."""

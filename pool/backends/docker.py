@@ -10,26 +10,28 @@ import logging
 import tarfile
 import tempfile
 import threading
+from typing import Any, cast
 
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container as DockerContainer
 
-from pool.backends.base import ContainerInfo, StartedContainer
+from pool.backends.base import ContainerInfo, ContainerSpec, StartedContainer
 from pool.backends.client import LABEL_POOL, DockerError, client, docker_errors, docker_work, installation_filter, labels_for
 from pool.backends.client import image_exists  # noqa: F401 (this backend's image_exists)
 
 log = logging.getLogger(__name__)
 
 
-def _create_options(spec):
-    options = dict(
+def _create_options(spec: ContainerSpec) -> dict[str, Any]:
+    options: dict[str, Any] = dict(
         # Hardening that any notebook image tolerates: no privilege gain through
         # setuid binaries, no capabilities, a bounded process count.
         security_opt=["no-new-privileges"],
         cap_drop=["ALL"],
         pids_limit=spec.pids_limit,
         name=spec.name,
-        labels=labels_for(spec.pool, spec.name),
+        labels=labels_for(spec.pool, container_name=spec.name),
         mem_limit=spec.mem_limit or None,
         cpu_shares=spec.cpu_shares,
         cpu_quota=spec.cpu_quota,
@@ -48,10 +50,11 @@ def _create_options(spec):
     return options
 
 
-def _started(container, spec):
+def _started(container: DockerContainer, spec: ContainerSpec) -> StartedContainer | None:
     """Where the server answers (a StartedContainer), or None if nowhere."""
+    backend_id = cast(str, container.id)  # made by the engine, so it has one
     if spec.host_network:
-        return StartedContainer(container.id, spec.host_ip, spec.host_port)
+        return StartedContainer(backend_id, spec.host_ip, spec.host_port)
     network_settings = container.attrs["NetworkSettings"]
     # Without a network of its own a container is on Docker's default bridge.
     network_ip = (network_settings["Networks"].get(spec.network or "bridge") or {}).get("IPAddress") or ""
@@ -59,14 +62,14 @@ def _started(container, spec):
     host_port = int(bindings[0]["HostPort"]) if bindings else None
     if not (network_ip or host_port):
         return None
-    return StartedContainer(container.id, spec.host_ip if host_port else "", host_port,
+    return StartedContainer(backend_id, spec.host_ip if host_port else "", host_port,
                             network_ip=network_ip, network_port=spec.container_port if network_ip else None)
 
 
 _network_lock = threading.Lock()
 
 
-def ensure_network(name, pool, internal=False, bridge=""):
+def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str = "") -> None:
     """A labelled Docker bridge network, made once; an internal one has no route
     out. ``bridge`` names its Linux bridge, which the network guard's rules match."""
     # Docker may make two networks of one name (its duplicate check is best
@@ -84,7 +87,7 @@ def ensure_network(name, pool, internal=False, bridge=""):
                 raise
 
 
-def remove_networks():
+def remove_networks() -> None:
     """Remove the networks of this installation; one still in use stays (and is logged)."""
     with docker_errors("listing networks"):
         networks = client().networks.list(filters=installation_filter())
@@ -97,7 +100,7 @@ def remove_networks():
             log.warning("network %s not removed: %s", network.name, error)
 
 
-def start_container(spec):
+def start_container(spec: ContainerSpec) -> StartedContainer:
     """Create and start a container; it answers at its address on its Docker
     network and, where the spec publishes it, on a free host port (on the
     host's network: the port the server binds itself).
@@ -118,18 +121,18 @@ def start_container(spec):
         raise
     started = _started(container, spec)
     if started is None:
-        _remove_left_behind(container.id)
+        _remove_left_behind(cast(str, container.id))
         raise DockerError(f"{spec.name} exited before it had an address")
     return started
 
 
-def _remove_left_behind(backend_id):
+def _remove_left_behind(backend_id: str) -> None:
     # The failure being reported matters more; the reconciler removes what stays.
     with contextlib.suppress(DockerError):
         remove_container(backend_id)
 
 
-def copy_out(backend_id, path, destination):
+def copy_out(backend_id: str, *, path: str, destination: str) -> None:
     """Copy ``path`` out of a container into the folder ``destination``."""
     try:
         with docker_errors(f"copying {path} out of {backend_id[:12]}"):
@@ -145,7 +148,7 @@ def copy_out(backend_id, path, destination):
         raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
 
 
-def remove_container(backend_id):
+def remove_container(backend_id: str) -> None:
     """Kill and remove; a container already gone (404) or going (409) is done."""
     with docker_errors(f"removing {backend_id[:12]}"), docker_work():
         try:
@@ -157,7 +160,7 @@ def remove_container(backend_id):
                 raise
 
 
-def list_containers():
+def list_containers() -> list[ContainerInfo]:
     """Every container of this installation, running or not, in one call."""
     with docker_errors("listing containers"):
         raw = client().api.containers(all=True, filters=installation_filter())

@@ -54,10 +54,10 @@ def container_spec(container):
     publish = settings.TMPNB_ROUTE_TO == "published"
     if pool.internal_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}-internal"
-        get_backend().ensure_network(network, pool.name, internal=True, bridge=netguard.bridge_name(internal=True))
+        get_backend().ensure_network(network, pool=pool.name, internal=True, bridge=netguard.bridge_name(internal=True))
     elif not publish and not network and not pool.host_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}"
-        get_backend().ensure_network(network, pool.name, bridge=netguard.bridge_name())
+        get_backend().ensure_network(network, pool=pool.name, bridge=netguard.bridge_name())
     if pool.host_network:
         host_port = _free_host_port(pool.container_ip)
         port, ip = host_port, pool.container_ip
@@ -195,7 +195,7 @@ def extract_static_files(container):
         return
     with tempfile.TemporaryDirectory(dir=settings.VAR_DIR) as scratch:
         try:
-            get_backend().copy_out(container.backend_id, settings.TMPNB_STATIC_FILES, scratch)
+            get_backend().copy_out(container.backend_id, path=settings.TMPNB_STATIC_FILES, destination=scratch)
         except BackendError as error:
             log.warning("static files not extracted: %s", error)
             return
