@@ -86,7 +86,7 @@ class PoolAdmin(admin.ModelAdmin):
     def save_model(self, request, pool, form, change):
         # A new size goes through resize_pool, which logs who changed it.
         if change and {"capacity", "ready_target"} & set(form.changed_data):
-            pools.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
+            pools.resize_pool(pool, pool.capacity, ready_target=pool.ready_target, by=request.user.get_username())
         super().save_model(request, pool, form, change)
         if change and pool.paused_reason:
             pools.resume_spawning(pool)  # the organiser changed what failed

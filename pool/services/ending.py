@@ -3,6 +3,8 @@ a container that died), so that container, route, row and session always end
 together."""
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
@@ -20,7 +22,7 @@ log = logging.getLogger(__name__)
 REFILL_GATHER_SECONDS = 1  # the cache's expiry is in whole seconds
 
 
-def request_refill(pool_id):
+def request_refill(pool_id: int) -> None:
     """Queue a fill of the pool once the current transaction commits, so a
     place taken or freed is refilled now rather than at the next heartbeat.
 
@@ -32,7 +34,7 @@ def request_refill(pool_id):
     """
     from pool.tasks import fill_pool_task  # the tasks module imports the services
 
-    def queue():
+    def queue() -> None:
         try:
             if cache.add(f"tmpnb:refill:{pool_id}", 1, REFILL_GATHER_SECONDS):
                 fill_pool_task.delay(pool_id)
@@ -44,7 +46,15 @@ def request_refill(pool_id):
     transaction.on_commit(queue)
 
 
-def retire_container(container, reason, by="", only_from=Container.sources_of(Container.State.STOPPING), refill=True, delete_route=True):
+def retire_container(
+    container: Container,
+    reason: str,
+    *,
+    by: str = "",
+    only_from: Iterable[str] = Container.sources_of(Container.State.STOPPING),
+    refill: bool = True,
+    delete_route: bool = True,
+) -> bool:
     """End ``container`` if it is still in one of ``only_from``: its session (if
     any) ends with ``reason``, the container and (unless ``delete_route`` is
     false) its route are removed.
@@ -64,13 +74,13 @@ def retire_container(container, reason, by="", only_from=Container.sources_of(Co
     return True
 
 
-def route_container(container):
+def route_container(container: Container) -> None:
     """Route /user/<id> to the container; the route names its container and
     pool, so that a reconcile of one pool knows which stray routes are its own."""
     get_proxy().add_route(container.route_path, container.target, container=container.name, pool=container.pool.name)
 
 
-def remove_quietly(container, delete_route=True):
+def remove_quietly(container: Container, *, delete_route: bool = True) -> None:
     """Remove the container and its route. A failure is logged, not raised: the
     row is the record, and the reconciler removes what is left behind."""
     try:
@@ -84,7 +94,16 @@ def remove_quietly(container, delete_route=True):
         log.warning("could not remove %s: %s", container.name, error)
 
 
-def retire_and_record(container, reason, kind, message, by="", only_from=Container.sources_of(Container.State.STOPPING), **details):
+def retire_and_record(
+    container: Container,
+    reason: str,
+    *,
+    kind: str,
+    message: str,
+    by: str = "",
+    only_from: Iterable[str] = Container.sources_of(Container.State.STOPPING),
+    **details: Any,
+) -> bool:
     """retire_container, then an event row naming the session it ended, if any."""
     if not retire_container(container, reason, by=by, only_from=only_from):
         return False
@@ -93,20 +112,20 @@ def retire_and_record(container, reason, kind, message, by="", only_from=Contain
     return True
 
 
-def kill_containers(containers, by):
+def kill_containers(containers: Iterable[Container], *, by: str) -> int:
     """The organiser's kill: each container ends, and its session, if any,
     records who killed it. The pools are refilled."""
     return sum(
-        retire_and_record(container, Session.EndReason.KILLED, Event.Kind.KILL, f"{container.name} killed by {by}", by=by)
+        retire_and_record(container, Session.EndReason.KILLED, kind=Event.Kind.KILL, message=f"{container.name} killed by {by}", by=by)
         for container in containers
     )
 
 
-def kill_sessions(sessions, by):
-    return kill_containers([session.container for session in sessions if session.is_active], by)
+def kill_sessions(sessions: Iterable[Session], *, by: str) -> int:
+    return kill_containers([session.container for session in sessions if session.is_active], by=by)
 
 
-def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
+def stop_all_containers(reason: str = Session.EndReason.SERVICE_STOPPED) -> tuple[int, bool]:
     """End every session and remove every live container and the networks made
     for them, as the service stops for good. Returns how many it ended and
     whether the proxy answered: when it does not, its routes went with it and

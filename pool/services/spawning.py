@@ -5,10 +5,12 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 from django.conf import settings
@@ -27,6 +29,8 @@ from proxyapi import ProxyError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 # Seconds a spawn may go without renewing its lease before the reconciler
 # takes its worker for dead (killed mid-spawn) and cleans up after it.
@@ -37,7 +41,7 @@ class SpawnTimeout(Exception):
     pass
 
 
-def _free_host_port(ip):
+def _free_host_port(ip: str) -> int:
     # On the host's network each server binds a port of its own; the kernel
     # picks a free one. Another process could take it before the server
     # binds: the spawn then fails and the pool spawns again.
@@ -46,7 +50,7 @@ def _free_host_port(ip):
         return probe.getsockname()[1]
 
 
-def container_spec(container):
+def container_spec(container: Container) -> ContainerSpec:
     pool = container.pool
     network = pool.docker_network
     # Routed to its address on a Docker network, a container publishes no
@@ -86,7 +90,7 @@ def container_spec(container):
     )
 
 
-def spawn_container(container_id):
+def spawn_container(container_id: int) -> Container:
     """Start the container of a spawning row, wait until its server answers
     under its base path, route it, and mark it ready."""
     container = Container.objects.select_related("pool").get(pk=container_id)
@@ -98,7 +102,7 @@ def spawn_container(container_id):
     try:
         started = _keeping_the_lease(container, lambda: get_backend().start_container(container_spec(container)))
         container.mark_started(started)
-        wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
+        wait_until_answering(container, timeout=settings.TMPNB_SPAWN_TIMEOUT)
         route_container(container)
     except (BackendError, ProxyError, SpawnTimeout) as error:
         remove_quietly(container)
@@ -125,7 +129,7 @@ def spawn_container(container_id):
     return container
 
 
-def _keeping_the_lease(container, call):
+def _keeping_the_lease(container: Container, call: Callable[[], T]) -> T:
     """Run ``call`` (create and start, which can wait for a Docker slot and
     then take DOCKER_TIMEOUT per request) in a thread of its own while this
     one renews the spawn's lease, so the reconciler never takes a live spawn
@@ -140,7 +144,7 @@ def _keeping_the_lease(container, call):
                 container.renew_lease(SPAWN_LEASE)
 
 
-def wait_until_answering(container, timeout):
+def wait_until_answering(container: Container, *, timeout: float) -> None:
     """Poll the page a visitor lands on (the pool's redirect_uri under the base
     path, with the token) until it answers 200, renewing the spawn's lease as
     it waits; then warm what the page asks for first.
@@ -172,7 +176,7 @@ def wait_until_answering(container, timeout):
     _warm_kernel_specs(container)
 
 
-def _warm_kernel_specs(container):
+def _warm_kernel_specs(container: Container) -> None:
     # A Jupyter page's first call to its server lists the kernel specs: about
     # 80 ms the first time on an idle server, 3 ms after. Other servers answer
     # 404 here, which costs nothing.
@@ -183,11 +187,11 @@ def _warm_kernel_specs(container):
         pass
 
 
-def static_files_root():
+def static_files_root() -> Path:
     return Path(settings.VAR_DIR) / "static_files"
 
 
-def extract_static_files(container):
+def extract_static_files(container: Container) -> None:
     """tmpnb's static_files: copy that folder out of the first ready container,
     once, to be served at /static/."""
     root = static_files_root()
