@@ -24,7 +24,7 @@ class ProxyError(Exception):
     """The proxy refused a request or could not be reached."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Route:
     path: str
     target: str
@@ -94,7 +94,7 @@ class ProxyClient:
             if entry.get(MARKER) != self.installation:
                 continue
             data = {k: v for k, v in entry.items() if k not in ("target", "last_activity", MARKER)}
-            routes[path] = Route(path, entry["target"], _parse_time(entry.get("last_activity")), data)
+            routes[path] = Route(path=path, target=entry["target"], last_activity=_parse_time(entry.get("last_activity")), data=data)
         return routes
 
 

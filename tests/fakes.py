@@ -28,8 +28,8 @@ class FakeBackend(types.ModuleType):
     def start_container(self, spec):
         if self.on_start:
             self.on_start(spec)
-        self.running[spec.name] = ContainerInfo(f"id-{spec.name}", spec.name, spec.pool, "running")
-        return StartedContainer(f"id-{spec.name}", "127.0.0.1", self.port)
+        self.running[spec.name] = ContainerInfo(backend_id=f"id-{spec.name}", name=spec.name, pool=spec.pool, status="running")
+        return StartedContainer(backend_id=f"id-{spec.name}", host_ip="127.0.0.1", host_port=self.port)
 
     def remove_container(self, backend_id):
         name = backend_id.removeprefix("id-")
@@ -51,7 +51,7 @@ class FakeProxy:
         self.routes = {}
 
     def add_route(self, path, target, **data):
-        self.routes[path] = Route(path, target, None, data)
+        self.routes[path] = Route(path=path, target=target, last_activity=None, data=data)
 
     def delete_route(self, path):
         self.routes.pop(path, None)

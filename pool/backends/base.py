@@ -15,7 +15,7 @@ class BackendError(Exception):
     """The backend refused a request or could not be reached."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContainerSpec:
     name: str
     image: str
@@ -45,7 +45,7 @@ class ContainerSpec:
 ROUTE_TO = ("published", "container")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StartedContainer:
     """Where a started server answers: on a host address (a published port, or
     the host's own network; empty when nothing is published), and at its
@@ -68,7 +68,7 @@ class StartedContainer:
         return first or second
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContainerInfo:
     backend_id: str
     name: str

@@ -54,7 +54,7 @@ def _started(container: DockerContainer, spec: ContainerSpec) -> StartedContaine
     """Where the server answers (a StartedContainer), or None if nowhere."""
     backend_id = cast(str, container.id)  # made by the engine, so it has one
     if spec.host_network:
-        return StartedContainer(backend_id, spec.host_ip, spec.host_port)
+        return StartedContainer(backend_id=backend_id, host_ip=spec.host_ip, host_port=spec.host_port)
     network_settings = container.attrs["NetworkSettings"]
     # Without a network of its own a container is on Docker's default bridge.
     network_ip = (network_settings["Networks"].get(spec.network or "bridge") or {}).get("IPAddress") or ""
@@ -62,7 +62,7 @@ def _started(container: DockerContainer, spec: ContainerSpec) -> StartedContaine
     host_port = int(bindings[0]["HostPort"]) if bindings else None
     if not (network_ip or host_port):
         return None
-    return StartedContainer(backend_id, spec.host_ip if host_port else "", host_port,
+    return StartedContainer(backend_id=backend_id, host_ip=spec.host_ip if host_port else "", host_port=host_port,
                             network_ip=network_ip, network_port=spec.container_port if network_ip else None)
 
 
@@ -165,6 +165,8 @@ def list_containers() -> list[ContainerInfo]:
     with docker_errors("listing containers"):
         raw = client().api.containers(all=True, filters=installation_filter())
     return [
-        ContainerInfo(item["Id"], item["Names"][0].lstrip("/"), item["Labels"].get(LABEL_POOL, ""), item["State"])
+        ContainerInfo(
+            backend_id=item["Id"], name=item["Names"][0].lstrip("/"), pool=item["Labels"].get(LABEL_POOL, ""), status=item["State"]
+        )
         for item in raw
     ]

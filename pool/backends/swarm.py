@@ -88,7 +88,7 @@ def start_container(spec: ContainerSpec) -> StartedContainer:
         if isinstance(error, SwarmError):
             raise
         raise SwarmError(f"starting {spec.name}: {error}") from None
-    return StartedContainer(service["ID"], _node_address(node), port, node=node["Description"]["Hostname"])
+    return StartedContainer(backend_id=service["ID"], host_ip=_node_address(node), host_port=port, node=node["Description"]["Hostname"])
 
 
 def _wait_until_running(service_id: str, name: str) -> dict[str, Any]:
@@ -142,13 +142,13 @@ def _info(service: dict[str, Any], task: dict[str, Any] | None, nodes: dict[str,
     labels = service["Spec"].get("Labels", {})
     name, pool = service["Spec"]["Name"], labels.get(LABEL_POOL, "")
     if task is None:
-        return ContainerInfo(service["ID"], name, pool, "no task")
+        return ContainerInfo(backend_id=service["ID"], name=name, pool=pool, status="no task")
     node = nodes.get(task.get("NodeID", ""))
     # A node removed from the Swarm, or no longer reporting (down, unknown).
     node_down = bool(task.get("NodeID")) and (node is None or node["Status"]["State"] != "ready")
     status = "node down" if node_down else task["Status"]["State"]
     hostname = node["Description"]["Hostname"] if node else ""
-    return ContainerInfo(service["ID"], name, pool, status, node=hostname, node_down=node_down)
+    return ContainerInfo(backend_id=service["ID"], name=name, pool=pool, status=status, node=hostname, node_down=node_down)
 
 
 def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str = "") -> None:
