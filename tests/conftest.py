@@ -3,6 +3,7 @@ import os
 import secrets
 import shutil
 import subprocess
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -16,7 +17,26 @@ from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, ne
 from tests.swarm import SwarmLab
 from tmpnb_site.celery import app as celery_app
 
+# The stand-ins' fixtures (fake_backend, fake_proxy, notebook_stand_in), for every test.
+pytest_plugins = ["tests.fakes"]
+
 CLOSED = "http://127.0.0.1:9"  # nothing listens: tests that need a part start their own
+# Where a unit test finds Docker: nowhere, so a test that needs the engine
+# fails (naming this path) until it is in the integration tier.
+NO_DOCKER = "unix:///nonexistent/unit-tests-reach-no-docker-mark-the-test-integration.sock"
+
+# The two tiers (pytest.ini's markers; deploy/test --fast runs the unit tier).
+# A test is in the integration tier when it lives in tests/integration/, uses
+# one of these fixtures (directly or through another fixture), or is marked
+# integration itself; every other test is a unit test.
+INTEGRATION_FIXTURES = {"docker_engine", "redis_server", "proxy", "swarm_lab"}
+
+
+def pytest_collection_modifyitems(config, items):
+    integration_folder = Path(__file__).parent / "integration"
+    for item in items:
+        if integration_folder in item.path.parents or INTEGRATION_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,6 +48,28 @@ def isolated_settings(tmp_path_factory):
     settings.CONFIGPROXY_AUTH_TOKEN = "none"
     use_redis("redis://127.0.0.1:9/0")
     settings.TMPNB_SPAWN_TIMEOUT = 30
+
+
+@pytest.fixture(autouse=True)
+def tier(request):
+    """An integration test has its containers checked after it. A unit test
+    has no Docker engine or proxy to reach (even once an integration test has
+    started the session's proxy), so it cannot leave a container or route unchecked."""
+    if request.node.get_closest_marker("integration"):
+        request.getfixturevalue("no_containers_left_behind")
+        return
+    settings = request.getfixturevalue("settings")
+    settings.DOCKER_HOST = NO_DOCKER
+    request.getfixturevalue("monkeypatch").setenv("DOCKER_HOST", NO_DOCKER)
+    settings.CONFIGPROXY_ENDPOINT = CLOSED
+    # Logins in a blink: the default hasher spends a second on purpose.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The real Docker engine. At the end of the session, whatever still
+    carries this run's label is removed (after a test that failed its check)."""
     yield
     leftovers = dockerapi.list_containers()
     for info in leftovers:
@@ -56,7 +98,7 @@ def log_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def docker_images():
+def docker_images(docker_engine):
     for image in (TINY_IMAGE, JUPYTER_IMAGE, CLASSIC_JUPYTER_IMAGE):
         assert dockerapi.image_exists(image), f"{image} is missing: deploy/test builds it (deploy/images/)"
 
@@ -69,8 +111,8 @@ def fresh_pool_lookups():
     pools.forget_pools()
 
 
-@pytest.fixture(autouse=True)
-def no_containers_left_behind():
+@pytest.fixture
+def no_containers_left_behind(docker_engine):
     yield
     left = dockerapi.list_containers()
     for info in left:

@@ -2,8 +2,6 @@
 
 import signal
 
-import requests
-
 from pool import dockerapi
 from pool.models import Container, Session
 from tests.factories import PoolFactory

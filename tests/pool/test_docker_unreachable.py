@@ -11,7 +11,6 @@ from pool import dockerapi, services, swarmapi
 from pool.backend import BackendError, ContainerSpec
 from pool.models import Container, Event
 from tests.factories import ContainerFactory, PoolFactory
-from tests.fakes import fake_proxy  # noqa: F401 (fixture)
 
 
 def spec():

@@ -6,14 +6,12 @@ import threading
 import pytest
 import requests
 from django.db import connection
-
-from pool import dockerapi, services
 from django.utils import timezone
 
+from pool import dockerapi, services
 from pool.models import Container, Pool, Session
 from proxyapi import get_proxy
-from tests.factories import ContainerFactory, PoolFactory, SessionFactory
-
+from tests.factories import ContainerFactory, PoolFactory
 
 # --- filling ----------------------------------------------------------------
 

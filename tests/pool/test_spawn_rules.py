@@ -7,7 +7,6 @@ from pool import services
 from pool.backend import BackendError
 from pool.models import Container, Event, Pool
 from tests.factories import PoolFactory
-from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
