@@ -14,17 +14,9 @@ def print_report(results):
     bursts = [(name, cases[name]) for name in ("a", "b", "c") if name in cases]
     if bursts:
         print("\nburst (seconds from a visitor's first request to its own notebook page, through the proxy)", file=out)
-        header = f"{'case':<4} {'image':<22} {'pool':>4} {'ready':>5} {'N':>4} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} {'served':>6} {'waited':>6} {'away':>5} {'refused':>7} {'failed':>6} {'dup':>4}"
-        print(header, file=out)
-        print("-" * len(header), file=out)
-        for name, r in bursts:
-            if "error" in r:
-                print(f"{name:<4} error: {r['error'][:150]}", file=out)
-                continue
-            def s(v):
-                return "-" if v is None else f"{v:.3f}"
-            print(f"{name:<4} {r['image']:<22} {r['pool_size']:>4} {r['ready_target']:>5} {r['visitors']:>4} {s(r['p50']):>7} {s(r['p90']):>7} "
-                  f"{s(r['p99']):>7} {s(r['max']):>7} {r['served']:>6} {r['waited']:>6} {r['turned_away']:>5} {r.get('refused', 0):>7} {r['failed']:>6} {r['duplicates']:>4}", file=out)
+        print_table(
+            f"{'case':<4} {'image':<22} {'pool':>4} {'ready':>5} {'N':>4} {'p50':>7} {'p90':>7} {'p99':>7} {'max':>7} {'served':>6} {'waited':>6} {'away':>5} {'refused':>7} {'failed':>6} {'dup':>4}",
+            [burst_line(name, r) for name, r in bursts], out)
         for name, r in bursts:
             if "error" in r:
                 continue
@@ -43,15 +35,10 @@ def print_report(results):
                       f" the case as a multiple of it: p50 {ratio['p50']}, p90 {ratio['p90']}, p99 {ratio['p99']}, max {ratio['max']}", file=out)
             if r["errors"]:
                 print(f"  {name}: errors: {r['errors'][:3]}", file=out)
-    route = cases.get("route")
-    if route:
-        print("\nroute (the floor's burst both ways, median of 5 alternating rounds on the same containers)", file=out)
-        if "error" in route:
-            print(f"  error: {route['error'][:300]}", file=out)
-        else:
-            for way, meaning in (("published", "published loopback port"), ("container", "container's address")):
-                r = route[way]
-                print(f"  {meaning:<24} p50 {fmt(r['p50'])}, p90 {fmt(r['p90'])}, max {fmt(r['max'])}", file=out)
+    if route := section(cases, "route", "\nroute (the floor's burst both ways, median of 5 alternating rounds on the same containers)", out):
+        for way, meaning in (("published", "published loopback port"), ("container", "container's address")):
+            r = route[way]
+            print(f"  {meaning:<24} p50 {fmt(r['p50'])}, p90 {fmt(r['p90'])}, max {fmt(r['max'])}", file=out)
     cpu = cases.get("cpu")
     if cpu:
         if "error" in cpu:
@@ -59,38 +46,22 @@ def print_report(results):
         else:
             print(f"\ncpu: {cpu['served']}/{cpu['visitors']} visitors one after another: web CPU {cpu['web_cpu_seconds']} s,"
                   f" {fmt(cpu['ms_per_admission'], 'ms')} per admission; each served in p50 {fmt(cpu['p50'])}, max {fmt(cpu['max'])}", file=out)
-    refill = cases.get("refill")
-    if refill:
-        print("\nrefill (containers made ready per second)", file=out)
-        if "error" in refill:
-            print(f"  error: {refill['error'][:300]}", file=out)
-        else:
-            header = f"{'image':<8} {'n':>3} {'raw/s':>7} {'prefill/s':>10} {'ratio':>6} {'refill/s':>9} {'ratio':>6}"
-            print(header, file=out)
-            print("-" * len(header), file=out)
-            for kind, r in refill.items():
-                if not isinstance(r, dict) or "raw" not in r:
-                    continue
-                print(f"{kind:<8} {r['raw']['containers']:>3} {r['raw']['per_second']:>7} {r['prefill']['per_second']:>10} {r['ratio_prefill']:>6} "
-                      f"{r['refill']['per_second']:>9} {r['ratio_refill']:>6}   raw runs {r['raw'].get('runs_per_second')}", file=out)
-            print(f"  raw: docker create + start + poll until it answers, {refill_slots(refill)}, mean of 2 runs;"
-                  f" service: the same TMPNB_MAX_DOCK_WORKERS; prefill = pool filled at start-up,"
-                  f" refill = the same number started after visitors took every ready one", file=out)
-    footprint = cases.get("footprint")
-    if footprint:
-        print("\nfootprint (MiB, each process tree; PSS counts shared pages once)", file=out)
-        if "error" in footprint:
-            print(f"  error: {footprint['error'][:300]}", file=out)
-        else:
-            header = f"{'process':<10} {'procs':>5} {'RSS ready':>10} {'PSS ready':>10} {'RSS in use':>11} {'PSS in use':>11}"
-            print(header, file=out)
-            print("-" * len(header), file=out)
-            for role in ("web", "worker", "beat", "proxy", "service", "redis"):
-                idle, busy = footprint["ready_idle"].get(role), footprint["in_use"].get(role)
-                if idle is None:
-                    continue
-                label = "= 4 above" if role == "service" else role
-                print(f"{label:<10} {idle['processes']:>5} {idle['rss_mib']:>10} {idle['pss_mib']:>10} {busy['rss_mib']:>11} {busy['pss_mib']:>11}", file=out)
+    if refill := section(cases, "refill", "\nrefill (containers made ready per second)", out):
+        print_table(
+            f"{'image':<8} {'n':>3} {'raw/s':>7} {'prefill/s':>10} {'ratio':>6} {'refill/s':>9} {'ratio':>6}",
+            [f"{kind:<8} {r['raw']['containers']:>3} {r['raw']['per_second']:>7} {r['prefill']['per_second']:>10} {r['ratio_prefill']:>6} "
+             f"{r['refill']['per_second']:>9} {r['ratio_refill']:>6}   raw runs {r['raw'].get('runs_per_second')}"
+             for kind, r in refill.items() if isinstance(r, dict) and "raw" in r], out)
+        print(f"  raw: docker create + start + poll until it answers, {refill_slots(refill)}, mean of 2 runs;"
+              f" service: the same TMPNB_MAX_DOCK_WORKERS; prefill = pool filled at start-up,"
+              f" refill = the same number started after visitors took every ready one", file=out)
+    if footprint := section(cases, "footprint", "\nfootprint (MiB, each process tree; PSS counts shared pages once)", out):
+        idle, busy = footprint["ready_idle"], footprint["in_use"]
+        print_table(
+            f"{'process':<10} {'procs':>5} {'RSS ready':>10} {'PSS ready':>10} {'RSS in use':>11} {'PSS in use':>11}",
+            [f"{'= 4 above' if role == 'service' else role:<10} {idle[role]['processes']:>5} {idle[role]['rss_mib']:>10} {idle[role]['pss_mib']:>10}"
+             f" {busy[role]['rss_mib']:>11} {busy[role]['pss_mib']:>11}"
+             for role in ("web", "worker", "beat", "proxy", "service", "redis") if role in idle], out)
     if "sweep" in cases:
         sweep_ = cases["sweep"]
         print(f"\nsweep with {sweep_['sessions']} live sessions (set up in {sweep_['setup_seconds']} s)", file=out)
@@ -101,6 +72,37 @@ def print_report(results):
     print("\ntargets (issues 6 and 11)", file=out)
     for t in results["targets"]:
         print(f"  [{t['status']:>12}] {t['case']:<9} {t['target']:<62} {t['figure']}", file=out)
+
+
+def section(cases, name, title, out):
+    """A case's result, once its title is printed; None when the case did not
+    run, or failed (its error printed instead)."""
+    result = cases.get(name)
+    if not result:
+        return None
+    print(title, file=out)
+    if "error" in result:
+        print(f"  error: {result['error'][:300]}", file=out)
+        return None
+    return result
+
+
+def print_table(header, lines, out):
+    print(header, file=out)
+    print("-" * len(header), file=out)
+    for line in lines:
+        print(line, file=out)
+
+
+def burst_line(name, r):
+    if "error" in r:
+        return f"{name:<4} error: {r['error'][:150]}"
+
+    def s(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    return (f"{name:<4} {r['image']:<22} {r['pool_size']:>4} {r['ready_target']:>5} {r['visitors']:>4} {s(r['p50']):>7} {s(r['p90']):>7} "
+            f"{s(r['p99']):>7} {s(r['max']):>7} {r['served']:>6} {r['waited']:>6} {r['turned_away']:>5} {r.get('refused', 0):>7} {r['failed']:>6} {r['duplicates']:>4}")
 
 
 def refill_slots(refill):
