@@ -44,7 +44,6 @@ def ensure_image(image):
     subprocess.run([str(arg) for arg in BUILDERS[image]], check=True)
 
 
-
 def remove_network(network, tries=10):
     """Docker answers 403 "active endpoints" for a moment after many of a
     network's containers were removed at once."""

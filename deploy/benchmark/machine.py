@@ -18,7 +18,6 @@ def mib(kib):
     return round(kib / 1024, 1)
 
 
-
 def cpu_ticks():
     """(busy, total) jiffies of the whole machine, from /proc/stat."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -58,7 +57,6 @@ def process_cpu_seconds(pids):
     return total / hz
 
 
-
 def memory(service):
     """RSS and PSS (kB from /proc) of each role's process tree, in MiB."""
     out = {}
@@ -81,7 +79,6 @@ def memory(service):
     out["service"] = {"processes": sum(r["processes"] for r in four), "rss_mib": round(sum(r["rss_mib"] for r in four), 1),
                       "pss_mib": round(sum(r["pss_mib"] for r in four), 1)}
     return out
-
 
 
 def machine():

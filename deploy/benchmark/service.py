@@ -28,7 +28,6 @@ PASS_THROUGH = {"TMPNB_MEM_LIMIT", "TMPNB_CPU_SHARES", "TMPNB_SPAWN_TIMEOUT", "T
                 "TMPNB_ROUTE_TO"}
 
 
-
 def utc(value):
     """A timestamp as Django stores it (SQLite: naive UTC text; PostgreSQL: an
     aware datetime) to epoch seconds."""
@@ -37,7 +36,6 @@ def utc(value):
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
-
 
 
 class Service:

@@ -206,7 +206,6 @@ def summarize(results, n):
     return summary
 
 
-
 def percentile(sorted_values, p):
     """Nearest-rank percentile of an already sorted list (None when empty)."""
     if not sorted_values:
