@@ -9,6 +9,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.test.utils import override_settings
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from pool import dockerapi, services
 from pool.services import pools
@@ -75,6 +76,25 @@ def docker_engine():
     for info in leftovers:
         dockerapi.remove_container(info.docker_id)
     dockerapi.remove_networks()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def static_files_read_once():
+    """Django's test Client makes its middleware anew for each client, and
+    WhiteNoise then reads every static file's headers again (a server does it
+    once per process): the tests' clients share the first reading."""
+    read = WhiteNoiseMiddleware.add_files_from_finders
+    first_reading = {}
+
+    def add_files_from_finders(middleware):
+        if not first_reading:
+            read(middleware)
+            first_reading.update(middleware.files)
+        middleware.files.update(first_reading)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(WhiteNoiseMiddleware, "add_files_from_finders", add_files_from_finders)
+        yield
 
 
 def use_redis(url):
