@@ -11,8 +11,8 @@ from django.conf import settings
 from django.test.utils import override_settings
 from whitenoise.middleware import WhiteNoiseMiddleware
 
-from pool import dockerapi, services
-from pool.services import pools
+from pool.backends import docker as docker_backend
+from pool.services import ending, pools
 from tests import stack
 from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
@@ -72,10 +72,10 @@ def docker_engine():
     """The real Docker engine. At the end of the session, whatever still
     carries this run's label is removed (after a test that failed its check)."""
     yield
-    leftovers = dockerapi.list_containers()
+    leftovers = docker_backend.list_containers()
     for info in leftovers:
-        dockerapi.remove_container(info.docker_id)
-    dockerapi.remove_networks()
+        docker_backend.remove_container(info.backend_id)
+    docker_backend.remove_networks()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -120,7 +120,7 @@ def log_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def docker_images(docker_engine):
     for image in (TINY_IMAGE, JUPYTER_IMAGE, CLASSIC_JUPYTER_IMAGE):
-        assert dockerapi.image_exists(image), f"{image} is missing: deploy/test builds it (deploy/images/)"
+        assert docker_backend.image_exists(image), f"{image} is missing: deploy/test builds it (deploy/images/)"
 
 
 @pytest.fixture(autouse=True)
@@ -134,9 +134,9 @@ def fresh_pool_lookups():
 @pytest.fixture
 def no_containers_left_behind(docker_engine):
     yield
-    left = dockerapi.list_containers()
+    left = docker_backend.list_containers()
     for info in left:
-        dockerapi.remove_container(info.docker_id)
+        docker_backend.remove_container(info.backend_id)
     assert not left, f"the test left containers behind: {[c.name for c in left]}"
 
 
@@ -177,7 +177,7 @@ def routes_cleaned(proxy):
 def clean_pools(transactional_db, routes_cleaned, docker_images):
     """Real containers and routes made by services are removed after the test."""
     yield
-    services.stop_all_containers()
+    ending.stop_all_containers()
 
 
 def test_database_url():

@@ -4,9 +4,7 @@ Django's test client re-raises any exception a view lets through, so an
 example fails on a traceback as well as on a 5xx answer."""
 
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from pool.models import Container, Session
 from tests.factories import ContainerFactory, PoolFactory, new_visitor

@@ -16,8 +16,7 @@ import asyncio
 import statistics
 import time
 
-from playwright.async_api import TimeoutError as PlaywrightTimeout
-from playwright.async_api import async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeout, async_playwright
 
 from deploy.benchmark import log
 from deploy.benchmark.images import COMMANDS, IMAGES, ensure_image
