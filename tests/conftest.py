@@ -22,8 +22,8 @@ from tmpnb_site.celery import app as celery_app
 pytest_plugins = ["tests.fakes"]
 
 CLOSED = "http://127.0.0.1:9"  # nothing listens: tests that need a part start their own
-# Where a unit test finds Docker: nowhere, so a test that needs the engine
-# fails (naming this path) until it is in the integration tier.
+# Where a unit test finds Docker: a socket that does not exist (its name says
+# why), so a test that needs the engine fails until it is in the integration tier.
 NO_DOCKER = "unix:///nonexistent/unit-tests-reach-no-docker-mark-the-test-integration.sock"
 
 # The two tiers (pytest.ini's markers; deploy/test --fast runs the unit tier).
