@@ -17,8 +17,16 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container as DockerContainer
 
 from pool.backends.base import ContainerInfo, ContainerSpec, StartedContainer
-from pool.backends.client import LABEL_POOL, DockerError, client, docker_errors, docker_work, installation_filter, labels_for
-from pool.backends.client import image_exists  # noqa: F401 (this backend's image_exists)
+from pool.backends.client import (
+    LABEL_POOL,
+    DockerError,
+    client,
+    docker_errors,
+    docker_work,
+    image_exists,  # noqa: F401 (this backend's image_exists)
+    installation_filter,
+    labels_for,
+)
 
 log = logging.getLogger(__name__)
 
