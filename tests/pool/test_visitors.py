@@ -66,6 +66,8 @@ def test_a_request_without_the_cookie_gets_it_and_a_page_that_continues_to_the_s
     assert 'window.location.replace("/spawn/notebooks/intro.ipynb?x\\u003D1\\u0026tmpnb_cookie_check\\u003D' in html
     assert '<noscript><meta http-equiv="refresh" content="0;url=' in html
     assert VISITOR_COOKIE in response.cookies
+    # Only that cookie: the page has no form (no CSRF token), it goes on at once.
+    assert set(response.cookies) == {VISITOR_COOKIE}
     assert_nothing_taken()
 
 
