@@ -5,9 +5,10 @@ import socket
 
 import pytest
 
+from pool.http import _period
 from pool.models import Container, Session
 from pool.visitors import VISITOR_COOKIE
-from tests.factories import ContainerFactory, PoolFactory, continue_url, new_visitor
+from tests.factories import ContainerFactory, PoolFactory, continue_url, new_visitor, unused_address
 
 pytestmark = pytest.mark.django_db
 
@@ -101,14 +102,19 @@ def test_one_address_holds_at_most_max_per_ip_notebooks(client, pool, settings):
     assert Container.objects.ready().count() == 1
 
 
-def test_spawn_requests_are_rate_limited_per_address(client, pool, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+def test_spawn_requests_are_rate_limited_per_address(client, pool, settings, redis_server):
     settings.TMPNB_SPAWN_RATE = "3/m"
+    address, other = unused_address(), unused_address()  # the counts live in Redis for a minute
     for _ in range(3):
-        assert client.get("/", REMOTE_ADDR="203.0.113.7").status_code == 200  # nothing ready, but served
-    limited = client.get("/", REMOTE_ADDR="203.0.113.7")
+        assert client.get("/", REMOTE_ADDR=address).status_code == 200  # nothing ready, but served
+    limited = client.get("/", REMOTE_ADDR=address)
     assert limited.status_code == 429 and "Too many requests" in limited.content.decode()
-    assert client.get("/", REMOTE_ADDR="203.0.113.8").status_code == 200
+    assert client.get("/", REMOTE_ADDR=other).status_code == 200
+
+
+@pytest.mark.parametrize(("rate", "period"), [("600/m", (600, 60)), ("20/s", (20, 1)), ("5/10m", (5, 600)), ("100/2h", (100, 7200)), ("9/d", (9, 86400))])
+def test_a_rate_reads_as_requests_per_seconds(rate, period):
+    assert _period(rate) == period
 
 
 def test_without_the_cache_nobody_is_rate_limited(client, pool, settings):
