@@ -5,8 +5,7 @@ import shutil
 import socket
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +13,8 @@ import requests
 from django.conf import settings
 
 from pool import netguard
-from pool.backend import BackendError, ContainerSpec, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError, ContainerSpec
 from pool.command import render_command
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
@@ -194,7 +194,7 @@ def extract_static_files(container):
         return
     with tempfile.TemporaryDirectory(dir=settings.VAR_DIR) as scratch:
         try:
-            get_backend().copy_out(container.docker_id, settings.TMPNB_STATIC_FILES, scratch)
+            get_backend().copy_out(container.backend_id, settings.TMPNB_STATIC_FILES, scratch)
         except BackendError as error:
             log.warning("static files not extracted: %s", error)
             return

@@ -5,9 +5,9 @@ definitions of a live session and a waiting place."""
 import pytest
 from django.utils import timezone
 
-from pool import services
 from pool.models import QueueEntry, Session
-from pool.services.assignment import _standing
+from pool.services import assignment
+from pool.services.assignment import Standing, _standing
 from tests.factories import PoolFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -30,19 +30,19 @@ def test_the_standing_counts_only_the_live_sessions_and_waiting_places_of_the_ad
     held = Session.objects.active().filter(client_ip=HOME).count() + QueueEntry.objects.waiting().filter(client_ip=HOME).count()
     assert held == 2
 
-    assert _standing("holder", HOME) == services.assignment.Standing(session_id=live.pk, waiting=False, held_by_address=held)
-    assert _standing("waiter", HOME) == services.assignment.Standing(session_id=None, waiting=True, held_by_address=held)
+    assert _standing("holder", HOME) == Standing(session_id=live.pk, waiting=False, held_by_address=held)
+    assert _standing("waiter", HOME) == Standing(session_id=None, waiting=True, held_by_address=held)
     assert _standing("gone", HOME).session_id is None
     assert _standing("left", HOME).waiting is False
-    assert _standing("newcomer", "198.51.100.1") == services.assignment.Standing(session_id=None, waiting=False, held_by_address=0)
+    assert _standing("newcomer", "198.51.100.1") == Standing(session_id=None, waiting=False, held_by_address=0)
     assert _standing("newcomer", None).held_by_address == 0
 
 
 def test_a_place_in_the_queue_counts_towards_the_address_limit(settings):
     settings.TMPNB_MAX_PER_IP = 1
     pool = PoolFactory(capacity=5)
-    assert services.admit(pool=pool, visitor="first", client_ip=HOME).entry is not None  # nothing ready: waits
-    with pytest.raises(services.AddressLimitReached):
-        services.admit(pool=pool, visitor="second", client_ip=HOME)
-    assert services.admit(pool=pool, visitor="first", client_ip=HOME).entry is not None  # a reload keeps the place
-    assert services.admit(pool=pool, visitor="third", client_ip="203.0.113.6").entry is not None
+    assert assignment.admit(pool=pool, visitor="first", client_ip=HOME).entry is not None  # nothing ready: waits
+    with pytest.raises(assignment.AddressLimitReached):
+        assignment.admit(pool=pool, visitor="second", client_ip=HOME)
+    assert assignment.admit(pool=pool, visitor="first", client_ip=HOME).entry is not None  # a reload keeps the place
+    assert assignment.admit(pool=pool, visitor="third", client_ip="203.0.113.6").entry is not None

@@ -2,44 +2,20 @@
 sessions recorded: rows in a database of its own, routes in a real
 configurable-http-proxy, and a real (sleeping, tiny) container for each in
 Docker. Prints the time of each tick and the calls it made to Docker and to
-the proxy, as JSON on its last line. Run by deploy/bench (case "sweep")."""
+the proxy, as JSON on its last line. Run by deploy/bench (case "sweep"), as
+``python -m deploy.benchmark.sweep``."""
 
 import json
 import os
 import secrets
-import socket
-import subprocess
-import sys
+import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.stack import Proxy
+
 SESSIONS = int(os.environ.get("SWEEP_SESSIONS", "1000"))
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_proxy(token):
-    api_port = free_port()
-    binary = ROOT / "deploy/proxy/node_modules/.bin/configurable-http-proxy"
-    proxy = subprocess.Popen(
-        [binary, "--ip", "127.0.0.1", "--port", str(free_port()), "--api-ip", "127.0.0.1", "--api-port", str(api_port),
-         "--default-target", "http://127.0.0.1:9", "--log-level", "error"],
-        env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": token}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", api_port), 0.2).close()
-            return proxy, f"http://127.0.0.1:{api_port}"
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the proxy did not start")
 
 
 class Calls:
@@ -75,35 +51,36 @@ class Calls:
 
 
 def main():
-    state = Path(tempfile.mkdtemp(prefix="tmpnb-sweep."))
+    state = tempfile.mkdtemp(prefix="tmpnb-sweep.")
     token = secrets.token_hex(16)
-    proxy, endpoint = start_proxy(token)
+    proxy = Proxy("http://127.0.0.1:9", state, token=token).start()
     installation = f"sweep{secrets.token_hex(3)}"
     os.environ.update(
         DJANGO_SETTINGS_MODULE="tmpnb_site.settings", TMPNB_VAR_DIR=str(state), DJANGO_SECRET_KEY=token,
-        CONFIGPROXY_AUTH_TOKEN=token, CONFIGPROXY_ENDPOINT=endpoint, TMPNB_INSTALLATION=installation,
+        CONFIGPROXY_AUTH_TOKEN=token, CONFIGPROXY_ENDPOINT=proxy.api_url, TMPNB_INSTALLATION=installation,
         REDIS_URL="redis://127.0.0.1:9/0",  # no broker: the ticks below run in this process
     )
     os.environ.pop("DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
     from django.core.management import call_command
 
-    from pool import dockerapi, services
+    from pool.backends import docker as docker_backend
+    from pool.backends.client import client as docker_engine, labels_for
     from pool.models import Container, Pool, Session
+    from pool.services import upkeep
     from proxyapi import get_proxy
 
     call_command("migrate", verbosity=0)
     pool = Pool.objects.create(name="sweep", image="tmpnb/tiny:latest", command="sleep {base_path}", capacity=SESSIONS)
-    docker_client = dockerapi.client()
+    docker_client = docker_engine()
     names = [f"tmpnb-{installation}-sweep-{n:04d}" for n in range(SESSIONS)]
     started = time.monotonic()
     try:
         def run(name):
             container = docker_client.containers.create(
-                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=dockerapi.labels_for(pool.name, name), network_mode="none"
+                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=labels_for(pool.name, name), network_mode="none"
             )
             container.start()
             return container.id
@@ -111,9 +88,9 @@ def main():
         with ThreadPoolExecutor(8) as pool_of_threads:
             ids = list(pool_of_threads.map(run, names))
         rows = Container.objects.bulk_create(
-            Container(pool=pool, name=name, path_id=f"{n:012x}", token="t", docker_id=docker_id, host_ip="127.0.0.1",
+            Container(pool=pool, name=name, path_id=f"{n:012x}", token="t", backend_id=backend_id, host_ip="127.0.0.1",
                       host_port=20000 + n, state=Container.State.ASSIGNED)
-            for n, (name, docker_id) in enumerate(zip(names, ids))
+            for n, (name, backend_id) in enumerate(zip(names, ids))
         )
         Session.objects.bulk_create(Session(visitor=f"v{row.pk}", container=row) for row in rows)
         client = get_proxy()
@@ -124,7 +101,7 @@ def main():
         calls = Calls()
         calls.install()
         results = {"sessions": SESSIONS, "setup_seconds": round(setup_seconds, 1)}
-        for tick, run_tick in (("reconcile", services.reconcile), ("cull", services.cull_sessions)):
+        for tick, run_tick in (("reconcile", upkeep.reconcile), ("cull", upkeep.cull_sessions)):
             begin = time.monotonic()
             outcome = run_tick()
             results[f"{tick}_seconds"] = round(time.monotonic() - begin, 3)
@@ -134,10 +111,9 @@ def main():
         print(json.dumps(results))
     finally:
         with ThreadPoolExecutor(8) as pool_of_threads:
-            list(pool_of_threads.map(lambda info: dockerapi.remove_container(info.docker_id), dockerapi.list_containers()))
-        proxy.terminate()
-        proxy.wait()
-        subprocess.run(["rm", "-rf", str(state)], check=False)
+            list(pool_of_threads.map(lambda info: docker_backend.remove_container(info.backend_id), docker_backend.list_containers()))
+        proxy.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":
