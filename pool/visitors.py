@@ -93,6 +93,13 @@ def set_visitor_cookie(response, visitor):
     )
 
 
+def renew_visitor_cookie(request, response):
+    """The visitor cookie the request came with, for another VISITOR_COOKIE_AGE:
+    sent back as it is, already signed (signing it again on every admission
+    cost a few percent of its CPU)."""
+    response.set_cookie(VISITOR_COOKIE, request.COOKIES[VISITOR_COOKIE], max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax")
+
+
 def gate(request, pool):
     """A response for a request that must not take a notebook of ``pool``, or
     None when it may go on to claim one."""

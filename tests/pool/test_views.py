@@ -1,13 +1,17 @@
 """The participant's pages, through Django's test client (rows only; the real
 path through the proxy is in tests/integration)."""
 
+import secrets
 import socket
+import time
+from unittest import mock
 
 import pytest
+from django.core import signing
 
 from pool.http import _period
 from pool.models import Container, Session
-from pool.visitors import VISITOR_COOKIE
+from pool.visitors import VISITOR_COOKIE, VISITOR_COOKIE_AGE
 from tests.factories import ContainerFactory, PoolFactory, continue_url, new_visitor, unused_address
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +29,18 @@ def test_the_landing_page_redirects_into_a_ready_container_with_its_token(client
     assert response["Location"] == f"/user/{container.path_id}/tree?token={container.token}"
     assert VISITOR_COOKIE in response.cookies
     assert response.cookies[VISITOR_COOKIE]["httponly"]
+
+
+def test_every_answer_renews_the_visitor_cookie_as_it_came(client, pool):
+    ContainerFactory(pool=pool)
+    with mock.patch("django.core.signing.time.time", return_value=time.time() - 3600):  # signed an hour ago
+        sent = signing.get_cookie_signer(salt=VISITOR_COOKIE + VISITOR_COOKIE).sign(secrets.token_hex(16))
+    client.cookies[VISITOR_COOKIE] = sent
+    for _ in range(2):  # the claim, then a reload
+        renewed = client.get("/").cookies[VISITOR_COOKIE]
+        assert renewed.value == sent
+        assert renewed["max-age"] == VISITOR_COOKIE_AGE and renewed["httponly"] and renewed["samesite"] == "Lax"
+    assert Session.objects.count() == 1
 
 
 def test_a_reload_returns_the_same_container(client, pool):
