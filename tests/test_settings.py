@@ -56,6 +56,7 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_HISTORY_DAYS", "0", "TMPNB_HISTORY_DAYS must be at least 1"),
         ("TMPNB_HISTORY_DAYS", "forever", "TMPNB_HISTORY_DAYS must be a whole number"),
         ("TMPNB_NETWORK_GUARD", "maybe", "TMPNB_NETWORK_GUARD must be true or false"),
+        ("TMPNB_ACCESS_LOG", "verbose", "TMPNB_ACCESS_LOG must be true or false"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):
