@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 from django.http import HttpResponse
@@ -7,6 +8,7 @@ from django.utils.timezone import localtime
 
 from pool import services
 from pool.backend import BackendError, get_backend
+from pool.materials import ARCHIVE_SUFFIXES
 from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session
 
 
@@ -20,9 +22,27 @@ class ScheduleInline(admin.TabularInline):
 
 
 class PoolForm(forms.ModelForm):
+    materials_upload = forms.FileField(
+        required=False, label="Upload materials",
+        help_text="A zip or tar.gz archive of the workshop's files; it replaces the materials source below.",
+    )
+
     class Meta:
         model = Pool
         fields = "__all__"
+
+    def clean_materials_upload(self):
+        upload = self.cleaned_data["materials_upload"]
+        if upload is None:
+            return None
+        if not upload.name.lower().endswith(ARCHIVE_SUFFIXES):
+            raise forms.ValidationError(f"{upload.name} is not an archive: upload a file ending in {', '.join(ARCHIVE_SUFFIXES)}.")
+        if upload.size > settings.TMPNB_MATERIALS_MAX_MB * 1_000_000:
+            raise forms.ValidationError(
+                f"{upload.name} is {upload.size / 1_000_000:.1f} MB, over the {settings.TMPNB_MATERIALS_MAX_MB} MB "
+                "that TMPNB_MATERIALS_MAX_MB allows."
+            )
+        return upload
 
     def clean_image(self):
         image = self.cleaned_data["image"]
@@ -38,13 +58,16 @@ class PoolForm(forms.ModelForm):
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
     form = PoolForm
-    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread"]
-    readonly_fields = ["spawning", "spread"]
-    actions = ["drain", "resume"]
+    list_display = [
+        "name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread", "materials",
+    ]
+    readonly_fields = ["spawning", "spread", "materials"]
+    actions = ["drain", "resume", "refresh_materials"]
     inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning", "spread"]}),
         ("Visitors", {"fields": ["access_code"]}),
+        ("Materials", {"fields": ["materials_upload", "materials_source", "materials_branch", "materials"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
         (
             "Container options",
@@ -71,6 +94,24 @@ class PoolAdmin(admin.ModelAdmin):
             return ""  # the add form
         return ", ".join(f"{node or '(starting)'}: {n}" for node, n in pool.containers.live().spread())
 
+    @admin.display(description="materials")
+    def materials(self, pool):
+        prepared = "none" if not pool.materials_version else (
+            f"version {pool.materials_version}, prepared {localtime(pool.materials_prepared_at):%Y-%m-%d %H:%M:%S}: "
+            f"{pool.materials_summary}"
+        )
+        if pool.materials_error:
+            return f"REFUSED: {pool.materials_error}. Keeping: {prepared}"
+        if pool.materials_wanted != pool.materials_tried:
+            return f"preparing... Current: {prepared}"
+        return prepared
+
+    @admin.action(description="Prepare the materials again (fetch the git repository anew)")
+    def refresh_materials(self, request, queryset):
+        for pool in queryset:
+            services.refresh_materials(pool)
+        self.message_user(request, "The materials are prepared again; ready containers are then replaced.", messages.SUCCESS)
+
     @admin.action(description="Resume spawning (after fixing what made it fail)")
     def resume(self, request, queryset):
         for pool in queryset:
@@ -86,6 +127,8 @@ class PoolAdmin(admin.ModelAdmin):
         # A new size goes through resize_pool, which logs who changed it.
         if change and {"capacity", "ready_target"} & set(form.changed_data):
             services.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
+        if form.cleaned_data.get("materials_upload"):
+            pool.materials_source, pool.materials_branch = services.store_upload(form.cleaned_data["materials_upload"]), ""
         super().save_model(request, pool, form, change)
         if change and pool.paused_reason:
             services.resume_spawning(pool)  # the organiser changed what failed
@@ -128,7 +171,9 @@ class RecordAdmin(admin.ModelAdmin):
 
 @admin.register(Container)
 class ContainerAdmin(RecordAdmin):
-    list_display = ["name", "pool", "state", "node", "base_path", "host_port", "created_at", "ready_at", "assigned_at"]
+    list_display = [
+        "name", "pool", "state", "node", "base_path", "host_port", "materials_version", "created_at", "ready_at", "assigned_at",
+    ]
     list_filter = ["state", "pool", "node"]
     search_fields = ["name", "path_id", "docker_id"]
     actions = ["kill"]

@@ -16,6 +16,11 @@ turns the outside system's answers into the shapes below and provides:
   installation, in one or a few calls (the heartbeat lists once per tick).
   ``node_down`` tells a notebook lost with its machine from one that stopped.
 - ``copy_out(docker_id, path, destination)``: copy a folder out of a notebook.
+- ``copy_in(docker_id, tar_path, destination)``: extract the tar file
+  ``tar_path`` (on the service's disk) into the folder ``destination`` of a
+  notebook; its files get the owners written in the tar.
+- ``notebook_user(docker_id) -> NotebookUser``: the uid and gid the notebook
+  server runs as, and its working folder (the notebook's root folder).
 
 Every call has a timeout and raises ``BackendError`` (or a subclass) when the
 system refuses or does not answer; a backend labels what it creates and lists
@@ -86,6 +91,13 @@ class StartedContainer:
         published = (self.host_ip, self.host_port) if self.host_port else None
         first, second = (network, published) if route_to == "container" else (published, network)
         return first or second
+
+
+@dataclass(frozen=True)
+class NotebookUser:
+    uid: int
+    gid: int
+    folder: str
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import requests
 from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from pool.backend import BackendError, ContainerInfo, ContainerSpec, StartedContainer  # noqa: F401 (the shapes it returns)
+from pool.backend import BackendError, ContainerInfo, ContainerSpec, NotebookUser, StartedContainer  # noqa: F401 (the shapes it returns)
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,27 @@ def copy_out(docker_id, path, destination):
                     tar.extractall(destination, filter="data")
     except tarfile.TarError as error:
         raise DockerError(f"copying {path} out of {docker_id[:12]}: {error}") from None
+
+
+def copy_in(docker_id, tar_path, destination):
+    """Extract the tar file ``tar_path`` into the folder ``destination`` of a
+    container. Docker keeps the owners written in the tar (its copyUIDGID
+    would look the container's user up on the host, where it is unknown)."""
+    with docker_errors(f"copying {tar_path} into {docker_id[:12]}:{destination}"), docker_work():
+        with open(tar_path, "rb") as archive:
+            if not client().api.put_archive(docker_id, destination, archive):
+                raise DockerError(f"copying {tar_path} into {docker_id[:12]}:{destination}: refused")
+
+
+def notebook_user(docker_id):
+    """Who the notebook server runs as, and its working folder (Jupyter's
+    root folder in the usual images), asked of the running container."""
+    with docker_errors(f"asking {docker_id[:12]} for its user"), docker_work():
+        code, output = client().containers.get(docker_id).exec_run(["sh", "-c", "id -u; id -g; pwd"], demux=False)
+    lines = output.decode(errors="replace").split()
+    if code != 0 or len(lines) != 3 or not (lines[0].isdigit() and lines[1].isdigit()):
+        raise DockerError(f"asking {docker_id[:12]} for its user: unexpected answer {output[:200]!r}")
+    return NotebookUser(uid=int(lines[0]), gid=int(lines[1]), folder=lines[2])
 
 
 def remove_container(docker_id):

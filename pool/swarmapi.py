@@ -22,8 +22,8 @@ from pool.dockerapi import (
     LABEL_INSTALLATION, LABEL_POOL, DockerError, client, docker_errors, docker_work, image_exists, labels_for,
 )
 
-__all__ = ["copy_out", "ensure_network", "image_exists", "list_containers", "remove_container", "remove_networks",
-           "start_container"]
+__all__ = ["copy_in", "copy_out", "ensure_network", "image_exists", "list_containers", "remove_container", "remove_networks",
+           "notebook_user", "start_container"]
 
 # Task states after which the task will never run (Swarm's task lifecycle).
 _ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
@@ -165,3 +165,11 @@ def remove_networks():
 def copy_out(docker_id, path, destination):
     # The task runs on another machine, whose engine the manager does not relay.
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+
+
+def copy_in(docker_id, tar_path, destination):
+    raise SwarmError("copying files into a notebook (materials) is not available on the swarm backend")
+
+
+def notebook_user(docker_id):
+    raise SwarmError("asking a notebook for its user (materials) is not available on the swarm backend")

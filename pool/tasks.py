@@ -14,6 +14,13 @@ def queue_spawns(containers):
 @shared_task
 def heartbeat():
     queue_spawns(services.heartbeat())
+    for pool_id in services.pools_with_materials_to_prepare():
+        transaction.on_commit(lambda pk=pool_id: prepare_materials.delay(pk))
+
+
+@shared_task
+def prepare_materials(pool_id):
+    services.prepare_materials(pool_id)
 
 
 @shared_task

@@ -9,6 +9,7 @@ from pool.services.assignment import AddressLimitReached, Admission, active_sess
 from pool.services.dashboard import dashboard, pool_overview
 from pool.services.ending import kill_containers, kill_sessions, retire_container, stop_all_containers
 from pool.services.events import record_event, write_events_csv
+from pool.services.materials import pools_with_materials_to_prepare, prepare_materials, refresh_materials, store_upload
 from pool.services.metrics import CULL_REASONS, SPAWN_BUCKETS, metric_values
 from pool.services.pools import (
     PoolError,
@@ -60,6 +61,10 @@ __all__ = [
     "kill_sessions",
     "metric_values",
     "pool_named",
+    "pools_with_materials_to_prepare",
+    "prepare_materials",
+    "refresh_materials",
+    "store_upload",
     "pool_overview",
     "pool_stats",
     "reconcile",
