@@ -100,10 +100,10 @@ class PoolAdmin(admin.ModelAdmin):
             f"version {pool.materials_version}, prepared {localtime(pool.materials_prepared_at):%Y-%m-%d %H:%M:%S}: "
             f"{pool.materials_summary}"
         )
-        if pool.materials_error:
-            return f"REFUSED: {pool.materials_error}. Keeping: {prepared}"
         if pool.materials_wanted != pool.materials_tried:
             return f"preparing... Current: {prepared}"
+        if pool.materials_error:
+            return f"REFUSED: {pool.materials_error}. Keeping: {prepared}"
         return prepared
 
     @admin.action(description="Prepare the materials again (fetch the git repository anew)")
