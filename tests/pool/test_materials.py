@@ -1,13 +1,14 @@
 """Materials taken from archives, folders and git repositories: what is
 accepted, and every way bad input is refused (pool/materials.py)."""
 
+import contextlib
 import io
 import os
 import socket
 import stat
 import subprocess
 import tarfile
-import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -194,21 +195,22 @@ def free_port():
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def git_server(tmp_path):
-    """A bare repository with a main and a workshop branch, served by git
-    daemon on 127.0.0.1; yields its git:// URL."""
-    work = tmp_path / "work"
-    write_tree(work)
+@contextlib.contextmanager
+def serving_git(root, files=FILES):
+    """A bare repository of ``files`` on main, plus a workshop branch adding
+    extra.md, served by git daemon on 127.0.0.1; yields its git:// URL."""
+    work = Path(root) / "work"
+    write_tree(work, files)
+    commit = ["-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m"]
     git("init", "-q", "-b", "main", str(work))
-    git("-c", "user.name=t", "-c", "user.email=t@localhost", "add", ".", cwd=work)
-    git("-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "materials", cwd=work)
+    git("add", ".", cwd=work)
+    git(*commit, "materials", cwd=work)
     git("checkout", "-q", "-b", "workshop", cwd=work)
     (work / "extra.md").write_text("# day two\n")
-    git("-c", "user.name=t", "-c", "user.email=t@localhost", "add", ".", cwd=work)
-    git("-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-q", "-m", "day two", cwd=work)
+    git("add", ".", cwd=work)
+    git(*commit, "day two", cwd=work)
     git("checkout", "-q", "main", cwd=work)  # the bare copy's default branch
-    served = tmp_path / "served"
+    served = Path(root) / "served"
     git("clone", "-q", "--bare", str(work), str(served / "workshop.git"))
     port = free_port()
     daemon = subprocess.Popen(
@@ -220,11 +222,17 @@ def git_server(tmp_path):
         for _ in range(100):  # until it listens
             if subprocess.run(["git", "ls-remote", url], capture_output=True, timeout=10).returncode == 0:
                 break
-            threading.Event().wait(0.1)
+            time.sleep(0.1)
         yield url
     finally:
         daemon.terminate()
         daemon.wait(timeout=10)
+
+
+@pytest.fixture
+def git_server(tmp_path):
+    with serving_git(tmp_path) as url:
+        yield url
 
 
 def test_a_git_repository_on_loopback_is_cloned_with_its_branch_and_without_its_history(tmp_path, git_server):
