@@ -68,10 +68,10 @@ def test_two_participants_each_get_their_own_copy_from_a_git_repository_and_a_de
     for browser in participants:
         browser.close()
 
-    if Path(CHROMIUM).exists():  # the notebook itself opens from the deep link
+    if Path(CHROMIUM).exists():  # the notebook itself opens, from the pool's own form of the link
         participant = open_browser("materials")
-        participant.goto(f"{live_stack.url}/spawn/lab/tree/intro.ipynb")
-        participant.wait_for_url("**/lab/tree/intro.ipynb**")
+        participant.goto(f"{live_stack.url}/p/default/spawn/lab/tree/intro.ipynb")
+        participant.wait_for_url("**/user/*/lab/tree/intro.ipynb**", timeout=120_000)  # maybe after the waiting room
         # The notebook's cell, as the materials hold it, shows once JupyterLab opened the file.
         cells = participant.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .cm-content", has_text="print(6 * 7)")
         cells.first.wait_for(timeout=120_000)
