@@ -11,6 +11,8 @@ docs/performance.md and the closing note hold the results.
 
 Run with the project's venv, as root:
     .venv/bin/python deploy/bench_materials.py [--image IMAGE] [--rounds 3] [--batch 4] [--megabytes 5]
+The tiny image shows the copy's own cost, as it boots in a fraction of a second:
+    ... --image tmpnb/tiny:latest --command "$(python -c 'from tests.factories import TINY_COMMAND; print(TINY_COMMAND)')" --landing ""
 """
 
 import argparse
@@ -52,7 +54,7 @@ def make_materials(folder, megabytes):
     return folder
 
 
-def spawn(image, command, tree):
+def spawn(image, command, tree, landing="lab"):
     """Seconds from asking Docker to the landing page answering 200."""
     base, token = f"/user/{secrets.token_hex(6)}/", secrets.token_hex(16)
     spec = ContainerSpec(
@@ -69,7 +71,7 @@ def spawn(image, command, tree):
             if not tar_path.exists():
                 materials.pack_for_user(tree, tar_path, user.uid, user.gid)
             dockerapi.copy_in(started.docker_id, str(tar_path), user.folder)
-        url = f"http://127.0.0.1:{started.host_port}{base}lab?token={token}"
+        url = f"http://127.0.0.1:{started.host_port}{base}{landing}?token={token}"
         while time.perf_counter() - started_at < 120:
             try:
                 if requests.get(url, timeout=2).status_code == 200:
@@ -82,11 +84,11 @@ def spawn(image, command, tree):
         dockerapi.remove_container(started.docker_id)
 
 
-def batch(image, command, tree, size, slots):
+def batch(image, command, tree, size, slots, landing):
     """Containers ready per second when ``size`` start side by side."""
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=slots * 2) as pool:
-        each = list(pool.map(lambda _: spawn(image, command, tree), range(size)))
+        each = list(pool.map(lambda _: spawn(image, command, tree, landing), range(size)))
     return size / (time.perf_counter() - began), each
 
 
@@ -94,6 +96,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", default=DEFAULT_IMAGE)
     parser.add_argument("--command", default=DEFAULT_COMMAND)
+    parser.add_argument("--landing", default="lab", help="the page polled under the base path (empty for the tiny image)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--megabytes", type=int, default=5, help="the data file's size in the materials")
@@ -105,8 +108,9 @@ def main():
     try:
         for round_ in range(args.rounds):
             for kind in (("without", "with") if round_ % 2 == 0 else ("with", "without")):
-                one = spawn(args.image, args.command, tree if kind == "with" else None)
-                rate, _ = batch(args.image, args.command, tree if kind == "with" else None, args.batch, settings.TMPNB_MAX_DOCK_WORKERS)
+                given = tree if kind == "with" else None
+                one = spawn(args.image, args.command, given, args.landing)
+                rate, _ = batch(args.image, args.command, given, args.batch, settings.TMPNB_MAX_DOCK_WORKERS, args.landing)
                 results[kind]["one"].append(one)
                 results[kind]["rate"].append(rate)
                 print(f"round {round_ + 1} {kind:>7} materials: one alone ready in {one:.2f} s; batch of {args.batch}: {rate:.2f}/s")

@@ -63,6 +63,7 @@ def test_the_admin_pages_list_pools_containers_and_sessions(admin_client):
         ({"host_directories": "/var/run/docker.sock:/s"}, "must never see /var/run/docker.sock"),
         ({"ready_target": 50, "capacity": 5}, "The ready target cannot exceed the capacity."),
         ({"mem_limit": "lots"}, "A size such as 512m or 2g."),
+        ({"materials_source": "workshop.zip"}, "materials must be a git URL or an absolute path of a folder or an archive"),
     ],
 )
 def test_bad_pool_settings_are_refused_with_the_reason(admin_client, changes, message):
