@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from pool import services
-from pool.models import Event, Schedule, Session
+from pool.models import Event, Pool, Schedule, Session
 from tests.factories import ContainerFactory, PoolFactory, pool_admin_form, new_visitor
 from tests.pool.test_upkeep import spawn_all
 
@@ -134,8 +134,9 @@ def test_the_event_log_cannot_be_edited_or_deleted_in_the_admin(admin_client):
     assert Event.objects.count() == 1
 
 
-def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings):
+def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings, tmp_path):
     settings.TMPNB_SPAWN_TIMEOUT = 1
+    settings.VAR_DIR = tmp_path
     pool = PoolFactory(capacity=2)
     spawn_all(PoolFactory(name="broken", capacity=1, image="tmpnb/not-here:0"))  # failure
     spawn_all(pool)  # spawn x2
@@ -151,12 +152,15 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     services.resize_pool(pool, 3, by="ada")  # resize
     Schedule.objects.create(pool=pool, at=timezone.now(), capacity=4)
     services.apply_due_schedules()  # schedule
+    (tmp_path / "workshop").mkdir()
+    Pool.objects.filter(pk=pool.pk).update(materials_source=str(tmp_path / "workshop"))
+    services.prepare_materials(pool.pk)  # materials, and a drain of the ready containers
     services.drain_pool(pool, by="ada")  # drain
     for _ in range(settings.AXES_FAILURE_LIMIT):
         client.post("/admin/login/", {"username": "ada", "password": "guess"})  # lockout
     kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))
     assert kinds == [
-        "failure", "spawn", "spawn", "assignment", "assignment", "turned_away", "cull", "kill", "resize", "schedule", "drain",
-        "lockout",
+        "failure", "spawn", "spawn", "assignment", "assignment", "turned_away", "cull", "kill", "resize", "schedule", "materials",
+        "drain", "drain", "lockout",
     ]
     assert set(kinds) == set(Event.Kind.values)
