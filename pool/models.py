@@ -468,7 +468,7 @@ class Event(models.Model):
         SCHEDULE = "schedule", "schedule applied"
         FAILURE = "failure", "failure"
         LOCKOUT = "lockout", "admin login locked"
-        MATERIALS = "materials", "materials prepared"
+        MATERIALS = "materials", "materials prepared or refused"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -54,6 +54,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='event',
             name='kind',
-            field=models.CharField(choices=[('spawn', 'spawned'), ('assignment', 'assigned'), ('turned_away', 'turned away'), ('cull', 'culled'), ('kill', 'killed'), ('drain', 'drained'), ('resize', 'resized'), ('schedule', 'schedule applied'), ('failure', 'failure'), ('lockout', 'admin login locked'), ('materials', 'materials prepared')], max_length=20),
+            field=models.CharField(choices=[('spawn', 'spawned'), ('assignment', 'assigned'), ('turned_away', 'turned away'), ('cull', 'culled'), ('kill', 'killed'), ('drain', 'drained'), ('resize', 'resized'), ('schedule', 'schedule applied'), ('failure', 'failure'), ('lockout', 'admin login locked'), ('materials', 'materials prepared or refused')], max_length=20),
         ),
     ]

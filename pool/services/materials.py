@@ -121,7 +121,8 @@ def _refuse(pool, error):
     kept = f"version {pool.materials_version}" if pool.materials_version else "no materials"
     message = f"pool {pool.name}: materials from {_described(pool)} refused: {error}; keeping {kept}"
     log.warning("%s", message)
-    record_event(Event.Kind.FAILURE, message, pool=pool, actor="materials", stage="materials")
+    # Not a FAILURE: that kind counts containers that failed (tmpnb_failures_total).
+    record_event(Event.Kind.MATERIALS, message, pool=pool, actor="materials", refused=True)
 
 
 def _remove_versions_before(pool_id, version):

@@ -91,7 +91,7 @@ def test_changing_the_materials_replaces_only_ready_containers_and_bad_input_cha
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really")
     Pool.objects.filter(pk=pool.pk).update(materials_source=str(tmp_path / "broken.zip"))
     wait_until(lambda: Pool.objects.get().materials_error, timeout=30, what="the broken archive refused")
-    refusal = Event.objects.get(kind=Event.Kind.FAILURE)
+    refusal = Event.objects.filter(kind=Event.Kind.MATERIALS).first()
     assert "broken.zip is not a readable zip or tar.gz archive" in refusal.message and refusal.message.endswith("keeping version 1")
     assert Pool.objects.get().materials_version == 1
     assert sorted(dockerapi.list_containers(), key=lambda c: c.name) == before  # nothing replaced

@@ -122,9 +122,9 @@ def test_each_bad_input_is_refused_with_its_message_and_the_previous_materials_s
         pool.refresh_from_db()
         assert message in pool.materials_error
         assert pool.materials_version == 1 and read_tree(version_folder(pool.pk, 1)) == FILES
-        event = Event.objects.filter(kind=Event.Kind.FAILURE, pool=pool).first()
+        event = Event.objects.filter(kind=Event.Kind.MATERIALS, pool=pool).first()
         assert message in event.message and event.message.endswith("keeping version 1")
-        assert event.details == {"stage": "materials"}
+        assert event.details == {"refused": True}
         assert services.pools_with_materials_to_prepare() == []  # refused once, not retried each heartbeat
     assert not list(tmp_path.glob("etc")) and not (var_dir / "etc").exists()
 
