@@ -84,6 +84,8 @@ class PoolAdmin(admin.ModelAdmin):
     def spawning(self, pool):
         if pool.paused_reason:
             return f"PAUSED: {pool.paused_reason}"
+        if pool.awaiting_materials:
+            return "waiting for its materials to be prepared"
         if pool.spawning_blocked(timezone.now()):
             return f"backing off after {pool.failure_streak} failure(s), until {localtime(pool.next_spawn_at):%H:%M:%S}"
         return "ok"
@@ -100,7 +102,7 @@ class PoolAdmin(admin.ModelAdmin):
             f"version {pool.materials_version}, prepared {localtime(pool.materials_prepared_at):%Y-%m-%d %H:%M:%S}: "
             f"{pool.materials_summary}"
         )
-        if pool.materials_wanted != pool.materials_tried:
+        if pool.materials_wanted != pool.materials_tried or pool.awaiting_materials:
             return f"preparing... Current: {prepared}"
         if pool.materials_error:
             return f"REFUSED: {pool.materials_error}. Keeping: {prepared}"

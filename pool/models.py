@@ -122,6 +122,12 @@ class Pool(models.Model):
         return f"{self.materials_source}#{self.materials_branch}" if self.materials_source else ""
 
     @property
+    def awaiting_materials(self):
+        """Materials are asked for and none were prepared or refused yet: a
+        container started now would have none, so none is started."""
+        return bool(self.materials_source) and not self.materials_version and not self.materials_error
+
+    @property
     def effective_ready_target(self):
         return self.capacity if self.ready_target is None else min(self.ready_target, self.capacity)
 

@@ -77,7 +77,7 @@ def prepare_materials(pool_id):
     claimed = Pool.objects.filter(
         pk=pool_id, materials_tried=pool.materials_tried,
         materials_source=pool.materials_source, materials_branch=pool.materials_branch,
-    ).update(materials_tried=wanted)
+    ).update(materials_tried=wanted, materials_error="")
     if not claimed:
         return None
     folder = _pool_folder(pool_id)

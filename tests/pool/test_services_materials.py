@@ -160,3 +160,20 @@ def test_copy_in_honours_the_tar_s_owners(clean_pools, tmp_path, in_container):
     dockerapi.copy_in(container.docker_id, str(tar_path), "/tmp")
     assert in_container(container, "stat -c %u:%g /tmp/work/saved.txt; cat /tmp/work/saved.txt").split() == ["1234:4321", "yes"]
     assert dockerapi.notebook_user(container.docker_id).folder == "/"
+
+
+@pytest.mark.django_db
+def test_a_pool_waits_for_its_first_materials_before_it_starts_containers(var_dir, tmp_path):
+    pool = PoolFactory(capacity=2, materials_source=str(write_tree(tmp_path / "w")))
+    assert services.fill_pool(pool.pk) == []  # they would start without the files
+    services.prepare_materials(pool.pk)
+    assert len(services.fill_pool(pool.pk)) == 2
+
+
+@pytest.mark.django_db
+def test_a_pool_whose_first_materials_were_refused_starts_containers_without(var_dir, tmp_path):
+    pool = PoolFactory(capacity=2, materials_source=str(tmp_path / "missing.zip"))
+    assert services.fill_pool(pool.pk) == []
+    services.prepare_materials(pool.pk)
+    assert Pool.objects.get(pk=pool.pk).materials_error
+    assert len(services.fill_pool(pool.pk)) == 2
