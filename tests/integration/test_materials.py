@@ -8,7 +8,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
 
 from pool import dockerapi
 from pool.command import DEFAULT_COMMAND
@@ -39,7 +38,7 @@ def test_two_participants_each_get_their_own_copy_from_a_git_repository_and_a_de
         live_stack.start()
         wait_until(lambda: ready_with(1, 2), timeout=180, what="2 ready JupyterLab containers holding version 1")
     expected = MATERIALS | {"extra.md": b"# day two\n"}  # the branch's own file
-    assert Pool.objects.get().materials_summary.startswith(f"4 file(s), ")
+    assert Pool.objects.get().materials_summary.startswith("4 file(s), ")
 
     participants = []
     for _ in range(2):
