@@ -12,6 +12,7 @@ import logging
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -27,6 +28,9 @@ from pool.services.events import record_event
 from pool.services.pools import drain_pool
 
 log = logging.getLogger(__name__)
+
+# An upload younger than this may belong to an admin form still being saved.
+UPLOAD_GRACE_SECONDS = 3600
 
 
 def materials_root():
@@ -108,6 +112,7 @@ def prepare_materials(pool_id):
             record_event(Event.Kind.MATERIALS, f"pool {pool.name}: materials version {version}: {summary}",
                          pool=pool, actor="materials", version=version)
     _remove_versions_before(pool_id, version)
+    _remove_unused_uploads()
     drain_pool(current, by="materials")
     return version
 
@@ -134,6 +139,14 @@ def _remove_versions_before(pool_id, version):
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
+
+
+def _remove_unused_uploads():
+    """Uploads no pool names any more (replaced by a newer one)."""
+    used = {Path(source).parent for source in Pool.objects.exclude(materials_source="").values_list("materials_source", flat=True)}
+    for folder in (materials_root() / "uploads").glob("*"):
+        if folder not in used and folder.stat().st_mtime < time.time() - UPLOAD_GRACE_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def put_materials_in(container):

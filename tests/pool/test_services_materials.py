@@ -2,11 +2,13 @@
 against real containers of the tiny image (pool/services/materials.py)."""
 
 import io
+import os
 import tarfile
 import zipfile
 
 import docker
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from pool import services
 from pool.models import Container, Event, Pool
@@ -177,3 +179,17 @@ def test_a_pool_whose_first_materials_were_refused_starts_containers_without(var
     services.prepare_materials(pool.pk)
     assert Pool.objects.get(pk=pool.pk).materials_error
     assert len(services.fill_pool(pool.pk)) == 2
+
+
+@pytest.mark.django_db
+def test_an_upload_replaced_by_a_newer_one_is_removed_once_it_is_old(var_dir, tmp_path):
+    archive = make_tar(tmp_path / "a.tar.gz", [file_entry("intro.txt", b"one")]).read_bytes()
+    first = services.store_upload(SimpleUploadedFile("day1.tar.gz", archive))
+    pool = PoolFactory(materials_source=first)
+    services.prepare_materials(pool.pk)
+    second = services.store_upload(SimpleUploadedFile("day2.tar.gz", archive))
+    young = services.store_upload(SimpleUploadedFile("other.tar.gz", archive))  # an admin form may still be saving it
+    os.utime(os.path.dirname(first), (0, 0))
+    use_materials(pool, second)
+    assert not os.path.exists(first)
+    assert os.path.exists(second) and os.path.exists(young)
