@@ -102,7 +102,7 @@ class PoolAdmin(admin.ModelAdmin):
             f"version {pool.materials_version}, prepared {localtime(pool.materials_prepared_at):%Y-%m-%d %H:%M:%S}: "
             f"{pool.materials_summary}"
         )
-        if pool.materials_wanted != pool.materials_tried or pool.awaiting_materials:
+        if pool.materials_wanted != pool.materials_tried or pool.materials_preparing_since or pool.awaiting_materials:
             return f"preparing... Current: {prepared}"
         if pool.materials_error:
             return f"REFUSED: {pool.materials_error}. Keeping: {prepared}"

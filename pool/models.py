@@ -1,4 +1,5 @@
 import hashlib
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -94,6 +95,9 @@ class Pool(models.Model):
     materials_tried = models.CharField(
         max_length=710, blank=True, editable=False, help_text="The source and branch last prepared or refused."
     )
+    materials_preparing_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="A worker took the materials to prepare then; empty once done."
+    )
     failure_streak = models.PositiveIntegerField(default=0, editable=False, help_text="Failed spawns in a row.")
     next_spawn_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Backing off until then.")
     paused_reason = models.TextField(blank=True, editable=False, help_text="Why spawning is paused; empty when it is not.")
@@ -120,6 +124,11 @@ class Pool(models.Model):
         """The materials asked for, as materials_tried records them: a pool
         whose two differ has materials to prepare."""
         return f"{self.materials_source}#{self.materials_branch}" if self.materials_source else ""
+
+    def materials_stalled(self, now):
+        """Materials taken to prepare long ago and never done: their worker died."""
+        limit = timedelta(seconds=settings.TMPNB_MATERIALS_GIT_TIMEOUT + 300)
+        return self.materials_preparing_since is not None and self.materials_preparing_since < now - limit
 
     @property
     def awaiting_materials(self):

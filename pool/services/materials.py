@@ -47,8 +47,15 @@ def version_folder(pool_id, version):
 
 def pools_with_materials_to_prepare():
     """Ids of the pools whose materials changed since they were last tried."""
-    rows = Pool.objects.values_list("pk", "materials_source", "materials_branch", "materials_tried")
-    return [pk for pk, source, branch, tried in rows if Pool(materials_source=source, materials_branch=branch).materials_wanted != tried]
+    now = timezone.now()
+    fields = ["materials_source", "materials_branch", "materials_tried", "materials_preparing_since"]
+    pools = [Pool(pk=pk, **dict(zip(fields, values))) for pk, *values in Pool.objects.values_list("pk", *fields)]
+    return [pool.pk for pool in pools if _to_prepare(pool, now)]
+
+
+def _to_prepare(pool, now):
+    """Changed since last tried, or taken by a worker that died meanwhile."""
+    return pool.materials_wanted != pool.materials_tried or pool.materials_stalled(now)
 
 
 def store_upload(upload):
@@ -75,13 +82,13 @@ def prepare_materials(pool_id):
     the new version, or None."""
     pool = Pool.objects.get(pk=pool_id)
     wanted = pool.materials_wanted
-    if wanted == pool.materials_tried:
+    if not _to_prepare(pool, timezone.now()):
         return None
     # Of two workers handed the same change, only one prepares it.
     claimed = Pool.objects.filter(
-        pk=pool_id, materials_tried=pool.materials_tried,
+        pk=pool_id, materials_tried=pool.materials_tried, materials_preparing_since=pool.materials_preparing_since,
         materials_source=pool.materials_source, materials_branch=pool.materials_branch,
-    ).update(materials_tried=wanted, materials_error="")
+    ).update(materials_tried=wanted, materials_error="", materials_preparing_since=timezone.now())
     if not claimed:
         return None
     folder = _pool_folder(pool_id)
@@ -108,6 +115,7 @@ def prepare_materials(pool_id):
                 tree.rename(version_folder(pool_id, version))
             Pool.objects.filter(pk=pool_id).update(
                 materials_version=version, materials_prepared_at=timezone.now(), materials_summary=summary[:700], materials_error="",
+                materials_preparing_since=None,
             )
             record_event(Event.Kind.MATERIALS, f"pool {pool.name}: materials version {version}: {summary}",
                          pool=pool, actor="materials", version=version)
@@ -122,7 +130,7 @@ def _described(pool):
 
 
 def _refuse(pool, error):
-    Pool.objects.filter(pk=pool.pk).update(materials_error=error[:2000])
+    Pool.objects.filter(pk=pool.pk).update(materials_error=error[:2000], materials_preparing_since=None)
     kept = f"version {pool.materials_version}" if pool.materials_version else "no materials"
     message = f"pool {pool.name}: materials from {_described(pool)} refused: {error}; keeping {kept}"
     log.warning("%s", message)

@@ -5,10 +5,12 @@ import io
 import os
 import tarfile
 import zipfile
+from datetime import timedelta
 
 import docker
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.utils import timezone
 
 from pool import services
 from pool.models import Container, Event, Pool
@@ -193,3 +195,15 @@ def test_an_upload_replaced_by_a_newer_one_is_removed_once_it_is_old(var_dir, tm
     use_materials(pool, second)
     assert not os.path.exists(first)
     assert os.path.exists(second) and os.path.exists(young)
+
+
+@pytest.mark.django_db
+def test_materials_taken_by_a_worker_that_died_are_prepared_again_once_it_is_overdue(var_dir, tmp_path):
+    pool = PoolFactory(materials_source=str(write_tree(tmp_path / "w")))
+    taken = Pool.objects.filter(pk=pool.pk)
+    taken.update(materials_tried=pool.materials_wanted, materials_preparing_since=timezone.now())  # a worker at work
+    assert services.pools_with_materials_to_prepare() == [] and services.prepare_materials(pool.pk) is None
+    taken.update(materials_preparing_since=timezone.now() - timedelta(hours=1))  # ... that never came back
+    assert services.pools_with_materials_to_prepare() == [pool.pk]
+    assert services.prepare_materials(pool.pk) == 1
+    assert Pool.objects.get(pk=pool.pk).materials_preparing_since is None
