@@ -58,7 +58,7 @@ def check_source(source):
     if not source.startswith("/"):
         raise ValueError(f"materials must be a git URL or an absolute path of a folder or an archive, not {source!r}")
     if not Path(source).is_dir() and not source.endswith(ARCHIVE_SUFFIXES):
-        raise ValueError(f"an archive of materials must end in {', '.join(ARCHIVE_SUFFIXES)}: {source!r}")
+        raise ValueError(f"{source} is not a folder on this host, nor an archive ending in {', '.join(ARCHIVE_SUFFIXES)}")
 
 
 def prepare(source, branch, destination, *, max_bytes, git_timeout, scratch):
@@ -70,13 +70,13 @@ def prepare(source, branch, destination, *, max_bytes, git_timeout, scratch):
         clone = Path(scratch) / "clone"
         _git_clone(source, branch, clone, git_timeout)
         return _copy_folder(clone, destination, max_bytes, skip={".git"})
+    if branch:
+        raise MaterialsError("a branch goes with a git URL only, not with a folder or an archive")
     path = Path(source)
     if path.is_dir():
         return _copy_folder(path, destination, max_bytes)
     if not path.is_file():
         raise MaterialsError(f"{source} is neither a folder nor an archive on this host")
-    if branch:
-        raise MaterialsError("a branch goes with a git URL only")
     return extract_archive(path, destination, max_bytes)
 
 

@@ -57,7 +57,7 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_HISTORY_DAYS", "forever", "TMPNB_HISTORY_DAYS must be a whole number"),
         ("TMPNB_NETWORK_GUARD", "maybe", "TMPNB_NETWORK_GUARD must be true or false"),
         ("TMPNB_MATERIALS", "workshop.zip", "TMPNB_MATERIALS: materials must be a git URL or an absolute path"),
-        ("TMPNB_MATERIALS", "/srv/notes.pdf", "TMPNB_MATERIALS: an archive of materials must end in .zip, .tar.gz, .tgz, .tar"),
+        ("TMPNB_MATERIALS", "/srv/notes.pdf", "TMPNB_MATERIALS: /srv/notes.pdf is not a folder on this host, nor an archive ending in .zip"),
         ("TMPNB_MATERIALS_MAX_MB", "0", "TMPNB_MATERIALS_MAX_MB must be at least 1"),
         ("TMPNB_MATERIALS_MAX_MB", "lots", "TMPNB_MATERIALS_MAX_MB must be a whole number"),
         ("TMPNB_MATERIALS_GIT_TIMEOUT", "1m", "TMPNB_MATERIALS_GIT_TIMEOUT must be a whole number"),

@@ -159,7 +159,7 @@ def test_a_folder_over_the_limit_is_refused(tmp_path):
     ("source", "message"),
     [
         ("workshop.zip", "a git URL or an absolute path"),
-        ("/srv/notes.pdf", "must end in .zip, .tar.gz, .tgz, .tar"),
+        ("/srv/notes.pdf", "/srv/notes.pdf is not a folder on this host, nor an archive ending in .zip, .tar.gz, .tgz, .tar"),
     ],
 )
 def test_sources_that_are_neither_a_git_url_nor_an_absolute_path_are_refused(source, message):
@@ -167,9 +167,11 @@ def test_sources_that_are_neither_a_git_url_nor_an_absolute_path_are_refused(sou
         materials.check_source(source)
 
 
-def test_a_missing_archive_is_refused(tmp_path):
+def test_a_missing_archive_or_a_branch_without_git_is_refused(tmp_path):
     with pytest.raises(MaterialsError, match="is neither a folder nor an archive on this host"):
         materials.prepare(str(tmp_path / "gone.zip"), "", tmp_path / "out", max_bytes=MB, git_timeout=5, scratch=tmp_path)
+    with pytest.raises(MaterialsError, match="a branch goes with a git URL only"):
+        materials.prepare(str(write_tree(tmp_path / "w")), "main", tmp_path / "out", max_bytes=MB, git_timeout=5, scratch=tmp_path)
 
 
 def test_packing_for_a_user_gives_every_entry_their_uid_and_gid(tmp_path):
