@@ -1,6 +1,6 @@
 """The fill rate with workshop materials next to without (issue 15).
 
-Starts notebooks the way a spawn does (pool/dockerapi.py's start_container,
+Starts notebooks the way a spawn does (pool/backends/docker.py's start_container,
 then, with materials, notebook_user + pack_for_user + copy_in before the
 landing page is polled until it answers 200) and times each until it
 answers, and a batch of them started side by side as the worker does
@@ -38,8 +38,9 @@ import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 django.setup()
-from pool import dockerapi, materials  # noqa: E402
-from pool.backend import ContainerSpec  # noqa: E402
+from pool import materials  # noqa: E402
+from pool.backends import docker as docker_backend  # noqa: E402
+from pool.backends.base import ContainerSpec  # noqa: E402
 from pool.command import DEFAULT_COMMAND, DEFAULT_IMAGE, render_command  # noqa: E402
 
 
@@ -63,14 +64,14 @@ def spawn(image, command, tree, landing="lab"):
         container_port=8888, host_ip="127.0.0.1", mem_limit="512m",
     )
     started_at = time.perf_counter()
-    started = dockerapi.start_container(spec)
+    started = docker_backend.start_container(spec)
     try:
         if tree is not None:
-            user = dockerapi.notebook_user(started.docker_id)
+            user = docker_backend.notebook_user(started.backend_id)
             tar_path = tree.parent / f"v1-{user.uid}-{user.gid}.tar"
             if not tar_path.exists():
                 materials.pack_for_user(tree, tar_path, user.uid, user.gid)
-            dockerapi.copy_in(started.docker_id, str(tar_path), user.folder)
+            docker_backend.copy_in(started.backend_id, str(tar_path), user.folder)
         url = f"http://127.0.0.1:{started.host_port}{base}{landing}?token={token}"
         while time.perf_counter() - started_at < 120:
             try:
@@ -81,7 +82,7 @@ def spawn(image, command, tree, landing="lab"):
             time.sleep(0.05)
         raise RuntimeError(f"{spec.name} did not answer within 120 s")
     finally:
-        dockerapi.remove_container(started.docker_id)
+        docker_backend.remove_container(started.backend_id)
 
 
 def batch(image, command, tree, size, slots, landing):
@@ -115,8 +116,8 @@ def main():
                 results[kind]["rate"].append(rate)
                 print(f"round {round_ + 1} {kind:>7} materials: one alone ready in {one:.2f} s; batch of {args.batch}: {rate:.2f}/s")
     finally:
-        for info in dockerapi.list_containers():
-            dockerapi.remove_container(info.docker_id)
+        for info in docker_backend.list_containers():
+            docker_backend.remove_container(info.backend_id)
         SCRATCH.cleanup()
     for kind, figures in results.items():
         print(

@@ -6,10 +6,11 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.timezone import localtime
 
-from pool import services
-from pool.backend import BackendError, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError
 from pool.materials import ARCHIVE_SUFFIXES
 from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session
+from pool.services import ending, events, materials, pools
 
 
 class ScheduleInline(admin.TabularInline):
@@ -59,15 +60,15 @@ class PoolForm(forms.ModelForm):
 class PoolAdmin(admin.ModelAdmin):
     form = PoolForm
     list_display = [
-        "name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread", "materials",
+        "name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread", "materials_status",
     ]
-    readonly_fields = ["spawning", "spread", "materials"]
+    readonly_fields = ["spawning", "spread", "materials_status"]
     actions = ["drain", "resume", "refresh_materials"]
     inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning", "spread"]}),
         ("Visitors", {"fields": ["access_code"]}),
-        ("Materials", {"fields": ["materials_upload", "materials_source", "materials_branch", "materials"]}),
+        ("Materials", {"fields": ["materials_upload", "materials_source", "materials_branch", "materials_status"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
         (
             "Container options",
@@ -97,7 +98,7 @@ class PoolAdmin(admin.ModelAdmin):
         return ", ".join(f"{node or '(starting)'}: {n}" for node, n in pool.containers.live().spread())
 
     @admin.display(description="materials")
-    def materials(self, pool):
+    def materials_status(self, pool):
         prepared = "none" if not pool.materials_version else (
             f"version {pool.materials_version}, prepared {localtime(pool.materials_prepared_at):%Y-%m-%d %H:%M:%S}: "
             f"{pool.materials_summary}"
@@ -111,29 +112,29 @@ class PoolAdmin(admin.ModelAdmin):
     @admin.action(description="Prepare the materials again (fetch the git repository anew)")
     def refresh_materials(self, request, queryset):
         for pool in queryset:
-            services.refresh_materials(pool)
+            materials.refresh_materials(pool)
         self.message_user(request, "The materials are prepared again; ready containers are then replaced.", messages.SUCCESS)
 
     @admin.action(description="Resume spawning (after fixing what made it fail)")
     def resume(self, request, queryset):
         for pool in queryset:
-            services.resume_spawning(pool)
+            pools.resume_spawning(pool)
         self.message_user(request, "Spawning resumed.", messages.SUCCESS)
 
     @admin.action(description="Drain: replace every container not in use (after changing the image)")
     def drain(self, request, queryset):
-        drained = sum(services.drain_pool(pool, by=request.user.get_username()) for pool in queryset)
+        drained = sum(pools.drain_pool(pool, by=request.user.get_username()) for pool in queryset)
         self.message_user(request, f"Replacing {drained} container(s); containers in use keep running.", messages.SUCCESS)
 
     def save_model(self, request, pool, form, change):
         # A new size goes through resize_pool, which logs who changed it.
         if change and {"capacity", "ready_target"} & set(form.changed_data):
-            services.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
+            pools.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
         if form.cleaned_data.get("materials_upload"):
-            pool.materials_source, pool.materials_branch = services.store_upload(form.cleaned_data["materials_upload"]), ""
+            pool.materials_source, pool.materials_branch = materials.store_upload(form.cleaned_data["materials_upload"]), ""
         super().save_model(request, pool, form, change)
         if change and pool.paused_reason:
-            services.resume_spawning(pool)  # the organiser changed what failed
+            pools.resume_spawning(pool)  # the organiser changed what failed
 
     def get_queryset(self, request):
         # distinct: the two joins (containers, queue) multiply each other's rows.
@@ -177,12 +178,12 @@ class ContainerAdmin(RecordAdmin):
         "name", "pool", "state", "node", "base_path", "host_port", "materials_version", "created_at", "ready_at", "assigned_at",
     ]
     list_filter = ["state", "pool", "node"]
-    search_fields = ["name", "path_id", "docker_id"]
+    search_fields = ["name", "path_id", "backend_id"]
     actions = ["kill"]
 
     @admin.action(description="Kill: stop and remove the container, end its session")
     def kill(self, request, queryset):
-        count = services.kill_containers(queryset.select_related("pool"), by=request.user.get_username())
+        count = ending.kill_containers(queryset.select_related("pool"), by=request.user.get_username())
         self.message_user(request, f"Killed {count} container(s).", messages.SUCCESS)
 
 
@@ -205,7 +206,7 @@ class SessionAdmin(RecordAdmin):
 
     @admin.action(description="Kill: end the session, stop and remove its container")
     def kill(self, request, queryset):
-        count = services.kill_sessions(queryset.select_related("container"), by=request.user.get_username())
+        count = ending.kill_sessions(queryset.select_related("container"), by=request.user.get_username())
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
 
 
@@ -227,5 +228,5 @@ class EventAdmin(RecordAdmin):
     def export_csv(self, request, queryset):
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="tmpnb-events-{timezone.now():%Y%m%d-%H%M%S}.csv"'
-        services.write_events_csv(queryset, response)
+        events.write_events_csv(queryset, response)
         return response

@@ -2,7 +2,6 @@
 of the rules that must interleave with an outside call (a drain landing while
 a container starts, a listing taken while a spawn completes)."""
 
-import sys
 import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,7 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from django.conf import settings
 
-from pool import backend
+from pool import backends
+from pool.backends.base import ContainerInfo, StartedContainer
 from proxyapi import Route
 
 
@@ -28,11 +28,11 @@ class FakeBackend(types.ModuleType):
     def start_container(self, spec):
         if self.on_start:
             self.on_start(spec)
-        self.running[spec.name] = backend.ContainerInfo(f"id-{spec.name}", spec.name, spec.pool, "running")
-        return backend.StartedContainer(f"id-{spec.name}", "127.0.0.1", self.port)
+        self.running[spec.name] = ContainerInfo(f"id-{spec.name}", spec.name, spec.pool, "running")
+        return StartedContainer(f"id-{spec.name}", "127.0.0.1", self.port)
 
-    def remove_container(self, docker_id):
-        name = docker_id.removeprefix("id-")
+    def remove_container(self, backend_id):
+        name = backend_id.removeprefix("id-")
         self.removed.append(name)
         self.running.pop(name, None)
 
@@ -82,8 +82,7 @@ def notebook_stand_in():
 @pytest.fixture
 def fake_backend(monkeypatch, notebook_stand_in):
     fake = FakeBackend(notebook_stand_in)
-    monkeypatch.setitem(sys.modules, fake.__name__, fake)
-    monkeypatch.setitem(backend.BACKENDS, settings.TMPNB_BACKEND, fake.__name__)
+    monkeypatch.setitem(backends.BACKENDS, settings.TMPNB_BACKEND, fake)
     return fake
 
 

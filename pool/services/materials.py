@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from pool import materials
-from pool.backend import get_backend
+from pool.backends import get_backend
 from pool.materials import MaterialsError
 from pool.models import Event, Pool
 from pool.services.events import record_event
@@ -169,12 +169,12 @@ def put_materials_in(container):
     if not tree.is_dir():
         return version  # this version is "no materials"
     backend = get_backend()
-    user = backend.notebook_user(container.docker_id)
+    user = backend.notebook_user(container.backend_id)
     tar_path = tree.parent / f"v{version}-{user.uid}-{user.gid}.tar"
     try:
         if not tar_path.exists():
             materials.pack_for_user(tree, tar_path, user.uid, user.gid)
     except OSError as error:
         raise MaterialsError(f"packing materials version {version}: {error}") from None
-    backend.copy_in(container.docker_id, str(tar_path), user.folder)
+    backend.copy_in(container.backend_id, str(tar_path), user.folder)
     return version

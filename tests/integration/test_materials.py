@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 
-from pool import dockerapi
+from pool.backends import docker as docker_backend
 from pool.command import DEFAULT_COMMAND
 from pool.models import Container, Event, Pool, Session
 from tests.factories import JUPYTER_IMAGE, PoolFactory
@@ -85,7 +85,7 @@ def test_changing_the_materials_replaces_only_ready_containers_and_bad_input_cha
         assert visitor.get(f"{live_stack.url}/", timeout=30).status_code == 200
     taken = Session.objects.get().container
     wait_until(lambda: ready_with(1, 2), timeout=60, what="the pool refilled")
-    before = sorted(dockerapi.list_containers(), key=lambda c: c.name)
+    before = sorted(docker_backend.list_containers(), key=lambda c: c.name)
 
     (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04 not really")
     Pool.objects.filter(pk=pool.pk).update(materials_source=str(tmp_path / "broken.zip"))
@@ -93,7 +93,7 @@ def test_changing_the_materials_replaces_only_ready_containers_and_bad_input_cha
     refusal = Event.objects.filter(kind=Event.Kind.MATERIALS).first()
     assert "broken.zip is not a readable zip or tar.gz archive" in refusal.message and refusal.message.endswith("keeping version 1")
     assert Pool.objects.get().materials_version == 1
-    assert sorted(dockerapi.list_containers(), key=lambda c: c.name) == before  # nothing replaced
+    assert sorted(docker_backend.list_containers(), key=lambda c: c.name) == before  # nothing replaced
 
     make_tar(tmp_path / "day2.tar.gz", [file_entry("intro.txt", b"day two\n")])
     Pool.objects.filter(pk=pool.pk).update(materials_source=str(tmp_path / "day2.tar.gz"))
@@ -101,9 +101,9 @@ def test_changing_the_materials_replaces_only_ready_containers_and_bad_input_cha
     assert Pool.objects.get().materials_error == ""
     taken.refresh_from_db()
     assert (taken.state, taken.materials_version) == (Container.State.ASSIGNED, 1)
-    running = {c.docker_id for c in dockerapi.list_containers()}
-    assert taken.docker_id in running and len(running & {c.docker_id for c in before}) == 1
+    running = {c.backend_id for c in docker_backend.list_containers()}
+    assert taken.backend_id in running and len(running & {c.backend_id for c in before}) == 1
     scratch = tmp_path / "out"
     for container, text in [(taken, b"day one\n")] + [(c, b"day two\n") for c in Container.objects.ready()]:
-        dockerapi.copy_out(container.docker_id, "/intro.txt", scratch / container.name)
+        docker_backend.copy_out(container.backend_id, "/intro.txt", scratch / container.name)
         assert (scratch / container.name / "intro.txt").read_bytes() == text

@@ -5,17 +5,18 @@ import html
 import pytest
 import requests
 
-from pool import dockerapi, services
+from pool.backends import docker as docker_backend
 from pool.models import Container, Pool, Session
+from pool.services import assignment, materials, pools, spawning
 from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
 
 
 @pytest.fixture
 def live_session(clean_pools):
     pool = PoolFactory(capacity=2)
-    for container in services.fill_pool(pool.pk):
-        services.spawn_container(container.pk)
-    return services.assign_container(pool=pool, visitor="participant")
+    for container in pools.fill_pool(pool.pk):
+        spawning.spawn_container(container.pk)
+    return assignment.assign_container(pool=pool, visitor="participant")
 
 
 def test_killing_a_session_stops_its_container_deletes_its_route_and_says_who(admin_client, admin_user, live_session, proxy):
@@ -29,7 +30,7 @@ def test_killing_a_session_stops_its_container_deletes_its_route_and_says_who(ad
     assert live_session.end_reason == Session.EndReason.KILLED
     assert live_session.describe_end() == f"killed by {admin_user.username}"
     assert Container.objects.get(pk=live_session.container_id).state == Container.State.GONE
-    assert live_session.container.docker_id not in [c.docker_id for c in dockerapi.list_containers()]
+    assert live_session.container.backend_id not in [c.backend_id for c in docker_backend.list_containers()]
     assert live_session.container.route_path not in proxy.routes()
     # The participant's URL no longer reaches a notebook: the proxy falls back to the app.
     assert "container" not in requests.get(url, timeout=5).text
@@ -40,7 +41,7 @@ def test_killing_a_ready_container_removes_it(admin_client, live_session, proxy)
     response = admin_client.post("/admin/pool/container/", {"action": "kill", "_selected_action": [ready.pk]}, follow=True)
     assert "Killed 1 container(s)." in response.content.decode()
     assert Container.objects.get(pk=ready.pk).state == Container.State.GONE
-    assert [c.docker_id for c in dockerapi.list_containers()] == [live_session.container.docker_id]
+    assert [c.backend_id for c in docker_backend.list_containers()] == [live_session.container.backend_id]
 
 
 @pytest.mark.django_db
@@ -103,7 +104,7 @@ def test_the_pool_list_shows_the_queue_length(admin_client):
     pool = PoolFactory(capacity=3)
     ContainerFactory.create_batch(2, pool=pool, state=Container.State.ASSIGNED)
     for visitor in ("a", "b", "c"):
-        services.admit(pool=pool, visitor=visitor)
+        assignment.admit(pool=pool, visitor=visitor)
     listing = admin_client.get("/admin/pool/pool/").content.decode()
     assert '<td class="field-waiting">3</td>' in listing
     assert '<td class="field-in_use">2</td>' in listing
@@ -138,7 +139,7 @@ def test_an_uploaded_archive_becomes_the_pool_s_materials_and_the_page_shows_the
     pool.refresh_from_db()
     assert pool.materials_source.startswith(f"{var_dir}/materials/uploads/") and pool.materials_source.endswith("/Day_1.zip")
     assert "preparing... Current: none" in admin_client.get(f"/admin/pool/pool/{pool.pk}/change/").content.decode()
-    assert services.prepare_materials(pool.pk) == 1
+    assert materials.prepare_materials(pool.pk) == 1
     page = html.unescape(admin_client.get(f"/admin/pool/pool/{pool.pk}/change/").content.decode())
     assert "version 1, prepared " in page and f"1 file(s), 2 bytes from {pool.materials_source}" in page
     ContainerFactory(pool=pool, materials_version=1)
@@ -169,8 +170,8 @@ def test_an_upload_that_is_no_archive_or_too_big_is_refused_and_the_materials_st
 def test_refused_materials_show_why_on_the_pool_and_the_refresh_action_prepares_again(admin_client, var_dir, tmp_path):
     (tmp_path / "broken.zip").write_bytes(b"not a zip")
     pool = PoolFactory(materials_source=str(tmp_path / "broken.zip"))
-    services.prepare_materials(pool.pk)
+    materials.prepare_materials(pool.pk)
     listing = html.unescape(admin_client.get("/admin/pool/pool/").content.decode())
     assert "REFUSED: broken.zip is not a readable zip or tar.gz archive" in listing and "Keeping: none" in listing
     admin_client.post("/admin/pool/pool/", {"action": "refresh_materials", "_selected_action": [pool.pk]})
-    assert services.pools_with_materials_to_prepare() == [pool.pk]
+    assert materials.pools_with_materials_to_prepare() == [pool.pk]

@@ -12,8 +12,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from pool import services
+from pool.backends import docker as docker_backend
 from pool.models import Container, Event, Pool
+from pool.services import assignment, materials, pools, spawning
 from pool.services.materials import version_folder
 from tests.factories import PoolFactory
 from tests.pool.test_materials import FILES, file_entry, make_tar, read_tree, write_tree
@@ -33,7 +34,7 @@ def in_container():
     client = docker.from_env()
 
     def run(container, command):
-        code, output = client.containers.get(container.docker_id).exec_run(["sh", "-c", command])
+        code, output = client.containers.get(container.backend_id).exec_run(["sh", "-c", command])
         assert code == 0, output
         return output.decode()
 
@@ -46,15 +47,15 @@ def files_in(container, names, in_container):
 
 
 def spawn_ready(pool):
-    spawned = [services.spawn_container(row.pk) for row in services.fill_pool(pool.pk)]
+    spawned = [spawning.spawn_container(row.pk) for row in pools.fill_pool(pool.pk)]
     assert all(c.state == Container.State.READY for c in spawned), [c.error for c in spawned]
     return spawned
 
 
 def use_materials(pool, source, branch=""):
     Pool.objects.filter(pk=pool.pk).update(materials_source=source, materials_branch=branch)
-    assert pool.pk in services.pools_with_materials_to_prepare()
-    return services.prepare_materials(pool.pk)
+    assert pool.pk in materials.pools_with_materials_to_prepare()
+    return materials.prepare_materials(pool.pk)
 
 
 def test_every_new_container_holds_the_materials_owned_by_its_user_when_it_is_ready(clean_pools, var_dir, tmp_path, in_container):
@@ -70,14 +71,14 @@ def test_every_new_container_holds_the_materials_owned_by_its_user_when_it_is_re
     in_container(first, "echo changed > /data/numbers.csv && touch /data/new.txt")
     assert files_in(second, FILES, in_container) == FILES
     assert "new.txt" not in in_container(second, "ls /data")
-    assert services.pools_with_materials_to_prepare() == []
+    assert materials.pools_with_materials_to_prepare() == []
 
 
 def test_new_materials_replace_the_ready_containers_and_leave_those_in_use(clean_pools, var_dir, tmp_path, in_container):
     pool = PoolFactory(capacity=3, ready_target=1)
     use_materials(pool, str(write_tree(tmp_path / "day1")))
     [taken] = spawn_ready(pool)
-    services.assign_container(pool=pool, visitor="participant")
+    assignment.assign_container(pool=pool, visitor="participant")
     [waiting] = spawn_ready(pool)
 
     archive = make_tar(tmp_path / "day2.tar.gz", [file_entry(n, c) for n, c in DAY_TWO.items()])
@@ -129,23 +130,23 @@ def test_each_bad_input_is_refused_with_its_message_and_the_previous_materials_s
         event = Event.objects.filter(kind=Event.Kind.MATERIALS, pool=pool).first()
         assert message in event.message and event.message.endswith("keeping version 1")
         assert event.details == {"refused": True}
-        assert services.pools_with_materials_to_prepare() == []  # refused once, not retried each heartbeat
+        assert materials.pools_with_materials_to_prepare() == []  # refused once, not retried each heartbeat
     assert not list(tmp_path.glob("etc")) and not (var_dir / "etc").exists()
 
 
 @pytest.mark.django_db
 def test_a_second_worker_handed_the_same_change_leaves_it_to_the_first(var_dir, tmp_path):
     pool = PoolFactory(materials_source=str(write_tree(tmp_path / "w")))
-    assert services.prepare_materials(pool.pk) == 1
-    assert services.prepare_materials(pool.pk) is None
-    services.refresh_materials(pool)
-    assert services.prepare_materials(pool.pk) == 2
+    assert materials.prepare_materials(pool.pk) == 1
+    assert materials.prepare_materials(pool.pk) is None
+    materials.refresh_materials(pool)
+    assert materials.prepare_materials(pool.pk) == 2
 
 
 @pytest.mark.django_db
 def test_an_empty_source_is_a_version_without_files(var_dir, tmp_path):
     pool = PoolFactory(materials_source=str(write_tree(tmp_path / "w")))
-    services.prepare_materials(pool.pk)
+    materials.prepare_materials(pool.pk)
     assert use_materials(pool, "") == 2
     pool.refresh_from_db()
     assert pool.materials_summary == "none" and not version_folder(pool.pk, 2).exists()
@@ -153,44 +154,42 @@ def test_an_empty_source_is_a_version_without_files(var_dir, tmp_path):
 
 def test_copy_in_honours_the_tar_s_owners(clean_pools, tmp_path, in_container):
     """The backend call the materials and the restored snapshots share."""
-    from pool import dockerapi
-
     [container] = spawn_ready(PoolFactory(capacity=1))
     tar_path = tmp_path / "in.tar"
     with tarfile.open(tar_path, "w") as tar:
         info = tarfile.TarInfo("work/saved.txt")
         info.size, info.uid, info.gid = 3, 1234, 4321
         tar.addfile(info, io.BytesIO(b"yes"))
-    dockerapi.copy_in(container.docker_id, str(tar_path), "/tmp")
+    docker_backend.copy_in(container.backend_id, str(tar_path), "/tmp")
     assert in_container(container, "stat -c %u:%g /tmp/work/saved.txt; cat /tmp/work/saved.txt").split() == ["1234:4321", "yes"]
-    assert dockerapi.notebook_user(container.docker_id).folder == "/"
+    assert docker_backend.notebook_user(container.backend_id).folder == "/"
 
 
 @pytest.mark.django_db
 def test_a_pool_waits_for_its_first_materials_before_it_starts_containers(var_dir, tmp_path):
     pool = PoolFactory(capacity=2, materials_source=str(write_tree(tmp_path / "w")))
-    assert services.fill_pool(pool.pk) == []  # they would start without the files
-    services.prepare_materials(pool.pk)
-    assert len(services.fill_pool(pool.pk)) == 2
+    assert pools.fill_pool(pool.pk) == []  # they would start without the files
+    materials.prepare_materials(pool.pk)
+    assert len(pools.fill_pool(pool.pk)) == 2
 
 
 @pytest.mark.django_db
 def test_a_pool_whose_first_materials_were_refused_starts_containers_without(var_dir, tmp_path):
     pool = PoolFactory(capacity=2, materials_source=str(tmp_path / "missing.zip"))
-    assert services.fill_pool(pool.pk) == []
-    services.prepare_materials(pool.pk)
+    assert pools.fill_pool(pool.pk) == []
+    materials.prepare_materials(pool.pk)
     assert Pool.objects.get(pk=pool.pk).materials_error
-    assert len(services.fill_pool(pool.pk)) == 2
+    assert len(pools.fill_pool(pool.pk)) == 2
 
 
 @pytest.mark.django_db
 def test_an_upload_replaced_by_a_newer_one_is_removed_once_it_is_old(var_dir, tmp_path):
     archive = make_tar(tmp_path / "a.tar.gz", [file_entry("intro.txt", b"one")]).read_bytes()
-    first = services.store_upload(SimpleUploadedFile("day1.tar.gz", archive))
+    first = materials.store_upload(SimpleUploadedFile("day1.tar.gz", archive))
     pool = PoolFactory(materials_source=first)
-    services.prepare_materials(pool.pk)
-    second = services.store_upload(SimpleUploadedFile("day2.tar.gz", archive))
-    young = services.store_upload(SimpleUploadedFile("other.tar.gz", archive))  # an admin form may still be saving it
+    materials.prepare_materials(pool.pk)
+    second = materials.store_upload(SimpleUploadedFile("day2.tar.gz", archive))
+    young = materials.store_upload(SimpleUploadedFile("other.tar.gz", archive))  # an admin form may still be saving it
     os.utime(os.path.dirname(first), (0, 0))
     use_materials(pool, second)
     assert not os.path.exists(first)
@@ -202,8 +201,8 @@ def test_materials_taken_by_a_worker_that_died_are_prepared_again_once_it_is_ove
     pool = PoolFactory(materials_source=str(write_tree(tmp_path / "w")))
     taken = Pool.objects.filter(pk=pool.pk)
     taken.update(materials_tried=pool.materials_wanted, materials_preparing_since=timezone.now())  # a worker at work
-    assert services.pools_with_materials_to_prepare() == [] and services.prepare_materials(pool.pk) is None
+    assert materials.pools_with_materials_to_prepare() == [] and materials.prepare_materials(pool.pk) is None
     taken.update(materials_preparing_since=timezone.now() - timedelta(hours=1))  # ... that never came back
-    assert services.pools_with_materials_to_prepare() == [pool.pk]
-    assert services.prepare_materials(pool.pk) == 1
+    assert materials.pools_with_materials_to_prepare() == [pool.pk]
+    assert materials.prepare_materials(pool.pk) == 1
     assert Pool.objects.get(pk=pool.pk).materials_preparing_since is None

@@ -1,39 +1,14 @@
-"""Where notebooks run: the backend interface, and the backend the settings chose.
+"""The contract of a backend (where notebooks run), and the shapes it takes and returns.
 
-A backend is a module (``TMPNB_BACKEND`` picks it from ``BACKENDS``) that
-turns the outside system's answers into the shapes below and provides:
-
-- ``image_exists(image) -> bool``: the image is there to start from (never pulled).
-- ``ensure_network(name, pool, internal=False, bridge="")``: a network of this
-  installation, made once; an internal one has no way out; ``bridge`` names
-  its Linux bridge where there is one (pool/netguard.py matches it).
-- ``remove_networks()``: remove the installation's networks, once its containers are gone.
-- ``start_container(spec: ContainerSpec) -> StartedContainer``: start one
-  notebook server and return where it answers; on failure raise
-  ``BackendError`` and leave nothing behind.
-- ``remove_container(docker_id_or_name)``: stop and remove; already gone is done.
-- ``list_containers() -> list[ContainerInfo]``: everything labelled with this
-  installation, in one or a few calls (the heartbeat lists once per tick).
-  ``node_down`` tells a notebook lost with its machine from one that stopped.
-- ``copy_out(docker_id, path, destination)``: copy a folder out of a notebook.
-- ``copy_in(docker_id, tar_path, destination)``: extract the tar file
-  ``tar_path`` (on the service's disk) into the folder ``destination`` of a
-  notebook; its files get the owners written in the tar.
-- ``notebook_user(docker_id) -> NotebookUser``: the uid and gid the notebook
-  server runs as, and its working folder (the notebook's root folder).
-
-Every call has a timeout and raises ``BackendError`` (or a subclass) when the
-system refuses or does not answer; a backend labels what it creates and lists
-or removes nothing else. A Kubernetes backend would be one more module: a pod
-per notebook (a Service or the pod IP as its address), labels as here.
+A backend turns the outside system's answers into the shapes below. Every
+call has a timeout and raises ``BackendError`` (or a subclass) when the system
+refuses or does not answer; a backend labels what it creates and lists or
+removes nothing else. A Kubernetes backend would be one more module: a pod per
+notebook (a Service or the pod IP as its address), labels as here.
 """
 
-import importlib
 from dataclasses import dataclass, field
-
-from django.conf import settings
-
-BACKENDS = {"docker": "pool.dockerapi", "swarm": "pool.swarmapi"}
+from typing import Protocol
 
 
 class BackendError(Exception):
@@ -77,7 +52,7 @@ class StartedContainer:
     address on its Docker network, which only the Docker host itself reaches
     (empty where it has none)."""
 
-    docker_id: str
+    backend_id: str
     host_ip: str
     host_port: int | None
     node: str = ""  # the machine it runs on, where there are several
@@ -102,7 +77,7 @@ class NotebookUser:
 
 @dataclass(frozen=True)
 class ContainerInfo:
-    docker_id: str
+    backend_id: str
     name: str
     pool: str
     status: str  # Docker's: created, running, exited, dead, ...
@@ -114,5 +89,38 @@ class ContainerInfo:
         return self.status == "running"
 
 
-def get_backend():
-    return importlib.import_module(BACKENDS[settings.TMPNB_BACKEND])
+class Backend(Protocol):
+    """What pool/services needs of a backend; each module of pool/backends provides it."""
+
+    def image_exists(self, image: str) -> bool:
+        """The image is there to start from (never pulled)."""
+
+    def ensure_network(self, name: str, pool: str, internal: bool = False, bridge: str = "") -> None:
+        """A network of this installation, made once; an internal one has no way
+        out; ``bridge`` names its Linux bridge where there is one (pool/netguard.py matches it)."""
+
+    def remove_networks(self) -> None:
+        """Remove the installation's networks, once its containers are gone."""
+
+    def start_container(self, spec: ContainerSpec) -> StartedContainer:
+        """Start one notebook server and return where it answers; on failure
+        raise ``BackendError`` and leave nothing behind."""
+
+    def remove_container(self, backend_id: str) -> None:
+        """Stop and remove, by id or name; already gone is done."""
+
+    def list_containers(self) -> list[ContainerInfo]:
+        """Everything labelled with this installation, in one or a few calls
+        (the heartbeat lists once per tick). ``node_down`` tells a notebook
+        lost with its machine from one that stopped."""
+
+    def copy_out(self, backend_id: str, path: str, destination: str) -> None:
+        """Copy a folder out of a notebook into the folder ``destination``."""
+
+    def copy_in(self, backend_id: str, tar_path: str, destination: str) -> None:
+        """Extract the tar file ``tar_path`` (on the service's disk) into the
+        folder ``destination`` of a notebook; its files get the owners written in the tar."""
+
+    def notebook_user(self, backend_id: str) -> NotebookUser:
+        """The uid and gid the notebook server runs as, and its working folder
+        (the notebook's root folder)."""

@@ -1,80 +1,24 @@
-"""The single-host Docker backend, and the Docker client the Swarm backend shares.
+"""The single-host Docker backend: containers on one engine.
 
-It turns the SDK's objects into tmpnb's own small shapes, labels everything it
-creates, and only ever lists or removes containers that carry this
-installation's label.
+It turns the SDK's objects into tmpnb's own small shapes (pool.backends.base),
+labels everything it creates, and only ever lists or removes containers that
+carry this installation's label (pool.backends.client).
 """
 
 import contextlib
-import functools
 import logging
 import tarfile
 import tempfile
 import threading
 
-import docker
 import requests
-from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from pool.backend import BackendError, ContainerInfo, ContainerSpec, NotebookUser, StartedContainer  # noqa: F401 (the shapes it returns)
+from pool.backends.base import ContainerInfo, NotebookUser, StartedContainer
+from pool.backends.client import LABEL_POOL, DockerError, client, docker_errors, docker_work, installation_filter, labels_for
+from pool.backends.client import image_exists  # noqa: F401 (this backend's image_exists)
 
 log = logging.getLogger(__name__)
-
-LABEL_POOL = "tmpnb.pool"
-LABEL_INSTALLATION = "tmpnb.installation"
-LABEL_CONTAINER = "tmpnb.container"
-
-
-class DockerError(BackendError):
-    """Docker refused a request or could not be reached."""
-
-
-@contextlib.contextmanager
-def docker_errors(doing, error_class=DockerError):
-    """Turn whatever the SDK raises into ``error_class``: DockerException for
-    a refusal, and requests' ConnectionError or ReadTimeout, which docker-py
-    lets through once its client exists (the engine restarted or went quiet)."""
-    try:
-        yield
-    except (DockerException, requests.RequestException) as error:
-        raise error_class(f"{doing}: {error}") from None
-
-
-@functools.lru_cache(maxsize=2)
-def _client(base_url, version, timeout):
-    return docker.DockerClient(base_url=base_url, version=version, timeout=timeout)
-
-
-def client():
-    return _client(settings.DOCKER_HOST, settings.TMPNB_DOCKER_VERSION, settings.DOCKER_TIMEOUT)
-
-
-@functools.lru_cache(maxsize=1)
-def _docker_slots(size):
-    return threading.BoundedSemaphore(size)
-
-
-@contextlib.contextmanager
-def docker_work():
-    """Bounds the Docker calls one process makes at once (max_dock_workers).
-    The wait for a slot is bounded too: Celery's time limits do nothing in
-    the threads pool, so every wait of a task needs its own deadline."""
-    slots = _docker_slots(settings.TMPNB_MAX_DOCK_WORKERS)
-    wait = 2 * settings.DOCKER_TIMEOUT
-    if not slots.acquire(timeout=wait):
-        raise DockerError(f"no Docker slot came free within {wait}s (all TMPNB_MAX_DOCK_WORKERS busy)")
-    try:
-        yield
-    finally:
-        slots.release()
-
-
-def labels_for(pool_name, container_name=None):
-    labels = {LABEL_INSTALLATION: settings.TMPNB_INSTALLATION, LABEL_POOL: pool_name}
-    if container_name:
-        labels[LABEL_CONTAINER] = container_name
-    return labels
 
 
 def _create_options(spec):
@@ -142,9 +86,8 @@ def ensure_network(name, pool, internal=False, bridge=""):
 
 def remove_networks():
     """Remove the networks of this installation; one still in use stays (and is logged)."""
-    label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
     with docker_errors("listing networks"):
-        networks = client().networks.list(filters={"label": label})
+        networks = client().networks.list(filters=installation_filter())
     for network in networks:
         try:
             network.remove()
@@ -180,17 +123,17 @@ def start_container(spec):
     return started
 
 
-def _remove_left_behind(docker_id):
+def _remove_left_behind(backend_id):
     # The failure being reported matters more; the reconciler removes what stays.
     with contextlib.suppress(DockerError):
-        remove_container(docker_id)
+        remove_container(backend_id)
 
 
-def copy_out(docker_id, path, destination):
+def copy_out(backend_id, path, destination):
     """Copy ``path`` out of a container into the folder ``destination``."""
     try:
-        with docker_errors(f"copying {path} out of {docker_id[:12]}"):
-            chunks, _ = client().api.get_archive(docker_id, path)
+        with docker_errors(f"copying {path} out of {backend_id[:12]}"):
+            chunks, _ = client().api.get_archive(backend_id, path)
             with tempfile.TemporaryFile() as archive:
                 for chunk in chunks:
                     archive.write(chunk)
@@ -199,35 +142,35 @@ def copy_out(docker_id, path, destination):
                     # The "data" filter refuses links and paths that leave the folder.
                     tar.extractall(destination, filter="data")
     except tarfile.TarError as error:
-        raise DockerError(f"copying {path} out of {docker_id[:12]}: {error}") from None
+        raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
 
 
-def copy_in(docker_id, tar_path, destination):
+def copy_in(backend_id, tar_path, destination):
     """Extract the tar file ``tar_path`` into the folder ``destination`` of a
     container. Docker keeps the owners written in the tar (its copyUIDGID
     would look the container's user up on the host, where it is unknown)."""
-    with docker_errors(f"copying {tar_path} into {docker_id[:12]}:{destination}"), docker_work():
+    with docker_errors(f"copying {tar_path} into {backend_id[:12]}:{destination}"), docker_work():
         with open(tar_path, "rb") as archive:
-            if not client().api.put_archive(docker_id, destination, archive):
-                raise DockerError(f"copying {tar_path} into {docker_id[:12]}:{destination}: refused")
+            if not client().api.put_archive(backend_id, destination, archive):
+                raise DockerError(f"copying {tar_path} into {backend_id[:12]}:{destination}: refused")
 
 
-def notebook_user(docker_id):
+def notebook_user(backend_id):
     """Who the notebook server runs as, and its working folder (Jupyter's
     root folder in the usual images), asked of the running container."""
-    with docker_errors(f"asking {docker_id[:12]} for its user"), docker_work():
-        code, output = client().containers.get(docker_id).exec_run(["sh", "-c", "id -u; id -g; pwd"], demux=False)
+    with docker_errors(f"asking {backend_id[:12]} for its user"), docker_work():
+        code, output = client().containers.get(backend_id).exec_run(["sh", "-c", "id -u; id -g; pwd"], demux=False)
     lines = output.decode(errors="replace").split()
     if code != 0 or len(lines) != 3 or not (lines[0].isdigit() and lines[1].isdigit()):
-        raise DockerError(f"asking {docker_id[:12]} for its user: unexpected answer {output[:200]!r}")
+        raise DockerError(f"asking {backend_id[:12]} for its user: unexpected answer {output[:200]!r}")
     return NotebookUser(uid=int(lines[0]), gid=int(lines[1]), folder=lines[2])
 
 
-def remove_container(docker_id):
+def remove_container(backend_id):
     """Kill and remove; a container already gone (404) or going (409) is done."""
-    with docker_errors(f"removing {docker_id[:12]}"), docker_work():
+    with docker_errors(f"removing {backend_id[:12]}"), docker_work():
         try:
-            client().api.remove_container(docker_id, force=True)
+            client().api.remove_container(backend_id, force=True)
         except NotFound:
             pass
         except APIError as error:
@@ -237,19 +180,9 @@ def remove_container(docker_id):
 
 def list_containers():
     """Every container of this installation, running or not, in one call."""
-    label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
     with docker_errors("listing containers"):
-        raw = client().api.containers(all=True, filters={"label": label})
+        raw = client().api.containers(all=True, filters=installation_filter())
     return [
         ContainerInfo(item["Id"], item["Names"][0].lstrip("/"), item["Labels"].get(LABEL_POOL, ""), item["State"])
         for item in raw
     ]
-
-
-def image_exists(image):
-    with docker_errors(f"looking up image {image}"):
-        try:
-            client().images.get(image)
-        except ImageNotFound:
-            return False
-    return True
