@@ -194,12 +194,14 @@ def _git_clone(url, branch, destination, timeout):
     command += ["--branch", branch] if branch else []
     command += ["--", url, str(destination)]
     environment = {
-        **os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS, "GIT_ASKPASS": "true",
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS,
+        "GIT_ASKPASS": "true",
         "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
     }
     # A session of its own, so a timeout ends git's helpers (fetch, index-pack) with it.
-    with subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True, start_new_session=True) as git:
+    with subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True) as git:
         try:
             _, errors = git.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -86,8 +86,11 @@ def prepare_materials(pool_id):
         return None
     # Of two workers handed the same change, only one prepares it.
     claimed = Pool.objects.filter(
-        pk=pool_id, materials_tried=pool.materials_tried, materials_preparing_since=pool.materials_preparing_since,
-        materials_source=pool.materials_source, materials_branch=pool.materials_branch,
+        pk=pool_id,
+        materials_tried=pool.materials_tried,
+        materials_preparing_since=pool.materials_preparing_since,
+        materials_source=pool.materials_source,
+        materials_branch=pool.materials_branch,
     ).update(materials_tried=wanted, materials_error="", materials_preparing_since=timezone.now())
     if not claimed:
         return None
@@ -99,8 +102,12 @@ def prepare_materials(pool_id):
         if pool.materials_source:
             try:
                 prepared = materials.prepare(
-                    pool.materials_source, pool.materials_branch, tree, scratch=scratch,
-                    max_bytes=settings.TMPNB_MATERIALS_MAX_MB * 1_000_000, git_timeout=settings.TMPNB_MATERIALS_GIT_TIMEOUT,
+                    pool.materials_source,
+                    pool.materials_branch,
+                    tree,
+                    scratch=scratch,
+                    max_bytes=settings.TMPNB_MATERIALS_MAX_MB * 1_000_000,
+                    git_timeout=settings.TMPNB_MATERIALS_GIT_TIMEOUT,
                 )
             except MaterialsError as error:
                 _refuse(pool, str(error))
@@ -114,11 +121,13 @@ def prepare_materials(pool_id):
             if prepared:
                 tree.rename(version_folder(pool_id, version))
             Pool.objects.filter(pk=pool_id).update(
-                materials_version=version, materials_prepared_at=timezone.now(), materials_summary=summary[:700], materials_error="",
+                materials_version=version,
+                materials_prepared_at=timezone.now(),
+                materials_summary=summary[:700],
+                materials_error="",
                 materials_preparing_since=None,
             )
-            record_event(Event.Kind.MATERIALS, f"pool {pool.name}: materials version {version}: {summary}",
-                         pool=pool, actor="materials", version=version)
+            record_event(Event.Kind.MATERIALS, f"pool {pool.name}: materials version {version}: {summary}", pool=pool, actor="materials", version=version)
     _remove_versions_before(pool_id, version)
     _remove_unused_uploads()
     drain_pool(current, by="materials")

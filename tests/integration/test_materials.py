@@ -8,7 +8,6 @@ import json
 import re
 from pathlib import Path
 
-
 from pool.backends import docker as docker_backend
 from pool.command import DEFAULT_COMMAND
 from pool.models import Container, Event, Pool, Session
@@ -32,8 +31,14 @@ def ready_with(version, count):
 def test_two_participants_each_get_their_own_copy_from_a_git_repository_and_a_deep_link_opens_it(live_stack, tmp_path, open_browser):  # noqa: F811
     with serving_git(tmp_path, MATERIALS) as url:
         PoolFactory(
-            capacity=3, ready_target=2, image=JUPYTER_IMAGE, command=DEFAULT_COMMAND, redirect_uri="/lab", mem_limit="256m",
-            materials_source=url, materials_branch="workshop",
+            capacity=3,
+            ready_target=2,
+            image=JUPYTER_IMAGE,
+            command=DEFAULT_COMMAND,
+            redirect_uri="/lab",
+            mem_limit="256m",
+            materials_source=url,
+            materials_branch="workshop",
         )
         live_stack.start()
         wait_until(lambda: ready_with(1, 2), timeout=180, what="2 ready JupyterLab containers holding version 1")

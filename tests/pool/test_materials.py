@@ -113,7 +113,7 @@ def test_a_zip_whose_headers_understate_its_sizes_is_still_stopped(tmp_path):
     data = bytearray((tmp_path / "liar.zip").read_bytes())
     # Rewrite the central directory's uncompressed size (offset 24 in its record) to 10 bytes.
     central = data.rfind(b"PK\x01\x02")
-    data[central + 24:central + 28] = (10).to_bytes(4, "little")
+    data[central + 24 : central + 28] = (10).to_bytes(4, "little")
     (tmp_path / "liar.zip").write_bytes(bytes(data))
     with pytest.raises(MaterialsError):
         materials.extract_archive(tmp_path / "liar.zip", tmp_path / "out", 2 * MB)
@@ -217,7 +217,8 @@ def serving_git(root, files=FILES):
     port = free_port()
     daemon = subprocess.Popen(
         ["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", f"--port={port}", f"--base-path={served}", str(served)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         url = f"git://127.0.0.1:{port}/workshop.git"

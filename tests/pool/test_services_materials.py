@@ -90,9 +90,7 @@ def test_new_materials_replace_the_ready_containers_and_leave_those_in_use(clean
     [fresh] = spawn_ready(pool)
     assert Container.objects.get(pk=fresh.pk).materials_version == 2
     assert files_in(fresh, DAY_TWO, in_container) == DAY_TWO
-    assert Event.objects.filter(kind=Event.Kind.MATERIALS, pool=pool).first().message.startswith(
-        f"pool {pool.name}: materials version 2: 2 file(s)"
-    )
+    assert Event.objects.filter(kind=Event.Kind.MATERIALS, pool=pool).first().message.startswith(f"pool {pool.name}: materials version 2: 2 file(s)")
     assert Event.objects.filter(kind=Event.Kind.DRAIN, pool=pool, actor="materials").exists()
     assert not version_folder(pool.pk, 1).exists()  # only the current version is kept
 

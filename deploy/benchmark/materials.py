@@ -10,16 +10,15 @@ and the proxy's route, the same with or without materials. Figures only;
 docs/performance.md and the closing note hold the results.
 
 Run with the project's venv, as root:
-    .venv/bin/python deploy/bench_materials.py [--image IMAGE] [--rounds 3] [--batch 4] [--megabytes 5]
-The tiny image shows the copy's own cost, as it boots in a fraction of a second:
-    ... --image tmpnb/tiny:latest --command "$(python -c 'from tests.factories import TINY_COMMAND; print(TINY_COMMAND)')" --landing ""
+    .venv/bin/python -m deploy.benchmark.materials [--image IMAGE] [--rounds 3] [--batch 4] [--megabytes 5]
+The tiny image (--image tmpnb/tiny:latest) shows the copy's own cost, as it
+boots in a fraction of a second.
 """
 
 import argparse
 import os
 import secrets
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,21 +26,24 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The backends read Django's settings: this run's own, before they are imported.
 SCRATCH = tempfile.TemporaryDirectory(prefix="tmpnb-bench-materials-")
 os.environ.update(
-    DJANGO_SETTINGS_MODULE="tmpnb_site.settings", DJANGO_DEBUG="true", TMPNB_VAR_DIR=SCRATCH.name,
-    TMPNB_INSTALLATION=f"benchmat{secrets.token_hex(3)}", TMPNB_ROUTE_TO="published",
+    DJANGO_SETTINGS_MODULE="tmpnb_site.settings",
+    DJANGO_DEBUG="true",
+    TMPNB_VAR_DIR=SCRATCH.name,
+    TMPNB_INSTALLATION=f"benchmat{secrets.token_hex(3)}",
+    TMPNB_ROUTE_TO="published",
 )
 import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 django.setup()
+from deploy.benchmark.images import COMMANDS, JUPYTER_IMAGE, LANDINGS  # noqa: E402
 from pool import materials  # noqa: E402
 from pool.backends import docker as docker_backend  # noqa: E402
 from pool.backends.base import ContainerSpec  # noqa: E402
-from pool.command import DEFAULT_COMMAND, DEFAULT_IMAGE, render_command  # noqa: E402
+from pool.command import render_command  # noqa: E402
 
 
 def make_materials(folder, megabytes):
@@ -55,13 +57,17 @@ def make_materials(folder, megabytes):
     return folder
 
 
-def spawn(image, command, tree, landing="lab"):
+def spawn(image, tree):
     """Seconds from asking Docker to the landing page answering 200."""
     base, token = f"/user/{secrets.token_hex(6)}/", secrets.token_hex(16)
     spec = ContainerSpec(
-        name=f"tmpnb-{os.environ['TMPNB_INSTALLATION']}-{secrets.token_hex(4)}", image=image, pool="bench",
-        command=render_command(command, base_path=base, port=8888, ip="0.0.0.0", token=token),
-        container_port=8888, host_ip="127.0.0.1", mem_limit="512m",
+        name=f"tmpnb-{os.environ['TMPNB_INSTALLATION']}-{secrets.token_hex(4)}",
+        image=image,
+        pool="bench",
+        command=render_command(COMMANDS[image], base_path=base, port=8888, ip="0.0.0.0", token=token),
+        container_port=8888,
+        host_ip="127.0.0.1",
+        mem_limit="512m",
     )
     started_at = time.perf_counter()
     started = docker_backend.start_container(spec)
@@ -72,7 +78,7 @@ def spawn(image, command, tree, landing="lab"):
             if not tar_path.exists():
                 materials.pack_for_user(tree, tar_path, user.uid, user.gid)
             docker_backend.copy_in(started.backend_id, str(tar_path), user.folder)
-        url = f"http://127.0.0.1:{started.host_port}{base}{landing}?token={token}"
+        url = f"http://127.0.0.1:{started.host_port}{base}{LANDINGS[image].lstrip('/')}?token={token}"
         while time.perf_counter() - started_at < 120:
             try:
                 if requests.get(url, timeout=2).status_code == 200:
@@ -85,19 +91,17 @@ def spawn(image, command, tree, landing="lab"):
         docker_backend.remove_container(started.backend_id)
 
 
-def batch(image, command, tree, size, slots, landing):
+def batch(image, tree, size, slots):
     """Containers ready per second when ``size`` start side by side."""
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=slots * 2) as pool:
-        each = list(pool.map(lambda _: spawn(image, command, tree, landing), range(size)))
+        each = list(pool.map(lambda _: spawn(image, tree), range(size)))
     return size / (time.perf_counter() - began), each
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", default=DEFAULT_IMAGE)
-    parser.add_argument("--command", default=DEFAULT_COMMAND)
-    parser.add_argument("--landing", default="lab", help="the page polled under the base path (empty for the tiny image)")
+    parser.add_argument("--image", default=JUPYTER_IMAGE, choices=sorted(COMMANDS))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--megabytes", type=int, default=5, help="the data file's size in the materials")
@@ -108,10 +112,10 @@ def main():
     results = {"without": {"one": [], "rate": []}, "with": {"one": [], "rate": []}}
     try:
         for round_ in range(args.rounds):
-            for kind in (("without", "with") if round_ % 2 == 0 else ("with", "without")):
+            for kind in ("without", "with") if round_ % 2 == 0 else ("with", "without"):
                 given = tree if kind == "with" else None
-                one = spawn(args.image, args.command, given, args.landing)
-                rate, _ = batch(args.image, args.command, given, args.batch, settings.TMPNB_MAX_DOCK_WORKERS, args.landing)
+                one = spawn(args.image, given)
+                rate, _ = batch(args.image, given, args.batch, settings.TMPNB_MAX_DOCK_WORKERS)
                 results[kind]["one"].append(one)
                 results[kind]["rate"].append(rate)
                 print(f"round {round_ + 1} {kind:>7} materials: one alone ready in {one:.2f} s; batch of {args.batch}: {rate:.2f}/s")
