@@ -61,6 +61,7 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_MATERIALS_MAX_MB", "0", "TMPNB_MATERIALS_MAX_MB must be at least 1"),
         ("TMPNB_MATERIALS_MAX_MB", "lots", "TMPNB_MATERIALS_MAX_MB must be a whole number"),
         ("TMPNB_MATERIALS_GIT_TIMEOUT", "1m", "TMPNB_MATERIALS_GIT_TIMEOUT must be a whole number"),
+        ("TMPNB_ACCESS_LOG", "verbose", "TMPNB_ACCESS_LOG must be true or false"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):
