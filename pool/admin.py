@@ -135,7 +135,7 @@ class ContainerAdmin(RecordAdmin):
 
     @admin.action(description="Kill: stop and remove the container, end its session")
     def kill(self, request, queryset):
-        count = services.kill_containers(queryset.select_related("pool"), by=request.user.get_username())
+        count = services.kill_containers(queryset.select_related("pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} container(s).", messages.SUCCESS)
 
 
@@ -158,7 +158,7 @@ class SessionAdmin(RecordAdmin):
 
     @admin.action(description="Kill: end the session, stop and remove its container")
     def kill(self, request, queryset):
-        count = services.kill_sessions(queryset.select_related("container"), by=request.user.get_username())
+        count = services.kill_sessions(queryset.select_related("container__pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
 
 

@@ -16,6 +16,11 @@ turns the outside system's answers into the shapes below and provides:
   installation, in one or a few calls (the heartbeat lists once per tick).
   ``node_down`` tells a notebook lost with its machine from one that stopped.
 - ``copy_out(docker_id, path, destination)``: copy a folder out of a notebook.
+- ``archive_out(docker_id, path)``: that folder as a tar stream (an iterator
+  of bytes, read as it is consumed); a relative path starts at the
+  container's working directory.
+- ``copy_in(docker_id, tar_path, destination)``: extract a tar file on this
+  machine into a folder of a notebook, keeping its members' uid and gid.
 
 Every call has a timeout and raises ``BackendError`` (or a subclass) when the
 system refuses or does not answer; a backend labels what it creates and lists

@@ -186,18 +186,43 @@ def _remove_left_behind(docker_id):
         remove_container(docker_id)
 
 
+def archive_out(docker_id, path):
+    """The folder or file ``path`` of a container as a tar stream: an iterator
+    of bytes, read as it is consumed (so a caller can stop or cap it). A
+    relative path is taken from the container's working directory."""
+    doing = f"copying {path} out of {docker_id[:12]}"
+    with docker_errors(doing):
+        chunks, _ = client().api.get_archive(docker_id, _in_container(docker_id, path))
+        yield from chunks
+
+
+def copy_in(docker_id, tar_path, destination):
+    """Extract the tar file ``tar_path`` (on this machine) into the folder
+    ``destination`` of a container. Docker keeps the uid and gid of the tar's
+    members: write them as the notebook's user."""
+    with docker_errors(f"copying files into {docker_id[:12]}"), open(tar_path, "rb") as tar:
+        client().api.put_archive(docker_id, _in_container(docker_id, destination), tar)
+
+
+def _in_container(docker_id, path):
+    if path.startswith("/"):
+        return path
+    working_dir = client().api.inspect_container(docker_id)["Config"]["WorkingDir"]
+    if not working_dir:
+        raise DockerError(f"{docker_id[:12]} has no working directory to find {path!r} in")
+    return f"{working_dir.rstrip('/')}/{path}"
+
+
 def copy_out(docker_id, path, destination):
     """Copy ``path`` out of a container into the folder ``destination``."""
     try:
-        with docker_errors(f"copying {path} out of {docker_id[:12]}"):
-            chunks, _ = client().api.get_archive(docker_id, path)
-            with tempfile.TemporaryFile() as archive:
-                for chunk in chunks:
-                    archive.write(chunk)
-                archive.seek(0)
-                with tarfile.open(fileobj=archive) as tar:
-                    # The "data" filter refuses links and paths that leave the folder.
-                    tar.extractall(destination, filter="data")
+        with tempfile.TemporaryFile() as archive:
+            for chunk in archive_out(docker_id, path):
+                archive.write(chunk)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                # The "data" filter refuses links and paths that leave the folder.
+                tar.extractall(destination, filter="data")
     except tarfile.TarError as error:
         raise DockerError(f"copying {path} out of {docker_id[:12]}: {error}") from None
 

@@ -22,7 +22,7 @@ from pool.dockerapi import (
     LABEL_INSTALLATION, LABEL_POOL, DockerError, client, docker_errors, docker_work, image_exists, labels_for,
 )
 
-__all__ = ["copy_out", "ensure_network", "image_exists", "list_containers", "remove_container", "remove_networks",
+__all__ = ["archive_out", "copy_in", "copy_out", "ensure_network", "image_exists", "list_containers", "remove_container", "remove_networks",
            "start_container"]
 
 # Task states after which the task will never run (Swarm's task lifecycle).
@@ -165,3 +165,11 @@ def remove_networks():
 def copy_out(docker_id, path, destination):
     # The task runs on another machine, whose engine the manager does not relay.
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+
+
+def archive_out(docker_id, path):
+    raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+
+
+def copy_in(docker_id, tar_path, destination):
+    raise SwarmError("copying files into a notebook is not available on the swarm backend")

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.db import transaction
 
 from pool import services
+from pool.models import Container
 
 
 def queue_spawns(containers):
@@ -39,3 +40,8 @@ def fill_pool(pool_id):
 @shared_task
 def spawn_container(container_id):
     services.spawn_container(container_id)
+
+
+@shared_task
+def finish_retirement(container_id):
+    services.finish_retirement(Container.objects.select_related("pool").get(pk=container_id))

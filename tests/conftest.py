@@ -50,6 +50,15 @@ def client(client):
     return new_visitor(client)
 
 
+@pytest.fixture
+def tasks_run_here():
+    """Celery tasks queued by the code under test run at once, in this
+    process (an organiser's kill finishes on the worker)."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("logs")

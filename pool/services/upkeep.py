@@ -14,10 +14,11 @@ from django.utils import timezone
 from pool.backend import BackendError, get_backend
 from pool.models import Container, Event, Pool, Session
 from pool.services.assignment import serve_queue
-from pool.services.ending import remove_quietly, retire_and_record, route_container
+from pool.services.ending import finish_retirement, remove_quietly, retire_and_record, route_container
 from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
 from pool.services.retention import prune_history
+from pool.services.snapshots import prune_snapshots
 from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, get_proxy
 
@@ -95,9 +96,10 @@ def _repair_row(row, info, route, now, report):
             record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
     elif row.state == Container.State.STOPPING:
-        if row.ended_at is None or row.ended_at < now - STOPPING_GRACE:
-            remove_quietly(row)
-            row.mark_gone()
+        # Its participant's work may still be being copied out: wait for that too.
+        grace = STOPPING_GRACE + timedelta(seconds=settings.TMPNB_SNAPSHOT_TIMEOUT + settings.DOCKER_TIMEOUT)
+        if row.ended_at is None or row.ended_at < now - grace:
+            finish_retirement(row, delete_route=True)
             report.teardowns_retried += 1
     elif info is None or not info.is_running:
         reason = Session.EndReason.NODE_LOST if info and info.node_down else Session.EndReason.CONTAINER_GONE
@@ -173,6 +175,7 @@ def heartbeat():
         log.warning("reconcile skipped: %s", error)
     drop_abandoned_places()
     prune_history()
+    prune_snapshots()
     for pool_id in Pool.objects.values_list("pk", flat=True):
         serve_queue(pool_id)
     return keep_pools_filled()

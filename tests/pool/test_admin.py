@@ -11,7 +11,7 @@ from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
 
 
 @pytest.fixture
-def live_session(clean_pools):
+def live_session(clean_pools, tasks_run_here):
     pool = PoolFactory(capacity=2)
     for container in services.fill_pool(pool.pk):
         services.spawn_container(container.pk)

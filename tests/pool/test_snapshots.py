@@ -1,0 +1,166 @@
+"""Saving a participant's work at the end of their session, with Docker and
+the proxy faked at their boundary (tests/integration/test_snapshots.py does
+it on the real stack)."""
+
+import io
+import tarfile
+import time
+import zipfile
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pool import services
+from pool.models import Event, Session, Snapshot
+from pool.services.snapshots import notebook_root
+from tests.factories import PoolFactory
+from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
+@pytest.fixture(autouse=True)
+def snapshot_settings(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    settings.TMPNB_SNAPSHOT_HOURS = 48
+    settings.TMPNB_SNAPSHOT_MAX_MB = 1
+    settings.TMPNB_SNAPSHOT_TIMEOUT = 60
+
+
+@pytest.fixture
+def held(fake_backend, fake_proxy):
+    """A session of visitor "ada" whose notebook holds a file and a notebook."""
+    pool = PoolFactory(capacity=1)
+    [row] = services.fill_pool(pool.pk)
+    services.spawn_container(row.pk)
+    session = services.assign_container(pool=pool, visitor="ada")
+    fake_backend.files[row.name] = {"notes.txt": b"my work\n", "analysis.ipynb": NOTEBOOK}
+    return session
+
+
+def zip_contents(snapshot):
+    with zipfile.ZipFile(services.snapshot_path(snapshot)) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
+
+
+def test_an_idle_cull_saves_the_files_as_a_zip_before_the_container_is_removed(held, fake_backend):
+    Session.objects.filter(pk=held.pk).update(last_activity=timezone.now() - timedelta(hours=2))
+    services.cull_sessions()
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"notes.txt": b"my work\n", "analysis.ipynb": NOTEBOOK}
+    assert (snapshot.file_count, snapshot.left_out, snapshot.error) == (2, [], "")
+    assert (snapshot.owner_uid, snapshot.owner_gid) == (1000, 100)
+    assert snapshot.expires_at - snapshot.taken_at == timedelta(hours=48)
+    assert held.container.name in fake_backend.removed
+    event = Event.objects.get(kind=Event.Kind.SNAPSHOT)
+    assert event.session_id == held.pk and event.details == {"size": snapshot.size, "files": 2, "left_out": 0}
+
+
+def test_a_kill_and_a_stop_of_the_service_save_the_files_too(held, fake_backend):
+    services.kill_sessions([held], by="organiser")
+    assert zip_contents(Snapshot.objects.get(session=held))["notes.txt"] == b"my work\n"
+    [row] = services.fill_pool(held.container.pool_id)
+    services.spawn_container(row.pk)
+    second = services.assign_container(pool=held.container.pool, visitor="bea")
+    fake_backend.files[row.name] = {"b.txt": b"bea"}
+    services.stop_all_containers()
+    assert zip_contents(Snapshot.objects.get(session=second)) == {"b.txt": b"bea"}
+
+
+def test_files_over_the_size_cap_are_left_out_and_listed(held, fake_backend):
+    big = b"x" * (700 * 1024)
+    fake_backend.files[held.container.name] = {"a.bin": big, "b.bin": big, "c.txt": b"small"}
+    services.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"a.bin": big, "c.txt": b"small"}
+    assert snapshot.left_out == [{"path": "b.bin", "size": len(big)}]
+    assert "1 left out" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_a_copy_that_runs_out_of_time_keeps_what_it_read_and_the_container_is_still_removed(held, fake_backend, settings):
+    settings.TMPNB_SNAPSHOT_TIMEOUT = 1
+    fake_backend.files[held.container.name] = {"first.txt": b"1", "second.bin": b"y" * 40000}
+    fake_backend.on_chunk = lambda: time.sleep(0.3)  # ten chunks: three seconds
+    services.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert "TMPNB_SNAPSHOT_TIMEOUT" in snapshot.error
+    assert zip_contents(snapshot)["first.txt"] == b"1"
+    assert snapshot.left_out == [{"path": "second.bin", "size": 40000, "cut_short": True}]
+    assert held.container.name in fake_backend.removed
+    assert "stopped early" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_a_failing_copy_is_recorded_and_the_container_is_still_removed(held, fake_backend):
+    del fake_backend.files[held.container.name]
+    services.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert snapshot.file_name == "" and "no such container" in snapshot.error
+    assert services.ended_work(held.container, "ada") == ("none", snapshot)
+    assert held.container.name in fake_backend.removed
+    assert "no work saved" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_a_container_that_died_gets_no_snapshot_and_its_visitor_is_told(held, fake_backend):
+    fake_backend.running.clear()
+    services.reconcile()
+    assert not Snapshot.objects.exists()
+    assert services.ended_work(held.container, "ada") == ("lost", None)
+
+
+def test_only_the_visitor_who_held_it_learns_about_its_files(held):
+    services.kill_sessions([held], by="organiser")
+    assert services.ended_work(held.container, "ada")[0] == "kept"
+    assert services.ended_work(held.container, "bea") is None
+    assert services.ended_work(held.container, None) is None
+    assert services.visitors_snapshot(path_id=held.container.path_id, visitor="bea") is None
+    assert services.visitors_snapshot(path_id=held.container.path_id, visitor="ada") == held.snapshot
+
+
+def test_the_heartbeat_prunes_snapshots_past_their_hours(held):
+    services.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    path = services.snapshot_path(snapshot)
+    assert services.prune_snapshots() == 0 and path.exists()
+    assert services.snapshot_disk() == {held.container.pool_id: (1, snapshot.size)}
+    later = timezone.now() + timedelta(hours=48, seconds=1)
+    assert services.prune_snapshots(later) == 1
+    assert not path.exists()
+    assert services.ended_work(held.container, "ada", now=later)[0] == "expired"
+    assert services.visitors_snapshot(path_id=held.container.path_id, visitor="ada", now=later) is None
+    assert services.snapshot_disk(later) == {}
+
+
+def test_no_snapshot_is_taken_when_their_hours_are_zero(held, settings):
+    settings.TMPNB_SNAPSHOT_HOURS = 0
+    services.kill_sessions([held], by="organiser")
+    assert not Snapshot.objects.exists()
+
+
+def test_restoring_puts_the_files_back_owned_by_the_notebooks_user(held, fake_backend):
+    services.kill_sessions([held], by="organiser")
+    [row] = services.fill_pool(held.container.pool_id)
+    services.spawn_container(row.pk)
+    again = services.assign_container(pool=held.container.pool, visitor="ada")
+    services.restore_work(snapshot=held.snapshot, container=again.container)
+    [(name, destination, data)] = fake_backend.copied_in
+    assert (name, destination) == (again.container.name, notebook_root(again.container.pool))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile(members["notes.txt"]).read() == b"my work\n"
+        assert tar.extractfile(members["analysis.ipynb"]).read() == NOTEBOOK
+    assert {(m.uid, m.gid) for m in members.values()} == {(1000, 100)}
+
+
+@pytest.mark.parametrize(
+    ("command", "root"),
+    [
+        ("jupyter lab --ServerApp.base_url={base_path} --ServerApp.root_dir=/home/jovyan/work", "/home/jovyan/work"),
+        ("jupyter notebook --NotebookApp.base_url={base_path} --NotebookApp.notebook_dir='/srv/nb'", "/srv/nb"),
+        ("jupyter notebook --NotebookApp.base_url={base_path}", "."),
+    ],
+)
+def test_the_folder_saved_is_the_servers_root(command, root):
+    assert notebook_root(PoolFactory.build(command=command)) == root
