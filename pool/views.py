@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
-from django.http import Http404, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext
+from django.views.decorators.http import require_POST
 from django.views.static import serve
 
 from pool import services, visitors
@@ -98,7 +100,64 @@ def user_fallback(request, path_id, rest=""):
     if container is None:
         return page_or_json(request, "pool/ended.html", {"status": "ended"}, 404)
     # A new notebook from the pool the ended one came from.
-    return page_or_json(request, "pool/ended.html", {"status": "ended", "landing": container.pool.landing_path}, 410)
+    context = {"status": "ended", "landing": container.pool.landing_path}
+    work = services.ended_work(container, visitors.visitor_id(request))
+    if work is not None:  # only the visitor who held it hears about its files
+        context.update(_work_context(container, *work))
+    return page_or_json(request, "pool/ended.html", context, 410)
+
+
+def _work_context(container, status, snapshot):
+    context = {"work": status}
+    if status == "saving":
+        context["retry_after"] = 2
+    elif status == "kept":
+        context.update(
+            download=reverse("work-download", args=[container.path_id]),
+            restore=reverse("work-restore", args=[container.path_id]),
+            expires_at=snapshot.expires_at,
+            left_out=[item["path"] for item in snapshot.left_out],
+        )
+    return context
+
+
+def download_work(request, path_id):
+    """The zip of an ended notebook's files, for the visitor who held it; 404
+    for anyone else, as for a notebook that never was."""
+    snapshot = services.visitors_snapshot(path_id=path_id, visitor=visitors.visitor_id(request))
+    if snapshot is None:
+        raise Http404("no such file")
+    return zip_download(snapshot)
+
+
+def zip_download(snapshot):
+    try:
+        work = open(services.snapshot_path(snapshot), "rb")
+    except FileNotFoundError:  # pruned just now
+        raise Http404("no such file") from None
+    name = f"notebook-{snapshot.session.container.pool.name}-{snapshot.taken_at:%Y%m%d-%H%M}.zip"
+    return no_store(FileResponse(work, as_attachment=True, filename=name, content_type="application/zip"))
+
+
+@require_POST
+def restore_work(request, path_id):
+    """A new notebook of the same pool, with the saved files of the ended one
+    put back before the visitor lands in it. A visitor kept waiting lands
+    without them (and may ask again from this page once they hold a notebook)."""
+    visitor = visitors.visitor_id(request)
+    snapshot = services.visitors_snapshot(path_id=path_id, visitor=visitor)
+    if snapshot is None:
+        raise Http404("no such file")
+    pool = snapshot.session.container.pool
+    response = spawn(request, pool_name=pool.name)
+    session = services.active_session(visitor)
+    if response.status_code == 302 and session is not None and session.container.pool_id == pool.pk:
+        try:
+            services.restore_work(snapshot=snapshot, container=session.container)
+        except services.RestoreError:
+            message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
+            return refusal(request, message, RETRY_AFTER)
+    return response
 
 
 def static_files(request, path):

@@ -14,7 +14,7 @@ from django.utils import timezone
 from pool import services
 from pool.models import Event, Session, Snapshot
 from pool.services.snapshots import notebook_root
-from tests.factories import PoolFactory
+from tests.factories import PoolFactory, new_visitor
 from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -164,3 +164,60 @@ def test_restoring_puts_the_files_back_owned_by_the_notebooks_user(held, fake_ba
 )
 def test_the_folder_saved_is_the_servers_root(command, root):
     assert notebook_root(PoolFactory.build(command=command)) == root
+
+
+@pytest.fixture
+def ended_by_kill(client, fake_backend, fake_proxy):
+    """``client`` took a notebook (a file in it) that an organiser killed; it returns that container."""
+    pool = PoolFactory(capacity=1)
+    [row] = services.fill_pool(pool.pk)
+    services.spawn_container(row.pk)
+    assert client.get("/").status_code == 302
+    fake_backend.files[row.name] = {"notes.txt": b"my work\n"}
+    services.kill_sessions(Session.objects.all(), by="organiser")
+    return Session.objects.get().container
+
+
+def test_the_ended_page_offers_the_holder_their_zip_and_nobody_else(client, ended_by_kill):
+    page = client.get(f"/user/{ended_by_kill.path_id}/lab")
+    assert page.status_code == 410
+    download = f"/ended/{ended_by_kill.path_id}/work.zip"
+    assert f'href="{download}"' in page.content.decode() and "Start again with my files" in page.content.decode()
+    response = client.get(download)
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"].startswith('attachment; filename="notebook-default-')
+    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
+        assert archive.read("notes.txt") == b"my work\n"
+    new_visitor(client)  # another browser
+    assert download not in client.get(f"/user/{ended_by_kill.path_id}/lab").content.decode()
+    assert client.get(download).status_code == 404
+    assert client.post(f"/ended/{ended_by_kill.path_id}/restore").status_code == 404
+    client.cookies.clear()  # no visitor cookie at all
+    assert client.get(download).status_code == 404
+
+
+def test_the_ended_page_tells_as_json_where_the_work_is(client, ended_by_kill):
+    answer = client.get(f"/user/{ended_by_kill.path_id}/lab", headers={"Accept": "application/json"}).json()
+    assert answer["work"] == "kept" and answer["download"] == f"/ended/{ended_by_kill.path_id}/work.zip"
+    assert answer["left_out"] == []
+
+
+def test_start_again_with_my_files_lands_in_a_new_notebook_that_has_them(client, ended_by_kill, fake_backend):
+    [row] = services.fill_pool(ended_by_kill.pool_id)
+    services.spawn_container(row.pk)
+    response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
+    assert response.status_code == 302 and response.url.startswith(f"/user/{row.path_id}/")
+    [(name, _, data)] = fake_backend.copied_in
+    assert name == row.name
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert tar.extractfile("notes.txt").read() == b"my work\n"
+
+
+def test_the_organiser_downloads_any_snapshot_from_the_sessions_admin_page(admin_client, ended_by_kill):
+    session = Session.objects.get()
+    page = admin_client.get(f"/admin/pool/session/{session.pk}/change/").content.decode()
+    assert f"/admin/pool/session/{session.pk}/work.zip" in page and "1 file(s)" in page
+    response = admin_client.get(f"/admin/pool/session/{session.pk}/work.zip")
+    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
+        assert archive.read("notes.txt") == b"my work\n"
+    assert admin_client.get(f"/admin/pool/session/{session.pk + 1}/work.zip").status_code == 404
