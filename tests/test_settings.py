@@ -55,6 +55,9 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_LOGIN_LOCKOUT", "15m", "TMPNB_LOGIN_LOCKOUT must be a whole number"),
         ("TMPNB_HISTORY_DAYS", "0", "TMPNB_HISTORY_DAYS must be at least 1"),
         ("TMPNB_HISTORY_DAYS", "forever", "TMPNB_HISTORY_DAYS must be a whole number"),
+        ("TMPNB_SNAPSHOT_HOURS", "-1", "TMPNB_SNAPSHOT_HOURS must be at least 0"),
+        ("TMPNB_SNAPSHOT_MAX_MB", "lots", "TMPNB_SNAPSHOT_MAX_MB must be a whole number"),
+        ("TMPNB_SNAPSHOT_TIMEOUT", "0", "TMPNB_SNAPSHOT_TIMEOUT must be at least 1"),
         ("TMPNB_NETWORK_GUARD", "maybe", "TMPNB_NETWORK_GUARD must be true or false"),
     ],
 )

@@ -3,12 +3,15 @@ the proxy faked at their boundary (tests/integration/test_snapshots.py does
 it on the real stack)."""
 
 import io
+import json
+import re
 import tarfile
 import time
 import zipfile
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from pool import services
@@ -126,8 +129,11 @@ def test_the_heartbeat_prunes_snapshots_past_their_hours(held):
     assert services.prune_snapshots() == 0 and path.exists()
     assert services.snapshot_disk() == {held.container.pool_id: (1, snapshot.size)}
     later = timezone.now() + timedelta(hours=48, seconds=1)
-    assert services.prune_snapshots(later) == 1
+    assert services.prune_snapshots(later - timedelta(seconds=2)) == 0
+    Snapshot.objects.update(expires_at=timezone.now())  # its hours are over
+    services.heartbeat()
     assert not path.exists()
+    assert Snapshot.objects.get().file_name == ""  # the row stays, as history
     assert services.ended_work(held.container, "ada", now=later)[0] == "expired"
     assert services.visitors_snapshot(path_id=held.container.path_id, visitor="ada", now=later) is None
     assert services.snapshot_disk(later) == {}
@@ -221,3 +227,13 @@ def test_the_organiser_downloads_any_snapshot_from_the_sessions_admin_page(admin
     with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
         assert archive.read("notes.txt") == b"my work\n"
     assert admin_client.get(f"/admin/pool/session/{session.pk + 1}/work.zip").status_code == 404
+
+
+def test_the_disk_the_saved_work_takes_is_on_the_dashboard_and_in_pool_status(held, admin_client):
+    services.kill_sessions([held], by="organiser")
+    size = Snapshot.objects.get().size
+    out = io.StringIO()
+    call_command("pool_status", "--json", stdout=out)
+    assert json.loads(out.getvalue())[0]["saved_work"] == {"snapshots": 1, "bytes": size}
+    page = admin_client.get("/admin/").content.decode()
+    assert re.search(rf'<td class="num saved-work">1 · {size}\xa0bytes</td>', page)
