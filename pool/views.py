@@ -143,17 +143,21 @@ def zip_download(snapshot):
 def restore_work(request, path_id):
     """A new notebook of the same pool, with the saved files of the ended one
     put back before the visitor lands in it. A visitor kept waiting lands
-    without them (and may ask again from this page once they hold a notebook)."""
+    without them, and may ask again from this page once they hold a notebook:
+    the files then go into a folder of their own."""
     visitor = visitors.visitor_id(request)
     snapshot = services.visitors_snapshot(path_id=path_id, visitor=visitor)
     if snapshot is None:
         raise Http404("no such file")
     pool = snapshot.session.container.pool
+    held_before = services.active_session(visitor)
     response = spawn(request, pool_name=pool.name)
     session = services.active_session(visitor)
     if response.status_code == 302 and session is not None and session.container.pool_id == pool.pk:
+        # A notebook they already work in keeps its files: the saved ones go into a folder of their own.
+        into = "" if held_before is None else f"saved-work-{snapshot.taken_at:%Y%m%d-%H%M}"
         try:
-            services.restore_work(snapshot=snapshot, container=session.container)
+            services.restore_work(snapshot=snapshot, container=session.container, into=into)
         except services.RestoreError:
             message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
             return refusal(request, message, RETRY_AFTER)

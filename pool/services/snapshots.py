@@ -81,8 +81,9 @@ def save_work(container):
         return None  # a retried teardown: the first one took it
     try:
         _copy_out(snapshot, container)
-    except (BackendError, SnapshotTimeout, tarfile.TarError, OSError) as error:
-        snapshot.error = str(error)[:500]
+    except Exception as error:  # whatever breaks a copy, the end goes ahead (and the log says why)
+        log.warning("the work of %s was not saved: %s", container.name, error, exc_info=not isinstance(error, BackendError))
+        snapshot.error = str(error)[:500] or type(error).__name__
     _finish(snapshot, container)
     return snapshot
 
@@ -226,12 +227,13 @@ def visitors_snapshot(*, path_id, visitor, now=None):
     )
 
 
-def restore_work(*, snapshot, container):
-    """Put the files of ``snapshot`` into the root folder of ``container``,
-    owned by the user who owned them. Raises RestoreError."""
+def restore_work(*, snapshot, container, into=""):
+    """Put the files of ``snapshot`` into the root folder of ``container``
+    (into its subfolder ``into``, if given), owned by the user who owned
+    them. Raises RestoreError."""
     try:
         with tempfile.NamedTemporaryFile(dir=snapshot_dir(), suffix=".tar") as tar_file:
-            _zip_to_tar(snapshot, tar_file)
+            _zip_to_tar(snapshot, tar_file, into)
             tar_file.flush()
             get_backend().copy_in(container.docker_id, tar_file.name, notebook_root(container.pool))
     except (BackendError, OSError, zipfile.BadZipFile) as error:
@@ -243,14 +245,17 @@ def restore_work(*, snapshot, container):
     )
 
 
-def _zip_to_tar(snapshot, tar_file):
+def _zip_to_tar(snapshot, tar_file, into):
     uid, gid = snapshot.owner_uid or 0, snapshot.owner_gid or 0
+    prefix = f"{into}/" if into else ""
     with zipfile.ZipFile(snapshot_path(snapshot)) as archive, tarfile.open(fileobj=tar_file, mode="w") as tar:
+        if into:
+            tar.addfile(_restored_folder(into, uid, gid))
         for info in archive.infolist():
             parts = info.filename.rstrip("/").split("/")
             if info.filename.startswith("/") or ".." in parts:
                 continue  # never outside the folder (our own zips hold no such name)
-            member = tarfile.TarInfo(info.filename.rstrip("/"))
+            member = tarfile.TarInfo(prefix + info.filename.rstrip("/"))
             member.uid, member.gid = uid, gid
             member.mtime = time.mktime((*info.date_time, 0, 0, -1))
             member.mode = (info.external_attr >> 16) & 0o777 or (0o755 if info.is_dir() else 0o644)
@@ -261,6 +266,12 @@ def _zip_to_tar(snapshot, tar_file):
                 member.size = info.file_size
                 with archive.open(info) as source:
                     tar.addfile(member, source)
+
+
+def _restored_folder(name, uid, gid):
+    folder = tarfile.TarInfo(name)
+    folder.type, folder.mode, folder.uid, folder.gid, folder.mtime = tarfile.DIRTYPE, 0o755, uid, gid, time.time()
+    return folder
 
 
 def prune_snapshots(now=None, batch=PRUNE_BATCH):

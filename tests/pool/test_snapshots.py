@@ -237,3 +237,24 @@ def test_the_disk_the_saved_work_takes_is_on_the_dashboard_and_in_pool_status(he
     assert json.loads(out.getvalue())[0]["saved_work"] == {"snapshots": 1, "bytes": size}
     page = admin_client.get("/admin/").content.decode()
     assert re.search(rf'<td class="num saved-work">1 · {size}\xa0bytes</td>', page)
+
+
+def test_a_copy_that_breaks_in_any_way_never_keeps_the_container(held, fake_backend):
+    def breaks():
+        raise ValueError("a name that cannot be written")
+
+    fake_backend.on_chunk = breaks
+    services.kill_sessions([held], by="organiser")
+    assert Snapshot.objects.get(session=held).error == "a name that cannot be written"
+    assert held.container.name in fake_backend.removed
+
+
+def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their_own(client, ended_by_kill, fake_backend):
+    [row] = services.fill_pool(ended_by_kill.pool_id)
+    services.spawn_container(row.pk)
+    assert client.get("/").status_code == 302  # they started again without their files first
+    assert client.post(f"/ended/{ended_by_kill.path_id}/restore").status_code == 302
+    [(_, _, data)] = fake_backend.copied_in
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        folder, notes = tar.getmembers()
+    assert folder.isdir() and folder.name.startswith("saved-work-") and notes.name == f"{folder.name}/notes.txt"
