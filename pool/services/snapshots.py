@@ -40,6 +40,7 @@ SAVED_ON = (
     Session.EndReason.SERVICE_STOPPED,
 )
 PRUNE_BATCH = 500
+ZIP_LEVEL = 1
 ZIP_EPOCH = 315532800  # 1980-01-01: zip cannot date a file earlier
 # The notebook server's root folder, where its command names it.
 ROOT_OPTION = re.compile(r"--(?:ServerApp\.root_dir|NotebookApp\.notebook_dir|notebook-dir)[= ]['\"]?([^'\"\s]+)")
@@ -132,6 +133,10 @@ def _add(snapshot, archive, tar, member, room):
         return 0
     info = zipfile.ZipInfo(path, _zip_time(member.mtime))
     info.compress_type = zipfile.ZIP_DEFLATED
+    # The fastest level: a worker's CPU is shared with spawns, and text (what
+    # notebooks hold) still shrinks several times. zipfile takes a ZipInfo's
+    # level only from this attribute (public as compress_level from 3.13).
+    info._compresslevel = ZIP_LEVEL
     info.external_attr = (stat.S_IFREG | (member.mode & 0o777)) << 16
     try:
         with tar.extractfile(member) as source, archive.open(info, "w", force_zip64=member.size > 2**31) as target:
