@@ -258,3 +258,8 @@ def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         folder, notes = tar.getmembers()
     assert folder.isdir() and folder.name.startswith("saved-work-") and notes.name == f"{folder.name}/notes.txt"
+
+
+def test_the_offer_comes_in_the_participants_language(client, ended_by_kill):
+    page = client.get(f"/user/{ended_by_kill.path_id}/lab", headers={"Accept-Language": "fr"}).content.decode()
+    assert "Télécharger votre travail" in page and "Recommencer avec mes fichiers" in page
