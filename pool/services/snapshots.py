@@ -72,14 +72,9 @@ def save_work(container):
     leaves the container to copy from, save its files. Never raises: a copy
     that fails or runs out of time is recorded, and the removal goes ahead.
     Returns the Snapshot, or None if none was due (or one was taken already)."""
-    session = Session.objects.filter(container_id=container.pk, end_reason__in=SAVED_ON).first()
-    if session is None or not settings.TMPNB_SNAPSHOT_HOURS:
+    snapshot = _claim(container)
+    if snapshot is None:
         return None
-    try:
-        with transaction.atomic():
-            snapshot = Snapshot.objects.create(session=session)
-    except IntegrityError:
-        return None  # a retried teardown: the first one took it
     try:
         _copy_out(snapshot, container)
     except Exception as error:  # whatever breaks a copy, the end goes ahead (and the log says why)
@@ -87,6 +82,29 @@ def save_work(container):
         snapshot.error = str(error)[:500] or type(error).__name__
     _finish(snapshot, container)
     return snapshot
+
+
+def give_up_work(container, why):
+    """Record that the work of ``container`` will not be saved (``why``), if
+    it was due and no copy ever started; for the reconciler, which removes a
+    container whose end was interrupted without copying in the heartbeat."""
+    snapshot = _claim(container)
+    if snapshot is not None:
+        snapshot.error = why
+        _finish(snapshot, container)
+
+
+def _claim(container):
+    """A new Snapshot row for the session ``container`` ended, if one is due
+    and none was started: of two teardowns of one container, one copies."""
+    session = Session.objects.filter(container_id=container.pk, end_reason__in=SAVED_ON).first()
+    if session is None or not settings.TMPNB_SNAPSHOT_HOURS:
+        return None
+    try:
+        with transaction.atomic():
+            return Snapshot.objects.create(session=session)
+    except IntegrityError:
+        return None  # a retried teardown: the first one took it
 
 
 def _copy_out(snapshot, container):

@@ -14,11 +14,11 @@ from django.utils import timezone
 from pool.backend import BackendError, get_backend
 from pool.models import Container, Event, Pool, Session
 from pool.services.assignment import serve_queue
-from pool.services.ending import finish_retirement, remove_quietly, retire_and_record, route_container
+from pool.services.ending import remove_quietly, retire_and_record, route_container
 from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
 from pool.services.retention import prune_history
-from pool.services.snapshots import prune_snapshots
+from pool.services.snapshots import give_up_work, prune_snapshots
 from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, get_proxy
 
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # A STOPPING row this old had its teardown interrupted (a process died): retry it.
 STOPPING_GRACE = timedelta(seconds=30)
 STUCK_SPAWN = "never became ready (its worker stopped?)"
+STOPPED_UNSAVED = "its end was interrupted before the copy (its worker stopped?)"
 
 
 @dataclass
@@ -99,7 +100,10 @@ def _repair_row(row, info, route, now, report):
         # Its participant's work may still be being copied out: wait for that too.
         grace = STOPPING_GRACE + timedelta(seconds=settings.TMPNB_SNAPSHOT_TIMEOUT + settings.DOCKER_TIMEOUT)
         if row.ended_at is None or row.ended_at < now - grace:
-            finish_retirement(row, delete_route=True)
+            # No copy here: the heartbeat serves the waiting room and fills the pools.
+            give_up_work(row, STOPPED_UNSAVED)
+            remove_quietly(row)
+            row.mark_gone()
             report.teardowns_retried += 1
     elif info is None or not info.is_running:
         reason = Session.EndReason.NODE_LOST if info and info.node_down else Session.EndReason.CONTAINER_GONE

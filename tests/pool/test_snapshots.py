@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from pool import services
-from pool.models import Event, Session, Snapshot
+from pool.models import Container, Event, Session, Snapshot
 from pool.services.snapshots import notebook_root
 from tests.factories import PoolFactory, new_visitor
 from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)
@@ -263,3 +263,15 @@ def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their
 def test_the_offer_comes_in_the_participants_language(client, ended_by_kill):
     page = client.get(f"/user/{ended_by_kill.path_id}/lab", headers={"Accept-Language": "fr"}).content.decode()
     assert "Télécharger votre travail" in page and "Recommencer avec mes fichiers" in page
+
+
+def test_the_reconciler_finishes_an_interrupted_end_without_copying_in_the_heartbeat(held, fake_backend, fake_proxy):
+    # An organiser's kill whose queued copy never ran (the worker stopped): the row stays STOPPING.
+    Session.objects.filter(pk=held.pk).end(Session.EndReason.KILLED, by="organiser")
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Container.objects.filter(pk=held.container_id).update(state=Container.State.STOPPING, ended_at=long_ago)
+    assert services.reconcile().teardowns_retried == 1
+    snapshot = Snapshot.objects.get(session=held)
+    assert snapshot.file_name == "" and "interrupted before the copy" in snapshot.error
+    assert services.ended_work(held.container, "ada") == ("none", snapshot)
+    assert held.container.name in fake_backend.removed
