@@ -154,10 +154,8 @@ def restore_work(request, path_id):
     response = spawn(request, pool_name=pool.name)
     session = services.active_session(visitor)
     if response.status_code == 302 and session is not None and session.container.pool_id == pool.pk:
-        # A notebook they already work in keeps its files: the saved ones go into a folder of their own.
-        into = "" if held_before is None else f"saved-work-{snapshot.taken_at:%Y%m%d-%H%M}"
         try:
-            services.restore_work(snapshot=snapshot, container=session.container, into=into)
+            services.restore_work(snapshot=snapshot, container=session.container, in_use=held_before is not None)
         except services.RestoreError:
             message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
             return refusal(request, message, RETRY_AFTER)

@@ -250,10 +250,12 @@ def visitors_snapshot(*, path_id, visitor, now=None):
     )
 
 
-def restore_work(*, snapshot, container, into=""):
-    """Put the files of ``snapshot`` into the root folder of ``container``
-    (into its subfolder ``into``, if given), owned by the user who owned
-    them. Raises RestoreError."""
+def restore_work(*, snapshot, container, in_use=False):
+    """Put the files of ``snapshot`` into the root folder of ``container``,
+    owned by the user who owned them; into a folder of their own if the
+    container is ``in_use`` already, so that none of its files is replaced.
+    Raises RestoreError."""
+    into = f"saved-work-{snapshot.taken_at:%Y%m%d-%H%M}" if in_use else ""
     try:
         with tempfile.NamedTemporaryFile(dir=snapshot_dir(), suffix=".tar") as tar_file:
             _zip_to_tar(snapshot, tar_file, into)
