@@ -200,8 +200,10 @@ def copy_in(docker_id, tar_path, destination):
     """Extract the tar file ``tar_path`` (on this machine) into the folder
     ``destination`` of a container. Docker keeps the uid and gid of the tar's
     members: write them as the notebook's user."""
-    with docker_errors(f"copying files into {docker_id[:12]}"), open(tar_path, "rb") as tar:
-        client().api.put_archive(docker_id, _in_container(docker_id, destination), tar)
+    doing = f"copying {tar_path} into {docker_id[:12]}:{destination}"
+    with docker_errors(doing), docker_work(), open(tar_path, "rb") as tar:
+        if not client().api.put_archive(docker_id, _in_container(docker_id, destination), tar):
+            raise DockerError(f"{doing}: refused")
 
 
 def _in_container(docker_id, path):
