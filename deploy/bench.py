@@ -332,8 +332,8 @@ class Service:
         client = docker_client()
         try:
             return {
-                path_id: client.api.inspect_container(docker_id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
-                for path_id, docker_id in self.query("SELECT path_id, docker_id FROM pool_container WHERE state = 'assigned'")
+                path_id: client.api.inspect_container(backend_id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+                for path_id, backend_id in self.query("SELECT path_id, backend_id FROM pool_container WHERE state = 'assigned'")
             }
         finally:
             client.close()

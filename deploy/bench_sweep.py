@@ -91,19 +91,21 @@ def main():
     django.setup()
     from django.core.management import call_command
 
-    from pool import dockerapi, services
+    from pool.backends import docker as docker_backend
+    from pool.backends.client import client as docker_engine, labels_for
     from pool.models import Container, Pool, Session
+    from pool.services import upkeep
     from proxyapi import get_proxy
 
     call_command("migrate", verbosity=0)
     pool = Pool.objects.create(name="sweep", image="tmpnb/tiny:latest", command="sleep {base_path}", capacity=SESSIONS)
-    docker_client = dockerapi.client()
+    docker_client = docker_engine()
     names = [f"tmpnb-{installation}-sweep-{n:04d}" for n in range(SESSIONS)]
     started = time.monotonic()
     try:
         def run(name):
             container = docker_client.containers.create(
-                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=dockerapi.labels_for(pool.name, name), network_mode="none"
+                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=labels_for(pool.name, name), network_mode="none"
             )
             container.start()
             return container.id
@@ -111,9 +113,9 @@ def main():
         with ThreadPoolExecutor(8) as pool_of_threads:
             ids = list(pool_of_threads.map(run, names))
         rows = Container.objects.bulk_create(
-            Container(pool=pool, name=name, path_id=f"{n:012x}", token="t", docker_id=docker_id, host_ip="127.0.0.1",
+            Container(pool=pool, name=name, path_id=f"{n:012x}", token="t", backend_id=backend_id, host_ip="127.0.0.1",
                       host_port=20000 + n, state=Container.State.ASSIGNED)
-            for n, (name, docker_id) in enumerate(zip(names, ids))
+            for n, (name, backend_id) in enumerate(zip(names, ids))
         )
         Session.objects.bulk_create(Session(visitor=f"v{row.pk}", container=row) for row in rows)
         client = get_proxy()
@@ -124,7 +126,7 @@ def main():
         calls = Calls()
         calls.install()
         results = {"sessions": SESSIONS, "setup_seconds": round(setup_seconds, 1)}
-        for tick, run_tick in (("reconcile", services.reconcile), ("cull", services.cull_sessions)):
+        for tick, run_tick in (("reconcile", upkeep.reconcile), ("cull", upkeep.cull_sessions)):
             begin = time.monotonic()
             outcome = run_tick()
             results[f"{tick}_seconds"] = round(time.monotonic() - begin, 3)
@@ -134,7 +136,7 @@ def main():
         print(json.dumps(results))
     finally:
         with ThreadPoolExecutor(8) as pool_of_threads:
-            list(pool_of_threads.map(lambda info: dockerapi.remove_container(info.docker_id), dockerapi.list_containers()))
+            list(pool_of_threads.map(lambda info: docker_backend.remove_container(info.backend_id), docker_backend.list_containers()))
         proxy.terminate()
         proxy.wait()
         subprocess.run(["rm", "-rf", str(state)], check=False)

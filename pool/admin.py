@@ -8,9 +8,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from pool import services
-from pool.backend import BackendError, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError
 from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
+from pool.services import ending, events, pools
 from pool.views import zip_download
 
 
@@ -78,21 +79,21 @@ class PoolAdmin(admin.ModelAdmin):
     @admin.action(description="Resume spawning (after fixing what made it fail)")
     def resume(self, request, queryset):
         for pool in queryset:
-            services.resume_spawning(pool)
+            pools.resume_spawning(pool)
         self.message_user(request, "Spawning resumed.", messages.SUCCESS)
 
     @admin.action(description="Drain: replace every container not in use (after changing the image)")
     def drain(self, request, queryset):
-        drained = sum(services.drain_pool(pool, by=request.user.get_username()) for pool in queryset)
+        drained = sum(pools.drain_pool(pool, by=request.user.get_username()) for pool in queryset)
         self.message_user(request, f"Replacing {drained} container(s); containers in use keep running.", messages.SUCCESS)
 
     def save_model(self, request, pool, form, change):
         # A new size goes through resize_pool, which logs who changed it.
         if change and {"capacity", "ready_target"} & set(form.changed_data):
-            services.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
+            pools.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
         super().save_model(request, pool, form, change)
         if change and pool.paused_reason:
-            services.resume_spawning(pool)  # the organiser changed what failed
+            pools.resume_spawning(pool)  # the organiser changed what failed
 
     def get_queryset(self, request):
         # distinct: the two joins (containers, queue) multiply each other's rows.
@@ -134,12 +135,12 @@ class RecordAdmin(admin.ModelAdmin):
 class ContainerAdmin(RecordAdmin):
     list_display = ["name", "pool", "state", "node", "base_path", "host_port", "created_at", "ready_at", "assigned_at"]
     list_filter = ["state", "pool", "node"]
-    search_fields = ["name", "path_id", "docker_id"]
+    search_fields = ["name", "path_id", "backend_id"]
     actions = ["kill"]
 
     @admin.action(description="Kill: stop and remove the container, end its session")
     def kill(self, request, queryset):
-        count = services.kill_containers(queryset.select_related("pool"), by=request.user.get_username(), on_worker=True)
+        count = ending.kill_containers(queryset.select_related("pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} container(s).", messages.SUCCESS)
 
 
@@ -191,7 +192,7 @@ class SessionAdmin(RecordAdmin):
 
     @admin.action(description="Kill: end the session, stop and remove its container")
     def kill(self, request, queryset):
-        count = services.kill_sessions(queryset.select_related("container__pool"), by=request.user.get_username(), on_worker=True)
+        count = ending.kill_sessions(queryset.select_related("container__pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
 
 
@@ -213,5 +214,5 @@ class EventAdmin(RecordAdmin):
     def export_csv(self, request, queryset):
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="tmpnb-events-{timezone.now():%Y%m%d-%H%M%S}.csv"'
-        services.write_events_csv(queryset, response)
+        events.write_events_csv(queryset, response)
         return response

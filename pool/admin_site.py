@@ -7,8 +7,8 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from pool import services
 from pool.models import Session
+from pool.services import dashboard, ending
 
 REFRESH_SECONDS = 10
 
@@ -27,7 +27,7 @@ class TmpnbAdminSite(admin.AdminSite):
         ]
 
     def _dashboard_context(self, request):
-        return {"dashboard": services.dashboard(window=request.GET.get("window", "24h")), "refresh": REFRESH_SECONDS}
+        return {"dashboard": dashboard.dashboard(window=request.GET.get("window", "24h")), "refresh": REFRESH_SECONDS}
 
     def index(self, request, extra_context=None):
         return super().index(request, extra_context={**self._dashboard_context(request), **(extra_context or {})})
@@ -43,6 +43,6 @@ class TmpnbAdminSite(admin.AdminSite):
             raise PermissionDenied
         chosen = request.POST.getlist("one") or request.POST.getlist("session")
         sessions = Session.objects.active().filter(pk__in=chosen).select_related("container__pool")
-        killed = services.kill_sessions(sessions, by=request.user.get_username(), on_worker=True)
+        killed = ending.kill_sessions(sessions, by=request.user.get_username(), on_worker=True)
         messages.success(request, f"Killed {killed} session(s).")
         return redirect("admin:index")

@@ -12,9 +12,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 import tmpnb_site
-from pool import metrics as prometheus
-from pool import services
+from pool import prometheus
 from pool.http import client_address
+from pool.services import assignment, pools, usage, waiting
 from pool.views import refusal, too_busy_json
 
 
@@ -52,21 +52,21 @@ def spawn(request):
     denied = _token_refusal(request, settings.TMPNB_API_TOKEN, "TMPNB_API_TOKEN")
     if denied:
         return denied
-    pool = services.get_default_pool()
+    pool = pools.get_default_pool()
     ticket = secrets.token_hex(16)
     wait = _wants_to_wait(request)
     try:
-        admission = services.admit(pool=pool, visitor=f"api-{ticket}", client_ip=client_address(request), wait=wait, new_visitor=True)
-    except services.AddressLimitReached as error:
+        admission = assignment.admit(pool=pool, visitor=f"api-{ticket}", client_ip=client_address(request), wait=wait, new_visitor=True)
+    except assignment.AddressLimitReached as error:
         return refusal(request, str(error), 60)
     if admission.session is not None:
         container = admission.session.container
         body = {"id": container.path_id, "url": container.url_for(pool.redirect_uri), "token": container.token}
         return JsonResponse(body, status=201)
-    services.record_turned_away(pool=pool, visitor=f"api-{ticket}")
+    usage.record_turned_away(pool=pool, visitor=f"api-{ticket}")
     if not wait:
         return too_busy_json(pool)
-    status = services.admission_status(f"api-{ticket}")
+    status = waiting.admission_status(f"api-{ticket}")
     return JsonResponse({**status, "status_url": reverse("api-spawn-status", args=[ticket])}, status=202)
 
 
@@ -76,13 +76,13 @@ def spawn_status(request, ticket):
     denied = _token_refusal(request, settings.TMPNB_API_TOKEN, "TMPNB_API_TOKEN")
     if denied:
         return denied
-    return JsonResponse(services.admission_status(f"api-{ticket}"))
+    return JsonResponse(waiting.admission_status(f"api-{ticket}"))
 
 
 @require_GET
 def stats(request):
-    pool = services.get_default_pool()
-    return JsonResponse({**services.pool_stats(pool), "version": tmpnb_site.__version__})
+    pool = pools.get_default_pool()
+    return JsonResponse({**pools.pool_stats(pool), "version": tmpnb_site.__version__})
 
 
 @csrf_exempt
@@ -91,7 +91,7 @@ def drain(request):
     denied = _token_refusal(request, settings.TMPNB_ADMIN_TOKEN, "TMPNB_ADMIN_TOKEN")
     if denied:
         return denied
-    drained = services.drain_pool(services.get_default_pool(), by="api")
+    drained = pools.drain_pool(pools.get_default_pool(), by="api")
     return JsonResponse({"drained": drained}, status=202)
 
 

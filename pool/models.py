@@ -202,7 +202,7 @@ class Container(models.Model):
         State.FAILED: (),
     }
     # What ContainerQuerySet.claim_longest_ready reads back.
-    CLAIM_RETURNS = {"id", "pool_id", "name", "path_id", "token", "docker_id", "host_ip", "host_port", "node"}
+    CLAIM_RETURNS = {"id", "pool_id", "name", "path_id", "token", "backend_id", "host_ip", "host_port", "node"}
     # The time a state is entered is stamped on this field.
     ENTERED_AT = {
         State.READY: "ready_at",
@@ -216,7 +216,7 @@ class Container(models.Model):
     name = models.CharField(max_length=200, unique=True)
     path_id = models.CharField(max_length=64, unique=True, help_text="The <id> of /user/<id>/.")
     token = models.CharField(max_length=100, blank=True)
-    docker_id = models.CharField(max_length=64, blank=True, db_index=True)
+    backend_id = models.CharField(max_length=64, blank=True, db_index=True)
     host_ip = models.GenericIPAddressField(null=True, blank=True)
     host_port = models.PositiveIntegerField(null=True, blank=True)
     node = models.CharField(max_length=200, blank=True, help_text="The machine it runs on (Swarm backend).")
@@ -258,10 +258,10 @@ class Container(models.Model):
     def mark_started(self, started):
         """Record where a started container runs (a backend's StartedContainer)
         and the address the proxy reaches it at (TMPNB_ROUTE_TO)."""
-        self.docker_id = started.docker_id
+        self.backend_id = started.backend_id
         self.host_ip, self.host_port = started.address(settings.TMPNB_ROUTE_TO)
         self.node = started.node
-        self.save(update_fields=["docker_id", "host_ip", "host_port", "node"])
+        self.save(update_fields=["backend_id", "host_ip", "host_port", "node"])
 
     @classmethod
     def sources_of(cls, state):

@@ -1,47 +1,52 @@
-"""Celery tasks: a few lines each, the work is in pool.services."""
+"""Celery tasks: a few lines each, the work is in pool.services.
+
+Each task keeps the name it was registered under before the functions were
+named as tasks (``name=``), so messages already queued in Redis and the beat
+schedule (tmpnb_site/celery.py) still reach it after an upgrade.
+"""
 
 from celery import shared_task
 from django.db import transaction
 
-from pool import services
 from pool.models import Container
+from pool.services import ending, pools, schedules, spawning, upkeep, usage
 
 
 def queue_spawns(containers):
     for container in containers:
-        transaction.on_commit(lambda pk=container.pk: spawn_container.delay(pk))
+        transaction.on_commit(lambda pk=container.pk: spawn_container_task.delay(pk))
 
 
-@shared_task
-def heartbeat():
-    queue_spawns(services.heartbeat())
+@shared_task(name="pool.tasks.heartbeat")
+def heartbeat_task():
+    queue_spawns(upkeep.heartbeat())
 
 
-@shared_task
-def cull():
-    services.cull_sessions()
+@shared_task(name="pool.tasks.cull")
+def cull_task():
+    upkeep.cull_sessions()
 
 
-@shared_task
-def sample_usage():
-    services.take_usage_sample()
+@shared_task(name="pool.tasks.sample_usage")
+def sample_usage_task():
+    usage.take_usage_sample()
 
 
-@shared_task
-def apply_schedules():
-    services.apply_due_schedules()
+@shared_task(name="pool.tasks.apply_schedules")
+def apply_schedules_task():
+    schedules.apply_due_schedules()
 
 
-@shared_task
-def fill_pool(pool_id):
-    queue_spawns(services.fill_pool(pool_id))
+@shared_task(name="pool.tasks.fill_pool")
+def fill_pool_task(pool_id):
+    queue_spawns(pools.fill_pool(pool_id))
 
 
-@shared_task
-def spawn_container(container_id):
-    services.spawn_container(container_id)
+@shared_task(name="pool.tasks.spawn_container")
+def spawn_container_task(container_id):
+    spawning.spawn_container(container_id)
 
 
-@shared_task
-def finish_retirement(container_id):
-    services.finish_retirement(Container.objects.select_related("pool").get(pk=container_id))
+@shared_task(name="pool.tasks.finish_retirement")
+def finish_retirement_task(container_id):
+    ending.finish_retirement(Container.objects.select_related("pool").get(pk=container_id))

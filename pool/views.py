@@ -7,9 +7,10 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 from django.views.static import serve
 
-from pool import services, visitors
+from pool import visitors
 from pool.http import client_address, no_store, page_or_json, spawn_rate_exceeded, wants_json
 from pool.models import Container
+from pool.services import assignment, pools, snapshots, spawning, usage, waiting
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
 POLL_SECONDS = 2  # the waiting page asks again this long after a failed status request
@@ -21,7 +22,7 @@ def spawn(request, path="", pool_name=None):
     takes their place in the waiting room."""
     if spawn_rate_exceeded(request):
         return refusal(request, gettext("Too many requests from your network address; please wait a minute."), 60)
-    pool = services.get_default_pool() if pool_name is None else services.pool_named(pool_name)
+    pool = pools.get_default_pool() if pool_name is None else pools.pool_named(pool_name)
     if pool is None:
         raise Http404("no such pool")
     if (answer := visitors.gate(request, pool)) is not None:
@@ -31,8 +32,8 @@ def spawn(request, path="", pool_name=None):
     # they are told when to come back instead (or use POST /api/spawn with wait).
     queue = not wants_json(request)
     try:
-        admission = services.admit(pool=pool, visitor=visitor, client_ip=client_address(request), path=path, wait=queue)
-    except services.AddressLimitReached as error:
+        admission = assignment.admit(pool=pool, visitor=visitor, client_ip=client_address(request), path=path, wait=queue)
+    except assignment.AddressLimitReached as error:
         response = refusal(request, str(error), 60)
     else:
         session = admission.session
@@ -42,29 +43,29 @@ def spawn(request, path="", pool_name=None):
         elif session is not None:
             response = redirect(session.container.url_for(path or admission.next_path or pool.redirect_uri))
         else:
-            services.record_turned_away(pool=pool, visitor=visitor)  # kept waiting, or told to come back
+            usage.record_turned_away(pool=pool, visitor=visitor)  # kept waiting, or told to come back
             response = waiting_page(request, visitor) if queue else too_busy_json(pool)
     visitors.set_visitor_cookie(response, visitor)
     return response
 
 
-def spawn_status(request):
+def waiting_status(request):
     """What the waiting page polls: ready (with the URL), or the visitor's
     place. With ``?wait=1`` a waiting visitor's request is held until they are
     served (a long poll); the answer says when to ask again (poll_seconds)."""
     visitor = visitors.visitor_id(request)
-    status = services.await_admission(visitor, wait=bool(request.GET.get("wait"))) if visitor else {"status": "unknown"}
+    status = waiting.await_admission(visitor, wait=bool(request.GET.get("wait"))) if visitor else {"status": "unknown"}
     return no_store(JsonResponse(status))
 
 
 def waiting_page(request, visitor):
-    status = services.admission_status(visitor)
+    status = waiting.admission_status(visitor)
     context = {"status": status, "retry_after": RETRY_AFTER, "poll_seconds": POLL_SECONDS}
     return no_store(render(request, "pool/waiting.html", context), RETRY_AFTER)
 
 
 def too_busy_json(pool):
-    estimate = services.estimate_wait(pool, pool.queue.waiting().count() + 1)
+    estimate = waiting.estimate_wait(pool, pool.queue.waiting().count() + 1)
     retry_after = max(1, round(estimate.seconds)) if estimate.seconds is not None else RETRY_AFTER
     body = {
         "status": "full",
@@ -101,7 +102,7 @@ def user_fallback(request, path_id, rest=""):
         return page_or_json(request, "pool/ended.html", {"status": "ended"}, 404)
     # A new notebook from the pool the ended one came from.
     context = {"status": "ended", "landing": container.pool.landing_path}
-    work = services.ended_work(container, visitors.visitor_id(request))
+    work = snapshots.ended_work(container, visitors.visitor_id(request))
     if work is not None:  # only the visitor who held it hears about its files
         context.update(_work_context(container, *work))
     return page_or_json(request, "pool/ended.html", context, 410)
@@ -124,7 +125,7 @@ def _work_context(container, status, snapshot):
 def download_work(request, path_id):
     """The zip of an ended notebook's files, for the visitor who held it; 404
     for anyone else, as for a notebook that never was."""
-    snapshot = services.visitors_snapshot(path_id=path_id, visitor=visitors.visitor_id(request))
+    snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitors.visitor_id(request))
     if snapshot is None:
         raise Http404("no such file")
     return zip_download(snapshot)
@@ -132,7 +133,7 @@ def download_work(request, path_id):
 
 def zip_download(snapshot):
     try:
-        work = open(services.snapshot_path(snapshot), "rb")
+        work = open(snapshots.snapshot_path(snapshot), "rb")
     except FileNotFoundError:  # pruned just now
         raise Http404("no such file") from None
     name = f"notebook-{snapshot.session.container.pool.name}-{snapshot.taken_at:%Y%m%d-%H%M}.zip"
@@ -146,17 +147,17 @@ def restore_work(request, path_id):
     without them, and may ask again from this page once they hold a notebook:
     the files then go into a folder of their own."""
     visitor = visitors.visitor_id(request)
-    snapshot = services.visitors_snapshot(path_id=path_id, visitor=visitor)
+    snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitor)
     if snapshot is None:
         raise Http404("no such file")
     pool = snapshot.session.container.pool
-    held_before = services.active_session(visitor)
+    held_before = assignment.active_session(visitor)
     response = spawn(request, pool_name=pool.name)
-    session = services.active_session(visitor)
+    session = assignment.active_session(visitor)
     if response.status_code == 302 and session is not None and session.container.pool_id == pool.pk:
         try:
-            services.restore_work(snapshot=snapshot, container=session.container, in_use=held_before is not None)
-        except services.RestoreError:
+            snapshots.restore_work(snapshot=snapshot, container=session.container, in_use=held_before is not None)
+        except snapshots.RestoreError:
             message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
             return refusal(request, message, RETRY_AFTER)
     return response
@@ -167,6 +168,6 @@ def static_files(request, path):
     if not settings.TMPNB_STATIC_FILES:
         raise Http404("no static files are configured")
     try:
-        return serve(request, path, document_root=services.static_files_root())
+        return serve(request, path, document_root=spawning.static_files_root())
     except SuspiciousFileOperation:  # a path that climbs out of the folder
         raise Http404("no such file") from None

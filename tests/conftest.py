@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings
 from django.test.utils import override_settings
 
-from pool import dockerapi, services
-from pool.services import pools
+from pool.backends import docker as docker_backend
+from pool.services import ending, pools
 from tests import stack
 from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
@@ -29,10 +29,10 @@ def isolated_settings(tmp_path_factory):
     use_redis("redis://127.0.0.1:9/0")
     settings.TMPNB_SPAWN_TIMEOUT = 30
     yield
-    leftovers = dockerapi.list_containers()
+    leftovers = docker_backend.list_containers()
     for info in leftovers:
-        dockerapi.remove_container(info.docker_id)
-    dockerapi.remove_networks()
+        docker_backend.remove_container(info.backend_id)
+    docker_backend.remove_networks()
 
 
 def use_redis(url):
@@ -67,7 +67,7 @@ def log_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def docker_images():
     for image in (TINY_IMAGE, JUPYTER_IMAGE, CLASSIC_JUPYTER_IMAGE):
-        assert dockerapi.image_exists(image), f"{image} is missing: deploy/test builds it (deploy/images/)"
+        assert docker_backend.image_exists(image), f"{image} is missing: deploy/test builds it (deploy/images/)"
 
 
 @pytest.fixture(autouse=True)
@@ -81,9 +81,9 @@ def fresh_pool_lookups():
 @pytest.fixture(autouse=True)
 def no_containers_left_behind():
     yield
-    left = dockerapi.list_containers()
+    left = docker_backend.list_containers()
     for info in left:
-        dockerapi.remove_container(info.docker_id)
+        docker_backend.remove_container(info.backend_id)
     assert not left, f"the test left containers behind: {[c.name for c in left]}"
 
 
@@ -124,7 +124,7 @@ def routes_cleaned(proxy):
 def clean_pools(transactional_db, routes_cleaned, docker_images):
     """Real containers and routes made by services are removed after the test."""
     yield
-    services.stop_all_containers()
+    ending.stop_all_containers()
 
 
 def test_database_url():

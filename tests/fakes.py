@@ -3,7 +3,6 @@ of the rules that must interleave with an outside call (a drain landing while
 a container starts, a listing taken while a spawn completes)."""
 
 import io
-import sys
 import tarfile
 import threading
 import types
@@ -13,7 +12,8 @@ from pathlib import PurePosixPath
 import pytest
 from django.conf import settings
 
-from pool import backend
+from pool import backends
+from pool.backends.base import BackendError, ContainerInfo, StartedContainer
 from proxyapi import Route
 
 
@@ -35,11 +35,11 @@ class FakeBackend(types.ModuleType):
     def start_container(self, spec):
         if self.on_start:
             self.on_start(spec)
-        self.running[spec.name] = backend.ContainerInfo(f"id-{spec.name}", spec.name, spec.pool, "running")
-        return backend.StartedContainer(f"id-{spec.name}", "127.0.0.1", self.port)
+        self.running[spec.name] = ContainerInfo(f"id-{spec.name}", spec.name, spec.pool, "running")
+        return StartedContainer(f"id-{spec.name}", "127.0.0.1", self.port)
 
-    def remove_container(self, docker_id):
-        name = docker_id.removeprefix("id-")
+    def remove_container(self, backend_id):
+        name = backend_id.removeprefix("id-")
         self.removed.append(name)
         self.running.pop(name, None)
 
@@ -52,12 +52,12 @@ class FakeBackend(types.ModuleType):
     def remove_networks(self):
         pass
 
-    def archive_out(self, docker_id, path):
+    def archive_out(self, backend_id, path):
         """The tar Docker streams for ``path``: its folder, then each file of
         ``self.files[name]`` ({relative path: bytes}) owned by 1000:100."""
-        files = self.files.get(docker_id.removeprefix("id-"))
+        files = self.files.get(backend_id.removeprefix("id-"))
         if files is None:
-            raise backend.BackendError(f"no such container: {docker_id}")
+            raise BackendError(f"no such container: {backend_id}")
         buffer = io.BytesIO()
         folder = PurePosixPath(path).name or "work"
         with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -70,9 +70,9 @@ class FakeBackend(types.ModuleType):
                 self.on_chunk()
             yield data[start:start + self.chunk_size]
 
-    def copy_in(self, docker_id, tar_path, destination):
+    def copy_in(self, backend_id, tar_path, destination):
         with open(tar_path, "rb") as tar:
-            self.copied_in.append((docker_id.removeprefix("id-"), destination, tar.read()))
+            self.copied_in.append((backend_id.removeprefix("id-"), destination, tar.read()))
 
 
 def _member(name, kind, size):
@@ -121,8 +121,7 @@ def notebook_stand_in():
 @pytest.fixture
 def fake_backend(monkeypatch, notebook_stand_in):
     fake = FakeBackend(notebook_stand_in)
-    monkeypatch.setitem(sys.modules, fake.__name__, fake)
-    monkeypatch.setitem(backend.BACKENDS, settings.TMPNB_BACKEND, fake.__name__)
+    monkeypatch.setitem(backends.BACKENDS, settings.TMPNB_BACKEND, fake)
     return fake
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from pool.backend import BACKENDS, ROUTE_TO
+from pool.backends import BACKENDS
+from pool.backends.base import ROUTE_TO
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, check_command_template
 from pool.options import parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
@@ -182,7 +183,7 @@ if not DEBUG:
     if not CONFIGPROXY_AUTH_TOKEN:
         raise ImproperlyConfigured("CONFIGPROXY_AUTH_TOKEN must be set (deploy/up makes one; deploy/manage runs a command with it); only DJANGO_DEBUG=true runs without it")
 DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
-# Where notebooks run (pool/backend.py): one Docker Engine, or a Swarm whose
+# Where notebooks run (pool/backends/): one Docker Engine, or a Swarm whose
 # manager is DOCKER_HOST.
 TMPNB_BACKEND = env_str("TMPNB_BACKEND", "docker")
 if TMPNB_BACKEND not in BACKENDS:
@@ -336,7 +337,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 # Threads, not processes: a spawn spends most of its time waiting for the
 # notebook to answer, and Docker calls themselves are bounded by
-# TMPNB_MAX_DOCK_WORKERS (pool/dockerapi.py).
+# TMPNB_MAX_DOCK_WORKERS (pool/backends/client.py).
 CELERY_WORKER_POOL = "threads"
 CELERY_WORKER_CONCURRENCY = TMPNB_MAX_DOCK_WORKERS * 4
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

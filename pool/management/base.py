@@ -1,13 +1,13 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from pool import services
-from pool.backend import BackendError
+from pool.backends.base import BackendError
 from pool.models import Pool
+from pool.services import pools
 from proxyapi import ProxyError
 
 # What the service refuses or cannot reach, each with a message for people.
-REFUSALS = (services.PoolError, ValidationError, BackendError, ProxyError)
+REFUSALS = (pools.PoolError, ValidationError, BackendError, ProxyError)
 
 
 def refusal_message(error):
@@ -49,7 +49,7 @@ class PoolCommand(ServiceCommand):
 
     def handle(self, *args, pool=None, **options):
         if pool is None:
-            target = None if self.every_pool_by_default else services.get_default_pool()
+            target = None if self.every_pool_by_default else pools.get_default_pool()
         else:
             target = Pool.objects.filter(name=pool).first()
             if target is None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0002_issue8_node'),
+        ('pool', '0002_container_node'),
     ]
 
     operations = [

@@ -3,93 +3,19 @@ log, usage samples, schedules, and the figures of the dashboard and /metrics.
 
 Views, admin actions, management commands and Celery tasks are thin edges over
 these functions. The database is the record; Docker and the proxy follow it.
+Callers import the module that holds a rule (``from pool.services import
+assignment``), so that the call graph reads from the imports:
+
+- ``assignment``: admission, claiming a ready container, the waiting queue served in order.
+- ``waiting``: the waiting room's place, estimate and long poll.
+- ``turns``: telling a waiting visitor their turn came (Redis).
+- ``pools``: filling, resizing, draining a pool; the default pool.
+- ``spawning``: starting one container and waiting until it answers.
+- ``ending``: retiring and killing containers and sessions.
+- ``snapshots``: a participant's work saved at the end, downloaded, put back, pruned.
+- ``upkeep``: the heartbeat, culling and the reconcile against Docker and the proxy.
+- ``network``: the network guard of a pool's containers.
+- ``schedules``, ``usage``, ``events``, ``retention``: planned capacity, usage samples,
+  the event log, pruning of history.
+- ``dashboard``, ``metrics``: the organisers' figures and those of /metrics.
 """
-
-from pool.services.assignment import AddressLimitReached, Admission, active_session, admit, assign_container, serve_queue
-from pool.services.dashboard import dashboard, pool_overview
-from pool.services.ending import finish_retirement, kill_containers, kill_sessions, retire_container, stop_all_containers
-from pool.services.events import record_event, write_events_csv
-from pool.services.metrics import CULL_REASONS, SPAWN_BUCKETS, metric_values
-from pool.services.pools import (
-    PoolError,
-    drain_pool,
-    fill_pool,
-    get_default_pool,
-    init_default_pool,
-    keep_pools_filled,
-    pool_named,
-    pool_stats,
-    resize_pool,
-    resume_spawning,
-    shrink_pool,
-)
-from pool.services.schedules import apply_due_schedules
-from pool.services.snapshots import (
-    RestoreError,
-    ended_work,
-    prune_snapshots,
-    restore_work,
-    snapshot_disk,
-    snapshot_path,
-    visitors_snapshot,
-)
-from pool.services.spawning import SpawnTimeout, container_spec, spawn_container, static_files_root
-from pool.services.upkeep import cull_sessions, heartbeat, reconcile, sync_activity
-from pool.services.usage import record_turned_away, take_usage_sample
-from pool.services.waiting import Estimate, admission_status, await_admission, drop_abandoned_places, estimate_wait, queue_position
-
-__all__ = [
-    "AddressLimitReached",
-    "Admission",
-    "Estimate",
-    "admission_status",
-    "await_admission",
-    "admit",
-    "drop_abandoned_places",
-    "estimate_wait",
-    "queue_position",
-    "serve_queue",
-    "CULL_REASONS",
-    "PoolError",
-    "SPAWN_BUCKETS",
-    "SpawnTimeout",
-    "active_session",
-    "apply_due_schedules",
-    "assign_container",
-    "container_spec",
-    "cull_sessions",
-    "dashboard",
-    "drain_pool",
-    "ended_work",
-    "fill_pool",
-    "finish_retirement",
-    "get_default_pool",
-    "heartbeat",
-    "init_default_pool",
-    "keep_pools_filled",
-    "kill_containers",
-    "kill_sessions",
-    "metric_values",
-    "pool_named",
-    "pool_overview",
-    "pool_stats",
-    "prune_snapshots",
-    "reconcile",
-    "record_event",
-    "record_turned_away",
-    "resize_pool",
-    "restore_work",
-    "RestoreError",
-    "resume_spawning",
-    "retire_container",
-    "shrink_pool",
-    "snapshot_disk",
-    "snapshot_path",
-    "spawn_container",
-    "static_files_root",
-    "stop_all_containers",
-    "sync_activity",
-    "take_usage_sample",
-    "visitors_snapshot",
-    "write_events_csv",
-]

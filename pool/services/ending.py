@@ -7,7 +7,8 @@ import logging
 from django.core.cache import cache
 from django.db import transaction
 
-from pool.backend import BackendError, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError
 from pool.models import Container, Event, Session
 from pool.services.events import record_event
 from pool.services.network import unguard_network
@@ -30,14 +31,14 @@ def request_refill(pool_id):
     of that second, to count the claims made meanwhile; the rest queue
     nothing. The heartbeat fills whatever a lost request missed.
     """
-    from pool.tasks import fill_pool  # the tasks module imports the services
+    from pool.tasks import fill_pool_task  # the tasks module imports the services
 
     def queue():
         try:
             if cache.add(f"tmpnb:refill:{pool_id}", 1, REFILL_GATHER_SECONDS):
-                fill_pool.delay(pool_id)
+                fill_pool_task.delay(pool_id)
             elif cache.add(f"tmpnb:refill-later:{pool_id}", 1, REFILL_GATHER_SECONDS):
-                fill_pool.apply_async((pool_id,), countdown=REFILL_GATHER_SECONDS)
+                fill_pool_task.apply_async((pool_id,), countdown=REFILL_GATHER_SECONDS)
         except Exception as error:  # the broker or cache is down: the heartbeat refills later
             log.warning("could not queue a refill of pool %s: %s", pool_id, error)
 
@@ -83,10 +84,10 @@ def finish_retirement(container, delete_route=False):
 
 
 def _finish_on_worker(container):
-    from pool.tasks import finish_retirement as task  # the tasks module imports the services
+    from pool.tasks import finish_retirement_task  # the tasks module imports the services
 
     try:
-        task.delay(container.pk)
+        finish_retirement_task.delay(container.pk)
     except Exception as error:  # the broker is down: do it here rather than leave it to the reconciler
         log.warning("could not queue the end of %s, ending it now: %s", container.name, error)
         finish_retirement(container)
@@ -104,7 +105,7 @@ def remove_quietly(container, delete_route=True):
     if delete_route:
         _delete_route(container)
     try:
-        get_backend().remove_container(container.docker_id or container.name)
+        get_backend().remove_container(container.backend_id or container.name)
     except BackendError as error:
         log.warning("could not remove %s: %s", container.name, error)
 

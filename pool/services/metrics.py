@@ -20,7 +20,7 @@ def _counts(queryset, *fields):
 
 
 def metric_values():
-    """Plain numbers by pool name (and state or reason), for pool/metrics.py to expose."""
+    """Plain numbers by pool name (and state or reason), for pool/prometheus.py to expose."""
     sessions = Session.objects.all()
     spawned = Container.objects.filter(ready_at__isnull=False).annotate(
         seconds=ExpressionWrapper(F("ready_at") - F("created_at"), output_field=DurationField())

@@ -25,7 +25,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from pool.backend import BackendError, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError
 from pool.models import Event, Session, Snapshot
 from pool.services.events import record_event
 
@@ -115,7 +116,7 @@ def _copy_out(snapshot, container):
     folder = snapshot_dir()
     name = f"{snapshot.session_id}-{secrets.token_hex(8)}.zip"
     partial = folder / f".{name}.part"
-    chunks = get_backend().archive_out(container.docker_id, notebook_root(container.pool))
+    chunks = get_backend().archive_out(container.backend_id, notebook_root(container.pool))
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             try:
@@ -260,7 +261,7 @@ def restore_work(*, snapshot, container, in_use=False):
         with tempfile.NamedTemporaryFile(dir=snapshot_dir(), suffix=".tar") as tar_file:
             _zip_to_tar(snapshot, tar_file, into)
             tar_file.flush()
-            get_backend().copy_in(container.docker_id, tar_file.name, notebook_root(container.pool))
+            get_backend().copy_in(container.backend_id, tar_file.name, notebook_root(container.pool))
     except (BackendError, OSError, zipfile.BadZipFile) as error:
         log.warning("could not put the work of %s into %s: %s", snapshot.session, container.name, error)
         raise RestoreError(str(error)) from None

@@ -14,7 +14,8 @@ import requests
 from django.conf import settings
 
 from pool import netguard
-from pool.backend import BackendError, ContainerSpec, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError, ContainerSpec
 from pool.command import render_command
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
@@ -194,7 +195,7 @@ def extract_static_files(container):
         return
     with tempfile.TemporaryDirectory(dir=settings.VAR_DIR) as scratch:
         try:
-            get_backend().copy_out(container.docker_id, settings.TMPNB_STATIC_FILES, scratch)
+            get_backend().copy_out(container.backend_id, settings.TMPNB_STATIC_FILES, scratch)
         except BackendError as error:
             log.warning("static files not extracted: %s", error)
             return

@@ -11,7 +11,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from pool.backend import BackendError, get_backend
+from pool.backends import get_backend
+from pool.backends.base import BackendError
 from pool.models import Container, Event, Pool, Session
 from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, retire_and_record, route_container
@@ -121,7 +122,7 @@ def _remove_orphans(running, live_names, report):
     for name, info in running.items():
         if name not in live_names:
             log.info("removing orphan container %s", name)
-            get_backend().remove_container(info.docker_id)
+            get_backend().remove_container(info.backend_id)
             report.orphans_removed += 1
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pool import services
 from pool.command import DEFAULT_COMMAND
 from pool.models import Session
+from pool.services import ending
 from tests.factories import JUPYTER_IMAGE, PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
 from tests.stack import ROOT, Browser
@@ -125,7 +125,7 @@ def test_the_waiting_page_moves_on_to_the_notebook_by_itself(live_stack, open_br
     assert "All notebook servers are in use" in participant.text_content("#phase")
     screenshot(participant, "waiting-room")
 
-    services.kill_sessions([Session.objects.get()], by="test")  # a place frees up
+    ending.kill_sessions([Session.objects.get()], by="test")  # a place frees up
     participant.wait_for_url("**/user/**", timeout=30_000)  # no click, no reload
     assert participant.text_content("body").strip().startswith("tree /user/")
     assert Session.objects.active().get().container.base_path in participant.url

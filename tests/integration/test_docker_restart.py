@@ -15,7 +15,7 @@ import time
 import docker
 import pytest
 
-from pool import dockerapi
+from pool.backends import docker as docker_backend
 from pool.models import Container
 from tests.factories import TINY_IMAGE, PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
@@ -77,14 +77,14 @@ def test_a_dockerd_restart_keeps_every_notebook_and_loses_no_session(live_stack,
     browser = Browser()
     page = browser.get(f"{live_stack.url}/", timeout=30)
     assert page.status_code == 200
-    before = sorted(c.docker_id for c in dockerapi.list_containers())
+    before = sorted(c.backend_id for c in docker_backend.list_containers())
 
     private_dockerd.stop(signal.SIGTERM, timeout=30)
     time.sleep(2)  # heartbeats meet no Docker: they must not take the notebooks for dead
     assert browser.get(page.url, timeout=5).status_code == 200
     private_dockerd.start()
     time.sleep(2)
-    assert sorted(c.docker_id for c in dockerapi.list_containers()) == before
+    assert sorted(c.backend_id for c in docker_backend.list_containers()) == before
     assert Container.objects.live().count() == 2 and not Container.objects.filter(state=Container.State.GONE).exists()
     assert browser.get(f"{live_stack.url}/", timeout=30).url == page.url
     assert browser.get(page.url, timeout=5).status_code == 200

@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from pool import dockerapi
+from pool.backends import docker as docker_backend
 from pool.models import Container, Event, Pool, Session
 from tests.factories import PoolFactory, continue_url
 from tests.integration.test_browser import CHROMIUM, open_browser  # noqa: F401 (a fixture)
@@ -42,7 +42,7 @@ def assert_nothing_taken():
     time.sleep(2)
     assert Session.objects.count() == 0
     assert Container.objects.ready().count() == Container.objects.count() == READY
-    assert len(dockerapi.list_containers()) == READY
+    assert len(docker_backend.list_containers()) == READY
 
 
 def test_a_thousand_cookieless_requests_heads_and_curls_take_nothing(guarded):

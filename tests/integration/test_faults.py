@@ -4,7 +4,7 @@ import signal
 
 import requests
 
-from pool import dockerapi
+from pool.backends import docker as docker_backend
 from pool.models import Container, Session
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, visit, wait_until
@@ -19,15 +19,15 @@ SLOW_COMMAND = (
 def test_a_worker_killed_mid_spawn_leaks_nothing_and_the_pool_recovers(live_stack):
     PoolFactory(capacity=1, command=SLOW_COMMAND)
     live_stack.start()
-    wait_until(lambda: Container.objects.spawning().exclude(docker_id="").exists(), what="a spawn under way")
+    wait_until(lambda: Container.objects.spawning().exclude(backend_id="").exists(), what="a spawn under way")
     victim = Container.objects.spawning().get()
     live_stack.worker.stop(signal.SIGKILL)
     live_stack.worker.start()
     wait_until(lambda: Container.objects.get(pk=victim.pk).state == Container.State.FAILED, timeout=30, what="the orphaned spawn noticed")
-    wait_until(lambda: victim.docker_id not in [c.docker_id for c in dockerapi.list_containers()], what="its container removed")
+    wait_until(lambda: victim.backend_id not in [c.backend_id for c in docker_backend.list_containers()], what="its container removed")
     wait_until(lambda: ready_count() == 1, timeout=30, what="the pool refilled")
     assert not Container.objects.spawning().exists()
-    assert sorted(c.name for c in dockerapi.list_containers()) == sorted(Container.objects.live().values_list("name", flat=True))
+    assert sorted(c.name for c in docker_backend.list_containers()) == sorted(Container.objects.live().values_list("name", flat=True))
 
 
 def test_visitors_are_served_while_redis_restarts_and_the_pool_refills_after(live_stack, redis_server):
@@ -42,6 +42,6 @@ def test_visitors_are_served_while_redis_restarts_and_the_pool_refills_after(liv
         redis_server.start()
     wait_until(lambda: ready_count() == 2, timeout=60, what="the pool refilled once Redis is back")
     assert Session.objects.active().count() == 1
-    assert len(dockerapi.list_containers()) == 3
+    assert len(docker_backend.list_containers()) == 3
     second, _ = visit(live_stack.url)
     assert second.status_code == 200

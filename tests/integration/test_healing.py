@@ -5,7 +5,7 @@ import time
 import docker
 import requests
 
-from pool import dockerapi
+from pool.backends import docker as docker_backend
 from pool.models import Container, Session
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
@@ -20,8 +20,8 @@ def reachable(url):
     return response.status_code == 200 and response.text.startswith("tree ")
 
 
-def docker_ids():
-    return sorted(c.docker_id for c in dockerapi.list_containers())
+def backend_ids():
+    return sorted(c.backend_id for c in docker_backend.list_containers())
 
 
 def start_with_one_visitor(live_stack, capacity=2, **pool_options):
@@ -36,35 +36,35 @@ def start_with_one_visitor(live_stack, capacity=2, **pool_options):
 
 def test_a_proxy_restart_loses_no_session(live_stack, proxy):
     browser, url = start_with_one_visitor(live_stack)
-    before = docker_ids()
+    before = backend_ids()
     proxy.stop()
     proxy.start()
     wait_until(lambda: reachable(url), timeout=10, what="the visitor's notebook reachable again")
     assert browser.get(f"{live_stack.url}/", timeout=30).url == url
-    assert docker_ids() == before
+    assert backend_ids() == before
 
 
 def test_a_full_restart_of_web_worker_and_beat_loses_no_session(live_stack):
     browser, url = start_with_one_visitor(live_stack)
-    before = docker_ids()
+    before = backend_ids()
     live_stack.stop()
     assert reachable(url)  # the proxy still routes to the running notebook
     live_stack.start()
     time.sleep(2)  # a few heartbeats
-    assert docker_ids() == before
+    assert backend_ids() == before
     assert browser.get(f"{live_stack.url}/", timeout=30).url == url
     assert reachable(url)
 
 
 def test_each_process_restarted_alone_loses_no_session(live_stack):
     browser, url = start_with_one_visitor(live_stack)
-    before = docker_ids()
+    before = backend_ids()
     for process in (live_stack.web, live_stack.worker, live_stack.beat):
         process.stop()
         process.start()
         time.sleep(1.5)
         assert reachable(url), f"lost after restarting {process.name}"
-        assert docker_ids() == before, f"containers changed after restarting {process.name}"
+        assert backend_ids() == before, f"containers changed after restarting {process.name}"
     assert browser.get(f"{live_stack.url}/", timeout=30).url == url
 
 
@@ -104,8 +104,8 @@ def test_a_container_killed_behind_the_services_back_is_replaced(live_stack):
     wait_until(lambda: ready_count() == 2, what="2 ready containers")
     victim = Container.objects.ready().first()
     client = docker.from_env()
-    client.containers.get(victim.docker_id).kill()
+    client.containers.get(victim.backend_id).kill()
     client.close()
     wait_until(lambda: Container.objects.get(pk=victim.pk).state == Container.State.GONE, what="the dead container noticed")
     wait_until(lambda: ready_count() == 2, what="a replacement ready")
-    assert victim.docker_id not in docker_ids()
+    assert victim.backend_id not in backend_ids()

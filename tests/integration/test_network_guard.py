@@ -82,7 +82,7 @@ def open_services(log_dir, web_port):
 def run_in(container, command):
     client = docker.from_env()
     try:
-        return client.containers.get(container.docker_id).exec_run(["sh", "-c", command]).output.decode(errors="replace")
+        return client.containers.get(container.backend_id).exec_run(["sh", "-c", command]).output.decode(errors="replace")
     finally:
         client.close()
 

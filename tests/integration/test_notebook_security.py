@@ -3,17 +3,17 @@ to its own token, run as a user without privileges, quiet on the internet."""
 
 import docker
 
-from pool import services
 from pool.command import DEFAULT_COMMAND
 from pool.models import Container
+from pool.services import pools, spawning
 from tests.factories import JUPYTER_IMAGE, PoolFactory
 from tests.stack import Browser
 
 
 def test_another_visitors_url_is_not_enough_to_use_their_notebook(clean_pools, proxy):
     pool = PoolFactory(capacity=1, image=JUPYTER_IMAGE, command=DEFAULT_COMMAND, mem_limit="256m")
-    [row] = services.fill_pool(pool.pk)
-    container = services.spawn_container(row.pk)
+    [row] = pools.fill_pool(pool.pk)
+    container = spawning.spawn_container(row.pk)
     assert container.state == Container.State.READY, container.error
     base = f"{proxy.public_url}{container.base_path}"
 
@@ -35,7 +35,7 @@ def test_another_visitors_url_is_not_enough_to_use_their_notebook(clean_pools, p
 
     client = docker.from_env()
     try:
-        running = client.containers.get(container.docker_id)
+        running = client.containers.get(container.backend_id)
         assert running.exec_run("id -u").output.decode().strip() == "1000"
         status = running.exec_run("grep -E '^(CapEff|NoNewPrivs)' /proc/1/status").output.decode()
         assert "CapEff:\t0000000000000000" in status and "NoNewPrivs:\t1" in status

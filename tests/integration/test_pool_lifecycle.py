@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pool import dockerapi
+from pool.backends import docker as docker_backend
 from pool.models import Container, Pool, Session
 from tests.factories import PoolFactory
 from tests.stack import ROOT, Browser
@@ -101,7 +101,7 @@ def test_a_killed_session_frees_its_place_and_the_pool_refills(live_stack, admin
     session = Session.objects.get()
     admin_client.post("/admin/pool/session/", {"action": "kill", "_selected_action": [session.pk]})
     wait_until(lambda: ready_count() == 2, what="the killed place refilled")
-    assert len(dockerapi.list_containers()) == 2
+    assert len(docker_backend.list_containers()) == 2
 
 
 def test_resize_pool_is_honoured_by_the_next_beat_tick(live_stack):
@@ -114,16 +114,16 @@ def test_resize_pool_is_honoured_by_the_next_beat_tick(live_stack):
     assert "Pool default: size 3" in result.stdout
     assert Pool.objects.get(pk=pool.pk).capacity == 3
     wait_until(lambda: ready_count() == 3, what="the resized pool filled")
-    assert len(dockerapi.list_containers()) == 3
+    assert len(docker_backend.list_containers()) == 3
     subprocess.run([sys.executable, "manage.py", "resize_pool", "1"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=60)
-    wait_until(lambda: len(dockerapi.list_containers()) == 1, what="the pool shrunk")
+    wait_until(lambda: len(docker_backend.list_containers()) == 1, what="the pool shrunk")
 
 
 def test_a_pool_drained_three_times_while_starting_fills_again_with_no_failure_counted(live_stack):
     """What an organiser does right after changing the image: the drains
     cancel the starting containers, which is no failure, so the pool is
     never backed off or paused."""
-    from pool import services
+    from pool.services import pools
     from tests.factories import TINY_COMMAND
 
     # A server that takes a few seconds to answer, as Jupyter does: drains land while it starts.
@@ -131,10 +131,10 @@ def test_a_pool_drained_three_times_while_starting_fills_again_with_no_failure_c
     live_stack.start()
     for _ in range(3):
         wait_until(lambda: Container.objects.spawning().exists(), what="containers starting")
-        services.drain_pool(pool, by="organiser")
+        pools.drain_pool(pool, by="organiser")
     wait_until(lambda: ready_count() == 6, timeout=60, what="the pool full again")
     pool.refresh_from_db()
     assert (pool.failure_streak, pool.paused_reason) == (0, "")
     assert not Container.objects.filter(state=Container.State.FAILED).exists()
-    running = {info.name for info in dockerapi.list_containers()}
+    running = {info.name for info in docker_backend.list_containers()}
     assert running >= set(Container.objects.ready().values_list("name", flat=True))

@@ -7,7 +7,7 @@ from datetime import timedelta
 import docker
 from django.utils import timezone
 
-from pool import dockerapi
+from pool.backends import docker as docker_backend
 from pool.command import DEFAULT_COMMAND
 from pool.models import Container, Event, Pool, Schedule
 from tests.factories import JUPYTER_IMAGE, TINY_IMAGE, PoolFactory
@@ -41,7 +41,7 @@ def test_two_pools_serve_their_own_images_side_by_side_at_their_own_urls(live_st
     engine = docker.from_env()
     try:
         for container, image in ((tiny, TINY_IMAGE), (notebook, JUPYTER_IMAGE)):
-            inspected = engine.containers.get(container.docker_id)
+            inspected = engine.containers.get(container.backend_id)
             assert inspected.image.tags == [image]
             assert inspected.labels["tmpnb.pool"] == container.pool.name
     finally:
@@ -77,4 +77,4 @@ def test_beat_applies_a_planned_size_on_time_and_once(live_stack):
     assert at <= schedule.applied_at < at + timedelta(seconds=5)
     [event] = Event.objects.filter(kind=Event.Kind.SCHEDULE)
     assert event.details["capacity"] == [1, 3]
-    assert len(dockerapi.list_containers()) == 3
+    assert len(docker_backend.list_containers()) == 3

@@ -14,8 +14,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from pool import dockerapi, services, tasks
+from pool import tasks
+from pool.backends import docker as docker_backend
+from pool.backends.client import LABEL_INSTALLATION, labels_for
 from pool.models import Container, Session
+from pool.services import pools
 from tests import stack
 from tests.conftest import stack_env
 from tests.factories import PoolFactory
@@ -36,7 +39,7 @@ class CreateWatch:
         self._client = docker.DockerClient(base_url=settings.DOCKER_HOST)
         self._stream = self._client.events(
             decode=True,
-            filters={"type": "container", "event": "create", "label": f"{dockerapi.LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"},
+            filters={"type": "container", "event": "create", "label": f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"},
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -52,10 +55,10 @@ class CreateWatch:
         """Stop once every event up to now is read: a container created now,
         ``marker_name``, is the last event of the watch."""
         marker = self._client.containers.create(
-            "tmpnb/tiny:latest", "true", name=marker_name, labels=dockerapi.labels_for("watch", marker_name)
+            "tmpnb/tiny:latest", "true", name=marker_name, labels=labels_for("watch", marker_name)
         )
         wait_until(lambda: marker_name in self.created, what="the watch's own marker event")
-        dockerapi.remove_container(marker.id)  # a reconcile may have taken it for an orphan already
+        docker_backend.remove_container(marker.id)  # a reconcile may have taken it for an orphan already
         self._stream.close()
         self._client.close()
         del self.created[marker_name]
@@ -69,7 +72,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     pool = PoolFactory(capacity=CAPACITY)
     # Rows made here and never queued by a fill: the test queues each spawn
     # twice, and the two workers share them out.
-    rows = services.fill_pool(pool.pk)
+    rows = pools.fill_pool(pool.pk)
     watch = CreateWatch()
     live_stack.start(web_workers=2)
     environment = stack_env(proxy, redis_server, web_port, log_dir)
@@ -77,7 +80,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     second_web = stack.WebApp(stack.free_port(), environment, log_dir, workers=2).start()
     try:
         for row in rows * 2:
-            tasks.spawn_container.delay(row.pk)
+            tasks.spawn_container_task.delay(row.pk)
         # (or a spawn failed: the assertions below say which)
         wait_until(lambda: not Container.objects.spawning().exists(), timeout=90, what="every spawn done")
         start = threading.Barrier(VISITORS)
@@ -89,8 +92,8 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
                 return browser.get(f"{web.url}/", headers={"X-Forwarded-For": f"10.1.{n}.1"}, allow_redirects=False, timeout=60)
 
         for _ in range(10):
-            tasks.heartbeat.delay()
-            tasks.fill_pool.delay(pool.pk)
+            tasks.heartbeat_task.delay()
+            tasks.fill_pool_task.delay(pool.pk)
         with ThreadPoolExecutor(VISITORS) as executor:
             responses = list(executor.map(visit, range(VISITORS)))
         time.sleep(2)  # the heartbeats and fills queued meanwhile run out
@@ -105,7 +108,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     assert list(Container.objects.filter(state=Container.State.FAILED).values_list("error", flat=True)) == []
     live = set(Container.objects.live().values_list("name", flat=True))
     assert len(live) == CAPACITY
-    running = [info.name for info in dockerapi.list_containers()]
+    running = [info.name for info in docker_backend.list_containers()]
     assert sorted(running) == sorted(live)  # every container is exactly one row's
     created = watch.stop(f"tmpnb-{settings.TMPNB_INSTALLATION}-watch-marker")
     assert set(created) == live and set(created.values()) == {1}  # each started once, none removed

@@ -113,7 +113,7 @@ def test_an_idle_cull_keeps_the_work_for_its_holder_who_starts_again_with_it(liv
     assert {name: files_of(live_stack, again, name) for name in saved} == saved
     client = docker.from_env()
     try:  # owned by the notebook's user, who can change and delete them
-        owners = client.containers.get(again.docker_id).exec_run("stat -c %U /home/jovyan/notes.txt /home/jovyan/analysis.ipynb")
+        owners = client.containers.get(again.backend_id).exec_run("stat -c %U /home/jovyan/notes.txt /home/jovyan/analysis.ipynb")
         assert owners.output.decode().split() == ["jovyan", "jovyan"]
     finally:
         client.close()

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from pool.models import Container, Pool, Session
-from pool.services import resize_pool
+from pool.services import pools
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
 from tests.stack import Browser
@@ -62,7 +62,7 @@ def test_a_paused_node_gets_no_new_notebooks_and_keeps_its_sessions(swarm_stack,
     assert kept
     on_swarm.set_availability(2, "pause")
     try:
-        resize_pool(Pool.objects.get(), CAPACITY + 3)
+        pools.resize_pool(Pool.objects.get(), CAPACITY + 3)
         wait_until(lambda: ready_count() == 3, timeout=60, what="3 more ready containers")
         assert second not in nodes_of(Container.objects.ready())
         for session in kept:

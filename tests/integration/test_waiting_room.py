@@ -5,8 +5,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.utils import timezone
 
-from pool import services
 from pool.models import Session
+from pool.services import ending
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
 from tests.stack import Browser
@@ -42,7 +42,7 @@ def test_visitors_who_find_the_pool_full_are_let_in_in_arrival_order(live_stack)
     holder_sessions = list(Session.objects.active().order_by("started_at"))
     served_urls = []
     for n, freed in enumerate(holder_sessions[:5]):
-        services.kill_sessions([freed], by="test")
+        ending.kill_sessions([freed], by="test")
         wait_until(lambda: status(waiting[n], live_stack.url)["status"] == "ready", timeout=30, what=f"visitor {n + 1} let in")
         for later, browser in enumerate(waiting[n + 1:], start=1):
             assert status(browser, live_stack.url)["position"] == later  # everyone behind moved up
@@ -100,7 +100,7 @@ def test_a_waiting_visitors_status_request_is_answered_ready_as_soon_as_they_are
 
     with ThreadPoolExecutor(max_workers=1) as executor:
         pending = executor.submit(long_poll)
-        services.kill_sessions(list(Session.objects.active()), by="test")  # a place frees up: a spawn for the waiter
+        ending.kill_sessions(list(Session.objects.active()), by="test")  # a place frees up: a spawn for the waiter
         asked_at, answer = pending.result()
     assert answer["status"] == "ready" and "/user/" in answer["url"]
     served = Session.objects.active().get()

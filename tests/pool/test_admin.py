@@ -5,17 +5,18 @@ import html
 import pytest
 import requests
 
-from pool import dockerapi, services
+from pool.backends import docker as docker_backend
 from pool.models import Container, Pool, Session
+from pool.services import assignment, pools, spawning
 from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
 
 
 @pytest.fixture
 def live_session(clean_pools, tasks_run_here):
     pool = PoolFactory(capacity=2)
-    for container in services.fill_pool(pool.pk):
-        services.spawn_container(container.pk)
-    return services.assign_container(pool=pool, visitor="participant")
+    for container in pools.fill_pool(pool.pk):
+        spawning.spawn_container(container.pk)
+    return assignment.assign_container(pool=pool, visitor="participant")
 
 
 def test_killing_a_session_stops_its_container_deletes_its_route_and_says_who(admin_client, admin_user, live_session, proxy):
@@ -29,7 +30,7 @@ def test_killing_a_session_stops_its_container_deletes_its_route_and_says_who(ad
     assert live_session.end_reason == Session.EndReason.KILLED
     assert live_session.describe_end() == f"killed by {admin_user.username}"
     assert Container.objects.get(pk=live_session.container_id).state == Container.State.GONE
-    assert live_session.container.docker_id not in [c.docker_id for c in dockerapi.list_containers()]
+    assert live_session.container.backend_id not in [c.backend_id for c in docker_backend.list_containers()]
     assert live_session.container.route_path not in proxy.routes()
     # The participant's URL no longer reaches a notebook: the proxy falls back to the app.
     assert "container" not in requests.get(url, timeout=5).text
@@ -40,7 +41,7 @@ def test_killing_a_ready_container_removes_it(admin_client, live_session, proxy)
     response = admin_client.post("/admin/pool/container/", {"action": "kill", "_selected_action": [ready.pk]}, follow=True)
     assert "Killed 1 container(s)." in response.content.decode()
     assert Container.objects.get(pk=ready.pk).state == Container.State.GONE
-    assert [c.docker_id for c in dockerapi.list_containers()] == [live_session.container.docker_id]
+    assert [c.backend_id for c in docker_backend.list_containers()] == [live_session.container.backend_id]
 
 
 @pytest.mark.django_db
@@ -102,7 +103,7 @@ def test_the_pool_list_shows_the_queue_length(admin_client):
     pool = PoolFactory(capacity=3)
     ContainerFactory.create_batch(2, pool=pool, state=Container.State.ASSIGNED)
     for visitor in ("a", "b", "c"):
-        services.admit(pool=pool, visitor=visitor)
+        assignment.admit(pool=pool, visitor=visitor)
     listing = admin_client.get("/admin/pool/pool/").content.decode()
     assert '<td class="field-waiting">3</td>' in listing
     assert '<td class="field-in_use">2</td>' in listing

@@ -14,8 +14,10 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from pool import dockerapi, services
+from pool.backends import docker as docker_backend
+from pool.backends.client import labels_for
 from pool.models import Container, Event, Schedule, Session
+from pool.services import assignment
 from proxyapi import ProxyClient, get_proxy
 from tests.factories import TINY_IMAGE, ContainerFactory, PoolFactory
 from tests.pool.test_upkeep import spawn_all
@@ -81,7 +83,7 @@ def test_cull_with_a_pool_culls_only_that_pools_sessions(clean_pools):
     pools = [PoolFactory(capacity=1, cull_max=60), PoolFactory(name="python", capacity=1, cull_max=60)]
     for pool in pools:
         spawn_all(pool)
-        services.assign_container(pool=pool, visitor=pool.name)
+        assignment.assign_container(pool=pool, visitor=pool.name)
     Session.objects.update(started_at=timezone.now() - timedelta(minutes=5))
     assert run("cull", "--pool", "python") == "culled-idle: 0, culled-age: 1\n"
     assert list(Session.objects.active().values_list("container__pool__name", flat=True)) == ["default"]
@@ -92,13 +94,13 @@ def test_reconcile_with_a_pool_repairs_only_that_pool_with_one_list_call_each(cl
     PoolFactory(name="python")
     engine = docker.from_env()
     for name in ("default", "python"):
-        labels = dockerapi.labels_for(name)
+        labels = labels_for(name)
         engine.containers.run(TINY_IMAGE, "sleep 600", detach=True, name=f"tmpnb-{settings.TMPNB_INSTALLATION}-{name}-orphan", labels=labels)
         get_proxy().add_route(f"/user/stray{name}", "http://127.0.0.1:1", container="x", pool=name)
     engine.close()
     calls = []
-    real_docker_list, real_proxy_list = dockerapi.list_containers, ProxyClient.list_routes
-    monkeypatch.setattr(dockerapi, "list_containers", lambda: calls.append("docker") or real_docker_list())
+    real_docker_list, real_proxy_list = docker_backend.list_containers, ProxyClient.list_routes
+    monkeypatch.setattr(docker_backend, "list_containers", lambda: calls.append("docker") or real_docker_list())
     monkeypatch.setattr(ProxyClient, "list_routes", lambda self: calls.append("proxy") or real_proxy_list(self))
 
     out = run("reconcile", "--pool", "python")
@@ -107,11 +109,11 @@ def test_reconcile_with_a_pool_repairs_only_that_pool_with_one_list_call_each(cl
         "routes added: 0, routes deleted: 1, activity synced: 0\n"
     )
     assert calls == ["docker", "proxy"]
-    assert [c.name for c in dockerapi.list_containers()] == [f"tmpnb-{settings.TMPNB_INSTALLATION}-default-orphan"]
+    assert [c.name for c in docker_backend.list_containers()] == [f"tmpnb-{settings.TMPNB_INSTALLATION}-default-orphan"]
     assert list(get_proxy().list_routes()) == ["/user/straydefault"]
     # Without --pool, every pool: the other pool's orphan and route go too.
     assert "orphans removed: 1, routes added: 0, routes deleted: 1" in run("reconcile")
-    assert dockerapi.list_containers() == []
+    assert docker_backend.list_containers() == []
 
 
 # --- Refusals: one line, never a traceback ------------------------------------
@@ -178,4 +180,4 @@ def test_stop_pools_says_once_that_the_proxy_is_not_running(clean_pools, setting
     assert out.getvalue() == "3 notebook containers removed.\n"
     assert err.getvalue() == "The proxy is not running: the routes went with it; only the containers were removed.\n"
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert Container.objects.live().count() == 0 and dockerapi.list_containers() == []
+    assert Container.objects.live().count() == 0 and docker_backend.list_containers() == []

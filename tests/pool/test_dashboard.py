@@ -7,9 +7,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from pool import services
 from pool.charts import MAX_POINTS, line_chart
 from pool.models import Container, Event, Session, UsageSample
+from pool.services import assignment, usage
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory, new_visitor
 from tests.pool.test_upkeep import spawn_all
 
@@ -76,7 +76,7 @@ def test_the_dashboard_alone_is_served_for_its_refresh_and_needs_a_login(admin_c
 def test_the_organiser_kills_sessions_from_the_dashboard(clean_pools, tasks_run_here, admin_client, admin_user):
     pool = PoolFactory(capacity=3)
     spawn_all(pool)
-    one, two, three = (services.assign_container(pool=pool, visitor=v) for v in ("a", "b", "c"))
+    one, two, three = (assignment.assign_container(pool=pool, visitor=v) for v in ("a", "b", "c"))
     response = admin_client.post("/admin/dashboard/kill/", {"session": [one.pk, two.pk]}, follow=True)
     assert "Killed 2 session(s)." in response.content.decode()
     response = admin_client.post("/admin/dashboard/kill/", {"one": three.pk}, follow=True)
@@ -113,7 +113,7 @@ def test_a_long_window_is_merged_to_a_drawable_number_of_points_keeping_peaks():
 def test_today_counts_the_visitors_kept_waiting_not_each_period_they_waited(admin_client, client):
     PoolFactory()
     client.get("/")
-    services.take_usage_sample()
+    usage.take_usage_sample()
     client.get("/")  # the same visitor, still waiting in the next period
     new_visitor(client)
     client.get("/")

@@ -7,9 +7,11 @@ import socket
 
 import pytest
 
-from pool import dockerapi, services, swarmapi
-from pool.backend import BackendError, ContainerSpec
+from pool.backends import docker as docker_backend, swarm as swarm_backend
+from pool.backends.base import BackendError, ContainerSpec
+from pool.backends.client import _docker_slots
 from pool.models import Container, Event
+from pool.services import ending, pools, spawning, upkeep
 from tests.factories import ContainerFactory, PoolFactory
 from tests.fakes import fake_proxy  # noqa: F401 (fixture)
 
@@ -49,7 +51,7 @@ def unreachable_docker(request, settings, monkeypatch):
     ],
     ids=["list", "remove", "start", "image"],
 )
-@pytest.mark.parametrize("backend", [dockerapi, swarmapi], ids=["docker", "swarm"])
+@pytest.mark.parametrize("backend", [docker_backend, swarm_backend], ids=["docker", "swarm"])
 def test_every_call_raises_backend_error(unreachable_docker, backend, call):
     with pytest.raises(BackendError):
         call(backend)
@@ -57,29 +59,29 @@ def test_every_call_raises_backend_error(unreachable_docker, backend, call):
 
 def test_copy_out_and_a_network_raise_backend_error(unreachable_docker, tmp_path):
     with pytest.raises(BackendError):
-        dockerapi.copy_out("abc", "/srv", tmp_path)
+        docker_backend.copy_out("abc", "/srv", tmp_path)
     with pytest.raises(BackendError):
-        dockerapi.ensure_network("tmpnb-unreachable-net", "p", internal=True)
+        docker_backend.ensure_network("tmpnb-unreachable-net", "p", internal=True)
 
 
 @pytest.mark.django_db
 def test_a_heartbeat_tick_survives(unreachable_docker, fake_proxy):
     PoolFactory(capacity=1)
-    assert len(services.heartbeat()) == 1  # the pool is still filled from the rows
+    assert len(upkeep.heartbeat()) == 1  # the pool is still filled from the rows
 
 
 @pytest.mark.django_db
 def test_a_kill_ends_the_row_and_its_session(unreachable_docker, fake_proxy):
     container = ContainerFactory(state=Container.State.ASSIGNED)
-    assert services.kill_containers([container], by="organiser") == 1
+    assert ending.kill_containers([container], by="organiser") == 1
     assert Container.objects.get(pk=container.pk).state == Container.State.GONE
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_spawn_that_cannot_reach_docker_fails_cleanly_and_backs_off(unreachable_docker, fake_proxy):
     pool = PoolFactory(capacity=1)
-    [row] = services.fill_pool(pool.pk)
-    container = services.spawn_container(row.pk)
+    [row] = pools.fill_pool(pool.pk)
+    container = spawning.spawn_container(row.pk)
     assert container.state == Container.State.FAILED
     pool.refresh_from_db()
     assert pool.failure_streak == 1 and pool.next_spawn_at is not None
@@ -91,10 +93,10 @@ def test_waiting_for_a_docker_slot_is_bounded(settings):
     task has its own bound, the wait for one of TMPNB_MAX_DOCK_WORKERS too."""
     settings.TMPNB_MAX_DOCK_WORKERS = 1
     settings.DOCKER_TIMEOUT = 1
-    slots = dockerapi._docker_slots(1)
+    slots = _docker_slots(1)
     assert slots.acquire(timeout=5)  # another call holds the only slot
     try:
         with pytest.raises(BackendError, match="TMPNB_MAX_DOCK_WORKERS"):
-            dockerapi.remove_container("tmpnb-unreachable")
+            docker_backend.remove_container("tmpnb-unreachable")
     finally:
         slots.release()

@@ -9,8 +9,8 @@ import docker
 import pytest
 from django.utils import timezone
 
-from pool import services
 from pool.models import Event, Schedule, Session
+from pool.services import assignment, ending, pools, schedules, upkeep
 from tests.factories import ContainerFactory, PoolFactory, pool_admin_form, new_visitor
 from tests.pool.test_upkeep import spawn_all
 
@@ -32,7 +32,7 @@ def test_a_spawn_is_logged_with_its_duration(clean_pools):
 def test_an_assignment_names_the_visitor_by_a_short_tag_not_the_cookie_value():
     pool = PoolFactory()
     container = ContainerFactory(pool=pool)
-    session = services.assign_container(pool=pool, visitor="the-cookie-value")
+    session = assignment.assign_container(pool=pool, visitor="the-cookie-value")
     [event] = events(Event.Kind.ASSIGNMENT)
     assert (event.container, event.session, event.actor) == (container, session, session.visitor_tag)
     assert "the-cookie-value" not in event.message + event.actor
@@ -42,8 +42,8 @@ def test_an_assignment_names_the_visitor_by_a_short_tag_not_the_cookie_value():
 def test_a_kill_names_the_organiser_and_the_session_it_ended(clean_pools):
     pool = PoolFactory(capacity=1)
     spawn_all(pool)
-    session = services.assign_container(pool=pool, visitor="v")
-    services.kill_sessions([session], by="ada")
+    session = assignment.assign_container(pool=pool, visitor="v")
+    ending.kill_sessions([session], by="ada")
     [event] = events(Event.Kind.KILL)
     assert (event.session, event.container, event.actor) == (session, session.container, "ada")
     assert event.message == f"{session.container.name} killed by ada"
@@ -52,9 +52,9 @@ def test_a_kill_names_the_organiser_and_the_session_it_ended(clean_pools):
 def test_a_cull_is_logged_with_its_reason(clean_pools):
     pool = PoolFactory(capacity=2, cull_max=60)
     spawn_all(pool)
-    session = services.assign_container(pool=pool, visitor="old")
+    session = assignment.assign_container(pool=pool, visitor="old")
     Session.objects.filter(pk=session.pk).update(started_at=timezone.now() - timedelta(minutes=5))
-    services.cull_sessions()
+    upkeep.cull_sessions()
     [event] = events(Event.Kind.CULL)
     assert event.session == session
     assert event.details == {"reason": Session.EndReason.CULLED_AGE}
@@ -68,9 +68,9 @@ def test_a_failed_spawn_and_a_container_that_died_are_failures(clean_pools, sett
     pool = PoolFactory(capacity=1)
     [victim] = spawn_all(pool)
     client = docker.from_env()
-    client.containers.get(victim.docker_id).kill()
+    client.containers.get(victim.backend_id).kill()
     client.close()
-    services.reconcile()
+    upkeep.reconcile()
     spawn_failure, death = events(Event.Kind.FAILURE)
     assert spawn_failure.pool == broken and spawn_failure.details == {"stage": "spawn"}
     assert "image tmpnb/not-here:0 is not on this host" in spawn_failure.message
@@ -80,8 +80,8 @@ def test_a_failed_spawn_and_a_container_that_died_are_failures(clean_pools, sett
 @pytest.mark.django_db
 def test_a_resize_and_a_drain_record_who_asked_and_the_numbers():
     pool = PoolFactory(capacity=4, ready_target=2)
-    services.resize_pool(pool, 6, by="ada")
-    services.drain_pool(pool, by="grace")
+    pools.resize_pool(pool, 6, by="ada")
+    pools.drain_pool(pool, by="grace")
     [resize] = events(Event.Kind.RESIZE)
     assert resize.actor == "ada" and resize.details == {"capacity": [4, 6], "ready_target": [2, 2]}
     assert resize.message == "pool default: size 6, ready target 2"
@@ -101,8 +101,8 @@ def test_a_new_size_saved_in_the_admin_is_logged_as_a_resize_by_the_organiser(ad
 @pytest.mark.django_db
 def test_the_admin_filters_events_by_kind_and_pool(admin_client):
     first, second = PoolFactory(name="first"), PoolFactory(name="second")
-    services.resize_pool(first, 3, by="ada")
-    services.drain_pool(second, by="ada")
+    pools.resize_pool(first, 3, by="ada")
+    pools.drain_pool(second, by="ada")
     page = admin_client.get("/admin/pool/event/", {"kind": "drain"}).content.decode()
     assert "pool second: replacing 0 container(s)" in page and "pool first: size 3" not in page
     page = admin_client.get("/admin/pool/event/", {"pool__id__exact": first.pk}).content.decode()
@@ -113,8 +113,8 @@ def test_the_admin_filters_events_by_kind_and_pool(admin_client):
 def test_the_admin_exports_the_selected_events_as_csv(admin_client):
     pool = PoolFactory()
     container = ContainerFactory(pool=pool)
-    session = services.assign_container(pool=pool, visitor="v")
-    services.resize_pool(pool, 7, by="ada")
+    session = assignment.assign_container(pool=pool, visitor="v")
+    pools.resize_pool(pool, 7, by="ada")
     selected = Event.objects.values_list("pk", flat=True)
     response = admin_client.post("/admin/pool/event/", {"action": "export_csv", "_selected_action": list(selected)})
     assert response["Content-Type"] == "text/csv; charset=utf-8"
@@ -128,7 +128,7 @@ def test_the_admin_exports_the_selected_events_as_csv(admin_client):
 
 @pytest.mark.django_db
 def test_the_event_log_cannot_be_edited_or_deleted_in_the_admin(admin_client):
-    services.resize_pool(PoolFactory(), 3, by="ada")
+    pools.resize_pool(PoolFactory(), 3, by="ada")
     event = Event.objects.get()
     assert admin_client.post(f"/admin/pool/event/{event.pk}/delete/", {"post": "yes"}).status_code == 403
     assert Event.objects.count() == 1
@@ -146,12 +146,12 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     client.get("/")  # turned away
     first, second = Session.objects.order_by("pk")
     Session.objects.filter(pk=first.pk).update(started_at=timezone.now() - timedelta(days=1))
-    services.cull_sessions()  # cull
-    services.kill_sessions([second], by="ada")  # kill
-    services.resize_pool(pool, 3, by="ada")  # resize
+    upkeep.cull_sessions()  # cull
+    ending.kill_sessions([second], by="ada")  # kill
+    pools.resize_pool(pool, 3, by="ada")  # resize
     Schedule.objects.create(pool=pool, at=timezone.now(), capacity=4)
-    services.apply_due_schedules()  # schedule
-    services.drain_pool(pool, by="ada")  # drain
+    schedules.apply_due_schedules()  # schedule
+    pools.drain_pool(pool, by="ada")  # drain
     for _ in range(settings.AXES_FAILURE_LIMIT):
         client.post("/admin/login/", {"username": "ada", "password": "guess"})  # lockout
     kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))

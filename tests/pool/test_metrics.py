@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from pool import services
 from pool.models import Container, Event, Session
+from pool.services import events, usage
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory
 
 pytestmark = pytest.mark.django_db
@@ -72,8 +72,8 @@ def test_the_values_come_from_the_database(client):
     SessionFactory(container__pool=pool)
     for reason in (Session.EndReason.CULLED_IDLE, Session.EndReason.KILLED):
         SessionFactory(container__pool=pool, container__state=Container.State.GONE, ended_at=now, end_reason=reason)
-    services.record_event(Event.Kind.FAILURE, "spawn failed", pool=pool, stage="spawn")
-    services.record_turned_away(pool=pool, visitor="v")
+    events.record_event(Event.Kind.FAILURE, "spawn failed", pool=pool, stage="spawn")
+    usage.record_turned_away(pool=pool, visitor="v")
     values = scrape(client)
     label = (("pool", "default"),)
     assert values[("tmpnb_pool_capacity", label)] == 5 and values[("tmpnb_pool_ready_target", label)] == 3

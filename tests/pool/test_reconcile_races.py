@@ -3,8 +3,8 @@ spawn can complete exactly between the listing and the reading of the rows."""
 
 import pytest
 
-from pool import services
 from pool.models import Container
+from pool.services import pools, spawning, upkeep
 from tests.factories import PoolFactory
 from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)
 
@@ -13,16 +13,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_a_spawn_that_becomes_ready_while_docker_is_listed_is_not_taken_for_gone(fake_backend, fake_proxy, monkeypatch):
     pool = PoolFactory(capacity=1)
-    [row] = services.fill_pool(pool.pk)
+    [row] = pools.fill_pool(pool.pk)
     real_list = fake_backend.list_containers
 
     def list_then_spawn_completes():
         listed = real_list()  # taken before the container exists
-        services.spawn_container(row.pk)
+        spawning.spawn_container(row.pk)
         return listed
 
     monkeypatch.setattr(fake_backend, "list_containers", list_then_spawn_completes)
-    report = services.reconcile()
+    report = upkeep.reconcile()
     assert report.dead_replaced == 0
     assert Container.objects.get(pk=row.pk).state == Container.State.READY
     assert row.name in fake_backend.running and row.name not in fake_backend.removed
@@ -30,18 +30,18 @@ def test_a_spawn_that_becomes_ready_while_docker_is_listed_is_not_taken_for_gone
 
 def test_a_ready_container_missing_from_docker_is_still_replaced(fake_backend, fake_proxy):
     pool = PoolFactory(capacity=1)
-    [row] = services.fill_pool(pool.pk)
-    services.spawn_container(row.pk)
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
     fake_backend.running.clear()  # it died
-    assert services.reconcile().dead_replaced == 1
+    assert upkeep.reconcile().dead_replaced == 1
     assert Container.objects.get(pk=row.pk).state == Container.State.GONE
 
 
 def test_a_container_is_an_orphan_only_if_no_live_row_names_it_after_the_listing(fake_backend, fake_proxy, monkeypatch):
     pool = PoolFactory(capacity=1)
-    [row] = services.fill_pool(pool.pk)
-    services.spawn_container(row.pk)
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
     fake_backend.running["tmpnb-stray"] = fake_backend.running[row.name].__class__("id-tmpnb-stray", "tmpnb-stray", pool.name, "running")
-    report = services.reconcile()
+    report = upkeep.reconcile()
     assert report.orphans_removed == 1 and fake_backend.removed == ["tmpnb-stray"]
     assert Container.objects.get(pk=row.pk).state == Container.State.READY

@@ -6,8 +6,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from pool import services
 from pool.models import Container, Event, QueueEntry, Session
+from pool.services import upkeep
 from pool.services.retention import prune_all_history, prune_history
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory
 from tests.pool.test_metrics import scrape
@@ -56,7 +56,7 @@ def test_metrics_counters_are_the_same_after_pruning(client):
     assert after == pytest.approx(before)
     assert after[("tmpnb_culls_total", (("pool", "default"), ("reason", "culled-idle")))] == 3
     old_history(pool, n=1)  # more history, pruned in turn: the totals add up
-    services.heartbeat()
+    upkeep.heartbeat()
     assert not Session.objects.filter(ended_at__isnull=False).exists()  # the heartbeat pruned them
     assert scrape(client)[("tmpnb_assignments_total", (("pool", "default"),))] == 5
 

@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from pool import services
 from pool.models import Event, Pool, Schedule
+from pool.services import schedules
 from tests.factories import PoolFactory, pool_admin_form
 
 
@@ -21,8 +21,8 @@ def test_a_due_schedule_resizes_its_pool_once_and_logs_it():
     pool = PoolFactory(capacity=5)
     due = plan(pool, -1, 60, ready_target=20)
     later = plan(pool, 30, 5)
-    assert services.apply_due_schedules() == [due]
-    assert services.apply_due_schedules() == []
+    assert schedules.apply_due_schedules() == [due]
+    assert schedules.apply_due_schedules() == []
     pool.refresh_from_db()
     assert (pool.capacity, pool.ready_target) == (60, 20)
     due.refresh_from_db()
@@ -39,7 +39,7 @@ def test_schedules_missed_while_the_service_was_down_are_applied_in_order():
     pool = PoolFactory(capacity=2, ready_target=2)
     plan(pool, -60, 60)
     plan(pool, -5, 5, ready_target=1)
-    services.apply_due_schedules()
+    schedules.apply_due_schedules()
     pool.refresh_from_db()
     assert (pool.capacity, pool.ready_target) == (5, 1)
     assert [e.details["capacity"] for e in Event.objects.order_by("pk")] == [[2, 60], [60, 5]]
@@ -54,7 +54,7 @@ def test_two_beats_at_once_never_apply_a_schedule_twice():
 
     def beat():
         try:
-            applied.extend(s.pk for s in services.apply_due_schedules())
+            applied.extend(s.pk for s in schedules.apply_due_schedules())
         except Exception as error:  # reported below: a beat must never fail
             errors.append(error)
         finally:

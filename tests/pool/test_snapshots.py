@@ -14,8 +14,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from pool import services
 from pool.models import Container, Event, Session, Snapshot
+from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
 from tests.factories import PoolFactory, new_visitor
 from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)
@@ -37,21 +37,21 @@ def snapshot_settings(settings, tmp_path):
 def held(fake_backend, fake_proxy):
     """A session of visitor "ada" whose notebook holds a file and a notebook."""
     pool = PoolFactory(capacity=1)
-    [row] = services.fill_pool(pool.pk)
-    services.spawn_container(row.pk)
-    session = services.assign_container(pool=pool, visitor="ada")
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
+    session = assignment.assign_container(pool=pool, visitor="ada")
     fake_backend.files[row.name] = {"notes.txt": b"my work\n", "analysis.ipynb": NOTEBOOK}
     return session
 
 
 def zip_contents(snapshot):
-    with zipfile.ZipFile(services.snapshot_path(snapshot)) as archive:
+    with zipfile.ZipFile(snapshots.snapshot_path(snapshot)) as archive:
         return {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
 
 
 def test_an_idle_cull_saves_the_files_as_a_zip_before_the_container_is_removed(held, fake_backend):
     Session.objects.filter(pk=held.pk).update(last_activity=timezone.now() - timedelta(hours=2))
-    services.cull_sessions()
+    upkeep.cull_sessions()
     snapshot = Snapshot.objects.get(session=held)
     assert zip_contents(snapshot) == {"notes.txt": b"my work\n", "analysis.ipynb": NOTEBOOK}
     assert (snapshot.file_count, snapshot.left_out, snapshot.error) == (2, [], "")
@@ -63,20 +63,20 @@ def test_an_idle_cull_saves_the_files_as_a_zip_before_the_container_is_removed(h
 
 
 def test_a_kill_and_a_stop_of_the_service_save_the_files_too(held, fake_backend):
-    services.kill_sessions([held], by="organiser")
+    ending.kill_sessions([held], by="organiser")
     assert zip_contents(Snapshot.objects.get(session=held))["notes.txt"] == b"my work\n"
-    [row] = services.fill_pool(held.container.pool_id)
-    services.spawn_container(row.pk)
-    second = services.assign_container(pool=held.container.pool, visitor="bea")
+    [row] = pools.fill_pool(held.container.pool_id)
+    spawning.spawn_container(row.pk)
+    second = assignment.assign_container(pool=held.container.pool, visitor="bea")
     fake_backend.files[row.name] = {"b.txt": b"bea"}
-    services.stop_all_containers()
+    ending.stop_all_containers()
     assert zip_contents(Snapshot.objects.get(session=second)) == {"b.txt": b"bea"}
 
 
 def test_files_over_the_size_cap_are_left_out_and_listed(held, fake_backend):
     big = b"x" * (700 * 1024)
     fake_backend.files[held.container.name] = {"a.bin": big, "b.bin": big, "c.txt": b"small"}
-    services.kill_sessions([held], by="organiser")
+    ending.kill_sessions([held], by="organiser")
     snapshot = Snapshot.objects.get(session=held)
     assert zip_contents(snapshot) == {"a.bin": big, "c.txt": b"small"}
     assert snapshot.left_out == [{"path": "b.bin", "size": len(big)}]
@@ -87,7 +87,7 @@ def test_a_copy_that_runs_out_of_time_keeps_what_it_read_and_the_container_is_st
     settings.TMPNB_SNAPSHOT_TIMEOUT = 1
     fake_backend.files[held.container.name] = {"first.txt": b"1", "second.bin": b"y" * 40000}
     fake_backend.on_chunk = lambda: time.sleep(0.3)  # ten chunks: three seconds
-    services.kill_sessions([held], by="organiser")
+    ending.kill_sessions([held], by="organiser")
     snapshot = Snapshot.objects.get(session=held)
     assert "TMPNB_SNAPSHOT_TIMEOUT" in snapshot.error
     assert zip_contents(snapshot)["first.txt"] == b"1"
@@ -98,59 +98,59 @@ def test_a_copy_that_runs_out_of_time_keeps_what_it_read_and_the_container_is_st
 
 def test_a_failing_copy_is_recorded_and_the_container_is_still_removed(held, fake_backend):
     del fake_backend.files[held.container.name]
-    services.kill_sessions([held], by="organiser")
+    ending.kill_sessions([held], by="organiser")
     snapshot = Snapshot.objects.get(session=held)
     assert snapshot.file_name == "" and "no such container" in snapshot.error
-    assert services.ended_work(held.container, "ada") == ("none", snapshot)
+    assert snapshots.ended_work(held.container, "ada") == ("none", snapshot)
     assert held.container.name in fake_backend.removed
     assert "no work saved" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
 
 
 def test_a_container_that_died_gets_no_snapshot_and_its_visitor_is_told(held, fake_backend):
     fake_backend.running.clear()
-    services.reconcile()
+    upkeep.reconcile()
     assert not Snapshot.objects.exists()
-    assert services.ended_work(held.container, "ada") == ("lost", None)
+    assert snapshots.ended_work(held.container, "ada") == ("lost", None)
 
 
 def test_only_the_visitor_who_held_it_learns_about_its_files(held):
-    services.kill_sessions([held], by="organiser")
-    assert services.ended_work(held.container, "ada")[0] == "kept"
-    assert services.ended_work(held.container, "bea") is None
-    assert services.ended_work(held.container, None) is None
-    assert services.visitors_snapshot(path_id=held.container.path_id, visitor="bea") is None
-    assert services.visitors_snapshot(path_id=held.container.path_id, visitor="ada") == held.snapshot
+    ending.kill_sessions([held], by="organiser")
+    assert snapshots.ended_work(held.container, "ada")[0] == "kept"
+    assert snapshots.ended_work(held.container, "bea") is None
+    assert snapshots.ended_work(held.container, None) is None
+    assert snapshots.visitors_snapshot(path_id=held.container.path_id, visitor="bea") is None
+    assert snapshots.visitors_snapshot(path_id=held.container.path_id, visitor="ada") == held.snapshot
 
 
 def test_the_heartbeat_prunes_snapshots_past_their_hours(held):
-    services.kill_sessions([held], by="organiser")
+    ending.kill_sessions([held], by="organiser")
     snapshot = Snapshot.objects.get(session=held)
-    path = services.snapshot_path(snapshot)
-    assert services.prune_snapshots() == 0 and path.exists()
-    assert services.snapshot_disk() == {held.container.pool_id: (1, snapshot.size)}
+    path = snapshots.snapshot_path(snapshot)
+    assert snapshots.prune_snapshots() == 0 and path.exists()
+    assert snapshots.snapshot_disk() == {held.container.pool_id: (1, snapshot.size)}
     later = timezone.now() + timedelta(hours=48, seconds=1)
-    assert services.prune_snapshots(later - timedelta(seconds=2)) == 0
+    assert snapshots.prune_snapshots(later - timedelta(seconds=2)) == 0
     Snapshot.objects.update(expires_at=timezone.now())  # its hours are over
-    services.heartbeat()
+    upkeep.heartbeat()
     assert not path.exists()
     assert Snapshot.objects.get().file_name == ""  # the row stays, as history
-    assert services.ended_work(held.container, "ada", now=later)[0] == "expired"
-    assert services.visitors_snapshot(path_id=held.container.path_id, visitor="ada", now=later) is None
-    assert services.snapshot_disk(later) == {}
+    assert snapshots.ended_work(held.container, "ada", now=later)[0] == "expired"
+    assert snapshots.visitors_snapshot(path_id=held.container.path_id, visitor="ada", now=later) is None
+    assert snapshots.snapshot_disk(later) == {}
 
 
 def test_no_snapshot_is_taken_when_their_hours_are_zero(held, settings):
     settings.TMPNB_SNAPSHOT_HOURS = 0
-    services.kill_sessions([held], by="organiser")
+    ending.kill_sessions([held], by="organiser")
     assert not Snapshot.objects.exists()
 
 
 def test_restoring_puts_the_files_back_owned_by_the_notebooks_user(held, fake_backend):
-    services.kill_sessions([held], by="organiser")
-    [row] = services.fill_pool(held.container.pool_id)
-    services.spawn_container(row.pk)
-    again = services.assign_container(pool=held.container.pool, visitor="ada")
-    services.restore_work(snapshot=held.snapshot, container=again.container)
+    ending.kill_sessions([held], by="organiser")
+    [row] = pools.fill_pool(held.container.pool_id)
+    spawning.spawn_container(row.pk)
+    again = assignment.assign_container(pool=held.container.pool, visitor="ada")
+    snapshots.restore_work(snapshot=held.snapshot, container=again.container)
     [(name, destination, data)] = fake_backend.copied_in
     assert (name, destination) == (again.container.name, notebook_root(again.container.pool))
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
@@ -176,11 +176,11 @@ def test_the_folder_saved_is_the_servers_root(command, root):
 def ended_by_kill(client, fake_backend, fake_proxy):
     """``client`` took a notebook (a file in it) that an organiser killed; it returns that container."""
     pool = PoolFactory(capacity=1)
-    [row] = services.fill_pool(pool.pk)
-    services.spawn_container(row.pk)
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
     assert client.get("/").status_code == 302
     fake_backend.files[row.name] = {"notes.txt": b"my work\n"}
-    services.kill_sessions(Session.objects.all(), by="organiser")
+    ending.kill_sessions(Session.objects.all(), by="organiser")
     return Session.objects.get().container
 
 
@@ -209,8 +209,8 @@ def test_the_ended_page_tells_as_json_where_the_work_is(client, ended_by_kill):
 
 
 def test_start_again_with_my_files_lands_in_a_new_notebook_that_has_them(client, ended_by_kill, fake_backend):
-    [row] = services.fill_pool(ended_by_kill.pool_id)
-    services.spawn_container(row.pk)
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
     response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
     assert response.status_code == 302 and response.url.startswith(f"/user/{row.path_id}/")
     [(name, _, data)] = fake_backend.copied_in
@@ -230,7 +230,7 @@ def test_the_organiser_downloads_any_snapshot_from_the_sessions_admin_page(admin
 
 
 def test_the_disk_the_saved_work_takes_is_on_the_dashboard_and_in_pool_status(held, admin_client):
-    services.kill_sessions([held], by="organiser")
+    ending.kill_sessions([held], by="organiser")
     size = Snapshot.objects.get().size
     out = io.StringIO()
     call_command("pool_status", "--json", stdout=out)
@@ -244,14 +244,14 @@ def test_a_copy_that_breaks_in_any_way_never_keeps_the_container(held, fake_back
         raise ValueError("a name that cannot be written")
 
     fake_backend.on_chunk = breaks
-    services.kill_sessions([held], by="organiser")
+    ending.kill_sessions([held], by="organiser")
     assert Snapshot.objects.get(session=held).error == "a name that cannot be written"
     assert held.container.name in fake_backend.removed
 
 
 def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their_own(client, ended_by_kill, fake_backend):
-    [row] = services.fill_pool(ended_by_kill.pool_id)
-    services.spawn_container(row.pk)
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
     assert client.get("/").status_code == 302  # they started again without their files first
     assert client.post(f"/ended/{ended_by_kill.path_id}/restore").status_code == 302
     [(_, _, data)] = fake_backend.copied_in
@@ -270,8 +270,8 @@ def test_the_reconciler_finishes_an_interrupted_end_without_copying_in_the_heart
     Session.objects.filter(pk=held.pk).end(Session.EndReason.KILLED, by="organiser")
     long_ago = timezone.now() - timedelta(minutes=10)
     Container.objects.filter(pk=held.container_id).update(state=Container.State.STOPPING, ended_at=long_ago)
-    assert services.reconcile().teardowns_retried == 1
+    assert upkeep.reconcile().teardowns_retried == 1
     snapshot = Snapshot.objects.get(session=held)
     assert snapshot.file_name == "" and "interrupted before the copy" in snapshot.error
-    assert services.ended_work(held.container, "ada") == ("none", snapshot)
+    assert snapshots.ended_work(held.container, "ada") == ("none", snapshot)
     assert held.container.name in fake_backend.removed

@@ -3,9 +3,9 @@ proxy faked at their boundary so the interleaving is exact."""
 
 import pytest
 
-from pool import services
-from pool.backend import BackendError
+from pool.backends.base import BackendError
 from pool.models import Container, Event, Pool
+from pool.services import pools, spawning, upkeep
 from tests.factories import PoolFactory
 from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)
 
@@ -14,9 +14,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def spawn_while(fake_backend, happening, capacity=1):
     pool = PoolFactory(capacity=capacity)
-    rows = services.fill_pool(pool.pk)
+    rows = pools.fill_pool(pool.pk)
     fake_backend.on_start = happening
-    return pool, [services.spawn_container(row.pk) for row in rows]
+    return pool, [spawning.spawn_container(row.pk) for row in rows]
 
 
 def assert_no_failure_counted(pool):
@@ -29,7 +29,7 @@ def assert_no_failure_counted(pool):
 @pytest.mark.parametrize("start_fails", [False, True], ids=["start-succeeds", "start-fails"])
 def test_a_container_drained_while_it_starts_is_cancelled_not_failed(fake_backend, fake_proxy, start_fails):
     def drain(spec):
-        services.drain_pool(Pool.objects.get(name=spec.pool))
+        pools.drain_pool(Pool.objects.get(name=spec.pool))
         if start_fails:  # Docker removed it under the starting call
             raise BackendError(f"starting {spec.name}: 404 No such container")
 
@@ -42,15 +42,15 @@ def test_a_container_drained_while_it_starts_is_cancelled_not_failed(fake_backen
 def test_three_drains_while_starting_never_pause_the_pool(fake_backend, fake_proxy, settings):
     settings.TMPNB_SPAWN_FAILURES_TO_PAUSE = 3
     pool = PoolFactory(capacity=3)
-    fake_backend.on_start = lambda spec: services.drain_pool(pool)
+    fake_backend.on_start = lambda spec: pools.drain_pool(pool)
     for _ in range(3):
-        rows = services.fill_pool(pool.pk)
+        rows = pools.fill_pool(pool.pk)
         for row in rows:
-            services.spawn_container(row.pk)
+            spawning.spawn_container(row.pk)
         assert rows and {c.state for c in Container.objects.filter(pk__in=[r.pk for r in rows])} == {Container.State.GONE}
     assert_no_failure_counted(pool)
     fake_backend.on_start = None
-    spawned = [services.spawn_container(row.pk) for row in services.fill_pool(pool.pk)]
+    spawned = [spawning.spawn_container(row.pk) for row in pools.fill_pool(pool.pk)]
     assert [c.state for c in spawned] == [Container.State.READY] * 3
 
 
@@ -71,7 +71,6 @@ def test_the_lease_is_renewed_while_docker_creates_and_starts_the_container(fake
 
     from django.db import connection
 
-    from pool.services import spawning
 
     monkeypatch.setattr(spawning, "SPAWN_LEASE", timedelta(seconds=0.6))
     reports = []
@@ -81,7 +80,7 @@ def test_the_lease_is_renewed_while_docker_creates_and_starts_the_container(fake
 
         time.sleep(1.5)  # more than two leases
         try:
-            reports.append(services.reconcile())
+            reports.append(upkeep.reconcile())
         finally:
             connection.close()  # this thread's own connection
 

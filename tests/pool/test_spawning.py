@@ -10,8 +10,10 @@ import pytest
 import requests
 from django.conf import settings
 
-from pool import dockerapi, services
+from pool.backends import docker as docker_backend
+from pool.backends.client import LABEL_INSTALLATION, labels_for
 from pool.models import Container, Pool
+from pool.services import ending, pools, spawning
 from tests.factories import PoolFactory
 from tests.stack import wait_for
 
@@ -29,14 +31,14 @@ HOST_NETWORK_COMMAND = (
 @pytest.fixture
 def inspect():
     client = docker.from_env()
-    yield lambda container: client.api.inspect_container(container.docker_id)
+    yield lambda container: client.api.inspect_container(container.backend_id)
     client.close()
 
 
 def spawn_one(**options):
     pool = PoolFactory(capacity=1, **options)
-    [row] = services.fill_pool(pool.pk)
-    container = services.spawn_container(row.pk)
+    [row] = pools.fill_pool(pool.pk)
+    container = spawning.spawn_container(row.pk)
     assert container.state == Container.State.READY, container.error
     return container
 
@@ -74,13 +76,13 @@ def test_the_command_template_is_filled_with_the_containers_own_values(clean_poo
 
 def test_a_docker_network_is_joined(clean_pools, inspect):
     client = docker.from_env()
-    network = client.networks.create(f"tmpnb-{settings.TMPNB_INSTALLATION}-net", labels=dockerapi.labels_for("net"))
+    network = client.networks.create(f"tmpnb-{settings.TMPNB_INSTALLATION}-net", labels=labels_for("net"))
     try:
         container = spawn_one(docker_network=network.name)
         assert list(inspect(container)["NetworkSettings"]["Networks"]) == [network.name]
-        services.stop_all_containers()
+        ending.stop_all_containers()
     finally:
-        dockerapi.remove_networks()  # it carries this installation's label
+        docker_backend.remove_networks()  # it carries this installation's label
         client.close()
 
 
@@ -96,8 +98,8 @@ def test_the_proxy_reaches_a_container_at_its_address_on_the_installations_netwo
     assert page.text.strip() == f"tree {container.base_path}"
     client = docker.from_env()
     try:
-        assert client.networks.get(network).attrs["Labels"][dockerapi.LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
-        services.stop_all_containers()
+        assert client.networks.get(network).attrs["Labels"][LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
+        ending.stop_all_containers()
         assert not [n for n in client.networks.list(names=[network]) if n.name == network]
     finally:
         client.close()
@@ -133,8 +135,8 @@ def test_a_container_is_ready_once_the_page_a_visitor_lands_on_answers(clean_poo
 def test_a_landing_page_that_never_answers_fails_the_spawn(clean_pools, settings):
     settings.TMPNB_SPAWN_TIMEOUT = 2
     pool = PoolFactory(capacity=1, redirect_uri="/nowhere")
-    [row] = services.fill_pool(pool.pk)
-    container = services.spawn_container(row.pk)
+    [row] = pools.fill_pool(pool.pk)
+    container = spawning.spawn_container(row.pk)
     assert container.state == Container.State.FAILED
     assert f"did not answer 200 on {container.target}{container.url_for('/nowhere')}" in container.error
     assert "(HTTP 404)" in container.error
@@ -158,7 +160,7 @@ def test_tokens_can_be_turned_off_and_the_id_length_set(clean_pools):
 
 def test_with_tokens_each_container_has_its_own(clean_pools):
     pool = PoolFactory(capacity=2)
-    rows = services.fill_pool(pool.pk)
+    rows = pools.fill_pool(pool.pk)
     assert len({row.token for row in rows}) == 2 and all(len(row.token) >= 32 for row in rows)
     assert all(len(row.path_id) == 12 for row in rows)
 
@@ -218,7 +220,7 @@ def outside_host(tmp_path):
 
 def fetch_from(client, container, ip):
     probe = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {ip} 8000 | head -1"
-    return client.containers.get(container.docker_id).exec_run(["sh", "-c", probe]).output.decode()
+    return client.containers.get(container.backend_id).exec_run(["sh", "-c", probe]).output.decode()
 
 
 def test_an_internal_network_cuts_notebooks_off_but_the_proxy_reaches_them(clean_pools, inspect, proxy, outside_host):
@@ -237,7 +239,7 @@ def test_an_internal_network_cuts_notebooks_off_but_the_proxy_reaches_them(clean
         page = requests.get(f"{proxy.public_url}{cut_off.base_path}", timeout=5)
         assert page.text.strip() == f"container {cut_off.base_path}"
     finally:
-        services.stop_all_containers()
+        ending.stop_all_containers()
         for network in client.networks.list(names=[network_name]):
             network.remove()
         client.close()

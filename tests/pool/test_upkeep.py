@@ -9,18 +9,20 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from pool import dockerapi, services
+from pool.backends import docker as docker_backend
+from pool.backends.client import labels_for
 from pool.models import Container, Session
+from pool.services import assignment, pools, spawning, upkeep
 from proxyapi import ProxyClient, get_proxy
 from tests.factories import TINY_IMAGE, PoolFactory
 
 
 def spawn_all(pool):
-    return [services.spawn_container(c.pk) for c in services.fill_pool(pool.pk)]
+    return [spawning.spawn_container(c.pk) for c in pools.fill_pool(pool.pk)]
 
 
 def assign(pool, visitor):
-    return services.assign_container(pool=pool, visitor=visitor)
+    return assignment.assign_container(pool=pool, visitor=visitor)
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def test_an_idle_session_is_culled_while_an_active_one_survives(clean_pools, pro
     for _ in range(6):  # 3 s of traffic to one notebook, through the proxy
         requests.get(f"{proxy.public_url}{active.container.base_path}", timeout=5).raise_for_status()
         time.sleep(0.5)
-    culled = services.cull_sessions()
+    culled = upkeep.cull_sessions()
     assert culled == {Session.EndReason.CULLED_IDLE: 1, Session.EndReason.CULLED_AGE: 0}
     idle.refresh_from_db()
     active.refresh_from_db()
@@ -48,7 +50,7 @@ def test_an_idle_session_is_culled_while_an_active_one_survives(clean_pools, pro
     assert active.ended_at is None
     assert active.last_activity > active.started_at + timedelta(seconds=2)
     assert Container.objects.get(pk=idle.container_id).state == Container.State.GONE
-    running = [c.name for c in dockerapi.list_containers()]
+    running = [c.name for c in docker_backend.list_containers()]
     assert idle.container.name not in running and active.container.name in running
     assert idle.container.route_path not in proxy.routes()
     # The ready, unassigned container is never culled for idleness.
@@ -61,10 +63,10 @@ def test_a_session_past_cull_max_is_culled_even_though_active(clean_pools, proxy
     session = assign(pool, "busy")
     time.sleep(1.2)
     requests.get(f"{proxy.public_url}{session.container.base_path}", timeout=5).raise_for_status()
-    assert services.cull_sessions()[Session.EndReason.CULLED_AGE] == 1
+    assert upkeep.cull_sessions()[Session.EndReason.CULLED_AGE] == 1
     session.refresh_from_db()
     assert session.end_reason == Session.EndReason.CULLED_AGE
-    assert dockerapi.list_containers() == []
+    assert docker_backend.list_containers() == []
 
 
 # --- reconciliation ---------------------------------------------------------
@@ -74,13 +76,13 @@ def test_a_container_killed_behind_the_services_back_is_replaced(clean_pools, ra
     pool = PoolFactory(capacity=2)
     spawn_all(pool)
     session = assign(pool, "victim")
-    raw_docker.containers.get(session.container.docker_id).kill()
-    report = services.reconcile()
+    raw_docker.containers.get(session.container.backend_id).kill()
+    report = upkeep.reconcile()
     assert report.dead_replaced == 1
     session.refresh_from_db()
     assert session.end_reason == Session.EndReason.CONTAINER_GONE
     assert Container.objects.get(pk=session.container_id).state == Container.State.GONE
-    assert session.container.docker_id not in [c.docker_id for c in dockerapi.list_containers()]
+    assert session.container.backend_id not in [c.backend_id for c in docker_backend.list_containers()]
     assert session.container.route_path not in get_proxy().list_routes()
     [replacement] = spawn_all(pool)
     assert replacement.state == Container.State.READY
@@ -91,16 +93,16 @@ def test_a_route_deleted_behind_its_back_comes_back(clean_pools, proxy):
     [container] = spawn_all(pool)
     requests.delete(f"{proxy.api_url}/api/routes{container.route_path}", headers={"Authorization": f"token {proxy.token}"}, timeout=5)
     assert container.route_path not in proxy.routes()
-    assert services.reconcile().routes_added == 1
+    assert upkeep.reconcile().routes_added == 1
     assert proxy.routes()[container.route_path]["target"] == container.target
     assert requests.get(f"{proxy.public_url}{container.base_path}", timeout=5).text.strip() == f"container {container.base_path}"
 
 
 def test_an_orphan_labelled_container_is_removed_and_an_unlabelled_one_left_alone(clean_pools, raw_docker):
-    orphan = raw_docker.containers.run(TINY_IMAGE, "sleep 600", detach=True, name=f"tmpnb-{settings.TMPNB_INSTALLATION}-x-orphan", labels=dockerapi.labels_for("x"))
+    orphan = raw_docker.containers.run(TINY_IMAGE, "sleep 600", detach=True, name=f"tmpnb-{settings.TMPNB_INSTALLATION}-x-orphan", labels=labels_for("x"))
     stranger = raw_docker.containers.run(TINY_IMAGE, "sleep 600", detach=True, labels={"tmpnb.pool": "x"})
     try:
-        assert services.reconcile().orphans_removed == 1
+        assert upkeep.reconcile().orphans_removed == 1
         with pytest.raises(docker.errors.NotFound):
             raw_docker.containers.get(orphan.id)
         assert raw_docker.containers.get(stranger.id).status == "running"
@@ -114,7 +116,7 @@ def test_routes_without_a_live_container_are_deleted_and_others_routes_kept(rout
     foreign = ProxyClient(routes_cleaned.api_url, routes_cleaned.token, "another-installation")
     foreign.add_route("/user/theirs", "http://127.0.0.1:2")
     try:
-        assert services.reconcile().routes_deleted == 1
+        assert upkeep.reconcile().routes_deleted == 1
         assert "/user/nobody" not in routes_cleaned.routes()
         assert "/user/theirs" in routes_cleaned.routes()
     finally:
@@ -123,15 +125,15 @@ def test_routes_without_a_live_container_are_deleted_and_others_routes_kept(rout
 
 def test_a_spawn_whose_worker_died_is_failed_and_cleaned_up(clean_pools):
     pool = PoolFactory(capacity=2)
-    started, queued = services.fill_pool(pool.pk)
+    started, queued = pools.fill_pool(pool.pk)
     Container.objects.filter(pk=started.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
     Container.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(seconds=30))
-    assert services.reconcile().stuck_failed == 1
+    assert upkeep.reconcile().stuck_failed == 1
     assert Container.objects.get(pk=started.pk).state == Container.State.FAILED
     # One merely queued for a while is left to its worker.
     assert Container.objects.get(pk=queued.pk).state == Container.State.SPAWNING
     Container.objects.filter(pk=queued.pk).update(created_at=timezone.now() - timedelta(hours=1))
-    assert services.reconcile().stuck_failed == 1
+    assert upkeep.reconcile().stuck_failed == 1
 
 
 def test_a_tick_makes_one_list_call_to_docker_and_one_to_the_proxy(clean_pools, monkeypatch):
@@ -140,7 +142,7 @@ def test_a_tick_makes_one_list_call_to_docker_and_one_to_the_proxy(clean_pools, 
     for n in range(2):
         assign(pool, f"v{n}")
     calls = {"docker": 0, "proxy": 0}
-    real_docker_list, real_proxy_list = dockerapi.list_containers, ProxyClient.list_routes
+    real_docker_list, real_proxy_list = docker_backend.list_containers, ProxyClient.list_routes
 
     def count_docker():
         calls["docker"] += 1
@@ -150,9 +152,9 @@ def test_a_tick_makes_one_list_call_to_docker_and_one_to_the_proxy(clean_pools, 
         calls["proxy"] += 1
         return real_proxy_list(self, *args, **kwargs)
 
-    monkeypatch.setattr(dockerapi, "list_containers", count_docker)
+    monkeypatch.setattr(docker_backend, "list_containers", count_docker)
     monkeypatch.setattr(ProxyClient, "list_routes", count_proxy)
-    report = services.reconcile()
+    report = upkeep.reconcile()
     assert calls == {"docker": 1, "proxy": 1}
     assert report.dead_replaced == report.routes_added == report.orphans_removed == report.routes_deleted == 0
 
@@ -164,12 +166,12 @@ def test_drain_replaces_only_ready_containers(clean_pools):
     pool = PoolFactory(capacity=3)
     spawn_all(pool)
     session = assign(pool, "keeps-working")
-    before = {c.docker_id for c in dockerapi.list_containers()}
-    assert services.drain_pool(pool) == 2
-    assert [c.docker_id for c in dockerapi.list_containers()] == [session.container.docker_id]
+    before = {c.backend_id for c in docker_backend.list_containers()}
+    assert pools.drain_pool(pool) == 2
+    assert [c.backend_id for c in docker_backend.list_containers()] == [session.container.backend_id]
     fresh = spawn_all(pool)
     assert len(fresh) == 2 and all(c.state == Container.State.READY for c in fresh)
-    after = {c.docker_id for c in dockerapi.list_containers()}
-    assert after & before == {session.container.docker_id}
+    after = {c.backend_id for c in docker_backend.list_containers()}
+    assert after & before == {session.container.backend_id}
     session.refresh_from_db()
     assert session.ended_at is None

@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pool import services
 from pool.models import Container, QueueEntry, Session
+from pool.services import assignment, pools, waiting
 from pool.visitors import VISITOR_COOKIE
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory
 
@@ -14,11 +14,11 @@ pytestmark = pytest.mark.django_db
 
 
 def admit(pool, visitor, **kwargs):
-    return services.admit(pool=pool, visitor=visitor, **kwargs)
+    return assignment.admit(pool=pool, visitor=visitor, **kwargs)
 
 
 def position(visitor):
-    return services.admission_status(visitor).get("position")
+    return waiting.admission_status(visitor).get("position")
 
 
 def test_visitors_wait_in_arrival_order_and_a_reload_keeps_the_place():
@@ -39,7 +39,7 @@ def test_a_ready_container_goes_to_the_head_of_the_queue_not_to_a_newcomer():
     late = admit(pool, "late")
     assert late.session is None and position("late") == 2
     assert Session.objects.get().visitor == "first"
-    assert services.admission_status("first")["status"] == "ready"
+    assert waiting.admission_status("first")["status"] == "ready"
     assert position("second") == 1
 
 
@@ -48,7 +48,7 @@ def test_ready_containers_are_served_in_order_each_to_one_visitor():
     for name in ("a", "b", "c"):
         admit(pool, name)
     ContainerFactory.create_batch(2, pool=pool)
-    assert services.serve_queue(pool.pk) == 2
+    assert assignment.serve_queue(pool.pk) == 2
     sessions = Session.objects.order_by("container__ready_at", "container__pk")
     assert [s.visitor for s in sessions] == ["a", "b"]
     assert len({s.container_id for s in sessions}) == 2
@@ -62,7 +62,7 @@ def test_waiting_visitors_make_the_pool_spawn_for_them_up_to_its_capacity():
     for name in ("a", "b", "c", "d"):
         admit(pool, name)
     # Four waiting and a ready target of one: everything the capacity allows.
-    assert len(services.fill_pool(pool.pk)) == 3
+    assert len(pools.fill_pool(pool.pk)) == 3
 
 
 def test_a_visitor_who_closed_the_page_leaves_the_queue():
@@ -70,15 +70,15 @@ def test_a_visitor_who_closed_the_page_leaves_the_queue():
     admit(pool, "gone")
     admit(pool, "stays")
     QueueEntry.objects.filter(visitor="gone").update(last_seen=timezone.now() - timedelta(minutes=5))
-    assert services.drop_abandoned_places() == 1
+    assert waiting.drop_abandoned_places() == 1
     assert position("stays") == 1
-    assert services.admission_status("gone") == {"status": "unknown"}
+    assert waiting.admission_status("gone") == {"status": "unknown"}
 
 
 def test_the_estimate_is_a_spawn_while_places_are_free():
     pool = PoolFactory(capacity=3)
     ContainerFactory(pool=pool, created_at=timezone.now() - timedelta(seconds=8), ready_at=timezone.now() - timedelta(seconds=2))
-    estimate = services.estimate_wait(pool, 2)
+    estimate = waiting.estimate_wait(pool, 2)
     assert estimate.phase == "starting" and estimate.seconds == pytest.approx(6, abs=0.5)
 
 
@@ -90,7 +90,7 @@ def test_the_estimate_follows_the_rate_at_which_places_freed_up():
     for minutes_ago in (1, 4, 7):  # three places freed in the last 15 minutes: one per 300 s
         ended = now - timedelta(minutes=minutes_ago)
         SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.GONE), started_at=ended - timedelta(minutes=10), ended_at=ended)
-    estimate = services.estimate_wait(pool, 2, now=now)
+    estimate = waiting.estimate_wait(pool, 2, now=now)
     assert estimate.phase == "waiting"
     # Two places needed ahead of a spawn (these rows took no time to start).
     assert estimate.seconds == pytest.approx(2 * 300, abs=1)
@@ -103,10 +103,10 @@ def test_with_no_place_freed_lately_the_estimate_is_the_next_cull():
     SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED), started_at=now - timedelta(seconds=3500))
     # The first place frees when the idle one reaches its idle timeout (100 s),
     # the second when the old one reaches cull_max (100 s too, at the latest).
-    assert services.estimate_wait(pool, 1, now=now).seconds == pytest.approx(100, abs=1)
-    assert services.estimate_wait(pool, 2, now=now).seconds == pytest.approx(100, abs=1)
+    assert waiting.estimate_wait(pool, 1, now=now).seconds == pytest.approx(100, abs=1)
+    assert waiting.estimate_wait(pool, 2, now=now).seconds == pytest.approx(100, abs=1)
     # Nobody can say when a third place frees: neither culls nor a history tell.
-    assert services.estimate_wait(pool, 3, now=now) == services.Estimate(None, "waiting")
+    assert waiting.estimate_wait(pool, 3, now=now) == waiting.Estimate(None, "waiting")
 
 
 def test_the_status_endpoint_tells_the_page_where_it_stands(client):
@@ -115,7 +115,7 @@ def test_the_status_endpoint_tells_the_page_where_it_stands(client):
     status = client.get("/waiting/status").json()
     assert status["status"] == "waiting" and status["position"] == 1 and status["phase"] == "starting"
     container = ContainerFactory(pool=pool)
-    services.serve_queue(pool.pk)
+    assignment.serve_queue(pool.pk)
     ready = client.get("/waiting/status").json()
     assert ready == {"status": "ready", "url": container.url_for("notebooks/intro.ipynb")}
     assert client.get("/").status_code == 302
@@ -138,7 +138,7 @@ def test_api_clients_may_wait_in_the_queue(client, settings):
     assert client.get(body["status_url"]).status_code == 403  # the token is needed to poll too
     assert client.get(body["status_url"], headers=auth).json()["status"] == "waiting"
     container = ContainerFactory(pool=pool)
-    services.serve_queue(pool.pk)
+    assignment.serve_queue(pool.pk)
     assert client.get(body["status_url"], headers=auth).json() == {"status": "ready", "url": container.url_for("/tree")}
 
 
@@ -156,16 +156,16 @@ def test_api_clients_that_do_not_wait_get_a_retry_after_from_the_estimate(client
 def test_without_redis_a_status_request_does_not_wait_and_says_to_ask_again_soon():
     pool = PoolFactory(capacity=1)
     admit(pool, "ann")
-    status = services.await_admission("ann")  # the tests' Redis address is closed
-    assert status["status"] == "waiting" and status["poll_seconds"] == services.waiting.POLL_SECONDS
+    status = waiting.await_admission("ann")  # the tests' Redis address is closed
+    assert status["status"] == "waiting" and status["poll_seconds"] == waiting.POLL_SECONDS
 
 
 def test_a_served_visitor_is_told_at_once_without_waiting():
     pool = PoolFactory(capacity=1)
     admit(pool, "ann")
     ContainerFactory(pool=pool)
-    services.serve_queue(pool.pk)
-    assert services.await_admission("ann")["status"] == "ready"
+    assignment.serve_queue(pool.pk)
+    assert waiting.await_admission("ann")["status"] == "ready"
 def test_a_visitor_waiting_for_one_pool_who_opens_another_moves_their_place_there():
     """The last pool asked for is the one they want (the waiting page does not
     name the pool: waiting on for the first would land them somewhere they

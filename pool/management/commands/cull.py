@@ -1,5 +1,5 @@
-from pool import services
 from pool.management.base import PoolCommand
+from pool.services import upkeep
 
 
 class Command(PoolCommand):
@@ -7,5 +7,5 @@ class Command(PoolCommand):
     every_pool_by_default = True
 
     def handle_pool(self, pool, **options):
-        culled = services.cull_sessions(pool=pool)
+        culled = upkeep.cull_sessions(pool=pool)
         self.stdout.write(", ".join(f"{reason}: {count}" for reason, count in culled.items()))

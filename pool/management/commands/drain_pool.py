@@ -1,10 +1,10 @@
-from pool import services
 from pool.management.base import PoolCommand
+from pool.services import pools
 
 
 class Command(PoolCommand):
     help = "Replace every container not in use (after changing the image); containers in use keep running."
 
     def handle_pool(self, pool, **options):
-        drained = services.drain_pool(pool, by=self.actor)
+        drained = pools.drain_pool(pool, by=self.actor)
         self.stdout.write(f"Pool {pool.name}: replacing {drained} container(s); containers in use keep running.")

@@ -1,8 +1,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
-from pool import services
 from pool.management.base import ServiceCommand, refusal_message
+from pool.services import pools
 
 
 class Command(ServiceCommand):
@@ -10,7 +10,7 @@ class Command(ServiceCommand):
 
     def handle(self, *args, **options):
         try:
-            pool, created = services.init_default_pool()
+            pool, created = pools.init_default_pool()
         except ValidationError as error:
             raise CommandError(f"the TMPNB_* settings do not make a valid pool: {refusal_message(error)}") from None
         verb = "created" if created else "kept"

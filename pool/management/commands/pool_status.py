@@ -1,8 +1,8 @@
 import json
 
-from pool import services
 from pool.management.base import PoolCommand
 from pool.models import Pool
+from pool.services import dashboard
 
 COLUMNS = [
     # (heading, key of the JSON row)
@@ -40,7 +40,7 @@ class Command(PoolCommand):
 
     def handle_pool(self, pool, *, as_json=False, **options):
         pools = Pool.objects.all() if pool is None else Pool.objects.filter(pk=pool.pk)
-        rows = [row_data(row) for row in services.pool_overview(pools)]
+        rows = [row_data(row) for row in dashboard.pool_overview(pools)]
         if as_json:
             self.stdout.write(json.dumps(rows, indent=2))
             return

@@ -1,7 +1,7 @@
 from dataclasses import asdict
 
-from pool import services
 from pool.management.base import PoolCommand
+from pool.services import upkeep
 
 
 class Command(PoolCommand):
@@ -9,5 +9,5 @@ class Command(PoolCommand):
     every_pool_by_default = True
 
     def handle_pool(self, pool, **options):
-        report = services.reconcile(pool=pool)
+        report = upkeep.reconcile(pool=pool)
         self.stdout.write(", ".join(f"{name.replace('_', ' ')}: {count}" for name, count in asdict(report).items()))

@@ -1,5 +1,5 @@
-from pool import services
 from pool.management.base import PoolCommand
+from pool.services import pools
 
 
 class Command(PoolCommand):
@@ -11,5 +11,5 @@ class Command(PoolCommand):
         parser.add_argument("--ready-target", type=int, help="ready containers to keep waiting (default: all)")
 
     def handle_pool(self, pool, *, size, ready_target, **options):
-        services.resize_pool(pool, size, ready_target=ready_target, by=self.actor)
+        pools.resize_pool(pool, size, ready_target=ready_target, by=self.actor)
         self.stdout.write(f"Pool {pool.name}: size {pool.capacity}, ready target {pool.effective_ready_target}.")

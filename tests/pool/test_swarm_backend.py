@@ -3,8 +3,8 @@ for real: tests/integration/test_swarm.py)."""
 
 import pytest
 
-from pool import swarmapi
-from pool.backend import ContainerSpec, get_backend
+from pool.backends import get_backend, swarm as swarm_backend
+from pool.backends.base import ContainerSpec
 
 
 def spec(**values):
@@ -14,29 +14,29 @@ def spec(**values):
 
 
 def test_the_command_is_passed_as_args_so_the_images_entrypoint_stays():
-    container = swarmapi._task_template(spec())["ContainerSpec"]
+    container = swarm_backend._task_template(spec())["ContainerSpec"]
     assert container["Args"] == ["sh", "-c", "exec httpd -f -p 8888"]
     assert "Command" not in container
 
 
 def test_the_pools_limits_become_the_services_resources():
-    template = swarmapi._task_template(spec(mem_limit="512m", cpu_quota=50000, pids_limit=100))
+    template = swarm_backend._task_template(spec(mem_limit="512m", cpu_quota=50000, pids_limit=100))
     assert template["Resources"]["Limits"] == {"MemoryBytes": 512 * 1024**2, "NanoCPUs": 500_000_000, "Pids": 100}
     assert template["RestartPolicy"] == {"Condition": "none"}  # the pool replaces a notebook, Swarm does not
 
 
 def test_host_directories_are_bind_mounts_read_only_unless_rw():
-    mounts = swarmapi._task_template(spec(volumes=["/srv/data:/data:ro", "/srv/out:/out:rw"]))["ContainerSpec"]["Mounts"]
+    mounts = swarm_backend._task_template(spec(volumes=["/srv/data:/data:ro", "/srv/out:/out:rw"]))["ContainerSpec"]["Mounts"]
     assert [(m["Source"], m["Target"], m["ReadOnly"]) for m in mounts] == [("/srv/data", "/data", True), ("/srv/out", "/out", False)]
 
 
 @pytest.mark.parametrize("option", [{"host_network": True}, {"internal": True}])
 def test_options_a_swarm_cannot_give_are_refused(option):
-    with pytest.raises(swarmapi.SwarmError, match="not available on the swarm backend"):
-        swarmapi._task_template(spec(**option))
+    with pytest.raises(swarm_backend.SwarmError, match="not available on the swarm backend"):
+        swarm_backend._task_template(spec(**option))
 
 
 def test_the_setting_picks_the_backend(settings):
-    assert get_backend().__name__ == "pool.dockerapi"
+    assert get_backend().__name__ == "pool.backends.docker"
     settings.TMPNB_BACKEND = "swarm"
-    assert get_backend() is swarmapi
+    assert get_backend() is swarm_backend

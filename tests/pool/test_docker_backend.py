@@ -5,7 +5,9 @@ import pytest
 import requests
 from django.conf import settings
 
-from pool import dockerapi
+from pool.backends import docker as docker_backend
+from pool.backends.base import ContainerSpec
+from pool.backends.client import LABEL_INSTALLATION, LABEL_POOL, DockerError, labels_for
 from tests.factories import TINY_IMAGE
 from tests.stack import wait_for
 
@@ -22,7 +24,7 @@ def spec(name, **overrides):
         cpu_shares=256,
     )
     values.update(overrides)
-    return dockerapi.ContainerSpec(**values)
+    return ContainerSpec(**values)
 
 
 @pytest.fixture
@@ -33,11 +35,11 @@ def raw_docker():
 
 
 def test_a_started_container_is_labelled_limited_and_published_on_loopback(docker_images, raw_docker):
-    started = dockerapi.start_container(spec("one"))
+    started = docker_backend.start_container(spec("one"))
     try:
-        attrs = raw_docker.api.inspect_container(started.docker_id)
-        assert attrs["Config"]["Labels"][dockerapi.LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
-        assert attrs["Config"]["Labels"][dockerapi.LABEL_POOL] == "api"
+        attrs = raw_docker.api.inspect_container(started.backend_id)
+        assert attrs["Config"]["Labels"][LABEL_INSTALLATION] == settings.TMPNB_INSTALLATION
+        assert attrs["Config"]["Labels"][LABEL_POOL] == "api"
         assert attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
         assert attrs["HostConfig"]["CpuShares"] == 256
         assert attrs["HostConfig"]["PortBindings"]["8888/tcp"][0]["HostIp"] == "127.0.0.1"
@@ -47,39 +49,39 @@ def test_a_started_container_is_labelled_limited_and_published_on_loopback(docke
         wait_for(lambda: requests.get(url, timeout=1).ok, 30, "the started container")
         assert requests.get(url, timeout=5).text.strip() == "hi"
     finally:
-        dockerapi.remove_container(started.docker_id)
-    assert not [c for c in dockerapi.list_containers() if c.docker_id == started.docker_id]
+        docker_backend.remove_container(started.backend_id)
+    assert not [c for c in docker_backend.list_containers() if c.backend_id == started.backend_id]
 
 
 def test_listing_sees_only_this_installation(docker_images, raw_docker):
-    ours = dockerapi.start_container(spec("listed"))
+    ours = docker_backend.start_container(spec("listed"))
     stranger = raw_docker.containers.run(TINY_IMAGE, "sleep 60", detach=True, labels={"tmpnb.pool": "someone-else"})
     try:
-        listed = dockerapi.list_containers()
-        assert [c.docker_id for c in listed] == [ours.docker_id]
+        listed = docker_backend.list_containers()
+        assert [c.backend_id for c in listed] == [ours.backend_id]
         assert listed[0].pool == "api" and listed[0].is_running
     finally:
         stranger.remove(force=True)
-        dockerapi.remove_container(ours.docker_id)
+        docker_backend.remove_container(ours.backend_id)
 
 
 def test_removing_a_container_that_is_gone_is_not_an_error():
-    dockerapi.remove_container("tmpnb-no-such-container")
+    docker_backend.remove_container("tmpnb-no-such-container")
 
 
 def test_a_missing_image_is_a_clear_error():
-    with pytest.raises(dockerapi.DockerError, match="image tmpnb/no-such-image:1 is not on this host"):
-        dockerapi.start_container(spec("noimage", image="tmpnb/no-such-image:1"))
-    assert dockerapi.list_containers() == []
+    with pytest.raises(DockerError, match="image tmpnb/no-such-image:1 is not on this host"):
+        docker_backend.start_container(spec("noimage", image="tmpnb/no-such-image:1"))
+    assert docker_backend.list_containers() == []
 
 
 def test_a_container_not_published_answers_at_its_address_on_our_network(docker_images, raw_docker):
     network = f"tmpnb-{settings.TMPNB_INSTALLATION}-api"
-    dockerapi.ensure_network(network, "api")
-    dockerapi.ensure_network(network, "api")  # made once
-    started = dockerapi.start_container(spec("unpublished", network=network, publish=False))
+    docker_backend.ensure_network(network, "api")
+    docker_backend.ensure_network(network, "api")  # made once
+    started = docker_backend.start_container(spec("unpublished", network=network, publish=False))
     try:
-        attrs = raw_docker.api.inspect_container(started.docker_id)
+        attrs = raw_docker.api.inspect_container(started.backend_id)
         assert not attrs["HostConfig"]["PortBindings"]
         assert list(attrs["NetworkSettings"]["Networks"]) == [network]
         assert started.host_port is None
@@ -89,8 +91,8 @@ def test_a_container_not_published_answers_at_its_address_on_our_network(docker_
         wait_for(lambda: requests.get(url, timeout=1).ok, 30, "the started container")
         assert requests.get(url, timeout=5).text.strip() == "hi"
     finally:
-        dockerapi.remove_container(started.docker_id)
-        dockerapi.remove_networks()
+        docker_backend.remove_container(started.backend_id)
+        docker_backend.remove_networks()
     assert not raw_docker.networks.list(names=[network])
 
 
@@ -98,23 +100,23 @@ def test_a_network_made_by_another_process_between_look_and_create_is_taken_as_m
     """Two workers spawning at once both look, find no network, and create it:
     Docker refuses the second with 409, which means the network is there."""
     network = f"tmpnb-{settings.TMPNB_INSTALLATION}-race"
-    raw_docker.networks.create(network, labels=dockerapi.labels_for("api"), check_duplicate=True)  # the other worker's
+    raw_docker.networks.create(network, labels=labels_for("api"), check_duplicate=True)  # the other worker's
     try:
         # Our look came first: it found nothing.
         monkeypatch.setattr(docker.models.networks.NetworkCollection, "list", lambda self, **kwargs: [])
-        dockerapi.ensure_network(network, "api")
+        docker_backend.ensure_network(network, "api")
         monkeypatch.undo()
         assert [n.name for n in raw_docker.networks.list(names=[network])] == [network]
     finally:
         monkeypatch.undo()
-        dockerapi.remove_networks()
+        docker_backend.remove_networks()
 
 
 def test_a_published_container_has_both_addresses(docker_images, raw_docker):
-    started = dockerapi.start_container(spec("both"))
+    started = docker_backend.start_container(spec("both"))
     try:
-        bridge = raw_docker.api.inspect_container(started.docker_id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        bridge = raw_docker.api.inspect_container(started.backend_id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
         assert started.address("published") == ("127.0.0.1", started.host_port)
         assert started.address("container") == (bridge, 8888)
     finally:
-        dockerapi.remove_container(started.docker_id)
+        docker_backend.remove_container(started.backend_id)

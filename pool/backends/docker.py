@@ -1,80 +1,24 @@
-"""The single-host Docker backend, and the Docker client the Swarm backend shares.
+"""The single-host Docker backend: containers on one engine.
 
-It turns the SDK's objects into tmpnb's own small shapes, labels everything it
-creates, and only ever lists or removes containers that carry this
-installation's label.
+It turns the SDK's objects into tmpnb's own small shapes (pool.backends.base),
+labels everything it creates, and only ever lists or removes containers that
+carry this installation's label (pool.backends.client).
 """
 
 import contextlib
-import functools
 import logging
 import tarfile
 import tempfile
 import threading
 
-import docker
 import requests
-from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from pool.backend import BackendError, ContainerInfo, ContainerSpec, StartedContainer  # noqa: F401 (the shapes it returns)
+from pool.backends.base import ContainerInfo, StartedContainer
+from pool.backends.client import LABEL_POOL, DockerError, client, docker_errors, docker_work, installation_filter, labels_for
+from pool.backends.client import image_exists  # noqa: F401 (this backend's image_exists)
 
 log = logging.getLogger(__name__)
-
-LABEL_POOL = "tmpnb.pool"
-LABEL_INSTALLATION = "tmpnb.installation"
-LABEL_CONTAINER = "tmpnb.container"
-
-
-class DockerError(BackendError):
-    """Docker refused a request or could not be reached."""
-
-
-@contextlib.contextmanager
-def docker_errors(doing, error_class=DockerError):
-    """Turn whatever the SDK raises into ``error_class``: DockerException for
-    a refusal, and requests' ConnectionError or ReadTimeout, which docker-py
-    lets through once its client exists (the engine restarted or went quiet)."""
-    try:
-        yield
-    except (DockerException, requests.RequestException) as error:
-        raise error_class(f"{doing}: {error}") from None
-
-
-@functools.lru_cache(maxsize=2)
-def _client(base_url, version, timeout):
-    return docker.DockerClient(base_url=base_url, version=version, timeout=timeout)
-
-
-def client():
-    return _client(settings.DOCKER_HOST, settings.TMPNB_DOCKER_VERSION, settings.DOCKER_TIMEOUT)
-
-
-@functools.lru_cache(maxsize=1)
-def _docker_slots(size):
-    return threading.BoundedSemaphore(size)
-
-
-@contextlib.contextmanager
-def docker_work():
-    """Bounds the Docker calls one process makes at once (max_dock_workers).
-    The wait for a slot is bounded too: Celery's time limits do nothing in
-    the threads pool, so every wait of a task needs its own deadline."""
-    slots = _docker_slots(settings.TMPNB_MAX_DOCK_WORKERS)
-    wait = 2 * settings.DOCKER_TIMEOUT
-    if not slots.acquire(timeout=wait):
-        raise DockerError(f"no Docker slot came free within {wait}s (all TMPNB_MAX_DOCK_WORKERS busy)")
-    try:
-        yield
-    finally:
-        slots.release()
-
-
-def labels_for(pool_name, container_name=None):
-    labels = {LABEL_INSTALLATION: settings.TMPNB_INSTALLATION, LABEL_POOL: pool_name}
-    if container_name:
-        labels[LABEL_CONTAINER] = container_name
-    return labels
 
 
 def _create_options(spec):
@@ -142,9 +86,8 @@ def ensure_network(name, pool, internal=False, bridge=""):
 
 def remove_networks():
     """Remove the networks of this installation; one still in use stays (and is logged)."""
-    label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
     with docker_errors("listing networks"):
-        networks = client().networks.list(filters={"label": label})
+        networks = client().networks.list(filters=installation_filter())
     for network in networks:
         try:
             network.remove()
@@ -180,60 +123,60 @@ def start_container(spec):
     return started
 
 
-def _remove_left_behind(docker_id):
+def _remove_left_behind(backend_id):
     # The failure being reported matters more; the reconciler removes what stays.
     with contextlib.suppress(DockerError):
-        remove_container(docker_id)
+        remove_container(backend_id)
 
 
-def archive_out(docker_id, path):
+def archive_out(backend_id, path):
     """The folder or file ``path`` of a container as a tar stream: an iterator
     of bytes, read as it is consumed (so a caller can stop or cap it). A
     relative path is taken from the container's working directory."""
-    doing = f"copying {path} out of {docker_id[:12]}"
+    doing = f"copying {path} out of {backend_id[:12]}"
     with docker_errors(doing):
-        chunks, _ = client().api.get_archive(docker_id, _in_container(docker_id, path))
+        chunks, _ = client().api.get_archive(backend_id, _in_container(backend_id, path))
         yield from chunks
 
 
-def copy_in(docker_id, tar_path, destination):
+def copy_in(backend_id, tar_path, destination):
     """Extract the tar file ``tar_path`` (on this machine) into the folder
     ``destination`` of a container. Docker keeps the uid and gid of the tar's
     members: write them as the notebook's user."""
-    doing = f"copying {tar_path} into {docker_id[:12]}:{destination}"
+    doing = f"copying {tar_path} into {backend_id[:12]}:{destination}"
     with docker_errors(doing), docker_work(), open(tar_path, "rb") as tar:
-        if not client().api.put_archive(docker_id, _in_container(docker_id, destination), tar):
+        if not client().api.put_archive(backend_id, _in_container(backend_id, destination), tar):
             raise DockerError(f"{doing}: refused")
 
 
-def _in_container(docker_id, path):
+def _in_container(backend_id, path):
     if path.startswith("/"):
         return path
-    working_dir = client().api.inspect_container(docker_id)["Config"]["WorkingDir"]
+    working_dir = client().api.inspect_container(backend_id)["Config"]["WorkingDir"]
     if not working_dir:
-        raise DockerError(f"{docker_id[:12]} has no working directory to find {path!r} in")
+        raise DockerError(f"{backend_id[:12]} has no working directory to find {path!r} in")
     return f"{working_dir.rstrip('/')}/{path}"
 
 
-def copy_out(docker_id, path, destination):
+def copy_out(backend_id, path, destination):
     """Copy ``path`` out of a container into the folder ``destination``."""
     try:
         with tempfile.TemporaryFile() as archive:
-            for chunk in archive_out(docker_id, path):
+            for chunk in archive_out(backend_id, path):
                 archive.write(chunk)
             archive.seek(0)
             with tarfile.open(fileobj=archive) as tar:
                 # The "data" filter refuses links and paths that leave the folder.
                 tar.extractall(destination, filter="data")
     except tarfile.TarError as error:
-        raise DockerError(f"copying {path} out of {docker_id[:12]}: {error}") from None
+        raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
 
 
-def remove_container(docker_id):
+def remove_container(backend_id):
     """Kill and remove; a container already gone (404) or going (409) is done."""
-    with docker_errors(f"removing {docker_id[:12]}"), docker_work():
+    with docker_errors(f"removing {backend_id[:12]}"), docker_work():
         try:
-            client().api.remove_container(docker_id, force=True)
+            client().api.remove_container(backend_id, force=True)
         except NotFound:
             pass
         except APIError as error:
@@ -243,19 +186,9 @@ def remove_container(docker_id):
 
 def list_containers():
     """Every container of this installation, running or not, in one call."""
-    label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
     with docker_errors("listing containers"):
-        raw = client().api.containers(all=True, filters={"label": label})
+        raw = client().api.containers(all=True, filters=installation_filter())
     return [
         ContainerInfo(item["Id"], item["Names"][0].lstrip("/"), item["Labels"].get(LABEL_POOL, ""), item["State"])
         for item in raw
     ]
-
-
-def image_exists(image):
-    with docker_errors(f"looking up image {image}"):
-        try:
-            client().images.get(image)
-        except ImageNotFound:
-            return False
-    return True

@@ -1,8 +1,8 @@
 """The Docker Swarm backend: each notebook is a service of one task, placed by
 Swarm on one of its nodes.
 
-It talks to a manager (``DOCKER_HOST``) through the Docker client of
-``pool.dockerapi`` and answers in the shapes of ``pool.backend``. The proxy
+It talks to a manager (``DOCKER_HOST``) through the shared Docker client of
+``pool.backends.client`` and answers in the shapes of ``pool.backends.base``. The proxy
 reaches a notebook at its node's address and a host port Swarm picks: the
 routing mesh is not used (it needs IPVS, and a fixed port would allow one
 notebook per node). Swarm never restarts or moves a notebook: its state is
@@ -17,13 +17,9 @@ from django.conf import settings
 from docker.errors import NotFound
 from docker.utils import parse_bytes
 
-from pool.backend import ContainerInfo, StartedContainer
-from pool.dockerapi import (
-    LABEL_INSTALLATION, LABEL_POOL, DockerError, client, docker_errors, docker_work, image_exists, labels_for,
-)
-
-__all__ = ["archive_out", "copy_in", "copy_out", "ensure_network", "image_exists", "list_containers", "remove_container", "remove_networks",
-           "start_container"]
+from pool.backends.base import ContainerInfo, StartedContainer
+from pool.backends.client import LABEL_POOL, DockerError, client, docker_errors, docker_work, installation_filter, labels_for
+from pool.backends.client import image_exists  # noqa: F401 (the manager's images: see start_container)
 
 # Task states after which the task will never run (Swarm's task lifecycle).
 _ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
@@ -117,11 +113,11 @@ def _node_address(node):
     return address
 
 
-def remove_container(docker_id):
+def remove_container(backend_id):
     """Remove the service (its task goes with it); already gone is done."""
-    with docker_errors(f"removing service {docker_id[:12]}", SwarmError), docker_work():
+    with docker_errors(f"removing service {backend_id[:12]}", SwarmError), docker_work():
         try:
-            client().api.remove_service(docker_id)
+            client().api.remove_service(backend_id)
         except NotFound:
             pass
 
@@ -130,9 +126,8 @@ def list_containers():
     """One entry per service of this installation, from three list calls
     (services, their tasks, nodes). A notebook whose node is no longer ready
     counts as lost with it."""
-    label = f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"
     with docker_errors("listing services", SwarmError):
-        services = client().api.services(filters={"label": label})
+        services = client().api.services(filters=installation_filter())
         tasks = client().api.tasks(filters={"service": [s["ID"] for s in services]}) if services else []
         nodes = {node["ID"]: node for node in client().api.nodes()}
     newest = {}
@@ -162,14 +157,14 @@ def remove_networks():
     pass  # it makes none
 
 
-def copy_out(docker_id, path, destination):
+def copy_out(backend_id, path, destination):
     # The task runs on another machine, whose engine the manager does not relay.
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
 
 
-def archive_out(docker_id, path):
+def archive_out(backend_id, path):
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
 
 
-def copy_in(docker_id, tar_path, destination):
+def copy_in(backend_id, tar_path, destination):
     raise SwarmError("copying files into a notebook is not available on the swarm backend")

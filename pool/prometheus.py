@@ -1,6 +1,6 @@
 """/metrics in Prometheus' text format, with the official prometheus-client.
 
-A custom collector turns services.metric_values(), read from the database at
+A custom collector turns pool.services.metrics.metric_values(), read from the database at
 each scrape, into metric families: correct across several gunicorn and
 Celery processes, which in-process counters would not be.
 """
@@ -8,8 +8,8 @@ Celery processes, which in-process counters would not be.
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from pool import services
 from pool.models import Container
+from pool.services import metrics
 
 __all__ = ["CONTENT_TYPE_LATEST", "exposition"]
 
@@ -18,7 +18,7 @@ LIVE_STATES = [str(state) for state in Container.LIVE_STATES]
 
 class DatabaseCollector:
     def collect(self):
-        values = services.metric_values()
+        values = metrics.metric_values()
 
         capacity = GaugeMetricFamily("tmpnb_pool_capacity", "Containers the pool may run at once (pool_size).", labels=["pool"])
         target = GaugeMetricFamily("tmpnb_pool_ready_target", "Ready containers the pool keeps waiting.", labels=["pool"])
@@ -40,10 +40,10 @@ class DatabaseCollector:
                 containers.add_metric([name, state], values["containers"].get((name, state), 0))
             assignments.add_metric([name], values["assignments"].get((name,), 0))
             turned_away.add_metric([name], values["turned_away"].get((name,), 0))
-            for reason in services.CULL_REASONS:
+            for reason in metrics.CULL_REASONS:
                 culls.add_metric([name, reason], values["culls"].get((name, reason), 0))
             failures.add_metric([name], values["failures"].get((name,), 0))
-            spawn = values["spawn_durations"].get(name, {"buckets": [(b, 0) for b in services.SPAWN_BUCKETS], "count": 0, "sum": 0.0})
+            spawn = values["spawn_durations"].get(name, {"buckets": [(b, 0) for b in metrics.SPAWN_BUCKETS], "count": 0, "sum": 0.0})
             buckets = [(str(float(bound)), count) for bound, count in spawn["buckets"]] + [("+Inf", spawn["count"])]
             spawns.add_metric([name], buckets, spawn["sum"])
         yield from (capacity, target, containers, assignments, turned_away, culls, failures, spawns)

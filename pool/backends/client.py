@@ -1,0 +1,85 @@
+"""The Docker client both backends share: one client made lazily from the
+settings, the translation of the SDK's errors into ``DockerError``, the bound
+on Docker calls a process makes at once, and the labels that mark what this
+installation owns (it lists and removes nothing else).
+"""
+
+import contextlib
+import functools
+import threading
+
+import docker
+import requests
+from django.conf import settings
+from docker.errors import DockerException, ImageNotFound
+
+from pool.backends.base import BackendError
+
+LABEL_POOL = "tmpnb.pool"
+LABEL_INSTALLATION = "tmpnb.installation"
+LABEL_CONTAINER = "tmpnb.container"
+
+
+class DockerError(BackendError):
+    """Docker refused a request or could not be reached."""
+
+
+@contextlib.contextmanager
+def docker_errors(doing, error_class=DockerError):
+    """Turn whatever the SDK raises into ``error_class``: DockerException for
+    a refusal, and requests' ConnectionError or ReadTimeout, which docker-py
+    lets through once its client exists (the engine restarted or went quiet)."""
+    try:
+        yield
+    except (DockerException, requests.RequestException) as error:
+        raise error_class(f"{doing}: {error}") from None
+
+
+@functools.lru_cache(maxsize=2)
+def _client(base_url, version, timeout):
+    return docker.DockerClient(base_url=base_url, version=version, timeout=timeout)
+
+
+def client():
+    return _client(settings.DOCKER_HOST, settings.TMPNB_DOCKER_VERSION, settings.DOCKER_TIMEOUT)
+
+
+@functools.lru_cache(maxsize=1)
+def _docker_slots(size):
+    return threading.BoundedSemaphore(size)
+
+
+@contextlib.contextmanager
+def docker_work():
+    """Bounds the Docker calls one process makes at once (max_dock_workers).
+    The wait for a slot is bounded too: Celery's time limits do nothing in
+    the threads pool, so every wait of a task needs its own deadline."""
+    slots = _docker_slots(settings.TMPNB_MAX_DOCK_WORKERS)
+    wait = 2 * settings.DOCKER_TIMEOUT
+    if not slots.acquire(timeout=wait):
+        raise DockerError(f"no Docker slot came free within {wait}s (all TMPNB_MAX_DOCK_WORKERS busy)")
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+def labels_for(pool_name, container_name=None):
+    labels = {LABEL_INSTALLATION: settings.TMPNB_INSTALLATION, LABEL_POOL: pool_name}
+    if container_name:
+        labels[LABEL_CONTAINER] = container_name
+    return labels
+
+
+def installation_filter():
+    """The label filter of a list call: this installation's objects only."""
+    return {"label": f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"}
+
+
+def image_exists(image):
+    with docker_errors(f"looking up image {image}"):
+        try:
+            client().images.get(image)
+        except ImageNotFound:
+            return False
+    return True
