@@ -123,9 +123,9 @@ def _copy_out(snapshot, container):
                 with tarfile.open(fileobj=_Stream(chunks, deadline), mode="r|") as tar:
                     for member in tar:
                         room -= _add(snapshot, archive, tar, member, room)
-            except (BackendError, SnapshotTimeout, tarfile.TarError) as error:
-                # What was read before is kept: part of the work beats none.
-                snapshot.error = str(error)[:500]
+            except Exception as error:  # whatever stops the reading, what was read is kept: part of the work beats none
+                log.warning("copying the work of %s stopped: %s", container.name, error, exc_info=not isinstance(error, BackendError))
+                snapshot.error = str(error)[:500] or type(error).__name__
         if snapshot.file_count:
             partial.rename(folder / name)
             snapshot.file_name = name
@@ -160,7 +160,7 @@ def _add(snapshot, archive, tar, member, room):
     try:
         with tar.extractfile(member) as source, archive.open(info, "w", force_zip64=member.size > 2**31) as target:
             shutil.copyfileobj(source, target, 1024 * 1024)
-    except (BackendError, SnapshotTimeout, tarfile.TarError):
+    except Exception:
         # The zip keeps what was written of it: say that it is cut short.
         snapshot.left_out.append({"path": path, "size": member.size, "cut_short": True})
         raise

@@ -239,13 +239,21 @@ def test_the_disk_the_saved_work_takes_is_on_the_dashboard_and_in_pool_status(he
     assert re.search(rf'<td class="num saved-work">1 · {size}\xa0bytes</td>', page)
 
 
-def test_a_copy_that_breaks_in_any_way_never_keeps_the_container(held, fake_backend):
-    def breaks():
-        raise ValueError("a name that cannot be written")
+def test_a_copy_that_breaks_in_any_way_keeps_what_it_read_and_never_keeps_the_container(held, fake_backend):
+    first = b"1" * 30000
+    fake_backend.files[held.container.name] = {"first.txt": first, "second.bin": b"y" * 40000}
+    chunks = iter(range(100))
 
-    fake_backend.on_chunk = breaks
+    def breaks_at_40_kb():  # the chunks are 4 KB
+        if next(chunks) == 10:
+            raise ValueError("something nobody foresaw")
+
+    fake_backend.on_chunk = breaks_at_40_kb
     ending.kill_sessions([held], by="organiser")
-    assert Snapshot.objects.get(session=held).error == "a name that cannot be written"
+    snapshot = Snapshot.objects.get(session=held)
+    assert snapshot.error == "something nobody foresaw"
+    assert zip_contents(snapshot)["first.txt"] == first
+    assert snapshot.left_out == [{"path": "second.bin", "size": 40000, "cut_short": True}]
     assert held.container.name in fake_backend.removed
 
 
