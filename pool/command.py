@@ -39,8 +39,8 @@ def check_command_template(template):
         raise ValueError(f"the command is not a valid template ({error}); write a literal brace as {{{{ or }}}}") from None
     unknown = sorted({field for field in fields if field not in PLACEHOLDERS})
     if unknown:
-        known = ", ".join("{%s}" % name for name in PLACEHOLDERS)
-        raise ValueError(f"unknown placeholder {', '.join('{%s}' % f for f in unknown)} in the command; known: {known}")
+        known = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+        raise ValueError(f"unknown placeholder {', '.join(f'{{{f}}}' for f in unknown)} in the command; known: {known}")
     if "base_path" not in fields:
         raise ValueError("the command must place {base_path}, so the server answers under its own /user/<id>/ path")
     _check_server2_options(template)

@@ -3,11 +3,13 @@ import os
 import secrets
 import shutil
 import subprocess
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.test.utils import override_settings
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from pool.backends import docker as docker_backend
 from pool.services import ending, pools
@@ -16,7 +18,26 @@ from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, ne
 from tests.swarm import SwarmLab
 from tmpnb_site.celery import app as celery_app
 
+# The stand-ins' fixtures (fake_backend, fake_proxy, notebook_stand_in), for every test.
+pytest_plugins = ["tests.fakes"]
+
 CLOSED = "http://127.0.0.1:9"  # nothing listens: tests that need a part start their own
+# Where a unit test finds Docker: a socket that does not exist (its name says
+# why), so a test that needs the engine fails until it is in the integration tier.
+NO_DOCKER = "unix:///nonexistent/unit-tests-reach-no-docker-mark-the-test-integration.sock"
+
+# The two tiers (pytest.ini's markers; deploy/test --fast runs the unit tier).
+# A test is in the integration tier when it lives in tests/integration/, uses
+# one of these fixtures (directly or through another fixture), or is marked
+# integration itself; every other test is a unit test.
+INTEGRATION_FIXTURES = {"docker_engine", "redis_server", "proxy", "swarm_lab"}
+
+
+def pytest_collection_modifyitems(config, items):
+    integration_folder = Path(__file__).parent / "integration"
+    for item in items:
+        if integration_folder in item.path.parents or INTEGRATION_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -28,11 +49,52 @@ def isolated_settings(tmp_path_factory):
     settings.CONFIGPROXY_AUTH_TOKEN = "none"
     use_redis("redis://127.0.0.1:9/0")
     settings.TMPNB_SPAWN_TIMEOUT = 30
+
+
+@pytest.fixture(autouse=True)
+def tier(request):
+    """An integration test has its containers checked after it. A unit test
+    has no Docker engine or proxy to reach (even once an integration test has
+    started the session's proxy), so it cannot leave a container or route unchecked."""
+    if request.node.get_closest_marker("integration"):
+        request.getfixturevalue("no_containers_left_behind")
+        return
+    settings = request.getfixturevalue("settings")
+    settings.DOCKER_HOST = NO_DOCKER
+    request.getfixturevalue("monkeypatch").setenv("DOCKER_HOST", NO_DOCKER)
+    settings.CONFIGPROXY_ENDPOINT = CLOSED
+    # Logins in a blink: the default hasher spends a second on purpose.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """The real Docker engine. At the end of the session, whatever still
+    carries this run's label is removed (after a test that failed its check)."""
     yield
     leftovers = docker_backend.list_containers()
     for info in leftovers:
         docker_backend.remove_container(info.backend_id)
     docker_backend.remove_networks()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def static_files_read_once():
+    """Django's test Client makes its middleware anew for each client, and
+    WhiteNoise then reads every static file's headers again (a server does it
+    once per process): the tests' clients share the first reading."""
+    read = WhiteNoiseMiddleware.add_files_from_finders
+    first_reading = {}
+
+    def add_files_from_finders(middleware):
+        if not first_reading:
+            read(middleware)
+            first_reading.update(middleware.files)
+        middleware.files.update(first_reading)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(WhiteNoiseMiddleware, "add_files_from_finders", add_files_from_finders)
+        yield
 
 
 def use_redis(url):
@@ -65,7 +127,7 @@ def log_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def docker_images():
+def docker_images(docker_engine):
     for image in (TINY_IMAGE, JUPYTER_IMAGE, CLASSIC_JUPYTER_IMAGE):
         assert docker_backend.image_exists(image), f"{image} is missing: deploy/test builds it (deploy/images/)"
 
@@ -78,8 +140,8 @@ def fresh_pool_lookups():
     pools.forget_pools()
 
 
-@pytest.fixture(autouse=True)
-def no_containers_left_behind():
+@pytest.fixture
+def no_containers_left_behind(docker_engine):
     yield
     left = docker_backend.list_containers()
     for info in left:

@@ -11,16 +11,10 @@ from django.utils import timezone
 from pool.command import CLASSIC_IMAGE, DEFAULT_IMAGE
 from pool.models import Container, Pool, Session
 from pool.visitors import VISITOR_COOKIE
+from tests.stack import TINY_COMMAND, TINY_IMAGE
 
-TINY_IMAGE = "tmpnb/tiny:latest"
 JUPYTER_IMAGE = DEFAULT_IMAGE  # JupyterLab 4 on jupyter-server 2
 CLASSIC_JUPYTER_IMAGE = CLASSIC_IMAGE  # Debian's Notebook 6
-# busybox httpd serving a page that names its base path, so a test can tell
-# which container answered.
-TINY_COMMAND = (
-    "sh -c 'mkdir -p /www{base_path} && echo container {base_path} > /www{base_path}index.html"
-    " && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www'"
-)
 
 
 def new_visitor(client):

@@ -1,6 +1,7 @@
 """The real processes the integration tests run: Redis, the proxy, gunicorn,
 a Celery worker and beat. Each is started on free loopback ports and stopped
-(with its children) by the fixture that started it."""
+(with its children) by the fixture that started it. Free of Django settings
+until a web app is made, so deploy/benchmark shares its helpers too."""
 
 import html
 import os
@@ -15,10 +16,17 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import requests
-from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+TINY_IMAGE = "tmpnb/tiny:latest"
+# busybox httpd serving a page that names its base path, so a test (or a
+# benchmark's visitor) can tell which container answered.
+TINY_COMMAND = (
+    "sh -c 'mkdir -p /www{base_path} && echo container {base_path} > /www{base_path}index.html"
+    " && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www'"
+)
 
 
 # The cookie step's page (pool/visitors.py) continues with JavaScript, or with this without it.
@@ -45,7 +53,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def wait_for(check, timeout, what):
+def wait_for(check, timeout, what, interval=0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -53,7 +61,7 @@ def wait_for(check, timeout, what):
                 return
         except Exception:  # not up yet: connection refused and the like
             pass
-        time.sleep(0.1)
+        time.sleep(interval)
     raise TimeoutError(f"{what} did not come up within {timeout}s")
 
 
@@ -131,6 +139,8 @@ class Proxy(Process):
 
 class WebApp(Process):
     def __init__(self, port, env, log_dir, workers=2):
+        from django.conf import settings
+
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         # Waiting pages' long polls hold threads of their own.

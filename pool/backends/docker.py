@@ -15,8 +15,16 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from pool.backends.base import ContainerInfo, StartedContainer
-from pool.backends.client import LABEL_POOL, DockerError, client, docker_errors, docker_work, installation_filter, labels_for
-from pool.backends.client import image_exists  # noqa: F401 (this backend's image_exists)
+from pool.backends.client import (
+    LABEL_POOL,
+    DockerError,
+    client,
+    docker_errors,
+    docker_work,
+    image_exists,  # noqa: F401 (this backend's image_exists)
+    installation_filter,
+    labels_for,
+)
 
 log = logging.getLogger(__name__)
 

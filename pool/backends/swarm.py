@@ -18,8 +18,16 @@ from docker.errors import NotFound
 from docker.utils import parse_bytes
 
 from pool.backends.base import ContainerInfo, StartedContainer
-from pool.backends.client import LABEL_POOL, DockerError, client, docker_errors, docker_work, installation_filter, labels_for
-from pool.backends.client import image_exists  # noqa: F401 (the manager's images: see start_container)
+from pool.backends.client import (
+    LABEL_POOL,
+    DockerError,
+    client,
+    docker_errors,
+    docker_work,
+    image_exists,  # noqa: F401 (the manager's images: see start_container)
+    installation_filter,
+    labels_for,
+)
 
 # Task states after which the task will never run (Swarm's task lifecycle).
 _ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}

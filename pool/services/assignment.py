@@ -2,6 +2,7 @@
 order when there are more visitors than containers (the waiting room)."""
 
 from dataclasses import dataclass
+
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone

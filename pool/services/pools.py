@@ -16,7 +16,6 @@ from pool.models import Container, Event, Pool
 from pool.services.ending import request_refill, retire_container
 from pool.services.events import record_event
 
-
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300  # seconds: even a long-broken pool retries every five minutes

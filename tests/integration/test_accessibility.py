@@ -65,9 +65,7 @@ def served(live_server, transactional_db):
     return live_server.url
 
 
-def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_violation(
-    served, open_browser, admin_user, settings  # noqa: F811
-):
+def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_violation(served, open_browser, admin_user, settings):  # noqa: F811
     pool = PoolFactory(capacity=1)
     ContainerFactory(pool=pool)
     ContainerFactory(pool=PoolFactory(name="python"))

@@ -2,8 +2,6 @@
 
 import signal
 
-import requests
-
 from pool.backends import docker as docker_backend
 from pool.models import Container, Session
 from tests.factories import PoolFactory

@@ -140,9 +140,9 @@ def test_each_command_refuses_bad_arguments_with_a_command_error(args, message):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("command", ["reconcile", "cull"])
-def test_a_proxy_that_does_not_answer_is_a_command_error_not_a_traceback(command):
-    # The tests' proxy endpoint is a closed port.
+@pytest.mark.parametrize("command", [pytest.param("reconcile", marks=pytest.mark.integration), "cull"])  # reconcile lists Docker first
+def test_a_proxy_that_does_not_answer_is_a_command_error_not_a_traceback(command, settings):
+    settings.CONFIGPROXY_ENDPOINT = "http://127.0.0.1:9"  # a closed port, even once a test has started the session's proxy
     PoolFactory()
     with pytest.raises(CommandError, match=r"^GET http://127\.0\.0\.1:9/api/routes"):
         run(command)

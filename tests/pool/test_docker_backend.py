@@ -11,6 +11,8 @@ from pool.backends.client import LABEL_INSTALLATION, LABEL_POOL, DockerError, la
 from tests.factories import TINY_IMAGE
 from tests.stack import wait_for
 
+pytestmark = pytest.mark.integration
+
 
 def spec(name, **overrides):
     values = dict(
@@ -28,7 +30,7 @@ def spec(name, **overrides):
 
 
 @pytest.fixture
-def raw_docker():
+def raw_docker(docker_engine):
     client = docker.from_env()
     yield client
     client.close()

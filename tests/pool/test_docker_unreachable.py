@@ -13,7 +13,6 @@ from pool.backends.client import _docker_slots
 from pool.models import Container, Event
 from pool.services import ending, pools, spawning, upkeep
 from tests.factories import ContainerFactory, PoolFactory
-from tests.fakes import fake_proxy  # noqa: F401 (fixture)
 
 
 def spec():

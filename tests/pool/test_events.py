@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pool.models import Event, Schedule, Session
 from pool.services import assignment, ending, pools, schedules, upkeep
-from tests.factories import ContainerFactory, PoolFactory, pool_admin_form, new_visitor
+from tests.factories import ContainerFactory, PoolFactory, new_visitor, pool_admin_form
 from tests.pool.test_upkeep import spawn_all
 
 
@@ -90,6 +90,7 @@ def test_a_resize_and_a_drain_record_who_asked_and_the_numbers():
 
 
 @pytest.mark.django_db
+@pytest.mark.integration  # the admin's form asks Docker whether the image is there
 def test_a_new_size_saved_in_the_admin_is_logged_as_a_resize_by_the_organiser(admin_client, admin_user):
     pool = PoolFactory(capacity=2)
     response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_admin_form(pool, capacity=5))

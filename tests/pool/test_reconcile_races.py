@@ -6,7 +6,6 @@ import pytest
 from pool.models import Container
 from pool.services import pools, spawning, upkeep
 from tests.factories import PoolFactory
-from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -72,6 +72,7 @@ def test_two_beats_at_once_never_apply_a_schedule_twice():
 
 
 @pytest.mark.django_db
+@pytest.mark.integration  # the admin's form asks Docker whether the image is there
 def test_the_organiser_plans_sizes_inline_on_the_pool_in_the_admin(admin_client):
     pool = PoolFactory(capacity=2)
     form = pool_admin_form(

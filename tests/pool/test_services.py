@@ -6,15 +6,13 @@ import threading
 import pytest
 import requests
 from django.db import connection
-
-from pool.backends import docker as docker_backend
-from pool.services import assignment, ending, pools, spawning
 from django.utils import timezone
 
+from pool.backends import docker as docker_backend
 from pool.models import Container, Pool, Session
+from pool.services import assignment, ending, pools, spawning
 from proxyapi import get_proxy
-from tests.factories import ContainerFactory, PoolFactory, SessionFactory
-
+from tests.factories import ContainerFactory, PoolFactory
 
 # --- filling ----------------------------------------------------------------
 

@@ -8,19 +8,19 @@ JupyterLab shows its launcher (the classic image: its file list); the bytes
 are what crossed the wire (compressed sizes). Figures only, no assertion.
 
 Run with the project's venv, as root:
-    .venv/bin/python deploy/bench_browser.py [-n 1 -n 10] [--image classic] [--uncompressed]
+    .venv/bin/python -m deploy.benchmark.browser [-n 1 -n 10] [--image classic] [--uncompressed]
 """
 
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import COMMANDS, IMAGES, Service, ensure_image, log  # noqa: E402
-from playwright.async_api import TimeoutError as PlaywrightTimeout, async_playwright  # noqa: E402
+from playwright.async_api import TimeoutError as PlaywrightTimeout, async_playwright
+
+from deploy.benchmark import log
+from deploy.benchmark.images import COMMANDS, IMAGES, ensure_image
+from deploy.benchmark.service import Service
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -2,44 +2,20 @@
 sessions recorded: rows in a database of its own, routes in a real
 configurable-http-proxy, and a real (sleeping, tiny) container for each in
 Docker. Prints the time of each tick and the calls it made to Docker and to
-the proxy, as JSON on its last line. Run by deploy/bench (case "sweep")."""
+the proxy, as JSON on its last line. Run by deploy/bench (case "sweep"), as
+``python -m deploy.benchmark.sweep``."""
 
 import json
 import os
 import secrets
-import socket
-import subprocess
-import sys
+import shutil
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.stack import Proxy
+
 SESSIONS = int(os.environ.get("SWEEP_SESSIONS", "1000"))
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_proxy(token):
-    api_port = free_port()
-    binary = ROOT / "deploy/proxy/node_modules/.bin/configurable-http-proxy"
-    proxy = subprocess.Popen(
-        [binary, "--ip", "127.0.0.1", "--port", str(free_port()), "--api-ip", "127.0.0.1", "--api-port", str(api_port),
-         "--default-target", "http://127.0.0.1:9", "--log-level", "error"],
-        env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": token}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", api_port), 0.2).close()
-            return proxy, f"http://127.0.0.1:{api_port}"
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the proxy did not start")
 
 
 class Calls:
@@ -75,17 +51,16 @@ class Calls:
 
 
 def main():
-    state = Path(tempfile.mkdtemp(prefix="tmpnb-sweep."))
+    state = tempfile.mkdtemp(prefix="tmpnb-sweep.")
     token = secrets.token_hex(16)
-    proxy, endpoint = start_proxy(token)
+    proxy = Proxy("http://127.0.0.1:9", state, token=token).start()
     installation = f"sweep{secrets.token_hex(3)}"
     os.environ.update(
         DJANGO_SETTINGS_MODULE="tmpnb_site.settings", TMPNB_VAR_DIR=str(state), DJANGO_SECRET_KEY=token,
-        CONFIGPROXY_AUTH_TOKEN=token, CONFIGPROXY_ENDPOINT=endpoint, TMPNB_INSTALLATION=installation,
+        CONFIGPROXY_AUTH_TOKEN=token, CONFIGPROXY_ENDPOINT=proxy.api_url, TMPNB_INSTALLATION=installation,
         REDIS_URL="redis://127.0.0.1:9/0",  # no broker: the ticks below run in this process
     )
     os.environ.pop("DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
@@ -137,9 +112,8 @@ def main():
     finally:
         with ThreadPoolExecutor(8) as pool_of_threads:
             list(pool_of_threads.map(lambda info: docker_backend.remove_container(info.backend_id), docker_backend.list_containers()))
-        proxy.terminate()
-        proxy.wait()
-        subprocess.run(["rm", "-rf", str(state)], check=False)
+        proxy.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

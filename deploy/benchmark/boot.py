@@ -7,26 +7,20 @@ sat idle a few seconds, and removes it. Also prints each image's size.
 Figures only, no assertion: docs/performance.md holds the results.
 
 Run with the project's venv, as root:
-    .venv/bin/python deploy/bench_images.py [--runs 5] [--image IMAGE ...] [--extra ARGS]
+    .venv/bin/python -m deploy.benchmark.boot [--runs 5] [--image IMAGE ...] [--extra ARGS]
 ``--extra`` appends options to every command (e.g. to try a server extension off).
 """
 
 import argparse
 import secrets
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import docker
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, render_command  # noqa: E402
-
-COMMANDS = {DEFAULT_IMAGE: DEFAULT_COMMAND, CLASSIC_IMAGE: CLASSIC_COMMAND}
-LABEL = "tmpnb.bench"  # what this script starts, and removes
+from deploy.benchmark.images import COMMANDS, LABEL_BENCH, MEM_LIMIT
+from pool.command import CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, render_command
 
 
 def boot_once(client, image, command, extra, idle_seconds):
@@ -34,8 +28,8 @@ def boot_once(client, image, command, extra, idle_seconds):
     rendered = render_command(command, base_path=base, port=8888, ip="0.0.0.0", token=token) + (f" {extra}" if extra else "")
     started = time.perf_counter()
     container = client.containers.run(
-        image, ["sh", "-c", f"exec {rendered}"], detach=True, labels={LABEL: "images"},
-        ports={"8888/tcp": ("127.0.0.1", None)}, mem_limit="512m",
+        image, ["sh", "-c", f"exec {rendered}"], detach=True, labels={LABEL_BENCH: "images"},
+        ports={"8888/tcp": ("127.0.0.1", None)}, mem_limit=MEM_LIMIT,
     )
     try:
         port = None
@@ -84,7 +78,7 @@ def main(argv=None):
                 flush=True,
             )
     finally:
-        for left in client.containers.list(all=True, filters={"label": LABEL + "=images"}):
+        for left in client.containers.list(all=True, filters={"label": LABEL_BENCH + "=images"}):
             left.remove(force=True)
         client.close()
 

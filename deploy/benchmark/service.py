@@ -1,0 +1,341 @@
+"""The service under test: one ``deploy/up`` on free loopback ports, read
+through its own record, Docker and its proxy."""
+
+import os
+import secrets
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from tempfile import mkdtemp
+
+import docker
+import requests
+
+from deploy.benchmark import log
+from deploy.benchmark.images import COMMANDS, LABEL_INSTALLATION, LANDINGS, docker_client, remove_labelled, remove_network
+from pool import netguard  # reads no setting when given an installation
+from tests.stack import ROOT, free_port
+
+# Environment the service must not inherit from whoever runs the benchmark:
+# the benchmark sets what it needs, the rest takes the service's defaults.
+PASS_THROUGH = {"TMPNB_MEM_LIMIT", "TMPNB_CPU_SHARES", "TMPNB_SPAWN_TIMEOUT", "TMPNB_DOCKER_TIMEOUT", "TMPNB_LOG_LEVEL",
+                "TMPNB_MAX_PER_IP", "TMPNB_SPAWN_RATE", "TMPNB_PIDS_LIMIT", "TMPNB_WEB_PROCESSES", "TMPNB_LONG_POLLS",
+                "TMPNB_ROUTE_TO"}
+
+
+def utc(value):
+    """A timestamp as Django stores it (SQLite: naive UTC text; PostgreSQL: an
+    aware datetime) to epoch seconds."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+class Service:
+    """One ``deploy/up`` on free loopback ports, with its own state and label."""
+
+    def __init__(self, *, image, pool_size, ready_target=None, heartbeat=5.0, max_dock_workers=2, name="case", database_url=None,
+                 command=None, env=None):
+        self.image = image
+        self.command = command or COMMANDS[image]
+        self.env = env or {}  # more of the service's settings, as TMPNB_* variables
+        self.pool_size = pool_size
+        self.ready_target = pool_size if ready_target is None else ready_target
+        self.heartbeat = heartbeat
+        self.max_dock_workers = max_dock_workers
+        self.installation = f"bench{secrets.token_hex(3)}"
+        self.state = Path(mkdtemp(prefix=f"tmpnb-bench-{name}-", dir="/var/tmp"))
+        self.ports = {key: free_port() for key in ("TMPNB_PUBLIC_PORT", "TMPNB_PROXY_API_PORT", "TMPNB_PORT", "TMPNB_REDIS_PORT")}
+        self.url = f"http://127.0.0.1:{self.ports['TMPNB_PUBLIC_PORT']}"
+        self.log_path = self.state / "deploy-up.log"
+        # SQLite in the state folder (deploy/up's default), or a database of its
+        # own on the PostgreSQL server of --database-url, made and dropped here.
+        self.server_url = database_url
+        self.database_url = f"{database_url.rsplit('/', 1)[0]}/{self.installation}" if database_url else None
+        self.popen = None
+        self.leftovers = {}
+        self.keep_state = False
+
+    def environment(self):
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CONFIGPROXY"))
+            and not (key.startswith("TMPNB_") and key not in PASS_THROUGH)
+        }
+        env.update({key: str(value) for key, value in self.ports.items()})
+        env.update(
+            TMPNB_PUBLIC_IP="127.0.0.1",
+            TMPNB_STATE=str(self.state),
+            TMPNB_VENV=str(Path(sys.executable).parent.parent),
+            TMPNB_INSTALLATION=self.installation,
+            TMPNB_POOL_SIZE=str(self.pool_size),
+            TMPNB_READY_TARGET=str(self.ready_target),
+            TMPNB_IMAGE=self.image,
+            TMPNB_COMMAND=self.command,
+            TMPNB_REDIRECT_URI=LANDINGS[self.image],
+            TMPNB_HEARTBEAT=str(self.heartbeat),
+            TMPNB_MAX_DOCK_WORKERS=str(self.max_dock_workers),
+        )
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        env.update(self.env)
+        return env
+
+    def _admin_database(self, sql):
+        import psycopg
+
+        with psycopg.connect(self.server_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as db:
+            db.execute(sql)
+
+    def start(self):
+        log(f"deploy/up {self.installation}: {self.image}, pool_size {self.pool_size}, ready target {self.ready_target} (state {self.state})")
+        if self.database_url:
+            self._admin_database(f'CREATE DATABASE "{self.installation}"')
+        with open(self.log_path, "wb") as out:
+            # Its own session: a Ctrl-C at the terminal reaches the benchmark,
+            # which then stops deploy/up with SIGTERM as the README says.
+            self.popen = subprocess.Popen(
+                ["bash", str(ROOT / "deploy/up")], env=self.environment(), cwd=ROOT,
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+        def up():
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"deploy/up exited with {self.popen.returncode}:\n{self.log_tail()}")
+            return "tmpnb is up" in self.log_path.read_text(errors="replace")
+
+        deadline = time.monotonic() + 600
+        while not up():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"deploy/up did not come up:\n{self.log_tail()}")
+            time.sleep(0.2)
+        secrets_env = dict(line.split("=", 1) for line in (self.state / "secrets.env").read_text().split())
+        self.proxy_token = secrets_env["CONFIGPROXY_AUTH_TOKEN"]
+        return self
+
+    def log_tail(self, lines=30):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    # The service's own record, read-only.
+    def query(self, sql, params=()):
+        if self.database_url:
+            import psycopg
+
+            with psycopg.connect(self.database_url, autocommit=True) as db:
+                return db.execute(sql, params).fetchall()
+        db = sqlite3.connect(self.state / "var" / "tmpnb.sqlite3", timeout=10)
+        try:
+            return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    def counts(self):
+        return dict(self.query("SELECT state, COUNT(*) FROM pool_container GROUP BY state"))
+
+    def running_containers(self):
+        client = docker_client()
+        try:
+            return client.containers.list(filters={"label": f"{LABEL_INSTALLATION}={self.installation}", "status": "running"})
+        finally:
+            client.close()
+
+    def proxy_api(self, method, path="", **kwargs):
+        response = requests.request(
+            method, f"http://127.0.0.1:{self.ports['TMPNB_PROXY_API_PORT']}/api/routes{path}",
+            headers={"Authorization": f"token {self.proxy_token}"}, timeout=5, **kwargs,
+        )
+        response.raise_for_status()
+        return response
+
+    def routes(self):
+        return [path for path, entry in self.proxy_api("GET").json().items() if entry.get("tmpnb") == self.installation]
+
+    def bridge_addresses(self):
+        """path_id -> the address of each assigned container on Docker's default bridge."""
+        client = docker_client()
+        try:
+            return {
+                path_id: client.api.inspect_container(backend_id)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+                for path_id, backend_id in self.query("SELECT path_id, backend_id FROM pool_container WHERE state = 'assigned'")
+            }
+        finally:
+            client.close()
+
+    def wait_ready(self, ready, live=None, timeout=300):
+        """Until ``ready`` rows are ready (and ``live`` containers run and are
+        routed), stable over two heartbeats."""
+        live = ready if live is None else live
+
+        def full():
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"deploy/up exited:\n{self.log_tail()}")
+            counts = self.counts()
+            if counts.get("failed", 0) >= 5:
+                error = self.query("SELECT error FROM pool_container WHERE state = 'failed' ORDER BY id DESC LIMIT 1")[0][0]
+                raise RuntimeError(f"{counts['failed']} spawns failed; the last: {error[:300]}")
+            return counts.get("ready", 0) >= ready and len(self.running_containers()) >= live and len(self.routes()) >= live
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if full():
+                    break
+            except (sqlite3.Error, requests.RequestException, docker.errors.DockerException):
+                pass
+            except Exception as error:  # psycopg's errors while the tables are being made
+                if type(error).__module__.split(".")[0] != "psycopg":
+                    raise
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"pool not full within {timeout} s: {self.counts()}\n{self.log_tail()}")
+            time.sleep(0.25)
+        filled_at = time.time()
+        time.sleep(2 * self.heartbeat)
+        if not full():
+            raise RuntimeError(f"the pool did not stay full: {self.counts()}")
+        log(f"pool full: {self.counts()}")
+        return filled_at
+
+    def rows(self, since=None):
+        sql = "SELECT path_id, state, created_at, ready_at, assigned_at FROM pool_container"
+        rows = self.query(sql)
+        out = []
+        for path_id, state, created, ready, assigned in rows:
+            row = {
+                "path_id": path_id, "state": state, "created": utc(created),
+                "ready": utc(ready) if ready else None, "assigned": utc(assigned) if assigned else None,
+            }
+            if since is None or row["created"] >= since:
+                out.append(row)
+        return out
+
+    def refill_rate(self, since=None, start=None):
+        """Containers made ready per second: the rows created since ``since``,
+        from ``start`` (default: the first row's creation) to the last ready."""
+        rows = [row for row in self.rows(since) if row["ready"] is not None]
+        if not rows:
+            return None
+        begin = start if start is not None else min(row["created"] for row in rows)
+        span = max(row["ready"] for row in rows) - begin
+        return {"containers": len(rows), "seconds": round(span, 3), "per_second": round(len(rows) / span, 2) if span > 0 else None}
+
+    def processes(self):
+        """deploy/up's service processes by role, each with its whole tree."""
+        children = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+
+        def tree(pid):
+            pids = [pid]
+            for child in children.get(pid, []):
+                pids.extend(tree(child))
+            return pids
+
+        roles = {}
+        for pid in children.get(self.popen.pid, []):
+            try:
+                cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "configurable-http-proxy" in cmdline:
+                role = "proxy"
+            elif "gunicorn" in cmdline:
+                role = "web"
+            elif "celery" in cmdline and " worker" in cmdline:
+                role = "worker"
+            elif "celery" in cmdline and " beat" in cmdline:
+                role = "beat"
+            elif "redis-server" in cmdline:
+                role = "redis"
+            else:
+                continue
+            roles.setdefault(role, []).extend(tree(pid))
+        return roles
+
+    def stop(self):
+        """SIGTERM to deploy/up alone, which stops the processes it started;
+        a process it leaves is reported and killed. Then every container and
+        network with the installation's label is removed, and the state folder too unless
+        something was left behind (its logs then stay for a look)."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            log(f"stopping deploy/up {self.installation}")
+            started = time.monotonic()
+            os.kill(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(300)
+            except subprocess.TimeoutExpired:
+                log("deploy/up did not stop within 300 s: killing its process group")
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+            self.stop_seconds = round(time.monotonic() - started, 1)
+        # Any process still in deploy/up's session is one it left behind.
+        # A zombie (state Z) has already exited: only its reaping by init is pending.
+        listed = subprocess.run(["ps", "-o", "pid=,stat=,args=", "-s", str(self.popen.pid)], capture_output=True, text=True).stdout
+        left = "\n".join(line for line in listed.strip().splitlines() if not line.split()[1].startswith("Z"))
+        if left:
+            self.leftovers["processes"] = left.splitlines()
+            log(f"deploy/up left processes behind, killing them:\n{left}")
+            for line in left.splitlines():
+                try:
+                    os.kill(int(line.split()[0]), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+        client = docker_client()
+        try:
+            containers = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
+            # deploy/up keeps notebook containers across restarts (deploy/down
+            # removes them, one by one): the benchmark removes them itself, in parallel.
+            self.removed_after_stop = len(containers)
+            if containers:
+                log(f"removing the {len(containers)} containers deploy/up kept")
+                remove_labelled(client, {LABEL_INSTALLATION: self.installation})
+            left = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
+            if left:
+                self.leftovers["containers"] = [c.name for c in left]
+            # and the network the service made for them (TMPNB_ROUTE_TO=container),
+            # and its guard's iptables rules (deploy/down would remove both)
+            for network in client.networks.list(filters={"label": f"{LABEL_INSTALLATION}={self.installation}"}):
+                remove_network(network)
+            netguard.remove(self.installation)
+        finally:
+            client.close()
+        self.popen = None
+        if self.database_url:
+            try:
+                self._admin_database(f'DROP DATABASE IF EXISTS "{self.installation}" WITH (FORCE)')
+            except Exception as error:
+                log(f"could not drop database {self.installation}: {error}")
+        if not self.leftovers and not self.keep_state:
+            try:
+                shutil.rmtree(self.state)
+            except OSError as error:
+                log(f"could not remove {self.state}: {error}")
+        else:
+            log(f"state and logs kept in {self.state}")
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, *exc):
+        self.keep_state = self.keep_state or exc_type is not None
+        self.stop()
+
