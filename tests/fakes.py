@@ -68,7 +68,7 @@ class FakeBackend(types.ModuleType):
         for start in range(0, len(data), self.chunk_size):
             if self.on_chunk:
                 self.on_chunk()
-            yield data[start:start + self.chunk_size]
+            yield data[start : start + self.chunk_size]
 
     def copy_in(self, backend_id, tar_path, destination):
         with open(tar_path, "rb") as tar:

@@ -266,8 +266,11 @@ def restore_work(*, snapshot, container, in_use=False):
         log.warning("could not put the work of %s into %s: %s", snapshot.session, container.name, error)
         raise RestoreError(str(error)) from None
     record_event(
-        Event.Kind.SNAPSHOT, f"work of {snapshot.session.container.name} put into {container.name}",
-        container=container, actor=snapshot.session.visitor_tag, files=snapshot.file_count,
+        Event.Kind.SNAPSHOT,
+        f"work of {snapshot.session.container.name} put into {container.name}",
+        container=container,
+        actor=snapshot.session.visitor_tag,
+        files=snapshot.file_count,
     )
 
 
@@ -312,9 +315,5 @@ def prune_snapshots(now=None, batch=PRUNE_BATCH):
 
 def snapshot_disk(now=None):
     """{pool_id: (snapshots kept, bytes)} of the zips on disk."""
-    rows = (
-        Snapshot.objects.kept(now or timezone.now())
-        .values_list("session__container__pool")
-        .annotate(n=Count("pk"), size=Sum("size"))
-    )
+    rows = Snapshot.objects.kept(now or timezone.now()).values_list("session__container__pool").annotate(n=Count("pk"), size=Sum("size"))
     return {pool_id: (n, size) for pool_id, n, size in rows}

@@ -79,10 +79,15 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
     check(holder, f"{served}/p/python/", 409, checked, "held elsewhere")
     # An earlier notebook of theirs, ended with its work saved (a file left out): the offer to download and start again.
     saved = ContainerFactory(pool=pool, state=Container.State.GONE)
-    earlier = Session.objects.create(container=saved, visitor=Session.objects.get().visitor, ended_at=timezone.now(),
-                                     end_reason=Session.EndReason.CULLED_IDLE)
-    Snapshot.objects.create(session=earlier, taken_at=timezone.now(), expires_at=timezone.now() + timedelta(hours=48),
-                            file_name="work.zip", file_count=2, left_out=[{"path": "data/big.csv", "size": 300_000_000}])
+    earlier = Session.objects.create(container=saved, visitor=Session.objects.get().visitor, ended_at=timezone.now(), end_reason=Session.EndReason.CULLED_IDLE)
+    Snapshot.objects.create(
+        session=earlier,
+        taken_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(hours=48),
+        file_name="work.zip",
+        file_count=2,
+        left_out=[{"path": "data/big.csv", "size": 300_000_000}],
+    )
     check(holder, f"{served}/user/{saved.path_id}/lab", 410, checked, "ended, work saved")
     assert holder.locator("#download-work").is_visible() and holder.locator("#restore-work").is_visible()
     visitor = open_browser("visitor")

@@ -53,8 +53,7 @@ def save_work(stack, container, **extra_files):
     the notebook server holds them."""
     api = f"{stack.url}{container.base_path}api/contents"
     headers = {"Authorization": f"token {container.token}"}
-    files = {"notes.txt": {"type": "file", "format": "text", "content": "my results: 42\n"},
-             "analysis.ipynb": {"type": "notebook", "content": NOTEBOOK}}
+    files = {"notes.txt": {"type": "file", "format": "text", "content": "my results: 42\n"}, "analysis.ipynb": {"type": "notebook", "content": NOTEBOOK}}
     for name, data in extra_files.items():
         files[name] = {"type": "file", "format": "base64", "content": base64.b64encode(data).decode()}
     for name, body in files.items():
@@ -137,8 +136,7 @@ def test_a_kill_and_stop_pools_save_the_work_within_the_size_cap(live_stack, adm
 
     again = start_again_with_my_files(browser, live_stack, page)
     assert files_of(live_stack, again, "notes.txt") == saved["notes.txt"]
-    stop = subprocess.run([sys.executable, "manage.py", "stop_pools"], cwd=ROOT, env=live_stack.worker.env,
-                          capture_output=True, text=True, timeout=300)
+    stop = subprocess.run([sys.executable, "manage.py", "stop_pools"], cwd=ROOT, env=live_stack.worker.env, capture_output=True, text=True, timeout=300)
     assert stop.returncode == 0, stop.stderr
     assert Session.objects.get(container=again).end_reason == Session.EndReason.SERVICE_STOPPED
     _, work = downloaded(browser, live_stack, ended_page_with_work(browser, live_stack, again))

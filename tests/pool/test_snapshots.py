@@ -18,7 +18,6 @@ from pool.models import Container, Event, Session, Snapshot
 from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
 from tests.factories import PoolFactory, new_visitor
-from tests.fakes import fake_backend, fake_proxy, notebook_stand_in  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
