@@ -113,12 +113,13 @@ def client(client):
 
 
 @pytest.fixture
-def tasks_run_here():
-    """Celery tasks queued by the code under test run at once, in this
-    process (an organiser's kill finishes on the worker)."""
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
+def endings_finish_here(monkeypatch):
+    """An organiser's kill queues the rest of an end (the copy of the work,
+    the container's removal) for the worker; here it runs at once, in this
+    process. Only that task: refills stay queued, as without a worker."""
+    from pool.tasks import finish_retirement_task
+
+    monkeypatch.setattr(finish_retirement_task, "delay", lambda *args: finish_retirement_task.apply(args))
 
 
 @pytest.fixture(scope="session")
