@@ -56,7 +56,7 @@ def spawn(request):
     ticket = secrets.token_hex(16)
     wait = _wants_to_wait(request)
     try:
-        admission = assignment.admit(pool=pool, visitor=f"api-{ticket}", client_ip=client_address(request), wait=wait, new_visitor=True)
+        admission = assignment.admit(pool=pool, visitor=f"api-{ticket}", client_ip=client_address(request), wait=wait)
     except assignment.AddressLimitReached as error:
         return refusal(request, str(error), 60)
     if admission.session is not None:

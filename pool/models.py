@@ -332,6 +332,8 @@ class QueueEntry(models.Model):
                 fields=["visitor"], condition=Q(served_at__isnull=True, left_at__isnull=True), name="one_place_per_visitor"
             ),
         ]
+        # The address limit counts the places of an address at every admission.
+        indexes = [models.Index(fields=["client_ip"], condition=Q(served_at__isnull=True, left_at__isnull=True), name="places_by_address")]
 
     def __str__(self):
         return f"{self.visitor} waiting for {self.pool}"
@@ -411,6 +413,9 @@ class Session(models.Model):
             # same visitor fails here and is rolled back.
             models.UniqueConstraint(fields=["visitor"], condition=Q(ended_at__isnull=True), name="one_live_session_per_visitor"),
         ]
+        # The address limit counts the live sessions of an address at every
+        # admission; ended ones pile up for TMPNB_HISTORY_DAYS.
+        indexes = [models.Index(fields=["client_ip"], condition=Q(ended_at__isnull=True), name="live_sessions_by_address")]
 
     def __str__(self):
         return f"{visitor_tag(self.visitor)} on {self.container}"

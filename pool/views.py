@@ -45,7 +45,7 @@ def spawn(request, path="", pool_name=None):
         else:
             usage.record_turned_away(pool=pool, visitor=visitor)  # kept waiting, or told to come back
             response = waiting_page(request, visitor) if queue else too_busy_json(pool)
-    visitors.set_visitor_cookie(response, visitor)
+    visitors.renew_visitor_cookie(request, response)  # the gate let only a visitor with the cookie through
     return response
 
 

@@ -26,6 +26,12 @@ def new_visitor(client):
     return client
 
 
+def unused_address():
+    """A client address no other test used (198.18.0.0/15, set aside for tests):
+    for counts kept in a Redis that outlives one test."""
+    return f"198.{18 + secrets.randbelow(2)}.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
+
+
 def continue_url(page):
     """Where the cookie step's page (a response's text or content) continues by itself."""
     text = page if isinstance(page, str) else page.content.decode()

@@ -1,6 +1,7 @@
-"""Stand-ins for Docker and the proxy at their module boundary, for unit tests
+"""Stand-ins for Docker, the proxy and Redis at their boundary, for unit tests
 of the rules that must interleave with an outside call (a drain landing while
-a container starts, a listing taken while a spawn completes)."""
+a container starts, a listing taken while a spawn completes) or that count
+in Redis (the rate limits)."""
 
 import io
 import tarfile
@@ -11,6 +12,7 @@ from pathlib import PurePosixPath
 
 import pytest
 from django.conf import settings
+from django.core.cache.backends.locmem import LocMemCache
 
 from pool import backends
 from pool.backends.base import BackendError, ContainerInfo, StartedContainer
@@ -80,6 +82,16 @@ def _member(name, kind, size):
     member.type, member.size, member.uid, member.gid, member.mtime = kind, size, 1000, 100, 1_700_000_000
     member.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
     return member
+
+
+class CountingCache(LocMemCache):
+    """The rate limits' store in one process: tmpnb_site.cache.RedisCache's
+    count_hit, which tests/test_cache.py checks against a real Redis."""
+
+    def count_hit(self, key, seconds):
+        if self.add(key, 1, seconds):
+            return 1
+        return self.incr(key)
 
 
 class FakeProxy:

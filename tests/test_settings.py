@@ -60,6 +60,7 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_SNAPSHOT_TIMEOUT", "0", "TMPNB_SNAPSHOT_TIMEOUT must be at least 1"),
         ("TMPNB_SNAPSHOT_HOURS", "3000", "TMPNB_SNAPSHOT_HOURS (3000) cannot exceed TMPNB_HISTORY_DAYS (90) in hours"),
         ("TMPNB_NETWORK_GUARD", "maybe", "TMPNB_NETWORK_GUARD must be true or false"),
+        ("TMPNB_ACCESS_LOG", "verbose", "TMPNB_ACCESS_LOG must be true or false"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):

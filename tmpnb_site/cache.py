@@ -1,15 +1,26 @@
-"""Django's Redis cache (the spawn rate limit's store), keeping one client per
-connection pool. Django's builds a new redis.Redis for every call, and with
-redis-py 8 the constructor alone costs about 0.3 ms: a tenth of an
-admission's CPU on the 2-core machine of docs/performance.md."""
+"""Django's Redis cache (the rate limits' store), keeping one client per
+connection pool, with a counter that costs one round trip.
+
+Django's builds a new redis.Redis for every call, and with redis-py 8 the
+constructor alone costs about 0.3 ms: a tenth of an admission's CPU on the
+2-core machine of docs/performance.md."""
 
 from django.core.cache.backends import redis as django_redis
+
+# One INCR, and the count's lifetime set by the hit that starts it: atomic in
+# Redis, so no count outlives its period however requests interleave.
+COUNT_HIT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
 
 
 class RedisCacheClient(django_redis.RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._clients = {}  # id of a connection pool (kept for good in self._pools) -> its client
+        self._count_hit = {}  # id of a client -> the counter script bound to it
 
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)
@@ -19,8 +30,20 @@ class RedisCacheClient(django_redis.RedisCacheClient):
             client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))
         return client
 
+    def count_hit(self, key, seconds):
+        client = self.get_client(key, write=True)
+        script = self._count_hit.get(id(client))
+        if script is None:
+            script = self._count_hit.setdefault(id(client), client.register_script(COUNT_HIT))
+        return script(keys=[key], args=[seconds])
+
 
 class RedisCache(django_redis.RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = RedisCacheClient
+
+    def count_hit(self, key, seconds):
+        """Add one to the count at ``key`` and return it; the count starts
+        over ``seconds`` after its first hit. One round trip to Redis."""
+        return self._cache.count_hit(self.make_and_validate_key(key), seconds)

@@ -167,6 +167,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("TMPNB_LOG_LEVEL", "INFO")},
     "loggers": {"docker": {"level": "WARNING"}, "urllib3": {"level": "WARNING"}},
 }
+# gunicorn's access log, one line per request in web.log: deploy/up reads
+# the variable itself; it is checked here so that a bad value stops start-up.
+TMPNB_ACCESS_LOG = env_bool("TMPNB_ACCESS_LOG", False)
 
 # --- Outside systems --------------------------------------------------------
 

@@ -35,24 +35,23 @@ def active_session(visitor):
     return Session.objects.active().select_related("container").filter(visitor=visitor).first()
 
 
-def admit(*, pool, visitor, client_ip=None, path="", wait=True, new_visitor=False):
+def admit(*, pool, visitor, client_ip=None, path="", wait=True):
     """Give ``visitor`` their container, or their place in ``pool``'s queue.
 
     A ready container always goes to the visitor who has waited longest; a
     reload finds the same place. With ``wait=False`` a visitor who cannot be
-    served at once is not queued. A ``new_visitor`` (an id just made) holds
-    nothing yet, so nothing is looked up for them.
+    served at once is not queued.
 
     When nobody waits (the common case, a burst on a filled pool), the reads
-    come first, without any lock, and the claim is one short write that
-    only one claimer can win. Only the waiting room takes the pool's lock,
-    which keeps its order exact.
+    come first, in one statement and without any lock, and the claim is one
+    short write that only one claimer can win. Only the waiting room takes the
+    pool's lock, which keeps its order exact.
     """
-    session = None if new_visitor else active_session(visitor)
-    if session is not None:
+    standing = _standing(visitor, client_ip)
+    if standing.session_id is not None and (session := active_session(visitor)) is not None:
         return Admission(session=session)
-    if new_visitor or not QueueEntry.objects.waiting().filter(visitor=visitor).exists():
-        _check_address(client_ip)
+    if not standing.waiting:
+        _check_address(client_ip, standing.held_by_address)
         try:
             with transaction.atomic():
                 session = claim_ready_container(pool, visitor=visitor, client_ip=client_ip, only_if_nobody_waits=True)
@@ -83,7 +82,7 @@ def _admit_through_queue(pool, visitor, client_ip, path, wait):
                 QueueEntry.objects.filter(pk=entry.pk).update(left_at=timezone.now())
                 entry = None
             if entry is None:
-                _check_address(client_ip)
+                _check_address(client_ip, _standing(visitor, client_ip).held_by_address)
                 if not pool.queue.waiting().exists():
                     # Became ready meanwhile, and still nobody waits.
                     session = claim_ready_container(pool, visitor=visitor, client_ip=client_ip)
@@ -109,11 +108,39 @@ def assign_container(*, pool, visitor, client_ip=None):
     return admit(pool=pool, visitor=visitor, client_ip=client_ip, wait=False).session
 
 
-def _check_address(client_ip):
+@dataclass(frozen=True)
+class Standing:
+    """What a visitor and their network address hold before an admission."""
+
+    session_id: int | None  # their live session's, if any
+    waiting: bool  # they hold a place in a queue
+    held_by_address: int  # live sessions and places in queues of their address
+
+
+def _standing(visitor, client_ip):
+    """The visitor's standing, read in one statement (the admission's hot path:
+    building the ORM's four queries cost more than running them). Its
+    conditions are SessionQuerySet.active and QueueEntryQuerySet.waiting;
+    partial indexes on the visitor and on the address keep each part to the
+    live rows."""
+    sessions, queue = Session._meta.db_table, QueueEntry._meta.db_table
+    waiting = "served_at IS NULL AND left_at IS NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT id FROM {sessions} WHERE visitor = %s AND ended_at IS NULL),"
+            f" EXISTS (SELECT 1 FROM {queue} WHERE visitor = %s AND {waiting}),"
+            f" (SELECT count(*) FROM {sessions} WHERE client_ip = %s AND ended_at IS NULL)"
+            f" + (SELECT count(*) FROM {queue} WHERE client_ip = %s AND {waiting})",
+            [visitor, visitor, client_ip, client_ip],
+        )
+        session_id, waiting_now, held = cursor.fetchone()
+    return Standing(session_id=session_id, waiting=bool(waiting_now), held_by_address=held)
+
+
+def _check_address(client_ip, held):
+    """Refuse a visitor whose address already holds ``held`` notebooks or places."""
     if client_ip is None:
         return
-    held = Session.objects.active().filter(client_ip=client_ip).count()
-    held += QueueEntry.objects.waiting().filter(client_ip=client_ip).count()
     if held >= settings.TMPNB_MAX_PER_IP:
         # Shown to the visitor, so in their language.
         raise AddressLimitReached(

@@ -1,13 +1,18 @@
 """The participant's pages, through Django's test client (rows only; the real
 path through the proxy is in tests/integration)."""
 
+import secrets
 import socket
+import time
+from unittest import mock
 
 import pytest
+from django.core import signing
 
+from pool.http import _period
 from pool.models import Container, Session
-from pool.visitors import VISITOR_COOKIE
-from tests.factories import ContainerFactory, PoolFactory, continue_url, new_visitor
+from pool.visitors import VISITOR_COOKIE, VISITOR_COOKIE_AGE
+from tests.factories import ContainerFactory, PoolFactory, continue_url, new_visitor, unused_address
 
 pytestmark = pytest.mark.django_db
 
@@ -24,6 +29,18 @@ def test_the_landing_page_redirects_into_a_ready_container_with_its_token(client
     assert response["Location"] == f"/user/{container.path_id}/tree?token={container.token}"
     assert VISITOR_COOKIE in response.cookies
     assert response.cookies[VISITOR_COOKIE]["httponly"]
+
+
+def test_every_answer_renews_the_visitor_cookie_as_it_came(client, pool):
+    ContainerFactory(pool=pool)
+    with mock.patch("django.core.signing.time.time", return_value=time.time() - 3600):  # signed an hour ago
+        sent = signing.get_cookie_signer(salt=VISITOR_COOKIE + VISITOR_COOKIE).sign(secrets.token_hex(16))
+    client.cookies[VISITOR_COOKIE] = sent
+    for _ in range(2):  # the claim, then a reload
+        renewed = client.get("/").cookies[VISITOR_COOKIE]
+        assert renewed.value == sent
+        assert renewed["max-age"] == VISITOR_COOKIE_AGE and renewed["httponly"] and renewed["samesite"] == "Lax"
+    assert Session.objects.count() == 1
 
 
 def test_a_reload_returns_the_same_container(client, pool):
@@ -102,13 +119,19 @@ def test_one_address_holds_at_most_max_per_ip_notebooks(client, pool, settings):
 
 
 def test_spawn_requests_are_rate_limited_per_address(client, pool, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.CACHES = {"default": {"BACKEND": "tests.fakes.CountingCache"}}
     settings.TMPNB_SPAWN_RATE = "3/m"
+    address, other = unused_address(), unused_address()
     for _ in range(3):
-        assert client.get("/", REMOTE_ADDR="203.0.113.7").status_code == 200  # nothing ready, but served
-    limited = client.get("/", REMOTE_ADDR="203.0.113.7")
+        assert client.get("/", REMOTE_ADDR=address).status_code == 200  # nothing ready, but served
+    limited = client.get("/", REMOTE_ADDR=address)
     assert limited.status_code == 429 and "Too many requests" in limited.content.decode()
-    assert client.get("/", REMOTE_ADDR="203.0.113.8").status_code == 200
+    assert client.get("/", REMOTE_ADDR=other).status_code == 200
+
+
+@pytest.mark.parametrize(("rate", "period"), [("600/m", (600, 60)), ("20/s", (20, 1)), ("5/10m", (5, 600)), ("100/2h", (100, 7200)), ("9/d", (9, 86400))])
+def test_a_rate_reads_as_requests_per_seconds(rate, period):
+    assert _period(rate) == period
 
 
 def test_without_the_cache_nobody_is_rate_limited(client, pool, settings):

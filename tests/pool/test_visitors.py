@@ -10,7 +10,7 @@ from django.test import Client
 
 from pool.models import Container, Event, Session
 from pool.visitors import COOKIE_CHECK, LINK_PREVIEW_AGENTS, VISITOR_COOKIE
-from tests.factories import ContainerFactory, PoolFactory, continue_url
+from tests.factories import ContainerFactory, PoolFactory, continue_url, unused_address
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +66,8 @@ def test_a_request_without_the_cookie_gets_it_and_a_page_that_continues_to_the_s
     assert 'window.location.replace("/spawn/notebooks/intro.ipynb?x\\u003D1\\u0026tmpnb_cookie_check\\u003D' in html
     assert '<noscript><meta http-equiv="refresh" content="0;url=' in html
     assert VISITOR_COOKIE in response.cookies
+    # Only that cookie: the page has no form (no CSRF token), it goes on at once.
+    assert set(response.cookies) == {VISITOR_COOKIE}
     assert_nothing_taken()
 
 
@@ -201,13 +203,14 @@ def test_a_new_code_asks_everyone_again(client, coded_pool):
 
 
 def test_guesses_at_the_code_are_rate_limited(client, coded_pool, settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.CACHES = {"default": {"BACKEND": "tests.fakes.CountingCache"}}
     settings.TMPNB_ACCESS_CODE_RATE = "3/m"
+    address, other = unused_address(), unused_address()
     for _ in range(3):
-        assert client.post("/", {"code": "nope"}, REMOTE_ADDR="203.0.113.20").status_code == 403
-    limited = client.post("/", {"code": "tulip-42"}, REMOTE_ADDR="203.0.113.20")
+        assert client.post("/", {"code": "nope"}, REMOTE_ADDR=address).status_code == 403
+    limited = client.post("/", {"code": "tulip-42"}, REMOTE_ADDR=address)
     assert limited.status_code == 429 and "Too many attempts" in limited.content.decode()
-    assert client.post("/", {"code": "tulip-42"}, REMOTE_ADDR="203.0.113.21").status_code == 303
+    assert client.post("/", {"code": "tulip-42"}, REMOTE_ADDR=other).status_code == 303
 
 
 def test_the_code_never_reaches_the_event_log(client, coded_pool):

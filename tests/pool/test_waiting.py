@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from pool.models import Container, QueueEntry, Session
-from pool.services import assignment, pools, waiting
+from pool.services import assignment, pools, turns, waiting
 from pool.visitors import VISITOR_COOKIE
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory
 
@@ -153,10 +153,14 @@ def test_api_clients_that_do_not_wait_get_a_retry_after_from_the_estimate(client
     assert not QueueEntry.objects.exists()
 
 
-def test_without_redis_a_status_request_does_not_wait_and_says_to_ask_again_soon():
+def test_without_redis_a_status_request_does_not_wait_and_says_to_ask_again_soon(settings, monkeypatch):
+    # A closed port, even once an integration test has started the session's Redis
+    # (which may still hold a note for an earlier "ann").
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"
+    monkeypatch.setattr(turns, "_clients", {})
     pool = PoolFactory(capacity=1)
     admit(pool, "ann")
-    status = waiting.await_admission("ann")  # the tests' Redis address is closed
+    status = waiting.await_admission("ann")
     assert status["status"] == "waiting" and status["poll_seconds"] == waiting.POLL_SECONDS
 
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0007_rename_docker_id_container_backend_id'),
+        ('pool', '0008_address_limit_indexes'),
     ]
 
     operations = [
