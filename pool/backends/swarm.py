@@ -168,3 +168,11 @@ def remove_networks():
 def copy_out(backend_id, path, destination):
     # The task runs on another machine, whose engine the manager does not relay.
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+
+
+def archive_out(backend_id, path):
+    raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+
+
+def copy_in(backend_id, tar_path, destination):
+    raise SwarmError("copying files into a notebook is not available on the swarm backend")
