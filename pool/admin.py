@@ -1,16 +1,20 @@
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.timezone import localtime
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError
 from pool.materials import ARCHIVE_SUFFIXES
-from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session
+from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
 from pool.services import ending, events, materials, pools
+from pool.views import zip_download
 
 
 class ScheduleInline(admin.TabularInline):
@@ -183,7 +187,7 @@ class ContainerAdmin(RecordAdmin):
 
     @admin.action(description="Kill: stop and remove the container, end its session")
     def kill(self, request, queryset):
-        count = ending.kill_containers(queryset.select_related("pool"), by=request.user.get_username())
+        count = ending.kill_containers(queryset.select_related("pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} container(s).", messages.SUCCESS)
 
 
@@ -204,9 +208,38 @@ class SessionAdmin(RecordAdmin):
     def ended(self, session):
         return session.describe_end() if session.ended_at else ""
 
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "saved_work"]
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_work)
+        return [path("<int:session_id>/work.zip", download, name="pool_session_work"), *super().get_urls()]
+
+    @admin.display(description="saved work")
+    def saved_work(self, session):
+        snapshot = Snapshot.objects.filter(session=session).first()
+        if snapshot is None:
+            return "none (the session is live, or its container stopped on its own)" if session.ended_at else "none yet"
+        if snapshot.taken_at is None:
+            return "being saved"
+        left_out = f"; {len(snapshot.left_out)} file(s) left out" if snapshot.left_out else ""
+        summary = f"{snapshot.file_count} file(s), {snapshot.size} bytes{left_out}"
+        if snapshot.is_kept(timezone.now()):
+            url = reverse("admin:pool_session_work", args=[session.pk])
+            return format_html('<a href="{}">Download the zip</a> ({}, kept until {})', url, summary, localtime(snapshot.expires_at))
+        return f"{'deleted after its hours' if snapshot.file_count else 'not saved'} ({snapshot.error or summary})"
+
+    def download_work(self, request, session_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        snapshot = Snapshot.objects.kept(timezone.now()).filter(session_id=session_id).select_related("session__container__pool").first()
+        if snapshot is None:
+            raise Http404("no saved work")
+        return zip_download(snapshot)
+
     @admin.action(description="Kill: end the session, stop and remove its container")
     def kill(self, request, queryset):
-        count = ending.kill_sessions(queryset.select_related("container"), by=request.user.get_username())
+        count = ending.kill_sessions(queryset.select_related("container__pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
 
 

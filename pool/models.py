@@ -473,6 +473,46 @@ class Session(models.Model):
         return self.get_end_reason_display()
 
 
+class SnapshotQuerySet(models.QuerySet):
+    def kept(self, now):
+        """Snapshots whose zip is on disk, to be had until they expire."""
+        return self.exclude(file_name="").filter(expires_at__gt=now)
+
+    def expired(self, now):
+        return self.exclude(file_name="").filter(expires_at__lte=now)
+
+
+class Snapshot(models.Model):
+    """The files of a session, saved as a zip before its container was
+    removed; the row is made when the copy starts, so only one is taken."""
+
+    session = models.OneToOneField(Session, on_delete=models.CASCADE, related_name="snapshot")
+    started_at = models.DateTimeField(default=timezone.now)
+    taken_at = models.DateTimeField(null=True, blank=True, help_text="When the copy ended; empty while it runs.")
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    file_name = models.CharField(
+        max_length=200, blank=True, help_text="The zip under TMPNB_VAR_DIR/snapshots; empty when none is kept."
+    )
+    size = models.PositiveBigIntegerField(default=0, help_text="Bytes of the zip.")
+    file_count = models.PositiveIntegerField(default=0)
+    left_out = models.JSONField(default=list, blank=True, help_text="Files that did not fit under TMPNB_SNAPSHOT_MAX_MB.")
+    error = models.CharField(max_length=500, blank=True, help_text="Why the copy stopped or failed, if it did.")
+    # The owner of the notebook's folder, so that restored files belong to the notebook's user.
+    owner_uid = models.PositiveIntegerField(null=True, blank=True)
+    owner_gid = models.PositiveIntegerField(null=True, blank=True)
+
+    objects = SnapshotQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"work of {self.session}"
+
+    def is_kept(self, now):
+        return bool(self.file_name) and self.expires_at > now
+
+
 class Event(models.Model):
     """One row of the event log: something that happened to a pool, a
     container or a session, written by the services as it happens."""
@@ -489,6 +529,7 @@ class Event(models.Model):
         FAILURE = "failure", "failure"
         LOCKOUT = "lockout", "admin login locked"
         MATERIALS = "materials", "materials prepared or refused"
+        SNAPSHOT = "snapshot", "work saved"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

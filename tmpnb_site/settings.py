@@ -260,6 +260,17 @@ TMPNB_SAMPLE_DAYS = env_int("TMPNB_SAMPLE_DAYS", 14, minimum=1)
 # Ended containers, sessions, queue places and events older than this are
 # pruned by the heartbeat; /metrics carries their counts forward.
 TMPNB_HISTORY_DAYS = env_int("TMPNB_HISTORY_DAYS", 90, minimum=1, maximum=36500)
+# A participant's files are saved as a zip when their session ends (culls, kills,
+# stop_pools), kept this many hours (0: none are taken), then pruned by the heartbeat.
+TMPNB_SNAPSHOT_HOURS = env_int("TMPNB_SNAPSHOT_HOURS", 48, minimum=0, maximum=24 * 365)
+TMPNB_SNAPSHOT_MAX_MB = env_int("TMPNB_SNAPSHOT_MAX_MB", 200, minimum=1, maximum=100_000)
+# How long a copy may take before the container is removed without the rest.
+TMPNB_SNAPSHOT_TIMEOUT = env_int("TMPNB_SNAPSHOT_TIMEOUT", 60, minimum=1, maximum=3600)
+if TMPNB_SNAPSHOT_HOURS > 24 * TMPNB_HISTORY_DAYS:
+    # The row that references a zip goes with its session's history.
+    raise ImproperlyConfigured(
+        f"TMPNB_SNAPSHOT_HOURS ({TMPNB_SNAPSHOT_HOURS}) cannot exceed TMPNB_HISTORY_DAYS ({TMPNB_HISTORY_DAYS}) in hours"
+    )
 # Tokens for the API: POST /api/spawn needs TMPNB_API_TOKEN, DELETE /api/pool
 # needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
 TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")

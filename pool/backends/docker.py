@@ -137,30 +137,48 @@ def _remove_left_behind(backend_id):
         remove_container(backend_id)
 
 
-def copy_out(backend_id, path, destination):
-    """Copy ``path`` out of a container into the folder ``destination``."""
-    try:
-        with docker_errors(f"copying {path} out of {backend_id[:12]}"):
-            chunks, _ = client().api.get_archive(backend_id, path)
-            with tempfile.TemporaryFile() as archive:
-                for chunk in chunks:
-                    archive.write(chunk)
-                archive.seek(0)
-                with tarfile.open(fileobj=archive) as tar:
-                    # The "data" filter refuses links and paths that leave the folder.
-                    tar.extractall(destination, filter="data")
-    except tarfile.TarError as error:
-        raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
+def archive_out(backend_id, path):
+    """The folder or file ``path`` of a container as a tar stream: an iterator
+    of bytes, read as it is consumed (so a caller can stop or cap it). A
+    relative path is taken from the container's working directory."""
+    doing = f"copying {path} out of {backend_id[:12]}"
+    with docker_errors(doing):
+        chunks, _ = client().api.get_archive(backend_id, _in_container(backend_id, path))
+        yield from chunks
 
 
 def copy_in(backend_id, tar_path, destination):
-    """Extract the tar file ``tar_path`` into the folder ``destination`` of a
-    container. Docker keeps the owners written in the tar (its copyUIDGID
-    would look the container's user up on the host, where it is unknown)."""
-    with docker_errors(f"copying {tar_path} into {backend_id[:12]}:{destination}"), docker_work():
-        with open(tar_path, "rb") as archive:
-            if not client().api.put_archive(backend_id, destination, archive):
-                raise DockerError(f"copying {tar_path} into {backend_id[:12]}:{destination}: refused")
+    """Extract the tar file ``tar_path`` (on this machine) into the folder
+    ``destination`` of a container. Docker keeps the uid and gid of the tar's
+    members: write them as the notebook's user (notebook_user); its copyUIDGID
+    would look the container's user up on the host, where it is unknown."""
+    doing = f"copying {tar_path} into {backend_id[:12]}:{destination}"
+    with docker_errors(doing), docker_work(), open(tar_path, "rb") as tar:
+        if not client().api.put_archive(backend_id, _in_container(backend_id, destination), tar):
+            raise DockerError(f"{doing}: refused")
+
+
+def _in_container(backend_id, path):
+    if path.startswith("/"):
+        return path
+    working_dir = client().api.inspect_container(backend_id)["Config"]["WorkingDir"]
+    if not working_dir:
+        raise DockerError(f"{backend_id[:12]} has no working directory to find {path!r} in")
+    return f"{working_dir.rstrip('/')}/{path}"
+
+
+def copy_out(backend_id, path, destination):
+    """Copy ``path`` out of a container into the folder ``destination``."""
+    try:
+        with tempfile.TemporaryFile() as archive:
+            for chunk in archive_out(backend_id, path):
+                archive.write(chunk)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                # The "data" filter refuses links and paths that leave the folder.
+                tar.extractall(destination, filter="data")
+    except tarfile.TarError as error:
+        raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
 
 
 def notebook_user(backend_id):

@@ -170,8 +170,12 @@ def copy_out(backend_id, path, destination):
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
 
 
+def archive_out(backend_id, path):
+    raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+
+
 def copy_in(backend_id, tar_path, destination):
-    raise SwarmError("copying files into a notebook (materials) is not available on the swarm backend")
+    raise SwarmError("copying files into a notebook is not available on the swarm backend")
 
 
 def notebook_user(backend_id):

@@ -9,6 +9,7 @@ from django.utils import timezone
 from pool.charts import line_chart
 from pool.models import Container, Event, Pool, Schedule, Session, UsageSample
 from pool.services.pools import pool_stats
+from pool.services.snapshots import snapshot_disk
 
 CHART_SERIES = [("in_use", "in use", "#d9480f"), ("ready", "ready", "#2b8a3e"), ("waiting", "kept waiting or turned away", "#5f3dc4")]
 CHART_WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -37,13 +38,18 @@ def dashboard(window="24h", now=None):
 
 def pool_overview(pools=None, now=None):
     """Each pool (all, or those of the ``pools`` queryset) with its numbers,
-    the containers that failed today and the next planned size."""
+    the containers that failed today, the next planned size, and the
+    participants' work it keeps on disk."""
     pools = Pool.objects.all() if pools is None else pools
     failed = Container.objects.filter(state=Container.State.FAILED, ended_at__gte=_day_start(now or timezone.now()))
     failed = dict(failed.values_list("pool_id").annotate(n=Count("pk")))
     upcoming = {s.pool_id: s for s in Schedule.objects.upcoming().order_by("-at")}  # the earliest wins
+    saved = snapshot_disk(now)
     return [
-        {"pool": pool, **pool_stats(pool), "failed_today": failed.get(pool.pk, 0), "next_schedule": upcoming.get(pool.pk)}
+        {
+            "pool": pool, **pool_stats(pool), "failed_today": failed.get(pool.pk, 0), "next_schedule": upcoming.get(pool.pk),
+            "saved_work": dict(zip(("snapshots", "bytes"), saved.get(pool.pk, (0, 0)))),
+        }
         for pool in pools
     ]
 

@@ -12,6 +12,7 @@ from pool.backends.base import BackendError
 from pool.models import Container, Event, Session
 from pool.services.events import record_event
 from pool.services.network import unguard_network
+from pool.services.snapshots import save_work
 from proxyapi import ProxyError, get_proxy
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,18 @@ def request_refill(pool_id):
     transaction.on_commit(queue)
 
 
-def retire_container(container, reason, by="", only_from=Container.sources_of(Container.State.STOPPING), refill=True, delete_route=True):
+def retire_container(
+    container, reason, by="", only_from=Container.sources_of(Container.State.STOPPING), refill=True, delete_route=True,
+    on_worker=False,
+):
     """End ``container`` if it is still in one of ``only_from``: its session (if
     any) ends with ``reason``, the container and (unless ``delete_route`` is
-    false) its route are removed.
+    false) its route are removed, after its participant's work is saved.
 
     The conditional update makes concurrent retirements (a cull racing a kill)
-    end it once. Returns whether this call ended it.
+    end it once. With ``on_worker`` (a web request: the organiser's kill) the
+    session and route end now and the copy and the removal are queued for the
+    worker, so no request waits on a copy. Returns whether this call ended it.
     """
     with transaction.atomic():
         if not Container.objects.filter(pk=container.pk).move_to(Container.State.STOPPING, only_from=only_from):
@@ -58,10 +64,33 @@ def retire_container(container, reason, by="", only_from=Container.sources_of(Co
         Session.objects.active().filter(container_id=container.pk).end(reason, by=by)
         if refill:
             request_refill(container.pool_id)
+        if on_worker:
+            transaction.on_commit(lambda: _finish_on_worker(container))
     log.info("retiring %s%s", container.name, f" ({reason})" if reason else "")
-    remove_quietly(container, delete_route=delete_route)
-    container.mark_gone()
+    if delete_route:
+        _delete_route(container)
+    if not on_worker:
+        finish_retirement(container)
     return True
+
+
+def finish_retirement(container, delete_route=False):
+    """The second half of an end (its container already STOPPING): the
+    participant's work saved if due (bounded by TMPNB_SNAPSHOT_TIMEOUT), then
+    the container (and its route, with ``delete_route``) removed."""
+    save_work(container)
+    remove_quietly(container, delete_route=delete_route)
+    return container.mark_gone()
+
+
+def _finish_on_worker(container):
+    from pool.tasks import finish_retirement_task  # the tasks module imports the services
+
+    try:
+        finish_retirement_task.delay(container.pk)
+    except Exception as error:  # the broker is down: do it here rather than leave it to the reconciler
+        log.warning("could not queue the end of %s, ending it now: %s", container.name, error)
+        finish_retirement(container)
 
 
 def route_container(container):
@@ -73,37 +102,47 @@ def route_container(container):
 def remove_quietly(container, delete_route=True):
     """Remove the container and its route. A failure is logged, not raised: the
     row is the record, and the reconciler removes what is left behind."""
-    try:
-        if delete_route:
-            get_proxy().delete_route(container.route_path)
-    except ProxyError as error:
-        log.warning("could not delete the route of %s: %s", container.name, error)
+    if delete_route:
+        _delete_route(container)
     try:
         get_backend().remove_container(container.backend_id or container.name)
     except BackendError as error:
         log.warning("could not remove %s: %s", container.name, error)
 
 
-def retire_and_record(container, reason, kind, message, by="", only_from=Container.sources_of(Container.State.STOPPING), **details):
+def _delete_route(container):
+    try:
+        get_proxy().delete_route(container.route_path)
+    except ProxyError as error:
+        log.warning("could not delete the route of %s: %s", container.name, error)
+
+
+def retire_and_record(
+    container, reason, kind, message, by="", only_from=Container.sources_of(Container.State.STOPPING), on_worker=False,
+    **details,
+):
     """retire_container, then an event row naming the session it ended, if any."""
-    if not retire_container(container, reason, by=by, only_from=only_from):
+    if not retire_container(container, reason, by=by, only_from=only_from, on_worker=on_worker):
         return False
     session = Session.objects.filter(container_id=container.pk).first()
     record_event(kind, message, container=container, session=session, actor=by, reason=reason, **details)
     return True
 
 
-def kill_containers(containers, by):
+def kill_containers(containers, by, on_worker=False):
     """The organiser's kill: each container ends, and its session, if any,
-    records who killed it. The pools are refilled."""
+    records who killed it. The pools are refilled. ``on_worker``: see
+    retire_container."""
     return sum(
-        retire_and_record(container, Session.EndReason.KILLED, Event.Kind.KILL, f"{container.name} killed by {by}", by=by)
+        retire_and_record(
+            container, Session.EndReason.KILLED, Event.Kind.KILL, f"{container.name} killed by {by}", by=by, on_worker=on_worker
+        )
         for container in containers
     )
 
 
-def kill_sessions(sessions, by):
-    return kill_containers([session.container for session in sessions if session.is_active], by)
+def kill_sessions(sessions, by, on_worker=False):
+    return kill_containers([session.container for session in sessions if session.is_active], by, on_worker=on_worker)
 
 
 def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
@@ -116,8 +155,7 @@ def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
     for container in Container.objects.live():
         if container.state == Container.State.STOPPING:
             # Its teardown was interrupted: finish it (a stopping row cannot be retired again).
-            remove_quietly(container, delete_route=proxy_answers)
-            ended += container.mark_gone()
+            ended += finish_retirement(container, delete_route=proxy_answers)
         else:
             ended += retire_container(container, reason, refill=False, delete_route=proxy_answers)
     try:

@@ -12,7 +12,7 @@ from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
 
 
 @pytest.fixture
-def live_session(clean_pools):
+def live_session(clean_pools, endings_finish_here):
     pool = PoolFactory(capacity=2)
     for container in pools.fill_pool(pool.pk):
         spawning.spawn_container(container.pk)

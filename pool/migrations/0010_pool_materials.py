@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0008_address_limit_indexes'),
+        ('pool', '0009_snapshot'),
     ]
 
     operations = [
@@ -59,6 +59,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='event',
             name='kind',
-            field=models.CharField(choices=[('spawn', 'spawned'), ('assignment', 'assigned'), ('turned_away', 'turned away'), ('cull', 'culled'), ('kill', 'killed'), ('drain', 'drained'), ('resize', 'resized'), ('schedule', 'schedule applied'), ('failure', 'failure'), ('lockout', 'admin login locked'), ('materials', 'materials prepared or refused')], max_length=20),
+            field=models.CharField(choices=[('spawn', 'spawned'), ('assignment', 'assigned'), ('turned_away', 'turned away'), ('cull', 'culled'), ('kill', 'killed'), ('drain', 'drained'), ('resize', 'resized'), ('schedule', 'schedule applied'), ('failure', 'failure'), ('lockout', 'admin login locked'), ('materials', 'materials prepared or refused'), ('snapshot', 'work saved')], max_length=20),
         ),
     ]
