@@ -1,14 +1,20 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.timezone import localtime
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError
-from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session
-from pool.services import ending, events, pools
+from pool.materials import ARCHIVE_SUFFIXES
+from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
+from pool.services import ending, events, materials, pools
+from pool.views import zip_download
 
 
 class ScheduleInline(admin.TabularInline):
@@ -21,9 +27,27 @@ class ScheduleInline(admin.TabularInline):
 
 
 class PoolForm(forms.ModelForm):
+    materials_upload = forms.FileField(
+        required=False, label="Upload materials",
+        help_text="A zip or tar.gz archive of the workshop's files; it replaces the materials source below.",
+    )
+
     class Meta:
         model = Pool
         fields = "__all__"
+
+    def clean_materials_upload(self):
+        upload = self.cleaned_data["materials_upload"]
+        if upload is None:
+            return None
+        if not upload.name.lower().endswith(ARCHIVE_SUFFIXES):
+            raise forms.ValidationError(f"{upload.name} is not an archive: upload a file ending in {', '.join(ARCHIVE_SUFFIXES)}.")
+        if upload.size > settings.TMPNB_MATERIALS_MAX_MB * 1_000_000:
+            raise forms.ValidationError(
+                f"{upload.name} is {upload.size / 1_000_000:.1f} MB, over the {settings.TMPNB_MATERIALS_MAX_MB} MB "
+                "that TMPNB_MATERIALS_MAX_MB allows."
+            )
+        return upload
 
     def clean_image(self):
         image = self.cleaned_data["image"]
@@ -39,13 +63,16 @@ class PoolForm(forms.ModelForm):
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
     form = PoolForm
-    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread"]
-    readonly_fields = ["spawning", "spread"]
-    actions = ["drain", "resume"]
+    list_display = [
+        "name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread", "materials_status",
+    ]
+    readonly_fields = ["spawning", "spread", "materials_status"]
+    actions = ["drain", "resume", "refresh_materials"]
     inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning", "spread"]}),
         ("Visitors", {"fields": ["access_code"]}),
+        ("Materials", {"fields": ["materials_upload", "materials_source", "materials_branch", "materials_status"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
         (
             "Container options",
@@ -62,6 +89,8 @@ class PoolAdmin(admin.ModelAdmin):
     def spawning(self, pool):
         if pool.paused_reason:
             return f"PAUSED: {pool.paused_reason}"
+        if pool.awaiting_materials:
+            return "waiting for its materials to be prepared"
         if pool.spawning_blocked(timezone.now()):
             return f"backing off after {pool.failure_streak} failure(s), until {localtime(pool.next_spawn_at):%H:%M:%S}"
         return "ok"
@@ -71,6 +100,24 @@ class PoolAdmin(admin.ModelAdmin):
         if pool.pk is None:
             return ""  # the add form
         return ", ".join(f"{node or '(starting)'}: {n}" for node, n in pool.containers.live().spread())
+
+    @admin.display(description="materials")
+    def materials_status(self, pool):
+        prepared = "none" if not pool.materials_version else (
+            f"version {pool.materials_version}, prepared {localtime(pool.materials_prepared_at):%Y-%m-%d %H:%M:%S}: "
+            f"{pool.materials_summary}"
+        )
+        if pool.materials_wanted != pool.materials_tried or pool.materials_preparing_since or pool.awaiting_materials:
+            return f"preparing... Current: {prepared}"
+        if pool.materials_error:
+            return f"REFUSED: {pool.materials_error}. Keeping: {prepared}"
+        return prepared
+
+    @admin.action(description="Prepare the materials again (fetch the git repository anew)")
+    def refresh_materials(self, request, queryset):
+        for pool in queryset:
+            materials.refresh_materials(pool)
+        self.message_user(request, "The materials are prepared again; ready containers are then replaced.", messages.SUCCESS)
 
     @admin.action(description="Resume spawning (after fixing what made it fail)")
     def resume(self, request, queryset):
@@ -87,6 +134,8 @@ class PoolAdmin(admin.ModelAdmin):
         # A new size goes through resize_pool, which logs who changed it.
         if change and {"capacity", "ready_target"} & set(form.changed_data):
             pools.resize_pool(pool, pool.capacity, ready_target=pool.ready_target, by=request.user.get_username())
+        if form.cleaned_data.get("materials_upload"):
+            pool.materials_source, pool.materials_branch = materials.store_upload(form.cleaned_data["materials_upload"]), ""
         super().save_model(request, pool, form, change)
         if change and pool.paused_reason:
             pools.resume_spawning(pool)  # the organiser changed what failed
@@ -129,14 +178,16 @@ class RecordAdmin(admin.ModelAdmin):
 
 @admin.register(Container)
 class ContainerAdmin(RecordAdmin):
-    list_display = ["name", "pool", "state", "node", "base_path", "host_port", "created_at", "ready_at", "assigned_at"]
+    list_display = [
+        "name", "pool", "state", "node", "base_path", "host_port", "materials_version", "created_at", "ready_at", "assigned_at",
+    ]
     list_filter = ["state", "pool", "node"]
     search_fields = ["name", "path_id", "backend_id"]
     actions = ["kill"]
 
     @admin.action(description="Kill: stop and remove the container, end its session")
     def kill(self, request, queryset):
-        count = ending.kill_containers(queryset.select_related("pool"), by=request.user.get_username())
+        count = ending.kill_containers(queryset.select_related("pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} container(s).", messages.SUCCESS)
 
 
@@ -157,9 +208,38 @@ class SessionAdmin(RecordAdmin):
     def ended(self, session):
         return session.describe_end() if session.ended_at else ""
 
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), "saved_work"]
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_work)
+        return [path("<int:session_id>/work.zip", download, name="pool_session_work"), *super().get_urls()]
+
+    @admin.display(description="saved work")
+    def saved_work(self, session):
+        snapshot = Snapshot.objects.filter(session=session).first()
+        if snapshot is None:
+            return "none (the session is live, or its container stopped on its own)" if session.ended_at else "none yet"
+        if snapshot.taken_at is None:
+            return "being saved"
+        left_out = f"; {len(snapshot.left_out)} file(s) left out" if snapshot.left_out else ""
+        summary = f"{snapshot.file_count} file(s), {snapshot.size} bytes{left_out}"
+        if snapshot.is_kept(timezone.now()):
+            url = reverse("admin:pool_session_work", args=[session.pk])
+            return format_html('<a href="{}">Download the zip</a> ({}, kept until {})', url, summary, localtime(snapshot.expires_at))
+        return f"{'deleted after its hours' if snapshot.file_count else 'not saved'} ({snapshot.error or summary})"
+
+    def download_work(self, request, session_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        snapshot = Snapshot.objects.kept(timezone.now()).filter(session_id=session_id).select_related("session__container__pool").first()
+        if snapshot is None:
+            raise Http404("no saved work")
+        return zip_download(snapshot)
+
     @admin.action(description="Kill: end the session, stop and remove its container")
     def kill(self, request, queryset):
-        count = ending.kill_sessions(queryset.select_related("container"), by=request.user.get_username())
+        count = ending.kill_sessions(queryset.select_related("container__pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
 
 

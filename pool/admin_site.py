@@ -42,7 +42,7 @@ class TmpnbAdminSite(admin.AdminSite):
         if not request.user.has_perm("pool.change_session"):
             raise PermissionDenied
         chosen = request.POST.getlist("one") or request.POST.getlist("session")
-        sessions = Session.objects.active().filter(pk__in=chosen).select_related("container")
-        killed = ending.kill_sessions(sessions, by=request.user.get_username())
+        sessions = Session.objects.active().filter(pk__in=chosen).select_related("container__pool")
+        killed = ending.kill_sessions(sessions, by=request.user.get_username(), on_worker=True)
         messages.success(request, f"Killed {killed} session(s).")
         return redirect("admin:index")

@@ -8,7 +8,8 @@ schedule (tmpnb_site/celery.py) still reach it after an upgrade.
 from celery import shared_task
 from django.db import transaction
 
-from pool.services import pools, schedules, spawning, upkeep, usage
+from pool.models import Container
+from pool.services import ending, materials, pools, schedules, spawning, upkeep, usage
 
 
 def queue_spawns(containers):
@@ -19,6 +20,13 @@ def queue_spawns(containers):
 @shared_task(name="pool.tasks.heartbeat")
 def heartbeat_task():
     queue_spawns(upkeep.heartbeat())
+    for pool_id in materials.pools_with_materials_to_prepare():
+        transaction.on_commit(lambda pk=pool_id: prepare_materials_task.delay(pk))
+
+
+@shared_task(name="pool.tasks.prepare_materials")
+def prepare_materials_task(pool_id):
+    materials.prepare_materials(pool_id)
 
 
 @shared_task(name="pool.tasks.cull")
@@ -44,3 +52,8 @@ def fill_pool_task(pool_id):
 @shared_task(name="pool.tasks.spawn_container")
 def spawn_container_task(container_id):
     spawning.spawn_container(container_id)
+
+
+@shared_task(name="pool.tasks.finish_retirement")
+def finish_retirement_task(container_id):
+    ending.finish_retirement(Container.objects.select_related("pool").get(pk=container_id))

@@ -1,14 +1,16 @@
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
-from django.http import Http404, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext
+from django.views.decorators.http import require_POST
 from django.views.static import serve
 
 from pool import visitors
 from pool.http import client_address, no_store, page_or_json, spawn_rate_exceeded, wants_json
 from pool.models import Container
-from pool.services import assignment, pools, spawning, usage, waiting
+from pool.services import assignment, pools, snapshots, spawning, usage, waiting
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
 POLL_SECONDS = 2  # the waiting page asks again this long after a failed status request
@@ -99,7 +101,66 @@ def user_fallback(request, path_id, rest=""):
     if container is None:
         return page_or_json(request, "pool/ended.html", {"status": "ended"}, 404)
     # A new notebook from the pool the ended one came from.
-    return page_or_json(request, "pool/ended.html", {"status": "ended", "landing": container.pool.landing_path}, 410)
+    context = {"status": "ended", "landing": container.pool.landing_path}
+    work = snapshots.ended_work(container, visitors.visitor_id(request))
+    if work is not None:  # only the visitor who held it hears about its files
+        context.update(_work_context(container, *work))
+    return page_or_json(request, "pool/ended.html", context, 410)
+
+
+def _work_context(container, status, snapshot):
+    context = {"work": status}
+    if status == "saving":
+        context["retry_after"] = 2
+    elif status == "kept":
+        context.update(
+            download=reverse("work-download", args=[container.path_id]),
+            restore=reverse("work-restore", args=[container.path_id]),
+            expires_at=snapshot.expires_at,
+            left_out=[item["path"] for item in snapshot.left_out],
+        )
+    return context
+
+
+def download_work(request, path_id):
+    """The zip of an ended notebook's files, for the visitor who held it; 404
+    for anyone else, as for a notebook that never was."""
+    snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitors.visitor_id(request))
+    if snapshot is None:
+        raise Http404("no such file")
+    return zip_download(snapshot)
+
+
+def zip_download(snapshot):
+    try:
+        work = open(snapshots.snapshot_path(snapshot), "rb")
+    except FileNotFoundError:  # pruned just now
+        raise Http404("no such file") from None
+    name = f"notebook-{snapshot.session.container.pool.name}-{snapshot.taken_at:%Y%m%d-%H%M}.zip"
+    return no_store(FileResponse(work, as_attachment=True, filename=name, content_type="application/zip"))
+
+
+@require_POST
+def restore_work(request, path_id):
+    """A new notebook of the same pool, with the saved files of the ended one
+    put back before the visitor lands in it. A visitor kept waiting lands
+    without them, and may ask again from this page once they hold a notebook:
+    the files then go into a folder of their own."""
+    visitor = visitors.visitor_id(request)
+    snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitor)
+    if snapshot is None:
+        raise Http404("no such file")
+    pool = snapshot.session.container.pool
+    held_before = assignment.active_session(visitor)
+    response = spawn(request, pool_name=pool.name)
+    session = assignment.active_session(visitor)
+    if response.status_code == 302 and session is not None and session.container.pool_id == pool.pk:
+        try:
+            snapshots.restore_work(snapshot=snapshot, container=session.container, in_use=held_before is not None)
+        except snapshots.RestoreError:
+            message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
+            return refusal(request, message, RETRY_AFTER)
+    return response
 
 
 def static_files(request, path):

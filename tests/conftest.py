@@ -112,6 +112,16 @@ def client(client):
     return new_visitor(client)
 
 
+@pytest.fixture
+def endings_finish_here(monkeypatch):
+    """An organiser's kill queues the rest of an end (the copy of the work,
+    the container's removal) for the worker; here it runs at once, in this
+    process. Only that task: refills stay queued, as without a worker."""
+    from pool.tasks import finish_retirement_task
+
+    monkeypatch.setattr(finish_retirement_task, "delay", lambda *args: finish_retirement_task.apply(args))
+
+
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("logs")

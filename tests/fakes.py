@@ -3,16 +3,19 @@ of the rules that must interleave with an outside call (a drain landing while
 a container starts, a listing taken while a spawn completes) or that count
 in Redis (the rate limits)."""
 
+import io
+import tarfile
 import threading
 import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import PurePosixPath
 
 import pytest
 from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 
 from pool import backends
-from pool.backends.base import ContainerInfo, StartedContainer
+from pool.backends.base import BackendError, ContainerInfo, StartedContainer
 from proxyapi import Route
 
 
@@ -26,6 +29,10 @@ class FakeBackend(types.ModuleType):
         self.running = {}
         self.removed = []
         self.on_start = None
+        self.files = {}  # container name -> {path: bytes}, what archive_out streams
+        self.chunk_size = 4096
+        self.on_chunk = None  # runs before each chunk streamed (a slow copy)
+        self.copied_in = []  # (container name, destination, tar bytes)
 
     def start_container(self, spec):
         if self.on_start:
@@ -46,6 +53,35 @@ class FakeBackend(types.ModuleType):
 
     def remove_networks(self):
         pass
+
+    def archive_out(self, backend_id, path):
+        """The tar Docker streams for ``path``: its folder, then each file of
+        ``self.files[name]`` ({relative path: bytes}) owned by 1000:100."""
+        files = self.files.get(backend_id.removeprefix("id-"))
+        if files is None:
+            raise BackendError(f"no such container: {backend_id}")
+        buffer = io.BytesIO()
+        folder = PurePosixPath(path).name or "work"
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.addfile(_member(folder, tarfile.DIRTYPE, 0))
+            for name, data in files.items():
+                tar.addfile(_member(f"{folder}/{name}", tarfile.REGTYPE, len(data)), io.BytesIO(data))
+        data = buffer.getvalue()
+        for start in range(0, len(data), self.chunk_size):
+            if self.on_chunk:
+                self.on_chunk()
+            yield data[start : start + self.chunk_size]
+
+    def copy_in(self, backend_id, *, tar_path, destination):
+        with open(tar_path, "rb") as tar:
+            self.copied_in.append((backend_id.removeprefix("id-"), destination, tar.read()))
+
+
+def _member(name, kind, size):
+    member = tarfile.TarInfo(name)
+    member.type, member.size, member.uid, member.gid, member.mtime = kind, size, 1000, 100, 1_700_000_000
+    member.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    return member
 
 
 class CountingCache(LocMemCache):
@@ -70,6 +106,9 @@ class FakeProxy:
 
     def list_routes(self, inactive_since=None):
         return dict(self.routes)
+
+    def answers(self):
+        return True
 
 
 class _Answer(BaseHTTPRequestHandler):

@@ -15,6 +15,9 @@ urlpatterns = [
     # Only requests the proxy has no route for reach these.
     re_path(r"^user/(?P<path_id>[A-Za-z0-9]+)/?$", views.user_fallback),
     path("user/<str:path_id>/<path:rest>", views.user_fallback, name="user-fallback"),
+    # An ended notebook's saved files, for the visitor who held it.
+    path("ended/<str:path_id>/work.zip", views.download_work, name="work-download"),
+    path("ended/<str:path_id>/restore", views.restore_work, name="work-restore"),
     path("static/<path:path>", views.static_files, name="static-files"),
     # The API answers with or without a trailing slash: POST and DELETE cannot be redirected.
     re_path(r"^api/spawn/?$", api.spawn, name="api-spawn"),

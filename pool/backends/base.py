@@ -7,6 +7,7 @@ removes nothing else. A Kubernetes backend would be one more module: a pod per
 notebook (a Service or the pod IP as its address), labels as here.
 """
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -68,6 +69,13 @@ class StartedContainer:
         return first or second
 
 
+@dataclass(frozen=True)
+class NotebookUser:
+    uid: int
+    gid: int
+    folder: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class ContainerInfo:
     backend_id: str
@@ -109,3 +117,15 @@ class Backend(Protocol):
 
     def copy_out(self, backend_id: str, *, path: str, destination: str) -> None:
         """Copy a folder out of a notebook into the folder ``destination``."""
+
+    def archive_out(self, backend_id: str, path: str) -> Generator[bytes, None, None]:
+        """The folder ``path`` of a notebook as a tar stream, read as it is
+        consumed; a relative path starts at the container's working directory."""
+
+    def copy_in(self, backend_id: str, *, tar_path: str, destination: str) -> None:
+        """Extract the tar file ``tar_path`` (on this machine) into the folder
+        ``destination`` of a notebook, keeping its members' uid and gid."""
+
+    def notebook_user(self, backend_id: str) -> NotebookUser:
+        """The uid and gid the notebook server runs as, and its working folder
+        (the notebook's root folder)."""

@@ -10,13 +10,14 @@ import logging
 import tarfile
 import tempfile
 import threading
+from collections.abc import Generator
 from typing import Any, cast
 
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container as DockerContainer
 
-from pool.backends.base import ContainerInfo, ContainerSpec, StartedContainer
+from pool.backends.base import ContainerInfo, ContainerSpec, NotebookUser, StartedContainer
 from pool.backends.client import (
     LABEL_POOL,
     DockerError,
@@ -140,20 +141,60 @@ def _remove_left_behind(backend_id: str) -> None:
         remove_container(backend_id)
 
 
+def archive_out(backend_id: str, path: str) -> Generator[bytes, None, None]:
+    """The folder or file ``path`` of a container as a tar stream: an iterator
+    of bytes, read as it is consumed (so a caller can stop or cap it). A
+    relative path is taken from the container's working directory."""
+    doing = f"copying {path} out of {backend_id[:12]}"
+    with docker_errors(doing):
+        chunks, _ = client().api.get_archive(backend_id, _in_container(backend_id, path))
+        yield from chunks
+
+
+def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
+    """Extract the tar file ``tar_path`` (on this machine) into the folder
+    ``destination`` of a container. Docker keeps the uid and gid of the tar's
+    members: write them as the notebook's user (notebook_user); its copyUIDGID
+    would look the container's user up on the host, where it is unknown."""
+    doing = f"copying {tar_path} into {backend_id[:12]}:{destination}"
+    with docker_errors(doing), docker_work(), open(tar_path, "rb") as tar:
+        if not client().api.put_archive(backend_id, _in_container(backend_id, destination), tar):
+            raise DockerError(f"{doing}: refused")
+
+
+def _in_container(backend_id: str, path: str) -> str:
+    if path.startswith("/"):
+        return path
+    working_dir = client().api.inspect_container(backend_id)["Config"]["WorkingDir"]
+    if not working_dir:
+        raise DockerError(f"{backend_id[:12]} has no working directory to find {path!r} in")
+    return f"{working_dir.rstrip('/')}/{path}"
+
+
 def copy_out(backend_id: str, *, path: str, destination: str) -> None:
     """Copy ``path`` out of a container into the folder ``destination``."""
     try:
-        with docker_errors(f"copying {path} out of {backend_id[:12]}"):
-            chunks, _ = client().api.get_archive(backend_id, path)
-            with tempfile.TemporaryFile() as archive:
-                for chunk in chunks:
-                    archive.write(chunk)
-                archive.seek(0)
-                with tarfile.open(fileobj=archive) as tar:
-                    # The "data" filter refuses links and paths that leave the folder.
-                    tar.extractall(destination, filter="data")
+        with tempfile.TemporaryFile() as archive:
+            for chunk in archive_out(backend_id, path):
+                archive.write(chunk)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                # The "data" filter refuses links and paths that leave the folder.
+                tar.extractall(destination, filter="data")
     except tarfile.TarError as error:
         raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
+
+
+def notebook_user(backend_id: str) -> NotebookUser:
+    """Who the notebook server runs as, and its working folder (Jupyter's
+    root folder in the usual images), asked of the running container."""
+    with docker_errors(f"asking {backend_id[:12]} for its user"), docker_work():
+        code, output = client().containers.get(backend_id).exec_run(["sh", "-c", "id -u; id -g; pwd"], demux=False)
+    output = cast(bytes, output)  # not streamed: the whole answer at once
+    lines = output.decode(errors="replace").split()
+    if code != 0 or len(lines) != 3 or not (lines[0].isdigit() and lines[1].isdigit()):
+        raise DockerError(f"asking {backend_id[:12]} for its user: unexpected answer {output[:200]!r}")
+    return NotebookUser(uid=int(lines[0]), gid=int(lines[1]), folder=lines[2])
 
 
 def remove_container(backend_id: str) -> None:

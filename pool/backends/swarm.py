@@ -12,13 +12,14 @@ gone with its task, so the pool replaces it, as on one host.
 import contextlib
 import shlex
 import time
+from collections.abc import Generator
 from typing import Any
 
 from django.conf import settings
 from docker.errors import NotFound
 from docker.utils import parse_bytes
 
-from pool.backends.base import ContainerInfo, ContainerSpec, StartedContainer
+from pool.backends.base import ContainerInfo, ContainerSpec, NotebookUser, StartedContainer
 from pool.backends.client import (
     LABEL_POOL,
     DockerError,
@@ -170,3 +171,15 @@ def remove_networks() -> None:
 def copy_out(backend_id: str, *, path: str, destination: str) -> None:
     # The task runs on another machine, whose engine the manager does not relay.
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+
+
+def archive_out(backend_id: str, path: str) -> Generator[bytes, None, None]:
+    raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+
+
+def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
+    raise SwarmError("copying files into a notebook is not available on the swarm backend")
+
+
+def notebook_user(backend_id: str) -> NotebookUser:
+    raise SwarmError("asking a notebook for its user (materials) is not available on the swarm backend")

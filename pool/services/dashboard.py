@@ -10,6 +10,7 @@ from django.utils import timezone
 from pool.charts import Chart, line_chart
 from pool.models import Container, Event, Pool, Schedule, Session, UsageSample
 from pool.services.pools import PoolStats, pool_stats
+from pool.services.snapshots import snapshot_disk
 
 CHART_SERIES = [("in_use", "in use", "#d9480f"), ("ready", "ready", "#2b8a3e"), ("waiting", "kept waiting or turned away", "#5f3dc4")]
 CHART_WINDOWS = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -20,6 +21,7 @@ class PoolOverview(PoolStats):
     pool: Pool
     failed_today: int
     next_schedule: Schedule | None
+    saved_work: dict[str, int]  # snapshots and bytes kept on disk
 
 
 class Today(TypedDict):
@@ -64,13 +66,18 @@ def dashboard(*, window: str = "24h", now: datetime | None = None) -> Dashboard:
 
 def pool_overview(pools: QuerySet[Pool] | None = None, *, now: datetime | None = None) -> list[PoolOverview]:
     """Each pool (all, or those of the ``pools`` queryset) with its numbers,
-    the containers that failed today and the next planned size."""
+    the containers that failed today, the next planned size, and the
+    participants' work it keeps on disk."""
     pools = Pool.objects.all() if pools is None else pools
     failed_rows = Container.objects.filter(state=Container.State.FAILED, ended_at__gte=_day_start(now or timezone.now()))
     failed: dict[int, int] = dict(failed_rows.values_list("pool_id").annotate(n=Count("pk")))
     upcoming = {s.pool_id: s for s in Schedule.objects.upcoming().order_by("-at")}  # the earliest wins
+    saved = snapshot_disk(now)
     return [
-        {"pool": pool, **pool_stats(pool), "failed_today": failed.get(pool.pk, 0), "next_schedule": upcoming.get(pool.pk)}
+        {
+            "pool": pool, **pool_stats(pool), "failed_today": failed.get(pool.pk, 0), "next_schedule": upcoming.get(pool.pk),
+            "saved_work": dict(zip(("snapshots", "bytes"), saved.get(pool.pk, (0, 0)))),
+        }
         for pool in pools
     ]
 

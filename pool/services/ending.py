@@ -14,6 +14,7 @@ from pool.backends.base import BackendError
 from pool.models import Container, Event, Session
 from pool.services.events import record_event
 from pool.services.network import unguard_network
+from pool.services.snapshots import save_work
 from proxyapi import ProxyError, get_proxy
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,16 @@ def retire_container(
     only_from: Iterable[str] = Container.sources_of(Container.State.STOPPING),
     refill: bool = True,
     delete_route: bool = True,
+    on_worker: bool = False,
 ) -> bool:
     """End ``container`` if it is still in one of ``only_from``: its session (if
     any) ends with ``reason``, the container and (unless ``delete_route`` is
-    false) its route are removed.
+    false) its route are removed, after its participant's work is saved.
 
     The conditional update makes concurrent retirements (a cull racing a kill)
-    end it once. Returns whether this call ended it.
+    end it once. With ``on_worker`` (a web request: the organiser's kill) the
+    session and route end now and the copy and the removal are queued for the
+    worker, so no request waits on a copy. Returns whether this call ended it.
     """
     with transaction.atomic():
         if not Container.objects.filter(pk=container.pk).move_to(Container.State.STOPPING, only_from=only_from):
@@ -68,10 +72,33 @@ def retire_container(
         Session.objects.active().filter(container_id=container.pk).end(reason, by=by)
         if refill:
             request_refill(container.pool_id)
+        if on_worker:
+            transaction.on_commit(lambda: _finish_on_worker(container))
     log.info("retiring %s%s", container.name, f" ({reason})" if reason else "")
-    remove_quietly(container, delete_route=delete_route)
-    container.mark_gone()
+    if delete_route:
+        _delete_route(container)
+    if not on_worker:
+        finish_retirement(container)
     return True
+
+
+def finish_retirement(container: Container, *, delete_route: bool = False) -> int:
+    """The second half of an end (its container already STOPPING): the
+    participant's work saved if due (bounded by TMPNB_SNAPSHOT_TIMEOUT), then
+    the container (and its route, with ``delete_route``) removed."""
+    save_work(container)
+    remove_quietly(container, delete_route=delete_route)
+    return container.mark_gone()
+
+
+def _finish_on_worker(container: Container) -> None:
+    from pool.tasks import finish_retirement_task  # the tasks module imports the services
+
+    try:
+        finish_retirement_task.delay(container.pk)
+    except Exception as error:  # the broker is down: do it here rather than leave it to the reconciler
+        log.warning("could not queue the end of %s, ending it now: %s", container.name, error)
+        finish_retirement(container)
 
 
 def route_container(container: Container) -> None:
@@ -83,15 +110,19 @@ def route_container(container: Container) -> None:
 def remove_quietly(container: Container, *, delete_route: bool = True) -> None:
     """Remove the container and its route. A failure is logged, not raised: the
     row is the record, and the reconciler removes what is left behind."""
-    try:
-        if delete_route:
-            get_proxy().delete_route(container.route_path)
-    except ProxyError as error:
-        log.warning("could not delete the route of %s: %s", container.name, error)
+    if delete_route:
+        _delete_route(container)
     try:
         get_backend().remove_container(container.backend_id or container.name)
     except BackendError as error:
         log.warning("could not remove %s: %s", container.name, error)
+
+
+def _delete_route(container: Container) -> None:
+    try:
+        get_proxy().delete_route(container.route_path)
+    except ProxyError as error:
+        log.warning("could not delete the route of %s: %s", container.name, error)
 
 
 def retire_and_record(
@@ -102,27 +133,31 @@ def retire_and_record(
     message: str,
     by: str = "",
     only_from: Iterable[str] = Container.sources_of(Container.State.STOPPING),
+    on_worker: bool = False,
     **details: Any,
 ) -> bool:
     """retire_container, then an event row naming the session it ended, if any."""
-    if not retire_container(container, reason, by=by, only_from=only_from):
+    if not retire_container(container, reason, by=by, only_from=only_from, on_worker=on_worker):
         return False
     session = Session.objects.filter(container_id=container.pk).first()
     record_event(kind, message, container=container, session=session, actor=by, reason=reason, **details)
     return True
 
 
-def kill_containers(containers: Iterable[Container], *, by: str) -> int:
+def kill_containers(containers: Iterable[Container], *, by: str, on_worker: bool = False) -> int:
     """The organiser's kill: each container ends, and its session, if any,
-    records who killed it. The pools are refilled."""
+    records who killed it. The pools are refilled. ``on_worker``: see
+    retire_container."""
     return sum(
-        retire_and_record(container, Session.EndReason.KILLED, kind=Event.Kind.KILL, message=f"{container.name} killed by {by}", by=by)
+        retire_and_record(
+            container, Session.EndReason.KILLED, kind=Event.Kind.KILL, message=f"{container.name} killed by {by}", by=by, on_worker=on_worker
+        )
         for container in containers
     )
 
 
-def kill_sessions(sessions: Iterable[Session], *, by: str) -> int:
-    return kill_containers([session.container for session in sessions if session.is_active], by=by)
+def kill_sessions(sessions: Iterable[Session], *, by: str, on_worker: bool = False) -> int:
+    return kill_containers([session.container for session in sessions if session.is_active], by=by, on_worker=on_worker)
 
 
 def stop_all_containers(reason: str = Session.EndReason.SERVICE_STOPPED) -> tuple[int, bool]:
@@ -135,8 +170,7 @@ def stop_all_containers(reason: str = Session.EndReason.SERVICE_STOPPED) -> tupl
     for container in Container.objects.live():
         if container.state == Container.State.STOPPING:
             # Its teardown was interrupted: finish it (a stopping row cannot be retired again).
-            remove_quietly(container, delete_route=proxy_answers)
-            ended += container.mark_gone()
+            ended += finish_retirement(container, delete_route=proxy_answers)
         else:
             ended += retire_container(container, reason, refill=False, delete_route=proxy_answers)
     try:

@@ -21,6 +21,7 @@ from pool.services.ending import remove_quietly, retire_and_record, route_contai
 from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
 from pool.services.retention import prune_history
+from pool.services.snapshots import give_up_work, prune_snapshots
 from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, Route, get_proxy
 
@@ -31,6 +32,7 @@ RowT = TypeVar("RowT", bound=Model)
 # A STOPPING row this old had its teardown interrupted (a process died): retry it.
 STOPPING_GRACE = timedelta(seconds=30)
 STUCK_SPAWN = "never became ready (its worker stopped?)"
+STOPPED_UNSAVED = "its end was interrupted before the copy (its worker stopped?)"
 
 
 @dataclass
@@ -100,7 +102,11 @@ def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | No
             record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
     elif row.state == Container.State.STOPPING:
-        if row.ended_at is None or row.ended_at < now - STOPPING_GRACE:
+        # Its participant's work may still be being copied out: wait for that too.
+        grace = STOPPING_GRACE + timedelta(seconds=settings.TMPNB_SNAPSHOT_TIMEOUT + settings.DOCKER_TIMEOUT)
+        if row.ended_at is None or row.ended_at < now - grace:
+            # No copy here: the heartbeat serves the waiting room and fills the pools.
+            give_up_work(row, STOPPED_UNSAVED)
             remove_quietly(row)
             row.mark_gone()
             report.teardowns_retried += 1
@@ -178,6 +184,7 @@ def heartbeat() -> list[Container]:
         log.warning("reconcile skipped: %s", error)
     drop_abandoned_places()
     prune_history()
+    prune_snapshots()
     for pool_id in Pool.objects.values_list("pk", flat=True):
         serve_queue(pool_id)
     return keep_pools_filled()

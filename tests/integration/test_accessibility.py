@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Error as PlaywrightError
 
-from pool.models import Container, Session
+from pool.models import Container, Session, Snapshot
 from tests.factories import ContainerFactory, PoolFactory
 from tests.integration.test_browser import CHROMIUM, log_in_as_organiser, open_browser  # noqa: F401 (a fixture)
 from tests.stack import ROOT
@@ -77,6 +77,19 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
     check(holder, f"{served}/", 200, checked, "reconnecting")  # into the notebook, whose route is "being restored"
     assert "/user/" in holder.url and holder.locator("h1").text_content() == "Reconnecting to your notebook server"
     check(holder, f"{served}/p/python/", 409, checked, "held elsewhere")
+    # An earlier notebook of theirs, ended with its work saved (a file left out): the offer to download and start again.
+    saved = ContainerFactory(pool=pool, state=Container.State.GONE)
+    earlier = Session.objects.create(container=saved, visitor=Session.objects.get().visitor, ended_at=timezone.now(), end_reason=Session.EndReason.CULLED_IDLE)
+    Snapshot.objects.create(
+        session=earlier,
+        taken_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(hours=48),
+        file_name="work.zip",
+        file_count=2,
+        left_out=[{"path": "data/big.csv", "size": 300_000_000}],
+    )
+    check(holder, f"{served}/user/{saved.path_id}/lab", 410, checked, "ended, work saved")
+    assert holder.locator("#download-work").is_visible() and holder.locator("#restore-work").is_visible()
     visitor = open_browser("visitor")
     for language in LANGUAGES:
         visitor.context.set_extra_http_headers({"Accept-Language": language})
@@ -110,7 +123,7 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
     organiser = log_in_as_organiser(open_browser("organiser"), served, admin_user)
     checked["dashboard"] = serious_violations(organiser)
 
-    assert len(checked) == 2 + 5 * len(LANGUAGES) + 3 + 2
+    assert len(checked) == 3 + 5 * len(LANGUAGES) + 3 + 2
     print(f"\naxe-core checked {len(checked)} pages: {', '.join(checked)}")
     failing = {page: found for page, found in checked.items() if found}
     assert not failing, "\n".join(f"{page}: {found}" for page, found in failing.items())

@@ -46,9 +46,10 @@ def test_pool_status_prints_a_readable_table_of_every_pool(two_pools):
     lines = run("pool_status").splitlines()
     assert lines[0].split("  ")[0] == "POOL"
     assert [line.split() for line in lines] == [
-        ["POOL", "IMAGE", "SIZE", "READY", "TARGET", "READY", "IN", "USE", "STARTING", "FAILED", "TODAY", "NEXT", "SIZE", "URL"],
-        ["default", "tmpnb/tiny:latest", "6", "3", "2", "1", "0", "0", "60", "at", "2031-05-04", "09:45", "/"],
-        ["python", "tmpnb/jupyter:latest", "2", "2", "0", "0", "1", "1", "-", "/p/python/"],
+        ["POOL", "IMAGE", "SIZE", "READY", "TARGET", "READY", "IN", "USE", "STARTING", "FAILED", "TODAY", "NEXT", "SIZE", "SAVED",
+         "WORK", "URL"],
+        ["default", "tmpnb/tiny:latest", "6", "3", "2", "1", "0", "0", "60", "at", "2031-05-04", "09:45", "0", "/"],
+        ["python", "tmpnb/jupyter:latest", "2", "2", "0", "0", "1", "1", "-", "0", "/p/python/"],
     ]
     # Columns line up: each heading starts where its values start.
     assert lines[1].index("6 ") == lines[0].index("SIZE") and lines[2].index("/p/python/") == lines[0].index("URL")
@@ -58,7 +59,7 @@ def test_pool_status_json_for_one_pool(two_pools):
     [row] = json.loads(run("pool_status", "--json", "--pool", "python"))
     assert row == {
         "name": "python", "image": "tmpnb/jupyter:latest", "capacity": 2, "ready_target": 2, "ready": 0, "in_use": 0,
-        "starting": 1, "failed_today": 1, "next_schedule": None, "landing": "/p/python/",
+        "starting": 1, "failed_today": 1, "next_schedule": None, "saved_work": {"snapshots": 0, "bytes": 0}, "landing": "/p/python/",
     }
     assert json.loads(run("pool_status", "--json"))[0]["next_schedule"]["capacity"] == 60
 

@@ -73,7 +73,7 @@ def test_the_dashboard_alone_is_served_for_its_refresh_and_needs_a_login(admin_c
     assert client.get("/admin/").status_code == 302
 
 
-def test_the_organiser_kills_sessions_from_the_dashboard(clean_pools, admin_client, admin_user):
+def test_the_organiser_kills_sessions_from_the_dashboard(clean_pools, endings_finish_here, admin_client, admin_user):
     pool = PoolFactory(capacity=3)
     spawn_all(pool)
     one, two, three = (assignment.assign_container(pool=pool, visitor=v) for v in ("a", "b", "c"))

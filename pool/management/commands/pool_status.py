@@ -8,7 +8,7 @@ COLUMNS = [
     # (heading, key of the JSON row)
     ("POOL", "name"), ("IMAGE", "image"), ("SIZE", "capacity"), ("READY TARGET", "ready_target"), ("READY", "ready"),
     ("IN USE", "in_use"), ("STARTING", "starting"), ("FAILED TODAY", "failed_today"), ("NEXT SIZE", "next_schedule"),
-    ("URL", "landing"),
+    ("SAVED WORK", "saved_work"), ("URL", "landing"),
 ]
 
 
@@ -18,18 +18,20 @@ def row_data(row):
         "name": pool.name, "image": pool.image, "capacity": pool.capacity, "ready_target": pool.effective_ready_target,
         "ready": row["available"], "in_use": row["in_use"], "starting": row["starting"], "failed_today": row["failed_today"],
         "next_schedule": schedule and {"at": schedule.at.isoformat(), "capacity": schedule.capacity, "ready_target": schedule.ready_target},
-        "landing": pool.landing_path,
+        "saved_work": row["saved_work"], "landing": pool.landing_path,
     }
 
 
 def cell(value):
+    if isinstance(value, dict) and "bytes" in value:  # the snapshots kept
+        return f"{value['snapshots']} ({value['bytes'] / 1024 / 1024:.1f} MB)" if value["snapshots"] else "0"
     if isinstance(value, dict):  # the next schedule
         return f"{value['capacity']} at {value['at'][:16].replace('T', ' ')}"
     return "-" if value is None else str(value)
 
 
 class Command(PoolCommand):
-    help = "Show each pool's size and containers (ready, in use, starting, failed today), as a table or --json."
+    help = "Show each pool's size and containers (ready, in use, starting, failed today) and the saved work it keeps, as a table or --json."
     every_pool_by_default = True
 
     def add_arguments(self, parser):

@@ -1,0 +1,323 @@
+"""A participant's work, saved when their session ends and given back.
+
+Before a held container is removed (culls, kills, stop_pools), its notebook
+server's root folder is streamed out of the backend as a tar and written as a
+zip (which every laptop opens) under TMPNB_VAR_DIR/snapshots, within
+TMPNB_SNAPSHOT_MAX_MB (files that do not fit are listed) and
+TMPNB_SNAPSHOT_TIMEOUT; the Snapshot row references it. The heartbeat deletes
+the zips after TMPNB_SNAPSHOT_HOURS.
+"""
+
+import logging
+import re
+import secrets
+import shutil
+import stat
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, cast
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from pool.backends import get_backend
+from pool.backends.base import BackendError
+from pool.models import Container, Event, Pool, Session, Snapshot
+from pool.services.events import record_event
+
+log = logging.getLogger(__name__)
+
+# Ends that leave a container to copy from; a container that died (or was
+# lost with its node) has nothing left to copy.
+SAVED_ON = (
+    Session.EndReason.KILLED,
+    Session.EndReason.CULLED_IDLE,
+    Session.EndReason.CULLED_AGE,
+    Session.EndReason.SERVICE_STOPPED,
+)
+PRUNE_BATCH = 500
+ZIP_LEVEL = 1
+ZIP_EPOCH = 315532800  # 1980-01-01: zip cannot date a file earlier
+# The notebook server's root folder, where its command names it.
+ROOT_OPTION = re.compile(r"--(?:ServerApp\.root_dir|NotebookApp\.notebook_dir|notebook-dir)[= ]['\"]?([^'\"\s]+)")
+
+
+class SnapshotTimeout(Exception):
+    pass
+
+
+class RestoreError(Exception):
+    """The saved files could not be put back, with a message for people."""
+
+
+def snapshot_dir() -> Path:
+    folder = Path(settings.VAR_DIR) / "snapshots"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def notebook_root(pool: Pool) -> str:
+    """The folder a notebook server of ``pool`` shows: the one its command
+    names, else its working directory (Jupyter's default)."""
+    found = ROOT_OPTION.search(pool.command)
+    return found.group(1) if found else "."
+
+
+def save_work(container: Container) -> Snapshot | None:
+    """Before ``container`` is removed: if its session ended in a way that
+    leaves the container to copy from, save its files. Never raises: a copy
+    that fails or runs out of time is recorded, and the removal goes ahead.
+    Returns the Snapshot, or None if none was due (or one was taken already)."""
+    snapshot = _claim(container)
+    if snapshot is None:
+        return None
+    try:
+        _copy_out(snapshot, container)
+    except Exception as error:  # whatever breaks a copy, the end goes ahead (and the log says why)
+        log.warning("the work of %s was not saved: %s", container.name, error, exc_info=not isinstance(error, BackendError))
+        snapshot.error = str(error)[:500] or type(error).__name__
+    _finish(snapshot, container)
+    return snapshot
+
+
+def give_up_work(container: Container, why: str) -> None:
+    """Record that the work of ``container`` will not be saved (``why``), if
+    it was due and no copy ever started; for the reconciler, which removes a
+    container whose end was interrupted without copying in the heartbeat."""
+    snapshot = _claim(container)
+    if snapshot is not None:
+        snapshot.error = why
+        _finish(snapshot, container)
+
+
+def _claim(container: Container) -> Snapshot | None:
+    """A new Snapshot row for the session ``container`` ended, if one is due
+    and none was started: of two teardowns of one container, one copies."""
+    session = Session.objects.filter(container_id=container.pk, end_reason__in=SAVED_ON).first()
+    if session is None or not settings.TMPNB_SNAPSHOT_HOURS:
+        return None
+    try:
+        with transaction.atomic():
+            return Snapshot.objects.create(session=session)
+    except IntegrityError:
+        return None  # a retried teardown: the first one took it
+
+
+def _copy_out(snapshot: Snapshot, container: Container) -> None:
+    """Stream the root folder into a zip, member by member: neither the tar
+    nor a file is ever held in memory whole."""
+    deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT
+    room = settings.TMPNB_SNAPSHOT_MAX_MB * 1024 * 1024
+    folder = snapshot_dir()
+    name = f"{snapshot.session_id}-{secrets.token_hex(8)}.zip"
+    partial = folder / f".{name}.part"
+    chunks = get_backend().archive_out(container.backend_id, notebook_root(container.pool))
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+            try:
+                # Stream mode ("r|") only reads its file.
+                with tarfile.open(fileobj=cast(IO[bytes], _Stream(chunks, deadline)), mode="r|") as tar:
+                    for member in tar:
+                        room -= _add(snapshot, archive, tar, member, room)
+            except Exception as error:  # whatever stops the reading, what was read is kept: part of the work beats none
+                log.warning("copying the work of %s stopped: %s", container.name, error, exc_info=not isinstance(error, BackendError))
+                snapshot.error = str(error)[:500] or type(error).__name__
+        if snapshot.file_count:
+            partial.rename(folder / name)
+            snapshot.file_name = name
+    finally:
+        partial.unlink(missing_ok=True)
+        chunks.close()
+
+
+def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, member: tarfile.TarInfo, room: int) -> int:
+    """Add one tar member to the zip if it fits in ``room`` bytes; returns the bytes it took."""
+    path = member.name.partition("/")[2]  # relative to the root folder, which is the first member
+    if not path:
+        snapshot.owner_uid, snapshot.owner_gid = member.uid, member.gid
+        return 0
+    if member.isdir():
+        info = zipfile.ZipInfo(path + "/", _zip_time(member.mtime))
+        info.external_attr = (stat.S_IFDIR | 0o755) << 16
+        archive.writestr(info, b"")
+        return 0
+    if not member.isfile():
+        return 0  # links and devices: nothing a laptop could open
+    if member.size > room:
+        snapshot.left_out.append({"path": path, "size": member.size})
+        return 0
+    info = zipfile.ZipInfo(path, _zip_time(member.mtime))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    # The fastest level: a worker's CPU is shared with spawns, and text (what
+    # notebooks hold) still shrinks several times. zipfile takes a ZipInfo's
+    # level only from this attribute (public as compress_level from 3.13).
+    info._compresslevel = ZIP_LEVEL  # type: ignore[attr-defined]
+    info.external_attr = (stat.S_IFREG | (member.mode & 0o777)) << 16
+    try:
+        # A file member always has its contents.
+        with cast(IO[bytes], tar.extractfile(member)) as source, archive.open(info, "w", force_zip64=member.size > 2**31) as target:
+            shutil.copyfileobj(source, target, 1024 * 1024)
+    except Exception:
+        # The zip keeps what was written of it: say that it is cut short.
+        snapshot.left_out.append({"path": path, "size": member.size, "cut_short": True})
+        raise
+    snapshot.file_count += 1
+    return member.size
+
+
+def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
+    return time.localtime(max(mtime, ZIP_EPOCH))[:6]
+
+
+class _Stream:
+    """A file (read only) over the backend's chunks, for tarfile's stream
+    mode, that stops reading at the deadline."""
+
+    def __init__(self, chunks: Iterator[bytes], deadline: float) -> None:
+        self.chunks, self.deadline = chunks, deadline
+        self.buffer = bytearray()
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self.buffer) < size:
+            if time.monotonic() > self.deadline:
+                raise SnapshotTimeout(f"the copy took longer than TMPNB_SNAPSHOT_TIMEOUT ({settings.TMPNB_SNAPSHOT_TIMEOUT} s)")
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            self.buffer += chunk
+        size = len(self.buffer) if size < 0 else min(size, len(self.buffer))
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]  # cheap: a bytearray drops its front in place
+        return data
+
+
+def _finish(snapshot: Snapshot, container: Container) -> None:
+    now = timezone.now()
+    snapshot.taken_at = now
+    snapshot.expires_at = now + timedelta(hours=settings.TMPNB_SNAPSHOT_HOURS)
+    if snapshot.file_name:
+        snapshot.size = (snapshot_dir() / snapshot.file_name).stat().st_size
+    snapshot.save()
+    details: dict[str, Any] = {"size": snapshot.size, "files": snapshot.file_count, "left_out": len(snapshot.left_out)}
+    if snapshot.file_name:
+        message = f"work of {container.name} saved: {snapshot.file_count} files, {snapshot.size} bytes"
+        if snapshot.left_out:
+            message += f", {len(snapshot.left_out)} left out (over TMPNB_SNAPSHOT_MAX_MB)"
+        if snapshot.error:
+            message += f"; stopped early: {snapshot.error}"
+    else:
+        message = f"no work saved from {container.name}: {snapshot.error or 'its folder holds no file'}"
+    record_event(Event.Kind.SNAPSHOT, message[:500], container=container, session=snapshot.session, **details)
+
+
+def snapshot_path(snapshot: Snapshot) -> Path:
+    return snapshot_dir() / snapshot.file_name
+
+
+def ended_work(container: Container, visitor: str, now: datetime | None = None) -> tuple[str, Snapshot | None] | None:
+    """What the ended page tells ``visitor`` about their files in the ended
+    ``container``: None unless they held it (nobody else learns anything),
+    else (status, snapshot) with status one of saving, kept, expired, none
+    (nothing could be saved, the snapshot says why) and lost (the container
+    stopped on its own)."""
+    session = visitor and Session.objects.filter(container=container, visitor=visitor).select_related("snapshot").first()
+    if not session:
+        return None
+    snapshot = getattr(session, "snapshot", None)
+    if snapshot is None:
+        if session.end_reason in SAVED_ON:
+            return ("saving", None) if settings.TMPNB_SNAPSHOT_HOURS else None
+        return "lost", None
+    if snapshot.taken_at is None:
+        return "saving", snapshot
+    if snapshot.is_kept(now or timezone.now()):
+        return "kept", snapshot
+    return ("expired" if snapshot.file_count else "none"), snapshot
+
+
+def visitors_snapshot(*, path_id: str, visitor: str, now: datetime | None = None) -> Snapshot | None:
+    """The kept snapshot of the ended container ``path_id`` if ``visitor``
+    held it, else None."""
+    if not visitor:
+        return None
+    return (
+        Snapshot.objects.kept(now or timezone.now())
+        .filter(session__container__path_id=path_id, session__visitor=visitor)
+        .select_related("session__container__pool")
+        .first()
+    )
+
+
+def restore_work(*, snapshot: Snapshot, container: Container, in_use: bool = False) -> None:
+    """Put the files of ``snapshot`` into the root folder of ``container``,
+    owned by the user who owned them; into a folder of their own if the
+    container is ``in_use`` already, so that none of its files is replaced.
+    Raises RestoreError."""
+    into = f"saved-work-{snapshot.taken_at:%Y%m%d-%H%M}" if in_use else ""
+    try:
+        with tempfile.NamedTemporaryFile(dir=snapshot_dir(), suffix=".tar") as tar_file:
+            _zip_to_tar(snapshot, tar_file, into)
+            tar_file.flush()
+            get_backend().copy_in(container.backend_id, tar_path=tar_file.name, destination=notebook_root(container.pool))
+    except (BackendError, OSError, zipfile.BadZipFile) as error:
+        log.warning("could not put the work of %s into %s: %s", snapshot.session, container.name, error)
+        raise RestoreError(str(error)) from None
+    record_event(
+        Event.Kind.SNAPSHOT,
+        f"work of {snapshot.session.container.name} put into {container.name}",
+        container=container,
+        actor=snapshot.session.visitor_tag,
+        files=snapshot.file_count,
+    )
+
+
+def _zip_to_tar(snapshot: Snapshot, tar_file: IO[bytes], into: str) -> None:
+    uid, gid = snapshot.owner_uid or 0, snapshot.owner_gid or 0
+    prefix = f"{into}/" if into else ""
+    with zipfile.ZipFile(snapshot_path(snapshot)) as archive, tarfile.open(fileobj=tar_file, mode="w") as tar:
+        if into:
+            tar.addfile(_restored_folder(into, uid, gid))
+        for info in archive.infolist():
+            parts = info.filename.rstrip("/").split("/")
+            if info.filename.startswith("/") or ".." in parts:
+                continue  # never outside the folder (our own zips hold no such name)
+            member = tarfile.TarInfo(prefix + info.filename.rstrip("/"))
+            member.uid, member.gid = uid, gid
+            member.mtime = time.mktime((*info.date_time, 0, 0, -1))
+            member.mode = (info.external_attr >> 16) & 0o777 or (0o755 if info.is_dir() else 0o644)
+            if info.is_dir():
+                member.type = tarfile.DIRTYPE
+                tar.addfile(member)
+            else:
+                member.size = info.file_size
+                with archive.open(info) as source:
+                    tar.addfile(member, source)
+
+
+def _restored_folder(name: str, uid: int, gid: int) -> tarfile.TarInfo:
+    folder = tarfile.TarInfo(name)
+    folder.type, folder.mode, folder.uid, folder.gid, folder.mtime = tarfile.DIRTYPE, 0o755, uid, gid, time.time()
+    return folder
+
+
+def prune_snapshots(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
+    """Delete the zips older than TMPNB_SNAPSHOT_HOURS (one batch); the rows
+    stay, as history, until the session is pruned. Returns how many."""
+    expired = list(Snapshot.objects.expired(now or timezone.now()).order_by("pk")[:batch])
+    for snapshot in expired:
+        snapshot_path(snapshot).unlink(missing_ok=True)
+    Snapshot.objects.filter(pk__in=[s.pk for s in expired]).update(file_name="")
+    return len(expired)
+
+
+def snapshot_disk(now: datetime | None = None) -> dict[int, tuple[int, int]]:
+    """{pool_id: (snapshots kept, bytes)} of the zips on disk."""
+    rows = Snapshot.objects.kept(now or timezone.now()).values_list("session__container__pool").annotate(n=Count("pk"), size=Sum("size"))
+    return {pool_id: (n, size) for pool_id, n, size in rows}

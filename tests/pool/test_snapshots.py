@@ -1,0 +1,284 @@
+"""Saving a participant's work at the end of their session, with Docker and
+the proxy faked at their boundary (tests/integration/test_snapshots.py does
+it on the real stack)."""
+
+import io
+import json
+import re
+import tarfile
+import time
+import zipfile
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from pool.models import Container, Event, Session, Snapshot
+from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
+from pool.services.snapshots import notebook_root
+from tests.factories import PoolFactory, new_visitor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+
+
+@pytest.fixture(autouse=True)
+def snapshot_settings(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    settings.TMPNB_SNAPSHOT_HOURS = 48
+    settings.TMPNB_SNAPSHOT_MAX_MB = 1
+    settings.TMPNB_SNAPSHOT_TIMEOUT = 60
+
+
+@pytest.fixture
+def held(fake_backend, fake_proxy):
+    """A session of visitor "ada" whose notebook holds a file and a notebook."""
+    pool = PoolFactory(capacity=1)
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
+    session = assignment.assign_container(pool=pool, visitor="ada")
+    fake_backend.files[row.name] = {"notes.txt": b"my work\n", "analysis.ipynb": NOTEBOOK}
+    return session
+
+
+def zip_contents(snapshot):
+    with zipfile.ZipFile(snapshots.snapshot_path(snapshot)) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
+
+
+def test_an_idle_cull_saves_the_files_as_a_zip_before_the_container_is_removed(held, fake_backend):
+    Session.objects.filter(pk=held.pk).update(last_activity=timezone.now() - timedelta(hours=2))
+    upkeep.cull_sessions()
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"notes.txt": b"my work\n", "analysis.ipynb": NOTEBOOK}
+    assert (snapshot.file_count, snapshot.left_out, snapshot.error) == (2, [], "")
+    assert (snapshot.owner_uid, snapshot.owner_gid) == (1000, 100)
+    assert snapshot.expires_at - snapshot.taken_at == timedelta(hours=48)
+    assert held.container.name in fake_backend.removed
+    event = Event.objects.get(kind=Event.Kind.SNAPSHOT)
+    assert event.session_id == held.pk and event.details == {"size": snapshot.size, "files": 2, "left_out": 0}
+
+
+def test_a_kill_and_a_stop_of_the_service_save_the_files_too(held, fake_backend):
+    ending.kill_sessions([held], by="organiser")
+    assert zip_contents(Snapshot.objects.get(session=held))["notes.txt"] == b"my work\n"
+    [row] = pools.fill_pool(held.container.pool_id)
+    spawning.spawn_container(row.pk)
+    second = assignment.assign_container(pool=held.container.pool, visitor="bea")
+    fake_backend.files[row.name] = {"b.txt": b"bea"}
+    ending.stop_all_containers()
+    assert zip_contents(Snapshot.objects.get(session=second)) == {"b.txt": b"bea"}
+
+
+def test_files_over_the_size_cap_are_left_out_and_listed(held, fake_backend):
+    big = b"x" * (700 * 1024)
+    fake_backend.files[held.container.name] = {"a.bin": big, "b.bin": big, "c.txt": b"small"}
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"a.bin": big, "c.txt": b"small"}
+    assert snapshot.left_out == [{"path": "b.bin", "size": len(big)}]
+    assert "1 left out" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_a_copy_that_runs_out_of_time_keeps_what_it_read_and_the_container_is_still_removed(held, fake_backend, settings):
+    settings.TMPNB_SNAPSHOT_TIMEOUT = 1
+    fake_backend.files[held.container.name] = {"first.txt": b"1", "second.bin": b"y" * 40000}
+    fake_backend.on_chunk = lambda: time.sleep(0.3)  # ten chunks: three seconds
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert "TMPNB_SNAPSHOT_TIMEOUT" in snapshot.error
+    assert zip_contents(snapshot)["first.txt"] == b"1"
+    assert snapshot.left_out == [{"path": "second.bin", "size": 40000, "cut_short": True}]
+    assert held.container.name in fake_backend.removed
+    assert "stopped early" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_a_failing_copy_is_recorded_and_the_container_is_still_removed(held, fake_backend):
+    del fake_backend.files[held.container.name]
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert snapshot.file_name == "" and "no such container" in snapshot.error
+    assert snapshots.ended_work(held.container, "ada") == ("none", snapshot)
+    assert held.container.name in fake_backend.removed
+    assert "no work saved" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_a_container_that_died_gets_no_snapshot_and_its_visitor_is_told(held, fake_backend):
+    fake_backend.running.clear()
+    upkeep.reconcile()
+    assert not Snapshot.objects.exists()
+    assert snapshots.ended_work(held.container, "ada") == ("lost", None)
+
+
+def test_only_the_visitor_who_held_it_learns_about_its_files(held):
+    ending.kill_sessions([held], by="organiser")
+    assert snapshots.ended_work(held.container, "ada")[0] == "kept"
+    assert snapshots.ended_work(held.container, "bea") is None
+    assert snapshots.ended_work(held.container, None) is None
+    assert snapshots.visitors_snapshot(path_id=held.container.path_id, visitor="bea") is None
+    assert snapshots.visitors_snapshot(path_id=held.container.path_id, visitor="ada") == held.snapshot
+
+
+def test_the_heartbeat_prunes_snapshots_past_their_hours(held):
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    path = snapshots.snapshot_path(snapshot)
+    assert snapshots.prune_snapshots() == 0 and path.exists()
+    assert snapshots.snapshot_disk() == {held.container.pool_id: (1, snapshot.size)}
+    later = timezone.now() + timedelta(hours=48, seconds=1)
+    assert snapshots.prune_snapshots(later - timedelta(seconds=2)) == 0
+    Snapshot.objects.update(expires_at=timezone.now())  # its hours are over
+    upkeep.heartbeat()
+    assert not path.exists()
+    assert Snapshot.objects.get().file_name == ""  # the row stays, as history
+    assert snapshots.ended_work(held.container, "ada", now=later)[0] == "expired"
+    assert snapshots.visitors_snapshot(path_id=held.container.path_id, visitor="ada", now=later) is None
+    assert snapshots.snapshot_disk(later) == {}
+
+
+def test_no_snapshot_is_taken_when_their_hours_are_zero(held, settings):
+    settings.TMPNB_SNAPSHOT_HOURS = 0
+    ending.kill_sessions([held], by="organiser")
+    assert not Snapshot.objects.exists()
+
+
+def test_restoring_puts_the_files_back_owned_by_the_notebooks_user(held, fake_backend):
+    ending.kill_sessions([held], by="organiser")
+    [row] = pools.fill_pool(held.container.pool_id)
+    spawning.spawn_container(row.pk)
+    again = assignment.assign_container(pool=held.container.pool, visitor="ada")
+    snapshots.restore_work(snapshot=held.snapshot, container=again.container)
+    [(name, destination, data)] = fake_backend.copied_in
+    assert (name, destination) == (again.container.name, notebook_root(again.container.pool))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        assert tar.extractfile(members["notes.txt"]).read() == b"my work\n"
+        assert tar.extractfile(members["analysis.ipynb"]).read() == NOTEBOOK
+    assert {(m.uid, m.gid) for m in members.values()} == {(1000, 100)}
+
+
+@pytest.mark.parametrize(
+    ("command", "root"),
+    [
+        ("jupyter lab --ServerApp.base_url={base_path} --ServerApp.root_dir=/home/jovyan/work", "/home/jovyan/work"),
+        ("jupyter notebook --NotebookApp.base_url={base_path} --NotebookApp.notebook_dir='/srv/nb'", "/srv/nb"),
+        ("jupyter notebook --NotebookApp.base_url={base_path}", "."),
+    ],
+)
+def test_the_folder_saved_is_the_servers_root(command, root):
+    assert notebook_root(PoolFactory.build(command=command)) == root
+
+
+@pytest.fixture
+def ended_by_kill(client, fake_backend, fake_proxy):
+    """``client`` took a notebook (a file in it) that an organiser killed; it returns that container."""
+    pool = PoolFactory(capacity=1)
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
+    assert client.get("/").status_code == 302
+    fake_backend.files[row.name] = {"notes.txt": b"my work\n"}
+    ending.kill_sessions(Session.objects.all(), by="organiser")
+    return Session.objects.get().container
+
+
+def test_the_ended_page_offers_the_holder_their_zip_and_nobody_else(client, ended_by_kill):
+    page = client.get(f"/user/{ended_by_kill.path_id}/lab")
+    assert page.status_code == 410
+    download = f"/ended/{ended_by_kill.path_id}/work.zip"
+    assert f'href="{download}"' in page.content.decode() and "Start again with my files" in page.content.decode()
+    response = client.get(download)
+    assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    assert response["Content-Disposition"].startswith('attachment; filename="notebook-default-')
+    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
+        assert archive.read("notes.txt") == b"my work\n"
+    new_visitor(client)  # another browser
+    assert download not in client.get(f"/user/{ended_by_kill.path_id}/lab").content.decode()
+    assert client.get(download).status_code == 404
+    assert client.post(f"/ended/{ended_by_kill.path_id}/restore").status_code == 404
+    client.cookies.clear()  # no visitor cookie at all
+    assert client.get(download).status_code == 404
+
+
+def test_the_ended_page_tells_as_json_where_the_work_is(client, ended_by_kill):
+    answer = client.get(f"/user/{ended_by_kill.path_id}/lab", headers={"Accept": "application/json"}).json()
+    assert answer["work"] == "kept" and answer["download"] == f"/ended/{ended_by_kill.path_id}/work.zip"
+    assert answer["left_out"] == []
+
+
+def test_start_again_with_my_files_lands_in_a_new_notebook_that_has_them(client, ended_by_kill, fake_backend):
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
+    assert response.status_code == 302 and response.url.startswith(f"/user/{row.path_id}/")
+    [(name, _, data)] = fake_backend.copied_in
+    assert name == row.name
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        assert tar.extractfile("notes.txt").read() == b"my work\n"
+
+
+def test_the_organiser_downloads_any_snapshot_from_the_sessions_admin_page(admin_client, ended_by_kill):
+    session = Session.objects.get()
+    page = admin_client.get(f"/admin/pool/session/{session.pk}/change/").content.decode()
+    assert f"/admin/pool/session/{session.pk}/work.zip" in page and "1 file(s)" in page
+    response = admin_client.get(f"/admin/pool/session/{session.pk}/work.zip")
+    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
+        assert archive.read("notes.txt") == b"my work\n"
+    assert admin_client.get(f"/admin/pool/session/{session.pk + 1}/work.zip").status_code == 404
+
+
+def test_the_disk_the_saved_work_takes_is_on_the_dashboard_and_in_pool_status(held, admin_client):
+    ending.kill_sessions([held], by="organiser")
+    size = Snapshot.objects.get().size
+    out = io.StringIO()
+    call_command("pool_status", "--json", stdout=out)
+    assert json.loads(out.getvalue())[0]["saved_work"] == {"snapshots": 1, "bytes": size}
+    page = admin_client.get("/admin/").content.decode()
+    assert re.search(rf'<td class="num saved-work">1 · {size}\xa0bytes</td>', page)
+
+
+def test_a_copy_that_breaks_in_any_way_keeps_what_it_read_and_never_keeps_the_container(held, fake_backend):
+    first = b"1" * 30000
+    fake_backend.files[held.container.name] = {"first.txt": first, "second.bin": b"y" * 40000}
+    chunks = iter(range(100))
+
+    def breaks_at_40_kb():  # the chunks are 4 KB
+        if next(chunks) == 10:
+            raise ValueError("something nobody foresaw")
+
+    fake_backend.on_chunk = breaks_at_40_kb
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert snapshot.error == "something nobody foresaw"
+    assert zip_contents(snapshot)["first.txt"] == first
+    assert snapshot.left_out == [{"path": "second.bin", "size": 40000, "cut_short": True}]
+    assert held.container.name in fake_backend.removed
+
+
+def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their_own(client, ended_by_kill, fake_backend):
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    assert client.get("/").status_code == 302  # they started again without their files first
+    assert client.post(f"/ended/{ended_by_kill.path_id}/restore").status_code == 302
+    [(_, _, data)] = fake_backend.copied_in
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        folder, notes = tar.getmembers()
+    assert folder.isdir() and folder.name.startswith("saved-work-") and notes.name == f"{folder.name}/notes.txt"
+
+
+def test_the_offer_comes_in_the_participants_language(client, ended_by_kill):
+    page = client.get(f"/user/{ended_by_kill.path_id}/lab", headers={"Accept-Language": "fr"}).content.decode()
+    assert "Télécharger votre travail" in page and "Recommencer avec mes fichiers" in page
+
+
+def test_the_reconciler_finishes_an_interrupted_end_without_copying_in_the_heartbeat(held, fake_backend, fake_proxy):
+    # An organiser's kill whose queued copy never ran (the worker stopped): the row stays STOPPING.
+    Session.objects.filter(pk=held.pk).end(Session.EndReason.KILLED, by="organiser")
+    long_ago = timezone.now() - timedelta(minutes=10)
+    Container.objects.filter(pk=held.container_id).update(state=Container.State.STOPPING, ended_at=long_ago)
+    assert upkeep.reconcile().teardowns_retried == 1
+    snapshot = Snapshot.objects.get(session=held)
+    assert snapshot.file_name == "" and "interrupted before the copy" in snapshot.error
+    assert snapshots.ended_work(held.container, "ada") == ("none", snapshot)
+    assert held.container.name in fake_backend.removed
