@@ -133,7 +133,7 @@ class PoolAdmin(admin.ModelAdmin):
     def save_model(self, request, pool, form, change):
         # A new size goes through resize_pool, which logs who changed it.
         if change and {"capacity", "ready_target"} & set(form.changed_data):
-            pools.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
+            pools.resize_pool(pool, pool.capacity, ready_target=pool.ready_target, by=request.user.get_username())
         if form.cleaned_data.get("materials_upload"):
             pool.materials_source, pool.materials_branch = materials.store_upload(form.cleaned_data["materials_upload"]), ""
         super().save_model(request, pool, form, change)

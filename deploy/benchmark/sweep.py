@@ -80,7 +80,7 @@ def main():
     try:
         def run(name):
             container = docker_client.containers.create(
-                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=labels_for(pool.name, name), network_mode="none"
+                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=labels_for(pool.name, container_name=name), network_mode="none"
             )
             container.start()
             return container.id

@@ -6,13 +6,15 @@ proxy really hold, with one list call to each, and repairs both sides.
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from pool.backends import get_backend
-from pool.backends.base import BackendError
+from pool.backends.base import BackendError, ContainerInfo
 from pool.models import Container, Event, Pool, Session
 from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, retire_and_record, route_container
@@ -21,9 +23,11 @@ from pool.services.pools import keep_pools_filled
 from pool.services.retention import prune_history
 from pool.services.snapshots import give_up_work, prune_snapshots
 from pool.services.waiting import drop_abandoned_places
-from proxyapi import ProxyError, get_proxy
+from proxyapi import ProxyError, Route, get_proxy
 
 log = logging.getLogger(__name__)
+
+RowT = TypeVar("RowT", bound=Model)
 
 # A STOPPING row this old had its teardown interrupted (a process died): retry it.
 STOPPING_GRACE = timedelta(seconds=30)
@@ -42,7 +46,7 @@ class ReconcileReport:
     activity_synced: int = 0
 
 
-def _spawn_is_stuck(row, now):
+def _spawn_is_stuck(row: Container, now: datetime) -> bool:
     # A started spawn renews its lease; one never started may wait in the
     # queue a while, but not for twice the spawn timeout and more.
     if row.lease_until is not None:
@@ -50,7 +54,7 @@ def _spawn_is_stuck(row, now):
     return row.created_at < now - timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
 
 
-def reconcile(pool=None):
+def reconcile(pool: Pool | None = None) -> ReconcileReport:
     """Repair every pool, or only ``pool``: then only its rows, the containers
     labelled with its name and the routes marked with it are looked at (still
     one list call to Docker and one to the proxy)."""
@@ -74,7 +78,7 @@ def reconcile(pool=None):
         info = running.get(row.name)
         if info is None and row.state in (Container.State.READY, Container.State.ASSIGNED) and row.pk not in started_before:
             continue  # became ready after the listing: judged at the next tick
-        _repair_row(row, info, routes.get(row.route_path), now, report)
+        _repair_row(row, info=info, route=routes.get(row.route_path), now=now, report=report)
     _remove_orphans(running, {row.name for row in rows}, report)
     # Routes added before they named their pool are left to a reconcile of every pool.
     own_routes = {path: r for path, r in routes.items() if pool is None or r.data.get("pool") == pool.name}
@@ -83,11 +87,11 @@ def reconcile(pool=None):
     return report
 
 
-def _of_pool(queryset, pool, field):
+def _of_pool(queryset: QuerySet[RowT], pool: Pool | None, field: str) -> QuerySet[RowT]:
     return queryset if pool is None else queryset.filter(**{field: pool})
 
 
-def _repair_row(row, info, route, now, report):
+def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | None, now: datetime, report: ReconcileReport) -> None:
     if row.state == Container.State.SPAWNING:
         # Only if the lease is still the one judged stale: a spawn that renewed
         # it meanwhile is alive.
@@ -109,7 +113,7 @@ def _repair_row(row, info, route, now, report):
     elif info is None or not info.is_running:
         reason = Session.EndReason.NODE_LOST if info and info.node_down else Session.EndReason.CONTAINER_GONE
         if retire_and_record(
-            row, reason, Event.Kind.FAILURE, f"{row.name} stopped ({reason}); replacing it",
+            row, reason, kind=Event.Kind.FAILURE, message=f"{row.name} stopped ({reason}); replacing it",
             only_from=[Container.State.READY, Container.State.ASSIGNED], stage="running",
         ):
             report.dead_replaced += 1
@@ -118,7 +122,7 @@ def _repair_row(row, info, route, now, report):
         report.routes_added += 1
 
 
-def _remove_orphans(running, live_names, report):
+def _remove_orphans(running: dict[str, ContainerInfo], live_names: set[str], report: ReconcileReport) -> None:
     for name, info in running.items():
         if name not in live_names:
             log.info("removing orphan container %s", name)
@@ -126,14 +130,14 @@ def _remove_orphans(running, live_names, report):
             report.orphans_removed += 1
 
 
-def _delete_stray_routes(routes, live_paths, report):
+def _delete_stray_routes(routes: dict[str, Route], live_paths: set[str], report: ReconcileReport) -> None:
     for path in routes:
         if path not in live_paths:
             get_proxy().delete_route(path)
             report.routes_deleted += 1
 
 
-def _sync_activity(routes, pool=None):
+def _sync_activity(routes: dict[str, Route], pool: Pool | None = None) -> int:
     """Copy the proxy's last_activity of each route onto its live session."""
     changed = []
     for session in _of_pool(Session.objects.active().select_related("container"), pool, "container__pool"):
@@ -145,17 +149,17 @@ def _sync_activity(routes, pool=None):
     return len(changed)
 
 
-def sync_activity(pool=None):
+def sync_activity(pool: Pool | None = None) -> int:
     return _sync_activity(get_proxy().list_routes(), pool)
 
 
-def cull_sessions(now=None, pool=None):
+def cull_sessions(*, now: datetime | None = None, pool: Pool | None = None) -> dict[str, int]:
     """End sessions (of every pool, or only ``pool``'s) idle longer than their
     pool's cull_timeout, or open longer than its cull_max. Ready containers
     are never culled for idleness."""
     sync_activity(pool)
     now = now or timezone.now()
-    culled = {Session.EndReason.CULLED_IDLE: 0, Session.EndReason.CULLED_AGE: 0}
+    culled: dict[str, int] = {Session.EndReason.CULLED_IDLE: 0, Session.EndReason.CULLED_AGE: 0}
     for session in _of_pool(Session.objects.active().select_related("container__pool"), pool, "container__pool"):
         pool = session.container.pool
         if session.started_at < now - timedelta(seconds=pool.cull_max):
@@ -165,12 +169,12 @@ def cull_sessions(now=None, pool=None):
         else:
             continue
         culled[reason] += retire_and_record(
-            session.container, reason, Event.Kind.CULL, f"{session.container.name} culled: {Session.EndReason(reason).label}"
+            session.container, reason, kind=Event.Kind.CULL, message=f"{session.container.name} culled: {Session.EndReason(reason).label}"
         )
     return culled
 
 
-def heartbeat():
+def heartbeat() -> list[Container]:
     """Repair what drifted, prune old history, let waiting visitors in, then fill every pool.
     Returns the rows to spawn."""
     try:

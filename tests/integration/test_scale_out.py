@@ -55,7 +55,7 @@ class CreateWatch:
         """Stop once every event up to now is read: a container created now,
         ``marker_name``, is the last event of the watch."""
         marker = self._client.containers.create(
-            "tmpnb/tiny:latest", "true", name=marker_name, labels=labels_for("watch", marker_name)
+            "tmpnb/tiny:latest", "true", name=marker_name, labels=labels_for("watch", container_name=marker_name)
         )
         wait_until(lambda: marker_name in self.created, what="the watch's own marker event")
         docker_backend.remove_container(marker.id)  # a reconcile may have taken it for an orphan already
