@@ -71,8 +71,13 @@ def _started(container: DockerContainer, spec: ContainerSpec) -> StartedContaine
     host_port = int(bindings[0]["HostPort"]) if bindings else None
     if not (network_ip or host_port):
         return None
-    return StartedContainer(backend_id=backend_id, host_ip=spec.host_ip if host_port else "", host_port=host_port,
-                            network_ip=network_ip, network_port=spec.container_port if network_ip else None)
+    return StartedContainer(
+        backend_id=backend_id,
+        host_ip=spec.host_ip if host_port else "",
+        host_port=host_port,
+        network_ip=network_ip,
+        network_port=spec.container_port if network_ip else None,
+    )
 
 
 _network_lock = threading.Lock()
@@ -214,8 +219,5 @@ def list_containers() -> list[ContainerInfo]:
     with docker_errors("listing containers"):
         raw = client().api.containers(all=True, filters=installation_filter())
     return [
-        ContainerInfo(
-            backend_id=item["Id"], name=item["Names"][0].lstrip("/"), pool=item["Labels"].get(LABEL_POOL, ""), status=item["State"]
-        )
-        for item in raw
+        ContainerInfo(backend_id=item["Id"], name=item["Names"][0].lstrip("/"), pool=item["Labels"].get(LABEL_POOL, ""), status=item["State"]) for item in raw
     ]

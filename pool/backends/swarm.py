@@ -85,8 +85,11 @@ def start_container(spec: ContainerSpec) -> StartedContainer:
                 # The daemon does not ask a registry for the image (API >= 1.30); the
                 # nodes must hold it already (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1).
                 service = client().api.create_service(
-                    _task_template(spec), name=spec.name, labels=labels_for(spec.pool, container_name=spec.name),
-                    mode={"Replicated": {"Replicas": 1}}, endpoint_spec=endpoint,
+                    _task_template(spec),
+                    name=spec.name,
+                    labels=labels_for(spec.pool, container_name=spec.name),
+                    mode={"Replicated": {"Replicas": 1}},
+                    endpoint_spec=endpoint,
                 )
             task = _wait_until_running(service["ID"], spec.name)
             node = client().api.inspect_node(task["NodeID"])

@@ -173,8 +173,12 @@ def claim_ready_container(
         return None
     session = Session.objects.create(visitor=visitor, container=container, client_ip=client_ip, waited=waited)
     record_event(
-        Event.Kind.ASSIGNMENT, f"{container.name} assigned to visitor {session.visitor_tag}",
-        pool=pool, container=container, session=session, actor=session.visitor_tag,
+        Event.Kind.ASSIGNMENT,
+        f"{container.name} assigned to visitor {session.visitor_tag}",
+        pool=pool,
+        container=container,
+        session=session,
+        actor=session.visitor_tag,
         waited=None if waited is None else round(waited.total_seconds(), 3),
     )
     return session

@@ -75,7 +75,10 @@ def pool_overview(pools: QuerySet[Pool] | None = None, *, now: datetime | None =
     saved = snapshot_disk(now)
     return [
         {
-            "pool": pool, **pool_stats(pool), "failed_today": failed.get(pool.pk, 0), "next_schedule": upcoming.get(pool.pk),
+            "pool": pool,
+            **pool_stats(pool),
+            "failed_today": failed.get(pool.pk, 0),
+            "next_schedule": upcoming.get(pool.pk),
             "saved_work": dict(zip(("snapshots", "bytes"), saved.get(pool.pk, (0, 0)))),
         }
         for pool in pools

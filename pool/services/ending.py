@@ -149,9 +149,7 @@ def kill_containers(containers: Iterable[Container], *, by: str, on_worker: bool
     records who killed it. The pools are refilled. ``on_worker``: see
     retire_container."""
     return sum(
-        retire_and_record(
-            container, Session.EndReason.KILLED, kind=Event.Kind.KILL, message=f"{container.name} killed by {by}", by=by, on_worker=on_worker
-        )
+        retire_and_record(container, Session.EndReason.KILLED, kind=Event.Kind.KILL, message=f"{container.name} killed by {by}", by=by, on_worker=on_worker)
         for container in containers
     )
 

@@ -27,9 +27,7 @@ def record_event(
 ) -> Event:
     """Add one row to the event log. The pool defaults to the container's."""
     pool_id = pool.pk if pool is not None else getattr(container, "pool_id", None)
-    return Event.objects.create(
-        kind=kind, message=message[:500], pool_id=pool_id, container=container, session=session, actor=actor, details=details
-    )
+    return Event.objects.create(kind=kind, message=message[:500], pool_id=pool_id, container=container, session=session, actor=actor, details=details)
 
 
 def record_lockout(sender: object, *, username: str | None = None, ip_address: str | None = None, **_: Any) -> Event | None:
@@ -50,13 +48,15 @@ def write_events_csv(events: QuerySet[Event], stream: TextIO) -> None:
     writer = csv.writer(stream)
     writer.writerow(CSV_COLUMNS)
     for event in events.select_related("pool", "container", "session").order_by("time", "pk"):
-        writer.writerow([
-            event.time.isoformat(),
-            event.kind,
-            event.pool.name if event.pool else "",
-            event.container.name if event.container else "",
-            event.session.visitor_tag if event.session else "",
-            event.actor,
-            event.message,
-            json.dumps(event.details, sort_keys=True) if event.details else "",
-        ])
+        writer.writerow(
+            [
+                event.time.isoformat(),
+                event.kind,
+                event.pool.name if event.pool else "",
+                event.container.name if event.container else "",
+                event.session.visitor_tag if event.session else "",
+                event.actor,
+                event.message,
+                json.dumps(event.details, sort_keys=True) if event.details else "",
+            ]
+        )

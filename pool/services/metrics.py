@@ -73,9 +73,7 @@ def _add_pruned_history(values: MetricValues) -> None:
     """Counters count pruned rows too (retention.py carried them forward)."""
     for name, counter, label, value in HistoryTotal.objects.values_list("pool__name", "counter", "label", "value"):
         if counter == "spawns":
-            spawn = values["spawn_durations"].setdefault(
-                name, {"buckets": [(b, 0) for b in SPAWN_BUCKETS], "count": 0, "sum": 0.0}
-            )
+            spawn = values["spawn_durations"].setdefault(name, {"buckets": [(b, 0) for b in SPAWN_BUCKETS], "count": 0, "sum": 0.0})
             if label == "count":
                 spawn["count"] += int(value)
             elif label == "sum":

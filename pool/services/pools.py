@@ -74,9 +74,7 @@ def forget_pools(**kwargs: Any) -> None:
     _pools_by_name.clear()
 
 
-def resize_pool(
-    pool: Pool, capacity: int, *, ready_target: int | None = None, by: str = "", schedule: Schedule | None = None
-) -> Pool:
+def resize_pool(pool: Pool, capacity: int, *, ready_target: int | None = None, by: str = "", schedule: Schedule | None = None) -> Pool:
     """Store a new capacity; the next heartbeat spawns or shrinks to it.
     ``by`` names who asked, and ``schedule`` the planned change being applied,
     for the event log."""
@@ -97,8 +95,13 @@ def resize_pool(
             record_event(Event.Kind.RESIZE, message, pool=pool, actor=by, **numbers)
         else:
             record_event(
-                Event.Kind.SCHEDULE, f"{message} (planned for {schedule.at.isoformat()})",
-                pool=pool, actor=by, schedule=schedule.pk, at=schedule.at.isoformat(), **numbers,
+                Event.Kind.SCHEDULE,
+                f"{message} (planned for {schedule.at.isoformat()})",
+                pool=pool,
+                actor=by,
+                schedule=schedule.pk,
+                at=schedule.at.isoformat(),
+                **numbers,
             )
     return pool
 
@@ -173,8 +176,15 @@ def shrink_pool(pool_id: int) -> int:
     excess = max(live - pool.capacity, ready.count() - pool.effective_ready_target, 0)
     victims = list(ready.order_by("-created_at")[:excess])
     if victims:
-        log.info("pool %s: %d live for %d places, %d ready for a target of %d: removing %d ready",
-                 pool.name, live, pool.capacity, ready.count(), pool.effective_ready_target, len(victims))
+        log.info(
+            "pool %s: %d live for %d places, %d ready for a target of %d: removing %d ready",
+            pool.name,
+            live,
+            pool.capacity,
+            ready.count(),
+            pool.effective_ready_target,
+            len(victims),
+        )
     return sum(retire_container(c, "", only_from=[Container.State.READY], refill=False) for c in victims)
 
 
@@ -182,10 +192,7 @@ def drain_pool(pool: Pool, *, by: str = "") -> int:
     """Replace every container not yet handed out (after the image changed, say);
     assigned containers keep running. ``by`` names who asked, for the event log."""
     waiting = list(pool.containers.filter(state__in=[Container.State.SPAWNING, Container.State.READY]))
-    drained = sum(
-        retire_container(c, "", only_from=[Container.State.SPAWNING, Container.State.READY], refill=False)
-        for c in waiting
-    )
+    drained = sum(retire_container(c, "", only_from=[Container.State.SPAWNING, Container.State.READY], refill=False) for c in waiting)
     record_event(Event.Kind.DRAIN, f"pool {pool.name}: replacing {drained} container(s)", pool=pool, actor=by, replaced=drained)
     request_refill(pool.pk)
     return drained

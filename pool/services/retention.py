@@ -73,9 +73,7 @@ def _prune_sessions(cutoff: datetime, batch: int) -> int:
 
 
 def _prune_containers(cutoff: datetime, batch: int) -> int:
-    old = Container.objects.filter(
-        state__in=[Container.State.GONE, Container.State.FAILED], ended_at__lt=cutoff, session__isnull=True
-    ).order_by("pk")[:batch]
+    old = Container.objects.filter(state__in=[Container.State.GONE, Container.State.FAILED], ended_at__lt=cutoff, session__isnull=True).order_by("pk")[:batch]
     rows = list(old.values_list("pk", "pool_id", "created_at", "ready_at"))
     totals: Counter[tuple[int, str, str]] = Counter()
     for _, pool_id, created_at, ready_at in rows:

@@ -28,9 +28,7 @@ _long_polls: threading.BoundedSemaphore | None = None
 def _redis(socket_timeout: float = QUICK_SECONDS) -> redis.Redis:
     with _clients_lock:
         if socket_timeout not in _clients:
-            _clients[socket_timeout] = redis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=QUICK_SECONDS, socket_timeout=socket_timeout
-            )
+            _clients[socket_timeout] = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=QUICK_SECONDS, socket_timeout=socket_timeout)
         return _clients[socket_timeout]
 
 

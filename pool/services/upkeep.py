@@ -66,8 +66,7 @@ def reconcile(pool: Pool | None = None) -> ReconcileReport:
     # 3. every live row: whatever Docker listed was started for a row already
     #    committed, so nothing being spawned right now looks like an orphan.
     started_before = set(
-        _of_pool(Container.objects.filter(state__in=[Container.State.READY, Container.State.ASSIGNED]), pool, "pool")
-        .values_list("pk", flat=True)
+        _of_pool(Container.objects.filter(state__in=[Container.State.READY, Container.State.ASSIGNED]), pool, "pool").values_list("pk", flat=True)
     )
     running = {info.name: info for info in get_backend().list_containers() if pool is None or info.pool == pool.name}
     routes = get_proxy().list_routes()
@@ -95,9 +94,7 @@ def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | No
     if row.state == Container.State.SPAWNING:
         # Only if the lease is still the one judged stale: a spawn that renewed
         # it meanwhile is alive.
-        if _spawn_is_stuck(row, now) and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(
-            Container.State.FAILED, error=STUCK_SPAWN
-        ):
+        if _spawn_is_stuck(row, now) and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(Container.State.FAILED, error=STUCK_SPAWN):
             remove_quietly(row)
             record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
@@ -113,8 +110,12 @@ def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | No
     elif info is None or not info.is_running:
         reason = Session.EndReason.NODE_LOST if info and info.node_down else Session.EndReason.CONTAINER_GONE
         if retire_and_record(
-            row, reason, kind=Event.Kind.FAILURE, message=f"{row.name} stopped ({reason}); replacing it",
-            only_from=[Container.State.READY, Container.State.ASSIGNED], stage="running",
+            row,
+            reason,
+            kind=Event.Kind.FAILURE,
+            message=f"{row.name} stopped ({reason}); replacing it",
+            only_from=[Container.State.READY, Container.State.ASSIGNED],
+            stage="running",
         ):
             report.dead_replaced += 1
     elif route is None or route.target != row.target:

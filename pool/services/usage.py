@@ -39,7 +39,8 @@ def take_usage_sample(now: datetime | None = None) -> list[UsageSample]:
     waiting = dict(turned_away.values_list("pool_id").annotate(n=Count("pk")))
     samples = [
         UsageSample(
-            time=now, pool_id=pool_id,
+            time=now,
+            pool_id=pool_id,
             in_use=counts.get((pool_id, Container.State.ASSIGNED), 0),
             ready=counts.get((pool_id, Container.State.READY), 0),
             starting=counts.get((pool_id, Container.State.SPAWNING), 0),

@@ -167,6 +167,8 @@ def describe_wait(seconds: float | None) -> str:
         return gettext("about an hour")
     count = round(minutes / 60)
     return ngettext("about %(count)d hour", "about %(count)d hours", count) % {"count": count}
+
+
 def long_poll_seconds() -> float:
     """How long a status request may wait: well within TMPNB_QUEUE_TIMEOUT
     (10 s by default), since only the requests themselves keep a visitor's

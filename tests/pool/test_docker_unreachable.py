@@ -16,8 +16,7 @@ from tests.factories import ContainerFactory, PoolFactory
 
 
 def spec():
-    return ContainerSpec(name="tmpnb-unreachable", image="tmpnb/tiny:latest", command="true", pool="p",
-                         container_port=8888, host_ip="127.0.0.1")
+    return ContainerSpec(name="tmpnb-unreachable", image="tmpnb/tiny:latest", command="true", pool="p", container_port=8888, host_ip="127.0.0.1")
 
 
 @pytest.fixture
