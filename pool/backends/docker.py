@@ -10,12 +10,14 @@ import logging
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Generator
 from typing import Any, cast
 
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container as DockerContainer
+from docker.models.networks import Network
 
 from pool.backends.base import ContainerInfo, ContainerSpec, NotebookUser, StartedContainer
 from pool.backends.client import (
@@ -93,12 +95,9 @@ def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str 
         if [network for network in client().networks.list(names=[name]) if network.name == name]:
             return
         options = {"com.docker.network.bridge.name": bridge} if bridge else None
-        try:
+        # Another process (a second worker) may make it between our look and our create.
+        with _conflict_means_done():
             client().networks.create(name, internal=internal, labels=labels_for(pool), options=options, check_duplicate=True)
-        except APIError as error:
-            # Another process (a second worker) made it between our look and our create.
-            if error.status_code != 409:
-                raise
 
 
 def remove_networks() -> None:
@@ -106,12 +105,40 @@ def remove_networks() -> None:
     with docker_errors("listing networks"):
         networks = client().networks.list(filters=installation_filter())
     for network in networks:
+        _remove_network(network)
+
+
+NETWORK_REMOVE_TRIES = 10
+NETWORK_REMOVE_PAUSE = 0.5  # seconds between tries
+
+
+def _remove_network(network: Network) -> None:
+    # Docker answers 403 "has active endpoints" for a moment after many of a
+    # network's containers were removed at once (deploy/down right after a drain).
+    for attempt in range(1, NETWORK_REMOVE_TRIES + 1):
         try:
             network.remove()
+            return
         except NotFound:
-            pass
+            return
+        except APIError as error:
+            if error.status_code != 403 or attempt == NETWORK_REMOVE_TRIES:
+                log.warning("network %s not removed: %s", network.name, error)
+                return
         except (DockerException, requests.RequestException) as error:
             log.warning("network %s not removed: %s", network.name, error)
+            return
+        time.sleep(NETWORK_REMOVE_PAUSE)
+
+
+@contextlib.contextmanager
+def _conflict_means_done() -> Generator[None, None, None]:
+    """Docker's 409: another caller is doing, or did, the same thing."""
+    try:
+        yield
+    except APIError as error:
+        if error.status_code != 409:
+            raise
 
 
 def start_container(spec: ContainerSpec) -> StartedContainer:
@@ -205,13 +232,8 @@ def notebook_user(backend_id: str) -> NotebookUser:
 def remove_container(backend_id: str) -> None:
     """Kill and remove; a container already gone (404) or going (409) is done."""
     with docker_errors(f"removing {backend_id[:12]}"), docker_work():
-        try:
+        with contextlib.suppress(NotFound), _conflict_means_done():
             client().api.remove_container(backend_id, force=True)
-        except NotFound:
-            pass
-        except APIError as error:
-            if error.status_code != 409:
-                raise
 
 
 def list_containers() -> list[ContainerInfo]:
