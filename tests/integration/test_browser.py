@@ -16,21 +16,9 @@ from pool.models import Session
 from pool.services import ending
 from tests.factories import JUPYTER_IMAGE, PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
-from tests.stack import ROOT, Browser
+from tests.stack import CHROMIUM, CHROMIUM_FLAGS, ROOT, Browser
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-# Headless, and nothing that reaches out of this machine (it has loopback only).
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="deploy/test installs Debian's chromium")
 
@@ -53,7 +41,7 @@ def open_browser(tmp_path, monkeypatch):
                 tmp_path / f"profile-{name}",
                 executable_path=CHROMIUM,
                 headless=True,
-                args=FLAGS,
+                args=CHROMIUM_FLAGS,
                 viewport={"width": 1280, "height": 900},
                 **options,
             )
