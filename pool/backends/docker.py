@@ -91,13 +91,22 @@ def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str 
     # Docker may make two networks of one name (its duplicate check is best
     # effort), and the spawning threads of a worker start together.
     with docker_errors(f"creating network {name}"), _network_lock:
-        # The name filter matches parts of names too.
-        if [network for network in client().networks.list(names=[name]) if network.name == name]:
+        if _network_exists(name):
             return
         options = {"com.docker.network.bridge.name": bridge} if bridge else None
-        # Another process (a second worker) may make it between our look and our create.
-        with _conflict_means_done():
+        try:
             client().networks.create(name, internal=internal, labels=labels_for(pool), options=options, check_duplicate=True)
+        except APIError:
+            # Another process (a second worker) made it between our look and our
+            # create: Docker refuses ours with 409 (same name) or, when both
+            # creates were in flight at once, 403 (same bridge name).
+            if not _network_exists(name):
+                raise
+
+
+def _network_exists(name: str) -> bool:
+    # The name filter matches parts of names too.
+    return any(network.name == name for network in client().networks.list(names=[name]))
 
 
 def remove_networks() -> None:
@@ -129,16 +138,6 @@ def _remove_network(network: Network) -> None:
             log.warning("network %s not removed: %s", network.name, error)
             return
         time.sleep(NETWORK_REMOVE_PAUSE)
-
-
-@contextlib.contextmanager
-def _conflict_means_done() -> Generator[None, None, None]:
-    """Docker's 409: another caller is doing, or did, the same thing."""
-    try:
-        yield
-    except APIError as error:
-        if error.status_code != 409:
-            raise
 
 
 def start_container(spec: ContainerSpec) -> StartedContainer:
@@ -232,8 +231,13 @@ def notebook_user(backend_id: str) -> NotebookUser:
 def remove_container(backend_id: str) -> None:
     """Kill and remove; a container already gone (404) or going (409) is done."""
     with docker_errors(f"removing {backend_id[:12]}"), docker_work():
-        with contextlib.suppress(NotFound), _conflict_means_done():
+        try:
             client().api.remove_container(backend_id, force=True)
+        except NotFound:
+            pass
+        except APIError as error:
+            if error.status_code != 409:
+                raise
 
 
 def list_containers() -> list[ContainerInfo]:
