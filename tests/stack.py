@@ -30,6 +30,18 @@ TINY_COMMAND = (
 
 
 # The cookie step's page (pool/visitors.py) continues with JavaScript, or with this without it.
+CHROMIUM = "/usr/bin/chromium"  # Debian's build, which deploy/test installs
+# Headless, and nothing that reaches out of this machine (it has loopback only).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 CONTINUES = re.compile(r'<meta http-equiv="refresh" content="0;url=([^"]+)">')
 
 

@@ -21,18 +21,8 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout, async_playwr
 from deploy.benchmark import log
 from deploy.benchmark.images import COMMANDS, IMAGES, ensure_image
 from deploy.benchmark.service import Service
+from tests.stack import CHROMIUM, CHROMIUM_FLAGS
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 USABLE = {"jupyter": ".jp-LauncherCard", "classic": "#notebook_list"}
 BOUND = 180  # seconds a participant waits before the run counts it as not served
 
@@ -64,7 +54,7 @@ async def participant(browser, url, selector, start):
 
 async def burst(url, n, selector):
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
             start = asyncio.Event()
             tasks = [asyncio.ensure_future(participant(browser, url, selector, start)) for _ in range(n)]

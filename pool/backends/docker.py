@@ -10,12 +10,14 @@ import logging
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Generator
 from typing import Any, cast
 
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container as DockerContainer
+from docker.models.networks import Network
 
 from pool.backends.base import ContainerInfo, ContainerSpec, NotebookUser, StartedContainer
 from pool.backends.client import (
@@ -89,16 +91,22 @@ def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str 
     # Docker may make two networks of one name (its duplicate check is best
     # effort), and the spawning threads of a worker start together.
     with docker_errors(f"creating network {name}"), _network_lock:
-        # The name filter matches parts of names too.
-        if [network for network in client().networks.list(names=[name]) if network.name == name]:
+        if _network_exists(name):
             return
         options = {"com.docker.network.bridge.name": bridge} if bridge else None
         try:
             client().networks.create(name, internal=internal, labels=labels_for(pool), options=options, check_duplicate=True)
-        except APIError as error:
-            # Another process (a second worker) made it between our look and our create.
-            if error.status_code != 409:
+        except APIError:
+            # Another process (a second worker) made it between our look and our
+            # create: Docker refuses ours with 409 (same name) or, when both
+            # creates were in flight at once, 403 (same bridge name).
+            if not _network_exists(name):
                 raise
+
+
+def _network_exists(name: str) -> bool:
+    # The name filter matches parts of names too.
+    return any(network.name == name for network in client().networks.list(names=[name]))
 
 
 def remove_networks() -> None:
@@ -106,12 +114,30 @@ def remove_networks() -> None:
     with docker_errors("listing networks"):
         networks = client().networks.list(filters=installation_filter())
     for network in networks:
+        _remove_network(network)
+
+
+NETWORK_REMOVE_TRIES = 10
+NETWORK_REMOVE_PAUSE = 0.5  # seconds between tries
+
+
+def _remove_network(network: Network) -> None:
+    # Docker answers 403 "has active endpoints" for a moment after many of a
+    # network's containers were removed at once (deploy/down right after a drain).
+    for attempt in range(1, NETWORK_REMOVE_TRIES + 1):
         try:
             network.remove()
+            return
         except NotFound:
-            pass
+            return
+        except APIError as error:
+            if error.status_code != 403 or attempt == NETWORK_REMOVE_TRIES:
+                log.warning("network %s not removed: %s", network.name, error)
+                return
         except (DockerException, requests.RequestException) as error:
             log.warning("network %s not removed: %s", network.name, error)
+            return
+        time.sleep(NETWORK_REMOVE_PAUSE)
 
 
 def start_container(spec: ContainerSpec) -> StartedContainer:

@@ -98,20 +98,48 @@ def test_a_container_not_published_answers_at_its_address_on_our_network(docker_
     assert not raw_docker.networks.list(names=[network])
 
 
-def test_a_network_made_by_another_process_between_look_and_create_is_taken_as_made(raw_docker, monkeypatch):
+@pytest.mark.parametrize("refusal", ["409 same name", "403 same bridge name"])
+def test_a_network_made_by_another_process_between_look_and_create_is_taken_as_made(raw_docker, monkeypatch, refusal):
     """Two workers spawning at once both look, find no network, and create it:
-    Docker refuses the second with 409, which means the network is there."""
+    Docker refuses the second with 409 (the name is taken) or, when both
+    creates were in flight together, 403 (the bridge name is taken); either
+    way the network is there."""
     network = f"tmpnb-{settings.TMPNB_INSTALLATION}-race"
     raw_docker.networks.create(network, labels=labels_for("api"), check_duplicate=True)  # the other worker's
+    looks = []
+    real_list = docker.models.networks.NetworkCollection.list
+
+    def list_after_our_first_look(self, **kwargs):
+        looks.append(kwargs)
+        return [] if len(looks) == 1 else real_list(self, **kwargs)  # our look came first: it found nothing
+
+    def create_refused_for_the_bridge(self, name, **kwargs):
+        response = requests.Response()
+        response.status_code = 403
+        raise docker.errors.APIError("networks have same bridge name", response=response)
+
     try:
-        # Our look came first: it found nothing.
-        monkeypatch.setattr(docker.models.networks.NetworkCollection, "list", lambda self, **kwargs: [])
+        monkeypatch.setattr(docker.models.networks.NetworkCollection, "list", list_after_our_first_look)
+        if refusal.startswith("403"):
+            monkeypatch.setattr(docker.models.networks.NetworkCollection, "create", create_refused_for_the_bridge)
         docker_backend.ensure_network(network, pool="api")
         monkeypatch.undo()
+        assert len(looks) == 2  # it looked again after the refusal
         assert [n.name for n in raw_docker.networks.list(names=[network])] == [network]
     finally:
         monkeypatch.undo()
         docker_backend.remove_networks()
+
+
+def test_a_refused_network_that_is_not_there_is_an_error(raw_docker, monkeypatch):
+    def create_refused(self, name, **kwargs):
+        response = requests.Response()
+        response.status_code = 403
+        raise docker.errors.APIError("networks have same bridge name", response=response)
+
+    monkeypatch.setattr(docker.models.networks.NetworkCollection, "create", create_refused)
+    with pytest.raises(DockerError, match="creating network"):
+        docker_backend.ensure_network(f"tmpnb-{settings.TMPNB_INSTALLATION}-refused", pool="api")
 
 
 def test_a_published_container_has_both_addresses(docker_images, raw_docker):
