@@ -99,3 +99,10 @@ def test_without_saved_work_the_participant_is_told_to_download_their_files(clie
     settings.TMPNB_SNAPSHOT_HOURS = 0
     idle_since(holding, fake_proxy, timedelta(minutes=9))
     assert client.get(time_left_url(holding)).json()["message"].endswith("Download the files you want to keep before then.")
+
+
+def test_the_warning_is_in_the_participants_language(client, holding, fake_proxy):
+    idle_since(holding, fake_proxy, timedelta(minutes=9))
+    answer = client.get(time_left_url(holding), headers={"Accept-Language": "fr"}).json()
+    assert answer["message"].startswith("Ce notebook sera arrêté dans environ 1 minute faute d’activité")
+    assert answer["dismiss"] == "Fermer"
