@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
@@ -10,8 +11,9 @@ from django.utils.timezone import localtime
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError
+from pool.materials import ARCHIVE_SUFFIXES
 from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
-from pool.services import ending, events, pools
+from pool.services import ending, events, materials, pools
 from pool.views import zip_download
 
 
@@ -25,9 +27,27 @@ class ScheduleInline(admin.TabularInline):
 
 
 class PoolForm(forms.ModelForm):
+    materials_upload = forms.FileField(
+        required=False, label="Upload materials",
+        help_text="A zip or tar.gz archive of the workshop's files; it replaces the materials source below.",
+    )
+
     class Meta:
         model = Pool
         fields = "__all__"
+
+    def clean_materials_upload(self):
+        upload = self.cleaned_data["materials_upload"]
+        if upload is None:
+            return None
+        if not upload.name.lower().endswith(ARCHIVE_SUFFIXES):
+            raise forms.ValidationError(f"{upload.name} is not an archive: upload a file ending in {', '.join(ARCHIVE_SUFFIXES)}.")
+        if upload.size > settings.TMPNB_MATERIALS_MAX_MB * 1_000_000:
+            raise forms.ValidationError(
+                f"{upload.name} is {upload.size / 1_000_000:.1f} MB, over the {settings.TMPNB_MATERIALS_MAX_MB} MB "
+                "that TMPNB_MATERIALS_MAX_MB allows."
+            )
+        return upload
 
     def clean_image(self):
         image = self.cleaned_data["image"]
@@ -43,13 +63,16 @@ class PoolForm(forms.ModelForm):
 @admin.register(Pool)
 class PoolAdmin(admin.ModelAdmin):
     form = PoolForm
-    list_display = ["name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread"]
-    readonly_fields = ["spawning", "spread"]
-    actions = ["drain", "resume"]
+    list_display = [
+        "name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread", "materials_status",
+    ]
+    readonly_fields = ["spawning", "spread", "materials_status"]
+    actions = ["drain", "resume", "refresh_materials"]
     inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning", "spread"]}),
         ("Visitors", {"fields": ["access_code"]}),
+        ("Materials", {"fields": ["materials_upload", "materials_source", "materials_branch", "materials_status"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
         (
             "Container options",
@@ -66,6 +89,8 @@ class PoolAdmin(admin.ModelAdmin):
     def spawning(self, pool):
         if pool.paused_reason:
             return f"PAUSED: {pool.paused_reason}"
+        if pool.awaiting_materials:
+            return "waiting for its materials to be prepared"
         if pool.spawning_blocked(timezone.now()):
             return f"backing off after {pool.failure_streak} failure(s), until {localtime(pool.next_spawn_at):%H:%M:%S}"
         return "ok"
@@ -75,6 +100,24 @@ class PoolAdmin(admin.ModelAdmin):
         if pool.pk is None:
             return ""  # the add form
         return ", ".join(f"{node or '(starting)'}: {n}" for node, n in pool.containers.live().spread())
+
+    @admin.display(description="materials")
+    def materials_status(self, pool):
+        prepared = "none" if not pool.materials_version else (
+            f"version {pool.materials_version}, prepared {localtime(pool.materials_prepared_at):%Y-%m-%d %H:%M:%S}: "
+            f"{pool.materials_summary}"
+        )
+        if pool.materials_wanted != pool.materials_tried or pool.materials_preparing_since or pool.awaiting_materials:
+            return f"preparing... Current: {prepared}"
+        if pool.materials_error:
+            return f"REFUSED: {pool.materials_error}. Keeping: {prepared}"
+        return prepared
+
+    @admin.action(description="Prepare the materials again (fetch the git repository anew)")
+    def refresh_materials(self, request, queryset):
+        for pool in queryset:
+            materials.refresh_materials(pool)
+        self.message_user(request, "The materials are prepared again; ready containers are then replaced.", messages.SUCCESS)
 
     @admin.action(description="Resume spawning (after fixing what made it fail)")
     def resume(self, request, queryset):
@@ -91,6 +134,8 @@ class PoolAdmin(admin.ModelAdmin):
         # A new size goes through resize_pool, which logs who changed it.
         if change and {"capacity", "ready_target"} & set(form.changed_data):
             pools.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
+        if form.cleaned_data.get("materials_upload"):
+            pool.materials_source, pool.materials_branch = materials.store_upload(form.cleaned_data["materials_upload"]), ""
         super().save_model(request, pool, form, change)
         if change and pool.paused_reason:
             pools.resume_spawning(pool)  # the organiser changed what failed
@@ -133,7 +178,9 @@ class RecordAdmin(admin.ModelAdmin):
 
 @admin.register(Container)
 class ContainerAdmin(RecordAdmin):
-    list_display = ["name", "pool", "state", "node", "base_path", "host_port", "created_at", "ready_at", "assigned_at"]
+    list_display = [
+        "name", "pool", "state", "node", "base_path", "host_port", "materials_version", "created_at", "ready_at", "assigned_at",
+    ]
     list_filter = ["state", "pool", "node"]
     search_fields = ["name", "path_id", "backend_id"]
     actions = ["kill"]

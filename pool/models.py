@@ -1,4 +1,5 @@
 import hashlib
+from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -8,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from pool.command import check_command_template
+from pool.materials import check_source
 from pool.options import parse_extra_hosts, parse_host_directories
 
 
@@ -29,6 +31,10 @@ def validate_host_directories(value):
 
 def validate_extra_hosts(value):
     _as_validation_error(parse_extra_hosts, value)
+
+
+def validate_materials_source(value):
+    _as_validation_error(check_source, value)
 
 
 class Pool(models.Model):
@@ -77,6 +83,21 @@ class Pool(models.Model):
     access_code = models.CharField(
         max_length=100, blank=True, help_text="Code visitors enter once before they get a notebook; empty: none asked."
     )
+    materials_source = models.CharField(
+        max_length=500, blank=True, validators=[validate_materials_source],
+        help_text="Workshop files copied into every new notebook: a git URL, or the absolute path of a folder or a zip/tar.gz archive on this host.",
+    )
+    materials_branch = models.CharField(max_length=200, blank=True, help_text="The git branch or tag; empty: the repository's default.")
+    materials_version = models.PositiveIntegerField(default=0, editable=False, help_text="Counts the materials prepared; 0: never.")
+    materials_prepared_at = models.DateTimeField(null=True, blank=True, editable=False)
+    materials_summary = models.CharField(max_length=700, blank=True, editable=False, help_text="What the prepared version holds.")
+    materials_error = models.TextField(blank=True, editable=False, help_text="Why the last materials asked for were refused.")
+    materials_tried = models.CharField(
+        max_length=710, blank=True, editable=False, help_text="The source and branch last prepared or refused."
+    )
+    materials_preparing_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="A worker took the materials to prepare then; empty once done."
+    )
     failure_streak = models.PositiveIntegerField(default=0, editable=False, help_text="Failed spawns in a row.")
     next_spawn_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="Backing off until then.")
     paused_reason = models.TextField(blank=True, editable=False, help_text="Why spawning is paused; empty when it is not.")
@@ -97,6 +118,23 @@ class Pool(models.Model):
 
     def spawning_blocked(self, now):
         return bool(self.paused_reason) or (self.next_spawn_at is not None and self.next_spawn_at > now)
+
+    @property
+    def materials_wanted(self):
+        """The materials asked for, as materials_tried records them: a pool
+        whose two differ has materials to prepare."""
+        return f"{self.materials_source}#{self.materials_branch}" if self.materials_source else ""
+
+    def materials_stalled(self, now):
+        """Materials taken to prepare long ago and never done: their worker died."""
+        limit = timedelta(seconds=settings.TMPNB_MATERIALS_GIT_TIMEOUT + 300)
+        return self.materials_preparing_since is not None and self.materials_preparing_since < now - limit
+
+    @property
+    def awaiting_materials(self):
+        """Materials are asked for and none were prepared or refused yet: a
+        container started now would have none, so none is started."""
+        return bool(self.materials_source) and not self.materials_version and not self.materials_error
 
     @property
     def effective_ready_target(self):
@@ -220,6 +258,7 @@ class Container(models.Model):
     host_ip = models.GenericIPAddressField(null=True, blank=True)
     host_port = models.PositiveIntegerField(null=True, blank=True)
     node = models.CharField(max_length=200, blank=True, help_text="The machine it runs on (Swarm backend).")
+    materials_version = models.PositiveIntegerField(null=True, blank=True, help_text="The pool's materials copied in.")
     state = models.CharField(max_length=10, choices=State.choices, default=State.SPAWNING, db_index=True)
     error = models.TextField(blank=True)
     lease_until = models.DateTimeField(
@@ -489,6 +528,7 @@ class Event(models.Model):
         SCHEDULE = "schedule", "schedule applied"
         FAILURE = "failure", "failure"
         LOCKOUT = "lockout", "admin login locked"
+        MATERIALS = "materials", "materials prepared or refused"
         SNAPSHOT = "snapshot", "work saved"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)

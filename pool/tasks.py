@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db import transaction
 
 from pool.models import Container
-from pool.services import ending, pools, schedules, spawning, upkeep, usage
+from pool.services import ending, materials, pools, schedules, spawning, upkeep, usage
 
 
 def queue_spawns(containers):
@@ -20,6 +20,13 @@ def queue_spawns(containers):
 @shared_task(name="pool.tasks.heartbeat")
 def heartbeat_task():
     queue_spawns(upkeep.heartbeat())
+    for pool_id in materials.pools_with_materials_to_prepare():
+        transaction.on_commit(lambda pk=pool_id: prepare_materials_task.delay(pk))
+
+
+@shared_task(name="pool.tasks.prepare_materials")
+def prepare_materials_task(pool_id):
+    materials.prepare_materials(pool_id)
 
 
 @shared_task(name="pool.tasks.cull")

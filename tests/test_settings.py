@@ -60,6 +60,11 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_SNAPSHOT_TIMEOUT", "0", "TMPNB_SNAPSHOT_TIMEOUT must be at least 1"),
         ("TMPNB_SNAPSHOT_HOURS", "3000", "TMPNB_SNAPSHOT_HOURS (3000) cannot exceed TMPNB_HISTORY_DAYS (90) in hours"),
         ("TMPNB_NETWORK_GUARD", "maybe", "TMPNB_NETWORK_GUARD must be true or false"),
+        ("TMPNB_MATERIALS", "workshop.zip", "TMPNB_MATERIALS: materials must be a git URL or an absolute path"),
+        ("TMPNB_MATERIALS", "/srv/notes.pdf", "TMPNB_MATERIALS: /srv/notes.pdf is not a folder on this host, nor an archive ending in .zip"),
+        ("TMPNB_MATERIALS_MAX_MB", "0", "TMPNB_MATERIALS_MAX_MB must be at least 1"),
+        ("TMPNB_MATERIALS_MAX_MB", "lots", "TMPNB_MATERIALS_MAX_MB must be a whole number"),
+        ("TMPNB_MATERIALS_GIT_TIMEOUT", "1m", "TMPNB_MATERIALS_GIT_TIMEOUT must be a whole number"),
         ("TMPNB_ACCESS_LOG", "verbose", "TMPNB_ACCESS_LOG must be true or false"),
     ],
 )
@@ -86,6 +91,13 @@ def test_good_values_make_the_default_pool(tmp_path):
     assert "'ready_target': 5" in result.stdout
     assert "'image': 'my/image:1'" in result.stdout
     assert "'mem_limit': '1g'" in result.stdout
+
+
+def test_materials_from_the_environment_seed_the_default_pool(tmp_path):
+    result = start_with(tmp_path, TMPNB_MATERIALS="https://git.example.org/workshop.git", TMPNB_MATERIALS_BRANCH="day-2")
+    assert result.returncode == 0, result.stderr
+    assert "'materials_source': 'https://git.example.org/workshop.git'" in result.stdout
+    assert "'materials_branch': 'day-2'" in result.stdout
 
 
 def test_the_default_pool_lands_participants_in_jupyterlab(tmp_path):

@@ -15,6 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from pool.backends import BACKENDS
 from pool.backends.base import ROUTE_TO
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, check_command_template
+from pool.materials import check_source as check_materials_source
 from pool.options import parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
     env_bool,
@@ -250,6 +251,10 @@ TMPNB_STATIC_FILES = env_str("TMPNB_STATIC_FILES")
 if TMPNB_STATIC_FILES and not TMPNB_STATIC_FILES.startswith("/"):
     raise ImproperlyConfigured(f"TMPNB_STATIC_FILES must be an absolute path inside the container, not {TMPNB_STATIC_FILES!r}")
 # The dashboard's usage chart: one sample of every pool each period, kept this many days.
+# Workshop materials (pool/services/materials.py): the most they may unpack
+# to, and how long a git clone of them may take.
+TMPNB_MATERIALS_MAX_MB = env_int("TMPNB_MATERIALS_MAX_MB", 200, minimum=1, maximum=100000)
+TMPNB_MATERIALS_GIT_TIMEOUT = env_int("TMPNB_MATERIALS_GIT_TIMEOUT", 120, minimum=1, maximum=3600)
 TMPNB_SAMPLE_PERIOD = env_int("TMPNB_SAMPLE_PERIOD", 60, minimum=1)
 TMPNB_SAMPLE_DAYS = env_int("TMPNB_SAMPLE_DAYS", 14, minimum=1)
 # Ended containers, sessions, queue places and events older than this are
@@ -311,6 +316,8 @@ _POOL_OPTIONS = {
     "cull_timeout": ("TMPNB_CULL_TIMEOUT", env_int("TMPNB_CULL_TIMEOUT", 3600, minimum=1)),
     "cull_max": ("TMPNB_CULL_MAX", env_int("TMPNB_CULL_MAX", 14400, minimum=1)),
     "access_code": ("TMPNB_ACCESS_CODE", env_str("TMPNB_ACCESS_CODE", "")),
+    "materials_source": ("TMPNB_MATERIALS", _checked("TMPNB_MATERIALS", env_str("TMPNB_MATERIALS", ""), check_materials_source)),
+    "materials_branch": ("TMPNB_MATERIALS_BRANCH", env_str("TMPNB_MATERIALS_BRANCH", "")),
 }
 _size, _target = _POOL_OPTIONS["capacity"][1], _POOL_OPTIONS["ready_target"][1]
 if _target is not None and _target > _size:

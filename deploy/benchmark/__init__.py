@@ -9,7 +9,7 @@ options. The package's modules: ``service`` (one ``deploy/up`` and its record),
 ``visitors`` (simulated visitors), ``raw`` (the raw Docker baseline),
 ``cases`` (the cases and their targets), ``report`` (the tables),
 ``machine`` (CPU and memory), ``images``; and runs of their own: ``sweep``
-(run by the case of that name), ``waiting``, ``browser``, ``boot``.
+(run by the case of that name), ``waiting``, ``browser``, ``boot``, ``materials``.
 
 Each case runs ``deploy/up`` as a subprocess on free loopback ports with its
 own state directory and installation label, and stops it with SIGTERM to ``deploy/up`` alone, even on

@@ -70,6 +70,13 @@ class StartedContainer:
 
 
 @dataclass(frozen=True)
+class NotebookUser:
+    uid: int
+    gid: int
+    folder: str
+
+
+@dataclass(frozen=True)
 class ContainerInfo:
     backend_id: str
     name: str
@@ -118,3 +125,7 @@ class Backend(Protocol):
     def copy_in(self, backend_id: str, tar_path: str, destination: str) -> None:
         """Extract the tar file ``tar_path`` (on this machine) into the folder
         ``destination`` of a notebook, keeping its members' uid and gid."""
+
+    def notebook_user(self, backend_id: str) -> NotebookUser:
+        """The uid and gid the notebook server runs as, and its working folder
+        (the notebook's root folder)."""

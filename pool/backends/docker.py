@@ -14,7 +14,7 @@ import threading
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from pool.backends.base import ContainerInfo, StartedContainer
+from pool.backends.base import ContainerInfo, NotebookUser, StartedContainer
 from pool.backends.client import (
     LABEL_POOL,
     DockerError,
@@ -150,7 +150,8 @@ def archive_out(backend_id, path):
 def copy_in(backend_id, tar_path, destination):
     """Extract the tar file ``tar_path`` (on this machine) into the folder
     ``destination`` of a container. Docker keeps the uid and gid of the tar's
-    members: write them as the notebook's user."""
+    members: write them as the notebook's user (notebook_user); its copyUIDGID
+    would look the container's user up on the host, where it is unknown."""
     doing = f"copying {tar_path} into {backend_id[:12]}:{destination}"
     with docker_errors(doing), docker_work(), open(tar_path, "rb") as tar:
         if not client().api.put_archive(backend_id, _in_container(backend_id, destination), tar):
@@ -178,6 +179,17 @@ def copy_out(backend_id, path, destination):
                 tar.extractall(destination, filter="data")
     except tarfile.TarError as error:
         raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
+
+
+def notebook_user(backend_id):
+    """Who the notebook server runs as, and its working folder (Jupyter's
+    root folder in the usual images), asked of the running container."""
+    with docker_errors(f"asking {backend_id[:12]} for its user"), docker_work():
+        code, output = client().containers.get(backend_id).exec_run(["sh", "-c", "id -u; id -g; pwd"], demux=False)
+    lines = output.decode(errors="replace").split()
+    if code != 0 or len(lines) != 3 or not (lines[0].isdigit() and lines[1].isdigit()):
+        raise DockerError(f"asking {backend_id[:12]} for its user: unexpected answer {output[:200]!r}")
+    return NotebookUser(uid=int(lines[0]), gid=int(lines[1]), folder=lines[2])
 
 
 def remove_container(backend_id):

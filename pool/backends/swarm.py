@@ -176,3 +176,7 @@ def archive_out(backend_id, path):
 
 def copy_in(backend_id, tar_path, destination):
     raise SwarmError("copying files into a notebook is not available on the swarm backend")
+
+
+def notebook_user(backend_id):
+    raise SwarmError("asking a notebook for its user (materials) is not available on the swarm backend")

@@ -109,7 +109,7 @@ def fill_pool(pool_id):
 
 
 def _missing(pool):
-    if pool.spawning_blocked(timezone.now()):
+    if pool.spawning_blocked(timezone.now()) or pool.awaiting_materials:
         return 0
     live = pool.containers.live()
     unclaimed = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()

@@ -16,11 +16,13 @@ from pool import netguard
 from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerSpec
 from pool.command import render_command
+from pool.materials import MaterialsError
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
 from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, route_container
 from pool.services.events import record_event
+from pool.services.materials import put_materials_in
 from pool.services.pools import record_spawn_failure, record_spawn_success
 from proxyapi import ProxyError
 
@@ -86,8 +88,8 @@ def container_spec(container):
 
 
 def spawn_container(container_id):
-    """Start the container of a spawning row, wait until its server answers
-    under its base path, route it, and mark it ready."""
+    """Start the container of a spawning row, copy the pool's materials in,
+    wait until its server answers under its base path, route it, and mark it ready."""
     container = Container.objects.select_related("pool").get(pk=container_id)
     # Of two workers handed the same row (a task delivered twice), only one
     # starts it. The other would fail on the container name, and its clean-up
@@ -97,9 +99,13 @@ def spawn_container(container_id):
     try:
         started = _keeping_the_lease(container, lambda: get_backend().start_container(container_spec(container)))
         container.mark_started(started)
+        if container.pool.materials_version:
+            # Before it answers, so nobody lands before the files; while the server boots.
+            container.materials_version = _keeping_the_lease(container, lambda: put_materials_in(container))
+            container.save(update_fields=["materials_version"])
         wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
         route_container(container)
-    except (BackendError, ProxyError, SpawnTimeout) as error:
+    except (BackendError, ProxyError, SpawnTimeout, MaterialsError) as error:
         remove_quietly(container)
         if not container.mark_failed(str(error)):
             # Drained or killed while it started: a cancellation, which never

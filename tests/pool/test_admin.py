@@ -7,7 +7,7 @@ import requests
 
 from pool.backends import docker as docker_backend
 from pool.models import Container, Pool, Session
-from pool.services import assignment, pools, spawning
+from pool.services import assignment, materials, pools, spawning
 from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
 
 
@@ -64,6 +64,7 @@ def test_the_admin_pages_list_pools_containers_and_sessions(admin_client):
         ({"host_directories": "/var/run/docker.sock:/s"}, "must never see /var/run/docker.sock"),
         ({"ready_target": 50, "capacity": 5}, "The ready target cannot exceed the capacity."),
         ({"mem_limit": "lots"}, "A size such as 512m or 2g."),
+        ({"materials_source": "workshop.zip"}, "materials must be a git URL or an absolute path of a folder or an archive"),
     ],
 )
 def test_bad_pool_settings_are_refused_with_the_reason(admin_client, changes, message):
@@ -109,3 +110,71 @@ def test_the_pool_list_shows_the_queue_length(admin_client):
     assert '<td class="field-waiting">3</td>' in listing
     assert '<td class="field-in_use">2</td>' in listing
     assert admin_client.get("/admin/pool/queueentry/").status_code == 200
+
+
+@pytest.fixture
+def var_dir(settings, tmp_path):
+    settings.VAR_DIR = tmp_path / "var"
+    return settings.VAR_DIR
+
+
+def zip_of(files):
+    import io
+    import zipfile
+
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as bundle:
+        for name, content in files.items():
+            bundle.writestr(name, content)
+    return data.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.integration  # the form asks Docker whether the image is there
+def test_an_uploaded_archive_becomes_the_pool_s_materials_and_the_page_shows_the_version(admin_client, var_dir):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    pool = PoolFactory(capacity=3)
+    upload = SimpleUploadedFile("Day 1.zip", zip_of({"intro.ipynb": b"{}"}), content_type="application/zip")
+    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_admin_form(pool, materials_upload=upload))
+    assert response.status_code == 302
+    pool.refresh_from_db()
+    assert pool.materials_source.startswith(f"{var_dir}/materials/uploads/") and pool.materials_source.endswith("/Day_1.zip")
+    assert "preparing... Current: none" in admin_client.get(f"/admin/pool/pool/{pool.pk}/change/").content.decode()
+    assert materials.prepare_materials(pool.pk) == 1
+    page = html.unescape(admin_client.get(f"/admin/pool/pool/{pool.pk}/change/").content.decode())
+    assert "version 1, prepared " in page and f"1 file(s), 2 bytes from {pool.materials_source}" in page
+    ContainerFactory(pool=pool, materials_version=1)
+    assert '<td class="field-materials_version">1</td>' in admin_client.get("/admin/pool/container/").content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.integration  # the form asks Docker whether the image is there
+@pytest.mark.parametrize(
+    ("name", "size", "message"),
+    [
+        ("notes.pdf", 10, "notes.pdf is not an archive: upload a file ending in .zip, .tar.gz, .tgz, .tar."),
+        ("huge.zip", 1_500_000, "huge.zip is 1.5 MB, over the 1 MB that TMPNB_MATERIALS_MAX_MB allows."),
+    ],
+)
+def test_an_upload_that_is_no_archive_or_too_big_is_refused_and_the_materials_stay(admin_client, settings, var_dir, name, size, message):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.TMPNB_MATERIALS_MAX_MB = 1
+    pool = PoolFactory(materials_source="/srv/day1.zip")
+    upload = SimpleUploadedFile(name, b"\0" * size)
+    response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_admin_form(pool, materials_upload=upload))
+    assert response.status_code == 200
+    assert message in html.unescape(response.content.decode())
+    assert Pool.objects.get(pk=pool.pk).materials_source == "/srv/day1.zip"
+
+
+@pytest.mark.django_db
+def test_refused_materials_show_why_on_the_pool_and_the_refresh_action_prepares_again(admin_client, var_dir, tmp_path):
+    (tmp_path / "broken.zip").write_bytes(b"not a zip")
+    pool = PoolFactory(materials_source=str(tmp_path / "broken.zip"))
+    materials.prepare_materials(pool.pk)
+    listing = html.unescape(admin_client.get("/admin/pool/pool/").content.decode())
+    assert "REFUSED: broken.zip is not a readable zip or tar.gz archive" in listing and "Keeping: none" in listing
+    admin_client.post("/admin/pool/pool/", {"action": "refresh_materials", "_selected_action": [pool.pk]})
+    assert materials.pools_with_materials_to_prepare() == [pool.pk]

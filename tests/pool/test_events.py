@@ -9,8 +9,8 @@ import docker
 import pytest
 from django.utils import timezone
 
-from pool.models import Event, Schedule, Session
-from pool.services import assignment, ending, pools, schedules, upkeep
+from pool.models import Event, Pool, Schedule, Session
+from pool.services import assignment, ending, materials, pools, schedules, upkeep
 from tests.factories import ContainerFactory, PoolFactory, new_visitor, pool_admin_form
 from tests.pool.test_upkeep import spawn_all
 
@@ -135,8 +135,9 @@ def test_the_event_log_cannot_be_edited_or_deleted_in_the_admin(admin_client):
     assert Event.objects.count() == 1
 
 
-def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings):
+def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings, tmp_path):
     settings.TMPNB_SPAWN_TIMEOUT = 1
+    settings.VAR_DIR = tmp_path
     pool = PoolFactory(capacity=2)
     spawn_all(PoolFactory(name="broken", capacity=1, image="tmpnb/not-here:0"))  # failure
     spawn_all(pool)  # spawn x2
@@ -152,6 +153,9 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     pools.resize_pool(pool, 3, by="ada")  # resize
     Schedule.objects.create(pool=pool, at=timezone.now(), capacity=4)
     schedules.apply_due_schedules()  # schedule
+    (tmp_path / "workshop").mkdir()
+    Pool.objects.filter(pk=pool.pk).update(materials_source=str(tmp_path / "workshop"))
+    materials.prepare_materials(pool.pk)  # materials, and a drain of the ready containers
     pools.drain_pool(pool, by="ada")  # drain
     for _ in range(settings.AXES_FAILURE_LIMIT):
         client.post("/admin/login/", {"username": "ada", "password": "guess"})  # lockout
@@ -159,6 +163,6 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     assert kinds == [
         # A held container's end saves its work (here: none, as the tiny image has no folder to save) before it is logged.
         "failure", "spawn", "spawn", "assignment", "assignment", "turned_away", "snapshot", "cull", "snapshot", "kill", "resize",
-        "schedule", "drain", "lockout",
+        "schedule", "materials", "drain", "drain", "lockout",
     ]
     assert set(kinds) == set(Event.Kind.values)

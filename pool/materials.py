@@ -1,0 +1,231 @@
+"""A workshop's materials on the service's own disk: taken from an archive, a
+host folder or a git repository, checked, and packed for a notebook's user.
+
+Kept free of Django so that its rules are plain functions of files. Every
+refusal is a MaterialsError whose message tells an organiser what to fix.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+GIT_URL = re.compile(r"^(https?|git|ssh|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$")
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
+# The transports git may use for a clone: never ext:: (it runs a command).
+GIT_PROTOCOLS = "http:https:git:ssh:file"
+CHUNK = 1 << 20
+
+
+class MaterialsError(Exception):
+    """Materials that cannot be used, with a message for the organiser."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    files: int
+    size: int  # bytes
+
+    def describe(self):
+        return f"{self.files} file(s), {_human(self.size)}"
+
+
+def _human(size):
+    for unit in ("bytes", "kB", "MB"):
+        if size < 1000 or unit == "MB":
+            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1000
+    return ""
+
+
+def is_git_url(source):
+    return bool(GIT_URL.match(source))
+
+
+def check_source(source):
+    """Raise ValueError if ``source`` is neither empty, a git URL, nor an
+    absolute path (of a folder or an archive)."""
+    if not source or is_git_url(source):
+        return
+    if not source.startswith("/"):
+        raise ValueError(f"materials must be a git URL or an absolute path of a folder or an archive, not {source!r}")
+    if not Path(source).is_dir() and not source.endswith(ARCHIVE_SUFFIXES):
+        raise ValueError(f"{source} is not a folder on this host, nor an archive ending in {', '.join(ARCHIVE_SUFFIXES)}")
+
+
+def prepare(source, branch, destination, *, max_bytes, git_timeout, scratch):
+    """Put the materials of ``source`` into the new folder ``destination``,
+    refusing links, devices, paths that climb out, and more than ``max_bytes``
+    in all. ``scratch`` is a folder for a git clone. Returns what it holds."""
+    _checked(check_source, source)
+    if is_git_url(source):
+        clone = Path(scratch) / "clone"
+        _git_clone(source, branch, clone, git_timeout)
+        return _copy_folder(clone, destination, max_bytes, skip={".git"})
+    if branch:
+        raise MaterialsError("a branch goes with a git URL only, not with a folder or an archive")
+    path = Path(source)
+    if path.is_dir():
+        return _copy_folder(path, destination, max_bytes)
+    if not path.is_file():
+        raise MaterialsError(f"{source} is neither a folder nor an archive on this host")
+    return extract_archive(path, destination, max_bytes)
+
+
+def _checked(check, value):
+    try:
+        return check(value)
+    except ValueError as error:
+        raise MaterialsError(str(error)) from None
+
+
+def _member_path(name, what):
+    """The relative path an archive member names, refused if it climbs out."""
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts:
+        raise MaterialsError(f"{what} {name!r} points outside the materials folder")
+    return path
+
+
+def _over(max_bytes):
+    return MaterialsError(f"the materials hold more than {max_bytes // 1_000_000} MB once unpacked (TMPNB_MATERIALS_MAX_MB)")
+
+
+def extract_archive(archive, destination, max_bytes):
+    """Unpack a zip or (compressed) tar archive into ``destination``."""
+    Path(destination).mkdir(parents=True)
+    try:
+        if zipfile.is_zipfile(archive):
+            return _extract_zip(archive, destination, max_bytes)
+        return _extract_tar(archive, destination, max_bytes)
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise MaterialsError(f"{Path(archive).name} is not a readable zip or tar.gz archive ({error})") from None
+
+
+def _extract_tar(archive, destination, max_bytes):
+    total = files = 0
+    with tarfile.open(archive, "r:*") as tar:
+        members = []
+        # Every header is checked before anything is written; sizes come from
+        # the headers, which also bound how much each member can unpack to.
+        for member in tar:
+            _member_path(member.name, "the entry")
+            if member.issym() or member.islnk():
+                raise MaterialsError(f"the entry {member.name!r} is a link; links are not allowed in materials")
+            if not (member.isfile() or member.isdir()):
+                raise MaterialsError(f"the entry {member.name!r} is a device or another special file; only files and folders are allowed")
+            total += member.size
+            files += member.isfile()
+            if total > max_bytes:
+                raise _over(max_bytes)
+            members.append(member)
+        # The "data" filter refuses again what slipped past, and drops owners and odd modes.
+        tar.extractall(destination, members=members, filter="data")
+    return Prepared(files, total)
+
+
+def _extract_zip(archive, destination, max_bytes):
+    total = files = 0
+    with zipfile.ZipFile(archive) as bundle:
+        for info in bundle.infolist():
+            relative = _member_path(info.filename, "the entry")
+            kind = stat.S_IFMT(info.external_attr >> 16)
+            if kind == stat.S_IFLNK:
+                raise MaterialsError(f"the entry {info.filename!r} is a link; links are not allowed in materials")
+            if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+                raise MaterialsError(f"the entry {info.filename!r} is a device or another special file; only files and folders are allowed")
+            target = Path(destination, relative)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # The sizes a zip declares may lie (a zip bomb): count what really comes out.
+            with bundle.open(info) as source, open(target, "wb") as out:
+                while chunk := source.read(CHUNK):
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise _over(max_bytes)
+                    out.write(chunk)
+            files += 1
+    return Prepared(files, total)
+
+
+def _copy_folder(source, destination, max_bytes, skip=()):
+    """Copy a folder's files and subfolders, refusing links and special files."""
+    source, destination = Path(source), Path(destination)
+    total = files = 0
+    destination.mkdir(parents=True)
+    for folder, subfolders, names in os.walk(source, onerror=_walk_error):
+        subfolders[:] = sorted(name for name in subfolders if not (folder == str(source) and name in skip))
+        here = Path(folder)
+        for name in subfolders + sorted(names):
+            path = here / name
+            relative = path.relative_to(source)
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                raise MaterialsError(f"{relative} is a link; links are not allowed in materials")
+            if stat.S_ISDIR(mode):
+                (destination / relative).mkdir()
+            elif stat.S_ISREG(mode):
+                total += path.lstat().st_size
+                if total > max_bytes:
+                    raise _over(max_bytes)
+                shutil.copyfile(path, destination / relative, follow_symlinks=False)
+                files += 1
+            else:
+                raise MaterialsError(f"{relative} is a device or another special file; only files and folders are allowed")
+    return Prepared(files, total)
+
+
+def _walk_error(error):
+    raise MaterialsError(f"cannot read {error.filename}: {error.strerror}")
+
+
+def _git_clone(url, branch, destination, timeout):
+    command = ["git", "clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags"]
+    command += ["--branch", branch] if branch else []
+    command += ["--", url, str(destination)]
+    environment = {
+        **os.environ,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": GIT_PROTOCOLS,
+        "GIT_ASKPASS": "true",
+        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
+    }
+    # A session of its own, so a timeout ends git's helpers (fetch, index-pack) with it.
+    with subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True) as git:
+        try:
+            _, errors = git.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(git.pid, signal.SIGKILL)
+            git.communicate()
+            raise MaterialsError(f"cloning {url} took longer than {timeout} s (TMPNB_MATERIALS_GIT_TIMEOUT)") from None
+    if git.returncode != 0:
+        said = " ".join(errors.split())[-400:] or f"exit status {git.returncode}"
+        raise MaterialsError(f"cloning {url}{f' (branch {branch})' if branch else ''} failed: {said}")
+
+
+def pack_for_user(folder, tar_path, uid, gid):
+    """A tar of ``folder``'s contents whose entries belong to ``uid``:``gid``
+    (Docker keeps a tar's owners when it puts it into a container). Written
+    aside and renamed, so a concurrent spawn never reads half of it."""
+    folder = Path(folder)
+
+    def owned(info):
+        info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+        return info
+
+    partial = Path(f"{tar_path}.{secrets.token_hex(4)}.partial")  # spawns pack side by side
+    with tarfile.open(partial, "w") as tar:
+        for entry in sorted(folder.iterdir()):
+            tar.add(entry, arcname=entry.name, filter=owned)
+    os.replace(partial, tar_path)
+    return Path(tar_path)
