@@ -1,12 +1,13 @@
 #!/usr/bin/env python
 """Django's command-line utility for administrative tasks."""
+
 import os
 import sys
 
 
 def main():
     """Run administrative tasks."""
-    os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'tmpnb_site.settings')
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tmpnb_site.settings")
     try:
         from django.core.management import execute_from_command_line
     except ImportError as exc:
@@ -24,5 +25,5 @@ def main():
         sys.exit(f"ImproperlyConfigured: {error}")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

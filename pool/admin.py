@@ -28,7 +28,8 @@ class ScheduleInline(admin.TabularInline):
 
 class PoolForm(forms.ModelForm):
     materials_upload = forms.FileField(
-        required=False, label="Upload materials",
+        required=False,
+        label="Upload materials",
         help_text="A zip or tar.gz archive of the workshop's files; it replaces the materials source below.",
     )
 
@@ -44,8 +45,7 @@ class PoolForm(forms.ModelForm):
             raise forms.ValidationError(f"{upload.name} is not an archive: upload a file ending in {', '.join(ARCHIVE_SUFFIXES)}.")
         if upload.size > settings.TMPNB_MATERIALS_MAX_MB * 1_000_000:
             raise forms.ValidationError(
-                f"{upload.name} is {upload.size / 1_000_000:.1f} MB, over the {settings.TMPNB_MATERIALS_MAX_MB} MB "
-                "that TMPNB_MATERIALS_MAX_MB allows."
+                f"{upload.name} is {upload.size / 1_000_000:.1f} MB, over the {settings.TMPNB_MATERIALS_MAX_MB} MB that TMPNB_MATERIALS_MAX_MB allows."
             )
         return upload
 
@@ -64,7 +64,17 @@ class PoolForm(forms.ModelForm):
 class PoolAdmin(admin.ModelAdmin):
     form = PoolForm
     list_display = [
-        "name", "image", "capacity", "ready_target", "ready", "in_use", "starting", "waiting", "spawning", "spread", "materials_status",
+        "name",
+        "image",
+        "capacity",
+        "ready_target",
+        "ready",
+        "in_use",
+        "starting",
+        "waiting",
+        "spawning",
+        "spread",
+        "materials_status",
     ]
     readonly_fields = ["spawning", "spread", "materials_status"]
     actions = ["drain", "resume", "refresh_materials"]
@@ -78,8 +88,19 @@ class PoolAdmin(admin.ModelAdmin):
             "Container options",
             {
                 "fields": [
-                    "mem_limit", "cpu_shares", "cpu_quota", "container_user", "container_ip", "container_port",
-                    "host_network", "docker_network", "internal_network", "host_directories", "extra_hosts", "use_tokens", "user_length",
+                    "mem_limit",
+                    "cpu_shares",
+                    "cpu_quota",
+                    "container_user",
+                    "container_ip",
+                    "container_port",
+                    "host_network",
+                    "docker_network",
+                    "internal_network",
+                    "host_directories",
+                    "extra_hosts",
+                    "use_tokens",
+                    "user_length",
                 ]
             },
         ),
@@ -103,9 +124,10 @@ class PoolAdmin(admin.ModelAdmin):
 
     @admin.display(description="materials")
     def materials_status(self, pool):
-        prepared = "none" if not pool.materials_version else (
-            f"version {pool.materials_version}, prepared {localtime(pool.materials_prepared_at):%Y-%m-%d %H:%M:%S}: "
-            f"{pool.materials_summary}"
+        prepared = (
+            "none"
+            if not pool.materials_version
+            else (f"version {pool.materials_version}, prepared {localtime(pool.materials_prepared_at):%Y-%m-%d %H:%M:%S}: {pool.materials_summary}")
         )
         if pool.materials_wanted != pool.materials_tried or pool.materials_preparing_since or pool.awaiting_materials:
             return f"preparing... Current: {prepared}"
@@ -133,7 +155,7 @@ class PoolAdmin(admin.ModelAdmin):
     def save_model(self, request, pool, form, change):
         # A new size goes through resize_pool, which logs who changed it.
         if change and {"capacity", "ready_target"} & set(form.changed_data):
-            pools.resize_pool(pool, pool.capacity, pool.ready_target, by=request.user.get_username())
+            pools.resize_pool(pool, pool.capacity, ready_target=pool.ready_target, by=request.user.get_username())
         if form.cleaned_data.get("materials_upload"):
             pool.materials_source, pool.materials_branch = materials.store_upload(form.cleaned_data["materials_upload"]), ""
         super().save_model(request, pool, form, change)
@@ -142,11 +164,15 @@ class PoolAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         # distinct: the two joins (containers, queue) multiply each other's rows.
-        return super().get_queryset(request).annotate(
-            ready_count=Count("containers", filter=Q(containers__state=Container.State.READY), distinct=True),
-            in_use_count=Count("containers", filter=Q(containers__state=Container.State.ASSIGNED), distinct=True),
-            starting_count=Count("containers", filter=Q(containers__state=Container.State.SPAWNING), distinct=True),
-            waiting_count=Count("queue", filter=Q(queue__served_at__isnull=True, queue__left_at__isnull=True), distinct=True),
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                ready_count=Count("containers", filter=Q(containers__state=Container.State.READY), distinct=True),
+                in_use_count=Count("containers", filter=Q(containers__state=Container.State.ASSIGNED), distinct=True),
+                starting_count=Count("containers", filter=Q(containers__state=Container.State.SPAWNING), distinct=True),
+                waiting_count=Count("queue", filter=Q(queue__served_at__isnull=True, queue__left_at__isnull=True), distinct=True),
+            )
         )
 
     @admin.display(ordering="ready_count")
@@ -179,7 +205,16 @@ class RecordAdmin(admin.ModelAdmin):
 @admin.register(Container)
 class ContainerAdmin(RecordAdmin):
     list_display = [
-        "name", "pool", "state", "node", "base_path", "host_port", "materials_version", "created_at", "ready_at", "assigned_at",
+        "name",
+        "pool",
+        "state",
+        "node",
+        "base_path",
+        "host_port",
+        "materials_version",
+        "created_at",
+        "ready_at",
+        "assigned_at",
     ]
     list_filter = ["state", "pool", "node"]
     search_fields = ["name", "path_id", "backend_id"]

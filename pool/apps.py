@@ -3,8 +3,8 @@ from django.contrib.admin import apps as admin_apps  # the module: see TmpnbAdmi
 
 
 class PoolConfig(AppConfig):
-    default_auto_field = 'django.db.models.BigAutoField'
-    name = 'pool'
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "pool"
 
     def ready(self):
         from axes.signals import user_locked_out

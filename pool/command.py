@@ -21,9 +21,7 @@ DEFAULT_COMMAND = (
 )
 # Debian's classic Notebook 6 (build-jupyter --classic), which knows only NotebookApp.
 CLASSIC_COMMAND = (
-    "jupyter notebook --no-browser --ip={ip} --port={port} "
-    "--NotebookApp.base_url={base_path} --NotebookApp.token={token} "
-    "--NotebookApp.port_retries=0"
+    "jupyter notebook --no-browser --ip={ip} --port={port} --NotebookApp.base_url={base_path} --NotebookApp.token={token} --NotebookApp.port_retries=0"
 )
 # What a classic option is called on jupyter-server 2; the rest keep their name under ServerApp.
 SERVER2_NAMES = {"token": "IdentityProvider.token", "password": "PasswordIdentityProvider.hashed_password", "notebook_dir": "ServerApp.root_dir"}

@@ -46,12 +46,8 @@ class Pool(models.Model):
         validators=[validate_command],
         help_text="Placeholders: {base_path} (required), {port}, {ip}, {token}.",
     )
-    capacity = models.PositiveIntegerField(
-        validators=[MaxValueValidator(10000)], help_text="pool_size: containers this pool may run at once."
-    )
-    ready_target = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Ready containers to keep waiting; empty means the whole capacity."
-    )
+    capacity = models.PositiveIntegerField(validators=[MaxValueValidator(10000)], help_text="pool_size: containers this pool may run at once.")
+    ready_target = models.PositiveIntegerField(null=True, blank=True, help_text="Ready containers to keep waiting; empty means the whole capacity.")
     mem_limit = models.CharField(
         max_length=20,
         blank=True,
@@ -63,28 +59,20 @@ class Pool(models.Model):
     redirect_uri = models.CharField(max_length=200, default="/lab", help_text="Where a new visitor lands.")
     cull_timeout = models.PositiveIntegerField(default=3600, help_text="Seconds idle before a session is culled.")
     cull_max = models.PositiveIntegerField(default=14400, help_text="Seconds after which a session is culled even if active.")
-    cpu_quota = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1000)], help_text="CPU microseconds per 100 ms period."
-    )
+    cpu_quota = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1000)], help_text="CPU microseconds per 100 ms period.")
     container_user = models.CharField(max_length=100, blank=True, help_text="User to run as; empty: the image's.")
     host_network = models.BooleanField(default=False, help_text="Share the host's network (each gets a host port).")
     docker_network = models.CharField(max_length=100, blank=True, help_text="Docker network to attach containers to.")
-    internal_network = models.BooleanField(
-        default=False, help_text="Cut notebooks off from every network but the proxy's (an internal Docker network)."
-    )
-    host_directories = models.TextField(
-        blank=True, validators=[validate_host_directories], help_text="/host:/container[:ro|rw], comma-separated."
-    )
+    internal_network = models.BooleanField(default=False, help_text="Cut notebooks off from every network but the proxy's (an internal Docker network).")
+    host_directories = models.TextField(blank=True, validators=[validate_host_directories], help_text="/host:/container[:ro|rw], comma-separated.")
     extra_hosts = models.TextField(blank=True, validators=[validate_extra_hosts], help_text="name:address, comma-separated.")
     use_tokens = models.BooleanField(default=True, help_text="Give every notebook server its own token.")
-    user_length = models.PositiveIntegerField(
-        default=12, validators=[MinValueValidator(8), MaxValueValidator(64)], help_text="Length of the /user/<id>/ id."
-    )
-    access_code = models.CharField(
-        max_length=100, blank=True, help_text="Code visitors enter once before they get a notebook; empty: none asked."
-    )
+    user_length = models.PositiveIntegerField(default=12, validators=[MinValueValidator(8), MaxValueValidator(64)], help_text="Length of the /user/<id>/ id.")
+    access_code = models.CharField(max_length=100, blank=True, help_text="Code visitors enter once before they get a notebook; empty: none asked.")
     materials_source = models.CharField(
-        max_length=500, blank=True, validators=[validate_materials_source],
+        max_length=500,
+        blank=True,
+        validators=[validate_materials_source],
         help_text="Workshop files copied into every new notebook: a git URL, or the absolute path of a folder or a zip/tar.gz archive on this host.",
     )
     materials_branch = models.CharField(max_length=200, blank=True, help_text="The git branch or tag; empty: the repository's default.")
@@ -92,9 +80,7 @@ class Pool(models.Model):
     materials_prepared_at = models.DateTimeField(null=True, blank=True, editable=False)
     materials_summary = models.CharField(max_length=700, blank=True, editable=False, help_text="What the prepared version holds.")
     materials_error = models.TextField(blank=True, editable=False, help_text="Why the last materials asked for were refused.")
-    materials_tried = models.CharField(
-        max_length=710, blank=True, editable=False, help_text="The source and branch last prepared or refused."
-    )
+    materials_tried = models.CharField(max_length=710, blank=True, editable=False, help_text="The source and branch last prepared or refused.")
     materials_preparing_since = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="A worker took the materials to prepare then; empty once done."
     )
@@ -194,8 +180,7 @@ class ContainerQuerySet(models.QuerySet):
         now = timezone.now()
         skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
         nobody_waits = (
-            f" AND NOT EXISTS (SELECT 1 FROM {queue_table} WHERE pool_id = %s AND served_at IS NULL AND left_at IS NULL)"
-            if only_if_nobody_waits else ""
+            f" AND NOT EXISTS (SELECT 1 FROM {queue_table} WHERE pool_id = %s AND served_at IS NULL AND left_at IS NULL)" if only_if_nobody_waits else ""
         )
         # What a redirect and the end of a session need; other fields load on first use.
         columns = [f.attname for f in Container._meta.concrete_fields if f.attname in Container.CLAIM_RETURNS]
@@ -205,8 +190,7 @@ class ContainerQuerySet(models.QuerySet):
                 f" WHERE state = %s AND id = (SELECT id FROM {table} WHERE pool_id = %s AND state = %s"
                 f" ORDER BY ready_at, id LIMIT 1{skip_locked}){nobody_waits}"
                 f" RETURNING {', '.join(columns)}",
-                [target, connection.ops.adapt_datetimefield_value(now), source, pool_id, source]
-                + ([pool_id] if only_if_nobody_waits else []),
+                [target, connection.ops.adapt_datetimefield_value(now), source, pool_id, source] + ([pool_id] if only_if_nobody_waits else []),
             )
             row = cursor.fetchone()
         if row is None:
@@ -261,9 +245,7 @@ class Container(models.Model):
     materials_version = models.PositiveIntegerField(null=True, blank=True, help_text="The pool's materials copied in.")
     state = models.CharField(max_length=10, choices=State.choices, default=State.SPAWNING, db_index=True)
     error = models.TextField(blank=True)
-    lease_until = models.DateTimeField(
-        null=True, blank=True, help_text="A spawn in progress renews this; past it, its worker is taken for dead."
-    )
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="A spawn in progress renews this; past it, its worker is taken for dead.")
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
@@ -367,15 +349,15 @@ class QueueEntry(models.Model):
         verbose_name_plural = "queue entries"
         constraints = [
             # Reloading keeps one's place: a visitor waits once.
-            models.UniqueConstraint(
-                fields=["visitor"], condition=Q(served_at__isnull=True, left_at__isnull=True), name="one_place_per_visitor"
-            ),
+            models.UniqueConstraint(fields=["visitor"], condition=Q(served_at__isnull=True, left_at__isnull=True), name="one_place_per_visitor"),
         ]
         # The address limit counts the places of an address at every admission.
         indexes = [models.Index(fields=["client_ip"], condition=Q(served_at__isnull=True, left_at__isnull=True), name="places_by_address")]
 
     def __str__(self):
         return f"{self.visitor} waiting for {self.pool}"
+
+
 class ScheduleQuerySet(models.QuerySet):
     def due(self, now):
         return self.filter(applied_at__isnull=True, at__lte=now)
@@ -490,9 +472,7 @@ class Snapshot(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     taken_at = models.DateTimeField(null=True, blank=True, help_text="When the copy ended; empty while it runs.")
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
-    file_name = models.CharField(
-        max_length=200, blank=True, help_text="The zip under TMPNB_VAR_DIR/snapshots; empty when none is kept."
-    )
+    file_name = models.CharField(max_length=200, blank=True, help_text="The zip under TMPNB_VAR_DIR/snapshots; empty when none is kept.")
     size = models.PositiveBigIntegerField(default=0, help_text="Bytes of the zip.")
     file_count = models.PositiveIntegerField(default=0)
     left_out = models.JSONField(default=list, blank=True, help_text="Files that did not fit under TMPNB_SNAPSHOT_MAX_MB.")

@@ -24,14 +24,10 @@ class DatabaseCollector:
         target = GaugeMetricFamily("tmpnb_pool_ready_target", "Ready containers the pool keeps waiting.", labels=["pool"])
         containers = GaugeMetricFamily("tmpnb_containers", "Live containers by pool and state.", labels=["pool", "state"])
         assignments = CounterMetricFamily("tmpnb_assignments", "Notebooks handed to visitors.", labels=["pool"])
-        turned_away = CounterMetricFamily(
-            "tmpnb_turned_away", "Visitors who found nothing ready, once per sample period while they wait.", labels=["pool"]
-        )
+        turned_away = CounterMetricFamily("tmpnb_turned_away", "Visitors who found nothing ready, once per sample period while they wait.", labels=["pool"])
         culls = CounterMetricFamily("tmpnb_culls", "Sessions culled, by reason.", labels=["pool", "reason"])
         failures = CounterMetricFamily("tmpnb_failures", "Containers that failed to start, or died while running.", labels=["pool"])
-        spawns = HistogramMetricFamily(
-            "tmpnb_spawn_duration_seconds", "Seconds from a container being asked for to its server answering.", labels=["pool"]
-        )
+        spawns = HistogramMetricFamily("tmpnb_spawn_duration_seconds", "Seconds from a container being asked for to its server answering.", labels=["pool"])
         # Every pool gets every series, zeros included, so that rates start from the first scrape.
         for name, pool in sorted(values["pools"].items()):
             capacity.add_metric([name], pool.capacity)

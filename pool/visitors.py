@@ -31,8 +31,7 @@ CODE_COOKIE = "tmpnb_code"
 COOKIE_CHECK = "tmpnb_cookie_check"
 COOKIE_CHECK_SECONDS = 60
 COOKIES_REQUIRED = gettext_lazy(
-    "A notebook goes to a browser that keeps cookies: send the visitor cookie set with this answer back to this URL, "
-    "or use POST /api/spawn with a token."
+    "A notebook goes to a browser that keeps cookies: send the visitor cookie set with this answer back to this URL, or use POST /api/spawn with a token."
 )
 
 # User agents of link expanders and scanners (case-insensitive substrings).
@@ -88,9 +87,7 @@ def visitor_id(request):
 
 
 def set_visitor_cookie(response, visitor):
-    response.set_signed_cookie(
-        VISITOR_COOKIE, visitor, salt=VISITOR_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax"
-    )
+    response.set_signed_cookie(VISITOR_COOKIE, visitor, salt=VISITOR_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax")
 
 
 def renew_visitor_cookie(request, response):
@@ -175,9 +172,7 @@ def access_code_form(request, pool):
             return page_or_json(request, "pool/access_code.html", context, 429)
         if constant_time_compare(request.POST.get("code", "").strip(), pool.access_code):
             response = no_store(HttpResponseRedirect(request.path, status=303))  # see other: GET it
-            response.set_signed_cookie(
-                _code_cookie(pool), _code_proof(pool), salt=CODE_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax"
-            )
+            response.set_signed_cookie(_code_cookie(pool), _code_proof(pool), salt=CODE_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax")
             return response
         context.update(status="wrong-code", message=gettext("That code is not right. Check it with your organiser and try again."))
         status = 403

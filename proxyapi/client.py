@@ -3,6 +3,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -23,15 +24,15 @@ class ProxyError(Exception):
     """The proxy refused a request or could not be reached."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Route:
     path: str
     target: str
     last_activity: datetime | None
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # what the route was added with, but its target
 
 
-def _parse_time(value):
+def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -40,13 +41,13 @@ def _parse_time(value):
 class ProxyClient:
     """Routes of one installation in one configurable-http-proxy."""
 
-    def __init__(self, endpoint, token, installation):
+    def __init__(self, endpoint: str, *, token: str, installation: str) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.installation = installation
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"token {token}"
 
-    def _request(self, method, path, **kwargs):
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = f"{self.endpoint}/api/routes{quote(path)}"
         for attempt in range(RETRIES + 1):
             try:
@@ -61,7 +62,7 @@ class ProxyClient:
                 time.sleep(0.1 * 2**attempt)
         raise ProxyError(problem)
 
-    def answers(self):
+    def answers(self) -> bool:
         """Whether the proxy answers at all. Its routes live only in its
         memory: a proxy that has stopped took them with it."""
         try:
@@ -70,19 +71,19 @@ class ProxyClient:
             return False
         return True
 
-    def add_route(self, path, target, **data):
+    def add_route(self, path: str, target: str, **data: Any) -> None:
         response = self._request("POST", path, json={"target": target, MARKER: self.installation, **data})
         if response.status_code != 201:
             raise ProxyError(f"adding route {path}: HTTP {response.status_code} {response.text[:200]}")
 
-    def delete_route(self, path):
+    def delete_route(self, path: str) -> None:
         response = self._request("DELETE", path)
         if response.status_code == 404:
             log.warning("route %s was already gone from the proxy", path)
         elif response.status_code != 204:
             raise ProxyError(f"deleting route {path}: HTTP {response.status_code} {response.text[:200]}")
 
-    def list_routes(self, inactive_since=None):
+    def list_routes(self, inactive_since: datetime | None = None) -> dict[str, Route]:
         """Our routes by path. ``inactive_since`` keeps only routes idle since then."""
         params = {"inactive_since": inactive_since.isoformat()} if inactive_since else None
         response = self._request("GET", "", params=params)
@@ -90,7 +91,7 @@ class ProxyClient:
             raise ProxyError(f"listing routes: HTTP {response.status_code} {response.text[:200]}")
         return {path: _route(path, entry) for path, entry in response.json().items() if entry.get(MARKER) == self.installation}
 
-    def get_route(self, path):
+    def get_route(self, path: str) -> Route | None:
         """Our route at ``path``, or None."""
         response = self._request("GET", path)
         if response.status_code == 404:
@@ -101,17 +102,17 @@ class ProxyClient:
         return _route(path, entry) if entry.get(MARKER) == self.installation else None
 
 
-def _route(path, entry):
+def _route(path: str, entry: dict[str, Any]) -> Route:
     data = {k: v for k, v in entry.items() if k not in ("target", "last_activity", MARKER)}
-    return Route(path, entry["target"], _parse_time(entry.get("last_activity")), data)
+    return Route(path=path, target=entry["target"], last_activity=_parse_time(entry.get("last_activity")), data=data)
 
 
 @functools.lru_cache(maxsize=4)
-def _client(endpoint, token, installation):
-    return ProxyClient(endpoint, token, installation)
+def _client(endpoint: str, token: str, installation: str) -> ProxyClient:
+    return ProxyClient(endpoint, token=token, installation=installation)
 
 
-def get_proxy():
+def get_proxy() -> ProxyClient:
     """The client for the configured proxy; settings are read at each call, the
     connection pool is kept."""
     return _client(settings.CONFIGPROXY_ENDPOINT, settings.CONFIGPROXY_AUTH_TOKEN, settings.TMPNB_INSTALLATION)

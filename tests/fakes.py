@@ -37,8 +37,8 @@ class FakeBackend(types.ModuleType):
     def start_container(self, spec):
         if self.on_start:
             self.on_start(spec)
-        self.running[spec.name] = ContainerInfo(f"id-{spec.name}", spec.name, spec.pool, "running")
-        return StartedContainer(f"id-{spec.name}", "127.0.0.1", self.port)
+        self.running[spec.name] = ContainerInfo(backend_id=f"id-{spec.name}", name=spec.name, pool=spec.pool, status="running")
+        return StartedContainer(backend_id=f"id-{spec.name}", host_ip="127.0.0.1", host_port=self.port)
 
     def remove_container(self, backend_id):
         name = backend_id.removeprefix("id-")
@@ -48,7 +48,7 @@ class FakeBackend(types.ModuleType):
     def list_containers(self):
         return list(self.running.values())
 
-    def ensure_network(self, name, pool, internal=False, bridge=""):
+    def ensure_network(self, name, *, pool, internal=False, bridge=""):
         pass
 
     def remove_networks(self):
@@ -72,7 +72,7 @@ class FakeBackend(types.ModuleType):
                 self.on_chunk()
             yield data[start : start + self.chunk_size]
 
-    def copy_in(self, backend_id, tar_path, destination):
+    def copy_in(self, backend_id, *, tar_path, destination):
         with open(tar_path, "rb") as tar:
             self.copied_in.append((backend_id.removeprefix("id-"), destination, tar.read()))
 
@@ -99,7 +99,7 @@ class FakeProxy:
         self.routes = {}
 
     def add_route(self, path, target, **data):
-        self.routes[path] = Route(path, target, None, data)
+        self.routes[path] = Route(path=path, target=target, last_activity=None, data=data)
 
     def delete_route(self, path):
         self.routes.pop(path, None)

@@ -121,8 +121,21 @@ class Proxy(Process):
         self.public_url = f"http://127.0.0.1:{self.public_port}"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         binary = os.environ.get("CONFIGPROXY_BIN", ROOT / "deploy/proxy/node_modules/.bin/configurable-http-proxy")
-        args = [binary, "--ip", "127.0.0.1", "--port", self.public_port, "--api-ip", api_ip, "--api-port", self.api_port,
-                "--default-target", default_target, "--log-level", "warn"]
+        args = [
+            binary,
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            self.public_port,
+            "--api-ip",
+            api_ip,
+            "--api-port",
+            self.api_port,
+            "--default-target",
+            default_target,
+            "--log-level",
+            "warn",
+        ]
         super().__init__("proxy", args, env={"CONFIGPROXY_AUTH_TOKEN": self.token}, log_dir=log_dir)
 
     def start(self):
@@ -156,7 +169,18 @@ class WebApp(Process):
 
 class CeleryWorker(Process):
     def __init__(self, env, log_dir):
-        args = [BIN / "celery", "-A", "tmpnb_site", "worker", "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--hostname", f"test-{secrets.token_hex(3)}@%h"]
+        args = [
+            BIN / "celery",
+            "-A",
+            "tmpnb_site",
+            "worker",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--hostname",
+            f"test-{secrets.token_hex(3)}@%h",
+        ]
         super().__init__("worker", args, env={**env, "C_FORCE_ROOT": "1"}, log_dir=log_dir)
 
     def start(self):

@@ -139,9 +139,10 @@ class SwarmLab:
         )
         log = open(folder / "dockerd.log", "wb")
         self.daemons[node] = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{self.netns(node)}", "unshare", "--uts", "--mount", "--propagation", "slave",
-             "sh", "-c", script],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            ["nsenter", f"--net=/run/netns/{self.netns(node)}", "unshare", "--uts", "--mount", "--propagation", "slave", "sh", "-c", script],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             # Every task start would try a registry first without it.
             env={**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"},
         )
@@ -162,12 +163,22 @@ class SwarmLab:
 
     def _join(self):
         # A 1 s dispatcher heartbeat: a lost node is noticed in seconds, not 15+.
-        run("docker", "-H", self.docker_host(1), "swarm", "init", "--advertise-addr", self.address(1),
-            "--listen-addr", f"{self.address(1)}:2377", "--dispatcher-heartbeat", "1s")
+        run(
+            "docker",
+            "-H",
+            self.docker_host(1),
+            "swarm",
+            "init",
+            "--advertise-addr",
+            self.address(1),
+            "--listen-addr",
+            f"{self.address(1)}:2377",
+            "--dispatcher-heartbeat",
+            "1s",
+        )
         token = run("docker", "-H", self.docker_host(1), "swarm", "join-token", "-q", "worker").stdout.strip()
         for node in range(2, NODES + 1):
-            run("docker", "-H", self.docker_host(node), "swarm", "join", "--token", token,
-                "--advertise-addr", self.address(node), f"{self.address(1)}:2377")
+            run("docker", "-H", self.docker_host(node), "swarm", "join", "--token", token, "--advertise-addr", self.address(node), f"{self.address(1)}:2377")
 
     def _load_image(self, node):
         run("docker", "-H", self.docker_host(node), "load", "-i", self.image_archive, timeout=120)

@@ -17,8 +17,10 @@ LOAD_SETTINGS = "import django; django.setup(); from django.conf import settings
 def start_with(tmp_path, code=LOAD_SETTINGS, **env):
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("TMPNB_", "DJANGO_", "CONFIGPROXY_"))}
     environment.update(
-        DJANGO_SETTINGS_MODULE="tmpnb_site.settings", TMPNB_VAR_DIR=str(tmp_path),
-        DJANGO_SECRET_KEY="a-real-secret", CONFIGPROXY_AUTH_TOKEN="a-real-token",
+        DJANGO_SETTINGS_MODULE="tmpnb_site.settings",
+        TMPNB_VAR_DIR=str(tmp_path),
+        DJANGO_SECRET_KEY="a-real-secret",
+        CONFIGPROXY_AUTH_TOKEN="a-real-token",
     )
     environment.update(env)
     environment = {k: v for k, v in environment.items() if v is not None}
@@ -35,7 +37,11 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_CONTAINER_IP", "localhost", "TMPNB_CONTAINER_IP must be an IP address"),
         ("TMPNB_CONTAINER_PORT", "70000", "TMPNB_CONTAINER_PORT must be at most 65535"),
         ("TMPNB_COMMAND", "jupyter notebook --base={base_path} --x={nope}", "TMPNB_COMMAND: unknown placeholder {nope}"),
-        ("TMPNB_COMMAND", "jupyter lab --NotebookApp.base_url={base_path}", "TMPNB_COMMAND: jupyter-server 2 no longer takes --NotebookApp.base_url: write --ServerApp.base_url"),
+        (
+            "TMPNB_COMMAND",
+            "jupyter lab --NotebookApp.base_url={base_path}",
+            "TMPNB_COMMAND: jupyter-server 2 no longer takes --NotebookApp.base_url: write --ServerApp.base_url",
+        ),
         ("TMPNB_MAX_DOCK_WORKERS", "0", "TMPNB_MAX_DOCK_WORKERS must be at least 1"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL starting with redis://"),
         ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL must be a URL starting with sqlite://"),
@@ -82,9 +88,7 @@ def test_a_ready_target_above_the_pool_size_is_refused(tmp_path):
 
 
 def test_good_values_make_the_default_pool(tmp_path):
-    result = start_with(
-        tmp_path, TMPNB_POOL_SIZE="30", TMPNB_READY_TARGET="5", TMPNB_IMAGE="my/image:1", TMPNB_MEM_LIMIT="1g", TMPNB_ACCESS_CODE="tulip-42"
-    )
+    result = start_with(tmp_path, TMPNB_POOL_SIZE="30", TMPNB_READY_TARGET="5", TMPNB_IMAGE="my/image:1", TMPNB_MEM_LIMIT="1g", TMPNB_ACCESS_CODE="tulip-42")
     assert result.returncode == 0, result.stderr
     assert "'access_code': 'tulip-42'" in result.stdout
     assert "'capacity': 30" in result.stdout

@@ -29,9 +29,7 @@ class BeatThread(bootsteps.StartStopStep):
         return EmbeddedService(worker.app, schedule_filename=worker.schedule_filename, scheduler_cls=worker.scheduler, thread=True)
 
 
-app.user_options["worker"].add(
-    Option(["--beat-thread"], is_flag=True, default=False, help="Send the periodic tasks from a thread of this worker.")
-)
+app.user_options["worker"].add(Option(["--beat-thread"], is_flag=True, default=False, help="Send the periodic tasks from a thread of this worker."))
 app.steps["worker"].add(BeatThread)
 
 

@@ -183,9 +183,13 @@ CONFIGPROXY_AUTH_TOKEN = env_str("CONFIGPROXY_AUTH_TOKEN", "")
 # controls every route.
 if not DEBUG:
     if SECRET_KEY == _DEV_SECRET:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set (deploy/up makes one; deploy/manage runs a command with it); only DJANGO_DEBUG=true runs without it")
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set (deploy/up makes one; deploy/manage runs a command with it); only DJANGO_DEBUG=true runs without it"
+        )
     if not CONFIGPROXY_AUTH_TOKEN:
-        raise ImproperlyConfigured("CONFIGPROXY_AUTH_TOKEN must be set (deploy/up makes one; deploy/manage runs a command with it); only DJANGO_DEBUG=true runs without it")
+        raise ImproperlyConfigured(
+            "CONFIGPROXY_AUTH_TOKEN must be set (deploy/up makes one; deploy/manage runs a command with it); only DJANGO_DEBUG=true runs without it"
+        )
 DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
 # Where notebooks run (pool/backends/): one Docker Engine, or a Swarm whose
 # manager is DOCKER_HOST.
@@ -268,9 +272,7 @@ TMPNB_SNAPSHOT_MAX_MB = env_int("TMPNB_SNAPSHOT_MAX_MB", 200, minimum=1, maximum
 TMPNB_SNAPSHOT_TIMEOUT = env_int("TMPNB_SNAPSHOT_TIMEOUT", 60, minimum=1, maximum=3600)
 if TMPNB_SNAPSHOT_HOURS > 24 * TMPNB_HISTORY_DAYS:
     # The row that references a zip goes with its session's history.
-    raise ImproperlyConfigured(
-        f"TMPNB_SNAPSHOT_HOURS ({TMPNB_SNAPSHOT_HOURS}) cannot exceed TMPNB_HISTORY_DAYS ({TMPNB_HISTORY_DAYS}) in hours"
-    )
+    raise ImproperlyConfigured(f"TMPNB_SNAPSHOT_HOURS ({TMPNB_SNAPSHOT_HOURS}) cannot exceed TMPNB_HISTORY_DAYS ({TMPNB_HISTORY_DAYS}) in hours")
 # Tokens for the API: POST /api/spawn needs TMPNB_API_TOKEN, DELETE /api/pool
 # needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
 TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")

@@ -18,28 +18,39 @@ from tests.stack import ROOT
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="deploy/bench", description=deploy.benchmark.__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cases", default=",".join(ALL_CASES),
-                        help="comma-separated, of a (tiny, 50 from a pool of 50), b (Jupyter, 100 from 100), "
-                             "c (tiny, 50 from a pool of 50 with 20 ready), route (the proxy's hop both ways), cpu (30 one after another),"
-                             " refill, footprint, sweep"
-                             " (default: all)")
+    parser = argparse.ArgumentParser(
+        prog="deploy/bench", description=deploy.benchmark.__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cases",
+        default=",".join(ALL_CASES),
+        help="comma-separated, of a (tiny, 50 from a pool of 50), b (Jupyter, 100 from 100), "
+        "c (tiny, 50 from a pool of 50 with 20 ready), route (the proxy's hop both ways), cpu (30 one after another),"
+        " refill, footprint, sweep"
+        " (default: all)",
+    )
     parser.add_argument("-n", "--visitors", type=int, default=None, help="visitors (and pool size) of cases a, b, c instead of 50/100/50")
     parser.add_argument("--json", default=str(ROOT / "var" / "bench.json"), help="where to write the results (default var/bench.json)")
-    parser.add_argument("--retry-interval", type=float, default=None,
-                        help="poll or reload at most this many seconds apart while waiting (default: as the service's pages do)")
+    parser.add_argument(
+        "--retry-interval", type=float, default=None, help="poll or reload at most this many seconds apart while waiting (default: as the service's pages do)"
+    )
     parser.add_argument("--bound", type=float, default=60.0, help="a visitor not served within this many seconds is turned away (default 60)")
     parser.add_argument("--cpu-visitors", type=int, default=30, help="visitors one after another in case cpu (default 30)")
     parser.add_argument("--refill-n", type=int, default=30, help="containers per refill measure (tiny; Jupyter at most 20; default 30)")
-    parser.add_argument("--refill-images", default="tiny,jupyter", help="images of the refill case: tiny,jupyter,classic (default tiny,jupyter; jupyter is JupyterLab)")
+    parser.add_argument(
+        "--refill-images", default="tiny,jupyter", help="images of the refill case: tiny,jupyter,classic (default tiny,jupyter; jupyter is JupyterLab)"
+    )
     parser.add_argument("--heartbeat", type=float, default=5.0, help="TMPNB_HEARTBEAT of the service (default 5, the service's default)")
     parser.add_argument("--max-dock-workers", type=int, default=2, help="TMPNB_MAX_DOCK_WORKERS, also the raw runs' Docker slots (default 2)")
-    parser.add_argument("--database-url", default=None,
-                        help="run the service on PostgreSQL: postgres://user@host:port/any (each case gets a database of its own);"
-                             " deploy/bench --postgres starts a throwaway server and passes this")
-    parser.add_argument("--wait-quiet", type=float, default=60,
-                        help="before each case, wait up to this many seconds for other work to leave the cores idle (default 60)")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="run the service on PostgreSQL: postgres://user@host:port/any (each case gets a database of its own);"
+        " deploy/bench --postgres starts a throwaway server and passes this",
+    )
+    parser.add_argument(
+        "--wait-quiet", type=float, default=60, help="before each case, wait up to this many seconds for other work to leave the cores idle (default 60)"
+    )
     parser.add_argument("--keep-state", action="store_true", help="keep each case's state folder (database, logs) in /var/tmp")
     args = parser.parse_args(argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]

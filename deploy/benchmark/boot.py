@@ -28,8 +28,12 @@ def boot_once(client, image, command, extra, idle_seconds):
     rendered = render_command(command, base_path=base, port=8888, ip="0.0.0.0", token=token) + (f" {extra}" if extra else "")
     started = time.perf_counter()
     container = client.containers.run(
-        image, ["sh", "-c", f"exec {rendered}"], detach=True, labels={LABEL_BENCH: "images"},
-        ports={"8888/tcp": ("127.0.0.1", None)}, mem_limit=MEM_LIMIT,
+        image,
+        ["sh", "-c", f"exec {rendered}"],
+        detach=True,
+        labels={LABEL_BENCH: "images"},
+        ports={"8888/tcp": ("127.0.0.1", None)},
+        mem_limit=MEM_LIMIT,
     )
     try:
         port = None

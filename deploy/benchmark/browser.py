@@ -23,8 +23,16 @@ from deploy.benchmark.images import COMMANDS, IMAGES, ensure_image
 from deploy.benchmark.service import Service
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 USABLE = {"jupyter": ".jp-LauncherCard", "classic": "#notebook_list"}
 BOUND = 180  # seconds a participant waits before the run counts it as not served
 

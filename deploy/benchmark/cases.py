@@ -43,8 +43,7 @@ class Bench:
         self.installation = f"bench{secrets.token_hex(3)}"  # for the raw containers
 
     def service(self, **kwargs):
-        service = Service(heartbeat=self.args.heartbeat, max_dock_workers=self.args.max_dock_workers,
-                          database_url=self.args.database_url, **kwargs)
+        service = Service(heartbeat=self.args.heartbeat, max_dock_workers=self.args.max_dock_workers, database_url=self.args.database_url, **kwargs)
         service.keep_state = self.args.keep_state
         return service
 
@@ -59,8 +58,12 @@ class Bench:
             raw_rate(image, 2 * slots, docker_slots=slots, threads=threads, installation=self.installation)
             runs = [raw_rate(image, n, docker_slots=slots, threads=threads, installation=self.installation) for _ in range(2)]
             seconds = sum(run["seconds"] for run in runs) / len(runs)
-            self.raw[key] = {**runs[0], "seconds": round(seconds, 3), "per_second": round(n / seconds, 2),
-                             "runs_per_second": [run["per_second"] for run in runs]}
+            self.raw[key] = {
+                **runs[0],
+                "seconds": round(seconds, 3),
+                "per_second": round(n / seconds, 2),
+                "runs_per_second": [run["per_second"] for run in runs],
+            }
             log(f"raw: {self.raw[key]['per_second']}/s (runs {self.raw[key]['runs_per_second']})")
         return self.raw[key]
 
@@ -72,8 +75,7 @@ class Bench:
             roles = service.processes()
             cpu_before = {role: process_cpu_seconds(pids) for role, pids in roles.items()}
             machine_before = cpu_ticks()
-            started, summary, landed = burst([f"{service.url}/spawn/"] * visitors, image=image,
-                                             bound=self.args.bound, retry_interval=self.args.retry_interval)
+            started, summary, landed = burst([f"{service.url}/spawn/"] * visitors, image=image, bound=self.args.bound, retry_interval=self.args.retry_interval)
             machine_after = cpu_ticks()
             summary["burst_cpu_seconds"] = {role: round(process_cpu_seconds(pids) - cpu_before[role], 2) for role, pids in roles.items()}
             summary["burst_machine_busy"] = round((machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1), 2)
@@ -82,16 +84,18 @@ class Bench:
             summary["retry_interval"] = self.args.retry_interval
             summary["bound"] = self.args.bound
             # Cross-check with the service's record: one session per served visitor.
-            sessions = service.query(
-                "SELECT COUNT(*), COUNT(DISTINCT container_id), COUNT(DISTINCT client_ip) FROM pool_session WHERE ended_at IS NULL")[0]
+            sessions = service.query("SELECT COUNT(*), COUNT(DISTINCT container_id), COUNT(DISTINCT client_ip) FROM pool_session WHERE ended_at IS NULL")[0]
             summary["sessions"], summary["session_containers"], summary["session_addresses"] = sessions
             if pool_size > ready_target:
                 # The containers started under load, after the burst began.
                 service.wait_ready(0, live=pool_size, timeout=120)
                 summary["under_load"] = service.refill_rate(since=started, start=started)
                 summary["under_load"]["timeline"] = [
-                    [round(row["created"] - started, 3), round(row["ready"] - started, 3) if row["ready"] else None,
-                     round(row["assigned"] - started, 3) if row["assigned"] else None]
+                    [
+                        round(row["created"] - started, 3),
+                        round(row["ready"] - started, 3) if row["ready"] else None,
+                        round(row["assigned"] - started, 3) if row["assigned"] else None,
+                    ]
                     for row in sorted(service.rows(since=started), key=lambda row: row["created"])
                 ]
             summary["floor"] = self.floor(landed, image)
@@ -140,12 +144,14 @@ class Bench:
                 service.wait_ready(r)
                 prefill = service.refill_rate()
                 log(f"refill {kind}: {r} visitors take the ready containers")
-                started, summary, _ = burst([f"{service.url}/spawn/"] * r, image=image, bound=self.args.bound,
-                                            retry_interval=self.args.retry_interval)
+                started, summary, _ = burst([f"{service.url}/spawn/"] * r, image=image, bound=self.args.bound, retry_interval=self.args.retry_interval)
                 service.wait_ready(r, live=2 * r)
                 refill = service.refill_rate(since=started, start=started)
             out[kind] = {
-                "raw": raw, "prefill": prefill, "refill": refill, "burst_served": summary["served"],
+                "raw": raw,
+                "prefill": prefill,
+                "refill": refill,
+                "burst_served": summary["served"],
                 "ratio_prefill": round(prefill["per_second"] / raw["per_second"], 2),
                 "ratio_refill": round(refill["per_second"] / raw["per_second"], 2),
                 "leftovers": service.leftovers,
@@ -196,9 +202,16 @@ class Bench:
             summary = one_after_another(f"{service.url}/spawn/", n, image=TINY_IMAGE, bound=self.args.bound)
             cpu = process_cpu_seconds(web) - before
         served = summary["served"]
-        return {"visitors": n, "served": served, "web_cpu_seconds": round(cpu, 3),
-                "ms_per_admission": round(1000 * cpu / served, 1) if served else None,
-                "p50": summary["p50"], "max": summary["max"], "errors": summary["errors"], "leftovers": service.leftovers}
+        return {
+            "visitors": n,
+            "served": served,
+            "web_cpu_seconds": round(cpu, 3),
+            "ms_per_admission": round(1000 * cpu / served, 1) if served else None,
+            "p50": summary["p50"],
+            "max": summary["max"],
+            "errors": summary["errors"],
+            "leftovers": service.leftovers,
+        }
 
     def case_footprint(self):
         n = 20
@@ -206,13 +219,11 @@ class Bench:
             service.wait_ready(n)
             idle = memory(service)
             log(f"footprint: {n} visitors take the ready containers")
-            _, summary, _ = burst([f"{service.url}/spawn/"] * n, image=TINY_IMAGE, bound=self.args.bound,
-                                  retry_interval=self.args.retry_interval)
+            _, summary, _ = burst([f"{service.url}/spawn/"] * n, image=TINY_IMAGE, bound=self.args.bound, retry_interval=self.args.retry_interval)
             time.sleep(2 * self.args.heartbeat)
             in_use = memory(service)
             counts = service.counts()
-        return {"ready_idle": idle, "in_use": in_use, "served": summary["served"], "counts_in_use": counts,
-                "leftovers": service.leftovers}
+        return {"ready_idle": idle, "in_use": in_use, "served": summary["served"], "counts_in_use": counts, "leftovers": service.leftovers}
 
     def case_sweep(self):
         return sweep()
@@ -242,8 +253,7 @@ def sweep():
     sessions (rows, proxy routes and sleeping tiny containers), timed, with the
     calls each makes to Docker and the proxy: deploy/benchmark/sweep.py, in a
     process of its own so that it has Django and a database of its own."""
-    result = subprocess.run([sys.executable, "-m", "deploy.benchmark.sweep"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=1200)
+    result = subprocess.run([sys.executable, "-m", "deploy.benchmark.sweep"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
     if result.returncode != 0:
         raise RuntimeError(f"the sweep failed:\n{result.stderr[-3000:]}")
     figures = json.loads(result.stdout.strip().splitlines()[-1])
@@ -277,50 +287,76 @@ def check_targets(cases, raw):
         add("a", f"p50 <= {TARGETS['a_p50']} s", fmt(a["p50"]), a["p50"] is not None and a["p50"] <= TARGETS["a_p50"])
         add("a", f"max <= {TARGETS['a_max']} s", fmt(a["max"]), a["max"] is not None and a["max"] <= TARGETS["a_max"])
         ratio = a.get("to_floor", {}).get("p50")
-        add("a", f"p50 <= {TARGETS['a_floor_factor']} x the floor's p50 ({fmt(a.get('floor', {}).get('p50'))})",
-            "-" if ratio is None else f"{ratio} x", None if ratio is None else ratio <= TARGETS["a_floor_factor"])
-        add("a", "no failure, no duplicate",
+        add(
+            "a",
+            f"p50 <= {TARGETS['a_floor_factor']} x the floor's p50 ({fmt(a.get('floor', {}).get('p50'))})",
+            "-" if ratio is None else f"{ratio} x",
+            None if ratio is None else ratio <= TARGETS["a_floor_factor"],
+        )
+        add(
+            "a",
+            "no failure, no duplicate",
             f"{a['served']}/{a['visitors']} served, {a['failed']} failed, {a['turned_away']} turned away, {a['refused']} refused, {a['duplicates']} duplicates",
-            a["served"] == a["visitors"] and a["duplicates"] == 0)
+            a["served"] == a["visitors"] and a["duplicates"] == 0,
+        )
     b = cases.get("b")
     if b and "p50" in b:
         add("b", f"p50 <= {TARGETS['b_p50']} s", fmt(b["p50"]), b["p50"] is not None and b["p50"] <= TARGETS["b_p50"])
         add("b", f"p99 <= {TARGETS['b_p99']} s", fmt(b["p99"]), b["p99"] is not None and b["p99"] <= TARGETS["b_p99"])
     c = cases.get("c")
     if c and "served" in c and c["visitors"] > c["ready_target"]:
-        add("c", "all served, none turned away",
+        add(
+            "c",
+            "all served, none turned away",
             f"{c['served']}/{c['visitors']} served, {c['turned_away']} turned away, {c['refused']} refused, {c['failed']} failed",
-            c["served"] == c["visitors"] and c["turned_away"] == 0)
-        add("c", f"last served <= {TARGETS['c_last_factor']} x raw time for {c['visitors'] - c['ready_target']} extra ({fmt(c['bound_last'])})",
-            fmt(c["max"]), c["max"] is not None and c["max"] <= c["bound_last"])
+            c["served"] == c["visitors"] and c["turned_away"] == 0,
+        )
+        add(
+            "c",
+            f"last served <= {TARGETS['c_last_factor']} x raw time for {c['visitors'] - c['ready_target']} extra ({fmt(c['bound_last'])})",
+            fmt(c["max"]),
+            c["max"] is not None and c["max"] <= c["bound_last"],
+        )
     cpu = cases.get("cpu")
     if cpu and "ms_per_admission" in cpu:
-        add("cpu", f"web CPU per admission <= {TARGETS['cpu_ms']} ms", fmt(cpu["ms_per_admission"], "ms"),
-            cpu["ms_per_admission"] is not None and cpu["ms_per_admission"] <= TARGETS["cpu_ms"])
+        add(
+            "cpu",
+            f"web CPU per admission <= {TARGETS['cpu_ms']} ms",
+            fmt(cpu["ms_per_admission"], "ms"),
+            cpu["ms_per_admission"] is not None and cpu["ms_per_admission"] <= TARGETS["cpu_ms"],
+        )
     refill = cases.get("refill")
     if refill and "error" not in refill:
         for kind, result in refill.items():
             if not isinstance(result, dict) or "raw" not in result:
                 continue
-            add("refill", f"{kind}: refill >= {TARGETS['refill_ratio']} x raw",
+            add(
+                "refill",
+                f"{kind}: refill >= {TARGETS['refill_ratio']} x raw",
                 f"{result['refill']['per_second']}/s vs raw {result['raw']['per_second']}/s = {result['ratio_refill']}",
-                result["ratio_refill"] >= TARGETS["refill_ratio"])
-            add("refill", f"{kind}: prefill >= {TARGETS['refill_ratio']} x raw",
+                result["ratio_refill"] >= TARGETS["refill_ratio"],
+            )
+            add(
+                "refill",
+                f"{kind}: prefill >= {TARGETS['refill_ratio']} x raw",
                 f"{result['prefill']['per_second']}/s vs raw {result['raw']['per_second']}/s = {result['ratio_prefill']}",
-                result["ratio_prefill"] >= TARGETS["refill_ratio"])
+                result["ratio_prefill"] >= TARGETS["refill_ratio"],
+            )
     sweep = cases.get("sweep")
     if sweep is not None:
         if "reconcile_seconds" in sweep:
             worst = max(sweep["reconcile_seconds"], sweep["cull_seconds"])
             calls = max(sweep["reconcile_list_calls"], sweep["cull_list_calls"])
-            add("sweep", f"tick <= {TARGETS['sweep_seconds']} s, <= {TARGETS['sweep_calls']} list calls",
-                f"{worst:.3f} s, {calls} calls", worst <= TARGETS["sweep_seconds"] and calls <= TARGETS["sweep_calls"])
+            add(
+                "sweep",
+                f"tick <= {TARGETS['sweep_seconds']} s, <= {TARGETS['sweep_calls']} list calls",
+                f"{worst:.3f} s, {calls} calls",
+                worst <= TARGETS["sweep_seconds"] and calls <= TARGETS["sweep_calls"],
+            )
         else:
             add("sweep", f"tick <= {TARGETS['sweep_seconds']} s, <= {TARGETS['sweep_calls']} list calls", "not measured yet", None)
     footprint = cases.get("footprint")
     if footprint and "ready_idle" in footprint:
         total = footprint["ready_idle"]["service"]["rss_mib"]
-        add("footprint", f"web+worker+beat+proxy RSS <= {TARGETS['footprint_mib']} MiB, 20 ready", f"{total} MiB",
-            total <= TARGETS["footprint_mib"])
+        add("footprint", f"web+worker+beat+proxy RSS <= {TARGETS['footprint_mib']} MiB, 20 ready", f"{total} MiB", total <= TARGETS["footprint_mib"])
     return out
-

@@ -61,6 +61,7 @@ def remove_network(network, tries=10):
 def remove_labelled(client, labels):
     filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
     containers = client.containers.list(all=True, filters=filters)
+
     def remove(container):
         try:
             container.remove(force=True)
@@ -72,4 +73,3 @@ def remove_labelled(client, labels):
     left = client.containers.list(all=True, filters=filters)
     if left:
         raise RuntimeError(f"could not remove {[c.name for c in left]}")
-

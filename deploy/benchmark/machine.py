@@ -76,8 +76,11 @@ def memory(service):
             each.append({"pid": pid, "rss_mib": mib(one_rss), "pss_mib": mib(one_pss), "cmdline": name})
         out[role] = {"processes": len(each), "rss_mib": mib(rss), "pss_mib": mib(pss), "each": each}
     four = [out[role] for role in ("web", "worker", "beat", "proxy") if role in out]
-    out["service"] = {"processes": sum(r["processes"] for r in four), "rss_mib": round(sum(r["rss_mib"] for r in four), 1),
-                      "pss_mib": round(sum(r["pss_mib"] for r in four), 1)}
+    out["service"] = {
+        "processes": sum(r["processes"] for r in four),
+        "rss_mib": round(sum(r["rss_mib"] for r in four), 1),
+        "pss_mib": round(sum(r["pss_mib"] for r in four), 1),
+    }
     return out
 
 
@@ -101,7 +104,14 @@ def machine():
         code = f"{commit}" + (f" + {len(dirty)} uncommitted changes" if dirty else "")
     except OSError:
         code = "?"
-    return {"code": code, "nproc": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_kib / 1024 / 1024, 1), "docker": docker_version,
-            "kernel": platform.release(), "python": platform.python_version(), "node": node,
-            "date": datetime.now(UTC).isoformat(timespec="seconds")}
-
+    return {
+        "code": code,
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "docker": docker_version,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": node,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }

@@ -29,8 +29,12 @@ def raw_rate(image, n, *, docker_slots, threads, installation):
         command = COMMANDS[image].format(base_path=base, port=CONTAINER_PORT, ip="0.0.0.0", token=secrets.token_urlsafe(24))
         with slots:
             container = client.containers.create(
-                image, command, name=f"tmpnb-{installation}-raw-{path_id}", labels=labels,
-                ports={port_key: ("127.0.0.1", None)}, mem_limit=MEM_LIMIT,
+                image,
+                command,
+                name=f"tmpnb-{installation}-raw-{path_id}",
+                labels=labels,
+                ports={port_key: ("127.0.0.1", None)},
+                mem_limit=MEM_LIMIT,
             )
             container.start()
             container.reload()
@@ -52,9 +56,14 @@ def raw_rate(image, n, *, docker_slots, threads, installation):
         with concurrent.futures.ThreadPoolExecutor(threads) as executor:
             answered = list(executor.map(one, range(n)))
         seconds = max(answered) - started
-        return {"image": image, "containers": n, "docker_slots": docker_slots, "threads": threads,
-                "seconds": round(seconds, 3), "per_second": round(n / seconds, 2)}
+        return {
+            "image": image,
+            "containers": n,
+            "docker_slots": docker_slots,
+            "threads": threads,
+            "seconds": round(seconds, 3),
+            "per_second": round(n / seconds, 2),
+        }
     finally:
         remove_labelled(client, {LABEL_INSTALLATION: installation, LABEL_BENCH: "raw"})
         client.close()
-

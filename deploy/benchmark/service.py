@@ -23,9 +23,19 @@ from tests.stack import ROOT, free_port
 
 # Environment the service must not inherit from whoever runs the benchmark:
 # the benchmark sets what it needs, the rest takes the service's defaults.
-PASS_THROUGH = {"TMPNB_MEM_LIMIT", "TMPNB_CPU_SHARES", "TMPNB_SPAWN_TIMEOUT", "TMPNB_DOCKER_TIMEOUT", "TMPNB_LOG_LEVEL",
-                "TMPNB_MAX_PER_IP", "TMPNB_SPAWN_RATE", "TMPNB_PIDS_LIMIT", "TMPNB_WEB_PROCESSES", "TMPNB_LONG_POLLS",
-                "TMPNB_ROUTE_TO"}
+PASS_THROUGH = {
+    "TMPNB_MEM_LIMIT",
+    "TMPNB_CPU_SHARES",
+    "TMPNB_SPAWN_TIMEOUT",
+    "TMPNB_DOCKER_TIMEOUT",
+    "TMPNB_LOG_LEVEL",
+    "TMPNB_MAX_PER_IP",
+    "TMPNB_SPAWN_RATE",
+    "TMPNB_PIDS_LIMIT",
+    "TMPNB_WEB_PROCESSES",
+    "TMPNB_LONG_POLLS",
+    "TMPNB_ROUTE_TO",
+}
 
 
 def utc(value):
@@ -41,8 +51,7 @@ def utc(value):
 class Service:
     """One ``deploy/up`` on free loopback ports, with its own state and label."""
 
-    def __init__(self, *, image, pool_size, ready_target=None, heartbeat=5.0, max_dock_workers=2, name="case", database_url=None,
-                 command=None, env=None):
+    def __init__(self, *, image, pool_size, ready_target=None, heartbeat=5.0, max_dock_workers=2, name="case", database_url=None, command=None, env=None):
         self.image = image
         self.command = command or COMMANDS[image]
         self.env = env or {}  # more of the service's settings, as TMPNB_* variables
@@ -67,8 +76,7 @@ class Service:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CONFIGPROXY"))
-            and not (key.startswith("TMPNB_") and key not in PASS_THROUGH)
+            if not key.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CONFIGPROXY")) and not (key.startswith("TMPNB_") and key not in PASS_THROUGH)
         }
         env.update({key: str(value) for key, value in self.ports.items()})
         env.update(
@@ -103,8 +111,12 @@ class Service:
             # Its own session: a Ctrl-C at the terminal reaches the benchmark,
             # which then stops deploy/up with SIGTERM as the README says.
             self.popen = subprocess.Popen(
-                ["bash", str(ROOT / "deploy/up")], env=self.environment(), cwd=ROOT,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                ["bash", str(ROOT / "deploy/up")],
+                env=self.environment(),
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
         def up():
@@ -152,8 +164,11 @@ class Service:
 
     def proxy_api(self, method, path="", **kwargs):
         response = requests.request(
-            method, f"http://127.0.0.1:{self.ports['TMPNB_PROXY_API_PORT']}/api/routes{path}",
-            headers={"Authorization": f"token {self.proxy_token}"}, timeout=5, **kwargs,
+            method,
+            f"http://127.0.0.1:{self.ports['TMPNB_PROXY_API_PORT']}/api/routes{path}",
+            headers={"Authorization": f"token {self.proxy_token}"},
+            timeout=5,
+            **kwargs,
         )
         response.raise_for_status()
         return response
@@ -212,8 +227,11 @@ class Service:
         out = []
         for path_id, state, created, ready, assigned in rows:
             row = {
-                "path_id": path_id, "state": state, "created": utc(created),
-                "ready": utc(ready) if ready else None, "assigned": utc(assigned) if assigned else None,
+                "path_id": path_id,
+                "state": state,
+                "created": utc(created),
+                "ready": utc(ready) if ready else None,
+                "assigned": utc(assigned) if assigned else None,
             }
             if since is None or row["created"] >= since:
                 out.append(row)
@@ -338,4 +356,3 @@ class Service:
     def __exit__(self, exc_type, *exc):
         self.keep_state = self.keep_state or exc_type is not None
         self.stop()
-

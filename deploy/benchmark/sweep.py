@@ -56,8 +56,12 @@ def main():
     proxy = Proxy("http://127.0.0.1:9", state, token=token).start()
     installation = f"sweep{secrets.token_hex(3)}"
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="tmpnb_site.settings", TMPNB_VAR_DIR=str(state), DJANGO_SECRET_KEY=token,
-        CONFIGPROXY_AUTH_TOKEN=token, CONFIGPROXY_ENDPOINT=proxy.api_url, TMPNB_INSTALLATION=installation,
+        DJANGO_SETTINGS_MODULE="tmpnb_site.settings",
+        TMPNB_VAR_DIR=str(state),
+        DJANGO_SECRET_KEY=token,
+        CONFIGPROXY_AUTH_TOKEN=token,
+        CONFIGPROXY_ENDPOINT=proxy.api_url,
+        TMPNB_INSTALLATION=installation,
         REDIS_URL="redis://127.0.0.1:9/0",  # no broker: the ticks below run in this process
     )
     os.environ.pop("DATABASE_URL", None)
@@ -78,9 +82,10 @@ def main():
     names = [f"tmpnb-{installation}-sweep-{n:04d}" for n in range(SESSIONS)]
     started = time.monotonic()
     try:
+
         def run(name):
             container = docker_client.containers.create(
-                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=labels_for(pool.name, name), network_mode="none"
+                "tmpnb/tiny:latest", "sleep 3600", name=name, labels=labels_for(pool.name, container_name=name), network_mode="none"
             )
             container.start()
             return container.id
@@ -88,8 +93,16 @@ def main():
         with ThreadPoolExecutor(8) as pool_of_threads:
             ids = list(pool_of_threads.map(run, names))
         rows = Container.objects.bulk_create(
-            Container(pool=pool, name=name, path_id=f"{n:012x}", token="t", backend_id=backend_id, host_ip="127.0.0.1",
-                      host_port=20000 + n, state=Container.State.ASSIGNED)
+            Container(
+                pool=pool,
+                name=name,
+                path_id=f"{n:012x}",
+                token="t",
+                backend_id=backend_id,
+                host_ip="127.0.0.1",
+                host_port=20000 + n,
+                state=Container.State.ASSIGNED,
+            )
             for n, (name, backend_id) in enumerate(zip(names, ids))
         )
         Session.objects.bulk_create(Session(visitor=f"v{row.pk}", container=row) for row in rows)

@@ -54,8 +54,7 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
     - A 429 page (the service's abuse limits): refused.
     ``retry_interval`` (seconds) caps every such wait, to poll faster than the pages.
     """
-    result = {"outcome": "failed", "seconds": None, "waits": 0, "polls": 0, "path_id": None, "error": None,
-              "redirect_seconds": None, "landed_url": None}
+    result = {"outcome": "failed", "seconds": None, "waits": 0, "polls": 0, "path_id": None, "error": None, "redirect_seconds": None, "landed_url": None}
     base = url
 
     def pause(seconds):
@@ -154,8 +153,7 @@ def burst(urls, *, image, bound=60.0, retry_interval=None, own_addresses=True):
 
     def run(i):
         try:
-            results[i] = visit(urls[i], barrier, image=image, bound=bound, retry_interval=retry_interval,
-                               address=visitor_address(i) if own_addresses else None)
+            results[i] = visit(urls[i], barrier, image=image, bound=bound, retry_interval=retry_interval, address=visitor_address(i) if own_addresses else None)
         except Exception as error:  # a bug in the visitor itself: count it, do not hide it
             results[i] = {"outcome": "failed", "seconds": None, "waits": 0, "path_id": None, "error": repr(error)}
 
@@ -212,4 +210,3 @@ def percentile(sorted_values, p):
         return None
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
-

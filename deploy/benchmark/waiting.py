@@ -38,8 +38,15 @@ def visitor(url, n, results):
         time.sleep(0.5)
     ready = time.monotonic()
     seen_at, shown = first if first else (arrived, {})
-    results.append({"visitor": n, "position": shown.get("position"), "estimate": shown.get("estimate_seconds"),
-                    "waited": round(ready - seen_at, 2), "waited_in_all": round(ready - arrived, 2)})
+    results.append(
+        {
+            "visitor": n,
+            "position": shown.get("position"),
+            "estimate": shown.get("estimate_seconds"),
+            "waited": round(ready - seen_at, 2),
+            "waited_in_all": round(ready - arrived, 2),
+        }
+    )
 
 
 def main():
@@ -58,12 +65,16 @@ def main():
     for r in waited:
         error = None if r["estimate"] is None else round(r["estimate"] - r["waited"], 1)
         r["error"] = error
-        print(f"visitor {r['visitor']:>2}: position {r['position']}, estimate {r['estimate']} s, "
-              f"then waited {r['waited']} s ({r['waited_in_all']} s in all), error {error}")
+        print(
+            f"visitor {r['visitor']:>2}: position {r['position']}, estimate {r['estimate']} s, "
+            f"then waited {r['waited']} s ({r['waited_in_all']} s in all), error {error}"
+        )
     errors = [abs(r["error"]) for r in waited if r["error"] is not None]
     if errors:
-        print(f"mean absolute error {sum(errors) / len(errors):.1f} s over {len(errors)} estimates; "
-              f"{len(waited) - len(errors)} visitors never saw a number (served before a place had freed up)")
+        print(
+            f"mean absolute error {sum(errors) / len(errors):.1f} s over {len(errors)} estimates; "
+            f"{len(waited) - len(errors)} visitors never saw a number (served before a place had freed up)"
+        )
     print(json.dumps(waited))
 
 

@@ -7,7 +7,7 @@ removes nothing else. A Kubernetes backend would be one more module: a pod per
 notebook (a Service or the pod IP as its address), labels as here.
 """
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,7 +16,7 @@ class BackendError(Exception):
     """The backend refused a request or could not be reached."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContainerSpec:
     name: str
     image: str
@@ -37,16 +37,16 @@ class ContainerSpec:
     # Publish the port on host_ip. Without it the server is reached at its
     # address on its network only (which the Docker host itself reaches).
     publish: bool = True
-    volumes: list = field(default_factory=list)
-    extra_hosts: dict = field(default_factory=dict)
-    environment: dict = field(default_factory=dict)
+    volumes: list[str] = field(default_factory=list)  # "source:target:mode"
+    extra_hosts: dict[str, str] = field(default_factory=dict)  # name -> address
+    environment: dict[str, str] = field(default_factory=dict)
     pids_limit: int = 256
 
 
 ROUTE_TO = ("published", "container")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StartedContainer:
     """Where a started server answers: on a host address (a published port, or
     the host's own network; empty when nothing is published), and at its
@@ -60,7 +60,7 @@ class StartedContainer:
     network_ip: str = ""
     network_port: int | None = None
 
-    def address(self, route_to):
+    def address(self, route_to: str) -> tuple[str, int | None] | None:
         """(ip, port) for the proxy: the kind ``route_to`` names (one of
         ROUTE_TO) where the container has it, the other one otherwise."""
         network = (self.network_ip, self.network_port) if self.network_ip else None
@@ -76,7 +76,7 @@ class NotebookUser:
     folder: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ContainerInfo:
     backend_id: str
     name: str
@@ -86,7 +86,7 @@ class ContainerInfo:
     node_down: bool = False  # its machine left the cluster: lost with it
 
     @property
-    def is_running(self):
+    def is_running(self) -> bool:
         return self.status == "running"
 
 
@@ -96,7 +96,7 @@ class Backend(Protocol):
     def image_exists(self, image: str) -> bool:
         """The image is there to start from (never pulled)."""
 
-    def ensure_network(self, name: str, pool: str, internal: bool = False, bridge: str = "") -> None:
+    def ensure_network(self, name: str, *, pool: str, internal: bool = False, bridge: str = "") -> None:
         """A network of this installation, made once; an internal one has no way
         out; ``bridge`` names its Linux bridge where there is one (pool/netguard.py matches it)."""
 
@@ -115,14 +115,14 @@ class Backend(Protocol):
         (the heartbeat lists once per tick). ``node_down`` tells a notebook
         lost with its machine from one that stopped."""
 
-    def copy_out(self, backend_id: str, path: str, destination: str) -> None:
+    def copy_out(self, backend_id: str, *, path: str, destination: str) -> None:
         """Copy a folder out of a notebook into the folder ``destination``."""
 
-    def archive_out(self, backend_id: str, path: str) -> Iterator[bytes]:
+    def archive_out(self, backend_id: str, path: str) -> Generator[bytes, None, None]:
         """The folder ``path`` of a notebook as a tar stream, read as it is
         consumed; a relative path starts at the container's working directory."""
 
-    def copy_in(self, backend_id: str, tar_path: str, destination: str) -> None:
+    def copy_in(self, backend_id: str, *, tar_path: str, destination: str) -> None:
         """Extract the tar file ``tar_path`` (on this machine) into the folder
         ``destination`` of a notebook, keeping its members' uid and gid."""
 

@@ -7,6 +7,7 @@ installation owns (it lists and removes nothing else).
 import contextlib
 import functools
 import threading
+from collections.abc import Iterator
 
 import docker
 import requests
@@ -25,7 +26,7 @@ class DockerError(BackendError):
 
 
 @contextlib.contextmanager
-def docker_errors(doing, error_class=DockerError):
+def docker_errors(doing: str, *, error_class: type[BackendError] = DockerError) -> Iterator[None]:
     """Turn whatever the SDK raises into ``error_class``: DockerException for
     a refusal, and requests' ConnectionError or ReadTimeout, which docker-py
     lets through once its client exists (the engine restarted or went quiet)."""
@@ -36,21 +37,21 @@ def docker_errors(doing, error_class=DockerError):
 
 
 @functools.lru_cache(maxsize=2)
-def _client(base_url, version, timeout):
+def _client(base_url: str, version: str, timeout: int) -> docker.DockerClient:
     return docker.DockerClient(base_url=base_url, version=version, timeout=timeout)
 
 
-def client():
+def client() -> docker.DockerClient:
     return _client(settings.DOCKER_HOST, settings.TMPNB_DOCKER_VERSION, settings.DOCKER_TIMEOUT)
 
 
 @functools.lru_cache(maxsize=1)
-def _docker_slots(size):
+def _docker_slots(size: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(size)
 
 
 @contextlib.contextmanager
-def docker_work():
+def docker_work() -> Iterator[None]:
     """Bounds the Docker calls one process makes at once (max_dock_workers).
     The wait for a slot is bounded too: Celery's time limits do nothing in
     the threads pool, so every wait of a task needs its own deadline."""
@@ -64,19 +65,19 @@ def docker_work():
         slots.release()
 
 
-def labels_for(pool_name, container_name=None):
+def labels_for(pool_name: str, *, container_name: str = "") -> dict[str, str]:
     labels = {LABEL_INSTALLATION: settings.TMPNB_INSTALLATION, LABEL_POOL: pool_name}
     if container_name:
         labels[LABEL_CONTAINER] = container_name
     return labels
 
 
-def installation_filter():
+def installation_filter() -> dict[str, str]:
     """The label filter of a list call: this installation's objects only."""
     return {"label": f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"}
 
 
-def image_exists(image):
+def image_exists(image: str) -> bool:
     with docker_errors(f"looking up image {image}"):
         try:
             client().images.get(image)

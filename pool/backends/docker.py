@@ -10,11 +10,14 @@ import logging
 import tarfile
 import tempfile
 import threading
+from collections.abc import Generator
+from typing import Any, cast
 
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.models.containers import Container as DockerContainer
 
-from pool.backends.base import ContainerInfo, NotebookUser, StartedContainer
+from pool.backends.base import ContainerInfo, ContainerSpec, NotebookUser, StartedContainer
 from pool.backends.client import (
     LABEL_POOL,
     DockerError,
@@ -29,15 +32,15 @@ from pool.backends.client import (
 log = logging.getLogger(__name__)
 
 
-def _create_options(spec):
-    options = dict(
+def _create_options(spec: ContainerSpec) -> dict[str, Any]:
+    options: dict[str, Any] = dict(
         # Hardening that any notebook image tolerates: no privilege gain through
         # setuid binaries, no capabilities, a bounded process count.
         security_opt=["no-new-privileges"],
         cap_drop=["ALL"],
         pids_limit=spec.pids_limit,
         name=spec.name,
-        labels=labels_for(spec.pool, spec.name),
+        labels=labels_for(spec.pool, container_name=spec.name),
         mem_limit=spec.mem_limit or None,
         cpu_shares=spec.cpu_shares,
         cpu_quota=spec.cpu_quota,
@@ -56,10 +59,11 @@ def _create_options(spec):
     return options
 
 
-def _started(container, spec):
+def _started(container: DockerContainer, spec: ContainerSpec) -> StartedContainer | None:
     """Where the server answers (a StartedContainer), or None if nowhere."""
+    backend_id = cast(str, container.id)  # made by the engine, so it has one
     if spec.host_network:
-        return StartedContainer(container.id, spec.host_ip, spec.host_port)
+        return StartedContainer(backend_id=backend_id, host_ip=spec.host_ip, host_port=spec.host_port)
     network_settings = container.attrs["NetworkSettings"]
     # Without a network of its own a container is on Docker's default bridge.
     network_ip = (network_settings["Networks"].get(spec.network or "bridge") or {}).get("IPAddress") or ""
@@ -67,14 +71,19 @@ def _started(container, spec):
     host_port = int(bindings[0]["HostPort"]) if bindings else None
     if not (network_ip or host_port):
         return None
-    return StartedContainer(container.id, spec.host_ip if host_port else "", host_port,
-                            network_ip=network_ip, network_port=spec.container_port if network_ip else None)
+    return StartedContainer(
+        backend_id=backend_id,
+        host_ip=spec.host_ip if host_port else "",
+        host_port=host_port,
+        network_ip=network_ip,
+        network_port=spec.container_port if network_ip else None,
+    )
 
 
 _network_lock = threading.Lock()
 
 
-def ensure_network(name, pool, internal=False, bridge=""):
+def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str = "") -> None:
     """A labelled Docker bridge network, made once; an internal one has no route
     out. ``bridge`` names its Linux bridge, which the network guard's rules match."""
     # Docker may make two networks of one name (its duplicate check is best
@@ -92,7 +101,7 @@ def ensure_network(name, pool, internal=False, bridge=""):
                 raise
 
 
-def remove_networks():
+def remove_networks() -> None:
     """Remove the networks of this installation; one still in use stays (and is logged)."""
     with docker_errors("listing networks"):
         networks = client().networks.list(filters=installation_filter())
@@ -105,7 +114,7 @@ def remove_networks():
             log.warning("network %s not removed: %s", network.name, error)
 
 
-def start_container(spec):
+def start_container(spec: ContainerSpec) -> StartedContainer:
     """Create and start a container; it answers at its address on its Docker
     network and, where the spec publishes it, on a free host port (on the
     host's network: the port the server binds itself).
@@ -126,18 +135,18 @@ def start_container(spec):
         raise
     started = _started(container, spec)
     if started is None:
-        _remove_left_behind(container.id)
+        _remove_left_behind(cast(str, container.id))
         raise DockerError(f"{spec.name} exited before it had an address")
     return started
 
 
-def _remove_left_behind(backend_id):
+def _remove_left_behind(backend_id: str) -> None:
     # The failure being reported matters more; the reconciler removes what stays.
     with contextlib.suppress(DockerError):
         remove_container(backend_id)
 
 
-def archive_out(backend_id, path):
+def archive_out(backend_id: str, path: str) -> Generator[bytes, None, None]:
     """The folder or file ``path`` of a container as a tar stream: an iterator
     of bytes, read as it is consumed (so a caller can stop or cap it). A
     relative path is taken from the container's working directory."""
@@ -147,7 +156,7 @@ def archive_out(backend_id, path):
         yield from chunks
 
 
-def copy_in(backend_id, tar_path, destination):
+def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
     """Extract the tar file ``tar_path`` (on this machine) into the folder
     ``destination`` of a container. Docker keeps the uid and gid of the tar's
     members: write them as the notebook's user (notebook_user); its copyUIDGID
@@ -158,7 +167,7 @@ def copy_in(backend_id, tar_path, destination):
             raise DockerError(f"{doing}: refused")
 
 
-def _in_container(backend_id, path):
+def _in_container(backend_id: str, path: str) -> str:
     if path.startswith("/"):
         return path
     working_dir = client().api.inspect_container(backend_id)["Config"]["WorkingDir"]
@@ -167,7 +176,7 @@ def _in_container(backend_id, path):
     return f"{working_dir.rstrip('/')}/{path}"
 
 
-def copy_out(backend_id, path, destination):
+def copy_out(backend_id: str, *, path: str, destination: str) -> None:
     """Copy ``path`` out of a container into the folder ``destination``."""
     try:
         with tempfile.TemporaryFile() as archive:
@@ -181,18 +190,19 @@ def copy_out(backend_id, path, destination):
         raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
 
 
-def notebook_user(backend_id):
+def notebook_user(backend_id: str) -> NotebookUser:
     """Who the notebook server runs as, and its working folder (Jupyter's
     root folder in the usual images), asked of the running container."""
     with docker_errors(f"asking {backend_id[:12]} for its user"), docker_work():
         code, output = client().containers.get(backend_id).exec_run(["sh", "-c", "id -u; id -g; pwd"], demux=False)
+    output = cast(bytes, output)  # not streamed: the whole answer at once
     lines = output.decode(errors="replace").split()
     if code != 0 or len(lines) != 3 or not (lines[0].isdigit() and lines[1].isdigit()):
         raise DockerError(f"asking {backend_id[:12]} for its user: unexpected answer {output[:200]!r}")
     return NotebookUser(uid=int(lines[0]), gid=int(lines[1]), folder=lines[2])
 
 
-def remove_container(backend_id):
+def remove_container(backend_id: str) -> None:
     """Kill and remove; a container already gone (404) or going (409) is done."""
     with docker_errors(f"removing {backend_id[:12]}"), docker_work():
         try:
@@ -204,11 +214,10 @@ def remove_container(backend_id):
                 raise
 
 
-def list_containers():
+def list_containers() -> list[ContainerInfo]:
     """Every container of this installation, running or not, in one call."""
     with docker_errors("listing containers"):
         raw = client().api.containers(all=True, filters=installation_filter())
     return [
-        ContainerInfo(item["Id"], item["Names"][0].lstrip("/"), item["Labels"].get(LABEL_POOL, ""), item["State"])
-        for item in raw
+        ContainerInfo(backend_id=item["Id"], name=item["Names"][0].lstrip("/"), pool=item["Labels"].get(LABEL_POOL, ""), status=item["State"]) for item in raw
     ]

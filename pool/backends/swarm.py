@@ -12,12 +12,14 @@ gone with its task, so the pool replaces it, as on one host.
 import contextlib
 import shlex
 import time
+from collections.abc import Generator
+from typing import Any
 
 from django.conf import settings
 from docker.errors import NotFound
 from docker.utils import parse_bytes
 
-from pool.backends.base import ContainerInfo, StartedContainer
+from pool.backends.base import ContainerInfo, ContainerSpec, NotebookUser, StartedContainer
 from pool.backends.client import (
     LABEL_POOL,
     DockerError,
@@ -37,14 +39,14 @@ class SwarmError(DockerError):
     """Swarm refused a request, or a notebook's task did not come up."""
 
 
-def _task_template(spec):
+def _task_template(spec: ContainerSpec) -> dict[str, Any]:
     if spec.host_network or spec.internal:
         raise SwarmError("the host network and internal networks are not available on the swarm backend")
-    container = {
+    container: dict[str, Any] = {
         # Args, not Command: Command would replace the image's entrypoint (tini).
         "Image": spec.image,
         "Args": shlex.split(spec.command),
-        "Labels": labels_for(spec.pool, spec.name),
+        "Labels": labels_for(spec.pool, container_name=spec.name),
         "Env": [f"{key}={value}" for key, value in spec.environment.items()],
         "CapabilityDrop": ["ALL"],
         "Hosts": [f"{address} {name}" for name, address in spec.extra_hosts.items()],
@@ -52,13 +54,13 @@ def _task_template(spec):
     }
     if spec.user:
         container["User"] = spec.user
-    limits = {"Pids": spec.pids_limit}
+    limits: dict[str, float] = {"Pids": spec.pids_limit}
     if spec.mem_limit:
         limits["MemoryBytes"] = parse_bytes(spec.mem_limit)
     if spec.cpu_quota:
         # A quota per 100 ms period, as Swarm counts CPUs in billionths.
         limits["NanoCPUs"] = spec.cpu_quota * 10_000
-    template = {
+    template: dict[str, Any] = {
         "ContainerSpec": container,
         "Resources": {"Limits": limits},
         "RestartPolicy": {"Condition": "none"},
@@ -68,23 +70,26 @@ def _task_template(spec):
     return template
 
 
-def _mount(volume):
+def _mount(volume: str) -> dict[str, Any]:
     source, target, mode = volume.split(":")
     return {"Type": "bind", "Source": source, "Target": target, "ReadOnly": mode == "ro"}
 
 
-def start_container(spec):
+def start_container(spec: ContainerSpec) -> StartedContainer:
     """Create a service of one task with a host-mode port, wait until the task
     runs, and return its node's address and the port Swarm published."""
     endpoint = {"Ports": [{"Protocol": "tcp", "TargetPort": spec.container_port, "PublishMode": "host"}]}
     try:
-        with docker_errors(f"starting {spec.name}", SwarmError):
+        with docker_errors(f"starting {spec.name}", error_class=SwarmError):
             with docker_work():
                 # The daemon does not ask a registry for the image (API >= 1.30); the
                 # nodes must hold it already (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1).
                 service = client().api.create_service(
-                    _task_template(spec), name=spec.name, labels=labels_for(spec.pool, spec.name),
-                    mode={"Replicated": {"Replicas": 1}}, endpoint_spec=endpoint,
+                    _task_template(spec),
+                    name=spec.name,
+                    labels=labels_for(spec.pool, container_name=spec.name),
+                    mode={"Replicated": {"Replicas": 1}},
+                    endpoint_spec=endpoint,
                 )
             task = _wait_until_running(service["ID"], spec.name)
             node = client().api.inspect_node(task["NodeID"])
@@ -95,14 +100,15 @@ def start_container(spec):
         if isinstance(error, SwarmError):
             raise
         raise SwarmError(f"starting {spec.name}: {error}") from None
-    return StartedContainer(service["ID"], _node_address(node), port, node=node["Description"]["Hostname"])
+    return StartedContainer(backend_id=service["ID"], host_ip=_node_address(node), host_port=port, node=node["Description"]["Hostname"])
 
 
-def _wait_until_running(service_id, name):
+def _wait_until_running(service_id: str, name: str) -> dict[str, Any]:
     deadline = time.monotonic() + settings.DOCKER_TIMEOUT
     delay = 0.05
     while time.monotonic() < deadline:
-        for task in client().api.tasks(filters={"service": service_id}):
+        tasks: list[dict[str, Any]] = client().api.tasks(filters={"service": service_id})
+        for task in tasks:
             status = task["Status"]
             if status["State"] == "running" and status.get("PortStatus", {}).get("Ports"):
                 return task
@@ -113,70 +119,70 @@ def _wait_until_running(service_id, name):
     raise SwarmError(f"{name}: no task running within {settings.DOCKER_TIMEOUT}s")
 
 
-def _node_address(node):
+def _node_address(node: dict[str, Any]) -> str:
     # A manager may report 0.0.0.0 as its address; its advertised address is right.
-    address = node["Status"].get("Addr", "")
+    address: str = node["Status"].get("Addr", "")
     if address in ("", "0.0.0.0") and node.get("ManagerStatus"):
         address = node["ManagerStatus"]["Addr"].rsplit(":", 1)[0]
     return address
 
 
-def remove_container(backend_id):
+def remove_container(backend_id: str) -> None:
     """Remove the service (its task goes with it); already gone is done."""
-    with docker_errors(f"removing service {backend_id[:12]}", SwarmError), docker_work():
+    with docker_errors(f"removing service {backend_id[:12]}", error_class=SwarmError), docker_work():
         try:
             client().api.remove_service(backend_id)
         except NotFound:
             pass
 
 
-def list_containers():
+def list_containers() -> list[ContainerInfo]:
     """One entry per service of this installation, from three list calls
     (services, their tasks, nodes). A notebook whose node is no longer ready
     counts as lost with it."""
-    with docker_errors("listing services", SwarmError):
+    with docker_errors("listing services", error_class=SwarmError):
         services = client().api.services(filters=installation_filter())
         tasks = client().api.tasks(filters={"service": [s["ID"] for s in services]}) if services else []
         nodes = {node["ID"]: node for node in client().api.nodes()}
-    newest = {}
+    newest: dict[str, dict[str, Any]] = {}
     for task in sorted(tasks, key=lambda t: t["Version"]["Index"]):
         newest[task["ServiceID"]] = task
     return [_info(service, newest.get(service["ID"]), nodes) for service in services]
 
 
-def _info(service, task, nodes):
+def _info(service: dict[str, Any], task: dict[str, Any] | None, nodes: dict[str, dict[str, Any]]) -> ContainerInfo:
     labels = service["Spec"].get("Labels", {})
     name, pool = service["Spec"]["Name"], labels.get(LABEL_POOL, "")
     if task is None:
-        return ContainerInfo(service["ID"], name, pool, "no task")
+        return ContainerInfo(backend_id=service["ID"], name=name, pool=pool, status="no task")
     node = nodes.get(task.get("NodeID", ""))
     # A node removed from the Swarm, or no longer reporting (down, unknown).
     node_down = bool(task.get("NodeID")) and (node is None or node["Status"]["State"] != "ready")
     status = "node down" if node_down else task["Status"]["State"]
     hostname = node["Description"]["Hostname"] if node else ""
-    return ContainerInfo(service["ID"], name, pool, status, node=hostname, node_down=node_down)
+    return ContainerInfo(backend_id=service["ID"], name=name, pool=pool, status=status, node=hostname, node_down=node_down)
 
 
-def ensure_network(name, pool, internal=False, bridge=""):
+def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str = "") -> None:
     raise SwarmError("networks of the service's own are not available on the swarm backend")
 
 
-def remove_networks():
+def remove_networks() -> None:
     pass  # it makes none
 
 
-def copy_out(backend_id, path, destination):
+def copy_out(backend_id: str, *, path: str, destination: str) -> None:
     # The task runs on another machine, whose engine the manager does not relay.
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
 
 
-def archive_out(backend_id, path):
+def archive_out(backend_id: str, path: str) -> Generator[bytes, None, None]:
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
 
 
-def copy_in(backend_id, tar_path, destination):
+def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
     raise SwarmError("copying files into a notebook is not available on the swarm backend")
 
 
-def notebook_user(backend_id):
+def notebook_user(backend_id: str) -> NotebookUser:
     raise SwarmError("asking a notebook for its user (materials) is not available on the swarm backend")

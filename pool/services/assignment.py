@@ -1,7 +1,9 @@
 """Handing ready containers to visitors: once and only once, and in arrival
 order when there are more visitors than containers (the waiting room)."""
 
+import functools
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -27,15 +29,15 @@ class Admission:
     entry: QueueEntry | None = None
 
     @property
-    def next_path(self):
+    def next_path(self) -> str:
         return self.entry.next_path if self.entry else ""
 
 
-def active_session(visitor):
+def active_session(visitor: str) -> Session | None:
     return Session.objects.active().select_related("container").filter(visitor=visitor).first()
 
 
-def admit(*, pool, visitor, client_ip=None, path="", wait=True):
+def admit(*, pool: Pool, visitor: str, client_ip: str | None = None, path: str = "", wait: bool = True) -> Admission:
     """Give ``visitor`` their container, or their place in ``pool``'s queue.
 
     A ready container always goes to the visitor who has waited longest; a
@@ -61,10 +63,10 @@ def admit(*, pool, visitor, client_ip=None, path="", wait=True):
         if session is not None:
             _refill_after_claim(pool)
             return Admission(session=session)
-    return _admit_through_queue(pool, visitor, client_ip, path, wait)
+    return _admit_through_queue(pool, visitor=visitor, client_ip=client_ip, path=path, wait=wait)
 
 
-def _admit_through_queue(pool, visitor, client_ip, path, wait):
+def _admit_through_queue(pool: Pool, *, visitor: str, client_ip: str | None, path: str, wait: bool) -> Admission:
     """Nothing was ready, or someone waits: the visitor takes (or keeps) their
     place, and the head of the queue gets whatever is ready, under the pool's
     lock (on SQLite, IMMEDIATE transactions do the same)."""
@@ -103,7 +105,7 @@ def _admit_through_queue(pool, visitor, client_ip, path, wait):
         return Admission(session=active_session(visitor))
 
 
-def assign_container(*, pool, visitor, client_ip=None):
+def assign_container(*, pool: Pool, visitor: str, client_ip: str | None = None) -> Session | None:
     """A container for ``visitor`` now, or None: they are not queued."""
     return admit(pool=pool, visitor=visitor, client_ip=client_ip, wait=False).session
 
@@ -117,7 +119,7 @@ class Standing:
     held_by_address: int  # live sessions and places in queues of their address
 
 
-def _standing(visitor, client_ip):
+def _standing(visitor: str, client_ip: str | None) -> Standing:
     """The visitor's standing, read in one statement (the admission's hot path:
     building the ORM's four queries cost more than running them). Its
     conditions are SessionQuerySet.active and QueueEntryQuerySet.waiting;
@@ -137,7 +139,7 @@ def _standing(visitor, client_ip):
     return Standing(session_id=session_id, waiting=bool(waiting_now), held_by_address=held)
 
 
-def _check_address(client_ip, held):
+def _check_address(client_ip: str | None, held: int) -> None:
     """Refuse a visitor whose address already holds ``held`` notebooks or places."""
     if client_ip is None:
         return
@@ -155,7 +157,9 @@ def _check_address(client_ip, held):
         )
 
 
-def claim_ready_container(pool, *, visitor, client_ip=None, waited=None, only_if_nobody_waits=False):
+def claim_ready_container(
+    pool: Pool, *, visitor: str, client_ip: str | None = None, waited: timedelta | None = None, only_if_nobody_waits: bool = False
+) -> Session | None:
     """Hand the longest-ready container of ``pool`` to ``visitor`` and open
     their session; None if none is ready (or, with ``only_if_nobody_waits``,
     if someone waits: they come first). Call it inside a transaction.
@@ -169,14 +173,18 @@ def claim_ready_container(pool, *, visitor, client_ip=None, waited=None, only_if
         return None
     session = Session.objects.create(visitor=visitor, container=container, client_ip=client_ip, waited=waited)
     record_event(
-        Event.Kind.ASSIGNMENT, f"{container.name} assigned to visitor {session.visitor_tag}",
-        pool=pool, container=container, session=session, actor=session.visitor_tag,
+        Event.Kind.ASSIGNMENT,
+        f"{container.name} assigned to visitor {session.visitor_tag}",
+        pool=pool,
+        container=container,
+        session=session,
+        actor=session.visitor_tag,
         waited=None if waited is None else round(waited.total_seconds(), 3),
     )
     return session
 
 
-def _refill_after_claim(pool):
+def _refill_after_claim(pool: Pool) -> None:
     """A claim leaves the pool's live count as it was: a pool at capacity has
     nothing to refill, so most claims of a burst queue nothing. (Counted in
     plain SQL: on this path, building the ORM's query cost more than the count.)"""
@@ -191,7 +199,7 @@ def _refill_after_claim(pool):
         request_refill(pool.pk)
 
 
-def _serve_queue(pool):
+def _serve_queue(pool: Pool) -> int:
     """Give the ready containers to the visitors at the head of the queue."""
     ready = pool.containers.ready().count()
     if not ready:
@@ -207,13 +215,13 @@ def _serve_queue(pool):
         if claim_ready_container(pool, visitor=entry.visitor, client_ip=entry.client_ip, waited=now - entry.joined_at) is None:
             break  # nothing more is ready
         request_refill(pool.pk)
-        transaction.on_commit(lambda visitor=entry.visitor: announce_turn(visitor))
+        transaction.on_commit(functools.partial(announce_turn, entry.visitor))
         QueueEntry.objects.filter(pk=entry.pk).update(served_at=now)
         served += 1
     return served
 
 
-def serve_queue(pool_id):
+def serve_queue(pool_id: int) -> int:
     """Let waiting visitors in, now that containers may have become ready."""
     with transaction.atomic():
         pool = Pool.objects.select_for_update().get(pk=pool_id)

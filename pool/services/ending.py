@@ -3,6 +3,8 @@ a container that died), so that container, route, row and session always end
 together."""
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from django.core.cache import cache
 from django.db import transaction
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 REFILL_GATHER_SECONDS = 1  # the cache's expiry is in whole seconds
 
 
-def request_refill(pool_id):
+def request_refill(pool_id: int) -> None:
     """Queue a fill of the pool once the current transaction commits, so a
     place taken or freed is refilled now rather than at the next heartbeat.
 
@@ -33,7 +35,7 @@ def request_refill(pool_id):
     """
     from pool.tasks import fill_pool_task  # the tasks module imports the services
 
-    def queue():
+    def queue() -> None:
         try:
             if cache.add(f"tmpnb:refill:{pool_id}", 1, REFILL_GATHER_SECONDS):
                 fill_pool_task.delay(pool_id)
@@ -46,9 +48,15 @@ def request_refill(pool_id):
 
 
 def retire_container(
-    container, reason, by="", only_from=Container.sources_of(Container.State.STOPPING), refill=True, delete_route=True,
-    on_worker=False,
-):
+    container: Container,
+    reason: str,
+    *,
+    by: str = "",
+    only_from: Iterable[str] = Container.sources_of(Container.State.STOPPING),
+    refill: bool = True,
+    delete_route: bool = True,
+    on_worker: bool = False,
+) -> bool:
     """End ``container`` if it is still in one of ``only_from``: its session (if
     any) ends with ``reason``, the container and (unless ``delete_route`` is
     false) its route are removed, after its participant's work is saved.
@@ -74,7 +82,7 @@ def retire_container(
     return True
 
 
-def finish_retirement(container, delete_route=False):
+def finish_retirement(container: Container, *, delete_route: bool = False) -> int:
     """The second half of an end (its container already STOPPING): the
     participant's work saved if due (bounded by TMPNB_SNAPSHOT_TIMEOUT), then
     the container (and its route, with ``delete_route``) removed."""
@@ -83,7 +91,7 @@ def finish_retirement(container, delete_route=False):
     return container.mark_gone()
 
 
-def _finish_on_worker(container):
+def _finish_on_worker(container: Container) -> None:
     from pool.tasks import finish_retirement_task  # the tasks module imports the services
 
     try:
@@ -93,13 +101,13 @@ def _finish_on_worker(container):
         finish_retirement(container)
 
 
-def route_container(container):
+def route_container(container: Container) -> None:
     """Route /user/<id> to the container; the route names its container and
     pool, so that a reconcile of one pool knows which stray routes are its own."""
     get_proxy().add_route(container.route_path, container.target, container=container.name, pool=container.pool.name)
 
 
-def remove_quietly(container, delete_route=True):
+def remove_quietly(container: Container, *, delete_route: bool = True) -> None:
     """Remove the container and its route. A failure is logged, not raised: the
     row is the record, and the reconciler removes what is left behind."""
     if delete_route:
@@ -110,7 +118,7 @@ def remove_quietly(container, delete_route=True):
         log.warning("could not remove %s: %s", container.name, error)
 
 
-def _delete_route(container):
+def _delete_route(container: Container) -> None:
     try:
         get_proxy().delete_route(container.route_path)
     except ProxyError as error:
@@ -118,9 +126,16 @@ def _delete_route(container):
 
 
 def retire_and_record(
-    container, reason, kind, message, by="", only_from=Container.sources_of(Container.State.STOPPING), on_worker=False,
-    **details,
-):
+    container: Container,
+    reason: str,
+    *,
+    kind: str,
+    message: str,
+    by: str = "",
+    only_from: Iterable[str] = Container.sources_of(Container.State.STOPPING),
+    on_worker: bool = False,
+    **details: Any,
+) -> bool:
     """retire_container, then an event row naming the session it ended, if any."""
     if not retire_container(container, reason, by=by, only_from=only_from, on_worker=on_worker):
         return False
@@ -129,23 +144,21 @@ def retire_and_record(
     return True
 
 
-def kill_containers(containers, by, on_worker=False):
+def kill_containers(containers: Iterable[Container], *, by: str, on_worker: bool = False) -> int:
     """The organiser's kill: each container ends, and its session, if any,
     records who killed it. The pools are refilled. ``on_worker``: see
     retire_container."""
     return sum(
-        retire_and_record(
-            container, Session.EndReason.KILLED, Event.Kind.KILL, f"{container.name} killed by {by}", by=by, on_worker=on_worker
-        )
+        retire_and_record(container, Session.EndReason.KILLED, kind=Event.Kind.KILL, message=f"{container.name} killed by {by}", by=by, on_worker=on_worker)
         for container in containers
     )
 
 
-def kill_sessions(sessions, by, on_worker=False):
-    return kill_containers([session.container for session in sessions if session.is_active], by, on_worker=on_worker)
+def kill_sessions(sessions: Iterable[Session], *, by: str, on_worker: bool = False) -> int:
+    return kill_containers([session.container for session in sessions if session.is_active], by=by, on_worker=on_worker)
 
 
-def stop_all_containers(reason=Session.EndReason.SERVICE_STOPPED):
+def stop_all_containers(reason: str = Session.EndReason.SERVICE_STOPPED) -> tuple[int, bool]:
     """End every session and remove every live container and the networks made
     for them, as the service stops for good. Returns how many it ended and
     whether the proxy answered: when it does not, its routes went with it and

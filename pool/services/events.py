@@ -4,24 +4,33 @@ transaction where there is one, so the log says what the database says."""
 
 import csv
 import json
+from typing import Any, TextIO
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from pool.models import Event
+from pool.models import Container, Event, Pool, Session
 
 CSV_COLUMNS = ["time", "kind", "pool", "container", "visitor", "actor", "message", "details"]
 
 
-def record_event(kind, message, *, pool=None, container=None, session=None, actor="", **details):
+def record_event(
+    kind: str,
+    message: str,
+    *,
+    pool: Pool | None = None,
+    container: Container | None = None,
+    session: Session | None = None,
+    actor: str = "",
+    **details: Any,
+) -> Event:
     """Add one row to the event log. The pool defaults to the container's."""
     pool_id = pool.pk if pool is not None else getattr(container, "pool_id", None)
-    return Event.objects.create(
-        kind=kind, message=message[:500], pool_id=pool_id, container=container, session=session, actor=actor, details=details
-    )
+    return Event.objects.create(kind=kind, message=message[:500], pool_id=pool_id, container=container, session=session, actor=actor, details=details)
 
 
-def record_lockout(sender, *, username=None, ip_address=None, **_):
+def record_lockout(sender: object, *, username: str | None = None, ip_address: str | None = None, **_: Any) -> Event | None:
     """django-axes locked admin logins out (pool/apps.py). It says so again at
     every attempt while locked: that is logged once per lockout period."""
     details = {"username": username or "", "address": ip_address or ""}
@@ -31,21 +40,23 @@ def record_lockout(sender, *, username=None, ip_address=None, **_):
         return None
     minutes = round(settings.AXES_COOLOFF_TIME.total_seconds() / 60)
     message = f"admin login locked for {minutes} min after {settings.AXES_FAILURE_LIMIT} failures: user {username!r} from {ip_address}"
-    return record_event(Event.Kind.LOCKOUT, message, actor=ip_address or "", **details)
+    return record_event(Event.Kind.LOCKOUT, message, actor=ip_address or "", username=details["username"], address=details["address"])
 
 
-def write_events_csv(events, stream):
+def write_events_csv(events: QuerySet[Event], stream: TextIO) -> None:
     """The events as CSV, oldest first, one row each; ``details`` as JSON."""
     writer = csv.writer(stream)
     writer.writerow(CSV_COLUMNS)
     for event in events.select_related("pool", "container", "session").order_by("time", "pk"):
-        writer.writerow([
-            event.time.isoformat(),
-            event.kind,
-            event.pool.name if event.pool else "",
-            event.container.name if event.container else "",
-            event.session.visitor_tag if event.session else "",
-            event.actor,
-            event.message,
-            json.dumps(event.details, sort_keys=True) if event.details else "",
-        ])
+        writer.writerow(
+            [
+                event.time.isoformat(),
+                event.kind,
+                event.pool.name if event.pool else "",
+                event.container.name if event.container else "",
+                event.session.visitor_tag if event.session else "",
+                event.actor,
+                event.message,
+                json.dumps(event.details, sort_keys=True) if event.details else "",
+            ]
+        )

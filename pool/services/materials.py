@@ -13,9 +13,12 @@ import secrets
 import shutil
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
@@ -23,7 +26,7 @@ from django.utils.text import get_valid_filename
 from pool import materials
 from pool.backends import get_backend
 from pool.materials import MaterialsError
-from pool.models import Event, Pool
+from pool.models import Container, Event, Pool
 from pool.services.events import record_event
 from pool.services.pools import drain_pool
 
@@ -33,19 +36,19 @@ log = logging.getLogger(__name__)
 UPLOAD_GRACE_SECONDS = 3600
 
 
-def materials_root():
+def materials_root() -> Path:
     return Path(settings.VAR_DIR) / "materials"
 
 
-def _pool_folder(pool_id):
+def _pool_folder(pool_id: int) -> Path:
     return materials_root() / f"pool-{pool_id}"
 
 
-def version_folder(pool_id, version):
+def version_folder(pool_id: int, version: int) -> Path:
     return _pool_folder(pool_id) / f"v{version}"
 
 
-def pools_with_materials_to_prepare():
+def pools_with_materials_to_prepare() -> list[int]:
     """Ids of the pools whose materials changed since they were last tried."""
     now = timezone.now()
     fields = ["materials_source", "materials_branch", "materials_tried", "materials_preparing_since"]
@@ -53,15 +56,16 @@ def pools_with_materials_to_prepare():
     return [pool.pk for pool in pools if _to_prepare(pool, now)]
 
 
-def _to_prepare(pool, now):
+def _to_prepare(pool: Pool, now: datetime) -> bool:
     """Changed since last tried, or taken by a worker that died meanwhile."""
     return pool.materials_wanted != pool.materials_tried or pool.materials_stalled(now)
 
 
-def store_upload(upload):
+def store_upload(upload: UploadedFile) -> str:
     """Keep an archive uploaded in the admin on the service's disk; its path
     becomes the pool's materials_source."""
-    name = get_valid_filename(Path(upload.name).name) or "materials.zip"
+    # A file of a form always has a name.
+    name = get_valid_filename(Path(cast(str, upload.name)).name) or "materials.zip"
     path = materials_root() / "uploads" / secrets.token_hex(8) / name
     path.parent.mkdir(parents=True)
     with open(path, "wb") as stored:
@@ -70,12 +74,12 @@ def store_upload(upload):
     return str(path)
 
 
-def refresh_materials(pool):
+def refresh_materials(pool: Pool) -> None:
     """Prepare the pool's materials again (a git repository that moved on)."""
     Pool.objects.filter(pk=pool.pk).update(materials_tried="")
 
 
-def prepare_materials(pool_id):
+def prepare_materials(pool_id: int) -> int | None:
     """Prepare the materials the pool asks for, if nobody has tried them yet:
     publish them as the pool's next version and replace its ready containers,
     or record why they were refused and keep the previous version. Returns
@@ -134,11 +138,11 @@ def prepare_materials(pool_id):
     return version
 
 
-def _described(pool):
+def _described(pool: Pool) -> str:
     return f"{pool.materials_source} ({pool.materials_branch})" if pool.materials_branch else pool.materials_source
 
 
-def _refuse(pool, error):
+def _refuse(pool: Pool, error: str) -> None:
     Pool.objects.filter(pk=pool.pk).update(materials_error=error[:2000], materials_preparing_since=None)
     kept = f"version {pool.materials_version}" if pool.materials_version else "no materials"
     message = f"pool {pool.name}: materials from {_described(pool)} refused: {error}; keeping {kept}"
@@ -147,7 +151,7 @@ def _refuse(pool, error):
     record_event(Event.Kind.MATERIALS, message, pool=pool, actor="materials", refused=True)
 
 
-def _remove_versions_before(pool_id, version):
+def _remove_versions_before(pool_id: int, version: int) -> None:
     # A spawn still copying an older tar holds it open (and is being drained).
     for entry in _pool_folder(pool_id).iterdir():
         number = entry.name[1:].split("-")[0]
@@ -158,7 +162,7 @@ def _remove_versions_before(pool_id, version):
                 entry.unlink(missing_ok=True)
 
 
-def _remove_unused_uploads():
+def _remove_unused_uploads() -> None:
     """Uploads no pool names any more (replaced by a newer one)."""
     used = {Path(source).parent for source in Pool.objects.exclude(materials_source="").values_list("materials_source", flat=True)}
     for folder in (materials_root() / "uploads").glob("*"):
@@ -166,7 +170,7 @@ def _remove_unused_uploads():
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def put_materials_in(container):
+def put_materials_in(container: Container) -> int | None:
     """Copy the pool's current materials into a started container's root
     folder, owned by its notebook user. Returns the version copied (None if
     the pool has none). Touches no rows: it runs beside the spawn's lease."""
@@ -185,5 +189,5 @@ def put_materials_in(container):
             materials.pack_for_user(tree, tar_path, user.uid, user.gid)
     except OSError as error:
         raise MaterialsError(f"packing materials version {version}: {error}") from None
-    backend.copy_in(container.backend_id, str(tar_path), user.folder)
+    backend.copy_in(container.backend_id, tar_path=str(tar_path), destination=user.folder)
     return version

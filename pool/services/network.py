@@ -12,12 +12,12 @@ from pool.services.events import record_event
 log = logging.getLogger(__name__)
 
 
-def guard_applies():
+def guard_applies() -> bool:
     """The guard is on, and the notebooks' bridges are on this machine."""
-    return settings.TMPNB_NETWORK_GUARD and settings.TMPNB_BACKEND == "docker" and settings.DOCKER_HOST.startswith("unix://")
+    return bool(settings.TMPNB_NETWORK_GUARD) and settings.TMPNB_BACKEND == "docker" and settings.DOCKER_HOST.startswith("unix://")
 
 
-def guard_network():
+def guard_network() -> bool:
     """Install the rules; when the host will not have them, say so in the log
     and the event log and carry on (notebooks then reach the host and
     169.254.0.0/16). Returns whether the guard is in place."""
@@ -33,7 +33,7 @@ def guard_network():
     return True
 
 
-def unguard_network():
+def unguard_network() -> None:
     """Remove the rules; a failure is logged, the service stops anyway."""
     if not guard_applies():
         return

@@ -4,6 +4,7 @@ import logging
 import secrets
 import time
 from datetime import timedelta
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.db import transaction
@@ -12,7 +13,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from pool.models import Container, Event, Pool
+from pool.models import Container, Event, Pool, Schedule
 from pool.services.ending import request_refill, retire_container
 from pool.services.events import record_event
 
@@ -25,7 +26,15 @@ class PoolError(Exception):
     """A request the pool cannot carry out, with a message for people."""
 
 
-def init_default_pool():
+class PoolStats(TypedDict):
+    available: int
+    capacity: int
+    in_use: int
+    starting: int
+    container_image: str
+
+
+def init_default_pool() -> tuple[Pool, bool]:
     """Create the default pool from settings, or write the pool options that
     are set explicitly in the environment onto the existing one."""
     values = dict(settings.TMPNB_DEFAULT_POOL)
@@ -39,21 +48,21 @@ def init_default_pool():
     return pool, created
 
 
-def get_default_pool():
+def get_default_pool() -> Pool:
     return pool_named(settings.TMPNB_DEFAULT_POOL["name"]) or init_default_pool()[0]
 
 
 POOL_LOOKUP_SECONDS = 1.0
-_pools_by_name = {}  # name -> (pool, monotonic time until which it is used)
+_pools_by_name: dict[str, tuple[Pool, float]] = {}  # name -> (pool, monotonic time until which it is used)
 
 
-def pool_named(name):
+def pool_named(name: str) -> Pool | None:
     """The pool called ``name``, or None. A burst asks for its pool on every
     request and pools change rarely, so each process reads it at most once a
     second; a change saved in this process is seen at once."""
-    pool, until = _pools_by_name.get(name, (None, 0))
+    cached, until = _pools_by_name.get(name, (None, 0.0))
     if until > time.monotonic():
-        return pool
+        return cached
     pool = Pool.objects.filter(name=name).first()
     if pool is not None:
         _pools_by_name[name] = (pool, time.monotonic() + POOL_LOOKUP_SECONDS)
@@ -61,11 +70,11 @@ def pool_named(name):
 
 
 @receiver([post_save, post_delete], sender=Pool)
-def forget_pools(**kwargs):
+def forget_pools(**kwargs: Any) -> None:
     _pools_by_name.clear()
 
 
-def resize_pool(pool, capacity, ready_target=None, by="", schedule=None):
+def resize_pool(pool: Pool, capacity: int, *, ready_target: int | None = None, by: str = "", schedule: Schedule | None = None) -> Pool:
     """Store a new capacity; the next heartbeat spawns or shrinks to it.
     ``by`` names who asked, and ``schedule`` the planned change being applied,
     for the event log."""
@@ -81,18 +90,23 @@ def resize_pool(pool, capacity, ready_target=None, by="", schedule=None):
     with transaction.atomic():
         pool.save(update_fields=["capacity", "ready_target", "updated_at"])
         message = f"pool {pool.name}: size {pool.capacity}, ready target {pool.effective_ready_target}"
-        numbers = {"capacity": [before[0], pool.capacity], "ready_target": [before[1], pool.ready_target]}
+        numbers: dict[str, Any] = {"capacity": [before[0], pool.capacity], "ready_target": [before[1], pool.ready_target]}
         if schedule is None:
             record_event(Event.Kind.RESIZE, message, pool=pool, actor=by, **numbers)
         else:
             record_event(
-                Event.Kind.SCHEDULE, f"{message} (planned for {schedule.at.isoformat()})",
-                pool=pool, actor=by, schedule=schedule.pk, at=schedule.at.isoformat(), **numbers,
+                Event.Kind.SCHEDULE,
+                f"{message} (planned for {schedule.at.isoformat()})",
+                pool=pool,
+                actor=by,
+                schedule=schedule.pk,
+                at=schedule.at.isoformat(),
+                **numbers,
             )
     return pool
 
 
-def fill_pool(pool_id):
+def fill_pool(pool_id: int) -> list[Container]:
     """Add rows for the containers the pool lacks and return them, to be spawned.
 
     The count is read first without a lock, so the many fills a burst of
@@ -108,7 +122,7 @@ def fill_pool(pool_id):
         return [_new_container(pool) for _ in range(max(_missing(pool), 0))]
 
 
-def _missing(pool):
+def _missing(pool: Pool) -> int:
     if pool.spawning_blocked(timezone.now()) or pool.awaiting_materials:
         return 0
     live = pool.containers.live()
@@ -118,7 +132,7 @@ def _missing(pool):
     return min(pool.capacity - live.count(), wanted - unclaimed)
 
 
-def _new_container(pool):
+def _new_container(pool: Pool) -> Container:
     path_id = secrets.token_hex(pool.user_length)[: pool.user_length]
     return Container.objects.create(
         pool=pool,
@@ -129,7 +143,7 @@ def _new_container(pool):
     )
 
 
-def record_spawn_failure(pool_id, error):
+def record_spawn_failure(pool_id: int, error: Exception | str) -> None:
     """Back off exponentially after each failed spawn, and pause the pool after
     TMPNB_SPAWN_FAILURES_TO_PAUSE in a row: a broken image must not spin."""
     with transaction.atomic():
@@ -143,17 +157,17 @@ def record_spawn_failure(pool_id, error):
         pool.save(update_fields=["failure_streak", "next_spawn_at", "paused_reason"])
 
 
-def record_spawn_success(pool_id):
+def record_spawn_success(pool_id: int) -> None:
     Pool.objects.filter(pk=pool_id, failure_streak__gt=0).update(failure_streak=0, next_spawn_at=None)
 
 
-def resume_spawning(pool):
+def resume_spawning(pool: Pool) -> None:
     """The organiser fixed the cause: spawn again at once."""
     Pool.objects.filter(pk=pool.pk).update(failure_streak=0, next_spawn_at=None, paused_reason="")
     request_refill(pool.pk)
 
 
-def shrink_pool(pool_id):
+def shrink_pool(pool_id: int) -> int:
     """Remove ready containers above the pool's capacity or ready target;
     containers in use are never taken away."""
     pool = Pool.objects.get(pk=pool_id)
@@ -162,34 +176,38 @@ def shrink_pool(pool_id):
     excess = max(live - pool.capacity, ready.count() - pool.effective_ready_target, 0)
     victims = list(ready.order_by("-created_at")[:excess])
     if victims:
-        log.info("pool %s: %d live for %d places, %d ready for a target of %d: removing %d ready",
-                 pool.name, live, pool.capacity, ready.count(), pool.effective_ready_target, len(victims))
+        log.info(
+            "pool %s: %d live for %d places, %d ready for a target of %d: removing %d ready",
+            pool.name,
+            live,
+            pool.capacity,
+            ready.count(),
+            pool.effective_ready_target,
+            len(victims),
+        )
     return sum(retire_container(c, "", only_from=[Container.State.READY], refill=False) for c in victims)
 
 
-def drain_pool(pool, by=""):
+def drain_pool(pool: Pool, *, by: str = "") -> int:
     """Replace every container not yet handed out (after the image changed, say);
     assigned containers keep running. ``by`` names who asked, for the event log."""
     waiting = list(pool.containers.filter(state__in=[Container.State.SPAWNING, Container.State.READY]))
-    drained = sum(
-        retire_container(c, "", only_from=[Container.State.SPAWNING, Container.State.READY], refill=False)
-        for c in waiting
-    )
+    drained = sum(retire_container(c, "", only_from=[Container.State.SPAWNING, Container.State.READY], refill=False) for c in waiting)
     record_event(Event.Kind.DRAIN, f"pool {pool.name}: replacing {drained} container(s)", pool=pool, actor=by, replaced=drained)
     request_refill(pool.pk)
     return drained
 
 
-def keep_pools_filled():
+def keep_pools_filled() -> list[Container]:
     """Every pool shrunk or filled to its numbers. Returns the new rows to spawn."""
-    to_spawn = []
+    to_spawn: list[Container] = []
     for pool_id in Pool.objects.values_list("pk", flat=True):
         shrink_pool(pool_id)
         to_spawn.extend(fill_pool(pool_id))
     return to_spawn
 
 
-def pool_stats(pool):
+def pool_stats(pool: Pool) -> PoolStats:
     counts = dict(pool.containers.live().values_list("state").annotate(n=Count("pk")))
     return {
         "available": counts.get(Container.State.READY, 0),

@@ -4,11 +4,12 @@ than TMPNB_HISTORY_DAYS are deleted in batches, and what they added to the
 down. (Usage samples keep their own TMPNB_SAMPLE_DAYS, see usage.py.)"""
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from pool.models import Container, Event, HistoryTotal, QueueEntry, Session
@@ -19,7 +20,7 @@ from pool.services.metrics import CULL_REASONS, SPAWN_BUCKETS
 PRUNE_BATCH = 500
 
 
-def prune_history(now=None, batch=PRUNE_BATCH):
+def prune_history(*, now: datetime | None = None, batch: int = PRUNE_BATCH) -> dict[str, int]:
     """Delete one batch of each kind of history older than TMPNB_HISTORY_DAYS.
     Returns the rows deleted, by kind."""
     cutoff = (now or timezone.now()) - timedelta(days=settings.TMPNB_HISTORY_DAYS)
@@ -33,23 +34,23 @@ def prune_history(now=None, batch=PRUNE_BATCH):
         }
 
 
-def prune_all_history(now=None):
+def prune_all_history(now: datetime | None = None) -> dict[str, int]:
     """Batches until nothing is older than TMPNB_HISTORY_DAYS (the command)."""
-    total = Counter()
+    total: Counter[str] = Counter()
     while True:
-        pruned = prune_history(now)
+        pruned = prune_history(now=now)
         total.update(pruned)
         if not any(pruned.values()):
             return dict(total)
 
 
-def _prune(queryset, batch):
+def _prune(queryset: QuerySet[Any], batch: int) -> int:
     pks = list(queryset.order_by("pk").values_list("pk", flat=True)[:batch])
     queryset.model.objects.filter(pk__in=pks).delete()
     return len(pks)
 
 
-def _carry(totals):
+def _carry(totals: Counter[tuple[int, str, str]]) -> None:
     """Add {(pool_id, counter, label): amount} to the carried totals."""
     for (pool_id, counter, label), amount in totals.items():
         if not amount:
@@ -58,10 +59,10 @@ def _carry(totals):
         HistoryTotal.objects.filter(pk=total.pk).update(value=F("value") + amount)
 
 
-def _prune_sessions(cutoff, batch):
+def _prune_sessions(cutoff: datetime, batch: int) -> int:
     old = Session.objects.filter(ended_at__lt=cutoff).order_by("pk")[:batch]
     rows = list(old.values_list("pk", "container__pool_id", "end_reason"))
-    totals = Counter()
+    totals: Counter[tuple[int, str, str]] = Counter()
     for _, pool_id, reason in rows:
         totals[(pool_id, "assignments", "")] += 1
         if reason in CULL_REASONS:
@@ -71,12 +72,10 @@ def _prune_sessions(cutoff, batch):
     return len(rows)
 
 
-def _prune_containers(cutoff, batch):
-    old = Container.objects.filter(
-        state__in=[Container.State.GONE, Container.State.FAILED], ended_at__lt=cutoff, session__isnull=True
-    ).order_by("pk")[:batch]
+def _prune_containers(cutoff: datetime, batch: int) -> int:
+    old = Container.objects.filter(state__in=[Container.State.GONE, Container.State.FAILED], ended_at__lt=cutoff, session__isnull=True).order_by("pk")[:batch]
     rows = list(old.values_list("pk", "pool_id", "created_at", "ready_at"))
-    totals = Counter()
+    totals: Counter[tuple[int, str, str]] = Counter()
     for _, pool_id, created_at, ready_at in rows:
         if ready_at is None:
             continue
@@ -91,10 +90,10 @@ def _prune_containers(cutoff, batch):
     return len(rows)
 
 
-def _prune_events(cutoff, batch):
+def _prune_events(cutoff: datetime, batch: int) -> int:
     old = Event.objects.filter(time__lt=cutoff).order_by("pk")[:batch]
     rows = list(old.values_list("pk", "pool_id", "kind"))
-    counted = {Event.Kind.TURNED_AWAY: "turned_away", Event.Kind.FAILURE: "failures"}
+    counted: dict[str, str] = {Event.Kind.TURNED_AWAY: "turned_away", Event.Kind.FAILURE: "failures"}
     _carry(Counter((pool_id, counted[kind], "") for _, pool_id, kind in rows if kind in counted and pool_id))
     Event.objects.filter(pk__in=[row[0] for row in rows]).delete()
     return len(rows)

@@ -1,5 +1,7 @@
 """Pool sizes planned ahead (60 at 09:45, 5 at 17:30), applied by beat on time."""
 
+from datetime import datetime
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -9,7 +11,7 @@ from pool.services.pools import resize_pool
 ACTOR = "schedule"
 
 
-def apply_due_schedules(now=None):
+def apply_due_schedules(now: datetime | None = None) -> list[Schedule]:
     """Apply, oldest first, each schedule whose time has come and that was not
     applied yet; return those this call applied.
 
@@ -26,6 +28,6 @@ def apply_due_schedules(now=None):
                 continue  # another beat got there first
             # Loaded now: an earlier schedule in this loop may have resized the same pool.
             pool = Pool.objects.get(pk=schedule.pool_id)
-            resize_pool(pool, schedule.capacity, schedule.ready_target, by=ACTOR, schedule=schedule)
+            resize_pool(pool, schedule.capacity, ready_target=schedule.ready_target, by=ACTOR, schedule=schedule)
         applied.append(schedule)
     return applied

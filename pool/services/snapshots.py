@@ -17,8 +17,10 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from datetime import timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -27,7 +29,7 @@ from django.utils import timezone
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError
-from pool.models import Event, Session, Snapshot
+from pool.models import Container, Event, Pool, Session, Snapshot
 from pool.services.events import record_event
 
 log = logging.getLogger(__name__)
@@ -55,20 +57,20 @@ class RestoreError(Exception):
     """The saved files could not be put back, with a message for people."""
 
 
-def snapshot_dir():
+def snapshot_dir() -> Path:
     folder = Path(settings.VAR_DIR) / "snapshots"
     folder.mkdir(exist_ok=True)
     return folder
 
 
-def notebook_root(pool):
+def notebook_root(pool: Pool) -> str:
     """The folder a notebook server of ``pool`` shows: the one its command
     names, else its working directory (Jupyter's default)."""
     found = ROOT_OPTION.search(pool.command)
     return found.group(1) if found else "."
 
 
-def save_work(container):
+def save_work(container: Container) -> Snapshot | None:
     """Before ``container`` is removed: if its session ended in a way that
     leaves the container to copy from, save its files. Never raises: a copy
     that fails or runs out of time is recorded, and the removal goes ahead.
@@ -85,7 +87,7 @@ def save_work(container):
     return snapshot
 
 
-def give_up_work(container, why):
+def give_up_work(container: Container, why: str) -> None:
     """Record that the work of ``container`` will not be saved (``why``), if
     it was due and no copy ever started; for the reconciler, which removes a
     container whose end was interrupted without copying in the heartbeat."""
@@ -95,7 +97,7 @@ def give_up_work(container, why):
         _finish(snapshot, container)
 
 
-def _claim(container):
+def _claim(container: Container) -> Snapshot | None:
     """A new Snapshot row for the session ``container`` ended, if one is due
     and none was started: of two teardowns of one container, one copies."""
     session = Session.objects.filter(container_id=container.pk, end_reason__in=SAVED_ON).first()
@@ -108,7 +110,7 @@ def _claim(container):
         return None  # a retried teardown: the first one took it
 
 
-def _copy_out(snapshot, container):
+def _copy_out(snapshot: Snapshot, container: Container) -> None:
     """Stream the root folder into a zip, member by member: neither the tar
     nor a file is ever held in memory whole."""
     deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT
@@ -120,7 +122,8 @@ def _copy_out(snapshot, container):
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             try:
-                with tarfile.open(fileobj=_Stream(chunks, deadline), mode="r|") as tar:
+                # Stream mode ("r|") only reads its file.
+                with tarfile.open(fileobj=cast(IO[bytes], _Stream(chunks, deadline)), mode="r|") as tar:
                     for member in tar:
                         room -= _add(snapshot, archive, tar, member, room)
             except Exception as error:  # whatever stops the reading, what was read is kept: part of the work beats none
@@ -134,7 +137,7 @@ def _copy_out(snapshot, container):
         chunks.close()
 
 
-def _add(snapshot, archive, tar, member, room):
+def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, member: tarfile.TarInfo, room: int) -> int:
     """Add one tar member to the zip if it fits in ``room`` bytes; returns the bytes it took."""
     path = member.name.partition("/")[2]  # relative to the root folder, which is the first member
     if not path:
@@ -155,10 +158,11 @@ def _add(snapshot, archive, tar, member, room):
     # The fastest level: a worker's CPU is shared with spawns, and text (what
     # notebooks hold) still shrinks several times. zipfile takes a ZipInfo's
     # level only from this attribute (public as compress_level from 3.13).
-    info._compresslevel = ZIP_LEVEL
+    info._compresslevel = ZIP_LEVEL  # type: ignore[attr-defined]
     info.external_attr = (stat.S_IFREG | (member.mode & 0o777)) << 16
     try:
-        with tar.extractfile(member) as source, archive.open(info, "w", force_zip64=member.size > 2**31) as target:
+        # A file member always has its contents.
+        with cast(IO[bytes], tar.extractfile(member)) as source, archive.open(info, "w", force_zip64=member.size > 2**31) as target:
             shutil.copyfileobj(source, target, 1024 * 1024)
     except Exception:
         # The zip keeps what was written of it: say that it is cut short.
@@ -168,7 +172,7 @@ def _add(snapshot, archive, tar, member, room):
     return member.size
 
 
-def _zip_time(mtime):
+def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
     return time.localtime(max(mtime, ZIP_EPOCH))[:6]
 
 
@@ -176,11 +180,11 @@ class _Stream:
     """A file (read only) over the backend's chunks, for tarfile's stream
     mode, that stops reading at the deadline."""
 
-    def __init__(self, chunks, deadline):
+    def __init__(self, chunks: Iterator[bytes], deadline: float) -> None:
         self.chunks, self.deadline = chunks, deadline
         self.buffer = bytearray()
 
-    def read(self, size=-1):
+    def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self.buffer) < size:
             if time.monotonic() > self.deadline:
                 raise SnapshotTimeout(f"the copy took longer than TMPNB_SNAPSHOT_TIMEOUT ({settings.TMPNB_SNAPSHOT_TIMEOUT} s)")
@@ -194,14 +198,14 @@ class _Stream:
         return data
 
 
-def _finish(snapshot, container):
+def _finish(snapshot: Snapshot, container: Container) -> None:
     now = timezone.now()
     snapshot.taken_at = now
     snapshot.expires_at = now + timedelta(hours=settings.TMPNB_SNAPSHOT_HOURS)
     if snapshot.file_name:
         snapshot.size = (snapshot_dir() / snapshot.file_name).stat().st_size
     snapshot.save()
-    details = {"size": snapshot.size, "files": snapshot.file_count, "left_out": len(snapshot.left_out)}
+    details: dict[str, Any] = {"size": snapshot.size, "files": snapshot.file_count, "left_out": len(snapshot.left_out)}
     if snapshot.file_name:
         message = f"work of {container.name} saved: {snapshot.file_count} files, {snapshot.size} bytes"
         if snapshot.left_out:
@@ -213,11 +217,11 @@ def _finish(snapshot, container):
     record_event(Event.Kind.SNAPSHOT, message[:500], container=container, session=snapshot.session, **details)
 
 
-def snapshot_path(snapshot):
+def snapshot_path(snapshot: Snapshot) -> Path:
     return snapshot_dir() / snapshot.file_name
 
 
-def ended_work(container, visitor, now=None):
+def ended_work(container: Container, visitor: str, now: datetime | None = None) -> tuple[str, Snapshot | None] | None:
     """What the ended page tells ``visitor`` about their files in the ended
     ``container``: None unless they held it (nobody else learns anything),
     else (status, snapshot) with status one of saving, kept, expired, none
@@ -238,7 +242,7 @@ def ended_work(container, visitor, now=None):
     return ("expired" if snapshot.file_count else "none"), snapshot
 
 
-def visitors_snapshot(*, path_id, visitor, now=None):
+def visitors_snapshot(*, path_id: str, visitor: str, now: datetime | None = None) -> Snapshot | None:
     """The kept snapshot of the ended container ``path_id`` if ``visitor``
     held it, else None."""
     if not visitor:
@@ -251,7 +255,7 @@ def visitors_snapshot(*, path_id, visitor, now=None):
     )
 
 
-def restore_work(*, snapshot, container, in_use=False):
+def restore_work(*, snapshot: Snapshot, container: Container, in_use: bool = False) -> None:
     """Put the files of ``snapshot`` into the root folder of ``container``,
     owned by the user who owned them; into a folder of their own if the
     container is ``in_use`` already, so that none of its files is replaced.
@@ -261,7 +265,7 @@ def restore_work(*, snapshot, container, in_use=False):
         with tempfile.NamedTemporaryFile(dir=snapshot_dir(), suffix=".tar") as tar_file:
             _zip_to_tar(snapshot, tar_file, into)
             tar_file.flush()
-            get_backend().copy_in(container.backend_id, tar_file.name, notebook_root(container.pool))
+            get_backend().copy_in(container.backend_id, tar_path=tar_file.name, destination=notebook_root(container.pool))
     except (BackendError, OSError, zipfile.BadZipFile) as error:
         log.warning("could not put the work of %s into %s: %s", snapshot.session, container.name, error)
         raise RestoreError(str(error)) from None
@@ -274,7 +278,7 @@ def restore_work(*, snapshot, container, in_use=False):
     )
 
 
-def _zip_to_tar(snapshot, tar_file, into):
+def _zip_to_tar(snapshot: Snapshot, tar_file: IO[bytes], into: str) -> None:
     uid, gid = snapshot.owner_uid or 0, snapshot.owner_gid or 0
     prefix = f"{into}/" if into else ""
     with zipfile.ZipFile(snapshot_path(snapshot)) as archive, tarfile.open(fileobj=tar_file, mode="w") as tar:
@@ -297,13 +301,13 @@ def _zip_to_tar(snapshot, tar_file, into):
                     tar.addfile(member, source)
 
 
-def _restored_folder(name, uid, gid):
+def _restored_folder(name: str, uid: int, gid: int) -> tarfile.TarInfo:
     folder = tarfile.TarInfo(name)
     folder.type, folder.mode, folder.uid, folder.gid, folder.mtime = tarfile.DIRTYPE, 0o755, uid, gid, time.time()
     return folder
 
 
-def prune_snapshots(now=None, batch=PRUNE_BATCH):
+def prune_snapshots(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
     """Delete the zips older than TMPNB_SNAPSHOT_HOURS (one batch); the rows
     stay, as history, until the session is pruned. Returns how many."""
     expired = list(Snapshot.objects.expired(now or timezone.now()).order_by("pk")[:batch])
@@ -313,7 +317,7 @@ def prune_snapshots(now=None, batch=PRUNE_BATCH):
     return len(expired)
 
 
-def snapshot_disk(now=None):
+def snapshot_disk(now: datetime | None = None) -> dict[int, tuple[int, int]]:
     """{pool_id: (snapshots kept, bytes)} of the zips on disk."""
     rows = Snapshot.objects.kept(now or timezone.now()).values_list("session__container__pool").annotate(n=Count("pk"), size=Sum("size"))
     return {pool_id: (n, size) for pool_id, n, size in rows}

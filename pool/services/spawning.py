@@ -5,9 +5,11 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 from django.conf import settings
@@ -28,6 +30,8 @@ from proxyapi import ProxyError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 # Seconds a spawn may go without renewing its lease before the reconciler
 # takes its worker for dead (killed mid-spawn) and cleans up after it.
@@ -38,7 +42,7 @@ class SpawnTimeout(Exception):
     pass
 
 
-def _free_host_port(ip):
+def _free_host_port(ip: str) -> int:
     # On the host's network each server binds a port of its own; the kernel
     # picks a free one. Another process could take it before the server
     # binds: the spawn then fails and the pool spawns again.
@@ -47,7 +51,7 @@ def _free_host_port(ip):
         return probe.getsockname()[1]
 
 
-def container_spec(container):
+def container_spec(container: Container) -> ContainerSpec:
     pool = container.pool
     network = pool.docker_network
     # Routed to its address on a Docker network, a container publishes no
@@ -55,10 +59,10 @@ def container_spec(container):
     publish = settings.TMPNB_ROUTE_TO == "published"
     if pool.internal_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}-internal"
-        get_backend().ensure_network(network, pool.name, internal=True, bridge=netguard.bridge_name(internal=True))
+        get_backend().ensure_network(network, pool=pool.name, internal=True, bridge=netguard.bridge_name(internal=True))
     elif not publish and not network and not pool.host_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}"
-        get_backend().ensure_network(network, pool.name, bridge=netguard.bridge_name())
+        get_backend().ensure_network(network, pool=pool.name, bridge=netguard.bridge_name())
     if pool.host_network:
         host_port = _free_host_port(pool.container_ip)
         port, ip = host_port, pool.container_ip
@@ -87,7 +91,7 @@ def container_spec(container):
     )
 
 
-def spawn_container(container_id):
+def spawn_container(container_id: int) -> Container:
     """Start the container of a spawning row, copy the pool's materials in,
     wait until its server answers under its base path, route it, and mark it ready."""
     container = Container.objects.select_related("pool").get(pk=container_id)
@@ -103,7 +107,7 @@ def spawn_container(container_id):
             # Before it answers, so nobody lands before the files; while the server boots.
             container.materials_version = _keeping_the_lease(container, lambda: put_materials_in(container))
             container.save(update_fields=["materials_version"])
-        wait_until_answering(container, settings.TMPNB_SPAWN_TIMEOUT)
+        wait_until_answering(container, timeout=settings.TMPNB_SPAWN_TIMEOUT)
         route_container(container)
     except (BackendError, ProxyError, SpawnTimeout, MaterialsError) as error:
         remove_quietly(container)
@@ -130,7 +134,7 @@ def spawn_container(container_id):
     return container
 
 
-def _keeping_the_lease(container, call):
+def _keeping_the_lease(container: Container, call: Callable[[], T]) -> T:
     """Run ``call`` (create and start, which can wait for a Docker slot and
     then take DOCKER_TIMEOUT per request) in a thread of its own while this
     one renews the spawn's lease, so the reconciler never takes a live spawn
@@ -145,7 +149,7 @@ def _keeping_the_lease(container, call):
                 container.renew_lease(SPAWN_LEASE)
 
 
-def wait_until_answering(container, timeout):
+def wait_until_answering(container: Container, *, timeout: float) -> None:
     """Poll the page a visitor lands on (the pool's redirect_uri under the base
     path, with the token) until it answers 200, renewing the spawn's lease as
     it waits; then warm what the page asks for first.
@@ -177,7 +181,7 @@ def wait_until_answering(container, timeout):
     _warm_kernel_specs(container)
 
 
-def _warm_kernel_specs(container):
+def _warm_kernel_specs(container: Container) -> None:
     # A Jupyter page's first call to its server lists the kernel specs: about
     # 80 ms the first time on an idle server, 3 ms after. Other servers answer
     # 404 here, which costs nothing.
@@ -188,11 +192,11 @@ def _warm_kernel_specs(container):
         pass
 
 
-def static_files_root():
+def static_files_root() -> Path:
     return Path(settings.VAR_DIR) / "static_files"
 
 
-def extract_static_files(container):
+def extract_static_files(container: Container) -> None:
     """tmpnb's static_files: copy that folder out of the first ready container,
     once, to be served at /static/."""
     root = static_files_root()
@@ -200,7 +204,7 @@ def extract_static_files(container):
         return
     with tempfile.TemporaryDirectory(dir=settings.VAR_DIR) as scratch:
         try:
-            get_backend().copy_out(container.backend_id, settings.TMPNB_STATIC_FILES, scratch)
+            get_backend().copy_out(container.backend_id, path=settings.TMPNB_STATIC_FILES, destination=scratch)
         except BackendError as error:
             log.warning("static files not extracted: %s", error)
             return

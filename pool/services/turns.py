@@ -20,34 +20,34 @@ log = logging.getLogger(__name__)
 NOTE_SECONDS = 60  # an unread note (the visitor left, or was served by a reload) expires
 QUICK_SECONDS = 0.5  # Redis answers a push at once, or is taken for away
 
-_clients = {}  # socket timeout -> client; each keeps a pool of connections shared by the threads
+_clients: dict[float, redis.Redis] = {}  # socket timeout -> client; each keeps a pool of connections shared by the threads
 _clients_lock = threading.Lock()
-_long_polls = None
+_long_polls: threading.BoundedSemaphore | None = None
 
 
-def _redis(socket_timeout=QUICK_SECONDS):
+def _redis(socket_timeout: float = QUICK_SECONDS) -> redis.Redis:
     with _clients_lock:
         if socket_timeout not in _clients:
-            _clients[socket_timeout] = redis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=QUICK_SECONDS, socket_timeout=socket_timeout
-            )
+            _clients[socket_timeout] = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=QUICK_SECONDS, socket_timeout=socket_timeout)
         return _clients[socket_timeout]
 
 
-def _key(visitor):
+def _key(visitor: str) -> str:
     return f"tmpnb:turn:{visitor_tag(visitor)}"
 
 
-def announce_turn(visitor):
+def announce_turn(visitor: str) -> None:
     """Wake the visitor's waiting status request (if any) after a commit."""
     try:
-        client = _redis().pipeline()
-        client.rpush(_key(visitor), 1).expire(_key(visitor), NOTE_SECONDS).execute()
+        pipeline = _redis().pipeline()
+        pipeline.rpush(_key(visitor), 1)
+        pipeline.expire(_key(visitor), NOTE_SECONDS)
+        pipeline.execute()
     except redis.RedisError as error:  # their page's next poll finds out
         log.warning("could not announce a served visitor: %s", error)
 
 
-def wait_for_turn(visitor, seconds):
+def wait_for_turn(visitor: str, *, seconds: float) -> bool:
     """Block until the visitor's turn is announced or ``seconds`` pass.
     Returns whether it could block: not when this process already holds its
     share of blocked requests, nor without Redis."""

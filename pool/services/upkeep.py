@@ -6,13 +6,15 @@ proxy really hold, with one list call to each, and repairs both sides.
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.conf import settings
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from pool.backends import get_backend
-from pool.backends.base import BackendError
+from pool.backends.base import BackendError, ContainerInfo
 from pool.models import Container, Event, Pool, Session
 from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, retire_and_record, route_container
@@ -21,9 +23,11 @@ from pool.services.pools import keep_pools_filled
 from pool.services.retention import prune_history
 from pool.services.snapshots import give_up_work, prune_snapshots
 from pool.services.waiting import drop_abandoned_places
-from proxyapi import ProxyError, get_proxy
+from proxyapi import ProxyError, Route, get_proxy
 
 log = logging.getLogger(__name__)
+
+RowT = TypeVar("RowT", bound=Model)
 
 # A STOPPING row this old had its teardown interrupted (a process died): retry it.
 STOPPING_GRACE = timedelta(seconds=30)
@@ -44,7 +48,7 @@ class ReconcileReport:
     activity_synced: int = 0
 
 
-def _spawn_is_stuck(row, now):
+def _spawn_is_stuck(row: Container, now: datetime) -> bool:
     # A started spawn renews its lease; one never started may wait in the
     # queue a while, but not for twice the spawn timeout and more.
     if row.lease_until is not None:
@@ -52,7 +56,7 @@ def _spawn_is_stuck(row, now):
     return row.created_at < now - timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
 
 
-def reconcile(pool=None):
+def reconcile(pool: Pool | None = None) -> ReconcileReport:
     """Repair every pool, or only ``pool``: then only its rows, the containers
     labelled with its name and the routes marked with it are looked at (still
     one list call to Docker and one to the proxy)."""
@@ -64,8 +68,7 @@ def reconcile(pool=None):
     # 3. every live row: whatever Docker listed was started for a row already
     #    committed, so nothing being spawned right now looks like an orphan.
     started_before = set(
-        _of_pool(Container.objects.filter(state__in=[Container.State.READY, Container.State.ASSIGNED]), pool, "pool")
-        .values_list("pk", flat=True)
+        _of_pool(Container.objects.filter(state__in=[Container.State.READY, Container.State.ASSIGNED]), pool, "pool").values_list("pk", flat=True)
     )
     running = {info.name: info for info in get_backend().list_containers() if pool is None or info.pool == pool.name}
     routes = get_proxy().list_routes()
@@ -76,7 +79,7 @@ def reconcile(pool=None):
         info = running.get(row.name)
         if info is None and row.state in (Container.State.READY, Container.State.ASSIGNED) and row.pk not in started_before:
             continue  # became ready after the listing: judged at the next tick
-        _repair_row(row, info, routes.get(row.route_path), now, report)
+        _repair_row(row, info=info, route=routes.get(row.route_path), now=now, report=report)
     _remove_orphans(running, {row.name for row in rows}, report)
     # Routes added before they named their pool are left to a reconcile of every pool.
     own_routes = {path: r for path, r in routes.items() if pool is None or r.data.get("pool") == pool.name}
@@ -85,17 +88,15 @@ def reconcile(pool=None):
     return report
 
 
-def _of_pool(queryset, pool, field):
+def _of_pool(queryset: QuerySet[RowT], pool: Pool | None, field: str) -> QuerySet[RowT]:
     return queryset if pool is None else queryset.filter(**{field: pool})
 
 
-def _repair_row(row, info, route, now, report):
+def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | None, now: datetime, report: ReconcileReport) -> None:
     if row.state == Container.State.SPAWNING:
         # Only if the lease is still the one judged stale: a spawn that renewed
         # it meanwhile is alive.
-        if _spawn_is_stuck(row, now) and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(
-            Container.State.FAILED, error=STUCK_SPAWN
-        ):
+        if _spawn_is_stuck(row, now) and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(Container.State.FAILED, error=STUCK_SPAWN):
             remove_quietly(row)
             record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
@@ -111,8 +112,12 @@ def _repair_row(row, info, route, now, report):
     elif info is None or not info.is_running:
         reason = Session.EndReason.NODE_LOST if info and info.node_down else Session.EndReason.CONTAINER_GONE
         if retire_and_record(
-            row, reason, Event.Kind.FAILURE, f"{row.name} stopped ({reason}); replacing it",
-            only_from=[Container.State.READY, Container.State.ASSIGNED], stage="running",
+            row,
+            reason,
+            kind=Event.Kind.FAILURE,
+            message=f"{row.name} stopped ({reason}); replacing it",
+            only_from=[Container.State.READY, Container.State.ASSIGNED],
+            stage="running",
         ):
             report.dead_replaced += 1
     elif route is None or route.target != row.target:
@@ -120,7 +125,7 @@ def _repair_row(row, info, route, now, report):
         report.routes_added += 1
 
 
-def _remove_orphans(running, live_names, report):
+def _remove_orphans(running: dict[str, ContainerInfo], live_names: set[str], report: ReconcileReport) -> None:
     for name, info in running.items():
         if name not in live_names:
             log.info("removing orphan container %s", name)
@@ -128,14 +133,14 @@ def _remove_orphans(running, live_names, report):
             report.orphans_removed += 1
 
 
-def _delete_stray_routes(routes, live_paths, report):
+def _delete_stray_routes(routes: dict[str, Route], live_paths: set[str], report: ReconcileReport) -> None:
     for path in routes:
         if path not in live_paths:
             get_proxy().delete_route(path)
             report.routes_deleted += 1
 
 
-def _sync_activity(routes, pool=None):
+def _sync_activity(routes: dict[str, Route], pool: Pool | None = None) -> int:
     """Copy the proxy's last_activity of each route onto its live session."""
     changed = []
     for session in _of_pool(Session.objects.active().select_related("container"), pool, "container__pool"):
@@ -147,18 +152,18 @@ def _sync_activity(routes, pool=None):
     return len(changed)
 
 
-def sync_activity(pool=None):
+def sync_activity(pool: Pool | None = None) -> int:
     return _sync_activity(get_proxy().list_routes(), pool)
 
 
-def cull_due(session, last_activity):
+def cull_due(session: Session, last_activity: datetime) -> tuple[datetime, datetime]:
     """When ``session`` becomes due for its age cull and for its idle cull
     (the next cull after that ends it), given its ``last_activity``."""
     pool = session.container.pool
     return session.started_at + timedelta(seconds=pool.cull_max), last_activity + timedelta(seconds=pool.cull_timeout)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TimeLeft:
     """How long a held notebook has before a cull, for the warning inside it."""
 
@@ -167,27 +172,27 @@ class TimeLeft:
     age_left: int
 
     @property
-    def reason(self):
+    def reason(self) -> str:
         return Session.EndReason.CULLED_AGE if self.age_left <= self.idle_left else Session.EndReason.CULLED_IDLE
 
     @property
-    def seconds_left(self):
+    def seconds_left(self) -> int:
         return min(self.idle_left, self.age_left)
 
     @property
-    def warn(self):
+    def warn(self) -> bool:
         return self.seconds_left <= CULL_WARNING.total_seconds()
 
 
-def time_left(*, path_id, visitor, now=None):
+def time_left(*, path_id: str, visitor: str | None, now: datetime | None = None) -> TimeLeft | None:
     """The TimeLeft of the live session of container ``path_id`` if
     ``visitor`` holds it, else None (nobody else learns anything). Idleness
     is the proxy's own last_activity of the route (the session's copy is
     only synced at each cull); raises ProxyError when the proxy cannot say."""
-    session = visitor and (
-        Session.objects.active().select_related("container__pool").filter(container__path_id=path_id, visitor=visitor).first()
-    )
-    if not session:
+    if not visitor:
+        return None
+    session = Session.objects.active().select_related("container__pool").filter(container__path_id=path_id, visitor=visitor).first()
+    if session is None:
         return None
     route = get_proxy().get_route(session.container.route_path)
     last_activity = max(filter(None, [session.last_activity, route and route.last_activity]))
@@ -200,13 +205,13 @@ def time_left(*, path_id, visitor, now=None):
     )
 
 
-def cull_sessions(now=None, pool=None):
+def cull_sessions(*, now: datetime | None = None, pool: Pool | None = None) -> dict[str, int]:
     """End sessions (of every pool, or only ``pool``'s) idle longer than their
     pool's cull_timeout, or open longer than its cull_max. Ready containers
     are never culled for idleness."""
     sync_activity(pool)
     now = now or timezone.now()
-    culled = {Session.EndReason.CULLED_IDLE: 0, Session.EndReason.CULLED_AGE: 0}
+    culled: dict[str, int] = {Session.EndReason.CULLED_IDLE: 0, Session.EndReason.CULLED_AGE: 0}
     for session in _of_pool(Session.objects.active().select_related("container__pool"), pool, "container__pool"):
         age_due, idle_due = cull_due(session, session.last_activity)
         if age_due < now:
@@ -216,12 +221,12 @@ def cull_sessions(now=None, pool=None):
         else:
             continue
         culled[reason] += retire_and_record(
-            session.container, reason, Event.Kind.CULL, f"{session.container.name} culled: {Session.EndReason(reason).label}"
+            session.container, reason, kind=Event.Kind.CULL, message=f"{session.container.name} culled: {Session.EndReason(reason).label}"
         )
     return culled
 
 
-def heartbeat():
+def heartbeat() -> list[Container]:
     """Repair what drifted, prune old history, let waiting visitors in, then fill every pool.
     Returns the rows to spawn."""
     try:

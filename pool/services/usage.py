@@ -1,7 +1,7 @@
 """Usage over time: every pool's numbers sampled into the database, and the
 visitors who found nothing ready counted between samples."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -12,12 +12,12 @@ from pool.models import Container, Event, Pool, UsageSample, visitor_tag
 from pool.services.events import record_event
 
 
-def _last_sample_time(now):
+def _last_sample_time(now: datetime) -> datetime:
     last = UsageSample.objects.aggregate(last=Max("time"))["last"]
     return last or now - timedelta(seconds=settings.TMPNB_SAMPLE_PERIOD)
 
 
-def record_turned_away(*, pool, visitor):
+def record_turned_away(*, pool: Pool, visitor: str) -> Event | None:
     """A visitor found nothing ready in ``pool``. Their page retries every few
     seconds: only their first refusal since the last sample is logged, so a
     sample's count is of visitors kept waiting, not of reloads."""
@@ -29,7 +29,7 @@ def record_turned_away(*, pool, visitor):
     return record_event(Event.Kind.TURNED_AWAY, f"nothing ready in pool {pool.name}", pool=pool, actor=tag)
 
 
-def take_usage_sample(now=None):
+def take_usage_sample(now: datetime | None = None) -> list[UsageSample]:
     """One row per pool: in use, ready, starting, and visitors turned away
     since the last sample. Rows older than TMPNB_SAMPLE_DAYS are deleted."""
     now = now or timezone.now()
@@ -39,7 +39,8 @@ def take_usage_sample(now=None):
     waiting = dict(turned_away.values_list("pool_id").annotate(n=Count("pk")))
     samples = [
         UsageSample(
-            time=now, pool_id=pool_id,
+            time=now,
+            pool_id=pool_id,
             in_use=counts.get((pool_id, Container.State.ASSIGNED), 0),
             ready=counts.get((pool_id, Container.State.READY), 0),
             starting=counts.get((pool_id, Container.State.SPAWNING), 0),

@@ -3,13 +3,14 @@ has stopped waiting."""
 
 import statistics
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Literal, NotRequired, TypedDict
 
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 
-from pool.models import Container, QueueEntry, Session
+from pool.models import Container, Pool, QueueEntry, Session
 from pool.services.assignment import active_session
 from pool.services.turns import wait_for_turn
 
@@ -26,14 +27,29 @@ class Estimate:
     phase: str  # "starting": a notebook is starting for them; "waiting": for a place to free up
 
 
-def queue_position(entry):
+class AdmissionStatus(TypedDict):
+    """What the waiting page and the API poll: the keys after ``status`` come
+    with "ready" (url) or with "waiting" (the rest)."""
+
+    status: Literal["ready", "waiting", "unknown"]
+    url: NotRequired[str]
+    position: NotRequired[int]
+    phase: NotRequired[str]
+    phase_text: NotRequired[str]
+    estimate_seconds: NotRequired[int | None]
+    estimate_text: NotRequired[str]
+    poll_seconds: NotRequired[float]
+    long_poll_seconds: NotRequired[float]
+
+
+def queue_position(entry: QueueEntry) -> int:
     """1 for the visitor at the head of the queue."""
     ahead = entry.pool.queue.waiting().filter(joined_at__lt=entry.joined_at).count()
     ties = entry.pool.queue.waiting().filter(joined_at=entry.joined_at, pk__lt=entry.pk).count()
     return ahead + ties + 1
 
 
-def waiting_entry(visitor):
+def waiting_entry(visitor: str) -> QueueEntry | None:
     """The visitor's place, if they are waiting; asking keeps it."""
     entry = QueueEntry.objects.waiting().select_related("pool").filter(visitor=visitor).first()
     if entry is not None:
@@ -41,21 +57,21 @@ def waiting_entry(visitor):
     return entry
 
 
-def drop_abandoned_places(now=None):
+def drop_abandoned_places(now: datetime | None = None) -> int:
     """Visitors whose waiting page stopped checking in have left the queue."""
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.TMPNB_QUEUE_TIMEOUT)
     return QueueEntry.objects.waiting().filter(last_seen__lt=cutoff).update(left_at=now)
 
 
-def spawn_seconds(pool):
+def spawn_seconds(pool: Pool) -> float:
     """The median time the pool's recent containers took to become ready."""
     recent = pool.containers.filter(ready_at__isnull=False).order_by("-ready_at").values_list("created_at", "ready_at")
     durations = [(ready - created).total_seconds() for created, ready in recent[:SPAWN_SAMPLE]]
     return statistics.median(durations) if durations else DEFAULT_SPAWN_SECONDS
 
 
-def places_freed_per_second(pool, now):
+def places_freed_per_second(pool: Pool, *, now: datetime) -> float:
     """Sessions of the pool ended per second over the last FREEING_WINDOW, or
     since its first session if that is more recent: a pool that opened five
     minutes ago has five minutes of history, not fifteen."""
@@ -67,7 +83,7 @@ def places_freed_per_second(pool, now):
     return ended / span if span > 0 else 0
 
 
-def estimate_wait(pool, position, now=None):
+def estimate_wait(pool: Pool, position: int, *, now: datetime | None = None) -> Estimate:
     """How long the visitor at ``position`` may still wait.
 
     Containers starting or ready, and free places in the pool's capacity, go
@@ -85,24 +101,24 @@ def estimate_wait(pool, position, now=None):
     needed = position - unclaimed - free_places
     if needed <= 0:
         return Estimate(spawn, "starting")
-    guesses = []
+    guesses: list[float] = []
     cull_times = _cull_times(pool)
     if needed <= len(cull_times):
         guesses.append(max((cull_times[needed - 1] - now).total_seconds(), 0))
-    rate = places_freed_per_second(pool, now)
+    rate = places_freed_per_second(pool, now=now)
     if rate > 0:
         guesses.append(needed / rate)
     return Estimate(min(guesses) + spawn if guesses else None, "waiting")
 
 
-def _cull_times(pool):
+def _cull_times(pool: Pool) -> list[datetime]:
     """When each live session of the pool will be culled at the latest, soonest first."""
     idle, age = timedelta(seconds=pool.cull_timeout), timedelta(seconds=pool.cull_max)
     sessions = Session.objects.active().filter(container__pool=pool).values_list("started_at", "last_activity")
     return sorted(min(started + age, active + idle) for started, active in sessions)
 
 
-def admission_status(visitor, default_path=""):
+def admission_status(visitor: str, *, default_path: str = "") -> AdmissionStatus:
     """What the waiting page (or an API client) polls: ready with a URL,
     waiting with a position and an estimate, or unknown."""
     session = active_session(visitor)
@@ -127,13 +143,13 @@ def admission_status(visitor, default_path=""):
     }
 
 
-def describe_phase(phase):
+def describe_phase(phase: str) -> str:
     if phase == "starting":
         return gettext("A notebook server is starting for you.")
     return gettext("All notebook servers are in use; you will get the next one that frees up.")
 
 
-def describe_wait(seconds):
+def describe_wait(seconds: float | None) -> str:
     """A wait as a person would say it, in the active language: "less than a
     minute", "about 25 minutes", "about an hour". Rounded more the longer it
     is, since the estimate itself is rough."""
@@ -151,14 +167,16 @@ def describe_wait(seconds):
         return gettext("about an hour")
     count = round(minutes / 60)
     return ngettext("about %(count)d hour", "about %(count)d hours", count) % {"count": count}
-def long_poll_seconds():
+
+
+def long_poll_seconds() -> float:
     """How long a status request may wait: well within TMPNB_QUEUE_TIMEOUT
     (10 s by default), since only the requests themselves keep a visitor's
     place."""
     return min(MAX_LONG_POLL_SECONDS, settings.TMPNB_QUEUE_TIMEOUT / 3)
 
 
-def await_admission(visitor, wait=True):
+def await_admission(visitor: str, *, wait: bool = True) -> AdmissionStatus:
     """admission_status, with when to ask again. With ``wait``, a waiting
     visitor's answer is held until they are served (or long_poll_seconds
     pass), and they may ask again at once; otherwise, or when this process
@@ -166,10 +184,11 @@ def await_admission(visitor, wait=True):
     status = admission_status(visitor)
     if status["status"] != "waiting":
         return status
-    if wait and wait_for_turn(visitor, long_poll_seconds()):
+    if wait and wait_for_turn(visitor, seconds=long_poll_seconds()):
         status, poll = admission_status(visitor), 0
     else:
         poll = POLL_SECONDS
     if status["status"] == "waiting":
-        status.update(poll_seconds=poll, long_poll_seconds=long_poll_seconds())
+        status["poll_seconds"] = poll
+        status["long_poll_seconds"] = long_poll_seconds()
     return status

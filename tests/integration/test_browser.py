@@ -22,8 +22,14 @@ CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 # Headless, and nothing that reaches out of this machine (it has loopback only).
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="deploy/test installs Debian's chromium")
@@ -44,8 +50,12 @@ def open_browser(tmp_path, monkeypatch):
 
         def open_one(name, **options):
             context = playwright.chromium.launch_persistent_context(
-                tmp_path / f"profile-{name}", executable_path=CHROMIUM, headless=True, args=FLAGS,
-                viewport={"width": 1280, "height": 900}, **options,
+                tmp_path / f"profile-{name}",
+                executable_path=CHROMIUM,
+                headless=True,
+                args=FLAGS,
+                viewport={"width": 1280, "height": 900},
+                **options,
             )
             contexts.append(context)
             return context.pages[0] if context.pages else context.new_page()
@@ -134,7 +144,8 @@ def test_the_waiting_page_moves_on_to_the_notebook_by_itself(live_stack, open_br
 INTRO = {
     "cells": [{"cell_type": "code", "execution_count": None, "id": "answer", "metadata": {}, "outputs": [], "source": "print(6 * 7)"}],
     "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
-    "nbformat": 4, "nbformat_minor": 5,
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 
@@ -151,7 +162,11 @@ def workshop_folder(tmp_path):
 
 def test_a_participant_runs_a_cell_in_jupyterlab_from_a_deep_link(live_stack, open_browser, workshop_folder, tmp_path):
     PoolFactory(
-        capacity=2, image=JUPYTER_IMAGE, command=DEFAULT_COMMAND, redirect_uri="/lab", mem_limit="256m",
+        capacity=2,
+        image=JUPYTER_IMAGE,
+        command=DEFAULT_COMMAND,
+        redirect_uri="/lab",
+        mem_limit="256m",
         host_directories=f"{workshop_folder}:/home/jovyan/work:rw",
     )
     live_stack.start()

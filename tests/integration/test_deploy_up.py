@@ -35,11 +35,18 @@ def execute(ws_url, code, cookies):
     ws = websocket.create_connection(ws_url, cookie="; ".join(f"{k}={v}" for k, v in cookies.items()), timeout=30)
     try:
         msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request", "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
-        }))
+        ws.send(
+            json.dumps(
+                {
+                    "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request", "version": "5.3"},
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "buffers": [],
+                    "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+                }
+            )
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             message = json.loads(ws.recv())
@@ -61,14 +68,19 @@ class DeployUp:
         self.state_dir = state_dir
         # Only the service's own variables: none of the test run's.
         base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CONFIGPROXY", "TMPNB_"))}
-        self.env = base | {k: str(v) for k, v in ports.items()} | {
-            "TMPNB_PUBLIC_IP": "127.0.0.1",
-            "TMPNB_STATE": str(state_dir),
-            "TMPNB_VENV": str(Path(sys.executable).parent.parent),
-            "TMPNB_INSTALLATION": self.installation,
-            "TMPNB_POOL_SIZE": "2",
-            "TMPNB_HEARTBEAT": "1",
-        } | variables
+        self.env = (
+            base
+            | {k: str(v) for k, v in ports.items()}
+            | {
+                "TMPNB_PUBLIC_IP": "127.0.0.1",
+                "TMPNB_STATE": str(state_dir),
+                "TMPNB_VENV": str(Path(sys.executable).parent.parent),
+                "TMPNB_INSTALLATION": self.installation,
+                "TMPNB_POOL_SIZE": "2",
+                "TMPNB_HEARTBEAT": "1",
+            }
+            | variables
+        )
         self.process = None
 
     def start(self):

@@ -27,8 +27,22 @@ class PrivateDockerd(Process):
     def __init__(self, root, bridge):
         self.root = root
         self.socket = f"unix://{root}/docker.sock"
-        args = ["dockerd", "--data-root", root / "data", "--exec-root", root / "exec", "-H", self.socket,
-                "--pidfile", root / "dockerd.pid", "--bridge", bridge, "--iptables=false", "--ip-masq=false", "--live-restore"]
+        args = [
+            "dockerd",
+            "--data-root",
+            root / "data",
+            "--exec-root",
+            root / "exec",
+            "-H",
+            self.socket,
+            "--pidfile",
+            root / "dockerd.pid",
+            "--bridge",
+            bridge,
+            "--iptables=false",
+            "--ip-masq=false",
+            "--live-restore",
+        ]
         super().__init__("dockerd", args, log_dir=root)
 
     def start(self):

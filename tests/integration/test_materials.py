@@ -110,5 +110,5 @@ def test_changing_the_materials_replaces_only_ready_containers_and_bad_input_cha
     assert taken.backend_id in running and len(running & {c.backend_id for c in before}) == 1
     scratch = tmp_path / "out"
     for container, text in [(taken, b"day one\n")] + [(c, b"day two\n") for c in Container.objects.ready()]:
-        docker_backend.copy_out(container.backend_id, "/intro.txt", scratch / container.name)
+        docker_backend.copy_out(container.backend_id, path="/intro.txt", destination=scratch / container.name)
         assert (scratch / container.name / "intro.txt").read_bytes() == text

@@ -52,8 +52,9 @@ def test_hosts(tmp_path):
         # Both addresses go to our veth: no traffic of this test leaves the machine.
         for address in (INTERNET, METADATA):
             assert f"dev {host_side}" in ip("route", "get", address), ip("route", "get", address)
-        server = stack.Process("test-host", ["ip", "netns", "exec", namespace, sys.executable, "-m", "http.server",
-                                             "--bind", "0.0.0.0", "--directory", tmp_path, "80"]).start()
+        server = stack.Process(
+            "test-host", ["ip", "netns", "exec", namespace, sys.executable, "-m", "http.server", "--bind", "0.0.0.0", "--directory", tmp_path, "80"]
+        ).start()
         stack.wait_for(lambda: requests.get(f"http://{METADATA}/", timeout=1).ok, 15, "the test host")
         yield
     finally:
@@ -67,8 +68,9 @@ def test_hosts(tmp_path):
 def open_services(log_dir, web_port):
     """A Redis and a proxy API bound to every address of the host."""
     redis_port = stack.free_port()
-    redis = stack.Process("open-redis", ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--port",
-                                         redis_port, "--save", "", "--appendonly", "no"], log_dir=log_dir).start()
+    redis = stack.Process(
+        "open-redis", ["redis-server", "--bind", "0.0.0.0", "--protected-mode", "no", "--port", redis_port, "--save", "", "--appendonly", "no"], log_dir=log_dir
+    ).start()
     proxy = None
     try:
         proxy = stack.Proxy(f"http://127.0.0.1:{web_port}", log_dir, api_ip="0.0.0.0").start()
@@ -87,9 +89,7 @@ def run_in(container, command):
         client.close()
 
 
-def test_notebooks_reach_the_internet_but_not_the_metadata_service_nor_the_hosts_services(
-    clean_pools, test_hosts, open_services
-):
+def test_notebooks_reach_the_internet_but_not_the_metadata_service_nor_the_hosts_services(clean_pools, test_hosts, open_services):
     redis_port, proxy = open_services
     container = spawn_one()
     client = docker.from_env()
@@ -104,8 +104,7 @@ def test_notebooks_reach_the_internet_but_not_the_metadata_service_nor_the_hosts
         "internet": f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {INTERNET} 80",
         "metadata": f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {METADATA} 80",
         "redis": f"printf 'PING\\r\\n' | nc -w 3 {host} {redis_port}",
-        "proxy API": f"printf 'GET /api/routes HTTP/1.0\\r\\nAuthorization: token {proxy.token}\\r\\n\\r\\n'"
-                     f" | nc -w 3 {host} {proxy.api_port}",
+        "proxy API": f"printf 'GET /api/routes HTTP/1.0\\r\\nAuthorization: token {proxy.token}\\r\\n\\r\\n' | nc -w 3 {host} {proxy.api_port}",
     }
     answers = {"internet": "test host", "metadata": "test host", "redis": "+PONG", "proxy API": "200 OK"}
 
@@ -123,8 +122,7 @@ def test_notebooks_reach_the_internet_but_not_the_metadata_service_nor_the_hosts
         assert "nameserver 127.0.0.11" in run_in(container, "cat /etc/resolv.conf")
         assert "Address: " in run_in(container, f"nslookup {container.name} 127.0.0.11")
         # The host itself still reaches its services, and the proxy its notebooks.
-        assert requests.get(f"http://{host}:{proxy.api_port}/api/routes", headers={"Authorization": f"token {proxy.token}"},
-                            timeout=5).ok
+        assert requests.get(f"http://{host}:{proxy.api_port}/api/routes", headers={"Authorization": f"token {proxy.token}"}, timeout=5).ok
         assert requests.get(container.target + container.url_for("/tree"), timeout=5).ok
     finally:
         guard.unguard_network()

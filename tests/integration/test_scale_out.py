@@ -54,9 +54,7 @@ class CreateWatch:
     def stop(self, marker_name):
         """Stop once every event up to now is read: a container created now,
         ``marker_name``, is the last event of the watch."""
-        marker = self._client.containers.create(
-            "tmpnb/tiny:latest", "true", name=marker_name, labels=labels_for("watch", marker_name)
-        )
+        marker = self._client.containers.create("tmpnb/tiny:latest", "true", name=marker_name, labels=labels_for("watch", container_name=marker_name))
         wait_until(lambda: marker_name in self.created, what="the watch's own marker event")
         docker_backend.remove_container(marker.id)  # a reconcile may have taken it for an orphan already
         self._stream.close()
@@ -66,9 +64,7 @@ class CreateWatch:
 
 
 @pytest.mark.postgres
-def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_nothing_twice(
-    live_stack, proxy, redis_server, web_port, log_dir
-):
+def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_nothing_twice(live_stack, proxy, redis_server, web_port, log_dir):
     pool = PoolFactory(capacity=CAPACITY)
     # Rows made here and never queued by a fill: the test queues each spawn
     # twice, and the two workers share them out.
@@ -112,5 +108,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     assert sorted(running) == sorted(live)  # every container is exactly one row's
     created = watch.stop(f"tmpnb-{settings.TMPNB_INSTALLATION}-watch-marker")
     assert set(created) == live and set(created.values()) == {1}  # each started once, none removed
-    print(f"\nscale-out on {connection.vendor}: {len(rows)} spawns queued twice, {len(redirects)} visitors placed at once, "
-          f"{CAPACITY} containers each created once")
+    print(
+        f"\nscale-out on {connection.vendor}: {len(rows)} spawns queued twice, {len(redirects)} visitors placed at once, "
+        f"{CAPACITY} containers each created once"
+    )

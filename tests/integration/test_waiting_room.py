@@ -44,7 +44,7 @@ def test_visitors_who_find_the_pool_full_are_let_in_in_arrival_order(live_stack)
     for n, freed in enumerate(holder_sessions[:5]):
         ending.kill_sessions([freed], by="test")
         wait_until(lambda: status(waiting[n], live_stack.url)["status"] == "ready", timeout=30, what=f"visitor {n + 1} let in")
-        for later, browser in enumerate(waiting[n + 1:], start=1):
+        for later, browser in enumerate(waiting[n + 1 :], start=1):
             assert status(browser, live_stack.url)["position"] == later  # everyone behind moved up
         page = waiting[n].get(f"{live_stack.url}/", timeout=30)
         assert page.status_code == 200 and "/user/" in page.url

@@ -41,11 +41,20 @@ while True:
 def test_a_worker_with_beat_inside_reaps_beat_before_it_exits(redis_server, tmp_path):
     worker = [BIN / "celery", "-A", "tmpnb_site", "worker", "--beat", "--schedule", tmp_path / "beat-schedule", "--loglevel", "INFO"]
     env = {
-        "PATH": "/usr/bin:/bin", "C_FORCE_ROOT": "1", "REDIS_URL": redis_server.url, "TMPNB_VAR_DIR": str(tmp_path),
-        "DJANGO_SECRET_KEY": "test-" + "k" * 50, "CONFIGPROXY_AUTH_TOKEN": "test-token", "TMPNB_HEARTBEAT": "3600",
+        "PATH": "/usr/bin:/bin",
+        "C_FORCE_ROOT": "1",
+        "REDIS_URL": redis_server.url,
+        "TMPNB_VAR_DIR": str(tmp_path),
+        "DJANGO_SECRET_KEY": "test-" + "k" * 50,
+        "CONFIGPROXY_AUTH_TOKEN": "test-token",
+        "TMPNB_HEARTBEAT": "3600",
     }
     watched = subprocess.run(
         [sys.executable, "-c", WATCH_THE_WORKER, tmp_path / "worker.log", *worker],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=150,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=150,
     )
     assert watched.returncode == 0, watched.stdout + watched.stderr + (tmp_path / "worker.log").read_text()[-2000:]

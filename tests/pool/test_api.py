@@ -50,8 +50,12 @@ def test_stats_count_the_pool(client, pool):
     ContainerFactory(pool=pool, state=Container.State.GONE)
     client.get("/")
     assert client.get("/api/stats").json() == {
-        "available": 1, "capacity": 3, "in_use": 1, "starting": 1,
-        "version": tmpnb_site.__version__, "container_image": "tmpnb/tiny:latest",
+        "available": 1,
+        "capacity": 3,
+        "in_use": 1,
+        "starting": 1,
+        "version": tmpnb_site.__version__,
+        "container_image": "tmpnb/tiny:latest",
     }
 
 

@@ -8,7 +8,10 @@ from pool.command import CLASSIC_COMMAND, DEFAULT_COMMAND, check_command_templat
 def test_it_fills_every_placeholder():
     command = render_command(
         "serve --base={base_path} --port={port} --ip={ip} --token={token}",
-        base_path="/user/abc/", port=8888, ip="0.0.0.0", token="t0k",
+        base_path="/user/abc/",
+        port=8888,
+        ip="0.0.0.0",
+        token="t0k",
     )
     assert command == "serve --base=/user/abc/ --port=8888 --ip=0.0.0.0 --token=t0k"
 

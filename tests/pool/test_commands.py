@@ -46,8 +46,7 @@ def test_pool_status_prints_a_readable_table_of_every_pool(two_pools):
     lines = run("pool_status").splitlines()
     assert lines[0].split("  ")[0] == "POOL"
     assert [line.split() for line in lines] == [
-        ["POOL", "IMAGE", "SIZE", "READY", "TARGET", "READY", "IN", "USE", "STARTING", "FAILED", "TODAY", "NEXT", "SIZE", "SAVED",
-         "WORK", "URL"],
+        ["POOL", "IMAGE", "SIZE", "READY", "TARGET", "READY", "IN", "USE", "STARTING", "FAILED", "TODAY", "NEXT", "SIZE", "SAVED", "WORK", "URL"],
         ["default", "tmpnb/tiny:latest", "6", "3", "2", "1", "0", "0", "60", "at", "2031-05-04", "09:45", "0", "/"],
         ["python", "tmpnb/jupyter:latest", "2", "2", "0", "0", "1", "1", "-", "0", "/p/python/"],
     ]
@@ -58,8 +57,17 @@ def test_pool_status_prints_a_readable_table_of_every_pool(two_pools):
 def test_pool_status_json_for_one_pool(two_pools):
     [row] = json.loads(run("pool_status", "--json", "--pool", "python"))
     assert row == {
-        "name": "python", "image": "tmpnb/jupyter:latest", "capacity": 2, "ready_target": 2, "ready": 0, "in_use": 0,
-        "starting": 1, "failed_today": 1, "next_schedule": None, "saved_work": {"snapshots": 0, "bytes": 0}, "landing": "/p/python/",
+        "name": "python",
+        "image": "tmpnb/jupyter:latest",
+        "capacity": 2,
+        "ready_target": 2,
+        "ready": 0,
+        "in_use": 0,
+        "starting": 1,
+        "failed_today": 1,
+        "next_schedule": None,
+        "saved_work": {"snapshots": 0, "bytes": 0},
+        "landing": "/p/python/",
     }
     assert json.loads(run("pool_status", "--json"))[0]["next_schedule"]["capacity"] == 60
 
@@ -104,10 +112,7 @@ def test_reconcile_with_a_pool_repairs_only_that_pool_with_one_list_call_each(cl
     monkeypatch.setattr(ProxyClient, "list_routes", lambda self: calls.append("proxy") or real_proxy_list(self))
 
     out = run("reconcile", "--pool", "python")
-    assert out == (
-        "dead replaced: 0, stuck failed: 0, teardowns retried: 0, orphans removed: 1, "
-        "routes added: 0, routes deleted: 1, activity synced: 0\n"
-    )
+    assert out == ("dead replaced: 0, stuck failed: 0, teardowns retried: 0, orphans removed: 1, routes added: 0, routes deleted: 1, activity synced: 0\n")
     assert calls == ["docker", "proxy"]
     assert [c.name for c in docker_backend.list_containers()] == [f"tmpnb-{settings.TMPNB_INSTALLATION}-default-orphan"]
     assert list(get_proxy().list_routes()) == ["/user/straydefault"]
@@ -164,9 +169,7 @@ def test_from_the_shell_a_bad_argument_is_one_line_and_exit_status_2():
 
 
 def test_from_the_shell_a_refused_setting_is_one_line_naming_the_variable():
-    shell = subprocess.run(
-        [sys.executable, "manage.py", "pool_status"], cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60
-    )
+    shell = subprocess.run([sys.executable, "manage.py", "pool_status"], cwd=ROOT, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
     assert (shell.returncode, shell.stdout) == (1, "")
     assert shell.stderr.startswith("ImproperlyConfigured: DJANGO_SECRET_KEY must be set") and shell.stderr.count("\n") == 1
 

@@ -35,7 +35,7 @@ def idle_since(session, fake_proxy, ago):
     """The proxy saw the notebook's last request ``ago`` ago (the session's own copy is older still)."""
     Session.objects.filter(pk=session.pk).update(last_activity=timezone.now() - timedelta(hours=1))
     route = fake_proxy.routes[session.container.route_path]
-    fake_proxy.routes[route.path] = Route(route.path, route.target, timezone.now() - ago, route.data)
+    fake_proxy.routes[route.path] = Route(path=route.path, target=route.target, last_activity=timezone.now() - ago, data=route.data)
 
 
 def test_the_holder_is_warned_minutes_before_an_idle_cull(client, holding, fake_proxy):

@@ -18,9 +18,7 @@ NOW = timezone.now()
 
 def sample(pool, minutes_ago, in_use, ready=0, waiting=0):
     """A pool's sample as beat takes them: every pool's at the same time."""
-    UsageSample.objects.create(
-        time=NOW - timedelta(minutes=minutes_ago), pool=pool, in_use=in_use, ready=ready, starting=0, waiting=waiting
-    )
+    UsageSample.objects.create(time=NOW - timedelta(minutes=minutes_ago), pool=pool, in_use=in_use, ready=ready, starting=0, waiting=waiting)
 
 
 @pytest.mark.django_db

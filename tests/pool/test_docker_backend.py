@@ -79,8 +79,8 @@ def test_a_missing_image_is_a_clear_error():
 
 def test_a_container_not_published_answers_at_its_address_on_our_network(docker_images, raw_docker):
     network = f"tmpnb-{settings.TMPNB_INSTALLATION}-api"
-    docker_backend.ensure_network(network, "api")
-    docker_backend.ensure_network(network, "api")  # made once
+    docker_backend.ensure_network(network, pool="api")
+    docker_backend.ensure_network(network, pool="api")  # made once
     started = docker_backend.start_container(spec("unpublished", network=network, publish=False))
     try:
         attrs = raw_docker.api.inspect_container(started.backend_id)
@@ -106,7 +106,7 @@ def test_a_network_made_by_another_process_between_look_and_create_is_taken_as_m
     try:
         # Our look came first: it found nothing.
         monkeypatch.setattr(docker.models.networks.NetworkCollection, "list", lambda self, **kwargs: [])
-        docker_backend.ensure_network(network, "api")
+        docker_backend.ensure_network(network, pool="api")
         monkeypatch.undo()
         assert [n.name for n in raw_docker.networks.list(names=[network])] == [network]
     finally:

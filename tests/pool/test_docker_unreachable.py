@@ -16,8 +16,7 @@ from tests.factories import ContainerFactory, PoolFactory
 
 
 def spec():
-    return ContainerSpec(name="tmpnb-unreachable", image="tmpnb/tiny:latest", command="true", pool="p",
-                         container_port=8888, host_ip="127.0.0.1")
+    return ContainerSpec(name="tmpnb-unreachable", image="tmpnb/tiny:latest", command="true", pool="p", container_port=8888, host_ip="127.0.0.1")
 
 
 @pytest.fixture
@@ -58,9 +57,9 @@ def test_every_call_raises_backend_error(unreachable_docker, backend, call):
 
 def test_copy_out_and_a_network_raise_backend_error(unreachable_docker, tmp_path):
     with pytest.raises(BackendError):
-        docker_backend.copy_out("abc", "/srv", tmp_path)
+        docker_backend.copy_out("abc", path="/srv", destination=tmp_path)
     with pytest.raises(BackendError):
-        docker_backend.ensure_network("tmpnb-unreachable-net", "p", internal=True)
+        docker_backend.ensure_network("tmpnb-unreachable-net", pool="p", internal=True)
 
 
 @pytest.mark.django_db

@@ -162,7 +162,21 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))
     assert kinds == [
         # A held container's end saves its work (here: none, as the tiny image has no folder to save) before it is logged.
-        "failure", "spawn", "spawn", "assignment", "assignment", "turned_away", "snapshot", "cull", "snapshot", "kill", "resize",
-        "schedule", "materials", "drain", "drain", "lockout",
+        "failure",
+        "spawn",
+        "spawn",
+        "assignment",
+        "assignment",
+        "turned_away",
+        "snapshot",
+        "cull",
+        "snapshot",
+        "kill",
+        "resize",
+        "schedule",
+        "materials",
+        "drain",
+        "drain",
+        "lockout",
     ]
     assert set(kinds) == set(Event.Kind.values)

@@ -54,7 +54,9 @@ def test_the_address_is_the_client_the_proxy_names(admin_user):
         Client().post("/admin/login/", {"username": "x", "password": "y"}, REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.32")
     # Another client behind the same proxy is not locked out.
     response = Client().post(
-        "/admin/login/?next=/admin/", {"username": admin_user.username, "password": "password"},
-        REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.33",
+        "/admin/login/?next=/admin/",
+        {"username": admin_user.username, "password": "password"},
+        REMOTE_ADDR="127.0.0.1",
+        HTTP_X_FORWARDED_FOR="203.0.113.33",
     )
     assert response.status_code == 302

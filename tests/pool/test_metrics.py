@@ -21,11 +21,7 @@ def scrape(client, **headers):
 
 def samples(text):
     """{(name, (label pairs...)): value} of every sample."""
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 @pytest.mark.parametrize(

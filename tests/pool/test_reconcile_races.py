@@ -40,7 +40,9 @@ def test_a_container_is_an_orphan_only_if_no_live_row_names_it_after_the_listing
     pool = PoolFactory(capacity=1)
     [row] = pools.fill_pool(pool.pk)
     spawning.spawn_container(row.pk)
-    fake_backend.running["tmpnb-stray"] = fake_backend.running[row.name].__class__("id-tmpnb-stray", "tmpnb-stray", pool.name, "running")
+    fake_backend.running["tmpnb-stray"] = fake_backend.running[row.name].__class__(
+        backend_id="id-tmpnb-stray", name="tmpnb-stray", pool=pool.name, status="running"
+    )
     report = upkeep.reconcile()
     assert report.orphans_removed == 1 and fake_backend.removed == ["tmpnb-stray"]
     assert Container.objects.get(pk=row.pk).state == Container.State.READY

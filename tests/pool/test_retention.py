@@ -22,9 +22,7 @@ def old_history(pool, n=1):
     then = timezone.now() - LONG_AGO
     for i in range(n):
         ContainerFactory(pool=pool, state=Container.State.FAILED, created_at=then, ready_at=None, ended_at=then)
-        spawned = ContainerFactory(
-            pool=pool, state=Container.State.GONE, created_at=then - timedelta(seconds=1.5 + i), ready_at=then, ended_at=then
-        )
+        spawned = ContainerFactory(pool=pool, state=Container.State.GONE, created_at=then - timedelta(seconds=1.5 + i), ready_at=then, ended_at=then)
         SessionFactory(container=spawned, started_at=then, ended_at=then, end_reason=Session.EndReason.CULLED_IDLE)
         QueueEntry.objects.create(pool=pool, visitor=f"old-{i}", joined_at=then, served_at=then)
         Event.objects.create(kind=Event.Kind.FAILURE, pool=pool, time=then, message="spawn failed")

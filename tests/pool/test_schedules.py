@@ -76,10 +76,16 @@ def test_two_beats_at_once_never_apply_a_schedule_twice():
 def test_the_organiser_plans_sizes_inline_on_the_pool_in_the_admin(admin_client):
     pool = PoolFactory(capacity=2)
     form = pool_admin_form(
-        pool, **{
+        pool,
+        **{
             "schedules-TOTAL_FORMS": 2,
-            "schedules-0-at_0": "2030-05-04", "schedules-0-at_1": "09:45:00", "schedules-0-capacity": 60,
-            "schedules-1-at_0": "2030-05-04", "schedules-1-at_1": "17:30:00", "schedules-1-capacity": 5, "schedules-1-ready_target": 9,
+            "schedules-0-at_0": "2030-05-04",
+            "schedules-0-at_1": "09:45:00",
+            "schedules-0-capacity": 60,
+            "schedules-1-at_0": "2030-05-04",
+            "schedules-1-at_1": "17:30:00",
+            "schedules-1-capacity": 5,
+            "schedules-1-ready_target": 9,
         },
     )
     response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", form)

@@ -158,7 +158,7 @@ def test_copy_in_honours_the_tar_s_owners(clean_pools, tmp_path, in_container):
         info = tarfile.TarInfo("work/saved.txt")
         info.size, info.uid, info.gid = 3, 1234, 4321
         tar.addfile(info, io.BytesIO(b"yes"))
-    docker_backend.copy_in(container.backend_id, str(tar_path), "/tmp")
+    docker_backend.copy_in(container.backend_id, tar_path=str(tar_path), destination="/tmp")
     assert in_container(container, "stat -c %u:%g /tmp/work/saved.txt; cat /tmp/work/saved.txt").split() == ["1234:4321", "yes"]
     assert docker_backend.notebook_user(container.backend_id).folder == "/"
 

@@ -70,7 +70,6 @@ def test_the_lease_is_renewed_while_docker_creates_and_starts_the_container(fake
 
     from django.db import connection
 
-
     monkeypatch.setattr(spawning, "SPAWN_LEASE", timedelta(seconds=0.6))
     reports = []
 

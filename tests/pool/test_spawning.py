@@ -18,14 +18,8 @@ from tests.factories import PoolFactory
 from tests.stack import wait_for
 
 # Writable by any user, for a container that does not run as root.
-TMP_COMMAND = (
-    "sh -c 'mkdir -p /tmp/www{base_path} && echo user > /tmp/www{base_path}index.html"
-    " && exec httpd -f -p {port} -h /tmp/www'"
-)
-HOST_NETWORK_COMMAND = (
-    "sh -c 'mkdir -p /www{base_path} && echo host {base_path} > /www{base_path}index.html"
-    " && exec httpd -f -p {ip}:{port} -h /www'"
-)
+TMP_COMMAND = "sh -c 'mkdir -p /tmp/www{base_path} && echo user > /tmp/www{base_path}index.html && exec httpd -f -p {port} -h /tmp/www'"
+HOST_NETWORK_COMMAND = "sh -c 'mkdir -p /www{base_path} && echo host {base_path} > /www{base_path}index.html && exec httpd -f -p {ip}:{port} -h /www'"
 
 
 @pytest.fixture
@@ -45,8 +39,14 @@ def spawn_one(**options):
 
 def test_limits_user_mounts_and_extra_hosts_reach_docker(clean_pools, inspect, tmp_path):
     container = spawn_one(
-        command=TMP_COMMAND, redirect_uri="/", mem_limit="96m", cpu_shares=512, cpu_quota=50000, container_user="1000",
-        host_directories=f"{tmp_path}:/data, {tmp_path}:/scratch:rw", extra_hosts="db.local:10.1.2.3",
+        command=TMP_COMMAND,
+        redirect_uri="/",
+        mem_limit="96m",
+        cpu_shares=512,
+        cpu_quota=50000,
+        container_user="1000",
+        host_directories=f"{tmp_path}:/data, {tmp_path}:/scratch:rw",
+        extra_hosts="db.local:10.1.2.3",
     )
     attrs = inspect(container)
     host = attrs["HostConfig"]
@@ -206,8 +206,12 @@ def outside_host(tmp_path):
     try:
         for command in commands:
             subprocess.run(command, check=True, capture_output=True)
-        server = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "8000", "--bind", outside_ip],
-                                  cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, "-m", "http.server", "8000", "--bind", outside_ip],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(lambda: socket.create_connection((outside_ip, 8000), 0.5).close() or True, 15, "the outside test host")
         yield outside_ip
     finally:

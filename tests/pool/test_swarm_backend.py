@@ -8,8 +8,9 @@ from pool.backends.base import ContainerSpec
 
 
 def spec(**values):
-    defaults = dict(name="tmpnb-x-default-abc", image="tmpnb/tiny:latest", command="sh -c 'exec httpd -f -p 8888'",
-                    pool="default", container_port=8888, host_ip="127.0.0.1")
+    defaults = dict(
+        name="tmpnb-x-default-abc", image="tmpnb/tiny:latest", command="sh -c 'exec httpd -f -p 8888'", pool="default", container_port=8888, host_ip="127.0.0.1"
+    )
     return ContainerSpec(**{**defaults, **values})
 
 

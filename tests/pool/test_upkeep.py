@@ -113,7 +113,7 @@ def test_an_orphan_labelled_container_is_removed_and_an_unlabelled_one_left_alon
 def test_routes_without_a_live_container_are_deleted_and_others_routes_kept(routes_cleaned, transactional_db):
     client = get_proxy()
     client.add_route("/user/nobody", "http://127.0.0.1:1", container="nobody")
-    foreign = ProxyClient(routes_cleaned.api_url, routes_cleaned.token, "another-installation")
+    foreign = ProxyClient(routes_cleaned.api_url, token=routes_cleaned.token, installation="another-installation")
     foreign.add_route("/user/theirs", "http://127.0.0.1:2")
     try:
         assert upkeep.reconcile().routes_deleted == 1

@@ -80,7 +80,7 @@ def test_when_nothing_is_ready_the_visitor_waits_on_a_page_that_moves_on_by_itse
     assert response.status_code == 200
     assert response["Retry-After"] == "5"
     html = response.content.decode()
-    assert "Your place in the queue: <strong id=\"position\">1</strong>" in html
+    assert 'Your place in the queue: <strong id="position">1</strong>' in html
     assert "A notebook server is starting for you." in html
     assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in html
     assert 'fetch("/waiting/status?wait=1"' in html  # a long poll

@@ -170,6 +170,8 @@ def test_a_served_visitor_is_told_at_once_without_waiting():
     ContainerFactory(pool=pool)
     assignment.serve_queue(pool.pk)
     assert waiting.await_admission("ann")["status"] == "ready"
+
+
 def test_a_visitor_waiting_for_one_pool_who_opens_another_moves_their_place_there():
     """The last pool asked for is the one they want (the waiting page does not
     name the pool: waiting on for the first would land them somewhere they

@@ -59,14 +59,14 @@ def test_inactive_since_keeps_only_idle_routes(client):
 
 def test_a_wrong_token_is_an_error_not_an_empty_answer(proxy):
     with pytest.raises(ProxyError, match="HTTP 403"):
-        ProxyClient(proxy.api_url, "wrong", "x").list_routes()
+        ProxyClient(proxy.api_url, token="wrong", installation="x").list_routes()
 
 
 def test_an_unreachable_proxy_is_an_error():
     with pytest.raises(ProxyError):
-        ProxyClient("http://127.0.0.1:9", "t", "x").list_routes()
+        ProxyClient("http://127.0.0.1:9", token="t", installation="x").list_routes()
 
 
 def test_answers_tells_a_running_proxy_from_one_that_is_not_there(client):
     assert client.answers()
-    assert not ProxyClient("http://127.0.0.1:9", "token", "x").answers()
+    assert not ProxyClient("http://127.0.0.1:9", token="token", installation="x").answers()

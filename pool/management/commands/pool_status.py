@@ -6,19 +6,34 @@ from pool.services import dashboard
 
 COLUMNS = [
     # (heading, key of the JSON row)
-    ("POOL", "name"), ("IMAGE", "image"), ("SIZE", "capacity"), ("READY TARGET", "ready_target"), ("READY", "ready"),
-    ("IN USE", "in_use"), ("STARTING", "starting"), ("FAILED TODAY", "failed_today"), ("NEXT SIZE", "next_schedule"),
-    ("SAVED WORK", "saved_work"), ("URL", "landing"),
+    ("POOL", "name"),
+    ("IMAGE", "image"),
+    ("SIZE", "capacity"),
+    ("READY TARGET", "ready_target"),
+    ("READY", "ready"),
+    ("IN USE", "in_use"),
+    ("STARTING", "starting"),
+    ("FAILED TODAY", "failed_today"),
+    ("NEXT SIZE", "next_schedule"),
+    ("SAVED WORK", "saved_work"),
+    ("URL", "landing"),
 ]
 
 
 def row_data(row):
     pool, schedule = row["pool"], row["next_schedule"]
     return {
-        "name": pool.name, "image": pool.image, "capacity": pool.capacity, "ready_target": pool.effective_ready_target,
-        "ready": row["available"], "in_use": row["in_use"], "starting": row["starting"], "failed_today": row["failed_today"],
+        "name": pool.name,
+        "image": pool.image,
+        "capacity": pool.capacity,
+        "ready_target": pool.effective_ready_target,
+        "ready": row["available"],
+        "in_use": row["in_use"],
+        "starting": row["starting"],
+        "failed_today": row["failed_today"],
         "next_schedule": schedule and {"at": schedule.at.isoformat(), "capacity": schedule.capacity, "ready_target": schedule.ready_target},
-        "saved_work": row["saved_work"], "landing": pool.landing_path,
+        "saved_work": row["saved_work"],
+        "landing": pool.landing_path,
     }
 
 
