@@ -41,7 +41,7 @@ def test_one_route_is_read_with_its_activity_and_only_if_it_is_ours(client, prox
     assert (route.target, route.data) == ("http://127.0.0.1:5", {"container": "c5"})
     assert route.last_activity is not None
     assert client.get_route("/user/none") is None
-    assert ProxyClient(proxy.api_url, proxy.token, "another-installation").get_route("/user/one") is None
+    assert ProxyClient(proxy.api_url, token=proxy.token, installation="another-installation").get_route("/user/one") is None
 
 
 def test_a_deleted_route_is_gone_and_deleting_it_again_is_fine(client, proxy):
