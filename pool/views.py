@@ -3,14 +3,15 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_POST
 from django.views.static import serve
 
 from pool import visitors
 from pool.http import client_address, no_store, page_or_json, spawn_rate_exceeded, wants_json
-from pool.models import Container
-from pool.services import assignment, pools, snapshots, spawning, usage, waiting
+from pool.models import Container, Session
+from pool.services import assignment, pools, snapshots, spawning, upkeep, usage, waiting
+from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
 POLL_SECONDS = 2  # the waiting page asks again this long after a failed status request
@@ -161,6 +162,49 @@ def restore_work(request, path_id):
             message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
             return refusal(request, message, RETRY_AFTER)
     return response
+
+
+def time_left(request, path_id):
+    """What the banner inside a held JupyterLab asks (deploy/images/cull-warning.js):
+    how long until its cull, worded for the participant; 404 for anyone but
+    the visitor who holds it."""
+    try:
+        left = upkeep.time_left(path_id=path_id, visitor=visitors.visitor_id(request))
+    except ProxyError:
+        return no_store(JsonResponse({"status": "unknown"}, status=503), RETRY_AFTER)
+    if left is None:
+        raise Http404("no such notebook")
+    body = {
+        "idle_timeout": left.idle_timeout,
+        "idle_left": left.idle_left,
+        "age_left": left.age_left,
+        "warn": left.warn,
+        "reason": left.reason,
+        "message": cull_warning(left),
+        "dismiss": gettext("Dismiss"),
+    }
+    return no_store(JsonResponse(body))
+
+
+def cull_warning(left):
+    minutes = max(1, -(-left.seconds_left // 60))
+    if left.reason == Session.EndReason.CULLED_IDLE:
+        text = ngettext(
+            "This notebook will be shut down in about %(minutes)d minute because it has been idle; any activity keeps it open.",
+            "This notebook will be shut down in about %(minutes)d minutes because it has been idle; any activity keeps it open.",
+            minutes,
+        )
+    else:
+        text = ngettext(
+            "This notebook reaches its time limit and will be shut down in about %(minutes)d minute.",
+            "This notebook reaches its time limit and will be shut down in about %(minutes)d minutes.",
+            minutes,
+        )
+    if settings.TMPNB_SNAPSHOT_HOURS and settings.TMPNB_BACKEND == "docker":  # the Swarm backend cannot copy files out
+        saving = gettext("Your files will be saved: the page it ends on offers them for download.")
+    else:
+        saving = gettext("Download the files you want to keep before then.")
+    return f"{text % {'minutes': minutes}} {saving}"
 
 
 def static_files(request, path):

@@ -89,13 +89,22 @@ class ProxyClient:
         response = self._request("GET", "", params=params)
         if response.status_code != 200:
             raise ProxyError(f"listing routes: HTTP {response.status_code} {response.text[:200]}")
-        routes: dict[str, Route] = {}
-        for path, entry in response.json().items():
-            if entry.get(MARKER) != self.installation:
-                continue
-            data = {k: v for k, v in entry.items() if k not in ("target", "last_activity", MARKER)}
-            routes[path] = Route(path=path, target=entry["target"], last_activity=_parse_time(entry.get("last_activity")), data=data)
-        return routes
+        return {path: _route(path, entry) for path, entry in response.json().items() if entry.get(MARKER) == self.installation}
+
+    def get_route(self, path: str) -> Route | None:
+        """Our route at ``path``, or None."""
+        response = self._request("GET", path)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise ProxyError(f"reading route {path}: HTTP {response.status_code} {response.text[:200]}")
+        entry = response.json()
+        return _route(path, entry) if entry.get(MARKER) == self.installation else None
+
+
+def _route(path: str, entry: dict[str, Any]) -> Route:
+    data = {k: v for k, v in entry.items() if k not in ("target", "last_activity", MARKER)}
+    return Route(path=path, target=entry["target"], last_activity=_parse_time(entry.get("last_activity")), data=data)
 
 
 @functools.lru_cache(maxsize=4)

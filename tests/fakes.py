@@ -107,6 +107,9 @@ class FakeProxy:
     def list_routes(self, inactive_since=None):
         return dict(self.routes)
 
+    def get_route(self, path):
+        return self.routes.get(path)
+
     def answers(self):
         return True
 

@@ -33,6 +33,8 @@ RowT = TypeVar("RowT", bound=Model)
 STOPPING_GRACE = timedelta(seconds=30)
 STUCK_SPAWN = "never became ready (its worker stopped?)"
 STOPPED_UNSAVED = "its end was interrupted before the copy (its worker stopped?)"
+# A participant is warned inside their notebook this long before it is due for a cull.
+CULL_WARNING = timedelta(minutes=5)
 
 
 @dataclass
@@ -154,6 +156,55 @@ def sync_activity(pool: Pool | None = None) -> int:
     return _sync_activity(get_proxy().list_routes(), pool)
 
 
+def cull_due(session: Session, last_activity: datetime) -> tuple[datetime, datetime]:
+    """When ``session`` becomes due for its age cull and for its idle cull
+    (the next cull after that ends it), given its ``last_activity``."""
+    pool = session.container.pool
+    return session.started_at + timedelta(seconds=pool.cull_max), last_activity + timedelta(seconds=pool.cull_timeout)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeLeft:
+    """How long a held notebook has before a cull, for the warning inside it."""
+
+    idle_timeout: int
+    idle_left: int
+    age_left: int
+
+    @property
+    def reason(self) -> str:
+        return Session.EndReason.CULLED_AGE if self.age_left <= self.idle_left else Session.EndReason.CULLED_IDLE
+
+    @property
+    def seconds_left(self) -> int:
+        return min(self.idle_left, self.age_left)
+
+    @property
+    def warn(self) -> bool:
+        return self.seconds_left <= CULL_WARNING.total_seconds()
+
+
+def time_left(*, path_id: str, visitor: str | None, now: datetime | None = None) -> TimeLeft | None:
+    """The TimeLeft of the live session of container ``path_id`` if
+    ``visitor`` holds it, else None (nobody else learns anything). Idleness
+    is the proxy's own last_activity of the route (the session's copy is
+    only synced at each cull); raises ProxyError when the proxy cannot say."""
+    if not visitor:
+        return None
+    session = Session.objects.active().select_related("container__pool").filter(container__path_id=path_id, visitor=visitor).first()
+    if session is None:
+        return None
+    route = get_proxy().get_route(session.container.route_path)
+    last_activity = max(filter(None, [session.last_activity, route and route.last_activity]))
+    age_due, idle_due = cull_due(session, last_activity)
+    now = now or timezone.now()
+    return TimeLeft(
+        idle_timeout=session.container.pool.cull_timeout,
+        idle_left=max(0, round((idle_due - now).total_seconds())),
+        age_left=max(0, round((age_due - now).total_seconds())),
+    )
+
+
 def cull_sessions(*, now: datetime | None = None, pool: Pool | None = None) -> dict[str, int]:
     """End sessions (of every pool, or only ``pool``'s) idle longer than their
     pool's cull_timeout, or open longer than its cull_max. Ready containers
@@ -162,10 +213,10 @@ def cull_sessions(*, now: datetime | None = None, pool: Pool | None = None) -> d
     now = now or timezone.now()
     culled: dict[str, int] = {Session.EndReason.CULLED_IDLE: 0, Session.EndReason.CULLED_AGE: 0}
     for session in _of_pool(Session.objects.active().select_related("container__pool"), pool, "container__pool"):
-        pool = session.container.pool
-        if session.started_at < now - timedelta(seconds=pool.cull_max):
+        age_due, idle_due = cull_due(session, session.last_activity)
+        if age_due < now:
             reason = Session.EndReason.CULLED_AGE
-        elif session.last_activity < now - timedelta(seconds=pool.cull_timeout):
+        elif idle_due < now:
             reason = Session.EndReason.CULLED_IDLE
         else:
             continue

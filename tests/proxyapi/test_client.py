@@ -35,6 +35,15 @@ def test_listing_skips_routes_that_are_not_ours(client, proxy):
         requests.delete(f"{proxy.api_url}/api/routes/someone-else", headers=headers, timeout=5)
 
 
+def test_one_route_is_read_with_its_activity_and_only_if_it_is_ours(client, proxy):
+    client.add_route("/user/one", "http://127.0.0.1:5", container="c5")
+    route = client.get_route("/user/one")
+    assert (route.target, route.data) == ("http://127.0.0.1:5", {"container": "c5"})
+    assert route.last_activity is not None
+    assert client.get_route("/user/none") is None
+    assert ProxyClient(proxy.api_url, token=proxy.token, installation="another-installation").get_route("/user/one") is None
+
+
 def test_a_deleted_route_is_gone_and_deleting_it_again_is_fine(client, proxy):
     client.add_route("/user/gone", "http://127.0.0.1:3")
     client.delete_route("/user/gone")
