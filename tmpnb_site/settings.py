@@ -117,6 +117,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn and Celery processes write at once: WAL lets readers go on
     # while one writes, IMMEDIATE takes the write lock at BEGIN so two claimers
     # queue up instead of failing with "database is locked" half-way.
+    # tmpnb_site/sqlite3: the threads of a process queue for the write lock
+    # among themselves instead of sleeping in SQLite's busy handler.
+    DATABASES["default"]["ENGINE"] = "tmpnb_site.sqlite3"
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
         "transaction_mode": "IMMEDIATE",
@@ -241,6 +244,8 @@ TMPNB_MAX_PER_IP = env_int("TMPNB_MAX_PER_IP", 30, minimum=1)
 # Waiting pages' status requests one web process lets wait for their turn at
 # once (each holds a thread: deploy/up gives gunicorn this many more threads).
 TMPNB_LONG_POLLS = env_int("TMPNB_LONG_POLLS", 16, minimum=0, maximum=1000)
+# Requests of a web process that run at once (tmpnb_site/concurrency.py).
+TMPNB_WEB_CONCURRENCY = env_int("TMPNB_WEB_CONCURRENCY", 2, minimum=1, maximum=1000)
 TMPNB_SPAWN_RATE = env_str("TMPNB_SPAWN_RATE", "600/m")
 # Guesses at a pool's access code one address may make per period.
 TMPNB_ACCESS_CODE_RATE = env_str("TMPNB_ACCESS_CODE_RATE", "10/m")
