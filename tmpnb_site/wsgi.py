@@ -13,4 +13,6 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tmpnb_site.settings")
 
-application = get_wsgi_application()
+from tmpnb_site.concurrency import RunningLimit  # noqa: E402  (settings first)
+
+application = RunningLimit(get_wsgi_application())

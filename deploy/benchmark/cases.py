@@ -2,6 +2,7 @@
 and 11 they are held to."""
 
 import json
+import os
 import secrets
 import statistics
 import subprocess
@@ -72,7 +73,9 @@ class Bench:
             service.wait_ready(ready_target, live=ready_target)
             prefill = service.refill_rate()
             log(f"case {name}: {visitors} visitors at once")
-            roles = service.processes()
+            # The visitors are this process's threads: on one machine they take
+            # the same cores as the service, so their share is shown too.
+            roles = {**service.processes(), "visitors": [os.getpid()]}
             cpu_before = {role: process_cpu_seconds(pids) for role, pids in roles.items()}
             machine_before = cpu_ticks()
             started, summary, landed = burst([f"{service.url}/spawn/"] * visitors, image=image, bound=self.args.bound, retry_interval=self.args.retry_interval)

@@ -15,6 +15,7 @@ from django.conf import settings
 from docker.errors import DockerException, ImageNotFound
 
 from pool.backends.base import BackendError
+from tmpnb_site.concurrency import turn_set_aside
 
 LABEL_POOL = "tmpnb.pool"
 LABEL_INSTALLATION = "tmpnb.installation"
@@ -57,12 +58,13 @@ def docker_work() -> Iterator[None]:
     the threads pool, so every wait of a task needs its own deadline."""
     slots = _docker_slots(settings.TMPNB_MAX_DOCK_WORKERS)
     wait = 2 * settings.DOCKER_TIMEOUT
-    if not slots.acquire(timeout=wait):
-        raise DockerError(f"no Docker slot came free within {wait}s (all TMPNB_MAX_DOCK_WORKERS busy)")
-    try:
-        yield
-    finally:
-        slots.release()
+    with turn_set_aside():  # a web request's Docker call lets other requests run meanwhile
+        if not slots.acquire(timeout=wait):
+            raise DockerError(f"no Docker slot came free within {wait}s (all TMPNB_MAX_DOCK_WORKERS busy)")
+        try:
+            yield
+        finally:
+            slots.release()
 
 
 def labels_for(pool_name: str, *, container_name: str = "") -> dict[str, str]:

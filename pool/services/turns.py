@@ -14,6 +14,7 @@ import redis
 from django.conf import settings
 
 from pool.models import visitor_tag
+from tmpnb_site.concurrency import turn_set_aside
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def wait_for_turn(visitor: str, *, seconds: float) -> bool:
         return False
     try:
         # The read waits for the note, so its socket timeout must outlast the wait.
-        _redis(socket_timeout=seconds + 5).blpop([_key(visitor)], timeout=seconds)
+        with turn_set_aside():
+            _redis(socket_timeout=seconds + 5).blpop([_key(visitor)], timeout=seconds)
         return True
     except redis.RedisError as error:
         log.warning("could not wait for a visitor's turn: %s", error)
