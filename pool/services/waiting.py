@@ -50,10 +50,14 @@ def queue_position(entry: QueueEntry) -> int:
 
 
 def waiting_entry(visitor: str) -> QueueEntry | None:
-    """The visitor's place, if they are waiting; asking keeps it."""
+    """The visitor's place, if they are waiting; asking keeps it. The check-in
+    is written once per sixth of TMPNB_QUEUE_TIMEOUT, not at every status
+    request: on SQLite each write waits for the write lock the worker's spawns
+    hold, and thirty waiting pages asked several times a second."""
     entry = QueueEntry.objects.waiting().select_related("pool").filter(visitor=visitor).first()
-    if entry is not None:
-        QueueEntry.objects.filter(pk=entry.pk).update(last_seen=timezone.now())
+    now = timezone.now()
+    if entry is not None and (now - entry.last_seen).total_seconds() >= settings.TMPNB_QUEUE_TIMEOUT / 6:
+        QueueEntry.objects.filter(pk=entry.pk).update(last_seen=now)
     return entry
 
 

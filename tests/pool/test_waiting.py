@@ -75,6 +75,19 @@ def test_a_visitor_who_closed_the_page_leaves_the_queue():
     assert waiting.admission_status("gone") == {"status": "unknown"}
 
 
+def test_a_waiting_page_checks_in_once_per_sixth_of_the_queue_timeout(settings):
+    settings.TMPNB_QUEUE_TIMEOUT = 30
+    admit(PoolFactory(capacity=0), "asks")
+    lately = timezone.now() - timedelta(seconds=4)
+    QueueEntry.objects.filter(visitor="asks").update(last_seen=lately)
+    assert position("asks") == 1
+    assert QueueEntry.objects.get(visitor="asks").last_seen == lately  # not written again yet
+    QueueEntry.objects.filter(visitor="asks").update(last_seen=lately - timedelta(seconds=2))
+    assert position("asks") == 1
+    assert QueueEntry.objects.get(visitor="asks").last_seen > lately  # kept
+    assert waiting.drop_abandoned_places() == 0
+
+
 def test_the_estimate_is_a_spawn_while_places_are_free():
     pool = PoolFactory(capacity=3)
     ContainerFactory(pool=pool, created_at=timezone.now() - timedelta(seconds=8), ready_at=timezone.now() - timedelta(seconds=2))
