@@ -1,6 +1,7 @@
 """The cases, each against a service of its own, and the targets of issues 6
 and 11 they are held to."""
 
+import contextlib
 import json
 import os
 import secrets
@@ -34,6 +35,21 @@ TARGETS = {
     "sweep_calls": 5,
     "footprint_mib": 250,
 }
+
+
+@contextlib.contextmanager
+def cpu_used(service):
+    """CPU seconds each of the service's roles used in the block, and how busy
+    the machine's cores were. The visitors are this process's threads: on one
+    machine they take the same cores as the service, so their share is shown too."""
+    roles = {**service.processes(), "visitors": [os.getpid()]}
+    before = {role: process_cpu_seconds(pids) for role, pids in roles.items()}
+    machine_before = cpu_ticks()
+    used = {}
+    yield used
+    machine_after = cpu_ticks()
+    used["seconds"] = {role: round(process_cpu_seconds(pids) - before[role], 2) for role, pids in roles.items()}
+    used["busy"] = round((machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1), 2)
 
 
 class Bench:
@@ -73,15 +89,11 @@ class Bench:
             service.wait_ready(ready_target, live=ready_target)
             prefill = service.refill_rate()
             log(f"case {name}: {visitors} visitors at once")
-            # The visitors are this process's threads: on one machine they take
-            # the same cores as the service, so their share is shown too.
-            roles = {**service.processes(), "visitors": [os.getpid()]}
-            cpu_before = {role: process_cpu_seconds(pids) for role, pids in roles.items()}
-            machine_before = cpu_ticks()
-            started, summary, landed = burst([f"{service.url}/spawn/"] * visitors, image=image, bound=self.args.bound, retry_interval=self.args.retry_interval)
-            machine_after = cpu_ticks()
-            summary["burst_cpu_seconds"] = {role: round(process_cpu_seconds(pids) - cpu_before[role], 2) for role, pids in roles.items()}
-            summary["burst_machine_busy"] = round((machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1), 2)
+            with cpu_used(service) as used:
+                started, summary, landed = burst(
+                    [f"{service.url}/spawn/"] * visitors, image=image, bound=self.args.bound, retry_interval=self.args.retry_interval
+                )
+            summary["burst_cpu_seconds"], summary["burst_machine_busy"] = used["seconds"], used["busy"]
             summary["prefill"] = prefill
             summary["pool_size"], summary["ready_target"], summary["image"] = pool_size, ready_target, image
             summary["retry_interval"] = self.args.retry_interval
@@ -101,20 +113,23 @@ class Bench:
                     ]
                     for row in sorted(service.rows(since=started), key=lambda row: row["created"])
                 ]
-            summary["floor"] = self.floor(landed, image)
+            summary["floor"] = self.floor(landed, image, service)
             summary["to_floor"] = to_floor(summary, summary["floor"])
         summary["stop_seconds"] = getattr(service, "stop_seconds", None)
         summary["removed_after_stop"] = getattr(service, "removed_after_stop", None)
         summary["leftovers"] = service.leftovers
         return summary
 
-    def floor(self, landed, image):
+    def floor(self, landed, image, service):
         """The same burst without the service: each visitor straight to the page
         a visitor of the burst landed on, through the proxy, on a container
         already routed and warm."""
         log(f"floor: {len(landed)} visitors straight to the notebook pages")
-        _, floor, _ = burst(landed, image=image, bound=self.args.bound)
-        return {key: floor[key] for key in ("visitors", "served", "failed", "p50", "p90", "p99", "max", "errors")}
+        with cpu_used(service) as used:
+            _, floor, _ = burst(landed, image=image, bound=self.args.bound)
+        floor = {key: floor[key] for key in ("visitors", "served", "failed", "p50", "p90", "p99", "max", "errors")}
+        floor["cpu_seconds"], floor["machine_busy"] = used["seconds"], used["busy"]
+        return floor
 
     def case_a(self):
         n = self.args.visitors or 50

@@ -43,6 +43,8 @@ def print_report(results):
                     f" the case as a multiple of it: p50 {ratio['p50']}, p90 {ratio['p90']}, p99 {ratio['p99']}, max {ratio['max']}",
                     file=out,
                 )
+                if floor.get("cpu_seconds"):
+                    print(f"  {name}: CPU s in the floor's burst {floor['cpu_seconds']}, cores busy {floor['machine_busy']:.0%}", file=out)
             if r["errors"]:
                 print(f"  {name}: errors: {r['errors'][:3]}", file=out)
     if route := section(cases, "route", "\nroute (the floor's burst both ways, median of 5 alternating rounds on the same containers)", out):
