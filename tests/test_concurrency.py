@@ -113,3 +113,9 @@ def test_outside_a_request_there_is_no_turn_to_set_aside(limit_of):
             pass
     application = RunningLimit(lambda environ, start_response: [b"still one turn"])
     assert b"".join(application({}, None)) == b"still one turn"
+
+
+def test_the_web_process_application_takes_turns():
+    from tmpnb_site.wsgi import application
+
+    assert isinstance(application, RunningLimit)
