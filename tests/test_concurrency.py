@@ -1,9 +1,11 @@
 """The web process's limit on requests that run at once
 (tmpnb_site/concurrency.py), with the WSGI application it wraps."""
 
+import contextlib
 import threading
 
 import pytest
+from django.db import connection, transaction
 
 from pool.backends.client import docker_work
 from tmpnb_site import concurrency
@@ -78,6 +80,29 @@ def test_a_request_that_blocks_sets_its_turn_aside(limit_of):
     app = Requests(inside=turn_set_aside)
     threads, answers = send(RunningLimit(app), [{"inside": True}, {}])
     assert app.wait_for(2)  # the second ran while the first blocked
+    app.go.set()
+    for thread in threads:
+        thread.join(10)
+    assert answers == [b"ok"] * 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_request_in_a_transaction_keeps_its_turn(limit_of):
+    # It may hold the database's write lock, which the request given its turn would wait for.
+    limit_of(1)
+
+    def in_transaction():
+        try:
+            with transaction.atomic(), turn_set_aside():
+                yield
+        finally:
+            connection.close()
+
+    app = Requests(inside=contextlib.contextmanager(in_transaction))
+    threads, answers = send(RunningLimit(app), [{"inside": True}, {}])
+    assert app.wait_for(1)
+    threading.Event().wait(0.2)
+    assert app.running == 1  # the second waits for the first's turn
     app.go.set()
     for thread in threads:
         thread.join(10)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 LARGE_BODY = 64 * 1024  # bytes
 
@@ -65,8 +66,11 @@ def _turn() -> Iterator[None]:
 @contextmanager
 def turn_set_aside() -> Iterator[None]:
     """Give the turn to another request while this one blocks; outside a web
-    request (the worker, a test) there is none to give."""
-    if not getattr(_holder, "turn", False):
+    request (the worker, a test) there is none to give. Inside a transaction
+    the turn is kept: the request holds the database's write lock, which the
+    requests given its turn could be waiting for, and it would then wait for
+    them."""
+    if not getattr(_holder, "turn", False) or connection.in_atomic_block:
         yield
         return
     _holder.turn = False
