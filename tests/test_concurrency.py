@@ -8,6 +8,7 @@ import pytest
 from django.db import connection, transaction
 
 from pool.backends.client import docker_work
+from pool.services import turns
 from tmpnb_site import concurrency
 from tmpnb_site.concurrency import LARGE_BODY, RunningLimit, turn_set_aside
 
@@ -144,3 +145,24 @@ def test_the_web_process_application_takes_turns():
     from tmpnb_site.wsgi import application
 
     assert isinstance(application, RunningLimit)
+
+
+class SlowSettings:
+    """Settings whose limit takes a while to read, as a first request's might."""
+
+    def __getattr__(self, name):
+        threading.Event().wait(0.1)
+        return 1
+
+
+@pytest.mark.parametrize(("module", "made", "kept"), [(concurrency, "_semaphore", "_running"), (turns, "_long_poll_slots", "_long_polls")])
+def test_the_first_requests_of_a_process_share_one_semaphore(module, made, kept, monkeypatch):
+    monkeypatch.setattr(module, kept, None)
+    monkeypatch.setattr(module, "settings", SlowSettings())
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(getattr(module, made)())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(seen) == 2 and seen[0] is seen[1]

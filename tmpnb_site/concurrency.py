@@ -21,14 +21,16 @@ from django.db import connection
 LARGE_BODY = 64 * 1024  # bytes
 
 _running: threading.BoundedSemaphore | None = None
+_made = threading.Lock()  # the first requests of a process arrive together
 _holder = threading.local()
 
 
 def _semaphore() -> threading.BoundedSemaphore:
     global _running
-    if _running is None:
-        _running = threading.BoundedSemaphore(settings.TMPNB_WEB_CONCURRENCY)
-    return _running
+    with _made:
+        if _running is None:
+            _running = threading.BoundedSemaphore(settings.TMPNB_WEB_CONCURRENCY)
+        return _running
 
 
 class RunningLimit:
@@ -54,13 +56,14 @@ def _body_length(environ: dict[str, Any]) -> int:
 
 @contextmanager
 def _turn() -> Iterator[None]:
-    _semaphore().acquire()
+    running = _semaphore()
+    running.acquire()
     _holder.turn = True
     try:
         yield
     finally:
         _holder.turn = False
-        _semaphore().release()
+        running.release()
 
 
 @contextmanager
@@ -73,10 +76,11 @@ def turn_set_aside() -> Iterator[None]:
     if not getattr(_holder, "turn", False) or connection.in_atomic_block:
         yield
         return
+    running = _semaphore()
     _holder.turn = False
-    _semaphore().release()
+    running.release()
     try:
         yield
     finally:
-        _semaphore().acquire()
+        running.acquire()
         _holder.turn = True

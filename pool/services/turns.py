@@ -24,6 +24,7 @@ QUICK_SECONDS = 0.5  # Redis answers a push at once, or is taken for away
 _clients: dict[float, redis.Redis] = {}  # socket timeout -> client; each keeps a pool of connections shared by the threads
 _clients_lock = threading.Lock()
 _long_polls: threading.BoundedSemaphore | None = None
+_long_polls_made = threading.Lock()
 
 
 def _redis(socket_timeout: float = QUICK_SECONDS) -> redis.Redis:
@@ -48,14 +49,20 @@ def announce_turn(visitor: str) -> None:
         log.warning("could not announce a served visitor: %s", error)
 
 
+def _long_poll_slots() -> threading.BoundedSemaphore:
+    global _long_polls
+    with _long_polls_made:  # the first waiting pages of a process ask together
+        if _long_polls is None:
+            _long_polls = threading.BoundedSemaphore(settings.TMPNB_LONG_POLLS)
+        return _long_polls
+
+
 def wait_for_turn(visitor: str, *, seconds: float) -> bool:
     """Block until the visitor's turn is announced or ``seconds`` pass.
     Returns whether it could block: not when this process already holds its
     share of blocked requests, nor without Redis."""
-    global _long_polls
-    if _long_polls is None:
-        _long_polls = threading.BoundedSemaphore(settings.TMPNB_LONG_POLLS)
-    if not _long_polls.acquire(blocking=False):
+    long_polls = _long_poll_slots()
+    if not long_polls.acquire(blocking=False):
         return False
     try:
         # The read waits for the note, so its socket timeout must outlast the wait.
@@ -66,4 +73,4 @@ def wait_for_turn(visitor: str, *, seconds: float) -> bool:
         log.warning("could not wait for a visitor's turn: %s", error)
         return False
     finally:
-        _long_polls.release()
+        long_polls.release()
