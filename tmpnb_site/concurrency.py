@@ -2,8 +2,8 @@
 
 A web process has a thread for each request it holds (gunicorn's threads, as
 many as the waiting room's long polls need), but one interpreter lock: in a
-burst, two dozen threads running Django at once spent as much CPU again
-handing that lock to each other as on the requests. The others wait here, on
+burst, two dozen threads running Django at once spent a third more CPU
+handing that lock to each other (docs/performance.md). The others wait here, on
 a semaphore that costs nothing while they wait. A request that blocks on
 something slow (a waiting visitor's long poll, a Docker call) sets its turn
 aside while it blocks, and a request with a large body (an organiser's
