@@ -99,10 +99,14 @@ class Service:
         return env
 
     def _admin_database(self, sql):
-        import psycopg
+        import psycopg2
 
-        with psycopg.connect(self.server_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as db:
-            db.execute(sql)
+        db = psycopg2.connect(self.server_url.rsplit("/", 1)[0] + "/postgres")
+        db.autocommit = True
+        try:
+            db.cursor().execute(sql)
+        finally:
+            db.close()
 
     def start(self):
         log(f"deploy/up {self.installation}: {self.image}, pool_size {self.pool_size}, ready target {self.ready_target} (state {self.state})")
@@ -143,10 +147,16 @@ class Service:
     # The service's own record, read-only.
     def query(self, sql, params=()):
         if self.database_url:
-            import psycopg
+            import psycopg2
 
-            with psycopg.connect(self.database_url, autocommit=True) as db:
-                return db.execute(sql, params).fetchall()
+            db = psycopg2.connect(self.database_url)
+            db.autocommit = True
+            try:
+                cursor = db.cursor()
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+            finally:
+                db.close()
         db = sqlite3.connect(self.state / "var" / "tmpnb.sqlite3", timeout=10)
         try:
             return db.execute(sql, params).fetchall()
@@ -210,7 +220,7 @@ class Service:
             except (sqlite3.Error, requests.RequestException, docker.errors.DockerException):
                 pass
             except Exception as error:  # psycopg's errors while the tables are being made
-                if type(error).__module__.split(".")[0] != "psycopg":
+                if not type(error).__module__.startswith("psycopg"):
                     raise
             if time.monotonic() > deadline:
                 raise TimeoutError(f"pool not full within {timeout} s: {self.counts()}\n{self.log_tail()}")
