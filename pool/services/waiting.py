@@ -125,14 +125,23 @@ def _cull_times(pool: Pool) -> list[datetime]:
 def admission_status(visitor: str, *, default_path: str = "") -> AdmissionStatus:
     """What the waiting page (or an API client) polls: ready with a URL,
     waiting with a position and an estimate, or unknown."""
-    session = active_session(visitor)
-    if session is not None:
-        asked = QueueEntry.objects.filter(visitor=visitor, served_at__isnull=False).order_by("-served_at")
-        path = default_path or asked.values_list("next_path", flat=True).first() or session.container.pool.redirect_uri
-        return {"status": "ready", "url": session.container.url_for(path)}
+    ready = _ready_status(visitor, default_path)
+    if ready is not None:
+        return ready
     entry = waiting_entry(visitor)
-    if entry is None:
-        return {"status": "unknown"}
+    return {"status": "unknown"} if entry is None else _waiting_status(entry)
+
+
+def _ready_status(visitor: str, default_path: str = "") -> AdmissionStatus | None:
+    session = active_session(visitor)
+    if session is None:
+        return None
+    asked = QueueEntry.objects.filter(visitor=visitor, served_at__isnull=False).order_by("-served_at")
+    path = default_path or asked.values_list("next_path", flat=True).first() or session.container.pool.redirect_uri
+    return {"status": "ready", "url": session.container.url_for(path)}
+
+
+def _waiting_status(entry: QueueEntry) -> AdmissionStatus:
     position = queue_position(entry)
     estimate = estimate_wait(entry.pool, position)
     # The texts too, in the visitor's language, so that the waiting page's
@@ -184,14 +193,20 @@ def await_admission(visitor: str, *, wait: bool = True) -> AdmissionStatus:
     """admission_status, with when to ask again. With ``wait``, a waiting
     visitor's answer is held until they are served (or long_poll_seconds
     pass), and they may ask again at once; otherwise, or when this process
-    cannot hold one more request, POLL_SECONDS later."""
-    status = admission_status(visitor)
-    if status["status"] != "waiting":
-        return status
+    cannot hold one more request, POLL_SECONDS later. The place and the
+    estimate are worked out once, when the answer goes: worked out before the
+    wait too, they were thrown away, and waiting pages' requests took half of
+    the web process's CPU while a burst waited for spawns."""
+    ready = _ready_status(visitor)
+    if ready is not None:
+        return ready
+    entry = waiting_entry(visitor)
+    if entry is None:
+        return {"status": "unknown"}
     if wait and wait_for_turn(visitor, seconds=long_poll_seconds()):
         status, poll = admission_status(visitor), 0
     else:
-        poll = POLL_SECONDS
+        status, poll = _waiting_status(entry), POLL_SECONDS
     if status["status"] == "waiting":
         status["poll_seconds"] = poll
         status["long_poll_seconds"] = long_poll_seconds()

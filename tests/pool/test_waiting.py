@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pool.models import Container, QueueEntry, Session
@@ -175,6 +177,26 @@ def test_without_redis_a_status_request_does_not_wait_and_says_to_ask_again_soon
     admit(pool, "ann")
     status = waiting.await_admission("ann")
     assert status["status"] == "waiting" and status["poll_seconds"] == waiting.POLL_SECONDS
+
+
+def test_a_long_poll_works_out_the_place_when_it_answers_not_before_it_waits(monkeypatch):
+    """Before the wait it only reads whether the visitor is served and keeps
+    their place; the position it answers with is the one after the wait."""
+    pool = PoolFactory(capacity=1)
+    admit(pool, "ahead")
+    admit(pool, "ann")
+    queries_before_the_wait = []
+
+    def wait_for_turn(visitor, *, seconds):
+        queries_before_the_wait.extend(query["sql"] for query in queries.captured_queries)
+        QueueEntry.objects.filter(visitor="ahead").update(left_at=timezone.now())  # gave up meanwhile
+        return True  # the wait ran its time
+
+    monkeypatch.setattr(waiting, "wait_for_turn", wait_for_turn)
+    with CaptureQueriesContext(connection) as queries:
+        status = waiting.await_admission("ann")
+    assert status["status"] == "waiting" and status["position"] == 1 and status["poll_seconds"] == 0
+    assert len(queries_before_the_wait) == 2, queries_before_the_wait  # the live session, the place
 
 
 def test_a_served_visitor_is_told_at_once_without_waiting():
