@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Literal, NotRequired, TypedDict
 
 from django.conf import settings
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 
@@ -44,9 +45,8 @@ class AdmissionStatus(TypedDict):
 
 def queue_position(entry: QueueEntry) -> int:
     """1 for the visitor at the head of the queue."""
-    ahead = entry.pool.queue.waiting().filter(joined_at__lt=entry.joined_at).count()
-    ties = entry.pool.queue.waiting().filter(joined_at=entry.joined_at, pk__lt=entry.pk).count()
-    return ahead + ties + 1
+    ahead = Q(joined_at__lt=entry.joined_at) | Q(joined_at=entry.joined_at, pk__lt=entry.pk)
+    return entry.pool.queue.waiting().filter(ahead).count() + 1
 
 
 def waiting_entry(visitor: str) -> QueueEntry | None:
@@ -80,11 +80,9 @@ def places_freed_per_second(pool: Pool, *, now: datetime) -> float:
     since its first session if that is more recent: a pool that opened five
     minutes ago has five minutes of history, not fifteen."""
     since = now - FREEING_WINDOW
-    sessions = Session.objects.filter(container__pool=pool)
-    first = sessions.order_by("started_at").values_list("started_at", flat=True).first()
-    span = (now - max(since, first or now)).total_seconds()
-    ended = sessions.filter(ended_at__gte=since).count()
-    return ended / span if span > 0 else 0
+    sessions = Session.objects.filter(container__pool=pool).aggregate(first=Min("started_at"), ended=Count("pk", filter=Q(ended_at__gte=since)))
+    span = (now - max(since, sessions["first"] or now)).total_seconds()
+    return sessions["ended"] / span if span > 0 else 0
 
 
 def estimate_wait(pool: Pool, position: int, *, now: datetime | None = None) -> Estimate:
@@ -98,9 +96,9 @@ def estimate_wait(pool: Pool, position: int, *, now: datetime | None = None) -> 
     at which places freed up lately (organisers' kills, people who left).
     """
     now = now or timezone.now()
-    live = pool.containers.live()
-    unclaimed = live.filter(state__in=[Container.State.SPAWNING, Container.State.READY]).count()
-    free_places = max(pool.capacity - live.count(), 0)
+    unclaimed_states = Q(state__in=[Container.State.SPAWNING, Container.State.READY])
+    live = pool.containers.live().aggregate(places=Count("pk"), unclaimed=Count("pk", filter=unclaimed_states))
+    unclaimed, free_places = live["unclaimed"], max(pool.capacity - live["places"], 0)
     spawn = spawn_seconds(pool)
     needed = position - unclaimed - free_places
     if needed <= 0:

@@ -111,6 +111,24 @@ def test_the_estimate_follows_the_rate_at_which_places_freed_up():
     assert estimate.seconds == pytest.approx(2 * 300, abs=1)
 
 
+def test_a_pool_that_opened_lately_counts_the_rate_since_its_first_session():
+    pool = PoolFactory(capacity=1)
+    now = timezone.now()
+    opened = now - timedelta(minutes=5)
+    SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.GONE), started_at=opened, ended_at=now - timedelta(minutes=1))
+    SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED), started_at=now - timedelta(minutes=1))
+    # One place freed in the 300 s since it opened (not in 15 minutes): one needed ahead of a spawn.
+    assert waiting.estimate_wait(pool, 1, now=now).seconds == pytest.approx(300, abs=1)
+
+
+def test_visitors_who_joined_at_the_same_moment_stand_in_the_order_they_were_written():
+    pool = PoolFactory(capacity=1)
+    now = timezone.now()
+    for name in ("ann", "bob", "cy"):
+        QueueEntry.objects.create(pool=pool, visitor=name, joined_at=now)
+    assert [position(v) for v in ("ann", "bob", "cy")] == [1, 2, 3]
+
+
 def test_with_no_place_freed_lately_the_estimate_is_the_next_cull():
     pool = PoolFactory(capacity=2, cull_timeout=600, cull_max=3600)
     now = timezone.now()
