@@ -45,6 +45,9 @@ class ProxyClient:
         self.endpoint = endpoint.rstrip("/")
         self.installation = installation
         self._session = requests.Session()
+        # The proxy's API is the installation's own: a machine-wide
+        # HTTP_PROXY must not send it (and the token) to a forward proxy.
+        self._session.trust_env = False
         self._session.headers["Authorization"] = f"token {token}"
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:

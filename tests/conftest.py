@@ -1,3 +1,4 @@
+import contextlib
 import functools
 import os
 import secrets
@@ -280,3 +281,20 @@ def swarm_stack(on_swarm, live_stack):
     """The live stack on the Swarm backend: start() passes the lab's settings on."""
     live_stack.start = functools.partial(live_stack.start, TMPNB_BACKEND="swarm", DOCKER_HOST=on_swarm.docker_host())
     return live_stack
+
+
+@pytest.fixture
+def machine_http_proxy(monkeypatch):
+    """A context in which the environment names a machine-wide forward proxy
+    that answers nothing (a request sent to it fails), with no exceptions."""
+
+    @contextlib.contextmanager
+    def setting():
+        with monkeypatch.context() as env:
+            for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+                env.setenv(name, "http://127.0.0.1:9")
+            for name in ("NO_PROXY", "no_proxy"):
+                env.delenv(name, raising=False)
+            yield
+
+    return setting

@@ -105,6 +105,14 @@ def test_the_proxy_reaches_a_container_at_its_address_on_the_installations_netwo
         client.close()
 
 
+def test_a_machine_wide_http_proxy_setting_does_not_take_the_spawns_requests(clean_pools, proxy, machine_http_proxy):
+    """The readiness poll reaches the container and the route reaches the
+    proxy directly, whatever HTTP_PROXY the machine has (one answering nothing here)."""
+    with machine_http_proxy():  # the tests' own requests (proxy.routes()) go on without it
+        container = spawn_one()
+    assert proxy.routes()[container.route_path]["target"] == container.target
+
+
 def test_published_ports_stay_an_option(clean_pools, inspect, proxy, settings):
     settings.TMPNB_ROUTE_TO = "published"
     container = spawn_one()

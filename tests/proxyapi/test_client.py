@@ -70,3 +70,9 @@ def test_an_unreachable_proxy_is_an_error():
 def test_answers_tells_a_running_proxy_from_one_that_is_not_there(client):
     assert client.answers()
     assert not ProxyClient("http://127.0.0.1:9", token="token", installation="x").answers()
+
+
+def test_a_machine_wide_http_proxy_setting_does_not_take_the_api_requests(client, proxy, machine_http_proxy):
+    with machine_http_proxy():  # the tests' own requests (proxy.routes()) go on without it
+        client.add_route("/user/through-env", "http://127.0.0.1:12345", container="c1")
+    assert proxy.routes()["/user/through-env"]["target"] == "http://127.0.0.1:12345"
