@@ -3,6 +3,7 @@
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypedDict
 
@@ -53,25 +54,35 @@ def get_default_pool() -> Pool:
 
 
 POOL_LOOKUP_SECONDS = 1.0
-_pools_by_name: dict[str, tuple[Pool, float]] = {}  # name -> (pool, monotonic time until which it is used)
+_pools: dict[tuple[str, str | int], tuple[Pool, float]] = {}  # ("name", name) or ("id", pk) -> (pool, monotonic time until which it is used)
 
 
 def pool_named(name: str) -> Pool | None:
     """The pool called ``name``, or None. A burst asks for its pool on every
     request and pools change rarely, so each process reads it at most once a
     second; a change saved in this process is seen at once."""
-    cached, until = _pools_by_name.get(name, (None, 0.0))
+    return _recent_pool(("name", name), lambda: Pool.objects.filter(name=name).first())
+
+
+def pool_with_id(pk: int) -> Pool | None:
+    """The pool ``pk``, or None, read as pool_named reads it: the waiting
+    room asks for its visitors' pool at every status request."""
+    return _recent_pool(("id", pk), lambda: Pool.objects.filter(pk=pk).first())
+
+
+def _recent_pool(key: tuple[str, str | int], read: Callable[[], Pool | None]) -> Pool | None:
+    cached, until = _pools.get(key, (None, 0.0))
     if until > time.monotonic():
         return cached
-    pool = Pool.objects.filter(name=name).first()
+    pool = read()
     if pool is not None:
-        _pools_by_name[name] = (pool, time.monotonic() + POOL_LOOKUP_SECONDS)
+        _pools[key] = (pool, time.monotonic() + POOL_LOOKUP_SECONDS)
     return pool
 
 
 @receiver([post_save, post_delete], sender=Pool)
 def forget_pools(**kwargs: Any) -> None:
-    _pools_by_name.clear()
+    _pools.clear()
 
 
 def resize_pool(pool: Pool, capacity: int, *, ready_target: int | None = None, by: str = "", schedule: Schedule | None = None) -> Pool:

@@ -1,13 +1,15 @@
 """The waiting room's rules (rows only; the real flow is in tests/integration)."""
 
+import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pool.models import Container, QueueEntry, Session
+from pool.models import Container, Pool, QueueEntry, Session
 from pool.services import assignment, pools, turns, waiting
 from pool.visitors import VISITOR_COOKIE
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory
@@ -214,7 +216,24 @@ def test_a_long_poll_works_out_the_place_when_it_answers_not_before_it_waits(mon
     with CaptureQueriesContext(connection) as queries:
         status = waiting.await_admission("ann")
     assert status["status"] == "waiting" and status["position"] == 1 and status["poll_seconds"] == 0
-    assert len(queries_before_the_wait) == 2, queries_before_the_wait  # the live session, the place
+    # Whether they hold a session, their place, and its pool (read at most once a second).
+    assert len(queries_before_the_wait) == 3, queries_before_the_wait
+
+
+def test_the_pool_of_a_place_is_read_once_a_second_and_a_change_saved_here_at_once(django_assert_num_queries, monkeypatch):
+    pool = PoolFactory(capacity=1)
+    admit(pool, "ann")
+    assert waiting.waiting_entry("ann").pool == pool
+    with django_assert_num_queries(1):  # the place; its pool as read just now
+        assert waiting.waiting_entry("ann").pool.capacity == 1
+    pool.capacity = 3
+    pool.save()  # in this process: seen at once
+    assert waiting.waiting_entry("ann").pool.capacity == 3
+    Pool.objects.filter(pk=pool.pk).update(capacity=5)  # as another process saves it: no signal here
+    assert waiting.waiting_entry("ann").pool.capacity == 3
+    a_second_later = time.monotonic() + pools.POOL_LOOKUP_SECONDS
+    monkeypatch.setattr(pools, "time", SimpleNamespace(monotonic=lambda: a_second_later))
+    assert waiting.waiting_entry("ann").pool.capacity == 5
 
 
 def test_a_served_visitor_is_told_at_once_without_waiting():
