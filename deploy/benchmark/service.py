@@ -1,6 +1,7 @@
 """The service under test: one ``deploy/up`` on free loopback ports, read
 through its own record, Docker and its proxy."""
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -47,6 +48,18 @@ def utc(value):
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
+
+
+def _postgres(url, sql, params=()):
+    """The rows of one statement on a PostgreSQL database (none for a statement
+    without rows), outside any transaction."""
+    import psycopg2
+
+    with contextlib.closing(psycopg2.connect(url)) as db:
+        db.autocommit = True
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
 
 
 class Service:
@@ -99,14 +112,7 @@ class Service:
         return env
 
     def _admin_database(self, sql):
-        import psycopg2
-
-        db = psycopg2.connect(self.server_url.rsplit("/", 1)[0] + "/postgres")
-        db.autocommit = True
-        try:
-            db.cursor().execute(sql)
-        finally:
-            db.close()
+        _postgres(self.server_url.rsplit("/", 1)[0] + "/postgres", sql)
 
     def start(self):
         log(f"deploy/up {self.installation}: {self.image}, pool_size {self.pool_size}, ready target {self.ready_target} (state {self.state})")
@@ -147,16 +153,7 @@ class Service:
     # The service's own record, read-only.
     def query(self, sql, params=()):
         if self.database_url:
-            import psycopg2
-
-            db = psycopg2.connect(self.database_url)
-            db.autocommit = True
-            try:
-                cursor = db.cursor()
-                cursor.execute(sql, params)
-                return cursor.fetchall()
-            finally:
-                db.close()
+            return _postgres(self.database_url, sql, params)
         db = sqlite3.connect(self.state / "var" / "tmpnb.sqlite3", timeout=10)
         try:
             return db.execute(sql, params).fetchall()
