@@ -8,20 +8,32 @@ import time
 
 import requests
 
-from deploy.benchmark.images import COMMANDS, CONTAINER_PORT, LABEL_BENCH, LABEL_INSTALLATION, MEM_LIMIT, docker_client, remove_labelled
+from deploy.benchmark.images import COMMANDS, CONTAINER_PORT, LABEL_BENCH, LABEL_INSTALLATION, MEM_LIMIT, docker_client, remove_labelled, remove_network
 
 
-def raw_rate(image, n, *, docker_slots, threads, installation):
+def raw_rate(image, n, *, docker_slots, threads, installation, own_network=False):
     """``docker create`` + ``start`` + polling until the server answers under
     its base path (a status below 400, the service's own test of readiness), for ``n`` containers of ``image``, with at most
     ``docker_slots`` Docker calls at once (as the service's
     TMPNB_MAX_DOCK_WORKERS) and ``threads`` containers in flight (as the
     service's Celery worker: 4 per slot). Containers carry the benchmark's
-    installation label and are removed at the end."""
+    installation label and are removed at the end.
+
+    Each container publishes its port on loopback, on Docker's default
+    bridge; with ``own_network``, it joins a bridge network made for the run
+    and is polled at its address there, as the service's containers are
+    (TMPNB_ROUTE_TO=container): Docker then starts its DNS server inside each."""
     client = docker_client()
     slots = threading.BoundedSemaphore(docker_slots)
     labels = {LABEL_INSTALLATION: installation, LABEL_BENCH: "raw"}
     port_key = f"{CONTAINER_PORT}/tcp"
+    network = client.networks.create(f"tmpnb-{installation}-raw", labels=labels).name if own_network else None
+    where = {"network": network} if network else {"ports": {port_key: ("127.0.0.1", None)}}
+
+    def address(container, base):
+        if network:
+            return f"http://{container.attrs['NetworkSettings']['Networks'][network]['IPAddress']}:{CONTAINER_PORT}{base}"
+        return f"http://127.0.0.1:{container.attrs['NetworkSettings']['Ports'][port_key][0]['HostPort']}{base}"
 
     def one(i):
         path_id = secrets.token_hex(6)
@@ -33,15 +45,15 @@ def raw_rate(image, n, *, docker_slots, threads, installation):
                 command,
                 name=f"tmpnb-{installation}-raw-{path_id}",
                 labels=labels,
-                ports={port_key: ("127.0.0.1", None)},
                 mem_limit=MEM_LIMIT,
+                **where,
             )
             container.start()
             container.reload()
-        port = int(container.attrs["NetworkSettings"]["Ports"][port_key][0]["HostPort"])
-        url = f"http://127.0.0.1:{port}{base}"
+        url = address(container, base)
         deadline = time.monotonic() + 120
         with requests.Session() as http:
+            http.trust_env = False  # the containers' addresses are this machine's
             while time.monotonic() < deadline:
                 try:
                     if http.get(url, timeout=2, allow_redirects=False).status_code < 400:
@@ -59,6 +71,7 @@ def raw_rate(image, n, *, docker_slots, threads, installation):
         return {
             "image": image,
             "containers": n,
+            "own_network": own_network,
             "docker_slots": docker_slots,
             "threads": threads,
             "seconds": round(seconds, 3),
@@ -66,4 +79,6 @@ def raw_rate(image, n, *, docker_slots, threads, installation):
         }
     finally:
         remove_labelled(client, {LABEL_INSTALLATION: installation, LABEL_BENCH: "raw"})
+        if network:
+            remove_network(client.networks.get(network))
         client.close()

@@ -45,6 +45,15 @@ def print_report(results):
                 )
                 if floor.get("cpu_seconds"):
                     print(f"  {name}: CPU s in the floor's burst {floor['cpu_seconds']}, cores busy {floor['machine_busy']:.0%}", file=out)
+            if r.get("raw_own_network_per_second"):
+                extra_n = r["visitors"] - r["ready_target"]
+                print(
+                    f"  {name}: raw Docker for the {extra_n} extra: {r['raw_seconds_for_extra']} s on the default bridge ({r['raw_per_second']}/s,"
+                    f" the target's yardstick), {round(extra_n / r['raw_own_network_per_second'], 3)} s on a network of their own"
+                    f" ({r['raw_own_network_per_second']}/s, as the service's); the last served is {round(r['max'] / r['raw_seconds_for_extra'], 2)}"
+                    f" x the first, {r['last_to_raw_own_network']} x the second",
+                    file=out,
+                )
             if r["errors"]:
                 print(f"  {name}: errors: {r['errors'][:3]}", file=out)
     if route := section(cases, "route", "\nroute (the floor's burst both ways, median of 5 alternating rounds on the same containers)", out):
