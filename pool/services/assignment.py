@@ -89,7 +89,7 @@ def _admit_through_queue(pool: Pool, *, visitor: str, client_ip: str | None, pat
                     # Became ready meanwhile, and still nobody waits.
                     session = claim_ready_container(pool, visitor=visitor, client_ip=client_ip)
                     if session is not None:
-                        request_refill(pool.pk)
+                        _refill_after_claim(pool)
                         return Admission(session=session)
                 if not wait:
                     return Admission()
@@ -214,10 +214,13 @@ def _serve_queue(pool: Pool) -> int:
             continue
         if claim_ready_container(pool, visitor=entry.visitor, client_ip=entry.client_ip, waited=now - entry.joined_at) is None:
             break  # nothing more is ready
-        request_refill(pool.pk)
         transaction.on_commit(functools.partial(announce_turn, entry.visitor))
         QueueEntry.objects.filter(pk=entry.pk).update(served_at=now)
         served += 1
+    if served:
+        # As after an admission's claim: a pool at capacity has nothing to
+        # refill, and the worker serves the queue after every spawn of a burst.
+        _refill_after_claim(pool)
     return served
 
 

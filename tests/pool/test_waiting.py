@@ -60,6 +60,22 @@ def test_ready_containers_are_served_in_order_each_to_one_visitor():
     assert position("c") == 1
 
 
+@pytest.mark.parametrize(("capacity", "refills"), [(2, 0), (3, 1)])
+def test_serving_the_queue_asks_for_one_refill_and_none_at_capacity(capacity, refills, monkeypatch, django_capture_on_commit_callbacks):
+    asked = []
+    monkeypatch.setattr(assignment, "request_refill", asked.append)
+    pool = PoolFactory(capacity=capacity, ready_target=0)
+    for name in ("a", "b"):
+        admit(pool, name)
+    asked.clear()
+    ContainerFactory.create_batch(2, pool=pool)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert assignment.serve_queue(pool.pk) == 2
+    # The worker serves the queue after each spawn: at capacity, the claims
+    # leave nothing to refill, and below it one fill counts them all.
+    assert asked == [pool.pk] * refills
+
+
 def test_waiting_visitors_make_the_pool_spawn_for_them_up_to_its_capacity():
     pool = PoolFactory(capacity=4, ready_target=1)
     SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED))
