@@ -2,12 +2,15 @@
 has stopped waiting."""
 
 import statistics
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from django.conf import settings
 from django.db.models import Count, Min, Q
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 
@@ -21,6 +24,7 @@ SPAWN_SAMPLE = 20
 FREEING_WINDOW = timedelta(minutes=15)
 MAX_LONG_POLL_SECONDS = 60
 POLL_SECONDS = 1  # when a status request could not wait for the visitor's turn
+OUTLOOK_SECONDS = 1.0  # the age of a pool's outlook a waiting visitor's status may be told
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,59 @@ def places_freed_per_second(pool: Pool, *, now: datetime) -> float:
     return sessions["ended"] / span if span > 0 else 0
 
 
-def estimate_wait(pool: Pool, position: int, *, now: datetime | None = None) -> Estimate:
-    """How long the visitor at ``position`` may still wait.
+@dataclass
+class Outlook:
+    """What the estimates of every visitor waiting for a pool share. The
+    sessions' cull times and the freeing rate are read only once someone
+    stands beyond the containers starting or ready and the free places."""
+
+    pool: Pool
+    unclaimed: int  # containers starting or ready
+    free_places: int  # what the capacity still allows
+    spawn: float  # seconds a container takes to become ready (spawn_seconds)
+    known_cull_times: list[datetime] | None = field(default=None, init=False)
+    known_freeing_rate: float | None = field(default=None, init=False)
+
+    def cull_times(self) -> list[datetime]:
+        if self.known_cull_times is None:
+            self.known_cull_times = _cull_times(self.pool)
+        return self.known_cull_times
+
+    def freeing_rate(self, now: datetime) -> float:
+        if self.known_freeing_rate is None:
+            self.known_freeing_rate = places_freed_per_second(self.pool, now=now)
+        return self.known_freeing_rate
+
+
+def pool_outlook(pool: Pool) -> Outlook:
+    unclaimed_states = Q(state__in=[Container.State.SPAWNING, Container.State.READY])
+    live = pool.containers.live().aggregate(places=Count("pk"), unclaimed=Count("pk", filter=unclaimed_states))
+    return Outlook(pool, live["unclaimed"], max(pool.capacity - live["places"], 0), spawn_seconds(pool))
+
+
+_outlooks: dict[int, tuple[Outlook, float]] = {}  # pool id -> its outlook, and until when it is told
+
+
+def recent_outlook(pool: Pool) -> Outlook:
+    """The pool's outlook as this process read it at most OUTLOOK_SECONDS
+    ago: the waiting pages of a burst ask together, every one of them once a
+    long poll ends, and the position stays each visitor's own."""
+    outlook, until = _outlooks.get(pool.pk, (None, 0.0))
+    if outlook is None or until <= time.monotonic():
+        outlook = pool_outlook(pool)
+        _outlooks[pool.pk] = (outlook, time.monotonic() + OUTLOOK_SECONDS)
+    return outlook
+
+
+@receiver([post_save, post_delete], sender=Pool)
+def forget_outlooks(**kwargs: Any) -> None:
+    """A pool changed in this process (its capacity) is told at once."""
+    _outlooks.clear()
+
+
+def estimate_wait(pool: Pool, position: int, *, now: datetime | None = None, outlook: Outlook | None = None) -> Estimate:
+    """How long the visitor at ``position`` may still wait (from ``outlook``,
+    or the pool as it is now).
 
     Containers starting or ready, and free places in the pool's capacity, go
     to the visitors ahead first. Whoever is beyond them waits for the k-th
@@ -102,21 +157,18 @@ def estimate_wait(pool: Pool, position: int, *, now: datetime | None = None) -> 
     at which places freed up lately (organisers' kills, people who left).
     """
     now = now or timezone.now()
-    unclaimed_states = Q(state__in=[Container.State.SPAWNING, Container.State.READY])
-    live = pool.containers.live().aggregate(places=Count("pk"), unclaimed=Count("pk", filter=unclaimed_states))
-    unclaimed, free_places = live["unclaimed"], max(pool.capacity - live["places"], 0)
-    spawn = spawn_seconds(pool)
-    needed = position - unclaimed - free_places
+    outlook = outlook or pool_outlook(pool)
+    needed = position - outlook.unclaimed - outlook.free_places
     if needed <= 0:
-        return Estimate(spawn, "starting")
+        return Estimate(outlook.spawn, "starting")
     guesses: list[float] = []
-    cull_times = _cull_times(pool)
+    cull_times = outlook.cull_times()
     if needed <= len(cull_times):
         guesses.append(max((cull_times[needed - 1] - now).total_seconds(), 0))
-    rate = places_freed_per_second(pool, now=now)
+    rate = outlook.freeing_rate(now)
     if rate > 0:
         guesses.append(needed / rate)
-    return Estimate(min(guesses) + spawn if guesses else None, "waiting")
+    return Estimate(min(guesses) + outlook.spawn if guesses else None, "waiting")
 
 
 def _cull_times(pool: Pool) -> list[datetime]:
@@ -151,7 +203,7 @@ def _ready_status(visitor: str, default_path: str = "") -> AdmissionStatus | Non
 
 def _waiting_status(entry: QueueEntry) -> AdmissionStatus:
     position = queue_position(entry)
-    estimate = estimate_wait(entry.pool, position)
+    estimate = estimate_wait(entry.pool, position, outlook=recent_outlook(entry.pool))
     # The texts too, in the visitor's language, so that the waiting page's
     # script shows the very words the page was rendered with.
     return {

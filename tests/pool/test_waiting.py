@@ -252,6 +252,30 @@ def test_the_pool_of_a_place_is_read_once_a_second_and_a_change_saved_here_at_on
     assert waiting.waiting_entry("ann").pool.capacity == 5
 
 
+def test_waiting_visitors_share_their_pool_s_outlook_for_a_second_and_each_keeps_their_place(monkeypatch):
+    pool = PoolFactory(capacity=1, cull_timeout=600, cull_max=3600)
+    SessionFactory(container=ContainerFactory(pool=pool, state=Container.State.ASSIGNED), last_activity=timezone.now() - timedelta(seconds=500))
+    for name in ("ann", "bob", "cy"):
+        admit(pool, name)
+    expected = [waiting.estimate_wait(pool, place) for place in (1, 2, 3)]  # each read afresh
+    read, reads = waiting.pool_outlook, []
+    monkeypatch.setattr(waiting, "pool_outlook", lambda pool: reads.append(pool.pk) or read(pool))
+    statuses = [waiting.admission_status(name) for name in ("ann", "bob", "cy")]
+    assert reads == [pool.pk]  # one read for the three of them
+    assert [status["position"] for status in statuses] == [1, 2, 3]
+    assert [(s["phase"], s["estimate_seconds"]) for s in statuses] == [(e.phase, e.seconds and round(e.seconds)) for e in expected]
+    assert expected[0].seconds is not None and expected[1].seconds is None  # the idle session's cull frees one place
+    ContainerFactory(pool=pool)  # ready for ann, as another process saves it: told within the second
+    assert waiting.admission_status("ann")["phase"] == "waiting"
+    a_second_later = time.monotonic() + waiting.OUTLOOK_SECONDS
+    monkeypatch.setattr(waiting, "time", SimpleNamespace(monotonic=lambda: a_second_later))
+    assert waiting.admission_status("ann")["phase"] == "starting"
+    assert reads == [pool.pk] * 2
+    pool.save()  # changed in this process: told at once
+    waiting.admission_status("ann")
+    assert reads == [pool.pk] * 3
+
+
 def test_a_served_visitor_is_told_at_once_without_waiting():
     pool = PoolFactory(capacity=1)
     admit(pool, "ann")
