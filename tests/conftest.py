@@ -13,7 +13,7 @@ from django.test.utils import override_settings
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from pool.backends import docker as docker_backend
-from pool.services import ending, pools, waiting
+from pool.services import ending, pools
 from tests import stack
 from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
@@ -139,10 +139,8 @@ def fresh_pool_lookups():
     """Each test rolls the database back under the per-process pool lookups
     (the pools, and the waiting room's outlook of each)."""
     pools.forget_pools()
-    waiting.forget_outlooks()
     yield
     pools.forget_pools()
-    waiting.forget_outlooks()
 
 
 @pytest.fixture

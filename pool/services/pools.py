@@ -5,7 +5,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -54,35 +54,39 @@ def get_default_pool() -> Pool:
 
 
 POOL_LOOKUP_SECONDS = 1.0
-_pools: dict[tuple[str, str | int], tuple[Pool, float]] = {}  # ("name", name) or ("id", pk) -> (pool, monotonic time until which it is used)
+_recent: dict[tuple[str, str | int], tuple[Any, float]] = {}  # key -> (what was read, monotonic time until which it is used)
+T = TypeVar("T")
 
 
 def pool_named(name: str) -> Pool | None:
     """The pool called ``name``, or None. A burst asks for its pool on every
     request and pools change rarely, so each process reads it at most once a
     second; a change saved in this process is seen at once."""
-    return _recent_pool(("name", name), lambda: Pool.objects.filter(name=name).first())
+    return read_recently(("name", name), lambda: Pool.objects.filter(name=name).first())
 
 
 def pool_with_id(pk: int) -> Pool | None:
     """The pool ``pk``, or None, read as pool_named reads it: the waiting
     room asks for its visitors' pool at every status request."""
-    return _recent_pool(("id", pk), lambda: Pool.objects.filter(pk=pk).first())
+    return read_recently(("id", pk), lambda: Pool.objects.filter(pk=pk).first())
 
 
-def _recent_pool(key: tuple[str, str | int], read: Callable[[], Pool | None]) -> Pool | None:
-    cached, until = _pools.get(key, (None, 0.0))
+def read_recently(key: tuple[str, str | int], read: Callable[[], T]) -> T:
+    """What ``read`` gave for ``key`` in this process at most
+    POOL_LOOKUP_SECONDS ago, or ``read()`` now (None is not remembered).
+    Whatever is remembered is forgotten once a pool is saved here."""
+    cached, until = _recent.get(key, (None, 0.0))
     if until > time.monotonic():
-        return cached
-    pool = read()
-    if pool is not None:
-        _pools[key] = (pool, time.monotonic() + POOL_LOOKUP_SECONDS)
-    return pool
+        return cast(T, cached)
+    value = read()
+    if value is not None:
+        _recent[key] = (value, time.monotonic() + POOL_LOOKUP_SECONDS)
+    return value
 
 
 @receiver([post_save, post_delete], sender=Pool)
 def forget_pools(**kwargs: Any) -> None:
-    _pools.clear()
+    _recent.clear()
 
 
 def resize_pool(pool: Pool, capacity: int, *, ready_target: int | None = None, by: str = "", schedule: Schedule | None = None) -> Pool:

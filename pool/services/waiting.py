@@ -2,15 +2,12 @@
 has stopped waiting."""
 
 import statistics
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from django.conf import settings
 from django.db.models import Count, Min, Q
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 
@@ -24,7 +21,6 @@ SPAWN_SAMPLE = 20
 FREEING_WINDOW = timedelta(minutes=15)
 MAX_LONG_POLL_SECONDS = 60
 POLL_SECONDS = 1  # when a status request could not wait for the visitor's turn
-OUTLOOK_SECONDS = 1.0  # the age of a pool's outlook a waiting visitor's status may be told
 
 
 @dataclass(frozen=True)
@@ -125,24 +121,11 @@ def pool_outlook(pool: Pool) -> Outlook:
     return Outlook(pool, live["unclaimed"], max(pool.capacity - live["places"], 0), spawn_seconds(pool))
 
 
-_outlooks: dict[int, tuple[Outlook, float]] = {}  # pool id -> its outlook, and until when it is told
-
-
 def recent_outlook(pool: Pool) -> Outlook:
-    """The pool's outlook as this process read it at most OUTLOOK_SECONDS
-    ago: the waiting pages of a burst ask together, every one of them once a
-    long poll ends, and the position stays each visitor's own."""
-    outlook, until = _outlooks.get(pool.pk, (None, 0.0))
-    if outlook is None or until <= time.monotonic():
-        outlook = pool_outlook(pool)
-        _outlooks[pool.pk] = (outlook, time.monotonic() + OUTLOOK_SECONDS)
-    return outlook
-
-
-@receiver([post_save, post_delete], sender=Pool)
-def forget_outlooks(**kwargs: Any) -> None:
-    """A pool changed in this process (its capacity) is told at once."""
-    _outlooks.clear()
+    """The pool's outlook as this process read it at most a second ago
+    (pools.read_recently): the waiting pages of a burst ask together, every
+    one of them once a long poll ends, and the position stays each visitor's own."""
+    return pools.read_recently(("outlook", pool.pk), lambda: pool_outlook(pool))
 
 
 def estimate_wait(pool: Pool, position: int, *, now: datetime | None = None, outlook: Outlook | None = None) -> Estimate:

@@ -259,7 +259,7 @@ def test_waiting_visitors_share_their_pool_s_outlook_for_a_second_and_each_keeps
         admit(pool, name)
     expected = [waiting.estimate_wait(pool, place) for place in (1, 2, 3)]  # each read afresh
     now = time.monotonic()  # the process's clock, stopped: a slow run stays within the second
-    monkeypatch.setattr(waiting, "time", SimpleNamespace(monotonic=lambda: now))
+    monkeypatch.setattr(pools, "time", SimpleNamespace(monotonic=lambda: now))
     read, reads = waiting.pool_outlook, []
     monkeypatch.setattr(waiting, "pool_outlook", lambda pool: reads.append(pool.pk) or read(pool))
     statuses = [waiting.admission_status(name) for name in ("ann", "bob", "cy")]
@@ -271,7 +271,7 @@ def test_waiting_visitors_share_their_pool_s_outlook_for_a_second_and_each_keeps
     assert expected[0].seconds is not None and expected[1].seconds is None  # the idle session's cull frees one place
     ContainerFactory(pool=pool)  # ready for ann, as another process saves it: told within the second
     assert waiting.admission_status("ann")["phase"] == "waiting"
-    now += waiting.OUTLOOK_SECONDS
+    now += pools.POOL_LOOKUP_SECONDS
     assert waiting.admission_status("ann")["phase"] == "starting"
     assert reads == [pool.pk] * 2
     pool.save()  # changed in this process: told at once
