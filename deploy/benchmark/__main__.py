@@ -26,7 +26,7 @@ def parse_args(argv):
         default=",".join(ALL_CASES),
         help="comma-separated, of a (tiny, 50 from a pool of 50), b (Jupyter, 100 from 100), "
         "c (tiny, 50 from a pool of 50 with 20 ready), route (the proxy's hop both ways), cpu (30 one after another),"
-        " refill, footprint, sweep"
+        " instructions (admissions in one process: CPU and valgrind's count), refill, footprint, sweep"
         " (default: all)",
     )
     parser.add_argument("-n", "--visitors", type=int, default=None, help="visitors (and pool size) of cases a, b, c instead of 50/100/50")

@@ -4,6 +4,7 @@ and 11 they are held to."""
 import contextlib
 import json
 import os
+import re
 import secrets
 import statistics
 import subprocess
@@ -19,7 +20,10 @@ from deploy.benchmark.service import Service
 from deploy.benchmark.visitors import burst, one_after_another, to_floor
 from tests.stack import ROOT
 
-ALL_CASES = ["a", "b", "c", "route", "cpu", "refill", "footprint", "sweep"]
+ALL_CASES = ["a", "b", "c", "route", "cpu", "instructions", "refill", "footprint", "sweep"]
+# Case instructions: visitors timed back to back and with a pause between
+# them, and visitors counted by valgrind (twice as many in a second run).
+ADMISSIONS_TIMED, ADMISSIONS_PAUSE, ADMISSIONS_COUNTED = 200, 0.01, 50
 
 # Targets of issues 6 and 11 (2-core machine).
 TARGETS = {
@@ -244,6 +248,25 @@ class Bench:
             "leftovers": service.leftovers,
         }
 
+    def case_instructions(self):
+        """The service's own work per admission, in one process without HTTP
+        (deploy/benchmark/admissions.py): its CPU time with visitors back to
+        back and with a pause between them, and the instructions valgrind
+        counts, a figure that the machine's other work does not move. The
+        count is the difference between a run of 2N visitors and one of N, so
+        that start-up and set-up, the same in both, drop out."""
+        timed = {pause: admissions(ADMISSIONS_TIMED, pause=pause)["cpu_ms_per_admission"] for pause in (0.0, ADMISSIONS_PAUSE)}
+        n, rows = ADMISSIONS_COUNTED, 2 * ADMISSIONS_COUNTED
+        counted = [instructions(["-m", "deploy.benchmark.admissions", str(visitors), "--rows", str(rows)]) for visitors in (n, 2 * n)]
+        return {
+            "timed_visitors": ADMISSIONS_TIMED,
+            "cpu_ms_back_to_back": timed[0.0],
+            "pause_seconds": ADMISSIONS_PAUSE,
+            "cpu_ms_with_pause": timed[ADMISSIONS_PAUSE],
+            "counted_visitors": n,
+            "instructions_per_admission": round((counted[1] - counted[0]) / n),
+        }
+
     def case_footprint(self):
         n = 20
         with self.service(image=TINY_IMAGE, pool_size=n, ready_target=n, name="footprint") as service:
@@ -260,7 +283,7 @@ class Bench:
         return sweep()
 
     def run(self, cases):
-        order = ["refill", "a", "b", "c", "route", "cpu", "footprint", "sweep"]
+        order = ["refill", "a", "b", "c", "route", "cpu", "instructions", "footprint", "sweep"]
         for name in sorted(cases, key=order.index):
             log(f"=== case {name}")
             busy = wait_quiet(self.args.wait_quiet) if name != "sweep" else None
@@ -292,6 +315,32 @@ def sweep():
         calls = figures[f"{tick}_calls"]
         figures[f"{tick}_list_calls"] = calls["docker_list"] + calls["proxy_list"]
     return figures
+
+
+def admissions(visitors, *, pause):
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.benchmark.admissions", str(visitors), "--pause", str(pause)], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the admissions failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def instructions(python_args):
+    """Instructions that valgrind's callgrind counts for a Python run (a
+    fixed hash seed: the same run counts the same, to a few in 100,000)."""
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, *python_args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    collected = re.search(r"Collected : (\d+)", result.stderr)
+    if result.returncode != 0 or not collected:
+        raise RuntimeError(f"valgrind failed:\n{result.stderr[-3000:]}")
+    return int(collected.group(1))
 
 
 def fmt(value, unit="s"):

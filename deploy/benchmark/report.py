@@ -70,6 +70,13 @@ def print_report(results):
                 f" {fmt(cpu['ms_per_admission'], 'ms')} per admission; each served in p50 {fmt(cpu['p50'])}, max {fmt(cpu['max'])}",
                 file=out,
             )
+    if counted := section(cases, "instructions", "\ninstructions (admissions in one process, no HTTP: deploy/benchmark/admissions.py)", out):
+        print(
+            f"  CPU per admission: {fmt(counted['cpu_ms_back_to_back'], 'ms')} back to back,"
+            f" {fmt(counted['cpu_ms_with_pause'], 'ms')} with {counted['pause_seconds']} s between visitors ({counted['timed_visitors']} each);"
+            f" instructions per admission (valgrind, {counted['counted_visitors']} visitors): {counted['instructions_per_admission'] / 1e6:.2f} million",
+            file=out,
+        )
     if refill := section(cases, "refill", "\nrefill (containers made ready per second)", out):
         print_table(
             f"{'image':<8} {'n':>3} {'raw/s':>7} {'prefill/s':>10} {'ratio':>6} {'refill/s':>9} {'ratio':>6}",
