@@ -307,10 +307,7 @@ def sweep():
     sessions (rows, proxy routes and sleeping tiny containers), timed, with the
     calls each makes to Docker and the proxy: deploy/benchmark/sweep.py, in a
     process of its own so that it has Django and a database of its own."""
-    result = subprocess.run([sys.executable, "-m", "deploy.benchmark.sweep"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    if result.returncode != 0:
-        raise RuntimeError(f"the sweep failed:\n{result.stderr[-3000:]}")
-    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    figures = run_module("sweep", timeout=1200)
     for tick in ("reconcile", "cull"):
         calls = figures[f"{tick}_calls"]
         figures[f"{tick}_list_calls"] = calls["docker_list"] + calls["proxy_list"]
@@ -318,11 +315,15 @@ def sweep():
 
 
 def admissions(visitors, *, pause):
-    result = subprocess.run(
-        [sys.executable, "-m", "deploy.benchmark.admissions", str(visitors), "--pause", str(pause)], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    return run_module("admissions", str(visitors), "--pause", str(pause), timeout=600)
+
+
+def run_module(module, *args, timeout):
+    """Run deploy/benchmark/<module>.py in a process of its own and return
+    the figures it prints as JSON on its last line."""
+    result = subprocess.run([sys.executable, "-m", f"deploy.benchmark.{module}", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
-        raise RuntimeError(f"the admissions failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"deploy/benchmark/{module}.py failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
