@@ -61,7 +61,7 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # The participant's language: the switcher's cookie, else Accept-Language, else TMPNB_LANGUAGE.
-    "django.middleware.locale.LocaleMiddleware",
+    "tmpnb_site.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",

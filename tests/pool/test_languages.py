@@ -117,6 +117,21 @@ def test_the_cookie_step_and_the_cookies_needed_page_come_in_the_browsers_langua
     assert "Un notebook est attribué à un navigateur qui garde les cookies" in refused.content.decode()
 
 
+def test_every_answer_names_its_language_and_varies_by_the_browsers(pool):
+    """Caches keep one answer per Accept-Language, and the language is the
+    browser's on every path: /spawn/ and /waiting/ read as language codes to
+    Django's path check, which is skipped here (no URL has a language prefix)."""
+    browser = Client()
+    step = browser.get("/spawn/", headers=FRENCH)
+    assert lang_and_heading(step) == ("fr", "Ouverture de votre notebook…")
+    status = browser.get("/waiting/status", headers=FRENCH)
+    not_found = browser.get("/ja/spawn/", headers=FRENCH)
+    for response in (step, status, not_found):
+        assert response["Content-Language"] == "fr"
+        assert "Accept-Language" in response["Vary"]
+    assert not_found.status_code == 404
+
+
 def test_the_access_code_form_and_its_wrong_code_message_come_in_the_browsers_language(client, pool):
     pool.access_code = "tulip-42"
     pool.save()
