@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from django.test import Client
 
+from pool import visitors
 from pool.models import Container, Event, Session
 from pool.visitors import COOKIE_CHECK, LINK_PREVIEW_AGENTS, VISITOR_COOKIE
 from tests.factories import ContainerFactory, PoolFactory, continue_url, unused_address
@@ -68,6 +69,18 @@ def test_a_request_without_the_cookie_gets_it_and_a_page_that_continues_to_the_s
     assert VISITOR_COOKIE in response.cookies
     # Only that cookie: the page has no form (no CSRF token), it goes on at once.
     assert set(response.cookies) == {VISITOR_COOKIE}
+    assert_nothing_taken()
+
+
+def test_the_cookie_steps_page_is_kept_per_url_and_language_and_each_visitor_gets_a_cookie_of_its_own(pool, monkeypatch):
+    monkeypatch.setattr(visitors.time, "time", lambda: 1_800_000_000.0)  # a burst: every visitor in the same second
+    first, second = Client().get("/spawn/"), Client().get("/spawn/")
+    assert first.content == second.content
+    assert first.cookies[VISITOR_COOKIE].value != second.cookies[VISITOR_COOKIE].value
+    assert urlsplit(continue_url(Client().get("/spawn/notebooks/a.ipynb"))).path == "/spawn/notebooks/a.ipynb"
+    french = Client().get("/spawn/", headers={"Accept-Language": "fr"}).content.decode()
+    assert "Ouverture de votre notebook" in french and continue_url(french) == continue_url(first)
+    assert "Opening your notebook" in Client().get("/spawn/").content.decode()
     assert_nothing_taken()
 
 
