@@ -5,6 +5,8 @@ Django's builds a new redis.Redis for every call, and with redis-py 8 the
 constructor alone costs about 0.3 ms: a tenth of an admission's CPU on the
 2-core machine of docs/performance.md."""
 
+import threading
+
 from django.core.cache.backends import redis as django_redis
 
 # One INCR, and the count's lifetime set by the hit that starts it: atomic in
@@ -20,7 +22,7 @@ class RedisCacheClient(django_redis.RedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._clients = {}  # id of a connection pool (kept for good in self._pools) -> its client
-        self._count_hit = {}  # id of a client -> the counter script bound to it
+        self._counting = threading.local()  # each thread's connection for count_hit
 
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)
@@ -31,11 +33,21 @@ class RedisCacheClient(django_redis.RedisCacheClient):
         return client
 
     def count_hit(self, key, seconds):
-        client = self.get_client(key, write=True)
-        script = self._count_hit.get(id(client))
-        if script is None:
-            script = self._count_hit.setdefault(id(client), client.register_script(COUNT_HIT))
-        return script(keys=[key], args=[seconds])
+        """One EVAL on a connection of the thread's own, outside the pool:
+        a pool's checkout (its lock, a poll that the connection has nothing
+        left to read, its metrics) cost twice the command itself, on every
+        request. A connection that fails is closed, and the next hit opens
+        it again."""
+        connection = getattr(self._counting, "connection", None)
+        if connection is None:
+            pool = self._get_connection_pool(write=True)
+            connection = self._counting.connection = pool.connection_class(**pool.connection_kwargs)
+        try:
+            connection.send_command("EVAL", COUNT_HIT, 1, key, seconds)
+            return connection.read_response()
+        except BaseException:
+            connection.disconnect()
+            raise
 
 
 class RedisCache(django_redis.RedisCache):
