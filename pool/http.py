@@ -1,6 +1,7 @@
 """What the edges need to know about a request: who sent it, what it accepts,
 and whether it comes too fast."""
 
+import functools
 import ipaddress
 import logging
 import time
@@ -19,11 +20,19 @@ def client_address(request):
     peer = request.META.get("REMOTE_ADDR", "")
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     try:
-        if forwarded and str(ipaddress.ip_address(peer)) in settings.TMPNB_TRUSTED_PROXIES:
-            return str(ipaddress.ip_address(forwarded.split(",")[-1].strip()))
-        return str(ipaddress.ip_address(peer))
+        if forwarded and _canonical(peer) in settings.TMPNB_TRUSTED_PROXIES:
+            return _canonical(forwarded.split(",")[-1].strip())
+        return _canonical(peer)
     except ValueError:
         return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical(address):
+    """An address as ipaddress writes it. Kept: parsing took 5-11 us, two
+    parses a call, and an admission asks three times (a fifth of its rate
+    limits' work); a malformed address raises, and is not kept."""
+    return str(ipaddress.ip_address(address))
 
 
 PERIOD_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
