@@ -14,6 +14,7 @@ from pool.models import Container, Event, Pool, QueueEntry, Session
 from pool.services.ending import request_refill
 from pool.services.events import record_event
 from pool.services.pools import PoolError
+from pool.services.rows import insert
 from pool.services.turns import announce_turn
 
 
@@ -171,7 +172,7 @@ def claim_ready_container(
     container = Container.objects.claim_longest_ready(pool.pk, only_if_nobody_waits=only_if_nobody_waits)
     if container is None:
         return None
-    session = Session.objects.create(visitor=visitor, container=container, client_ip=client_ip, waited=waited)
+    session = insert(Session(visitor=visitor, container=container, client_ip=client_ip, waited=waited))
     record_event(
         Event.Kind.ASSIGNMENT,
         f"{container.name} assigned to visitor {session.visitor_tag}",

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from pool.models import Container, Event, Pool, Session
+from pool.services.rows import insert
 
 CSV_COLUMNS = ["time", "kind", "pool", "container", "visitor", "actor", "message", "details"]
 
@@ -27,7 +28,7 @@ def record_event(
 ) -> Event:
     """Add one row to the event log. The pool defaults to the container's."""
     pool_id = pool.pk if pool is not None else getattr(container, "pool_id", None)
-    return Event.objects.create(kind=kind, message=message[:500], pool_id=pool_id, container=container, session=session, actor=actor, details=details)
+    return insert(Event(kind=kind, message=message[:500], pool_id=pool_id, container=container, session=session, actor=actor, details=details))
 
 
 def record_lockout(sender: object, *, username: str | None = None, ip_address: str | None = None, **_: Any) -> Event | None:
