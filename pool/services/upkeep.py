@@ -77,8 +77,10 @@ def reconcile(pool: Pool | None = None) -> ReconcileReport:
     now = timezone.now()
     for row in rows:
         info = running.get(row.name)
-        if info is None and row.state in (Container.State.READY, Container.State.ASSIGNED) and row.pk not in started_before:
-            continue  # became ready after the listing: judged at the next tick
+        if (info is None or not info.is_running) and row.state in (Container.State.READY, Container.State.ASSIGNED) and row.pk not in started_before:
+            # Became ready after the listing, which may have caught its
+            # container between create and start ("created"): judged at the next tick.
+            continue
         _repair_row(row, info=info, route=routes.get(row.route_path), now=now, report=report)
     _remove_orphans(running, {row.name for row in rows}, report)
     # Routes added before they named their pool are left to a reconcile of every pool.

@@ -1,6 +1,8 @@
 """Reconcile against Docker and the proxy faked at their boundary, so that a
 spawn can complete exactly between the listing and the reading of the rows."""
 
+from dataclasses import replace
+
 import pytest
 
 from pool.models import Container
@@ -25,6 +27,33 @@ def test_a_spawn_that_becomes_ready_while_docker_is_listed_is_not_taken_for_gone
     assert report.dead_replaced == 0
     assert Container.objects.get(pk=row.pk).state == Container.State.READY
     assert row.name in fake_backend.running and row.name not in fake_backend.removed
+
+
+def test_a_spawn_listed_between_its_create_and_its_start_is_not_taken_for_stopped(fake_backend, fake_proxy, monkeypatch):
+    # Seen with two workers on PostgreSQL: Docker listed the container as
+    # "created", and the row was ready by the time the rows were read.
+    pool = PoolFactory(capacity=1)
+    [row] = pools.fill_pool(pool.pk)
+    real_list = fake_backend.list_containers
+
+    def listed_while_starting_then_spawn_completes():
+        spawning.spawn_container(row.pk)
+        return [replace(info, status="created") if info.name == row.name else info for info in real_list()]
+
+    monkeypatch.setattr(fake_backend, "list_containers", listed_while_starting_then_spawn_completes)
+    assert upkeep.reconcile().dead_replaced == 0
+    assert Container.objects.get(pk=row.pk).state == Container.State.READY
+    assert row.name in fake_backend.running and row.name not in fake_backend.removed
+
+
+def test_a_ready_container_listed_as_stopped_is_still_replaced(fake_backend, fake_proxy, monkeypatch):
+    pool = PoolFactory(capacity=1)
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
+    real_list = fake_backend.list_containers
+    monkeypatch.setattr(fake_backend, "list_containers", lambda: [replace(info, status="exited") for info in real_list()])
+    assert upkeep.reconcile().dead_replaced == 1
+    assert Container.objects.get(pk=row.pk).state == Container.State.GONE
 
 
 def test_a_ready_container_missing_from_docker_is_still_replaced(fake_backend, fake_proxy):
