@@ -30,7 +30,11 @@ def prune_history(*, now: datetime | None = None, batch: int = PRUNE_BATCH) -> d
             # A container goes with (or after) its session: one still named by a session waits.
             "containers": _prune_containers(cutoff, batch),
             "events": _prune_events(cutoff, batch),
-            "queue entries": _prune(QueueEntry.objects.filter(Q(served_at__lt=cutoff) | Q(left_at__lt=cutoff)), batch),
+            # A place ends after it began: the index of joined_at finds the old
+            # ones without reading the rest of the queue's history.
+            "queue entries": _prune(
+                QueueEntry.objects.filter(Q(served_at__lt=cutoff) | Q(left_at__lt=cutoff), joined_at__lt=cutoff).order_by("joined_at", "pk"), batch
+            ),
         }
 
 
@@ -45,7 +49,7 @@ def prune_all_history(now: datetime | None = None) -> dict[str, int]:
 
 
 def _prune(queryset: QuerySet[Any], batch: int) -> int:
-    pks = list(queryset.order_by("pk").values_list("pk", flat=True)[:batch])
+    pks = list(queryset.values_list("pk", flat=True)[:batch])
     queryset.model.objects.filter(pk__in=pks).delete()
     return len(pks)
 
@@ -60,7 +64,7 @@ def _carry(totals: Counter[tuple[int, str, str]]) -> None:
 
 
 def _prune_sessions(cutoff: datetime, batch: int) -> int:
-    old = Session.objects.filter(ended_at__lt=cutoff).order_by("pk")[:batch]
+    old = Session.objects.filter(ended_at__lt=cutoff).order_by("ended_at", "pk")[:batch]
     rows = list(old.values_list("pk", "container__pool_id", "end_reason"))
     totals: Counter[tuple[int, str, str]] = Counter()
     for _, pool_id, reason in rows:
@@ -91,7 +95,7 @@ def _prune_containers(cutoff: datetime, batch: int) -> int:
 
 
 def _prune_events(cutoff: datetime, batch: int) -> int:
-    old = Event.objects.filter(time__lt=cutoff).order_by("pk")[:batch]
+    old = Event.objects.filter(time__lt=cutoff).order_by("time", "pk")[:batch]
     rows = list(old.values_list("pk", "pool_id", "kind"))
     counted: dict[str, str] = {Event.Kind.TURNED_AWAY: "turned_away", Event.Kind.FAILURE: "failures"}
     _carry(Counter((pool_id, counted[kind], "") for _, pool_id, kind in rows if kind in counted and pool_id))

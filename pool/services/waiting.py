@@ -76,7 +76,9 @@ def drop_abandoned_places(now: datetime | None = None) -> int:
 
 def spawn_seconds(pool: Pool) -> float:
     """The median time the pool's recent containers took to become ready."""
-    recent = pool.containers.filter(ready_at__isnull=False).order_by("-ready_at").values_list("created_at", "ready_at")
+    # The newest rows first (by key: the pool's index reads them from its end,
+    # where ordering by ready_at sorted the pool's whole history).
+    recent = pool.containers.filter(ready_at__isnull=False).order_by("-pk").values_list("created_at", "ready_at")
     durations = [(ready - created).total_seconds() for created, ready in recent[:SPAWN_SAMPLE]]
     return statistics.median(durations) if durations else DEFAULT_SPAWN_SECONDS
 
