@@ -83,6 +83,9 @@ def parse_args():
     parser.add_argument(
         "--rows", type=int, default=0, help="ready containers to make, if more than the visitors need: runs that differ only in visitors then set up the same"
     )
+    parser.add_argument(
+        "--history", type=int, default=0, help="visitors the pool has served before (ended containers, sessions, queue places, events; default none)"
+    )
     return parser.parse_args()
 
 
@@ -110,6 +113,7 @@ def main():
 
         from pool.models import Container, Pool
         from pool.services import pools
+        from tests.factories import past_visitors
         from tmpnb_site.wsgi import application
 
         call_command("migrate", verbosity=0)
@@ -130,6 +134,7 @@ def main():
             for n in range(rows)
         )
         Pool.objects.filter(pk=pool.pk).update(capacity=rows)  # at capacity: a claim asks for no refill
+        past_visitors(pool, args.history)
         for i in range(WARM_UP):
             admit(application, visitors + i)
         started_cpu, started = time.process_time(), time.perf_counter()
@@ -141,7 +146,17 @@ def main():
         cpu, wall = time.process_time() - started_cpu, time.perf_counter() - started
         assert len(landed) == visitors, "a container was handed out twice"
         assert Container.objects.ready().count() == rows - WARM_UP - visitors, "a visitor was not given a ready container"
-        print(json.dumps({"visitors": visitors, "pause": pause, "cpu_ms_per_admission": round(1000 * cpu / visitors, 3), "wall_seconds": round(wall, 3)}))
+        print(
+            json.dumps(
+                {
+                    "visitors": visitors,
+                    "pause": pause,
+                    "history": args.history,
+                    "cpu_ms_per_admission": round(1000 * cpu / visitors, 3),
+                    "wall_seconds": round(wall, 3),
+                }
+            )
+        )
     finally:
         redis.stop()
         shutil.rmtree(state, ignore_errors=True)

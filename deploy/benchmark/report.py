@@ -73,7 +73,8 @@ def print_report(results):
     if counted := section(cases, "instructions", "\ninstructions (admissions in one process, no HTTP: deploy/benchmark/admissions.py)", out):
         print(
             f"  CPU per admission: {fmt(counted['cpu_ms_back_to_back'], 'ms')} back to back,"
-            f" {fmt(counted['cpu_ms_with_pause'], 'ms')} with {counted['pause_seconds']} s between visitors ({counted['timed_visitors']} each);"
+            f" {fmt(counted['cpu_ms_with_pause'], 'ms')} with {counted['pause_seconds']} s between visitors,"
+            f" {fmt(counted.get('cpu_ms_with_history'), 'ms')} back to back after {counted.get('history_visitors')} past visitors ({counted['timed_visitors']} each);"
             f" instructions per admission (valgrind, {counted['counted_visitors']} visitors): {counted['instructions_per_admission'] / 1e6:.2f} million",
             file=out,
         )
