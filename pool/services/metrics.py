@@ -2,10 +2,10 @@
 that every gunicorn and Celery process reports the same values and nothing
 is lost on a restart."""
 
-from datetime import timedelta
 from typing import Any, TypedDict, cast
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet, Sum
+from django.db import connection
+from django.db.models import Count, F, FloatField, Func, QuerySet
 
 from pool.models import Container, Event, HistoryTotal, Pool, Session
 
@@ -32,6 +32,24 @@ class MetricValues(TypedDict):
     spawn_durations: dict[str, SpawnDurations]
 
 
+class SecondsBetween(Func):
+    """Seconds from the ``start`` column to the ``end`` column, in the
+    database's own arithmetic. (On SQLite Django subtracts datetimes in a
+    Python function, called for each row and bucket: a second of CPU per
+    scrape with 20,000 containers.) SQLite reads a time to the millisecond."""
+
+    output_field = FloatField()
+
+    def __init__(self, end: str, start: str) -> None:
+        super().__init__(end, start)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="round((julianday(%(expressions)s)) * 86400.0, 3)", arg_joiner=") - julianday(", **extra)
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(compiler, connection, template="CAST(EXTRACT(EPOCH FROM (%(expressions)s)) AS double precision)", arg_joiner=" - ", **extra)
+
+
 def _counts(queryset: QuerySet[Any], *fields: str) -> Counts:
     """{(values of fields): count} of ``queryset`` grouped by ``fields``."""
     rows = queryset.values_list(*fields).annotate(n=Count("pk"))
@@ -41,14 +59,6 @@ def _counts(queryset: QuerySet[Any], *fields: str) -> Counts:
 def metric_values() -> MetricValues:
     """Plain numbers by pool name (and state or reason), for pool/prometheus.py to expose."""
     sessions = Session.objects.all()
-    spawned = Container.objects.filter(ready_at__isnull=False).annotate(
-        seconds=ExpressionWrapper(F("ready_at") - F("created_at"), output_field=DurationField())
-    )
-    durations = spawned.values_list("pool__name").annotate(
-        total=Sum("seconds"),
-        **{f"le_{b}": Count("pk", filter=Q(seconds__lte=timedelta(seconds=b))) for b in SPAWN_BUCKETS},
-        count=Count("pk"),
-    )
     values: MetricValues = {
         "pools": {pool.name: pool for pool in Pool.objects.all()},
         "containers": _counts(Container.objects.live(), "pool__name", "state"),
@@ -56,17 +66,22 @@ def metric_values() -> MetricValues:
         "culls": _counts(sessions.filter(end_reason__in=CULL_REASONS), "container__pool__name", "end_reason"),
         "turned_away": _counts(Event.objects.filter(kind=Event.Kind.TURNED_AWAY), "pool__name"),
         "failures": _counts(Event.objects.filter(kind=Event.Kind.FAILURE), "pool__name"),
-        "spawn_durations": {
-            row[0]: {
-                "buckets": [(b, n) for b, n in zip(SPAWN_BUCKETS, row[2:-1])],
-                "count": row[-1],
-                "sum": row[1].total_seconds() if row[1] else 0.0,
-            }
-            for row in durations
-        },
+        "spawn_durations": _spawn_durations(),
     }
     _add_pruned_history(values)
     return values
+
+
+def _spawn_durations() -> dict[str, SpawnDurations]:
+    """Each pool's spawn times as a histogram: a container's seconds are
+    worked out once, in a subquery, not once for each bucket."""
+    spawned = Container.objects.filter(ready_at__isnull=False).annotate(pool_name=F("pool__name"), seconds=SecondsBetween("ready_at", "created_at"))
+    inner, params = spawned.values("pool_name", "seconds").query.sql_with_params()
+    buckets = ", ".join("COUNT(*) FILTER (WHERE seconds <= %s)" for _ in SPAWN_BUCKETS)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pool_name, SUM(seconds), {buckets}, COUNT(*) FROM ({inner}) AS spawned GROUP BY pool_name", [*params, *SPAWN_BUCKETS])
+        rows = cursor.fetchall()
+    return {name: {"buckets": list(zip(SPAWN_BUCKETS, counts)), "count": count, "sum": total or 0.0} for name, total, *counts, count in rows}
 
 
 def _add_pruned_history(values: MetricValues) -> None:

@@ -57,6 +57,7 @@ def test_without_a_token_set_only_loopback_reads_them(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="::1").status_code == 200
 
 
+@pytest.mark.postgres
 def test_the_values_come_from_the_database(client):
     pool = PoolFactory(capacity=5, ready_target=3)
     PoolFactory(name="empty", capacity=0)

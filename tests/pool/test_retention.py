@@ -29,6 +29,7 @@ def old_history(pool, n=1):
         Event.objects.create(kind=Event.Kind.TURNED_AWAY, pool=pool, time=then, message="nothing ready")
 
 
+@pytest.mark.postgres
 def test_ended_rows_past_the_history_days_are_pruned_and_the_rest_kept():
     pool = PoolFactory(capacity=5)
     old_history(pool)
@@ -43,6 +44,7 @@ def test_ended_rows_past_the_history_days_are_pruned_and_the_rest_kept():
     assert not Event.objects.filter(time__lt=timezone.now() - timedelta(days=90)).exists()
 
 
+@pytest.mark.postgres
 def test_metrics_counters_are_the_same_after_pruning(client):
     pool = PoolFactory(capacity=5)
     old_history(pool, n=3)
