@@ -8,10 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.contrib.admin.sites import site
 from django.db import connection
 from django.utils import timezone
 
-from pool.models import Container, QueueEntry
+from pool.models import Container, Pool, QueueEntry
 from pool.services import assignment, waiting
 from pool.services.retention import prune_history
 from tests.factories import ContainerFactory, PoolFactory, past_visitors
@@ -86,6 +87,18 @@ def test_a_waiting_visitors_answer_does_not_read_the_history(pools):
 
 def test_the_waiting_rooms_outlook_does_not_read_the_history(pools):
     assert_history_costs_nothing(pools, waiting.pool_outlook)
+
+
+def test_the_admins_pool_list_does_not_read_the_history(pools, rf, admin_user):
+    request = rf.get("/admin/pool/pool/")
+    request.user = admin_user
+    listed = site._registry[Pool].get_queryset(request)
+
+    def counts(pool):
+        shown = listed.get(pk=pool.pk)
+        assert (shown.ready_count, shown.in_use_count, shown.starting_count, shown.waiting_count) == (2, 1, 0, 2)
+
+    assert_history_costs_nothing(pools, counts)
 
 
 def test_the_heartbeats_prune_does_not_read_recent_history(pools):
