@@ -1,7 +1,8 @@
 """A pool's history (its ended containers, sessions, queue places and events,
 kept TMPNB_HISTORY_DAYS) does not make the burst's paths slower: SQLite does
-the same work for a claim, a waiting visitor's answer, the outlook and the
-heartbeat's prune with a long history as without one. The work is counted in
+the same work for a claim, an admission, a waiting visitor's answer, the
+outlook, the admin's list of pools and the heartbeat's prune with a long
+history as without one. The work is counted in
 steps of SQLite's virtual machine, which the machine's load does not move."""
 
 from collections.abc import Callable
