@@ -450,10 +450,13 @@ class Session(models.Model):
         ]
         # The address limit counts the live sessions of an address at every
         # admission; ended ones pile up for TMPNB_HISTORY_DAYS, and the
-        # heartbeat's prune looks for those ended long ago.
+        # heartbeat's prune looks for those ended long ago. The dashboard,
+        # which refreshes itself during a workshop, counts today's sessions and
+        # visitors; the admin lists the newest sessions first.
         indexes = [
             models.Index(fields=["client_ip"], condition=Q(ended_at__isnull=True), name="live_sessions_by_address"),
             models.Index(fields=["ended_at"], name="sessions_by_end"),
+            models.Index(fields=["started_at", "visitor"], name="sessions_by_start"),
         ]
 
     def __str__(self):

@@ -75,20 +75,31 @@ class SessionFactory(factory.django.DjangoModelFactory):
     container = factory.SubFactory(ContainerFactory, state=Container.State.ASSIGNED)
 
 
-def past_visitors(pool, n):
+def past_visitors(pool, n, *, at=None):
     """n visitors the pool has served (history, as TMPNB_HISTORY_DAYS keeps
     it): each a gone container, an ended session, a served place in the queue
-    and two events. Rows only, made in a few statements."""
-    now = timezone.now()
+    and two events, all at ``at`` (now unless given). Rows only, made in a few
+    statements."""
+    now = at or timezone.now()
     gone = Container.objects.bulk_create(
-        Container(pool=pool, name=f"{pool.name}-gone-{i}", path_id=f"{pool.name}-g{i}", state=Container.State.GONE, ready_at=now, assigned_at=now, ended_at=now)
+        Container(
+            pool=pool,
+            name=f"{pool.name}-gone-{i}",
+            path_id=f"{pool.name}-g{i}",
+            state=Container.State.GONE,
+            created_at=now,
+            ready_at=now,
+            assigned_at=now,
+            ended_at=now,
+        )
         for i in range(n)
     )
     Session.objects.bulk_create(
-        Session(visitor=f"{pool.name}-past-{i}", container=c, ended_at=now, end_reason=Session.EndReason.CULLED_IDLE) for i, c in enumerate(gone)
+        Session(visitor=f"{pool.name}-past-{i}", container=c, started_at=now, last_activity=now, ended_at=now, end_reason=Session.EndReason.CULLED_IDLE)
+        for i, c in enumerate(gone)
     )
-    QueueEntry.objects.bulk_create(QueueEntry(pool=pool, visitor=f"{pool.name}-past-{i}", served_at=now) for i in range(n))
-    Event.objects.bulk_create(Event(kind=kind, pool=pool, message="past") for kind in (Event.Kind.SPAWN, Event.Kind.ASSIGNMENT) for _ in range(n))
+    QueueEntry.objects.bulk_create(QueueEntry(pool=pool, visitor=f"{pool.name}-past-{i}", joined_at=now, served_at=now) for i in range(n))
+    Event.objects.bulk_create(Event(kind=kind, pool=pool, message="past", time=now) for kind in (Event.Kind.SPAWN, Event.Kind.ASSIGNMENT) for _ in range(n))
     return pool
 
 

@@ -1,11 +1,12 @@
 """A pool's history (its ended containers, sessions, queue places and events,
 kept TMPNB_HISTORY_DAYS) does not make the burst's paths slower: SQLite does
 the same work for a claim, an admission, a waiting visitor's answer, the
-outlook, the admin's list of pools and the heartbeat's prune with a long
-history as without one. The work is counted in
+outlook, the admin's list of pools, the heartbeat's prune and the organiser's
+dashboard with a long history as without one. The work is counted in
 steps of SQLite's virtual machine, which the machine's load does not move."""
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from pool.models import Container, Pool, QueueEntry
-from pool.services import assignment, waiting
+from pool.services import assignment, dashboard, waiting
 from pool.services.retention import prune_history
 from tests.factories import ContainerFactory, PoolFactory, past_visitors
 
@@ -109,3 +110,20 @@ def test_the_heartbeats_prune_does_not_read_recent_history(pools):
     new = sqlite_steps(lambda: prune(None))
     past_visitors(PoolFactory(name="later", capacity=1), HISTORY)
     assert sqlite_steps(lambda: prune(None)) <= new + ALLOWED_EXTRA_STEPS
+
+
+def test_the_dashboard_reads_today_only():
+    # It refreshes itself every few seconds while an organiser watches a workshop.
+    pool = past_visitors(PoolFactory(name="workshop", capacity=100), 30)  # today's, ended
+    earlier = PoolFactory(name="earlier", capacity=100)
+    ContainerFactory.create_batch(2, pool=pool)
+    assignment.admit(pool=pool, visitor="in-use")
+
+    def show():
+        shown = dashboard.dashboard()
+        assert (shown["today"]["sessions"], shown["today"]["visitors"], len(shown["sessions"])) == (31, 31, 1)
+        assert len(shown["ended"]) == dashboard.RECENTLY_ENDED
+
+    today = sqlite_steps(show)
+    past_visitors(earlier, HISTORY, at=timezone.now() - timedelta(days=2))
+    assert sqlite_steps(show) <= today + ALLOWED_EXTRA_STEPS
