@@ -4,6 +4,7 @@ transaction where there is one, so the log says what the database says."""
 
 import csv
 import json
+from datetime import datetime, timedelta
 from typing import Any, TextIO
 
 from django.conf import settings
@@ -61,3 +62,47 @@ def write_events_csv(events: QuerySet[Event], stream: TextIO) -> None:
                 json.dumps(event.details, sort_keys=True) if event.details else "",
             ]
         )
+
+
+def time_range(events: QuerySet[Event]) -> dict[str, datetime | None]:
+    """The first and last time among ``events``: two walks down the time
+    index (a MIN and a MAX in one query read it all)."""
+    times = events.order_by().values_list("time", flat=True)
+    return {"first": times.order_by("time").first(), "last": times.order_by("-time").first()}
+
+
+def periods_with_events(events: QuerySet[Event], kind: str) -> list[datetime]:
+    """The years, months or days (``kind``, local time) in which ``events``
+    has rows, as ``events.datetimes("time", kind)`` lists them for the admin's
+    date drill-down. That truncates every row's time, in a Python function on
+    SQLite (0.4 s for 40,000 events); this asks the time index once per
+    period between the first and the last."""
+    span = time_range(events)
+    if span["first"] is None or span["last"] is None:
+        return []
+    start, last = _period_start(timezone.localtime(span["first"]), kind), timezone.localtime(span["last"])
+    found = []
+    while start <= last:
+        end = _next_period(start, kind)
+        if events.filter(time__gte=start, time__lt=end).exists():
+            found.append(start)
+        start = end
+    return found
+
+
+def _period_start(moment: datetime, kind: str) -> datetime:
+    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if kind in ("month", "year"):
+        start = start.replace(day=1)
+    if kind == "year":
+        start = start.replace(month=1)
+    return start
+
+
+def _next_period(start: datetime, kind: str) -> datetime:
+    # Wall-clock arithmetic: the local time zone's offset follows the new date.
+    if kind == "year":
+        return start.replace(year=start.year + 1)
+    if kind == "month":
+        return start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+    return datetime.combine(start.date() + timedelta(days=1), start.timetz())

@@ -1,8 +1,9 @@
 """A pool's history (its ended containers, sessions, queue places and events,
 kept TMPNB_HISTORY_DAYS) does not make the burst's paths slower: SQLite does
 the same work for a claim, an admission, a waiting visitor's answer, the
-outlook, the admin's list of pools, the heartbeat's prune and the organiser's
-dashboard with a long history as without one. The work is counted in
+outlook, the admin's list of pools, the heartbeat's prune, the organiser's
+dashboard and the event log's date drill-down with a long history as without
+one. The work is counted in
 steps of SQLite's virtual machine, which the machine's load does not move."""
 
 from collections.abc import Callable
@@ -14,8 +15,9 @@ from django.contrib.admin.sites import site
 from django.db import connection
 from django.utils import timezone
 
-from pool.models import Container, Pool, QueueEntry
+from pool.models import Container, Event, Pool, QueueEntry
 from pool.services import assignment, dashboard, waiting
+from pool.services.events import periods_with_events
 from pool.services.retention import prune_history
 from tests.factories import ContainerFactory, PoolFactory, past_visitors
 
@@ -128,3 +130,17 @@ def test_the_dashboard_reads_today_only():
     today = sqlite_steps(show)
     past_visitors(earlier, HISTORY, at=now - timedelta(days=2))
     assert sqlite_steps(show) <= today + ALLOWED_EXTRA_STEPS
+
+
+def test_the_event_logs_date_drill_down_asks_the_index_not_every_event():
+    now = timezone.now()
+    past_visitors(PoolFactory(name="today"), 30)
+    earlier = PoolFactory(name="earlier")
+    events = Event.objects.all()
+
+    def days():
+        return len(periods_with_events(events, "day"))
+
+    today = sqlite_steps(days)
+    past_visitors(earlier, HISTORY, at=now - timedelta(days=2))
+    assert sqlite_steps(days) <= today + ALLOWED_EXTRA_STEPS
