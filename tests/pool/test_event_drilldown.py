@@ -32,6 +32,7 @@ def events():
     return Event.objects.all()
 
 
+@pytest.mark.postgres  # whose own truncation in a time zone is compared too
 @pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/Sao_Paulo"])
 @pytest.mark.parametrize("kind", ["year", "month", "day"])
 def test_the_periods_are_djangos_own(events, settings, zone, kind):
