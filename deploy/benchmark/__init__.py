@@ -1,14 +1,16 @@
 """The benchmark of issues 6 and 11: how fast a burst of new visitors lands
-in their own notebooks (next to the floor: the same burst straight through the
-proxy), the web process's CPU per admission, how fast the pool refills next to
-what Docker itself can do, and how much memory the service takes.
+in their own notebooks (next to two floors: the same burst straight through
+the proxy, and through the landing's steps with no work behind them), the web
+process's CPU per admission, how fast the pool refills next to what Docker
+itself can do, and how much memory the service takes.
 
 Run it with ``deploy/bench`` (which installs and starts what is missing first,
 then runs ``python -m deploy.benchmark``); ``deploy/bench --help`` lists the
 options. The package's modules: ``service`` (one ``deploy/up`` and its record),
 ``visitors`` (simulated visitors), ``raw`` (the raw Docker baseline),
 ``cases`` (the cases and their targets), ``report`` (the tables),
-``machine`` (CPU and memory), ``images``; and runs of their own: ``sweep``
+``machine`` (CPU and memory), ``steps`` (the no-work upstream of the
+second floor), ``images``; and runs of their own: ``sweep``
 (run by the case of that name), ``waiting``, ``browser``, ``boot``, ``materials``.
 
 Each case runs ``deploy/up`` as a subprocess on free loopback ports with its

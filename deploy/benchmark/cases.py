@@ -17,6 +17,7 @@ from deploy.benchmark.images import CONTAINER_PORT, IMAGES, JUPYTER_IMAGE, TINY_
 from deploy.benchmark.machine import cpu_ticks, machine, memory, process_cpu_seconds, wait_quiet
 from deploy.benchmark.raw import raw_rate
 from deploy.benchmark.service import Service
+from deploy.benchmark.steps import landing_replay, steps_upstream
 from deploy.benchmark.visitors import burst, one_after_another, to_floor
 from tests.stack import ROOT
 
@@ -45,11 +46,12 @@ TARGETS = {
 
 
 @contextlib.contextmanager
-def cpu_used(service):
-    """CPU seconds each of the service's roles used in the block, and how busy
-    the machine's cores were. The visitors are this process's threads: on one
-    machine they take the same cores as the service, so their share is shown too."""
-    roles = {**service.processes(), "visitors": [os.getpid()]}
+def cpu_used(service, **more_roles):
+    """CPU seconds each of the service's roles (and ``more_roles``: name ->
+    pids) used in the block, and how busy the machine's cores were. The
+    visitors are this process's threads: on one machine they take the same
+    cores as the service, so their share is shown too."""
+    roles = {**service.processes(), "visitors": [os.getpid()], **more_roles}
     before = {role: process_cpu_seconds(pids) for role, pids in roles.items()}
     machine_before = cpu_ticks()
     used = {}
@@ -57,6 +59,12 @@ def cpu_used(service):
     machine_after = cpu_ticks()
     used["seconds"] = {role: round(process_cpu_seconds(pids) - before[role], 2) for role, pids in roles.items()}
     used["busy"] = round((machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1), 2)
+
+
+def floor_summary(floor, used):
+    floor = {key: floor[key] for key in ("visitors", "served", "failed", "p50", "p90", "p99", "max", "errors")}
+    floor["cpu_seconds"], floor["machine_busy"] = used["seconds"], used["busy"]
+    return floor
 
 
 class Bench:
@@ -128,6 +136,8 @@ class Bench:
                 ]
             summary["floor"] = self.floor(landed, image, service)
             summary["to_floor"] = to_floor(summary, summary["floor"])
+            summary["steps_floor"] = self.steps_floor(landed, image, service)
+            summary["to_steps_floor"] = to_floor(summary, summary["steps_floor"])
         summary["stop_seconds"] = getattr(service, "stop_seconds", None)
         summary["removed_after_stop"] = getattr(service, "removed_after_stop", None)
         summary["leftovers"] = service.leftovers
@@ -140,9 +150,18 @@ class Bench:
         log(f"floor: {len(landed)} visitors straight to the notebook pages")
         with cpu_used(service) as used:
             _, floor, _ = burst(landed, image=image, bound=self.args.bound)
-        floor = {key: floor[key] for key in ("visitors", "served", "failed", "p50", "p90", "p99", "max", "errors")}
-        floor["cpu_seconds"], floor["machine_busy"] = used["seconds"], used["busy"]
-        return floor
+        return floor_summary(floor, used)
+
+    def steps_floor(self, landed, image, service):
+        """The same visitors through the landing page's three steps, the first
+        two answered by an upstream that does no work (deploy/benchmark/steps.py):
+        what any service with the cookie step would cost on this machine."""
+        log(f"floor with the landing's steps: {len(landed)} visitors, three requests each, an upstream that does no work")
+        replay = landing_replay(f"{service.url}/spawn/")
+        with steps_upstream(landed, replay, service.proxy_api) as (upstream, paths):
+            with cpu_used(service, upstream=[upstream]) as used:
+                _, floor, _ = burst([service.url + path for path in paths], image=image, bound=self.args.bound)
+        return floor_summary(floor, used)
 
     def case_a(self):
         n = self.args.visitors or 50

@@ -4,6 +4,12 @@ import sys
 
 from deploy.benchmark.cases import fmt
 
+# Each burst's floors (deploy/benchmark/cases.py): result key, what it is.
+FLOORS = (
+    ("floor", "floor (the same visitors straight through the proxy)"),
+    ("steps_floor", "floor with the landing's steps (the cookie step and the redirect answered by an upstream that does no work)"),
+)
+
 
 def print_report(results):
     out = sys.stdout
@@ -35,16 +41,17 @@ def print_report(results):
                 u = r["under_load"]
                 extra += f"; started under load: {u['containers']} in {u['seconds']} s ({u['per_second']}/s)"
             print(f"  {name}: prefill {r['prefill']['containers']} ready in {r['prefill']['seconds']} s ({r['prefill']['per_second']}/s){extra}", file=out)
-            floor, ratio = r.get("floor"), r.get("to_floor")
-            if floor:
-                print(
-                    f"  {name}: floor (the same visitors straight through the proxy): p50 {fmt(floor['p50'])}, p90 {fmt(floor['p90'])},"
-                    f" p99 {fmt(floor['p99'])}, max {fmt(floor['max'])}, {floor['served']}/{floor['visitors']} served;"
-                    f" the case as a multiple of it: p50 {ratio['p50']}, p90 {ratio['p90']}, p99 {ratio['p99']}, max {ratio['max']}",
-                    file=out,
-                )
-                if floor.get("cpu_seconds"):
-                    print(f"  {name}: CPU s in the floor's burst {floor['cpu_seconds']}, cores busy {floor['machine_busy']:.0%}", file=out)
+            for key, what in FLOORS:
+                if floor := r.get(key):
+                    ratio = r[f"to_{key}"]
+                    print(
+                        f"  {name}: {what}: p50 {fmt(floor['p50'])}, p90 {fmt(floor['p90'])},"
+                        f" p99 {fmt(floor['p99'])}, max {fmt(floor['max'])}, {floor['served']}/{floor['visitors']} served;"
+                        f" the case as a multiple of it: p50 {ratio['p50']}, p90 {ratio['p90']}, p99 {ratio['p99']}, max {ratio['max']}",
+                        file=out,
+                    )
+                    if floor.get("cpu_seconds"):
+                        print(f"  {name}: CPU s in that burst {floor['cpu_seconds']}, cores busy {floor['machine_busy']:.0%}", file=out)
             if r.get("raw_own_network_per_second"):
                 extra_n = r["visitors"] - r["ready_target"]
                 print(
