@@ -136,8 +136,9 @@ class Bench:
                 ]
             summary["floor"] = self.floor(landed, image, service)
             summary["to_floor"] = to_floor(summary, summary["floor"])
-            summary["steps_floor"] = self.steps_floor(landed, image, service)
-            summary["to_steps_floor"] = to_floor(summary, summary["steps_floor"])
+            for key, upstream in (("steps_floor", "asyncio"), ("server_floor", "gunicorn")):
+                summary[key] = self.steps_floor(landed, image, service, upstream)
+                summary[f"to_{key}"] = to_floor(summary, summary[key])
         summary["stop_seconds"] = getattr(service, "stop_seconds", None)
         summary["removed_after_stop"] = getattr(service, "removed_after_stop", None)
         summary["leftovers"] = service.leftovers
@@ -152,14 +153,15 @@ class Bench:
             _, floor, _ = burst(landed, image=image, bound=self.args.bound)
         return floor_summary(floor, used)
 
-    def steps_floor(self, landed, image, service):
+    def steps_floor(self, landed, image, service, upstream):
         """The same visitors through the landing page's three steps, the first
-        two answered by an upstream that does no work (deploy/benchmark/steps.py):
-        what any service with the cookie step would cost on this machine."""
-        log(f"floor with the landing's steps: {len(landed)} visitors, three requests each, an upstream that does no work")
+        two answered by an ``upstream`` that does no work (deploy/benchmark/steps.py):
+        asyncio, what any service with the cookie step would cost on this
+        machine; gunicorn, what the service's server costs without Django."""
+        log(f"floor with the landing's steps: {len(landed)} visitors, three requests each, a {upstream} upstream that does no work")
         replay = landing_replay(f"{service.url}/spawn/")
-        with steps_upstream(landed, replay, service.proxy_api) as (upstream, paths):
-            with cpu_used(service, upstream=[upstream]) as used:
+        with steps_upstream(upstream, landed, replay, service.proxy_api) as (pids, paths):
+            with cpu_used(service, upstream=pids) as used:
                 _, floor, _ = burst([service.url + path for path in paths], image=image, bound=self.args.bound)
         return floor_summary(floor, used)
 

@@ -7,7 +7,8 @@ from deploy.benchmark.cases import fmt
 # Each burst's floors (deploy/benchmark/cases.py): result key, what it is.
 FLOORS = (
     ("floor", "floor (the same visitors straight through the proxy)"),
-    ("steps_floor", "floor with the landing's steps (the cookie step and the redirect answered by an upstream that does no work)"),
+    ("steps_floor", "floor with the landing's steps (the cookie step and the redirect answered by an asyncio upstream that does no work)"),
+    ("server_floor", "the same steps answered in gunicorn, as the service runs it, by a WSGI application that does no work"),
 )
 
 

@@ -1,24 +1,30 @@
-"""The floor with the landing page's steps: the burst's visitors make the
+"""The floors with the landing page's steps: the burst's visitors make the
 three requests through the proxy that a visitor of the service makes (the
 cookie step's page, a redirect to their notebook, the notebook's page), but
 the first two are answered by an upstream that does no work.
 
-What a burst costs above this floor is the service's own: gunicorn, Django and
-the admission. What this floor costs above the plain floor (one request each)
-is the two extra hops through the proxy and the visitors' own client, which
-any service that keeps the cookie step pays on this machine.
+- ``asyncio``: a bare event loop. What a burst costs above it is the
+  service's own work; what it costs above the plain floor (one request each)
+  is the two extra hops through the proxy and the visitors' own client,
+  which any service that keeps the cookie step pays on this machine.
+- ``gunicorn``: the same answers from a WSGI application in the service's
+  server, with the service's worker and threads. What a burst costs above it
+  is Django and the admission.
 
-The upstream runs as a process of its own (``python -m deploy.benchmark.steps
-PORT SPEC``), so that it takes no turn of the visitors' interpreter lock. It
-answers as the service does: the service's own cookie-step page and headers,
-replayed with the step's URL and a fresh cookie, then a 302 to the page the
-visitor of the burst landed on (the visitor's number is in the path).
+Either runs as a process of its own, so that it takes no turn of the
+visitors' interpreter lock. It answers as the service does: the service's
+own cookie-step page and headers, replayed with the step's URL and a fresh
+cookie, then a 302 to the page the visitor of the burst landed on (the
+visitor's number is in the path).
 """
 
 import asyncio
+import functools
 import json
+import os
 import re
 import secrets
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +41,9 @@ COOKIE = "steps_floor_visitor"
 NEXT = "\x00next\x00"  # where the continue URL goes in the replayed page
 # Written by the upstream itself, per answer.
 OWN_HEADERS = {"date", "server", "content-length", "set-cookie", "connection", "location"}
+# deploy/up's web process with its defaults: one worker, 8 + TMPNB_LONG_POLLS (16) threads.
+WEB_THREADS = 24
+SPEC = "TMPNB_STEPS_FLOOR_SPEC"  # the upstream's file: the landed URLs and the replayed answer
 
 
 def landing_replay(landing_url):
@@ -51,21 +60,26 @@ def landing_replay(landing_url):
 
 
 @contextmanager
-def steps_upstream(landed, replay, proxy_api):
-    """The no-work upstream, routed at PREFIX in the service's proxy for the
-    block (a route without the installation's marker: the service leaves it
-    alone). Yields the upstream's pid and the visitors' first URLs' paths."""
+def steps_upstream(kind, landed, replay, proxy_api):
+    """The no-work upstream of ``kind``, routed at PREFIX in the service's
+    proxy for the block (a route without the installation's marker: the
+    service leaves it alone). Yields the upstream's pids and the paths of the
+    visitors' first requests."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="steps-floor-") as spec:
         json.dump({"landed": landed, **replay}, spec)
         spec.flush()
         port = free_port()
-        upstream = subprocess.Popen([sys.executable, "-m", "deploy.benchmark.steps", str(port), spec.name], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        if kind == "gunicorn":
+            command = [str(Path(sys.executable).parent / "gunicorn"), "deploy.benchmark.steps:application", "--bind", f"127.0.0.1:{port}"]
+            command += ["--workers", "1", "--threads", str(WEB_THREADS)]
+        else:
+            command = [sys.executable, "-m", "deploy.benchmark.steps", str(port)]
+        upstream = subprocess.Popen(command, cwd=ROOT, env={**os.environ, SPEC: spec.name}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            if upstream.stdout.readline().strip() != "ready":
-                raise RuntimeError("the steps floor's upstream did not start")
+            _wait_listening(port, upstream)
             proxy_api("POST", PREFIX, json={"target": f"http://127.0.0.1:{port}"})
             try:
-                yield upstream.pid, [f"{PREFIX}/{i}/" for i in range(len(landed))]
+                yield _tree(upstream.pid), [f"{PREFIX}/{i}/" for i in range(len(landed))]
             finally:
                 proxy_api("DELETE", PREFIX)
         finally:
@@ -73,11 +87,49 @@ def steps_upstream(landed, replay, proxy_api):
             upstream.wait(10)
 
 
-class _Answers(asyncio.Protocol):
-    """HTTP/1.1 GETs on a kept-alive connection, as the proxy sends them."""
+def _wait_listening(port, process, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the steps floor's upstream did not start")
+
+
+def _tree(pid):
+    """A process and its children (gunicorn's worker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
+
+
+class Answers:
+    """The two answers of the landing page, with no work behind them."""
 
     def __init__(self, spec):
         self.spec = spec
+
+    def __call__(self, path, cookie_header):
+        """Status line, headers and body for GET ``path`` with these cookies."""
+        visitor = int(path.split("/")[2])
+        headers = list(self.spec["headers"])
+        if f"{COOKIE}=" in cookie_header:  # the claim: straight to the notebook
+            status, body = "302 Found", b""
+            headers.append(("Location", self.spec["landed"][visitor]))
+        else:  # the cookie step
+            status = "200 OK"
+            body = self.spec["page"].replace(NEXT, f"{PREFIX}/{visitor}/?tmpnb_cookie_check={int(time.time())}").encode()
+            headers.append(("Set-Cookie", f"{COOKIE}={secrets.token_hex(48)}; HttpOnly; Max-Age=604800; Path=/; SameSite=Lax"))
+        headers.append(("Content-Length", str(len(body))))
+        return status, headers, body
+
+
+class _Connection(asyncio.Protocol):
+    """HTTP/1.1 GETs on a kept-alive connection, as the proxy sends them."""
+
+    def __init__(self, answers):
+        self.answers = answers
         self.pending = b""
 
     def connection_made(self, transport):
@@ -87,29 +139,29 @@ class _Answers(asyncio.Protocol):
         self.pending += data
         while b"\r\n\r\n" in self.pending:
             head, self.pending = self.pending.split(b"\r\n\r\n", 1)
-            self.transport.write(self.answer(head.decode("latin-1").split("\r\n")))
-
-    def answer(self, lines):
-        path = lines[0].split(" ")[1]
-        visitor = int(path.split("/")[2])
-        cookie = any(line.lower().startswith("cookie:") and f"{COOKIE}=" in line for line in lines[1:])
-        headers = [f"{name}: {value}" for name, value in self.spec["headers"]]
-        if cookie:  # the claim: straight to the notebook
-            status, body = "302 Found", b""
-            headers.append(f"Location: {self.spec['landed'][visitor]}")
-        else:  # the cookie step
-            status = "200 OK"
-            body = self.spec["page"].replace(NEXT, f"{PREFIX}/{visitor}/?tmpnb_cookie_check={int(time.time())}").encode()
-            headers.append(f"Set-Cookie: {COOKIE}={secrets.token_hex(48)}; HttpOnly; Max-Age=604800; Path=/; SameSite=Lax")
-        headers.append(f"Content-Length: {len(body)}")
-        return ("\r\n".join([f"HTTP/1.1 {status}", *headers]) + "\r\n\r\n").encode("latin-1") + body
+            request_line, *lines = head.decode("latin-1").split("\r\n")
+            cookie = "; ".join(line.split(":", 1)[1] for line in lines if line.lower().startswith("cookie:"))
+            status, headers, body = self.answers(request_line.split(" ")[1], cookie)
+            head = "\r\n".join([f"HTTP/1.1 {status}", *(f"{name}: {value}" for name, value in headers)])
+            self.transport.write(f"{head}\r\n\r\n".encode("latin-1") + body)
 
 
-async def _serve(port, spec):
-    server = await asyncio.get_running_loop().create_server(lambda: _Answers(spec), "127.0.0.1", port)
-    print("ready", flush=True)
+@functools.cache
+def _answers():
+    return Answers(json.loads(Path(os.environ[SPEC]).read_text()))
+
+
+def application(environ, start_response):
+    """The gunicorn upstream."""
+    status, headers, body = _answers()(environ["PATH_INFO"], environ.get("HTTP_COOKIE", ""))
+    start_response(status, headers)
+    return [body]
+
+
+async def _serve(port):
+    server = await asyncio.get_running_loop().create_server(lambda: _Connection(_answers()), "127.0.0.1", port)
     await server.serve_forever()
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve(int(sys.argv[1]), json.loads(Path(sys.argv[2]).read_text())))
+    asyncio.run(_serve(int(sys.argv[1])))
