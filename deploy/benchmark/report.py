@@ -11,6 +11,23 @@ FLOORS = (
     ("server_floor", "the same steps answered in gunicorn, as the service runs it, by a WSGI application that does no work"),
 )
 
+# The burst's p50, layer by layer: (result key of the layer's top, what the layer is).
+LAYERS = (
+    ("floor", "one request each through the proxy"),
+    ("steps_floor", "two more steps through the proxy and the visitors' client"),
+    ("server_floor", "gunicorn"),
+    (None, "Django and the admission"),
+)
+
+
+def p50_layers(result):
+    """The case's p50 split by its floors, as text; None without all floors."""
+    tops = [result.get(key, {}).get("p50") if key else result.get("p50") for key, _ in LAYERS]
+    if None in tops:
+        return None
+    below = [0.0, *tops[:-1]]
+    return ", ".join(f"{what} {top - under:+.3f} s" for (_, what), top, under in zip(LAYERS, tops, below, strict=True))
+
 
 def print_report(results):
     out = sys.stdout
@@ -53,6 +70,8 @@ def print_report(results):
                     )
                     if floor.get("cpu_seconds"):
                         print(f"  {name}: CPU s in that burst {floor['cpu_seconds']}, cores busy {floor['machine_busy']:.0%}", file=out)
+            if layers := p50_layers(r):
+                print(f"  {name}: where the p50 goes (each floor's p50 less the one before; runs differ by their noise): {layers}", file=out)
             if r.get("raw_own_network_per_second"):
                 extra_n = r["visitors"] - r["ready_target"]
                 print(
