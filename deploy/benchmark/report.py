@@ -21,9 +21,10 @@ LAYERS = (
 
 
 def p50_layers(result):
-    """The case's p50 split by its floors, as text; None without all floors."""
+    """The case's p50 split by its floors, as text; None without all floors,
+    or when visitors waited (case c: the wait for Docker is no layer)."""
     tops = [result.get(key, {}).get("p50") if key else result.get("p50") for key, _ in LAYERS]
-    if None in tops:
+    if None in tops or result.get("waited"):
         return None
     below = [0.0, *tops[:-1]]
     return ", ".join(f"{what} {top - under:+.3f} s" for (_, what), top, under in zip(LAYERS, tops, below, strict=True))
