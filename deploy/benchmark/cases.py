@@ -136,8 +136,9 @@ class Bench:
                 ]
             summary["floor"] = self.floor(landed, image, service)
             summary["to_floor"] = to_floor(summary, summary["floor"])
+            replay = landing_replay(f"{service.url}/spawn/")
             for key, upstream in (("steps_floor", "asyncio"), ("server_floor", "gunicorn")):
-                summary[key] = self.steps_floor(landed, image, service, upstream)
+                summary[key] = self.steps_floor(landed, image, service, upstream, replay)
                 summary[f"to_{key}"] = to_floor(summary, summary[key])
         summary["stop_seconds"] = getattr(service, "stop_seconds", None)
         summary["removed_after_stop"] = getattr(service, "removed_after_stop", None)
@@ -153,13 +154,13 @@ class Bench:
             _, floor, _ = burst(landed, image=image, bound=self.args.bound)
         return floor_summary(floor, used)
 
-    def steps_floor(self, landed, image, service, upstream):
+    def steps_floor(self, landed, image, service, upstream, replay):
         """The same visitors through the landing page's three steps, the first
-        two answered by an ``upstream`` that does no work (deploy/benchmark/steps.py):
-        asyncio, what any service with the cookie step would cost on this
-        machine; gunicorn, what the service's server costs without Django."""
+        two answered by an ``upstream`` that does no work, with the service's
+        cookie-step answer ``replay`` (deploy/benchmark/steps.py): asyncio,
+        what any service with the cookie step would cost on this machine;
+        gunicorn, what the service's server costs without Django."""
         log(f"floor with the landing's steps: {len(landed)} visitors, three requests each, a {upstream} upstream that does no work")
-        replay = landing_replay(f"{service.url}/spawn/")
         with steps_upstream(upstream, landed, replay, service.proxy_api) as (pids, paths):
             with cpu_used(service, upstream=pids) as used:
                 _, floor, _ = burst([service.url + path for path in paths], image=image, bound=self.args.bound)
