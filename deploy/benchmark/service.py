@@ -325,25 +325,12 @@ class Service:
                     os.kill(int(line.split()[0]), signal.SIGKILL)
                 except (ProcessLookupError, ValueError):
                     pass
-        client = docker_client()
         try:
-            containers = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
-            # deploy/up keeps notebook containers across restarts (deploy/down
-            # removes them, one by one): the benchmark removes them itself, in parallel.
-            self.removed_after_stop = len(containers)
-            if containers:
-                log(f"removing the {len(containers)} containers deploy/up kept")
-                remove_labelled(client, {LABEL_INSTALLATION: self.installation})
-            left = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
-            if left:
-                self.leftovers["containers"] = [c.name for c in left]
-            # and the network the service made for them (TMPNB_ROUTE_TO=container),
-            # and its guard's iptables rules (deploy/down would remove both)
-            for network in client.networks.list(filters={"label": f"{LABEL_INSTALLATION}={self.installation}"}):
-                remove_network(network)
-            netguard.remove(self.installation)
+            self._remove_docker_objects()
         finally:
-            client.close()
+            # The guard's iptables rules (deploy/down removes them too) are not
+            # Docker's: they go even when Docker cannot be reached.
+            netguard.remove(self.installation)
         self.popen = None
         if self.database_url:
             try:
@@ -357,6 +344,26 @@ class Service:
                 log(f"could not remove {self.state}: {error}")
         else:
             log(f"state and logs kept in {self.state}")
+
+    def _remove_docker_objects(self):
+        """Every container and network with the installation's label."""
+        client = docker_client()
+        try:
+            containers = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
+            # deploy/up keeps notebook containers across restarts (deploy/down
+            # removes them, one by one): the benchmark removes them itself, in parallel.
+            self.removed_after_stop = len(containers)
+            if containers:
+                log(f"removing the {len(containers)} containers deploy/up kept")
+                remove_labelled(client, {LABEL_INSTALLATION: self.installation})
+            left = client.containers.list(all=True, filters={"label": f"{LABEL_INSTALLATION}={self.installation}"})
+            if left:
+                self.leftovers["containers"] = [c.name for c in left]
+            # and the network the service made for them (deploy/down would remove it too)
+            for network in client.networks.list(filters={"label": f"{LABEL_INSTALLATION}={self.installation}"}):
+                remove_network(network)
+        finally:
+            client.close()
 
     def __enter__(self):
         return self.start()
