@@ -24,7 +24,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import requests
 
-from tests.stack import ROOT, free_port
+from tests.stack import ROOT, free_port, wait_for
 
 PREFIX = "/steps-floor"
 COOKIE = "steps_floor_visitor"
@@ -76,7 +75,9 @@ def steps_upstream(kind, landed, replay, proxy_api):
             command = [sys.executable, "-m", "deploy.benchmark.steps", str(port)]
         upstream = subprocess.Popen(command, cwd=ROOT, env={**os.environ, SPEC: spec.name}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait_listening(port, upstream)
+            # An answer, not only a connection: gunicorn's master listens
+            # before its worker is forked, and the worker's CPU is counted.
+            wait_for(lambda: requests.get(f"http://127.0.0.1:{port}{PREFIX}/0/", timeout=1).ok, 30, "the steps floor's upstream")
             proxy_api("POST", PREFIX, json={"target": f"http://127.0.0.1:{port}"})
             try:
                 yield _tree(upstream.pid), [f"{PREFIX}/{i}/" for i in range(len(landed))]
@@ -85,17 +86,6 @@ def steps_upstream(kind, landed, replay, proxy_api):
         finally:
             upstream.terminate()
             upstream.wait(10)
-
-
-def _wait_listening(port, process, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("the steps floor's upstream did not start")
 
 
 def _tree(pid):
