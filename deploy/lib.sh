@@ -72,7 +72,8 @@ ensure_proxy() {
     (cd "$PROXY_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
     echo "$wanted" >"$stamp"
   fi
-  export CONFIGPROXY_BIN="$PROXY_DIR/node_modules/.bin/configurable-http-proxy"
+  # configurable-http-proxy with tmpnb's listeners and per-origin rules.
+  export TMPNB_PROXY="$PROXY_DIR/tmpnb-proxy.mjs"
 }
 
 ensure_axe() {
@@ -120,9 +121,12 @@ stop_started() {
 
 load_service_env() {
   # The service's ports, state folders and secrets, shared by deploy/up and deploy/down.
-  PUBLIC_IP=${TMPNB_PUBLIC_IP:-0.0.0.0}
-  PUBLIC_PORT=${TMPNB_PUBLIC_PORT:-8000}
-  API_PORT=${TMPNB_PROXY_API_PORT:-8001}
+  # Read by the proxy (deploy/proxy/tmpnb-proxy.mjs) and by Django alike.
+  export TMPNB_PUBLIC_IP=${TMPNB_PUBLIC_IP:-0.0.0.0}
+  export TMPNB_PUBLIC_PORT=${TMPNB_PUBLIC_PORT:-8000}
+  export TMPNB_PROXY_API_PORT=${TMPNB_PROXY_API_PORT:-8001}
+  export TMPNB_NOTEBOOK_PORT=${TMPNB_NOTEBOOK_PORT:-8002}
+  PUBLIC_IP=$TMPNB_PUBLIC_IP PUBLIC_PORT=$TMPNB_PUBLIC_PORT API_PORT=$TMPNB_PROXY_API_PORT
   REDIS_PORT=${TMPNB_REDIS_PORT:-6379}
   export TMPNB_PORT=${TMPNB_PORT:-9999}
   export TMPNB_IMAGE=${TMPNB_IMAGE:-tmpnb/jupyterlab:latest}

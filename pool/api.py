@@ -12,10 +12,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 import tmpnb_site
-from pool import prometheus
+from pool import origins, prometheus
 from pool.http import client_address
 from pool.services import assignment, pools, usage, waiting
-from pool.views import refusal, too_busy_json
+from pool.views import ready_on_its_origin, refusal, too_busy_json
 
 
 def _has_token(request, expected):
@@ -61,7 +61,7 @@ def spawn(request):
         return refusal(request, str(error), 60)
     if admission.session is not None:
         container = admission.session.container
-        body = {"id": container.path_id, "url": container.url_for(pool.redirect_uri), "token": container.token}
+        body = {"id": container.path_id, "url": origins.notebook_url(request, container.url_for(pool.redirect_uri)), "token": container.token}
         return JsonResponse(body, status=201)
     usage.record_turned_away(pool=pool, visitor=f"api-{ticket}")
     if not wait:
@@ -76,7 +76,7 @@ def spawn_status(request, ticket):
     denied = _token_refusal(request, settings.TMPNB_API_TOKEN, "TMPNB_API_TOKEN")
     if denied:
         return denied
-    return JsonResponse(waiting.admission_status(f"api-{ticket}"))
+    return JsonResponse(ready_on_its_origin(request, waiting.admission_status(f"api-{ticket}")))
 
 
 @require_GET

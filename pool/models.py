@@ -8,6 +8,7 @@ from django.db import connection, models
 from django.db.models import Q
 from django.utils import timezone
 
+from pool import origins
 from pool.command import check_command_template
 from pool.materials import check_source
 from pool.options import parse_extra_hosts, parse_host_directories
@@ -274,14 +275,15 @@ class Container(models.Model):
 
     @property
     def route_path(self):
-        return f"/user/{self.path_id}"
+        return origins.route_path(self.path_id)
 
     @property
     def target(self):
         return f"http://{self.host_ip}:{self.host_port}"
 
     def url_for(self, path):
-        """The visitor's URL inside this container, with the notebook token."""
+        """The visitor's path inside this container, with the notebook token
+        (on the notebook's own origin: pool.origins.notebook_url)."""
         url = f"{self.base_path}{path.lstrip('/')}"
         return f"{url}?token={self.token}" if self.token else url
 

@@ -7,7 +7,7 @@ from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_POST
 from django.views.static import serve
 
-from pool import visitors
+from pool import origins, visitors
 from pool.http import client_address, no_store, page_or_json, spawn_rate_exceeded, wants_json
 from pool.models import Container, Session
 from pool.services import assignment, pools, snapshots, spawning, upkeep, usage, waiting
@@ -42,7 +42,7 @@ def spawn(request, path="", pool_name=None):
             # One visitor holds one notebook at a time, whatever the pool.
             response = held_elsewhere(request, session)
         elif session is not None:
-            response = redirect(session.container.url_for(path or admission.next_path or pool.redirect_uri))
+            response = redirect(origins.notebook_url(request, session.container.url_for(path or admission.next_path or pool.redirect_uri)))
         else:
             usage.record_turned_away(pool=pool, visitor=visitor)  # kept waiting, or told to come back
             response = waiting_page(request, visitor) if queue else too_busy_json(pool)
@@ -56,7 +56,14 @@ def waiting_status(request):
     served (a long poll); the answer says when to ask again (poll_seconds)."""
     visitor = visitors.visitor_id(request)
     status = waiting.await_admission(visitor, wait=bool(request.GET.get("wait"))) if visitor else {"status": "unknown"}
-    return no_store(JsonResponse(status))
+    return no_store(JsonResponse(ready_on_its_origin(request, status)))
+
+
+def ready_on_its_origin(request, status):
+    """An admission status whose URL (when ready) is on the notebook's origin."""
+    if status["status"] == "ready":
+        return {**status, "url": origins.notebook_url(request, status["url"])}
+    return status
 
 
 def waiting_page(request, visitor):
@@ -89,16 +96,26 @@ def held_elsewhere(request, session):
     """The visitor already holds a notebook of another pool: say so, and lead
     them back to it rather than silently somewhere they did not ask for."""
     held = session.container.pool
-    context = {"status": "held-elsewhere", "pool": held.name, "url": session.container.url_for(held.redirect_uri)}
+    context = {"status": "held-elsewhere", "pool": held.name, "url": origins.notebook_url(request, session.container.url_for(held.redirect_uri))}
     return page_or_json(request, "pool/held_elsewhere.html", context, 409)
 
 
 def user_fallback(request, path_id, rest=""):
-    """/user/<id>/... reaches the app only when the proxy has no route for it:
-    the route is being restored, or the server has ended."""
+    """/user/<id>/... on a notebook's origin reaches the app only when the
+    proxy has no route for it: the route is being restored, or the server has
+    ended, which the participants' pages say (with the visitor's cookie, which
+    never reaches a notebook's origin). On those pages, an old link to a live
+    notebook leads to its origin."""
     container = Container.objects.select_related("pool").filter(path_id=path_id).first()
-    if container is not None and container.state in (Container.State.READY, Container.State.ASSIGNED):
-        return page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 200)
+    live = container is not None and container.state in (Container.State.READY, Container.State.ASSIGNED)
+    if request.origin_kind == origins.NOTEBOOK:
+        if live:
+            return page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 200)
+        return redirect(origins.service_url(request, request.get_full_path()))
+    if live:
+        held = assignment.active_session(visitors.visitor_id(request))
+        path = container.url_for(rest) if held is not None and held.container_id == container.pk else f"{container.base_path}{rest}"
+        return redirect(origins.notebook_url(request, path))
     if container is None:
         return page_or_json(request, "pool/ended.html", {"status": "ended"}, 404)
     # A new notebook from the pool the ended one came from.
@@ -165,11 +182,16 @@ def restore_work(request, path_id):
 
 
 def time_left(request, path_id):
-    """What the banner inside a held JupyterLab asks (deploy/images/cull-warning.js):
-    how long until its cull, worded for the participant; 404 for anyone but
-    the visitor who holds it."""
+    """What the banner inside a held JupyterLab asks (deploy/images/cull-warning.js),
+    on the notebook's origin with the notebook's token: how long until its
+    cull, worded for the participant; 404 for anyone else (and for anyone but
+    the visitor who holds it, on the participants' pages)."""
+    if request.origin_kind == origins.NOTEBOOK:
+        holder = {"token": request.headers.get("Authorization", "").removeprefix("token ").strip()}
+    else:
+        holder = {"visitor": visitors.visitor_id(request)}
     try:
-        left = upkeep.time_left(path_id=path_id, visitor=visitors.visitor_id(request))
+        left = upkeep.time_left(path_id=path_id, **holder)
     except ProxyError:
         return no_store(JsonResponse({"status": "unknown"}, status=503), RETRY_AFTER)
     if left is None:

@@ -24,9 +24,11 @@ from django.utils.translation import gettext, gettext_lazy
 
 from pool.http import access_code_rate_exceeded, no_store, page_or_json, wants_json
 
-VISITOR_COOKIE = "tmpnb_visitor"
+# The service's cookie names (settings: tmpnb_..., __Host-tmpnb_... with HTTPS),
+# which the proxy keeps from every notebook.
+VISITOR_COOKIE = settings.TMPNB_VISITOR_COOKIE
 VISITOR_COOKIE_AGE = 7 * 24 * 3600
-CODE_COOKIE = "tmpnb_code"
+CODE_COOKIE = settings.TMPNB_CODE_COOKIE
 # Added to the URL the cookie step continues to: a request that comes back
 # with it but without the cookie does not keep cookies. The time in it keeps a
 # link copied from the address bar from failing for the next browser.
@@ -89,14 +91,16 @@ def visitor_id(request):
 
 
 def set_visitor_cookie(response, visitor):
-    response.set_signed_cookie(VISITOR_COOKIE, visitor, salt=VISITOR_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax")
+    response.set_signed_cookie(
+        VISITOR_COOKIE, visitor, salt=VISITOR_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax", secure=settings.TMPNB_TLS
+    )
 
 
 def renew_visitor_cookie(request, response):
     """The visitor cookie the request came with, for another VISITOR_COOKIE_AGE:
     sent back as it is, already signed (signing it again on every admission
     cost a few percent of its CPU)."""
-    response.set_cookie(VISITOR_COOKIE, request.COOKIES[VISITOR_COOKIE], max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax")
+    response.set_cookie(VISITOR_COOKIE, request.COOKIES[VISITOR_COOKIE], max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax", secure=settings.TMPNB_TLS)
 
 
 def gate(request, pool):
@@ -183,7 +187,9 @@ def access_code_form(request, pool):
             return page_or_json(request, "pool/access_code.html", context, 429)
         if constant_time_compare(request.POST.get("code", "").strip(), pool.access_code):
             response = no_store(HttpResponseRedirect(request.path, status=303))  # see other: GET it
-            response.set_signed_cookie(_code_cookie(pool), _code_proof(pool), salt=CODE_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax")
+            response.set_signed_cookie(
+                _code_cookie(pool), _code_proof(pool), salt=CODE_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax", secure=settings.TMPNB_TLS
+            )
             return response
         context.update(status="wrong-code", message=gettext("That code is not right. Check it with your organiser and try again."))
         status = 403

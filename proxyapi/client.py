@@ -106,7 +106,8 @@ class ProxyClient:
 
 
 def _route(path: str, entry: dict[str, Any]) -> Route:
-    data = {k: v for k, v in entry.items() if k not in ("target", "last_activity", MARKER)}
+    # "host" is the proxy's own note of a host-routed route's first segment.
+    data = {k: v for k, v in entry.items() if k not in ("target", "last_activity", "host", MARKER)}
     return Route(path=path, target=entry["target"], last_activity=_parse_time(entry.get("last_activity")), data=data)
 
 

@@ -211,6 +211,7 @@ def stack_env(proxy, redis_server, web_port, log_dir, **extra):
         "TMPNB_VAR_DIR": str(log_dir),
         "TMPNB_HEARTBEAT": "0.5",
         "TMPNB_SPAWN_TIMEOUT": "30",
+        **proxy.service_env(),
     }
     env.update({key: str(value) for key, value in extra.items()})
     return env
@@ -226,6 +227,11 @@ class Stack:
     @property
     def url(self):
         return self.proxy.public_url
+
+    @property
+    def notebook_url(self):
+        """The notebooks' origin (they share the proxy's second port)."""
+        return self.proxy.notebook_url
 
     def start(self, web_workers=2, worker=True, beat=True, **env):
         celery_app.control.purge()  # tasks an earlier test queued are not this one's
@@ -251,6 +257,26 @@ def live_stack(clean_pools, proxy, redis_server, web_port, log_dir):
     running = Stack(proxy, redis_server, web_port, log_dir)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def stack_with_own_proxy(live_stack, log_dir, web_port, redis_server, settings):
+    """Makes the live stack of this test behind a proxy of its own, started
+    with stack.Proxy's options (notebook_domain, tls): the service's origins
+    as a deployment with those settings has them."""
+    started = []
+
+    def make(**options):
+        proxy = stack.Proxy(f"http://127.0.0.1:{web_port}", log_dir, **options).start()
+        started.append(proxy)
+        settings.CONFIGPROXY_ENDPOINT, settings.CONFIGPROXY_AUTH_TOKEN = proxy.api_url, proxy.token
+        settings.TMPNB_NOTEBOOK_DOMAIN = options.get("notebook_domain", "")
+        started.append(Stack(proxy, redis_server, web_port, log_dir))
+        return started[-1]
+
+    yield make
+    for process in reversed(started):
+        process.stop()
 
 
 @pytest.fixture(scope="session")

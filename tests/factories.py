@@ -26,6 +26,12 @@ def new_visitor(client):
     return client
 
 
+def on_notebook_origin(path):
+    """``path`` on the notebooks' origin as Django's test client reaches the
+    service (host testserver): the proxy's notebook port (pool/origins.py)."""
+    return f"http://testserver:{settings.TMPNB_NOTEBOOK_PORT}{path}"
+
+
 def unused_address():
     """A client address no other test used (198.18.0.0/15, set aside for tests):
     for counts kept in a Redis that outlives one test."""

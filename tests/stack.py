@@ -126,29 +126,35 @@ class RedisServer(Process):
 
 
 class Proxy(Process):
-    def __init__(self, default_target, log_dir, token=None, public_port=None, api_port=None, api_ip="127.0.0.1"):
+    """deploy/proxy/tmpnb-proxy.mjs: configurable-http-proxy with the
+    service's listeners. Without ``notebook_domain``, the notebooks share the
+    second port (``notebook_url``); with it, notebook <id> is <id>.<domain>
+    on the public port (a browser maps the names to loopback)."""
+
+    def __init__(self, default_target, log_dir, token=None, public_port=None, api_port=None, api_ip="127.0.0.1", notebook_domain="", tls=None):
         self.token = token or secrets.token_hex(16)
         self.public_port = public_port or free_port()
         self.api_port = api_port or free_port()
-        self.public_url = f"http://127.0.0.1:{self.public_port}"
+        self.notebook_port = free_port()
+        self.notebook_domain = notebook_domain
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
+        self.public_url = f"{self.scheme}://127.0.0.1:{self.public_port}"
+        self.notebook_url = f"{self.scheme}://127.0.0.1:{self.notebook_port}"
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        binary = os.environ.get("CONFIGPROXY_BIN", ROOT / "deploy/proxy/node_modules/.bin/configurable-http-proxy")
-        args = [
-            binary,
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            self.public_port,
-            "--api-ip",
-            api_ip,
-            "--api-port",
-            self.api_port,
-            "--default-target",
-            default_target,
-            "--log-level",
-            "warn",
-        ]
+        args = ["node", ROOT / "deploy/proxy/tmpnb-proxy.mjs", "--ip", "127.0.0.1", "--port", self.public_port, "--api-ip", api_ip]
+        args += ["--api-port", self.api_port, "--default-target", default_target, "--log-level", "warn"]
+        args += ["--notebook-port", self.notebook_port, "--notebook-domain", notebook_domain]
+        if tls:
+            args += ["--ssl-cert", tls[0], "--ssl-key", tls[1]]
         super().__init__("proxy", args, env={"CONFIGPROXY_AUTH_TOKEN": self.token}, log_dir=log_dir)
+
+    def service_env(self):
+        """What the service's processes must know of this proxy's origins."""
+        env = {"TMPNB_PUBLIC_PORT": self.public_port, "TMPNB_NOTEBOOK_PORT": self.notebook_port, "TMPNB_NOTEBOOK_DOMAIN": self.notebook_domain}
+        if self.tls:
+            env |= {"TMPNB_TLS_CERT": self.tls[0], "TMPNB_TLS_KEY": self.tls[1]}
+        return {key: str(value) for key, value in env.items()}
 
     def start(self):
         super().start()

@@ -57,6 +57,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Each origin serves only its own pages (notebooks', the admin's, the participants').
+    "pool.origins.OriginMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -77,7 +79,9 @@ MIDDLEWARE = [
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 AXES_FAILURE_LIMIT = env_int("TMPNB_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(seconds=env_int("TMPNB_LOGIN_LOCKOUT", 900, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one: an address, or a user name
+# A user name from one address: five wrong passwords from anywhere must not
+# lock the organiser out.
+AXES_LOCKOUT_PARAMETERS = [["ip_address", "username"]]
 AXES_RESET_ON_SUCCESS = True
 # The client as the proxy names it (pool/http.py), not the proxy itself.
 AXES_CLIENT_IP_CALLABLE = "pool.http.client_address"
@@ -224,6 +228,56 @@ CACHES = {
 }
 DOCKER_TIMEOUT = env_int("TMPNB_DOCKER_TIMEOUT", 30, minimum=1)
 
+# --- Origins, cookies and HTTPS (README "Safety") ------------------------------
+
+# A participant controls everything in their container, so no notebook shares
+# an origin with the service's pages or the admin. With a domain (wildcard
+# DNS), notebook <id> is served at <id>.<domain>, each on an origin of its own;
+# without one, the notebooks share the proxy's second port, TMPNB_NOTEBOOK_PORT.
+TMPNB_NOTEBOOK_DOMAIN = env_str("TMPNB_NOTEBOOK_DOMAIN", "").lower().strip(".")
+if TMPNB_NOTEBOOK_DOMAIN and not re.match(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$", TMPNB_NOTEBOOK_DOMAIN):
+    raise ImproperlyConfigured(f"TMPNB_NOTEBOOK_DOMAIN must be a DNS name such as nb.example.org, not {TMPNB_NOTEBOOK_DOMAIN!r}")
+TMPNB_PUBLIC_PORT = env_int("TMPNB_PUBLIC_PORT", 8000, minimum=1, maximum=65535)
+TMPNB_NOTEBOOK_PORT = env_int("TMPNB_NOTEBOOK_PORT", 8002, minimum=1, maximum=65535)
+if not TMPNB_NOTEBOOK_DOMAIN and TMPNB_NOTEBOOK_PORT == TMPNB_PUBLIC_PORT:
+    raise ImproperlyConfigured(f"TMPNB_NOTEBOOK_PORT ({TMPNB_NOTEBOOK_PORT}) must differ from TMPNB_PUBLIC_PORT: the notebooks need an origin of their own")
+# Where a notebook's origin sends its participant back to the service's pages
+# (an ended notebook's page): with a domain, this host; none, the domain itself
+# (JupyterHub's subdomain_host: the service at nb.example.org, notebooks at <id>.nb.example.org).
+TMPNB_PUBLIC_HOST = env_str("TMPNB_PUBLIC_HOST", "").lower()
+# The admin only on this host, and nothing else there (none: the admin is on
+# the participants' host, whose pages hold nothing a participant wrote).
+TMPNB_ADMIN_HOST = env_str("TMPNB_ADMIN_HOST", "").lower()
+for _name, _host in (("TMPNB_PUBLIC_HOST", TMPNB_PUBLIC_HOST), ("TMPNB_ADMIN_HOST", TMPNB_ADMIN_HOST)):
+    if TMPNB_NOTEBOOK_DOMAIN and _host.endswith("." + TMPNB_NOTEBOOK_DOMAIN):
+        raise ImproperlyConfigured(f"{_name} ({_host}) cannot be a notebook's host under TMPNB_NOTEBOOK_DOMAIN")
+# HTTPS, served by the proxy (a wildcard certificate for the notebook domain),
+# which reads the files; here they only say that the pages are served over HTTPS.
+TMPNB_TLS_CERT = env_str("TMPNB_TLS_CERT", "")
+TMPNB_TLS_KEY = env_str("TMPNB_TLS_KEY", "")
+if bool(TMPNB_TLS_CERT) != bool(TMPNB_TLS_KEY):
+    raise ImproperlyConfigured("TMPNB_TLS_CERT and TMPNB_TLS_KEY go together: set both (HTTPS) or neither")
+TMPNB_TLS = bool(TMPNB_TLS_CERT)
+# The proxy replaces the client's X-Forwarded-Proto with its own (deploy/proxy/tmpnb-proxy.mjs).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Every cookie of the service starts with tmpnb_: the proxy strips those names
+# from every request to a notebook's origin and refuses a notebook's answer
+# that sets one. With HTTPS they are __Host- cookies, which no other host (a
+# notebook's script on a sibling name included) can set or overwrite.
+_COOKIE_PREFIX = "__Host-tmpnb_" if TMPNB_TLS else "tmpnb_"
+SESSION_COOKIE_NAME = _COOKIE_PREFIX + "session"
+CSRF_COOKIE_NAME = _COOKIE_PREFIX + "csrf"
+LANGUAGE_COOKIE_NAME = _COOKIE_PREFIX + "language"
+TMPNB_VISITOR_COOKIE = _COOKIE_PREFIX + "visitor"
+TMPNB_CODE_COOKIE = _COOKIE_PREFIX + "code"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LANGUAGE_COOKIE_SECURE = TMPNB_TLS
+# The organiser's session is never sent with a request another site started.
+SESSION_COOKIE_SAMESITE = "Strict"
+# No script reads the CSRF cookie (the admin's forms carry the token).
+CSRF_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_HTTPONLY = True
+
 # --- tmpnb options (the seed README's table) -------------------------------
 
 TMPNB_INSTALLATION = env_str("TMPNB_INSTALLATION", "tmpnb")
@@ -318,7 +372,8 @@ _POOL_OPTIONS = {
     "host_directories": ("TMPNB_HOST_DIRECTORIES", _checked("TMPNB_HOST_DIRECTORIES", env_str("TMPNB_HOST_DIRECTORIES", ""), parse_host_directories)),
     "extra_hosts": ("TMPNB_EXTRA_HOSTS", _checked("TMPNB_EXTRA_HOSTS", env_str("TMPNB_EXTRA_HOSTS", ""), parse_extra_hosts)),
     "use_tokens": ("TMPNB_USE_TOKENS", env_bool("TMPNB_USE_TOKENS", True)),
-    "user_length": ("TMPNB_USER_LENGTH", env_int("TMPNB_USER_LENGTH", 12, minimum=8, maximum=64)),
+    # With a notebook domain, <id> is a DNS label: 63 characters at most.
+    "user_length": ("TMPNB_USER_LENGTH", env_int("TMPNB_USER_LENGTH", 12, minimum=8, maximum=63 if TMPNB_NOTEBOOK_DOMAIN else 64)),
     "redirect_uri": ("TMPNB_REDIRECT_URI", _REDIRECT_URI if _REDIRECT_URI.startswith("/") else "/" + _REDIRECT_URI),
     "cull_timeout": ("TMPNB_CULL_TIMEOUT", env_int("TMPNB_CULL_TIMEOUT", 3600, minimum=1)),
     "cull_max": ("TMPNB_CULL_MAX", env_int("TMPNB_CULL_MAX", 14400, minimum=1)),

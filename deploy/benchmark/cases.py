@@ -21,6 +21,8 @@ from deploy.benchmark.steps import landing_replay, steps_upstream
 from deploy.benchmark.visitors import burst, one_after_another, to_floor
 from tests.stack import ROOT
 
+# The proxy's routing key of its notebook port (pool/origins.py), before a notebook's /user/<id>/ path.
+NOTEBOOK_ROUTES = "/@notebooks"
 ALL_CASES = ["a", "b", "c", "route", "cpu", "instructions", "refill", "footprint", "sweep"]
 # Case instructions: visitors timed back to back and with a pause between
 # them, and visitors counted by valgrind (twice as many in a second run).
@@ -224,7 +226,8 @@ class Bench:
         started with TMPNB_ROUTE_TO=published; Docker's userland docker-proxy
         carries it) and to the container's own address on the bridge (a more
         specific route, /user/<id>/<landing>, added for those rounds: the
-        service's reconcile ignores routes without its marker)."""
+        service's reconcile ignores routes without its marker; on the notebook
+        port's key, NOTEBOOK_ROUTES)."""
         n, rounds = self.args.visitors or 50, 5
         with self.service(image=TINY_IMAGE, pool_size=n, ready_target=n, name="route", env={"TMPNB_ROUTE_TO": "published"}) as service:
             service.wait_ready(n)
@@ -237,9 +240,9 @@ class Bench:
                     for page in pages if (way == "container") != routed else []:
                         if way == "container":
                             path_id = page.split("/")[2]
-                            service.proxy_api("POST", page, json={"target": f"http://{bridge[path_id]}:{CONTAINER_PORT}"})
+                            service.proxy_api("POST", NOTEBOOK_ROUTES + page, json={"target": f"http://{bridge[path_id]}:{CONTAINER_PORT}"})
                         else:
-                            service.proxy_api("DELETE", page)
+                            service.proxy_api("DELETE", NOTEBOOK_ROUTES + page)
                     routed = way == "container"
                     log(f"route: round {i + 1}, {way}")
                     _, summary, _ = burst(landed, image=TINY_IMAGE, bound=self.args.bound)

@@ -75,7 +75,7 @@ class Service:
         self.max_dock_workers = max_dock_workers
         self.installation = f"bench{secrets.token_hex(3)}"
         self.state = Path(mkdtemp(prefix=f"tmpnb-bench-{name}-", dir="/var/tmp"))
-        self.ports = {key: free_port() for key in ("TMPNB_PUBLIC_PORT", "TMPNB_PROXY_API_PORT", "TMPNB_PORT", "TMPNB_REDIS_PORT")}
+        self.ports = {key: free_port() for key in ("TMPNB_PUBLIC_PORT", "TMPNB_NOTEBOOK_PORT", "TMPNB_PROXY_API_PORT", "TMPNB_PORT", "TMPNB_REDIS_PORT")}
         self.url = f"http://127.0.0.1:{self.ports['TMPNB_PUBLIC_PORT']}"
         self.log_path = self.state / "deploy-up.log"
         # SQLite in the state folder (deploy/up's default), or a database of its
@@ -280,7 +280,7 @@ class Service:
                 cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if "configurable-http-proxy" in cmdline:
+            if "tmpnb-proxy.mjs" in cmdline:
                 role = "proxy"
             elif "gunicorn" in cmdline:
                 role = "web"

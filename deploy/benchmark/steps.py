@@ -36,6 +36,7 @@ import requests
 from tests.stack import ROOT, free_port, wait_for
 
 PREFIX = "/steps-floor"
+ROUTE = f"/127.0.0.1{PREFIX}"  # the proxy routes by host: the visitors' requests name 127.0.0.1
 COOKIE = "steps_floor_visitor"
 NEXT = "\x00next\x00"  # where the continue URL goes in the replayed page
 # Written by the upstream itself, per answer.
@@ -78,11 +79,11 @@ def steps_upstream(kind, landed, replay, proxy_api):
             # An answer, not only a connection: gunicorn's master listens
             # before its worker is forked, and the worker's CPU is counted.
             wait_for(lambda: requests.get(f"http://127.0.0.1:{port}{PREFIX}/0/", timeout=1).ok, 30, "the steps floor's upstream")
-            proxy_api("POST", PREFIX, json={"target": f"http://127.0.0.1:{port}"})
+            proxy_api("POST", ROUTE, json={"target": f"http://127.0.0.1:{port}"})
             try:
                 yield _tree(upstream.pid), [f"{PREFIX}/{i}/" for i in range(len(landed))]
             finally:
-                proxy_api("DELETE", PREFIX)
+                proxy_api("DELETE", ROUTE)
         finally:
             upstream.terminate()
             upstream.wait(10)

@@ -1,10 +1,12 @@
 /* tmpnb: a banner a few minutes before this notebook server is culled.
-   The service answers for the visitor who holds it (their cookie) and 404
-   for anyone else; it words the warning in the visitor's language. Added to
-   JupyterLab's page by build-jupyter; nothing is fetched from elsewhere. */
+   The service answers on the notebook's own origin to whoever sends the
+   notebook's token, and 404 to anyone else; it words the warning in the
+   participant's language. Added to JupyterLab's page by build-jupyter;
+   nothing is fetched from elsewhere. */
 (function () {
-  var config = document.getElementById('jupyter-config-data');
-  var base = config && JSON.parse(config.textContent).baseUrl;
+  var element = document.getElementById('jupyter-config-data');
+  var config = element ? JSON.parse(element.textContent) : {};
+  var base = config.baseUrl;
   var found = base && /^(.*\/)user\/([A-Za-z0-9]+)\/$/.exec(base);
   if (!found) {
     return; // not behind tmpnb
@@ -52,7 +54,8 @@
   }
 
   function ask() {
-    fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' }, cache: 'no-store' })
+    var headers = { Accept: 'application/json', Authorization: 'token ' + (config.token || '') };
+    fetch(url, { credentials: 'omit', headers: headers, cache: 'no-store' })
       .then(function (response) {
         if (response.status === 404) {
           clearInterval(timer); // not this visitor's notebook, or it has ended

@@ -108,6 +108,9 @@ def spawn_container(container_id: int) -> Container:
             container.materials_version = _keeping_the_lease(container, lambda: put_materials_in(container))
             container.save(update_fields=["materials_version"])
         wait_until_answering(container, timeout=settings.TMPNB_SPAWN_TIMEOUT)
+        if settings.TMPNB_STATIC_FILES:
+            # Before its route exists: from a server no participant has reached.
+            extract_static_files(container)
         route_container(container)
     except (BackendError, ProxyError, SpawnTimeout, MaterialsError) as error:
         remove_quietly(container)
@@ -129,8 +132,6 @@ def spawn_container(container_id: int) -> Container:
     seconds = round((container.ready_at - container.created_at).total_seconds(), 3)
     record_event(Event.Kind.SPAWN, f"{container.name} ready in {seconds} s", container=container, seconds=seconds)
     serve_queue(container.pool_id)  # the visitor waiting longest gets it now
-    if settings.TMPNB_STATIC_FILES:
-        extract_static_files(container)
     return container
 
 
@@ -207,8 +208,9 @@ def static_files_root() -> Path:
 
 
 def extract_static_files(container: Container) -> None:
-    """tmpnb's static_files: copy that folder out of the first ready container,
-    once, to be served at /static/."""
+    """tmpnb's static_files: copy that folder out of the first container that
+    answers, once, before anyone can reach it, to be served at /static/ on
+    the notebooks' origins (never the admin's)."""
     root = static_files_root()
     if root.exists():
         return

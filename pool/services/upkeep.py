@@ -12,6 +12,7 @@ from typing import TypeVar
 from django.conf import settings
 from django.db.models import Model, QuerySet
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerInfo
@@ -186,15 +187,17 @@ class TimeLeft:
         return self.seconds_left <= CULL_WARNING.total_seconds()
 
 
-def time_left(*, path_id: str, visitor: str | None, now: datetime | None = None) -> TimeLeft | None:
+def time_left(*, path_id: str, visitor: str | None = None, token: str | None = None, now: datetime | None = None) -> TimeLeft | None:
     """The TimeLeft of the live session of container ``path_id`` if
-    ``visitor`` holds it, else None (nobody else learns anything). Idleness
-    is the proxy's own last_activity of the route (the session's copy is
-    only synced at each cull); raises ProxyError when the proxy cannot say."""
-    if not visitor:
+    ``visitor`` holds it, or to whoever knows its notebook's ``token``; else
+    None (nobody else learns anything). Idleness is the proxy's own
+    last_activity of the route (the session's copy is only synced at each
+    cull); raises ProxyError when the proxy cannot say."""
+    if visitor is None and token is None:
         return None
-    session = Session.objects.active().select_related("container__pool").filter(container__path_id=path_id, visitor=visitor).first()
-    if session is None:
+    sessions = Session.objects.active().select_related("container__pool").filter(container__path_id=path_id)
+    session = sessions.filter(visitor=visitor).first() if visitor is not None else sessions.first()
+    if session is None or (token is not None and not constant_time_compare(token, session.container.token)):
         return None
     route = get_proxy().get_route(session.container.route_path)
     last_activity = max(filter(None, [session.last_activity, route and route.last_activity]))

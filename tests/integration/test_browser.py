@@ -26,7 +26,8 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="deploy/test
 @pytest.fixture
 def open_browser(tmp_path, monkeypatch):
     """Opens a browser of its own (a fresh user-data-dir) for each person in
-    the test; options go to Playwright (java_script_enabled=False...)."""
+    the test; ``args`` are more Chromium flags, options go to Playwright
+    (java_script_enabled=False...)."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an asyncio loop in this thread, which makes
@@ -36,12 +37,12 @@ def open_browser(tmp_path, monkeypatch):
     with sync_playwright() as playwright:
         contexts = []
 
-        def open_one(name, **options):
+        def open_one(name, args=(), **options):
             context = playwright.chromium.launch_persistent_context(
                 tmp_path / f"profile-{name}",
                 executable_path=CHROMIUM,
                 headless=True,
-                args=CHROMIUM_FLAGS,
+                args=[*CHROMIUM_FLAGS, *args],
                 viewport={"width": 1280, "height": 900},
                 **options,
             )

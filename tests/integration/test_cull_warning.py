@@ -40,11 +40,14 @@ def test_a_participants_jupyterlab_shows_how_long_until_an_idle_cull(live_stack,
     assert banner.is_visible()  # and does not cover the banner
     session = Session.objects.active().select_related("container").get()  # warned before the cull, not after
 
-    time_left = f"{live_stack.url}/api/notebooks/{session.container.path_id}/time-left"
-    assert requests.get(time_left, timeout=10).status_code == 404  # no visitor cookie
+    # The page asked on the notebook's origin, with the notebook's token.
+    asked = f"{live_stack.notebook_url}/api/notebooks/{session.container.path_id}/time-left"
+    assert requests.get(asked, headers={"Authorization": f"token {session.container.token}"}, timeout=10).json()["warn"] is True
+    assert requests.get(asked, timeout=10).status_code == 404  # no token
+    assert requests.get(asked, headers={"Authorization": "token guessed"}, timeout=10).status_code == 404
     with Browser() as other:
         other.get(f"{live_stack.url}/", timeout=30)  # another visitor (the only notebook is taken: they wait)
-        assert other.get(time_left, timeout=10).status_code == 404
+        assert other.get(f"{live_stack.url}/api/notebooks/{session.container.path_id}/time-left", timeout=10).status_code == 404
 
     participant.get_by_role("button", name="Dismiss").click()
     banner.wait_for(state="detached")

@@ -62,9 +62,11 @@ class DeployUp:
 
     def __init__(self, state_dir, **variables):
         self.installation = f"up{uuid.uuid4().hex[:6]}"
-        ports = {name: free_port() for name in ("TMPNB_PUBLIC_PORT", "TMPNB_PROXY_API_PORT", "TMPNB_PORT", "TMPNB_REDIS_PORT")}
+        ports = {name: free_port() for name in ("TMPNB_PUBLIC_PORT", "TMPNB_NOTEBOOK_PORT", "TMPNB_PROXY_API_PORT", "TMPNB_PORT", "TMPNB_REDIS_PORT")}
         self.port = ports["TMPNB_PUBLIC_PORT"]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.notebook_port = ports["TMPNB_NOTEBOOK_PORT"]
+        self.notebook_url = f"http://127.0.0.1:{self.notebook_port}"
         self.state_dir = state_dir
         # Only the service's own variables: none of the test run's.
         base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "CONFIGPROXY", "TMPNB_"))}
@@ -152,21 +154,25 @@ def first_visit(browser, url):
 
 def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service, image):
     docker_image, _, landing, own_page = IMAGES[image]
-    password = re.search(r"user admin, password (\S+)", service.process.log_path.read_text()).group(1)
+    banner = service.process.log_path.read_text()
+    password = re.search(r"user admin, password (\S+)", banner).group(1)
+    # The default mode says what it gives up, in a line each (README "Safety").
+    assert f"Notebooks:     port {service.notebook_port}, one origin shared by all notebooks" in banner
+    assert "Plain HTTP:    passwords and tokens cross the network in clear" in banner
     browser = Browser()
     started = time.monotonic()
     page = first_visit(browser, service.url)
     print(f"first visit to the notebook's /{landing} page: {time.monotonic() - started:.2f}s")
-    match = re.match(rf"{service.url}(/user/[0-9a-f]+/){landing}", page.url)
+    match = re.match(rf"{service.notebook_url}(/user/[0-9a-f]+/){landing}", page.url)
     assert match, page.url
     base = match.group(1)
     assert own_page in page.text and base in page.text
     assert {c.attrs["Config"]["Image"] for c in service.containers()} == {docker_image}
     assert len(netguard.rules(service.installation)) == 6  # deploy/up guarded the notebooks' network
 
-    kernel = browser.post(f"{service.url}{base}api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}, timeout=30)
+    kernel = browser.post(f"{service.notebook_url}{base}api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}, timeout=30)
     assert kernel.status_code == 201, kernel.text
-    ws_url = f"ws://127.0.0.1:{service.port}{base}api/kernels/{kernel.json()['id']}/channels"
+    ws_url = f"ws://127.0.0.1:{service.notebook_port}{base}api/kernels/{kernel.json()['id']}/channels"
     assert execute(ws_url, "answer = 6 * 7\nanswer", browser.cookies.get_dict()) == "42"
     assert browser.get(f"{service.url}/", timeout=30).url == page.url  # a reload: the same notebook
 
@@ -176,7 +182,7 @@ def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service, ima
     assert len(service.containers()) == 2
     service.start()
     # Until the route is back, the app answers with its "reconnecting" page, not the notebook's JSON.
-    wait_for(lambda: isinstance(browser.get(f"{service.url}{base}api/kernels", timeout=5).json(), list), 30, "the route restored")
+    wait_for(lambda: isinstance(browser.get(f"{service.notebook_url}{base}api/kernels", timeout=5).json(), list), 30, "the route restored")
     assert browser.get(f"{service.url}/", timeout=30).url == page.url
     assert execute(ws_url, "answer + 1", browser.cookies.get_dict()) == "43"
 
@@ -184,7 +190,7 @@ def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service, ima
         organiser.get(f"{service.url}/admin/login/", timeout=10)
         response = organiser.post(
             f"{service.url}/admin/login/?next=/admin/",
-            data={"username": "admin", "password": password, "csrfmiddlewaretoken": organiser.cookies["csrftoken"]},
+            data={"username": "admin", "password": password, "csrfmiddlewaretoken": organiser.cookies["tmpnb_csrf"]},
             headers={"Referer": f"{service.url}/admin/login/"},
             timeout=10,
         )

@@ -97,7 +97,7 @@ def test_a_participant_in_chromium_lands_in_one_click(guarded, open_browser, jav
     participant.goto(f"{guarded.url}/spawn/notebooks/intro.ipynb")
     participant.wait_for_url("**/user/**")
     session = Session.objects.get()
-    assert participant.url.startswith(f"{guarded.url}{session.container.base_path}notebooks/intro.ipynb")
+    assert participant.url.startswith(f"{guarded.notebook_url}{session.container.base_path}notebooks/intro.ipynb")
     participant.goto(f"{guarded.url}/")  # a reload: the same notebook
     participant.wait_for_url("**/user/**")
     assert Session.objects.get() == session
@@ -145,7 +145,7 @@ def test_failed_admin_logins_are_locked_out_after_n_attempts(live_stack, admin_u
     def attempt(password):
         with requests.Session() as browser:
             browser.get(login, timeout=30)  # the CSRF cookie
-            form = {"username": admin_user.username, "password": password, "csrfmiddlewaretoken": browser.cookies["csrftoken"]}
+            form = {"username": admin_user.username, "password": password, "csrfmiddlewaretoken": browser.cookies["tmpnb_csrf"]}
             return browser.post(login, data=form, headers={"Referer": login}, allow_redirects=False, timeout=30)
 
     assert [attempt("wrong").status_code for _ in range(3)] == [200, 200, 429]

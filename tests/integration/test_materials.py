@@ -56,7 +56,7 @@ def test_two_participants_each_get_their_own_copy_from_a_git_repository_and_a_de
 
     def api(browser, container, path, method="GET", **kwargs):
         headers = {"Authorization": f"token {container.token}"}
-        return browser.request(method, f"{live_stack.url}{container.base_path}{path}", headers=headers, timeout=30, **kwargs)
+        return browser.request(method, f"{live_stack.notebook_url}{container.base_path}{path}", headers=headers, timeout=30, **kwargs)
 
     for browser, container in zip(participants, (first, second)):
         for name, content in expected.items():

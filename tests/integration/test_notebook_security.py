@@ -15,7 +15,7 @@ def test_another_visitors_url_is_not_enough_to_use_their_notebook(clean_pools, p
     [row] = pools.fill_pool(pool.pk)
     container = spawning.spawn_container(row.pk)
     assert container.state == Container.State.READY, container.error
-    base = f"{proxy.public_url}{container.base_path}"
+    base = f"{proxy.notebook_url}{container.base_path}"
 
     stranger = Browser()
     tree = stranger.get(f"{base}tree", timeout=10, allow_redirects=False)
@@ -24,7 +24,7 @@ def test_another_visitors_url_is_not_enough_to_use_their_notebook(clean_pools, p
     assert stranger.post(f"{base}api/kernels", timeout=10).status_code == 403
 
     owner = Browser()
-    page = owner.get(f"{proxy.public_url}{container.url_for('/lab')}", timeout=10)
+    page = owner.get(f"{proxy.notebook_url}{container.url_for('/lab')}", timeout=10)
     assert page.status_code == 200 and "<title>JupyterLab</title>" in page.text
     assert owner.get(f"{base}api/contents", timeout=10).status_code == 200
     # The image's settings: nothing is looked up on the internet by the server itself.

@@ -41,7 +41,7 @@ def test_the_pool_is_prelaunched_and_a_visitor_lands_in_their_own_container(live
     response, _ = visit(live_stack.url)
     assert response.status_code == 200
     session = Session.objects.get()
-    assert response.url.startswith(f"{live_stack.url}/user/{session.container.path_id}/tree?token=")
+    assert response.url.startswith(f"{live_stack.notebook_url}/user/{session.container.path_id}/tree?token=")
     assert response.text.strip() == f"tree {session.container.base_path}"
 
 
@@ -72,7 +72,7 @@ def test_fifty_concurrent_visitors_never_share_a_container(live_stack):
     pages = {r.text.strip() for r in served}
     assert len(pages) == 20
     for response in served:
-        assert response.text.strip() == f"tree {response.url.split('/tree?')[0].removeprefix(live_stack.url)}/"
+        assert response.text.strip() == f"tree {response.url.split('/tree?')[0].removeprefix(live_stack.notebook_url)}/"
     assert Session.objects.count() == 20
     assert Session.objects.values("container").distinct().count() == 20
 

@@ -60,7 +60,7 @@ def test_a_visitor_holding_a_notebook_is_led_back_to_it_from_another_pool(live_s
         mine = browser.get(f"{live_stack.url}/", timeout=30)
         elsewhere = browser.get(f"{live_stack.url}/p/second/", timeout=30)
     assert elsewhere.status_code == 409
-    assert f'href="{served_container(mine).url_for("/tree")}"' in elsewhere.text
+    assert f'href="{live_stack.notebook_url}{served_container(mine).url_for("/tree")}"' in elsewhere.text
     assert ready_in("second") == 1
 
 

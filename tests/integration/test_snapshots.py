@@ -51,7 +51,7 @@ def save_work(stack, container, **extra_files):
     """A text file and a notebook saved through Jupyter's own API (as the
     editor saves them), plus ``extra_files``; returns each file's bytes as
     the notebook server holds them."""
-    api = f"{stack.url}{container.base_path}api/contents"
+    api = f"{stack.notebook_url}{container.base_path}api/contents"
     headers = {"Authorization": f"token {container.token}"}
     files = {"notes.txt": {"type": "file", "format": "text", "content": "my results: 42\n"}, "analysis.ipynb": {"type": "notebook", "content": NOTEBOOK}}
     for name, data in extra_files.items():
@@ -62,7 +62,7 @@ def save_work(stack, container, **extra_files):
 
 
 def files_of(stack, container, name):
-    response = requests.get(f"{stack.url}{container.base_path}files/{name}", headers={"Authorization": f"token {container.token}"}, timeout=30)
+    response = requests.get(f"{stack.notebook_url}{container.base_path}files/{name}", headers={"Authorization": f"token {container.token}"}, timeout=30)
     assert response.status_code == 200, f"{name}: {response.status_code}"
     return response.content
 
@@ -70,7 +70,8 @@ def files_of(stack, container, name):
 def ended_page_with_work(browser, stack, container):
     # Not by polling its URL meanwhile: each request through the proxy is activity, which puts off an idle cull.
     wait_until(lambda: Session.objects.filter(container=container, ended_at__isnull=False).exists(), timeout=120, what="the end")
-    url = f"{stack.url}{container.base_path}lab"
+    # The notebook's own URL: its origin sends the participant to the ended page on the participants' pages.
+    url = f"{stack.notebook_url}{container.base_path}lab"
     wait_until(lambda: 'id="download-work"' in browser.get(url, timeout=10).text, timeout=120, what="the work saved")
     page = browser.get(url, timeout=10)
     assert page.status_code == 410

@@ -68,7 +68,7 @@ def test_a_paused_node_gets_no_new_notebooks_and_keeps_its_sessions(swarm_stack,
         for session in kept:
             session.refresh_from_db()
             assert session.is_active
-            assert requests.get(f"{swarm_stack.url}{session.container.base_path}", timeout=10).status_code == 200
+            assert requests.get(f"{swarm_stack.notebook_url}{session.container.base_path}", timeout=10).status_code == 200
     finally:
         on_swarm.set_availability(2, "active")
 

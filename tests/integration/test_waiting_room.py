@@ -105,5 +105,5 @@ def test_a_waiting_visitors_status_request_is_answered_ready_as_soon_as_they_are
     assert answer["status"] == "ready" and "/user/" in answer["url"]
     served = Session.objects.active().get()
     assert asked_at < served.started_at  # asked while still waiting
-    page = waiter.get(f"{live_stack.url}{answer['url']}", timeout=30)
+    page = waiter.get(answer["url"], timeout=30)
     assert page.status_code == 200 and page.url.split("?")[0].endswith(served.container.base_path + "tree")

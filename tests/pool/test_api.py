@@ -4,7 +4,7 @@ import pytest
 
 import tmpnb_site
 from pool.models import Container, Session
-from tests.factories import ContainerFactory, PoolFactory
+from tests.factories import ContainerFactory, PoolFactory, on_notebook_origin
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ def test_spawn_gives_an_api_client_a_container_url(client, pool):
     container = ContainerFactory(pool=pool)
     response = client.post("/api/spawn", headers={"Authorization": "token api-secret"})
     assert response.status_code == 201
-    assert response.json() == {"id": container.path_id, "url": container.url_for("/tree"), "token": container.token}
+    assert response.json() == {"id": container.path_id, "url": on_notebook_origin(container.url_for("/tree")), "token": container.token}
     assert Session.objects.get().container == container
 
 
@@ -96,11 +96,24 @@ def test_an_unknown_notebook_url_says_it_has_ended(client, pool):
     assert response.status_code == 404 and response.json()["status"] == "ended"
 
 
-def test_a_live_notebook_without_a_route_asks_to_retry(client, pool):
+def test_a_live_notebook_without_a_route_asks_to_retry(client, pool, settings):
     container = ContainerFactory(pool=pool, state=Container.State.ASSIGNED)
-    response = client.get(f"/user/{container.path_id}/tree")
+    response = client.get(f"/user/{container.path_id}/tree", HTTP_HOST=f"testserver:{settings.TMPNB_NOTEBOOK_PORT}")
     assert response.status_code == 200 and response["Retry-After"] == "2"
     assert "Reconnecting" in response.content.decode()
+
+
+def test_an_old_link_to_a_live_notebook_leads_to_its_origin_without_its_token(client, pool):
+    container = ContainerFactory(pool=pool, state=Container.State.ASSIGNED)
+    response = client.get(f"/user/{container.path_id}/tree")
+    assert response.status_code == 302 and response["Location"] == on_notebook_origin(f"/user/{container.path_id}/tree")
+
+
+def test_an_ended_notebook_on_its_origin_leads_to_the_participants_pages(client, pool, settings):
+    container = ContainerFactory(pool=pool, state=Container.State.GONE)
+    response = client.get(f"/user/{container.path_id}/lab?x=1", HTTP_HOST=f"testserver:{settings.TMPNB_NOTEBOOK_PORT}")
+    assert response.status_code == 302
+    assert response["Location"] == f"http://testserver:{settings.TMPNB_PUBLIC_PORT}/user/{container.path_id}/lab?x=1"
 
 
 def test_the_ended_id_is_never_handed_out_again(client, pool):

@@ -81,6 +81,18 @@ def test_nobody_but_the_holder_learns_anything(client, holding):
     assert client.get("/api/notebooks/nosuchnotebook/time-left").status_code == 404
 
 
+def test_on_the_notebooks_origin_whoever_sends_its_token_is_answered_and_nobody_else(client, holding, settings):
+    # What the banner does (deploy/images/cull-warning.js): no cookie of the service reaches that origin.
+    client.cookies.clear()
+    on_its_origin = {"HTTP_HOST": f"testserver:{settings.TMPNB_NOTEBOOK_PORT}"}
+    url = time_left_url(holding)
+    assert client.get(url, HTTP_AUTHORIZATION=f"token {holding.container.token}", **on_its_origin).json()["idle_timeout"] == 600
+    assert client.get(url, HTTP_AUTHORIZATION="token guessed", **on_its_origin).status_code == 404
+    assert client.get(url, **on_its_origin).status_code == 404
+    # The token is the notebook's own: on the participants' pages it proves nothing.
+    assert client.get(url, HTTP_AUTHORIZATION=f"token {holding.container.token}").status_code == 404
+
+
 def test_an_ended_notebook_is_not_found(client, holding):
     Session.objects.filter(pk=holding.pk).end(Session.EndReason.KILLED, by="organiser")
     assert client.get(time_left_url(holding)).status_code == 404

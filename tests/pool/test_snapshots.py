@@ -17,7 +17,7 @@ from django.utils import timezone
 from pool.models import Container, Event, Session, Snapshot
 from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
-from tests.factories import PoolFactory, new_visitor
+from tests.factories import PoolFactory, new_visitor, on_notebook_origin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -211,7 +211,7 @@ def test_start_again_with_my_files_lands_in_a_new_notebook_that_has_them(client,
     [row] = pools.fill_pool(ended_by_kill.pool_id)
     spawning.spawn_container(row.pk)
     response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
-    assert response.status_code == 302 and response.url.startswith(f"/user/{row.path_id}/")
+    assert response.status_code == 302 and response.url.startswith(on_notebook_origin(f"/user/{row.path_id}/"))
     [(name, _, data)] = fake_backend.copied_in
     assert name == row.name
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:

@@ -12,7 +12,7 @@ from django.core import signing
 from pool.http import _period
 from pool.models import Container, Session
 from pool.visitors import VISITOR_COOKIE, VISITOR_COOKIE_AGE
-from tests.factories import ContainerFactory, PoolFactory, continue_url, new_visitor, unused_address
+from tests.factories import ContainerFactory, PoolFactory, continue_url, new_visitor, on_notebook_origin, unused_address
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ def test_the_landing_page_redirects_into_a_ready_container_with_its_token(client
     container = ContainerFactory(pool=pool)
     response = client.get("/")
     assert response.status_code == 302
-    assert response["Location"] == f"/user/{container.path_id}/tree?token={container.token}"
+    assert response["Location"] == on_notebook_origin(f"/user/{container.path_id}/tree?token={container.token}")
     assert VISITOR_COOKIE in response.cookies
     assert response.cookies[VISITOR_COOKIE]["httponly"]
 
@@ -55,7 +55,7 @@ def test_a_reload_returns_the_same_container(client, pool):
 def test_a_deep_link_lands_on_that_path(client, pool):
     container = ContainerFactory(pool=pool)
     response = client.get("/spawn/notebooks/intro.ipynb")
-    assert response["Location"] == f"/user/{container.path_id}/notebooks/intro.ipynb?token={container.token}"
+    assert response["Location"] == on_notebook_origin(f"/user/{container.path_id}/notebooks/intro.ipynb?token={container.token}")
 
 
 def test_two_visitors_get_two_containers(client, pool):
@@ -152,14 +152,16 @@ def test_a_named_pool_serves_its_own_landing_url_and_deep_links(client, pool):
     python = PoolFactory(name="python", redirect_uri="/lab")
     container = ContainerFactory(pool=python)
     response = client.get("/p/python/")
-    assert response["Location"] == f"/user/{container.path_id}/lab?token={container.token}"
-    assert client.get("/p/python/spawn/notebooks/a.ipynb")["Location"] == f"/user/{container.path_id}/notebooks/a.ipynb?token={container.token}"
+    assert response["Location"] == on_notebook_origin(f"/user/{container.path_id}/lab?token={container.token}")
+    assert client.get("/p/python/spawn/notebooks/a.ipynb")["Location"] == on_notebook_origin(
+        f"/user/{container.path_id}/notebooks/a.ipynb?token={container.token}"
+    )
     assert Session.objects.get().container == container
 
 
 def test_the_default_pool_answers_at_its_own_name_too(client, pool):
     container = ContainerFactory(pool=pool)
-    assert client.get(f"/p/{pool.name}/")["Location"].startswith(f"/user/{container.path_id}/")
+    assert client.get(f"/p/{pool.name}/")["Location"].startswith(on_notebook_origin(f"/user/{container.path_id}/"))
 
 
 def test_an_unknown_pool_is_not_found(client, pool):
@@ -175,11 +177,11 @@ def test_a_visitor_holding_a_notebook_of_another_pool_is_told_so_and_led_back_to
     assert response.status_code == 409
     html = response.content.decode()
     assert "You already have a notebook server" in html and "<strong>default</strong> pool" in html
-    assert f'href="{held.url_for("/tree")}"' in html
+    assert f'href="{on_notebook_origin(held.url_for("/tree"))}"' in html
     assert python.containers.ready().count() == 1  # nothing claimed for them
     as_json = client.get("/p/python/spawn/", headers={"Accept": "application/json"})
     assert as_json.status_code == 409
-    assert as_json.json() == {"status": "held-elsewhere", "pool": "default", "url": held.url_for("/tree")}
+    assert as_json.json() == {"status": "held-elsewhere", "pool": "default", "url": on_notebook_origin(held.url_for("/tree"))}
 
 
 def test_the_ended_page_of_a_named_pool_starts_a_new_notebook_in_that_pool(client, pool):

@@ -12,7 +12,7 @@ from django.utils import timezone
 from pool.models import Container, Pool, QueueEntry, Session
 from pool.services import assignment, pools, turns, waiting
 from pool.visitors import VISITOR_COOKIE
-from tests.factories import ContainerFactory, PoolFactory, SessionFactory
+from tests.factories import ContainerFactory, PoolFactory, SessionFactory, on_notebook_origin
 
 pytestmark = pytest.mark.django_db
 
@@ -168,7 +168,7 @@ def test_the_status_endpoint_tells_the_page_where_it_stands(client):
     container = ContainerFactory(pool=pool)
     assignment.serve_queue(pool.pk)
     ready = client.get("/waiting/status").json()
-    assert ready == {"status": "ready", "url": container.url_for("notebooks/intro.ipynb")}
+    assert ready == {"status": "ready", "url": on_notebook_origin(container.url_for("notebooks/intro.ipynb"))}
     assert client.get("/").status_code == 302
 
 
@@ -190,7 +190,7 @@ def test_api_clients_may_wait_in_the_queue(client, settings):
     assert client.get(body["status_url"], headers=auth).json()["status"] == "waiting"
     container = ContainerFactory(pool=pool)
     assignment.serve_queue(pool.pk)
-    assert client.get(body["status_url"], headers=auth).json() == {"status": "ready", "url": container.url_for("/tree")}
+    assert client.get(body["status_url"], headers=auth).json() == {"status": "ready", "url": on_notebook_origin(container.url_for("/tree"))}
 
 
 def test_api_clients_that_do_not_wait_get_a_retry_after_from_the_estimate(client, settings):
