@@ -56,6 +56,7 @@ def test_the_admin_pages_list_pools_containers_and_sessions(admin_client):
     ("changes", "message"),
     [
         ({"command": "serve {base_path} {who}"}, "unknown placeholder {who}"),
+        ({"command": "serve {base_path} --root='/home/jovyan"}, "the command's quoting is unbalanced (No closing quotation)"),
         ({"capacity": -5}, "Ensure this value is greater than or equal to 0."),
         ({"capacity": 10**9}, "Ensure this value is less than or equal to 10000."),
         pytest.param({"image": "tmpnb/no-such-image:9"}, "The image tmpnb/no-such-image:9 is not on this host", marks=pytest.mark.integration),
