@@ -1,10 +1,14 @@
 """The heartbeat's repairs and the culler.
 
 Reconciliation compares the database (the record) with what Docker and the
-proxy really hold, with one list call to each, and repairs both sides.
+proxy really hold, with one list call to each, and repairs both sides. Each
+repair stands on its own: one that fails is logged and counted, and the
+others still run.
 """
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -46,6 +50,22 @@ class ReconcileReport:
     routes_added: int = 0
     routes_deleted: int = 0
     activity_synced: int = 0
+    repairs_failed: int = 0
+
+
+@contextlib.contextmanager
+def _on_its_own(doing: str, report: ReconcileReport) -> Iterator[None]:
+    """One repair, whose failure (a container Docker cannot remove, a route
+    the proxy refuses) is logged and counted, not raised: otherwise the
+    repairs after it would never run, at this tick or any other."""
+    try:
+        yield
+    except Exception as error:
+        report.repairs_failed += 1
+        if isinstance(error, (BackendError, ProxyError)):
+            log.warning("reconcile: %s failed: %s", doing, error)
+        else:
+            log.exception("reconcile: %s failed", doing)  # the traceback, for the operator
 
 
 def _spawn_is_stuck(row: Container, now: datetime) -> bool:
@@ -81,12 +101,14 @@ def reconcile(pool: Pool | None = None) -> ReconcileReport:
             # Became ready after the listing, which may have caught its
             # container between create and start ("created"): judged at the next tick.
             continue
-        _repair_row(row, info=info, route=routes.get(row.route_path), now=now, report=report)
+        with _on_its_own(f"repairing {row.name} ({row.state})", report):
+            _repair_row(row, info=info, route=routes.get(row.route_path), now=now, report=report)
     _remove_orphans(running, {row.name for row in rows}, report)
     # Routes added before they named their pool are left to a reconcile of every pool.
     own_routes = {path: r for path, r in routes.items() if pool is None or r.data.get("pool") == pool.name}
     _delete_stray_routes(own_routes, {row.route_path for row in rows}, report)
-    report.activity_synced = _sync_activity(routes, pool)
+    with _on_its_own("syncing the sessions' activity", report):
+        report.activity_synced = _sync_activity(routes, pool)
     return report
 
 
@@ -130,16 +152,18 @@ def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | No
 def _remove_orphans(running: dict[str, ContainerInfo], live_names: set[str], report: ReconcileReport) -> None:
     for name, info in running.items():
         if name not in live_names:
-            log.info("removing orphan container %s", name)
-            get_backend().remove_container(info.backend_id)
-            report.orphans_removed += 1
+            with _on_its_own(f"removing orphan container {name}", report):
+                log.info("removing orphan container %s", name)
+                get_backend().remove_container(info.backend_id)
+                report.orphans_removed += 1
 
 
 def _delete_stray_routes(routes: dict[str, Route], live_paths: set[str], report: ReconcileReport) -> None:
     for path in routes:
         if path not in live_paths:
-            get_proxy().delete_route(path)
-            report.routes_deleted += 1
+            with _on_its_own(f"deleting stray route {path}", report):
+                get_proxy().delete_route(path)
+                report.routes_deleted += 1
 
 
 def _sync_activity(routes: dict[str, Route], pool: Pool | None = None) -> int:
@@ -236,6 +260,9 @@ def heartbeat() -> list[Container]:
     except (BackendError, ProxyError) as error:
         # Without a true picture, repair nothing; filling still works from the rows.
         log.warning("reconcile skipped: %s", error)
+    except Exception:
+        # An answer of a shape nobody foresaw, or a bug: the rest of the tick still runs.
+        log.exception("reconcile skipped")
     drop_abandoned_places()
     prune_history()
     prune_snapshots()
