@@ -68,12 +68,22 @@ def _on_its_own(doing: str, report: ReconcileReport) -> Iterator[None]:
             log.exception("reconcile: %s failed", doing)  # the traceback, for the operator
 
 
-def _spawn_is_stuck(row: Container, now: datetime) -> bool:
-    # A started spawn renews its lease; one never started may wait in the
-    # queue a while, but not for twice the spawn timeout and more.
+def _spawn_is_stuck(row: Container, now: datetime, *, spawns_under_way: bool) -> bool:
+    # A spawn a worker took renews its lease: stuck once the lease ran out.
     if row.lease_until is not None:
         return row.lease_until < now
-    return row.created_at < now - timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
+    # One no worker took yet waits in the queue behind the others, for as
+    # long as it takes (filling a 200-seat pool queues 200 spawns, a few at a
+    # time). Its task was lost (its worker stopped holding it) only if it
+    # waited long and no worker is spawning anything meanwhile.
+    return not spawns_under_way and row.created_at < now - timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
+
+
+def _spawns_under_way(now: datetime) -> bool:
+    """Whether a worker took or renewed a spawn's lease within the last lease
+    period: the leases of live rows still running, or just finished, are
+    ahead of now. Across every pool, as the workers serve them all."""
+    return Container.objects.live().filter(lease_until__gt=now).exists()
 
 
 def reconcile(pool: Pool | None = None) -> ReconcileReport:
@@ -95,6 +105,7 @@ def reconcile(pool: Pool | None = None) -> ReconcileReport:
     rows = list(_of_pool(Container.objects.live().select_related("pool"), pool, "pool"))
     report = ReconcileReport()
     now = timezone.now()
+    spawns_under_way = _spawns_under_way(now)
     for row in rows:
         info = running.get(row.name)
         if (info is None or not info.is_running) and row.state in (Container.State.READY, Container.State.ASSIGNED) and row.pk not in started_before:
@@ -102,7 +113,7 @@ def reconcile(pool: Pool | None = None) -> ReconcileReport:
             # container between create and start ("created"): judged at the next tick.
             continue
         with _on_its_own(f"repairing {row.name} ({row.state})", report):
-            _repair_row(row, info=info, route=routes.get(row.route_path), now=now, report=report)
+            _repair_row(row, info=info, route=routes.get(row.route_path), now=now, spawns_under_way=spawns_under_way, report=report)
     _remove_orphans(running, {row.name for row in rows}, report)
     # Routes added before they named their pool are left to a reconcile of every pool.
     own_routes = {path: r for path, r in routes.items() if pool is None or r.data.get("pool") == pool.name}
@@ -116,11 +127,12 @@ def _of_pool(queryset: QuerySet[RowT], pool: Pool | None, field: str) -> QuerySe
     return queryset if pool is None else queryset.filter(**{field: pool})
 
 
-def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | None, now: datetime, report: ReconcileReport) -> None:
+def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | None, now: datetime, spawns_under_way: bool, report: ReconcileReport) -> None:
     if row.state == Container.State.SPAWNING:
+        stuck = _spawn_is_stuck(row, now, spawns_under_way=spawns_under_way)
         # Only if the lease is still the one judged stale: a spawn that renewed
-        # it meanwhile is alive.
-        if _spawn_is_stuck(row, now) and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(Container.State.FAILED, error=STUCK_SPAWN):
+        # it meanwhile (or took it, if it had none) is alive.
+        if stuck and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(Container.State.FAILED, error=STUCK_SPAWN):
             remove_quietly(row)
             record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
