@@ -202,12 +202,20 @@ class PoolAdmin(admin.ModelAdmin):
 
 
 class RecordAdmin(admin.ModelAdmin):
-    """Rows the service itself writes: shown, never added or edited by hand."""
+    """Rows the service itself writes: shown, never added, edited or deleted
+    by hand. A live container or session ends through the kill action (the
+    services stop the container and delete its route); a deleted one would
+    leave its container running, assigned to nobody and never culled. The
+    history goes after TMPNB_HISTORY_DAYS (retention), and the dashboard and
+    /metrics count from it."""
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -296,9 +304,6 @@ class EventAdmin(RecordAdmin):
     actions = ["export_csv"]
 
     def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
         return False  # a log that can be edited is no record (and /metrics counts from it)
 
     @admin.action(description="Export the selected events as CSV")

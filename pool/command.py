@@ -5,6 +5,7 @@ start-up with the same rules the admin uses.
 """
 
 import re
+import shlex
 import string
 
 PLACEHOLDERS = ("base_path", "port", "ip", "token")
@@ -41,6 +42,13 @@ def check_command_template(template):
         raise ValueError(f"unknown placeholder {', '.join(f'{{{f}}}' for f in unknown)} in the command; known: {known}")
     if "base_path" not in fields:
         raise ValueError("the command must place {base_path}, so the server answers under its own /user/<id>/ path")
+    # Both backends split the command into words as a shell would (docker-py and
+    # swarm.py with shlex); the values filled in hold no quotes, so the template
+    # splits exactly when every rendered command does.
+    try:
+        shlex.split(template)
+    except ValueError as error:
+        raise ValueError(f"the command's quoting is unbalanced ({error})") from None
     _check_server2_options(template)
 
 

@@ -95,6 +95,24 @@ def _member_path(name, what):
     return path
 
 
+class _Layout:
+    """The files and folders an archive's entries make, checked as they are
+    read: one name cannot be both (a zip with ``data`` and ``data/x.csv``),
+    which would otherwise fail half-way through writing with an OSError."""
+
+    def __init__(self):
+        self.files, self.folders = set(), set()
+
+    def add(self, path, *, is_folder):
+        folders = [*path.parents[:-1], *([path] if is_folder else [])]
+        clashes = [folder for folder in folders if folder in self.files] + ([] if is_folder or path not in self.folders else [path])
+        if clashes:
+            raise MaterialsError(f"the archive holds both a file and a folder named '{clashes[0]}'; rename one of them")
+        self.folders.update(folders)
+        if not is_folder:
+            self.files.add(path)
+
+
 def _over(max_bytes):
     return MaterialsError(f"the materials hold more than {max_bytes // 1_000_000} MB once unpacked (TMPNB_MATERIALS_MAX_MB)")
 
@@ -114,10 +132,11 @@ def _extract_tar(archive, destination, max_bytes):
     total = files = 0
     with tarfile.open(archive, "r:*") as tar:
         members = []
+        layout = _Layout()
         # Every header is checked before anything is written; sizes come from
         # the headers, which also bound how much each member can unpack to.
         for member in tar:
-            _member_path(member.name, "the entry")
+            layout.add(_member_path(member.name, "the entry"), is_folder=member.isdir())
             if member.issym() or member.islnk():
                 raise MaterialsError(f"the entry {member.name!r} is a link; links are not allowed in materials")
             if not (member.isfile() or member.isdir()):
@@ -135,6 +154,9 @@ def _extract_tar(archive, destination, max_bytes):
 def _extract_zip(archive, destination, max_bytes):
     total = files = 0
     with zipfile.ZipFile(archive) as bundle:
+        members = []
+        layout = _Layout()
+        # Every entry is checked before anything is written, as for a tar.
         for info in bundle.infolist():
             relative = _member_path(info.filename, "the entry")
             kind = stat.S_IFMT(info.external_attr >> 16)
@@ -142,6 +164,9 @@ def _extract_zip(archive, destination, max_bytes):
                 raise MaterialsError(f"the entry {info.filename!r} is a link; links are not allowed in materials")
             if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
                 raise MaterialsError(f"the entry {info.filename!r} is a device or another special file; only files and folders are allowed")
+            layout.add(relative, is_folder=info.is_dir())
+            members.append((info, relative))
+        for info, relative in members:
             target = Path(destination, relative)
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)

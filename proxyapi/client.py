@@ -92,7 +92,8 @@ class ProxyClient:
         response = self._request("GET", "", params=params)
         if response.status_code != 200:
             raise ProxyError(f"listing routes: HTTP {response.status_code} {response.text[:200]}")
-        return {path: _route(path, entry) for path, entry in response.json().items() if entry.get(MARKER) == self.installation}
+        entries = _json_object(response, "listing routes")
+        return {path: _route(path, entry) for path, entry in entries.items() if self._ours(entry)}
 
     def get_route(self, path: str) -> Route | None:
         """Our route at ``path``, or None."""
@@ -101,14 +102,38 @@ class ProxyClient:
             return None
         if response.status_code != 200:
             raise ProxyError(f"reading route {path}: HTTP {response.status_code} {response.text[:200]}")
-        entry = response.json()
-        return _route(path, entry) if entry.get(MARKER) == self.installation else None
+        entry = _json_object(response, f"reading route {path}")
+        return _route(path, entry) if self._ours(entry) else None
+
+    def _ours(self, entry: Any) -> bool:
+        return isinstance(entry, dict) and entry.get(MARKER) == self.installation
+
+
+def _json_object(response: requests.Response, doing: str) -> dict[str, Any]:
+    """The JSON object the proxy answered with. Anything else (the page of
+    whatever else answers at a wrong CONFIGPROXY_ENDPOINT) is a ProxyError,
+    which the callers handle, not a JSONDecodeError, which they do not."""
+    try:
+        answer = response.json()
+    except requests.JSONDecodeError:
+        raise ProxyError(f"{doing}: the answer is not JSON: {response.text[:200]!r}") from None
+    if not isinstance(answer, dict):
+        raise ProxyError(f"{doing}: the answer is not a JSON object: {response.text[:200]!r}")
+    return answer
 
 
 def _route(path: str, entry: dict[str, Any]) -> Route:
+    """One of our routes; an entry of ours of another shape is a ProxyError."""
     # "host" is the proxy's own note of a host-routed route's first segment.
     data = {k: v for k, v in entry.items() if k not in ("target", "last_activity", "host", MARKER)}
-    return Route(path=path, target=entry["target"], last_activity=_parse_time(entry.get("last_activity")), data=data)
+    target, last_activity = entry.get("target"), entry.get("last_activity")
+    unexpected = ProxyError(f"route {path}: unexpected entry {str(entry)[:200]}")
+    if not isinstance(target, str) or not isinstance(last_activity, str | None):
+        raise unexpected
+    try:
+        return Route(path=path, target=target, last_activity=_parse_time(last_activity), data=data)
+    except ValueError:
+        raise unexpected from None
 
 
 @functools.lru_cache(maxsize=4)

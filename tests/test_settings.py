@@ -42,6 +42,11 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
             "jupyter lab --NotebookApp.base_url={base_path}",
             "TMPNB_COMMAND: jupyter-server 2 no longer takes --NotebookApp.base_url: write --ServerApp.base_url",
         ),
+        (
+            "TMPNB_COMMAND",
+            "jupyter lab --ServerApp.base_url={base_path} --ServerApp.root_dir='/home/jovyan",
+            "TMPNB_COMMAND: the command's quoting is unbalanced (No closing quotation)",
+        ),
         ("TMPNB_MAX_DOCK_WORKERS", "0", "TMPNB_MAX_DOCK_WORKERS must be at least 1"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL starting with redis://"),
         ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL must be a URL starting with sqlite://"),

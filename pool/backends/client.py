@@ -30,10 +30,12 @@ class DockerError(BackendError):
 def docker_errors(doing: str, *, error_class: type[BackendError] = DockerError) -> Iterator[None]:
     """Turn whatever the SDK raises into ``error_class``: DockerException for
     a refusal, and requests' ConnectionError or ReadTimeout, which docker-py
-    lets through once its client exists (the engine restarted or went quiet)."""
+    lets through once its client exists (the engine restarted or went quiet);
+    also an OSError of this machine's side of the call (a file to send that
+    is gone), which the callers would not expect either."""
     try:
         yield
-    except (DockerException, requests.RequestException) as error:
+    except (DockerException, requests.RequestException, OSError) as error:
         raise error_class(f"{doing}: {error}") from None
 
 

@@ -212,7 +212,7 @@ def copy_out(backend_id: str, *, path: str, destination: str) -> None:
             with tarfile.open(fileobj=archive) as tar:
                 # The "data" filter refuses links and paths that leave the folder.
                 tar.extractall(destination, filter="data")
-    except tarfile.TarError as error:
+    except (tarfile.TarError, OSError) as error:  # OSError: this machine's disk (full, not writable)
         raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
 
 

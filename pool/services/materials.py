@@ -116,6 +116,13 @@ def prepare_materials(pool_id: int) -> int | None:
             except MaterialsError as error:
                 _refuse(pool, str(error))
                 return None
+            except Exception as error:
+                # An input nobody foresaw (or a full disk) is refused the same
+                # way: otherwise the pool would wait for these materials forever,
+                # with nothing shown. The traceback is for the operator.
+                log.exception("pool %s: preparing materials from %s failed", pool.name, _described(pool))
+                _refuse(pool, f"they could not be prepared ({type(error).__name__}: {error}); the worker's log has the details")
+                return None
         with transaction.atomic():
             current = Pool.objects.select_for_update().get(pk=pool_id)
             if current.materials_tried != wanted:

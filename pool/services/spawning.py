@@ -112,16 +112,17 @@ def spawn_container(container_id: int) -> Container:
             # Before its route exists: from a server no participant has reached.
             extract_static_files(container)
         route_container(container)
-    except (BackendError, ProxyError, SpawnTimeout, MaterialsError) as error:
-        remove_quietly(container)
-        if not container.mark_failed(str(error)):
-            # Drained or killed while it started: a cancellation, which never
-            # counts towards the pool's backoff or pause.
-            log.info("spawning %s cancelled: %s", container.name, error)
-            return container
-        log.warning("spawning %s failed: %s", container.name, error)
-        record_spawn_failure(container.pool_id, error)
-        record_event(Event.Kind.FAILURE, f"spawning {container.name} failed: {error}", container=container, stage="spawn")
+    except Exception as error:
+        # Whatever went wrong, the spawn ends failed, counted towards the
+        # pool's backoff and pause, and shown: an error nobody foresaw (a bug,
+        # docker-py refusing a command it cannot split) would otherwise leave
+        # the row "starting" until the reconciler gives up on it, with no reason.
+        if isinstance(error, (BackendError, ProxyError, SpawnTimeout, MaterialsError)):
+            reason = str(error)
+        else:
+            log.exception("spawning %s: unexpected error", container.name)  # the traceback, for the operator
+            reason = f"{type(error).__name__}: {error}"
+        _spawn_failed(container, reason)
         return container
     record_spawn_success(container.pool_id)
     # Only a row still spawning becomes ready. One drained meanwhile may have
@@ -133,6 +134,18 @@ def spawn_container(container_id: int) -> Container:
     record_event(Event.Kind.SPAWN, f"{container.name} ready in {seconds} s", container=container, seconds=seconds)
     serve_queue(container.pool_id)  # the visitor waiting longest gets it now
     return container
+
+
+def _spawn_failed(container: Container, reason: str) -> None:
+    remove_quietly(container)
+    if not container.mark_failed(reason):
+        # Drained or killed while it started: a cancellation, which never
+        # counts towards the pool's backoff or pause.
+        log.info("spawning %s cancelled: %s", container.name, reason)
+        return
+    log.warning("spawning %s failed: %s", container.name, reason)
+    record_spawn_failure(container.pool_id, reason)
+    record_event(Event.Kind.FAILURE, f"spawning {container.name} failed: {reason}", container=container, stage="spawn")
 
 
 def _keeping_the_lease(container: Container, call: Callable[[], T]) -> T:

@@ -1,10 +1,14 @@
 """The heartbeat's repairs and the culler.
 
 Reconciliation compares the database (the record) with what Docker and the
-proxy really hold, with one list call to each, and repairs both sides.
+proxy really hold, with one list call to each, and repairs both sides. Each
+repair stands on its own: one that fails is logged and counted, and the
+others still run.
 """
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -47,14 +51,40 @@ class ReconcileReport:
     routes_added: int = 0
     routes_deleted: int = 0
     activity_synced: int = 0
+    repairs_failed: int = 0
 
 
-def _spawn_is_stuck(row: Container, now: datetime) -> bool:
-    # A started spawn renews its lease; one never started may wait in the
-    # queue a while, but not for twice the spawn timeout and more.
+@contextlib.contextmanager
+def _on_its_own(doing: str, report: ReconcileReport) -> Iterator[None]:
+    """One repair, whose failure (a container Docker cannot remove, a route
+    the proxy refuses) is logged and counted, not raised: otherwise the
+    repairs after it would never run, at this tick or any other."""
+    try:
+        yield
+    except Exception as error:
+        report.repairs_failed += 1
+        if isinstance(error, (BackendError, ProxyError)):
+            log.warning("reconcile: %s failed: %s", doing, error)
+        else:
+            log.exception("reconcile: %s failed", doing)  # the traceback, for the operator
+
+
+def _spawn_is_stuck(row: Container, now: datetime, *, spawns_under_way: bool) -> bool:
+    # A spawn a worker took renews its lease: stuck once the lease ran out.
     if row.lease_until is not None:
         return row.lease_until < now
-    return row.created_at < now - timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
+    # One no worker took yet waits in the queue behind the others, for as
+    # long as it takes (filling a 200-seat pool queues 200 spawns, a few at a
+    # time). Its task was lost (its worker stopped holding it) only if it
+    # waited long and no worker is spawning anything meanwhile.
+    return not spawns_under_way and row.created_at < now - timedelta(seconds=2 * settings.TMPNB_SPAWN_TIMEOUT + 30)
+
+
+def _spawns_under_way(now: datetime) -> bool:
+    """Whether a worker took or renewed a spawn's lease within the last lease
+    period: the leases of live rows still running, or just finished, are
+    ahead of now. Across every pool, as the workers serve them all."""
+    return Container.objects.live().filter(lease_until__gt=now).exists()
 
 
 def reconcile(pool: Pool | None = None) -> ReconcileReport:
@@ -76,18 +106,21 @@ def reconcile(pool: Pool | None = None) -> ReconcileReport:
     rows = list(_of_pool(Container.objects.live().select_related("pool"), pool, "pool"))
     report = ReconcileReport()
     now = timezone.now()
+    spawns_under_way = _spawns_under_way(now)
     for row in rows:
         info = running.get(row.name)
         if (info is None or not info.is_running) and row.state in (Container.State.READY, Container.State.ASSIGNED) and row.pk not in started_before:
             # Became ready after the listing, which may have caught its
             # container between create and start ("created"): judged at the next tick.
             continue
-        _repair_row(row, info=info, route=routes.get(row.route_path), now=now, report=report)
+        with _on_its_own(f"repairing {row.name} ({row.state})", report):
+            _repair_row(row, info=info, route=routes.get(row.route_path), now=now, spawns_under_way=spawns_under_way, report=report)
     _remove_orphans(running, {row.name for row in rows}, report)
     # Routes added before they named their pool are left to a reconcile of every pool.
     own_routes = {path: r for path, r in routes.items() if pool is None or r.data.get("pool") == pool.name}
     _delete_stray_routes(own_routes, {row.route_path for row in rows}, report)
-    report.activity_synced = _sync_activity(routes, pool)
+    with _on_its_own("syncing the sessions' activity", report):
+        report.activity_synced = _sync_activity(routes, pool)
     return report
 
 
@@ -95,11 +128,12 @@ def _of_pool(queryset: QuerySet[RowT], pool: Pool | None, field: str) -> QuerySe
     return queryset if pool is None else queryset.filter(**{field: pool})
 
 
-def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | None, now: datetime, report: ReconcileReport) -> None:
+def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | None, now: datetime, spawns_under_way: bool, report: ReconcileReport) -> None:
     if row.state == Container.State.SPAWNING:
+        stuck = _spawn_is_stuck(row, now, spawns_under_way=spawns_under_way)
         # Only if the lease is still the one judged stale: a spawn that renewed
-        # it meanwhile is alive.
-        if _spawn_is_stuck(row, now) and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(Container.State.FAILED, error=STUCK_SPAWN):
+        # it meanwhile (or took it, if it had none) is alive.
+        if stuck and Container.objects.filter(pk=row.pk, lease_until=row.lease_until).move_to(Container.State.FAILED, error=STUCK_SPAWN):
             remove_quietly(row)
             record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
@@ -131,16 +165,18 @@ def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | No
 def _remove_orphans(running: dict[str, ContainerInfo], live_names: set[str], report: ReconcileReport) -> None:
     for name, info in running.items():
         if name not in live_names:
-            log.info("removing orphan container %s", name)
-            get_backend().remove_container(info.backend_id)
-            report.orphans_removed += 1
+            with _on_its_own(f"removing orphan container {name}", report):
+                log.info("removing orphan container %s", name)
+                get_backend().remove_container(info.backend_id)
+                report.orphans_removed += 1
 
 
 def _delete_stray_routes(routes: dict[str, Route], live_paths: set[str], report: ReconcileReport) -> None:
     for path in routes:
         if path not in live_paths:
-            get_proxy().delete_route(path)
-            report.routes_deleted += 1
+            with _on_its_own(f"deleting stray route {path}", report):
+                get_proxy().delete_route(path)
+                report.routes_deleted += 1
 
 
 def _sync_activity(routes: dict[str, Route], pool: Pool | None = None) -> int:
@@ -239,6 +275,9 @@ def heartbeat() -> list[Container]:
     except (BackendError, ProxyError) as error:
         # Without a true picture, repair nothing; filling still works from the rows.
         log.warning("reconcile skipped: %s", error)
+    except Exception:
+        # An answer of a shape nobody foresaw, or a bug: the rest of the tick still runs.
+        log.exception("reconcile skipped")
     drop_abandoned_places()
     prune_history()
     prune_snapshots()

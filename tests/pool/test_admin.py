@@ -8,7 +8,7 @@ import requests
 from pool.backends import docker as docker_backend
 from pool.models import Container, Pool, Session
 from pool.services import assignment, materials, pools, spawning
-from tests.factories import ContainerFactory, PoolFactory, pool_admin_form
+from tests.factories import ContainerFactory, PoolFactory, SessionFactory, pool_admin_form
 
 
 @pytest.fixture
@@ -56,6 +56,7 @@ def test_the_admin_pages_list_pools_containers_and_sessions(admin_client):
     ("changes", "message"),
     [
         ({"command": "serve {base_path} {who}"}, "unknown placeholder {who}"),
+        ({"command": "serve {base_path} --root='/home/jovyan"}, "the command's quoting is unbalanced (No closing quotation)"),
         ({"capacity": -5}, "Ensure this value is greater than or equal to 0."),
         ({"capacity": 10**9}, "Ensure this value is less than or equal to 10000."),
         pytest.param({"image": "tmpnb/no-such-image:9"}, "The image tmpnb/no-such-image:9 is not on this host", marks=pytest.mark.integration),
@@ -176,3 +177,33 @@ def test_refused_materials_show_why_on_the_pool_and_the_refresh_action_prepares_
     assert "REFUSED: broken.zip is not a readable zip or tar.gz archive" in listing and "Keeping: none" in listing
     admin_client.post("/admin/pool/pool/", {"action": "refresh_materials", "_selected_action": [pool.pk]})
     assert materials.pools_with_materials_to_prepare() == [pool.pk]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", ["session", "container", "queueentry"])
+def test_the_service_s_records_offer_no_delete_only_the_kill(admin_client, model):
+    SessionFactory()
+    form = admin_client.get(f"/admin/pool/{model}/").context["action_form"]  # None: no action at all
+    actions = [value for value, _ in form.fields["action"].choices if value] if form else []
+    assert "delete_selected" not in actions
+    assert ("kill" in actions) == (model != "queueentry")
+
+
+@pytest.mark.django_db
+def test_a_live_session_cannot_be_deleted_behind_the_services_back(admin_client):
+    """Deleting it would leave its container assigned to nobody, never culled."""
+    session = SessionFactory()
+    response = admin_client.post("/admin/pool/session/", {"action": "delete_selected", "_selected_action": [session.pk], "post": "yes"})
+    assert response.status_code in (200, 302)
+    assert admin_client.post(f"/admin/pool/session/{session.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Session.objects.active().filter(pk=session.pk).exists()
+    assert Container.objects.get(pk=session.container_id).state == Container.State.ASSIGNED
+
+
+@pytest.mark.django_db
+def test_a_ready_container_cannot_be_deleted_behind_the_services_back(admin_client):
+    """Its row gone, its Docker container would run on as an orphan."""
+    container = ContainerFactory()
+    admin_client.post("/admin/pool/container/", {"action": "delete_selected", "_selected_action": [container.pk], "post": "yes"})
+    assert admin_client.post(f"/admin/pool/container/{container.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Container.objects.get(pk=container.pk).state == Container.State.READY

@@ -53,10 +53,13 @@ def test_it_refuses_classic_options_on_jupyter_server_2_naming_the_new_one(templ
         ("jupyter notebook --port={port}", "must place {base_path}"),
         ("jupyter notebook --base={base_path", "not a valid template"),
         ("   ", "empty"),
+        ("jupyter lab --ServerApp.base_url={base_path} --ServerApp.root_dir='/home/jovyan", "the command's quoting is unbalanced (No closing quotation)"),
+        ('sh -c "serve {base_path}', "the command's quoting is unbalanced (No closing quotation)"),
+        ("serve {base_path} \\", "the command's quoting is unbalanced (No escaped character)"),
     ],
 )
 def test_it_refuses_a_bad_template_with_a_clear_message(template, message):
-    with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         check_command_template(template)
 
 

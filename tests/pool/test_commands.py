@@ -112,7 +112,9 @@ def test_reconcile_with_a_pool_repairs_only_that_pool_with_one_list_call_each(cl
     monkeypatch.setattr(ProxyClient, "list_routes", lambda self: calls.append("proxy") or real_proxy_list(self))
 
     out = run("reconcile", "--pool", "python")
-    assert out == ("dead replaced: 0, stuck failed: 0, teardowns retried: 0, orphans removed: 1, routes added: 0, routes deleted: 1, activity synced: 0\n")
+    assert out == (
+        "dead replaced: 0, stuck failed: 0, teardowns retried: 0, orphans removed: 1, routes added: 0, routes deleted: 1, activity synced: 0, repairs failed: 0\n"
+    )
     assert calls == ["docker", "proxy"]
     assert [c.name for c in docker_backend.list_containers()] == [f"tmpnb-{settings.TMPNB_INSTALLATION}-default-orphan"]
     assert list(get_proxy().list_routes()) == ["/user/straydefault"]

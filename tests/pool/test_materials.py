@@ -140,6 +140,46 @@ def test_a_corrupt_archive_is_refused_by_name(tmp_path, name):
         materials.extract_archive(tmp_path / name, tmp_path / "out", 200 * MB)
 
 
+def zip_of(path, names):
+    """A zip of ``names`` in that order: a name ending in / is a folder entry."""
+    with zipfile.ZipFile(path, "w") as bundle:
+        for name in names:
+            bundle.writestr(name, b"" if name.endswith("/") else b"x")
+    return path
+
+
+def tar_of(path, names):
+    """A tar.gz of ``names`` in that order: a name ending in / is a folder entry."""
+    entries = [special_entry(name.rstrip("/"), tarfile.DIRTYPE) if name.endswith("/") else file_entry(name, b"x") for name in names]
+    return make_tar(path, entries)
+
+
+@pytest.mark.parametrize("make", [zip_of, tar_of])
+@pytest.mark.parametrize(
+    ("names", "clash"),
+    [
+        (["data/", "data"], "data"),
+        (["data", "data/"], "data"),
+        (["data", "data/x.csv"], "data"),
+        (["data/x.csv", "data"], "data"),
+        (["./notes", "notes/day1/slides.md"], "notes"),
+        (["a/b", "a/b/c/d.txt"], "a/b"),
+    ],
+)
+def test_an_archive_holding_a_file_and_a_folder_of_one_name_is_refused_before_anything_is_written(tmp_path, make, names, clash):
+    archive = make(tmp_path / ("clash.zip" if make is zip_of else "clash.tar.gz"), ["intro.ipynb", *names])
+    with pytest.raises(MaterialsError, match=f"holds both a file and a folder named '{clash}'"):
+        materials.extract_archive(archive, tmp_path / "out", 200 * MB)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_archive_naming_a_folder_twice_or_a_file_twice_is_still_accepted(tmp_path):
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        archive = zip_of(tmp_path / "twice.zip", ["data/", "data/", "data/x.csv", "notes.md", "notes.md"])
+    materials.extract_archive(archive, tmp_path / "out", 200 * MB)
+    assert read_tree(tmp_path / "out") == {"data/x.csv": b"x", "notes.md": b"x"}
+
+
 def test_a_host_folder_is_copied_and_one_holding_a_link_is_refused(tmp_path):
     source = write_tree(tmp_path / "workshop")
     prepared = materials.prepare(str(source), "", tmp_path / "copy", max_bytes=200 * MB, git_timeout=5, scratch=tmp_path)

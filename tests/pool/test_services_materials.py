@@ -204,3 +204,43 @@ def test_materials_taken_by_a_worker_that_died_are_prepared_again_once_it_is_ove
     assert materials.pools_with_materials_to_prepare() == [pool.pk]
     assert materials.prepare_materials(pool.pk) == 1
     assert Pool.objects.get(pk=pool.pk).materials_preparing_since is None
+
+
+def encrypted_zip(path):
+    """A zip whose one entry is marked encrypted: zipfile raises RuntimeError
+    for it, not an error of the archive's own (an input nobody foresaw)."""
+    with zipfile.ZipFile(path, "w") as bundle:
+        bundle.writestr("answers.ipynb", b"{}")
+    data = bytearray(path.read_bytes())
+    data[6] |= 1  # the "encrypted" bit of the local header's flags ...
+    data[data.rfind(b"PK\x01\x02") + 8] |= 1  # ... and of the central directory's
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.django_db
+def test_an_unforeseen_error_while_preparing_is_refused_like_bad_input_and_logged_with_its_traceback(var_dir, tmp_path, caplog):
+    pool = PoolFactory(capacity=2)
+    assert use_materials(pool, str(encrypted_zip(tmp_path / "locked.zip"))) is None
+    pool.refresh_from_db()
+    assert "RuntimeError" in pool.materials_error and "is encrypted" in pool.materials_error
+    assert pool.materials_preparing_since is None
+    event = Event.objects.filter(kind=Event.Kind.MATERIALS, pool=pool).first()
+    assert "is encrypted" in event.message and event.message.endswith("keeping no materials")
+    assert event.details == {"refused": True}
+    assert materials.pools_with_materials_to_prepare() == []  # not retried each heartbeat
+    assert len(pools.fill_pool(pool.pk)) == 2  # the pool starts its containers without
+    [logged] = [record for record in caplog.records if record.exc_info]
+    assert logged.exc_info[0] is RuntimeError
+
+
+@pytest.mark.django_db
+def test_an_archive_with_a_file_and_a_folder_of_one_name_is_refused_with_its_reason(var_dir, tmp_path):
+    pool = PoolFactory(capacity=2)
+    with zipfile.ZipFile(tmp_path / "clash.zip", "w") as bundle:
+        bundle.writestr("data/", b"")
+        bundle.writestr("data", b"x")
+    assert use_materials(pool, str(tmp_path / "clash.zip")) is None
+    pool.refresh_from_db()
+    assert "the archive holds both a file and a folder named 'data'" in pool.materials_error
+    assert len(pools.fill_pool(pool.pk)) == 2

@@ -85,3 +85,23 @@ def test_the_lease_is_renewed_while_docker_creates_and_starts_the_container(fake
     pool, [container] = spawn_while(fake_backend, slow_start_with_a_reconcile)
     assert reports[0].stuck_failed == 0
     assert Container.objects.get(pk=container.pk).state == Container.State.READY
+
+
+def test_any_error_of_a_spawn_fails_it_counts_towards_the_pause_and_is_logged_with_its_traceback(fake_proxy, settings, caplog):
+    """A pool saved before its command was checked (unbalanced quotes): docker-py
+    splits the command with shlex before it sends anything to Docker, and raises
+    ValueError, which is none of the errors a spawn expects."""
+    settings.TMPNB_DOCKER_VERSION = "1.41"  # no word to the (absent) engine before the split
+    settings.TMPNB_ROUTE_TO = "published"
+    settings.TMPNB_SPAWN_FAILURES_TO_PAUSE = 2
+    pool = PoolFactory(capacity=2)
+    Pool.objects.filter(pk=pool.pk).update(command="serve {base_path} --root='/home/jovyan")
+    spawned = [spawning.spawn_container(row.pk) for row in pools.fill_pool(pool.pk)]
+    assert [c.state for c in spawned] == [Container.State.FAILED] * 2
+    assert all("ValueError: No closing quotation" in c.error for c in spawned)
+    pool.refresh_from_db()
+    assert pool.failure_streak == 2
+    assert "paused after 2 failed spawns in a row" in pool.paused_reason and "No closing quotation" in pool.paused_reason
+    assert Event.objects.filter(kind=Event.Kind.FAILURE, message__contains="No closing quotation").count() == 2
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert [record.exc_info[0] for record in tracebacks] == [ValueError] * 2

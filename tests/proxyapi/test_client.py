@@ -1,6 +1,10 @@
-"""The proxy client against a real configurable-http-proxy."""
+"""The proxy client against a real configurable-http-proxy, and against a
+stand-in for answers the real one never gives."""
 
+import json
+import threading
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -76,3 +80,63 @@ def test_a_machine_wide_http_proxy_setting_does_not_take_the_api_requests(client
     with machine_http_proxy():  # the tests' own requests (proxy.routes()) go on without it
         client.add_route("/user/through-env", "http://127.0.0.1:12345", container="c1")
     assert proxy.routes()["/user/through-env"]["target"] == "http://127.0.0.1:12345"
+
+
+@pytest.fixture
+def answering():
+    """A stand-in at the proxy's address that answers every GET with 200 and
+    the body it is given (a page of whatever else listens at a wrong
+    CONFIGPROXY_ENDPOINT, or JSON of a shape the proxy never sends)."""
+    body = {"text": ""}
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body["text"].encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def client(text):
+        body["text"] = text
+        return ProxyClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", installation="x")
+
+    yield client
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("<html>Welcome to nginx!</html>", "the answer is not JSON: '<html>Welcome to nginx!</html>'"),
+        ("[]", "the answer is not a JSON object"),
+        (json.dumps({"/user/a": {"tmpnb": "x"}}), "route /user/a: unexpected entry"),
+        (json.dumps({"/user/a": {"tmpnb": "x", "target": "http://127.0.0.1:1", "last_activity": "yesterday"}}), "route /user/a: unexpected entry"),
+    ],
+)
+def test_an_answer_that_is_not_the_proxy_s_json_is_an_error_when_listing(answering, answer, message):
+    with pytest.raises(ProxyError, match=message):
+        answering(answer).list_routes()
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("<html>Welcome to nginx!</html>", "the answer is not JSON"),
+        ("[]", "the answer is not a JSON object"),
+        (json.dumps({"tmpnb": "x", "target": 7}), "route /user/a: unexpected entry"),
+    ],
+)
+def test_an_answer_that_is_not_the_proxy_s_json_is_an_error_when_reading_one_route(answering, answer, message):
+    with pytest.raises(ProxyError, match=message):
+        answering(answer).get_route("/user/a")
+
+
+def test_entries_of_others_are_skipped_whatever_their_shape(answering):
+    answer = {"/other": "not an entry", "/theirs": {"target": 7}, "/user/a": {"tmpnb": "x", "target": "http://127.0.0.1:1"}}
+    assert list(answering(json.dumps(answer)).list_routes()) == ["/user/a"]
