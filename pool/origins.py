@@ -19,8 +19,10 @@ SERVICE, ADMIN, NOTEBOOK = "service", "admin", "notebook"
 # The proxy's routing key for its notebook port: "@" is in no host name.
 NOTEBOOK_LISTENER = "@notebooks"
 # What a notebook's origin may ask of the app (a path under /user/<id>/ is the
-# notebook's own when the proxy has its route).
+# notebook's own when the proxy has its route), and what only it may: the
+# static files came out of a notebook's image.
 NOTEBOOK_ORIGIN_PATHS = re.compile(r"^/(user/|api/notebooks/[^/]+/time-left$|static/)")
+NOTEBOOK_ORIGIN_ONLY = "/static/"
 ADMIN_PATHS = re.compile(r"^/(admin/|tmpnb-static/)")
 USER_PATH = re.compile(r"^/user/([A-Za-z0-9]+)/")
 
@@ -47,6 +49,8 @@ def kind_of(request) -> str:
 def serves(kind: str, path: str) -> bool:
     if kind == NOTEBOOK:
         return bool(NOTEBOOK_ORIGIN_PATHS.match(path))
+    if path.startswith(NOTEBOOK_ORIGIN_ONLY):
+        return False
     if kind == ADMIN:
         return bool(ADMIN_PATHS.match(path))
     return not (settings.TMPNB_ADMIN_HOST and path.startswith("/admin/"))

@@ -65,7 +65,10 @@ def test_the_service_and_its_notebooks_speak_https_only(stack_with_own_proxy, ce
 
     flags = [f"--host-resolver-rules=MAP *.{DOMAIN} 127.0.0.1, MAP {DOMAIN} 127.0.0.1", f"--ignore-certificate-errors-spki-list={pin}"]
     participant = open_browser("participant", args=flags)
+    failed = []
+    participant.on("requestfailed", lambda request: failed.append((request.url, request.failure)))
     participant.goto(f"http://{DOMAIN}:{port}/spawn/lab/tree/work/intro.ipynb")
+    assert not failed, failed
     assert re.match(rf"https://[0-9a-f]+\.{DOMAIN}:{port}/user/[0-9a-f]+/lab/tree/work/intro\.ipynb", participant.url), participant.url
     cell = participant.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").first
     run_cell(cell, participant)

@@ -20,7 +20,7 @@ def live_session(clean_pools, endings_finish_here):
 
 
 def test_killing_a_session_stops_its_container_deletes_its_route_and_says_who(admin_client, admin_user, live_session, proxy):
-    url = f"{proxy.public_url}{live_session.container.base_path}"
+    url = f"{proxy.notebook_url}{live_session.container.base_path}"
     assert requests.get(url, timeout=5).status_code == 200
     response = admin_client.post("/admin/pool/session/", {"action": "kill", "_selected_action": [live_session.pk]}, follow=True)
     assert "Killed 1 session(s)." in response.content.decode()

@@ -123,7 +123,7 @@ def test_a_spawned_container_answers_through_the_proxy_and_is_ready(clean_pools,
     assert container.backend_id and container.host_port
     assert proxy.routes()[container.route_path]["target"] == container.target
     assert proxy.routes()[container.route_path]["pool"] == pool.name  # for a reconcile of one pool
-    page = requests.get(f"{proxy.public_url}{container.base_path}", timeout=5)
+    page = requests.get(f"{proxy.notebook_url}{container.base_path}", timeout=5)
     assert page.status_code == 200
     assert page.text.strip() == f"container {container.base_path}"
 

@@ -94,7 +94,7 @@ def test_the_proxy_reaches_a_container_at_its_address_on_the_installations_netwo
     assert list(attrs["NetworkSettings"]["Networks"]) == [network]
     assert container.target == f"http://{attrs['NetworkSettings']['Networks'][network]['IPAddress']}:8888"
     assert proxy.routes()[container.route_path]["target"] == container.target
-    page = requests.get(f"{proxy.public_url}{container.url_for('/tree')}", timeout=5)
+    page = requests.get(f"{proxy.notebook_url}{container.url_for('/tree')}", timeout=5)
     assert page.text.strip() == f"tree {container.base_path}"
     client = docker.from_env()
     try:
@@ -121,7 +121,7 @@ def test_published_ports_stay_an_option(clean_pools, inspect, proxy, settings):
     assert binding["HostIp"] == "127.0.0.1"
     assert list(attrs["NetworkSettings"]["Networks"]) == ["bridge"]
     assert container.target == f"http://127.0.0.1:{attrs['NetworkSettings']['Ports']['8888/tcp'][0]['HostPort']}"
-    page = requests.get(f"{proxy.public_url}{container.url_for('/tree')}", timeout=5)
+    page = requests.get(f"{proxy.notebook_url}{container.url_for('/tree')}", timeout=5)
     assert page.text.strip() == f"tree {container.base_path}"
 
 
@@ -155,7 +155,7 @@ def test_on_the_host_network_the_server_binds_its_own_port(clean_pools, inspect,
     attrs = inspect(container)
     assert attrs["HostConfig"]["NetworkMode"] == "host"
     assert f"-p 127.0.0.1:{container.host_port}" in " ".join(attrs["Config"]["Cmd"])
-    page = requests.get(f"{proxy.public_url}{container.base_path}", timeout=5)
+    page = requests.get(f"{proxy.notebook_url}{container.base_path}", timeout=5)
     assert page.text.strip() == f"host {container.base_path}"
 
 
@@ -173,7 +173,7 @@ def test_with_tokens_each_container_has_its_own(clean_pools):
     assert all(len(row.path_id) == 12 for row in rows)
 
 
-def test_static_files_are_copied_out_of_the_first_ready_container_and_served(clean_pools, settings, tmp_path, client):
+def test_static_files_are_copied_out_of_the_first_container_and_served_on_the_notebooks_origin_only(clean_pools, settings, tmp_path, client):
     settings.TMPNB_STATIC_FILES = "/srv/static"
     settings.VAR_DIR = tmp_path
     command = (
@@ -182,15 +182,18 @@ def test_static_files_are_copied_out_of_the_first_ready_container_and_served(cle
     )
     spawn_one(command=command, redirect_uri="/")
     assert (tmp_path / "static_files" / "css" / "site.css").read_text() == "hello-static\n"
-    response = client.get("/static/css/site.css")
+    notebooks = {"HTTP_HOST": f"testserver:{settings.TMPNB_NOTEBOOK_PORT}"}
+    response = client.get("/static/css/site.css", **notebooks)
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == b"hello-static\n"
-    assert client.get("/static/../secrets.env").status_code == 404
+    assert client.get("/static/../secrets.env", **notebooks).status_code == 404
+    # Never on the origin of the admin and the participants' pages.
+    assert client.get("/static/css/site.css").status_code == 404
 
 
 def test_without_static_files_configured_static_is_not_found(client, settings, db):
     settings.TMPNB_STATIC_FILES = None
-    assert client.get("/static/anything.css").status_code == 404
+    assert client.get("/static/anything.css", HTTP_HOST=f"testserver:{settings.TMPNB_NOTEBOOK_PORT}").status_code == 404
 
 
 @pytest.fixture
@@ -248,7 +251,7 @@ def test_an_internal_network_cuts_notebooks_off_but_the_proxy_reaches_them(clean
         assert list(attrs["NetworkSettings"]["Networks"]) == [network_name]
         assert not attrs["HostConfig"]["PortBindings"]
         assert "200 OK" not in fetch_from(client, cut_off, outside_host)
-        page = requests.get(f"{proxy.public_url}{cut_off.base_path}", timeout=5)
+        page = requests.get(f"{proxy.notebook_url}{cut_off.base_path}", timeout=5)
         assert page.text.strip() == f"container {cut_off.base_path}"
     finally:
         ending.stop_all_containers()

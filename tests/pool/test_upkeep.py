@@ -40,7 +40,7 @@ def test_an_idle_session_is_culled_while_an_active_one_survives(clean_pools, pro
     spawn_all(pool)
     idle, active = assign(pool, "idle"), assign(pool, "active")
     for _ in range(6):  # 3 s of traffic to one notebook, through the proxy
-        requests.get(f"{proxy.public_url}{active.container.base_path}", timeout=5).raise_for_status()
+        requests.get(f"{proxy.notebook_url}{active.container.base_path}", timeout=5).raise_for_status()
         time.sleep(0.5)
     culled = upkeep.cull_sessions()
     assert culled == {Session.EndReason.CULLED_IDLE: 1, Session.EndReason.CULLED_AGE: 0}
@@ -62,7 +62,7 @@ def test_a_session_past_cull_max_is_culled_even_though_active(clean_pools, proxy
     spawn_all(pool)
     session = assign(pool, "busy")
     time.sleep(1.2)
-    requests.get(f"{proxy.public_url}{session.container.base_path}", timeout=5).raise_for_status()
+    requests.get(f"{proxy.notebook_url}{session.container.base_path}", timeout=5).raise_for_status()
     assert upkeep.cull_sessions()[Session.EndReason.CULLED_AGE] == 1
     session.refresh_from_db()
     assert session.end_reason == Session.EndReason.CULLED_AGE
@@ -95,7 +95,7 @@ def test_a_route_deleted_behind_its_back_comes_back(clean_pools, proxy):
     assert container.route_path not in proxy.routes()
     assert upkeep.reconcile().routes_added == 1
     assert proxy.routes()[container.route_path]["target"] == container.target
-    assert requests.get(f"{proxy.public_url}{container.base_path}", timeout=5).text.strip() == f"container {container.base_path}"
+    assert requests.get(f"{proxy.notebook_url}{container.base_path}", timeout=5).text.strip() == f"container {container.base_path}"
 
 
 def test_an_orphan_labelled_container_is_removed_and_an_unlabelled_one_left_alone(clean_pools, raw_docker):
