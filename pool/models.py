@@ -11,7 +11,7 @@ from django.utils import timezone
 from pool import origins
 from pool.command import check_command_template
 from pool.materials import check_source
-from pool.options import parse_extra_hosts, parse_host_directories
+from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 
 
 def _as_validation_error(check, value):
@@ -60,7 +60,13 @@ class Pool(models.Model):
     redirect_uri = models.CharField(max_length=200, default="/lab", help_text="Where a new visitor lands.")
     cull_timeout = models.PositiveIntegerField(default=3600, help_text="Seconds idle before a session is culled.")
     cull_max = models.PositiveIntegerField(default=14400, help_text="Seconds after which a session is culled even if active.")
-    cpu_quota = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1000)], help_text="CPU microseconds per 100 ms period.")
+    cpu_quota = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=DEFAULT_CPU_QUOTA,
+        validators=[MinValueValidator(1000)],
+        help_text="CPU microseconds per 100 ms period (100000: one core); empty: no cap.",
+    )
     container_user = models.CharField(max_length=100, blank=True, help_text="User to run as; empty: the image's.")
     host_network = models.BooleanField(default=False, help_text="Share the host's network (each gets a host port).")
     docker_network = models.CharField(max_length=100, blank=True, help_text="Docker network to attach containers to.")

@@ -77,6 +77,8 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_MATERIALS_MAX_MB", "lots", "TMPNB_MATERIALS_MAX_MB must be a whole number"),
         ("TMPNB_MATERIALS_GIT_TIMEOUT", "1m", "TMPNB_MATERIALS_GIT_TIMEOUT must be a whole number"),
         ("TMPNB_ACCESS_LOG", "verbose", "TMPNB_ACCESS_LOG must be true or false"),
+        ("TMPNB_CPU_QUOTA", "a core", "TMPNB_CPU_QUOTA must be a whole number or none, not 'a core'"),
+        ("TMPNB_CPU_QUOTA", "500", "TMPNB_CPU_QUOTA must be at least 1000"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):
@@ -100,6 +102,16 @@ def test_good_values_make_the_default_pool(tmp_path):
     assert "'ready_target': 5" in result.stdout
     assert "'image': 'my/image:1'" in result.stdout
     assert "'mem_limit': '1g'" in result.stdout
+
+
+def test_the_default_pool_caps_each_notebook_at_one_core_unless_told_otherwise(tmp_path):
+    result = start_with(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "'cpu_quota': 100000" in result.stdout
+    for value, expected in (("50000", "'cpu_quota': 50000"), ("none", "'cpu_quota': None"), ("None", "'cpu_quota': None")):
+        chosen = start_with(tmp_path, TMPNB_CPU_QUOTA=value)
+        assert chosen.returncode == 0, chosen.stderr
+        assert expected in chosen.stdout
 
 
 def test_materials_from_the_environment_seed_the_default_pool(tmp_path):

@@ -55,6 +55,14 @@ def env_int(name, default=None, minimum=None, maximum=None):
     return _number(name, default, int, "a whole number", minimum, maximum)
 
 
+def env_int_or_none(name, default=None, minimum=None, maximum=None):
+    """A whole number, or None when the variable says ``none``: for a limit
+    whose default is a number and which may be turned off."""
+    if (_raw(name) or "").strip().lower() == "none":
+        return None
+    return _number(name, default, int, "a whole number or none", minimum, maximum)
+
+
 def env_float(name, default=None, minimum=None, maximum=None):
     return _number(name, default, float, "a number", minimum, maximum)
 

@@ -16,11 +16,12 @@ from pool.backends import BACKENDS
 from pool.backends.base import ROUTE_TO
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, check_command_template
 from pool.materials import check_source as check_materials_source
-from pool.options import parse_extra_hosts, parse_host_directories
+from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
     env_bool,
     env_float,
     env_int,
+    env_int_or_none,
     env_ip,
     env_ip_list,
     env_list,
@@ -362,7 +363,7 @@ _POOL_OPTIONS = {
     "command": ("TMPNB_COMMAND", _checked("TMPNB_COMMAND", _COMMAND, check_command_template)),
     "mem_limit": ("TMPNB_MEM_LIMIT", env_size("TMPNB_MEM_LIMIT", "512m")),
     "cpu_shares": ("TMPNB_CPU_SHARES", env_int("TMPNB_CPU_SHARES", None, minimum=2, maximum=262144)),
-    "cpu_quota": ("TMPNB_CPU_QUOTA", env_int("TMPNB_CPU_QUOTA", None, minimum=1000)),
+    "cpu_quota": ("TMPNB_CPU_QUOTA", env_int_or_none("TMPNB_CPU_QUOTA", DEFAULT_CPU_QUOTA, minimum=1000)),
     "container_ip": ("TMPNB_CONTAINER_IP", env_ip("TMPNB_CONTAINER_IP", "127.0.0.1")),
     "container_port": ("TMPNB_CONTAINER_PORT", env_int("TMPNB_CONTAINER_PORT", 8888, minimum=1, maximum=65535)),
     "container_user": ("TMPNB_CONTAINER_USER", env_str("TMPNB_CONTAINER_USER", "")),
