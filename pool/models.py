@@ -253,6 +253,7 @@ class Container(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.SPAWNING)
     error = models.TextField(blank=True)
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A spawn in progress renews this; past it, its worker is taken for dead.")
+    disk_used = models.PositiveBigIntegerField(null=True, blank=True, help_text="Bytes it had written at the last disk check (TMPNB_DISK_LIMIT).")
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
@@ -436,6 +437,7 @@ class Session(models.Model):
         CONTAINER_GONE = "container-gone", "container stopped"
         NODE_LOST = "node-lost", "node lost"
         SERVICE_STOPPED = "service-stopped", "service stopped"
+        DISK_FULL = "disk-full", "wrote past its disk limit"
 
     visitor = models.CharField(max_length=64, db_index=True)
     container = models.OneToOneField(Container, on_delete=models.PROTECT, related_name="session")
@@ -539,6 +541,7 @@ class Event(models.Model):
         LOCKOUT = "lockout", "admin login locked"
         MATERIALS = "materials", "materials prepared or refused"
         SNAPSHOT = "snapshot", "work saved"
+        DISK = "disk", "disk limit"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

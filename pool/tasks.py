@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db import transaction
 
 from pool.models import Container
-from pool.services import ending, materials, pools, schedules, spawning, upkeep, usage
+from pool.services import disk, ending, materials, pools, schedules, spawning, upkeep, usage
 
 
 def queue_spawns(containers):
@@ -32,6 +32,11 @@ def prepare_materials_task(pool_id):
 @shared_task(name="pool.tasks.cull")
 def cull_task():
     upkeep.cull_sessions()
+
+
+@shared_task(name="pool.tasks.check_disk")
+def check_disk_task():
+    disk.check_disk()
 
 
 @shared_task(name="pool.tasks.sample_usage")

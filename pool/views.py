@@ -10,7 +10,7 @@ from django.views.static import serve
 from pool import origins, visitors
 from pool.http import client_address, no_store, page_or_json, spawn_rate_exceeded, wants_json
 from pool.models import Container, Session
-from pool.services import assignment, pools, snapshots, spawning, upkeep, usage, waiting
+from pool.services import assignment, disk, pools, snapshots, spawning, upkeep, usage, waiting
 from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
@@ -202,6 +202,8 @@ def time_left(request, path_id):
         "age_left": left.age_left,
         "warn": left.warn,
         "reason": left.reason,
+        "disk_used": left.disk_used,
+        "disk_limit": left.disk_limit,
         "message": cull_warning(left),
         "dismiss": gettext("Dismiss"),
     }
@@ -210,7 +212,11 @@ def time_left(request, path_id):
 
 def cull_warning(left):
     minutes = max(1, -(-left.seconds_left // 60))
-    if left.reason == Session.EndReason.CULLED_IDLE:
+    values = {"minutes": minutes}
+    if left.reason == Session.EndReason.DISK_FULL:
+        text = gettext("This notebook has written %(used)s of the %(limit)s it may write; past that it will be shut down. Delete the files you do not need.")
+        values = {"used": disk.size_text(left.disk_used), "limit": disk.size_text(left.disk_limit)}
+    elif left.reason == Session.EndReason.CULLED_IDLE:
         text = ngettext(
             "This notebook will be shut down in about %(minutes)d minute because it has been idle; any activity keeps it open.",
             "This notebook will be shut down in about %(minutes)d minutes because it has been idle; any activity keeps it open.",
@@ -226,7 +232,7 @@ def cull_warning(left):
         saving = gettext("Your files will be saved: the page it ends on offers them for download.")
     else:
         saving = gettext("Download the files you want to keep before then.")
-    return f"{text % {'minutes': minutes}} {saving}"
+    return f"{text % values} {saving}"
 
 
 def static_files(request, path):

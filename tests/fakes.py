@@ -33,6 +33,7 @@ class FakeBackend(types.ModuleType):
         self.chunk_size = 4096
         self.on_chunk = None  # runs before each chunk streamed (a slow copy)
         self.copied_in = []  # (container name, destination, tar bytes)
+        self.disk = {}  # container name -> bytes written, what disk_usage reports
 
     def start_container(self, spec):
         if self.on_start:
@@ -47,6 +48,9 @@ class FakeBackend(types.ModuleType):
 
     def list_containers(self):
         return list(self.running.values())
+
+    def disk_usage(self):
+        return {name: size for name, size in self.disk.items() if name in self.running}
 
     def ensure_network(self, name, *, pool, internal=False, bridge=""):
         pass

@@ -79,6 +79,9 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_ACCESS_LOG", "verbose", "TMPNB_ACCESS_LOG must be true or false"),
         ("TMPNB_CPU_QUOTA", "a core", "TMPNB_CPU_QUOTA must be a whole number or none, not 'a core'"),
         ("TMPNB_CPU_QUOTA", "500", "TMPNB_CPU_QUOTA must be at least 1000"),
+        ("TMPNB_DISK_LIMIT", "lots", "TMPNB_DISK_LIMIT must be a size such as 512m or 2g, or none, not 'lots'"),
+        ("TMPNB_DISK_LIMIT", "1k", "TMPNB_DISK_LIMIT must be at least 1m"),
+        ("TMPNB_DISK_PERIOD", "0", "TMPNB_DISK_PERIOD must be at least 1"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):
@@ -112,6 +115,13 @@ def test_the_default_pool_caps_each_notebook_at_one_core_unless_told_otherwise(t
         chosen = start_with(tmp_path, TMPNB_CPU_QUOTA=value)
         assert chosen.returncode == 0, chosen.stderr
         assert expected in chosen.stdout
+
+
+def test_each_notebook_may_write_two_gigabytes_unless_told_otherwise(tmp_path):
+    code = "import django; django.setup(); from django.conf import settings; print(settings.TMPNB_DISK_LIMIT, settings.TMPNB_DISK_PERIOD)"
+    assert start_with(tmp_path, code).stdout.split() == [str(2 * 1024**3), "15"]
+    assert start_with(tmp_path, code, TMPNB_DISK_LIMIT="500m", TMPNB_DISK_PERIOD="5").stdout.split() == [str(500 * 1024**2), "5"]
+    assert start_with(tmp_path, code, TMPNB_DISK_LIMIT="none").stdout.split()[0] == "None"
 
 
 def test_materials_from_the_environment_seed_the_default_pool(tmp_path):

@@ -112,6 +112,27 @@ def env_size(name, default=None):
     return value
 
 
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def env_bytes_or_none(name, default, minimum):
+    """A size such as 512m or 2g (default and minimum written so too) as
+    bytes, or None when the variable says ``none``."""
+    value = env_str(name, default)
+    if value.strip().lower() == "none":
+        return None
+    if not _SIZE.match(value):
+        raise ImproperlyConfigured(f"{name} must be a size such as 512m or 2g, or none, not {value!r}")
+    if _in_bytes(value) < _in_bytes(minimum):
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return _in_bytes(value)
+
+
+def _in_bytes(size):
+    unit = size[-1].lower()
+    return int(size[:-1]) * _UNITS[unit] if unit in _UNITS else int(size)
+
+
 def env_url(name, default, schemes):
     value = env_str(name, default)
     scheme = value.split("://", 1)[0] if "://" in value else ""

@@ -19,6 +19,7 @@ from pool.materials import check_source as check_materials_source
 from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
     env_bool,
+    env_bytes_or_none,
     env_float,
     env_int,
     env_int_or_none,
@@ -333,6 +334,11 @@ TMPNB_SNAPSHOT_TIMEOUT = env_int("TMPNB_SNAPSHOT_TIMEOUT", 60, minimum=1, maximu
 if TMPNB_SNAPSHOT_HOURS > 24 * TMPNB_HISTORY_DAYS:
     # The row that references a zip goes with its session's history.
     raise ImproperlyConfigured(f"TMPNB_SNAPSHOT_HOURS ({TMPNB_SNAPSHOT_HOURS}) cannot exceed TMPNB_HISTORY_DAYS ({TMPNB_HISTORY_DAYS}) in hours")
+# Bytes a notebook may write (its container's writable layer, the home folder
+# in the usual images), measured every TMPNB_DISK_PERIOD seconds
+# (pool/services/disk.py); None: no limit.
+TMPNB_DISK_LIMIT = env_bytes_or_none("TMPNB_DISK_LIMIT", "2g", minimum="1m")
+TMPNB_DISK_PERIOD = env_int("TMPNB_DISK_PERIOD", 15, minimum=1, maximum=3600)
 # Tokens for the API: POST /api/spawn needs TMPNB_API_TOKEN, DELETE /api/pool
 # needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
 TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")

@@ -41,6 +41,7 @@ SAVED_ON = (
     Session.EndReason.CULLED_IDLE,
     Session.EndReason.CULLED_AGE,
     Session.EndReason.SERVICE_STOPPED,
+    Session.EndReason.DISK_FULL,
 )
 PRUNE_BATCH = 500
 ZIP_LEVEL = 1
