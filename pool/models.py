@@ -506,7 +506,8 @@ class Snapshot(models.Model):
     file_name = models.CharField(max_length=200, blank=True, help_text="The zip under TMPNB_VAR_DIR/snapshots; empty when none is kept.")
     size = models.PositiveBigIntegerField(default=0, help_text="Bytes of the zip.")
     file_count = models.PositiveIntegerField(default=0)
-    left_out = models.JSONField(default=list, blank=True, help_text="Files that did not fit under TMPNB_SNAPSHOT_MAX_MB.")
+    left_out = models.JSONField(default=list, blank=True, help_text="The first files that did not fit under TMPNB_SNAPSHOT_MAX_MB or MAX_FILES.")
+    left_out_count = models.PositiveIntegerField(default=0, help_text="How many files did not fit, named or not.")
     error = models.CharField(max_length=500, blank=True, help_text="Why the copy stopped or failed, if it did.")
     # The owner of the notebook's folder, so that restored files belong to the notebook's user.
     owner_uid = models.PositiveIntegerField(null=True, blank=True)

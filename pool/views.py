@@ -136,6 +136,7 @@ def _work_context(container, status, snapshot):
             restore=reverse("work-restore", args=[container.path_id]),
             expires_at=snapshot.expires_at,
             left_out=[item["path"] for item in snapshot.left_out],
+            left_out_more=snapshot.left_out_count - len(snapshot.left_out),
         )
     return context
 

@@ -329,6 +329,7 @@ TMPNB_HISTORY_DAYS = env_int("TMPNB_HISTORY_DAYS", 90, minimum=1, maximum=36500)
 # stop_pools), kept this many hours (0: none are taken), then pruned by the heartbeat.
 TMPNB_SNAPSHOT_HOURS = env_int("TMPNB_SNAPSHOT_HOURS", 48, minimum=0, maximum=24 * 365)
 TMPNB_SNAPSHOT_MAX_MB = env_int("TMPNB_SNAPSHOT_MAX_MB", 200, minimum=1, maximum=100_000)
+TMPNB_SNAPSHOT_MAX_FILES = env_int("TMPNB_SNAPSHOT_MAX_FILES", 10_000, minimum=1, maximum=1_000_000)
 # How long a copy may take before the container is removed without the rest.
 TMPNB_SNAPSHOT_TIMEOUT = env_int("TMPNB_SNAPSHOT_TIMEOUT", 60, minimum=1, maximum=3600)
 if TMPNB_SNAPSHOT_HOURS > 24 * TMPNB_HISTORY_DAYS:

@@ -4,7 +4,7 @@ Before a held container is removed (culls, kills, stop_pools), its notebook
 server's root folder is streamed out of the backend as a tar and written as a
 zip (which every laptop opens) under TMPNB_VAR_DIR/snapshots, within
 TMPNB_SNAPSHOT_MAX_MB (files that do not fit are listed) and
-TMPNB_SNAPSHOT_TIMEOUT; the Snapshot row references it. The heartbeat deletes
+TMPNB_SNAPSHOT_TIMEOUT and TMPNB_SNAPSHOT_MAX_FILES; the Snapshot row references it. The heartbeat deletes
 the zips after TMPNB_SNAPSHOT_HOURS.
 """
 
@@ -44,6 +44,9 @@ SAVED_ON = (
     Session.EndReason.DISK_FULL,
 )
 PRUNE_BATCH = 500
+# Names of the files left out that are kept (and shown on the ended page);
+# the rest are counted (left_out_count).
+LEFT_OUT_LISTED = 100
 ZIP_LEVEL = 1
 ZIP_EPOCH = 315532800  # 1980-01-01: zip cannot date a file earlier
 # The notebook server's root folder, where its command names it.
@@ -144,6 +147,12 @@ def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, mem
     if not path:
         snapshot.owner_uid, snapshot.owner_gid = member.uid, member.gid
         return 0
+    if len(archive.filelist) >= settings.TMPNB_SNAPSHOT_MAX_FILES:
+        # Each entry of a zip being written stays in memory until it is
+        # closed: ten thousand empty files cost a worker as much as a big one.
+        if not member.isdir():  # a folder's files are listed, not the folder
+            _leave_out(snapshot, path, member.size)
+        return 0
     if member.isdir():
         info = zipfile.ZipInfo(path + "/", _zip_time(member.mtime))
         info.external_attr = (stat.S_IFDIR | 0o755) << 16
@@ -152,7 +161,7 @@ def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, mem
     if not member.isfile():
         return 0  # links and devices: nothing a laptop could open
     if member.size > room:
-        snapshot.left_out.append({"path": path, "size": member.size})
+        _leave_out(snapshot, path, member.size)
         return 0
     info = zipfile.ZipInfo(path, _zip_time(member.mtime))
     info.compress_type = zipfile.ZIP_DEFLATED
@@ -167,10 +176,17 @@ def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, mem
             shutil.copyfileobj(source, target, 1024 * 1024)
     except Exception:
         # The zip keeps what was written of it: say that it is cut short.
-        snapshot.left_out.append({"path": path, "size": member.size, "cut_short": True})
+        _leave_out(snapshot, path, member.size, cut_short=True)
         raise
     snapshot.file_count += 1
     return member.size
+
+
+def _leave_out(snapshot: Snapshot, path: str, size: int, **details: bool) -> None:
+    """Count a file that is not in the zip, and name it among the first LEFT_OUT_LISTED."""
+    snapshot.left_out_count += 1
+    if len(snapshot.left_out) < LEFT_OUT_LISTED:
+        snapshot.left_out.append({"path": path, "size": size, **details})
 
 
 def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
@@ -206,11 +222,11 @@ def _finish(snapshot: Snapshot, container: Container) -> None:
     if snapshot.file_name:
         snapshot.size = (snapshot_dir() / snapshot.file_name).stat().st_size
     snapshot.save()
-    details: dict[str, Any] = {"size": snapshot.size, "files": snapshot.file_count, "left_out": len(snapshot.left_out)}
+    details: dict[str, Any] = {"size": snapshot.size, "files": snapshot.file_count, "left_out": snapshot.left_out_count}
     if snapshot.file_name:
         message = f"work of {container.name} saved: {snapshot.file_count} files, {snapshot.size} bytes"
-        if snapshot.left_out:
-            message += f", {len(snapshot.left_out)} left out (over TMPNB_SNAPSHOT_MAX_MB)"
+        if snapshot.left_out_count:
+            message += f", {snapshot.left_out_count} left out (over TMPNB_SNAPSHOT_MAX_MB or TMPNB_SNAPSHOT_MAX_FILES)"
         if snapshot.error:
             message += f"; stopped early: {snapshot.error}"
     else:

@@ -78,8 +78,26 @@ def test_files_over_the_size_cap_are_left_out_and_listed(held, fake_backend):
     ending.kill_sessions([held], by="organiser")
     snapshot = Snapshot.objects.get(session=held)
     assert zip_contents(snapshot) == {"a.bin": big, "c.txt": b"small"}
-    assert snapshot.left_out == [{"path": "b.bin", "size": len(big)}]
+    assert snapshot.left_out == [{"path": "b.bin", "size": len(big)}] and snapshot.left_out_count == 1
     assert "1 left out" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_files_past_the_count_cap_are_left_out_and_only_the_first_of_them_named(client, ended_by_kill, fake_backend, settings, monkeypatch):
+    settings.TMPNB_SNAPSHOT_MAX_FILES = 5
+    monkeypatch.setattr(snapshots, "LEFT_OUT_LISTED", 3)
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    assert client.get("/").status_code == 302
+    fake_backend.files[row.name] = {f"empty-{n:02}.txt": b"" for n in range(20)}
+    ending.kill_sessions(Session.objects.active(), by="organiser")
+    snapshot = Snapshot.objects.get(session__container=row)
+    assert sorted(zip_contents(snapshot)) == [f"empty-{n:02}.txt" for n in range(5)]
+    assert snapshot.left_out == [{"path": f"empty-{n:02}.txt", "size": 0} for n in range(5, 8)]
+    assert snapshot.left_out_count == 15
+    assert "15 left out" in Event.objects.filter(kind=Event.Kind.SNAPSHOT).latest("pk").message
+    page = client.get(f"/user/{row.path_id}/lab").content.decode()
+    assert re.search(r'<ul id="left-out"><li>empty-05.txt</li><li>empty-06.txt</li><li>empty-07.txt</li></ul>', page)
+    assert "and 12 more files" in page
 
 
 def test_a_copy_that_runs_out_of_time_keeps_what_it_read_and_the_container_is_still_removed(held, fake_backend, settings):
