@@ -3,6 +3,7 @@ of the rules that must interleave with an outside call (a drain landing while
 a container starts, a listing taken while a spawn completes) or that count
 in Redis (the rate limits)."""
 
+import dataclasses
 import io
 import tarfile
 import threading
@@ -17,6 +18,13 @@ from django.core.cache.backends.locmem import LocMemCache
 from pool import backends
 from pool.backends.base import BackendError, ContainerInfo, StartedContainer
 from proxyapi import Route
+
+
+@dataclasses.dataclass(frozen=True)
+class HardLink:
+    """In FakeBackend.files: another name of the file ``target``."""
+
+    target: str
 
 
 class FakeBackend(types.ModuleType):
@@ -60,7 +68,9 @@ class FakeBackend(types.ModuleType):
 
     def archive_out(self, backend_id, path):
         """The tar Docker streams for ``path``: its folder, then each file of
-        ``self.files[name]`` ({relative path: bytes}) owned by 1000:100."""
+        ``self.files[name]`` ({relative path: bytes or a HardLink}) owned by
+        1000:100. A name may hold bytes that are not UTF-8, as tarfile reads
+        them (surrogate escapes: "caf\udce9" for b"caf\xe9")."""
         files = self.files.get(backend_id.removeprefix("id-"))
         if files is None:
             raise BackendError(f"no such container: {backend_id}")
@@ -69,7 +79,12 @@ class FakeBackend(types.ModuleType):
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.addfile(_member(folder, tarfile.DIRTYPE, 0))
             for name, data in files.items():
-                tar.addfile(_member(f"{folder}/{name}", tarfile.REGTYPE, len(data)), io.BytesIO(data))
+                if isinstance(data, HardLink):  # as Docker sends a second name of one file: no data
+                    link = _member(f"{folder}/{name}", tarfile.LNKTYPE, 0)
+                    link.linkname = f"{folder}/{data.target}"
+                    tar.addfile(link)
+                else:
+                    tar.addfile(_member(f"{folder}/{name}", tarfile.REGTYPE, len(data)), io.BytesIO(data))
         data = buffer.getvalue()
         for start in range(0, len(data), self.chunk_size):
             if self.on_chunk:

@@ -143,7 +143,7 @@ def _copy_out(snapshot: Snapshot, container: Container) -> None:
 
 def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, member: tarfile.TarInfo, room: int) -> int:
     """Add one tar member to the zip if it fits in ``room`` bytes; returns the bytes it took."""
-    path = member.name.partition("/")[2]  # relative to the root folder, which is the first member
+    path = _relative(member.name)
     if not path:
         snapshot.owner_uid, snapshot.owner_gid = member.uid, member.gid
         return 0
@@ -158,28 +158,58 @@ def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, mem
         info.external_attr = (stat.S_IFDIR | 0o755) << 16
         archive.writestr(info, b"")
         return 0
+    if member.islnk():
+        return _add_hard_link(snapshot, archive, member, path, room)
     if not member.isfile():
-        return 0  # links and devices: nothing a laptop could open
-    if member.size > room:
+        return 0  # symbolic links and devices: nothing a laptop could open
+    if member.size > room or path in archive.NameToInfo:  # two names made one by _relative
         _leave_out(snapshot, path, member.size)
         return 0
-    info = zipfile.ZipInfo(path, _zip_time(member.mtime))
+    # A file member always has its contents.
+    with cast(IO[bytes], tar.extractfile(member)) as source:
+        _write(snapshot, archive, source, path=path, size=member.size, mode=member.mode, mtime=member.mtime)
+    return member.size
+
+
+def _relative(name: str) -> str:
+    """A member's path relative to the root folder (the first member), as
+    zip can store it: bytes of a name that are not UTF-8 (which tarfile
+    reads as surrogate escapes, and zip refuses) become U+FFFD."""
+    return name.partition("/")[2].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _add_hard_link(snapshot: Snapshot, archive: zipfile.ZipFile, member: tarfile.TarInfo, path: str, room: int) -> int:
+    """A second name of a file already in the tar (which sends its data once):
+    a copy of the file as the zip has it, or left out as that file was."""
+    target = archive.NameToInfo.get(_relative(member.linkname))
+    if target is None or target.is_dir() or target.file_size > room or path in archive.NameToInfo:
+        _leave_out(snapshot, path, target.file_size if target else 0)
+        return 0
+    # Read out first: zipfile reads no entry while another is being written.
+    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=str(snapshot_dir())) as copy:
+        with archive.open(target) as source:
+            shutil.copyfileobj(source, copy, 1024 * 1024)
+        copy.seek(0)
+        _write(snapshot, archive, cast(IO[bytes], copy), path=path, size=target.file_size, mode=member.mode, mtime=member.mtime)
+    return target.file_size
+
+
+def _write(snapshot: Snapshot, archive: zipfile.ZipFile, source: IO[bytes], *, path: str, size: int, mode: int, mtime: float) -> None:
+    info = zipfile.ZipInfo(path, _zip_time(mtime))
     info.compress_type = zipfile.ZIP_DEFLATED
     # The fastest level: a worker's CPU is shared with spawns, and text (what
     # notebooks hold) still shrinks several times. zipfile takes a ZipInfo's
     # level only from this attribute (public as compress_level from 3.13).
     info._compresslevel = ZIP_LEVEL  # type: ignore[attr-defined]
-    info.external_attr = (stat.S_IFREG | (member.mode & 0o777)) << 16
+    info.external_attr = (stat.S_IFREG | (mode & 0o777)) << 16
     try:
-        # A file member always has its contents.
-        with cast(IO[bytes], tar.extractfile(member)) as source, archive.open(info, "w", force_zip64=member.size > 2**31) as target:
+        with archive.open(info, "w", force_zip64=size > 2**31) as target:
             shutil.copyfileobj(source, target, 1024 * 1024)
     except Exception:
         # The zip keeps what was written of it: say that it is cut short.
-        _leave_out(snapshot, path, member.size, cut_short=True)
+        _leave_out(snapshot, path, size, cut_short=True)
         raise
     snapshot.file_count += 1
-    return member.size
 
 
 def _leave_out(snapshot: Snapshot, path: str, size: int, **details: bool) -> None:

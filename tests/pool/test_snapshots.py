@@ -18,6 +18,7 @@ from pool.models import Container, Event, Session, Snapshot
 from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
 from tests.factories import PoolFactory, new_visitor, on_notebook_origin
+from tests.fakes import HardLink
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -98,6 +99,31 @@ def test_files_past_the_count_cap_are_left_out_and_only_the_first_of_them_named(
     page = client.get(f"/user/{row.path_id}/lab").content.decode()
     assert re.search(r'<ul id="left-out"><li>empty-05.txt</li><li>empty-06.txt</li><li>empty-07.txt</li></ul>', page)
     assert "and 12 more files" in page
+
+
+def test_a_hard_link_is_kept_as_a_file_of_its_own(held, fake_backend):
+    fake_backend.files[held.container.name] = {"data.csv": b"1,2\n", "copy.csv": HardLink("data.csv"), "z.txt": b"after"}
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"data.csv": b"1,2\n", "copy.csv": b"1,2\n", "z.txt": b"after"}
+    assert (snapshot.file_count, snapshot.left_out) == (3, [])
+
+
+def test_a_hard_link_to_a_file_left_out_is_left_out_too(held, fake_backend):
+    big = b"x" * (1100 * 1024)  # over the 1 MB cap
+    fake_backend.files[held.container.name] = {"big.bin": big, "again.bin": HardLink("big.bin")}
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert [item["path"] for item in snapshot.left_out] == ["big.bin", "again.bin"]
+
+
+def test_a_name_that_is_not_utf8_is_kept_under_a_safe_name_and_the_rest_still_saved(held, fake_backend):
+    # b"caf\xe9" (Latin-1), as tarfile reads it
+    fake_backend.files[held.container.name] = {"caf\udce9.txt": b"latin", "d\udcff/inner.txt": b"in", "z.txt": b"after"}
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"caf\ufffd.txt": b"latin", "d\ufffd/inner.txt": b"in", "z.txt": b"after"}
+    assert (snapshot.error, snapshot.left_out) == ("", [])
 
 
 def test_a_copy_that_runs_out_of_time_keeps_what_it_read_and_the_container_is_still_removed(held, fake_backend, settings):
