@@ -8,7 +8,9 @@ TMPNB_SNAPSHOT_TIMEOUT and TMPNB_SNAPSHOT_MAX_FILES; the Snapshot row references
 the zips after TMPNB_SNAPSHOT_HOURS.
 """
 
+import contextlib
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -44,6 +46,7 @@ SAVED_ON = (
     Session.EndReason.DISK_FULL,
 )
 PRUNE_BATCH = 500
+LEFTOVER_GRACE = 300  # seconds, besides a copy's own bounds, before its partial file counts as left behind
 # Names of the files left out that are kept (and shown on the ended page);
 # the rest are counted (left_out_count).
 LEFT_OUT_LISTED = 100
@@ -309,7 +312,7 @@ def restore_work(*, snapshot: Snapshot, container: Container, in_use: bool = Fal
     Raises RestoreError."""
     into = f"saved-work-{snapshot.taken_at:%Y%m%d-%H%M}" if in_use else ""
     try:
-        with tempfile.NamedTemporaryFile(dir=snapshot_dir(), suffix=".tar") as tar_file:
+        with tempfile.NamedTemporaryFile(dir=snapshot_dir(), prefix=".restore-", suffix=".tar") as tar_file:
             _zip_to_tar(snapshot, tar_file, into)
             tar_file.flush()
             get_backend().copy_in(container.backend_id, tar_path=tar_file.name, destination=notebook_root(container.pool))
@@ -356,12 +359,35 @@ def _restored_folder(name: str, uid: int, gid: int) -> tarfile.TarInfo:
 
 def prune_snapshots(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
     """Delete the zips older than TMPNB_SNAPSHOT_HOURS (one batch); the rows
-    stay, as history, until the session is pruned. Returns how many."""
+    stay, as history, until the session is pruned. Returns how many. Also
+    deletes what copies killed midway left behind (prune_leftovers)."""
     expired = list(Snapshot.objects.expired(now or timezone.now()).order_by("pk")[:batch])
     for snapshot in expired:
         snapshot_path(snapshot).unlink(missing_ok=True)
     Snapshot.objects.filter(pk__in=[s.pk for s in expired]).update(file_name="")
+    prune_leftovers()
     return len(expired)
+
+
+def prune_leftovers() -> int:
+    """Delete the partial zips (``.*.part``) and restore tars (``*.tar``) of
+    copies whose process was killed, once nothing has written to them for
+    longer than any copy may take. Returns how many."""
+    # A copy out writes for TMPNB_SNAPSHOT_TIMEOUT at most; a copy in may wait
+    # for a Docker slot, then for Docker, each bounded by DOCKER_TIMEOUT.
+    quiet_for = settings.TMPNB_SNAPSHOT_TIMEOUT + 3 * settings.DOCKER_TIMEOUT + LEFTOVER_GRACE
+    deleted = 0
+    with os.scandir(snapshot_dir()) as entries:
+        for entry in entries:
+            if not (entry.name.endswith(".part") or entry.name.endswith(".tar")):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # its copy finished (or another prune was first)
+                if entry.stat().st_mtime < time.time() - quiet_for:
+                    os.unlink(entry.path)
+                    deleted += 1
+    if deleted:
+        log.info("deleted %d files of copies that never finished", deleted)
+    return deleted
 
 
 def snapshot_disk(now: datetime | None = None) -> dict[int, tuple[int, int]]:

@@ -4,6 +4,7 @@ it on the real stack)."""
 
 import io
 import json
+import os
 import re
 import tarfile
 import time
@@ -180,6 +181,23 @@ def test_the_heartbeat_prunes_snapshots_past_their_hours(held):
     assert snapshots.ended_work(held.container, "ada", now=later)[0] == "expired"
     assert snapshots.visitors_snapshot(path_id=held.container.path_id, visitor="ada", now=later) is None
     assert snapshots.snapshot_disk(later) == {}
+
+
+def test_the_heartbeat_prunes_what_a_killed_copy_left_behind_once_that_copy_is_surely_over(held):
+    ending.kill_sessions([held], by="organiser")
+    kept = snapshots.snapshot_path(Snapshot.objects.get(session=held))
+    folder = snapshots.snapshot_dir()
+    # A copy out and copies in (a restore's tar, by its old name and its new) whose worker was killed.
+    left = [folder / ".7-0123456789abcdef.zip.part", folder / "tmpk2j3h4g5.tar", folder / ".restore-k2j3h4g5.tar"]
+    running = folder / ".8-fedcba9876543210.zip.part"  # a copy that is still being written
+    an_hour_ago = time.time() - 3600
+    for path in [*left, running]:
+        path.write_bytes(b"PK partial")
+    for path in [*left, kept]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    upkeep.heartbeat()
+    assert [path.exists() for path in left] == [False, False, False]
+    assert running.exists() and kept.exists()
 
 
 def test_no_snapshot_is_taken_when_their_hours_are_zero(held, settings):
