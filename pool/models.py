@@ -509,6 +509,9 @@ class Snapshot(models.Model):
     left_out = models.JSONField(default=list, blank=True, help_text="The first files that did not fit under TMPNB_SNAPSHOT_MAX_MB or MAX_FILES.")
     left_out_count = models.PositiveIntegerField(default=0, help_text="How many files did not fit, named or not.")
     error = models.CharField(max_length=500, blank=True, help_text="Why the copy stopped or failed, if it did.")
+    restore_asked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its visitor asked for the files in a new notebook: once per snapshot, again only if that failed."
+    )
     # The owner of the notebook's folder, so that restored files belong to the notebook's user.
     owner_uid = models.PositiveIntegerField(null=True, blank=True)
     owner_gid = models.PositiveIntegerField(null=True, blank=True)

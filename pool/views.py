@@ -161,10 +161,12 @@ def zip_download(snapshot):
 
 @require_POST
 def restore_work(request, path_id):
-    """A new notebook of the same pool, with the saved files of the ended one
-    put back before the visitor lands in it. A visitor kept waiting lands
-    without them, and may ask again from this page once they hold a notebook:
-    the files then go into a folder of their own."""
+    """A new notebook of the same pool, into which the worker puts the saved
+    files of the ended one: the visitor lands at once, and JupyterLab shows
+    the files as they arrive. Once per snapshot (a copy that failed may be
+    asked for again). A visitor kept waiting lands without them, and may ask
+    again from this page once they hold a notebook: the files then go into a
+    folder of their own."""
     visitor = visitors.visitor_id(request)
     snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitor)
     if snapshot is None:
@@ -175,7 +177,7 @@ def restore_work(request, path_id):
     session = assignment.active_session(visitor)
     if response.status_code == 302 and session is not None and session.container.pool_id == pool.pk:
         try:
-            snapshots.restore_work(snapshot=snapshot, container=session.container, in_use=held_before is not None)
+            snapshots.ask_for_restore(snapshot=snapshot, container=session.container, in_use=held_before is not None)
         except snapshots.RestoreError:
             message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
             return refusal(request, message, RETRY_AFTER)

@@ -305,6 +305,37 @@ def visitors_snapshot(*, path_id: str, visitor: str, now: datetime | None = None
     )
 
 
+def ask_for_restore(*, snapshot: Snapshot, container: Container, in_use: bool = False) -> bool:
+    """Queue the files of ``snapshot`` for the worker to put into ``container``
+    (see restore_work), once per snapshot: a conditional update claims it, so
+    repeated or concurrent requests queue one copy. False if it was asked
+    for already; raises RestoreError if the broker cannot take it."""
+    from pool.tasks import restore_work_task  # the tasks module imports the services
+
+    if not Snapshot.objects.filter(pk=snapshot.pk, restore_asked_at__isnull=True).update(restore_asked_at=timezone.now()):
+        return False
+    try:
+        restore_work_task.delay(snapshot.pk, container.pk, in_use)
+    except Exception as error:  # the broker is away: let them ask again later
+        Snapshot.objects.filter(pk=snapshot.pk).update(restore_asked_at=None)
+        log.warning("could not queue the restore of %s: %s", snapshot.session, error)
+        raise RestoreError(str(error)) from None
+    return True
+
+
+def restore_queued_work(*, snapshot_id: int, container_id: int, in_use: bool) -> None:
+    """The worker's half of ask_for_restore. A copy that fails is recorded
+    and may be asked for again from the ended page."""
+    snapshot = Snapshot.objects.select_related("session__container").get(pk=snapshot_id)
+    container = Container.objects.select_related("pool").get(pk=container_id)
+    try:
+        restore_work(snapshot=snapshot, container=container, in_use=in_use)
+    except RestoreError as error:
+        Snapshot.objects.filter(pk=snapshot.pk).update(restore_asked_at=None)
+        message = f"work of {snapshot.session.container.name} could not be put into {container.name}: {error}"
+        record_event(Event.Kind.SNAPSHOT, message[:500], container=container, actor=snapshot.session.visitor_tag)
+
+
 def restore_work(*, snapshot: Snapshot, container: Container, in_use: bool = False) -> None:
     """Put the files of ``snapshot`` into the root folder of ``container``,
     owned by the user who owned them; into a folder of their own if the

@@ -8,6 +8,7 @@ import os
 import re
 import tarfile
 import time
+import types
 import zipfile
 from datetime import timedelta
 
@@ -15,6 +16,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from pool.backends.base import BackendError
 from pool.models import Container, Event, Session, Snapshot
 from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
@@ -269,15 +271,56 @@ def test_the_ended_page_tells_as_json_where_the_work_is(client, ended_by_kill):
     assert answer["left_out"] == []
 
 
-def test_start_again_with_my_files_lands_in_a_new_notebook_that_has_them(client, ended_by_kill, fake_backend):
+@pytest.fixture
+def restores_queued(monkeypatch):
+    """The restores the web requests queue for the worker, and a way to run them."""
+    from pool.tasks import restore_work_task
+
+    queued = []
+    monkeypatch.setattr(restore_work_task, "delay", lambda *args: queued.append(args))
+
+    def run():
+        while queued:
+            restore_work_task.apply(queued.pop(0))
+
+    return types.SimpleNamespace(queued=queued, run=run)
+
+
+def test_start_again_with_my_files_lands_at_once_and_the_worker_puts_them_back(client, ended_by_kill, fake_backend, restores_queued):
     [row] = pools.fill_pool(ended_by_kill.pool_id)
     spawning.spawn_container(row.pk)
     response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
     assert response.status_code == 302 and response.url.startswith(on_notebook_origin(f"/user/{row.path_id}/"))
+    assert fake_backend.copied_in == [] and len(restores_queued.queued) == 1  # nothing copied within the request
+    restores_queued.run()
     [(name, _, data)] = fake_backend.copied_in
     assert name == row.name
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert tar.extractfile("notes.txt").read() == b"my work\n"
+    assert Event.objects.filter(kind=Event.Kind.SNAPSHOT, container=row, message__contains="put into").exists()
+
+
+def test_the_files_of_an_ended_notebook_are_put_back_once(client, ended_by_kill, fake_backend, restores_queued):
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    for _ in range(3):
+        response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
+        assert response.status_code == 302 and response.url.startswith(on_notebook_origin(f"/user/{row.path_id}/"))
+    restores_queued.run()
+    assert len(fake_backend.copied_in) == 1
+
+
+def test_a_put_back_that_failed_can_be_asked_for_again(client, ended_by_kill, fake_backend, restores_queued):
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    copy_in, fake_backend.copy_in = fake_backend.copy_in, lambda *args, **kwargs: (_ for _ in ()).throw(BackendError("Docker is away"))
+    client.post(f"/ended/{ended_by_kill.path_id}/restore")
+    restores_queued.run()
+    assert "could not be put into" in Event.objects.filter(kind=Event.Kind.SNAPSHOT).latest("pk").message
+    fake_backend.copy_in = copy_in
+    client.post(f"/ended/{ended_by_kill.path_id}/restore")
+    restores_queued.run()
+    assert [name for name, _, _ in fake_backend.copied_in] == [row.name]
 
 
 def test_the_organiser_downloads_any_snapshot_from_the_sessions_admin_page(admin_client, ended_by_kill):
@@ -318,11 +361,21 @@ def test_a_copy_that_breaks_in_any_way_keeps_what_it_read_and_never_keeps_the_co
     assert held.container.name in fake_backend.removed
 
 
-def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their_own(client, ended_by_kill, fake_backend):
+def test_a_restore_the_broker_cannot_take_is_refused_and_may_be_asked_for_again(client, ended_by_kill):
+    # The unit tier's broker is a closed port.
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
+    assert response.status_code == 429 and "could not be put into the new notebook" in response.content.decode()
+    assert Snapshot.objects.get(session__container=ended_by_kill).restore_asked_at is None
+
+
+def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their_own(client, ended_by_kill, fake_backend, restores_queued):
     [row] = pools.fill_pool(ended_by_kill.pool_id)
     spawning.spawn_container(row.pk)
     assert client.get("/").status_code == 302  # they started again without their files first
     assert client.post(f"/ended/{ended_by_kill.path_id}/restore").status_code == 302
+    restores_queued.run()
     [(_, _, data)] = fake_backend.copied_in
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         folder, notes = tar.getmembers()
