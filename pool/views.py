@@ -128,6 +128,8 @@ def user_fallback(request, path_id, rest=""):
 
 def _work_context(container, status, snapshot):
     context = {"work": status}
+    if snapshot is not None and snapshot.session.end_reason == Session.EndReason.DISK_FULL and settings.TMPNB_DISK_LIMIT:
+        context["disk_limit"] = disk.size_text(settings.TMPNB_DISK_LIMIT)
     if status == "saving":
         context["retry_after"] = 2
     elif status == "kept":

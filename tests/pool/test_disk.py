@@ -53,6 +53,16 @@ def test_a_notebook_past_the_limit_is_ended_with_its_work_saved_and_the_organise
     assert event.message == f"{holding.container.name} ended: 150 MB written, over TMPNB_DISK_LIMIT (100 MB)"
 
 
+def test_the_ended_page_tells_its_holder_why_and_offers_the_files(client, holding, fake_backend):
+    written(fake_backend, **{str(holding.container_id): 150 * MB})
+    disk.check_disk()
+    page = client.get(f"/user/{holding.container.path_id}/lab").content.decode()
+    assert '<p id="ended-why">It was shut down because it wrote more than the 100 MB of disk a notebook may.</p>' in page
+    assert 'id="download-work"' in page
+    french = client.get(f"/user/{holding.container.path_id}/lab", headers={"Accept-Language": "fr"}).content.decode()
+    assert "parce qu’il a écrit plus que les 100 MB de disque" in french
+
+
 def test_a_notebook_nearing_the_limit_is_warned_once_and_left_running(holding, fake_backend):
     written(fake_backend, **{str(holding.container_id): 85 * MB})
     assert disk.check_disk() == {"warned": 1, "ended": 0}
