@@ -274,7 +274,7 @@ class SessionAdmin(RecordAdmin):
             return "none (the session is live, or its container stopped on its own)" if session.ended_at else "none yet"
         if snapshot.taken_at is None:
             return "being saved"
-        left_out = f"; {len(snapshot.left_out)} file(s) left out" if snapshot.left_out else ""
+        left_out = f"; {snapshot.left_out_count} file(s) left out" if snapshot.left_out_count else ""
         summary = f"{snapshot.file_count} file(s), {snapshot.size} bytes{left_out}"
         if snapshot.is_kept(timezone.now()):
             url = reverse("admin:pool_session_work", args=[session.pk])

@@ -11,7 +11,7 @@ from django.utils import timezone
 from pool import origins
 from pool.command import check_command_template
 from pool.materials import check_source
-from pool.options import parse_extra_hosts, parse_host_directories
+from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 
 
 def _as_validation_error(check, value):
@@ -60,7 +60,13 @@ class Pool(models.Model):
     redirect_uri = models.CharField(max_length=200, default="/lab", help_text="Where a new visitor lands.")
     cull_timeout = models.PositiveIntegerField(default=3600, help_text="Seconds idle before a session is culled.")
     cull_max = models.PositiveIntegerField(default=14400, help_text="Seconds after which a session is culled even if active.")
-    cpu_quota = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1000)], help_text="CPU microseconds per 100 ms period.")
+    cpu_quota = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        default=DEFAULT_CPU_QUOTA,
+        validators=[MinValueValidator(1000)],
+        help_text="CPU microseconds per 100 ms period (100000: one core); empty: no cap.",
+    )
     container_user = models.CharField(max_length=100, blank=True, help_text="User to run as; empty: the image's.")
     host_network = models.BooleanField(default=False, help_text="Share the host's network (each gets a host port).")
     docker_network = models.CharField(max_length=100, blank=True, help_text="Docker network to attach containers to.")
@@ -247,6 +253,7 @@ class Container(models.Model):
     state = models.CharField(max_length=10, choices=State.choices, default=State.SPAWNING)
     error = models.TextField(blank=True)
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A spawn in progress renews this; past it, its worker is taken for dead.")
+    disk_used = models.PositiveBigIntegerField(null=True, blank=True, help_text="Bytes it had written at the last disk check (TMPNB_DISK_LIMIT).")
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
@@ -430,6 +437,7 @@ class Session(models.Model):
         CONTAINER_GONE = "container-gone", "container stopped"
         NODE_LOST = "node-lost", "node lost"
         SERVICE_STOPPED = "service-stopped", "service stopped"
+        DISK_FULL = "disk-full", "wrote past its disk limit"
 
     visitor = models.CharField(max_length=64, db_index=True)
     container = models.OneToOneField(Container, on_delete=models.PROTECT, related_name="session")
@@ -498,8 +506,12 @@ class Snapshot(models.Model):
     file_name = models.CharField(max_length=200, blank=True, help_text="The zip under TMPNB_VAR_DIR/snapshots; empty when none is kept.")
     size = models.PositiveBigIntegerField(default=0, help_text="Bytes of the zip.")
     file_count = models.PositiveIntegerField(default=0)
-    left_out = models.JSONField(default=list, blank=True, help_text="Files that did not fit under TMPNB_SNAPSHOT_MAX_MB.")
+    left_out = models.JSONField(default=list, blank=True, help_text="The first files that did not fit under TMPNB_SNAPSHOT_MAX_MB or MAX_FILES.")
+    left_out_count = models.PositiveIntegerField(default=0, help_text="How many files did not fit, named or not.")
     error = models.CharField(max_length=500, blank=True, help_text="Why the copy stopped or failed, if it did.")
+    restore_asked_at = models.DateTimeField(
+        null=True, blank=True, help_text="When its visitor asked for the files in a new notebook: once per snapshot, again only if that failed."
+    )
     # The owner of the notebook's folder, so that restored files belong to the notebook's user.
     owner_uid = models.PositiveIntegerField(null=True, blank=True)
     owner_gid = models.PositiveIntegerField(null=True, blank=True)
@@ -533,6 +545,7 @@ class Event(models.Model):
         LOCKOUT = "lockout", "admin login locked"
         MATERIALS = "materials", "materials prepared or refused"
         SNAPSHOT = "snapshot", "work saved"
+        DISK = "disk", "disk limit"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -7,6 +7,11 @@ the same rules the admin applies.
 import ipaddress
 import re
 
+# CPU microseconds a notebook may use per 100 ms period: one core. Four busy
+# loops in one container took 1.71 of this machine's 2 cores without it, and
+# at most one with it (issue 33, docs in the README's options table).
+DEFAULT_CPU_QUOTA = 100_000
+
 # Folders that hold the Docker socket or the whole host.
 _NEVER_MOUNTED = {"", "/run", "/var/run", "/var/lib/docker", "/etc", "/proc", "/sys", "/dev", "/root", "/boot"}
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")

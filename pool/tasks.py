@@ -9,7 +9,7 @@ from celery import shared_task
 from django.db import transaction
 
 from pool.models import Container
-from pool.services import ending, materials, pools, schedules, spawning, upkeep, usage
+from pool.services import disk, ending, materials, pools, schedules, snapshots, spawning, upkeep, usage
 
 
 def queue_spawns(containers):
@@ -32,6 +32,11 @@ def prepare_materials_task(pool_id):
 @shared_task(name="pool.tasks.cull")
 def cull_task():
     upkeep.cull_sessions()
+
+
+@shared_task(name="pool.tasks.check_disk")
+def check_disk_task():
+    disk.check_disk()
 
 
 @shared_task(name="pool.tasks.sample_usage")
@@ -57,3 +62,8 @@ def spawn_container_task(container_id):
 @shared_task(name="pool.tasks.finish_retirement")
 def finish_retirement_task(container_id):
     ending.finish_retirement(Container.objects.select_related("pool").get(pk=container_id))
+
+
+@shared_task(name="pool.tasks.restore_work")
+def restore_work_task(snapshot_id, container_id, in_use):
+    snapshots.restore_queued_work(snapshot_id=snapshot_id, container_id=container_id, in_use=in_use)

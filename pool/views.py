@@ -10,7 +10,7 @@ from django.views.static import serve
 from pool import origins, visitors
 from pool.http import client_address, no_store, page_or_json, spawn_rate_exceeded, wants_json
 from pool.models import Container, Session
-from pool.services import assignment, pools, snapshots, spawning, upkeep, usage, waiting
+from pool.services import assignment, disk, pools, snapshots, spawning, upkeep, usage, waiting
 from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
@@ -128,6 +128,8 @@ def user_fallback(request, path_id, rest=""):
 
 def _work_context(container, status, snapshot):
     context = {"work": status}
+    if snapshot is not None and snapshot.session.end_reason == Session.EndReason.DISK_FULL and settings.TMPNB_DISK_LIMIT:
+        context["disk_limit"] = disk.size_text(settings.TMPNB_DISK_LIMIT)
     if status == "saving":
         context["retry_after"] = 2
     elif status == "kept":
@@ -136,6 +138,7 @@ def _work_context(container, status, snapshot):
             restore=reverse("work-restore", args=[container.path_id]),
             expires_at=snapshot.expires_at,
             left_out=[item["path"] for item in snapshot.left_out],
+            left_out_more=snapshot.left_out_count - len(snapshot.left_out),
         )
     return context
 
@@ -160,10 +163,12 @@ def zip_download(snapshot):
 
 @require_POST
 def restore_work(request, path_id):
-    """A new notebook of the same pool, with the saved files of the ended one
-    put back before the visitor lands in it. A visitor kept waiting lands
-    without them, and may ask again from this page once they hold a notebook:
-    the files then go into a folder of their own."""
+    """A new notebook of the same pool, into which the worker puts the saved
+    files of the ended one: the visitor lands at once, and JupyterLab shows
+    the files as they arrive. Once per snapshot (a copy that failed may be
+    asked for again). A visitor kept waiting lands without them, and may ask
+    again from this page once they hold a notebook: the files then go into a
+    folder of their own."""
     visitor = visitors.visitor_id(request)
     snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitor)
     if snapshot is None:
@@ -174,7 +179,7 @@ def restore_work(request, path_id):
     session = assignment.active_session(visitor)
     if response.status_code == 302 and session is not None and session.container.pool_id == pool.pk:
         try:
-            snapshots.restore_work(snapshot=snapshot, container=session.container, in_use=held_before is not None)
+            snapshots.ask_for_restore(snapshot=snapshot, container=session.container, in_use=held_before is not None)
         except snapshots.RestoreError:
             message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
             return refusal(request, message, RETRY_AFTER)
@@ -202,6 +207,8 @@ def time_left(request, path_id):
         "age_left": left.age_left,
         "warn": left.warn,
         "reason": left.reason,
+        "disk_used": left.disk_used,
+        "disk_limit": left.disk_limit,
         "message": cull_warning(left),
         "dismiss": gettext("Dismiss"),
     }
@@ -210,7 +217,11 @@ def time_left(request, path_id):
 
 def cull_warning(left):
     minutes = max(1, -(-left.seconds_left // 60))
-    if left.reason == Session.EndReason.CULLED_IDLE:
+    values = {"minutes": minutes}
+    if left.reason == Session.EndReason.DISK_FULL:
+        text = gettext("This notebook has written %(used)s of the %(limit)s it may write; past that it will be shut down. Delete the files you do not need.")
+        values = {"used": disk.size_text(left.disk_used), "limit": disk.size_text(left.disk_limit)}
+    elif left.reason == Session.EndReason.CULLED_IDLE:
         text = ngettext(
             "This notebook will be shut down in about %(minutes)d minute because it has been idle; any activity keeps it open.",
             "This notebook will be shut down in about %(minutes)d minutes because it has been idle; any activity keeps it open.",
@@ -226,7 +237,7 @@ def cull_warning(left):
         saving = gettext("Your files will be saved: the page it ends on offers them for download.")
     else:
         saving = gettext("Download the files you want to keep before then.")
-    return f"{text % {'minutes': minutes}} {saving}"
+    return f"{text % values} {saving}"
 
 
 def static_files(request, path):

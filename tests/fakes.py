@@ -3,6 +3,7 @@ of the rules that must interleave with an outside call (a drain landing while
 a container starts, a listing taken while a spawn completes) or that count
 in Redis (the rate limits)."""
 
+import dataclasses
 import io
 import tarfile
 import threading
@@ -19,6 +20,13 @@ from pool.backends.base import BackendError, ContainerInfo, StartedContainer
 from proxyapi import Route
 
 
+@dataclasses.dataclass(frozen=True)
+class HardLink:
+    """In FakeBackend.files: another name of the file ``target``."""
+
+    target: str
+
+
 class FakeBackend(types.ModuleType):
     """A backend module: containers are names in a dict. ``on_start`` runs
     inside start_container (the test's interleaving) and may raise."""
@@ -33,6 +41,7 @@ class FakeBackend(types.ModuleType):
         self.chunk_size = 4096
         self.on_chunk = None  # runs before each chunk streamed (a slow copy)
         self.copied_in = []  # (container name, destination, tar bytes)
+        self.disk = {}  # container name -> bytes written, what disk_usage reports
 
     def start_container(self, spec):
         if self.on_start:
@@ -48,6 +57,9 @@ class FakeBackend(types.ModuleType):
     def list_containers(self):
         return list(self.running.values())
 
+    def disk_usage(self):
+        return {name: size for name, size in self.disk.items() if name in self.running}
+
     def ensure_network(self, name, *, pool, internal=False, bridge=""):
         pass
 
@@ -56,7 +68,9 @@ class FakeBackend(types.ModuleType):
 
     def archive_out(self, backend_id, path):
         """The tar Docker streams for ``path``: its folder, then each file of
-        ``self.files[name]`` ({relative path: bytes}) owned by 1000:100."""
+        ``self.files[name]`` ({relative path: bytes or a HardLink}) owned by
+        1000:100. A name may hold bytes that are not UTF-8, as tarfile reads
+        them (surrogate escapes: "caf\udce9" for b"caf\xe9")."""
         files = self.files.get(backend_id.removeprefix("id-"))
         if files is None:
             raise BackendError(f"no such container: {backend_id}")
@@ -65,7 +79,12 @@ class FakeBackend(types.ModuleType):
         with tarfile.open(fileobj=buffer, mode="w") as tar:
             tar.addfile(_member(folder, tarfile.DIRTYPE, 0))
             for name, data in files.items():
-                tar.addfile(_member(f"{folder}/{name}", tarfile.REGTYPE, len(data)), io.BytesIO(data))
+                if isinstance(data, HardLink):  # as Docker sends a second name of one file: no data
+                    link = _member(f"{folder}/{name}", tarfile.LNKTYPE, 0)
+                    link.linkname = f"{folder}/{data.target}"
+                    tar.addfile(link)
+                else:
+                    tar.addfile(_member(f"{folder}/{name}", tarfile.REGTYPE, len(data)), io.BytesIO(data))
         data = buffer.getvalue()
         for start in range(0, len(data), self.chunk_size):
             if self.on_chunk:

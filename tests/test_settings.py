@@ -68,6 +68,7 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_HISTORY_DAYS", "forever", "TMPNB_HISTORY_DAYS must be a whole number"),
         ("TMPNB_SNAPSHOT_HOURS", "-1", "TMPNB_SNAPSHOT_HOURS must be at least 0"),
         ("TMPNB_SNAPSHOT_MAX_MB", "lots", "TMPNB_SNAPSHOT_MAX_MB must be a whole number"),
+        ("TMPNB_SNAPSHOT_MAX_FILES", "0", "TMPNB_SNAPSHOT_MAX_FILES must be at least 1"),
         ("TMPNB_SNAPSHOT_TIMEOUT", "0", "TMPNB_SNAPSHOT_TIMEOUT must be at least 1"),
         ("TMPNB_SNAPSHOT_HOURS", "3000", "TMPNB_SNAPSHOT_HOURS (3000) cannot exceed TMPNB_HISTORY_DAYS (90) in hours"),
         ("TMPNB_NETWORK_GUARD", "maybe", "TMPNB_NETWORK_GUARD must be true or false"),
@@ -77,6 +78,11 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_MATERIALS_MAX_MB", "lots", "TMPNB_MATERIALS_MAX_MB must be a whole number"),
         ("TMPNB_MATERIALS_GIT_TIMEOUT", "1m", "TMPNB_MATERIALS_GIT_TIMEOUT must be a whole number"),
         ("TMPNB_ACCESS_LOG", "verbose", "TMPNB_ACCESS_LOG must be true or false"),
+        ("TMPNB_CPU_QUOTA", "a core", "TMPNB_CPU_QUOTA must be a whole number or none, not 'a core'"),
+        ("TMPNB_CPU_QUOTA", "500", "TMPNB_CPU_QUOTA must be at least 1000"),
+        ("TMPNB_DISK_LIMIT", "lots", "TMPNB_DISK_LIMIT must be a size such as 512m or 2g, or none, not 'lots'"),
+        ("TMPNB_DISK_LIMIT", "1k", "TMPNB_DISK_LIMIT must be at least 1m"),
+        ("TMPNB_DISK_PERIOD", "0", "TMPNB_DISK_PERIOD must be at least 1"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value, message):
@@ -100,6 +106,23 @@ def test_good_values_make_the_default_pool(tmp_path):
     assert "'ready_target': 5" in result.stdout
     assert "'image': 'my/image:1'" in result.stdout
     assert "'mem_limit': '1g'" in result.stdout
+
+
+def test_the_default_pool_caps_each_notebook_at_one_core_unless_told_otherwise(tmp_path):
+    result = start_with(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "'cpu_quota': 100000" in result.stdout
+    for value, expected in (("50000", "'cpu_quota': 50000"), ("none", "'cpu_quota': None"), ("None", "'cpu_quota': None")):
+        chosen = start_with(tmp_path, TMPNB_CPU_QUOTA=value)
+        assert chosen.returncode == 0, chosen.stderr
+        assert expected in chosen.stdout
+
+
+def test_each_notebook_may_write_two_gigabytes_unless_told_otherwise(tmp_path):
+    code = "import django; django.setup(); from django.conf import settings; print(settings.TMPNB_DISK_LIMIT, settings.TMPNB_DISK_PERIOD)"
+    assert start_with(tmp_path, code).stdout.split() == [str(2 * 1024**3), "15"]
+    assert start_with(tmp_path, code, TMPNB_DISK_LIMIT="500m", TMPNB_DISK_PERIOD="5").stdout.split() == [str(500 * 1024**2), "5"]
+    assert start_with(tmp_path, code, TMPNB_DISK_LIMIT="none").stdout.split()[0] == "None"
 
 
 def test_materials_from_the_environment_seed_the_default_pool(tmp_path):

@@ -40,6 +40,7 @@ def schedule_heartbeat(sender, **kwargs):
 
     sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature("pool.tasks.heartbeat"), name="heartbeat")
     sender.add_periodic_task(settings.TMPNB_CULL_PERIOD, sender.signature("pool.tasks.cull"), name="cull")
+    sender.add_periodic_task(settings.TMPNB_DISK_PERIOD, sender.signature("pool.tasks.check_disk"), name="disk")
     sender.add_periodic_task(settings.TMPNB_SAMPLE_PERIOD, sender.signature("pool.tasks.sample_usage"), name="usage")
     # Planned pool sizes are due to the minute: look every heartbeat.
     sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature("pool.tasks.apply_schedules"), name="schedules")

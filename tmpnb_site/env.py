@@ -55,6 +55,14 @@ def env_int(name, default=None, minimum=None, maximum=None):
     return _number(name, default, int, "a whole number", minimum, maximum)
 
 
+def env_int_or_none(name, default=None, minimum=None, maximum=None):
+    """A whole number, or None when the variable says ``none``: for a limit
+    whose default is a number and which may be turned off."""
+    if (_raw(name) or "").strip().lower() == "none":
+        return None
+    return _number(name, default, int, "a whole number or none", minimum, maximum)
+
+
 def env_float(name, default=None, minimum=None, maximum=None):
     return _number(name, default, float, "a number", minimum, maximum)
 
@@ -102,6 +110,27 @@ def env_size(name, default=None):
     if value is not None and not _SIZE.match(value):
         raise ImproperlyConfigured(f"{name} must be a size such as 512m or 2g, not {value!r}")
     return value
+
+
+_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def env_bytes_or_none(name, default, minimum):
+    """A size such as 512m or 2g (default and minimum written so too) as
+    bytes, or None when the variable says ``none``."""
+    value = env_str(name, default)
+    if value.strip().lower() == "none":
+        return None
+    if not _SIZE.match(value):
+        raise ImproperlyConfigured(f"{name} must be a size such as 512m or 2g, or none, not {value!r}")
+    if _in_bytes(value) < _in_bytes(minimum):
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return _in_bytes(value)
+
+
+def _in_bytes(size):
+    unit = size[-1].lower()
+    return int(size[:-1]) * _UNITS[unit] if unit in _UNITS else int(size)
 
 
 def env_url(name, default, schemes):

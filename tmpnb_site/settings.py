@@ -16,11 +16,13 @@ from pool.backends import BACKENDS
 from pool.backends.base import ROUTE_TO
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, check_command_template
 from pool.materials import check_source as check_materials_source
-from pool.options import parse_extra_hosts, parse_host_directories
+from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
     env_bool,
+    env_bytes_or_none,
     env_float,
     env_int,
+    env_int_or_none,
     env_ip,
     env_ip_list,
     env_list,
@@ -327,11 +329,17 @@ TMPNB_HISTORY_DAYS = env_int("TMPNB_HISTORY_DAYS", 90, minimum=1, maximum=36500)
 # stop_pools), kept this many hours (0: none are taken), then pruned by the heartbeat.
 TMPNB_SNAPSHOT_HOURS = env_int("TMPNB_SNAPSHOT_HOURS", 48, minimum=0, maximum=24 * 365)
 TMPNB_SNAPSHOT_MAX_MB = env_int("TMPNB_SNAPSHOT_MAX_MB", 200, minimum=1, maximum=100_000)
+TMPNB_SNAPSHOT_MAX_FILES = env_int("TMPNB_SNAPSHOT_MAX_FILES", 10_000, minimum=1, maximum=1_000_000)
 # How long a copy may take before the container is removed without the rest.
 TMPNB_SNAPSHOT_TIMEOUT = env_int("TMPNB_SNAPSHOT_TIMEOUT", 60, minimum=1, maximum=3600)
 if TMPNB_SNAPSHOT_HOURS > 24 * TMPNB_HISTORY_DAYS:
     # The row that references a zip goes with its session's history.
     raise ImproperlyConfigured(f"TMPNB_SNAPSHOT_HOURS ({TMPNB_SNAPSHOT_HOURS}) cannot exceed TMPNB_HISTORY_DAYS ({TMPNB_HISTORY_DAYS}) in hours")
+# Bytes a notebook may write (its container's writable layer, the home folder
+# in the usual images), measured every TMPNB_DISK_PERIOD seconds
+# (pool/services/disk.py); None: no limit.
+TMPNB_DISK_LIMIT = env_bytes_or_none("TMPNB_DISK_LIMIT", "2g", minimum="1m")
+TMPNB_DISK_PERIOD = env_int("TMPNB_DISK_PERIOD", 15, minimum=1, maximum=3600)
 # Tokens for the API: POST /api/spawn needs TMPNB_API_TOKEN, DELETE /api/pool
 # needs TMPNB_ADMIN_TOKEN; each endpoint is refused while its token is unset.
 TMPNB_API_TOKEN = env_str("TMPNB_API_TOKEN")
@@ -362,7 +370,7 @@ _POOL_OPTIONS = {
     "command": ("TMPNB_COMMAND", _checked("TMPNB_COMMAND", _COMMAND, check_command_template)),
     "mem_limit": ("TMPNB_MEM_LIMIT", env_size("TMPNB_MEM_LIMIT", "512m")),
     "cpu_shares": ("TMPNB_CPU_SHARES", env_int("TMPNB_CPU_SHARES", None, minimum=2, maximum=262144)),
-    "cpu_quota": ("TMPNB_CPU_QUOTA", env_int("TMPNB_CPU_QUOTA", None, minimum=1000)),
+    "cpu_quota": ("TMPNB_CPU_QUOTA", env_int_or_none("TMPNB_CPU_QUOTA", DEFAULT_CPU_QUOTA, minimum=1000)),
     "container_ip": ("TMPNB_CONTAINER_IP", env_ip("TMPNB_CONTAINER_IP", "127.0.0.1")),
     "container_port": ("TMPNB_CONTAINER_PORT", env_int("TMPNB_CONTAINER_PORT", 8888, minimum=1, maximum=65535)),
     "container_user": ("TMPNB_CONTAINER_USER", env_str("TMPNB_CONTAINER_USER", "")),

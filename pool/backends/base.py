@@ -115,6 +115,10 @@ class Backend(Protocol):
         (the heartbeat lists once per tick). ``node_down`` tells a notebook
         lost with its machine from one that stopped."""
 
+    def disk_usage(self) -> dict[str, int]:
+        """{container name: bytes it has written} for this installation's
+        running containers, in one call; those it cannot measure are missing."""
+
     def copy_out(self, backend_id: str, *, path: str, destination: str) -> None:
         """Copy a folder out of a notebook into the folder ``destination``."""
 

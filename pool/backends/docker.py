@@ -247,3 +247,13 @@ def list_containers() -> list[ContainerInfo]:
     return [
         ContainerInfo(backend_id=item["Id"], name=item["Names"][0].lstrip("/"), pool=item["Labels"].get(LABEL_POOL, ""), status=item["State"]) for item in raw
     ]
+
+
+def disk_usage() -> dict[str, int]:
+    """{name: bytes written} of this installation's running containers: the
+    size of each one's writable layer (SizeRw), where the home folder of the
+    usual images lives. One call, which has Docker walk every layer's files:
+    0.1 s for 10 containers of 2,000 files, 0.4 s for one of 100,000."""
+    with docker_errors("measuring the containers' disk"), docker_work():
+        raw = client().api.containers(filters=installation_filter(), size=True)
+    return {item["Names"][0].lstrip("/"): item.get("SizeRw") or 0 for item in raw}

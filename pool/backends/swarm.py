@@ -171,6 +171,11 @@ def remove_networks() -> None:
     pass  # it makes none
 
 
+def disk_usage() -> dict[str, int]:
+    # The tasks run on other machines, whose engines the manager does not relay.
+    return {}
+
+
 def copy_out(backend_id: str, *, path: str, destination: str) -> None:
     # The task runs on another machine, whose engine the manager does not relay.
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")

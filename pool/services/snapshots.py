@@ -4,11 +4,13 @@ Before a held container is removed (culls, kills, stop_pools), its notebook
 server's root folder is streamed out of the backend as a tar and written as a
 zip (which every laptop opens) under TMPNB_VAR_DIR/snapshots, within
 TMPNB_SNAPSHOT_MAX_MB (files that do not fit are listed) and
-TMPNB_SNAPSHOT_TIMEOUT; the Snapshot row references it. The heartbeat deletes
+TMPNB_SNAPSHOT_TIMEOUT and TMPNB_SNAPSHOT_MAX_FILES; the Snapshot row references it. The heartbeat deletes
 the zips after TMPNB_SNAPSHOT_HOURS.
 """
 
+import contextlib
 import logging
+import os
 import re
 import secrets
 import shutil
@@ -41,8 +43,13 @@ SAVED_ON = (
     Session.EndReason.CULLED_IDLE,
     Session.EndReason.CULLED_AGE,
     Session.EndReason.SERVICE_STOPPED,
+    Session.EndReason.DISK_FULL,
 )
 PRUNE_BATCH = 500
+LEFTOVER_GRACE = 300  # seconds, besides a copy's own bounds, before its partial file counts as left behind
+# Names of the files left out that are kept (and shown on the ended page);
+# the rest are counted (left_out_count).
+LEFT_OUT_LISTED = 100
 ZIP_LEVEL = 1
 ZIP_EPOCH = 315532800  # 1980-01-01: zip cannot date a file earlier
 # The notebook server's root folder, where its command names it.
@@ -139,37 +146,80 @@ def _copy_out(snapshot: Snapshot, container: Container) -> None:
 
 def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, member: tarfile.TarInfo, room: int) -> int:
     """Add one tar member to the zip if it fits in ``room`` bytes; returns the bytes it took."""
-    path = member.name.partition("/")[2]  # relative to the root folder, which is the first member
+    path = _relative(member.name)
     if not path:
         snapshot.owner_uid, snapshot.owner_gid = member.uid, member.gid
+        return 0
+    if len(archive.filelist) >= settings.TMPNB_SNAPSHOT_MAX_FILES:
+        # Each entry of a zip being written stays in memory until it is
+        # closed: ten thousand empty files cost a worker as much as a big one.
+        if not member.isdir():  # a folder's files are listed, not the folder
+            _leave_out(snapshot, path, member.size)
         return 0
     if member.isdir():
         info = zipfile.ZipInfo(path + "/", _zip_time(member.mtime))
         info.external_attr = (stat.S_IFDIR | 0o755) << 16
         archive.writestr(info, b"")
         return 0
+    if member.islnk():
+        return _add_hard_link(snapshot, archive, member, path, room)
     if not member.isfile():
-        return 0  # links and devices: nothing a laptop could open
-    if member.size > room:
-        snapshot.left_out.append({"path": path, "size": member.size})
+        return 0  # symbolic links and devices: nothing a laptop could open
+    if member.size > room or path in archive.NameToInfo:  # two names made one by _relative
+        _leave_out(snapshot, path, member.size)
         return 0
-    info = zipfile.ZipInfo(path, _zip_time(member.mtime))
+    # A file member always has its contents.
+    with cast(IO[bytes], tar.extractfile(member)) as source:
+        _write(snapshot, archive, source, path=path, size=member.size, mode=member.mode, mtime=member.mtime)
+    return member.size
+
+
+def _relative(name: str) -> str:
+    """A member's path relative to the root folder (the first member), as
+    zip can store it: bytes of a name that are not UTF-8 (which tarfile
+    reads as surrogate escapes, and zip refuses) become U+FFFD."""
+    return name.partition("/")[2].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _add_hard_link(snapshot: Snapshot, archive: zipfile.ZipFile, member: tarfile.TarInfo, path: str, room: int) -> int:
+    """A second name of a file already in the tar (which sends its data once):
+    a copy of the file as the zip has it, or left out as that file was."""
+    target = archive.NameToInfo.get(_relative(member.linkname))
+    if target is None or target.is_dir() or target.file_size > room or path in archive.NameToInfo:
+        _leave_out(snapshot, path, target.file_size if target else 0)
+        return 0
+    # Read out first: zipfile reads no entry while another is being written.
+    with tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=str(snapshot_dir())) as copy:
+        with archive.open(target) as source:
+            shutil.copyfileobj(source, copy, 1024 * 1024)
+        copy.seek(0)
+        _write(snapshot, archive, cast(IO[bytes], copy), path=path, size=target.file_size, mode=member.mode, mtime=member.mtime)
+    return target.file_size
+
+
+def _write(snapshot: Snapshot, archive: zipfile.ZipFile, source: IO[bytes], *, path: str, size: int, mode: int, mtime: float) -> None:
+    info = zipfile.ZipInfo(path, _zip_time(mtime))
     info.compress_type = zipfile.ZIP_DEFLATED
     # The fastest level: a worker's CPU is shared with spawns, and text (what
     # notebooks hold) still shrinks several times. zipfile takes a ZipInfo's
     # level only from this attribute (public as compress_level from 3.13).
     info._compresslevel = ZIP_LEVEL  # type: ignore[attr-defined]
-    info.external_attr = (stat.S_IFREG | (member.mode & 0o777)) << 16
+    info.external_attr = (stat.S_IFREG | (mode & 0o777)) << 16
     try:
-        # A file member always has its contents.
-        with cast(IO[bytes], tar.extractfile(member)) as source, archive.open(info, "w", force_zip64=member.size > 2**31) as target:
+        with archive.open(info, "w", force_zip64=size > 2**31) as target:
             shutil.copyfileobj(source, target, 1024 * 1024)
     except Exception:
         # The zip keeps what was written of it: say that it is cut short.
-        snapshot.left_out.append({"path": path, "size": member.size, "cut_short": True})
+        _leave_out(snapshot, path, size, cut_short=True)
         raise
     snapshot.file_count += 1
-    return member.size
+
+
+def _leave_out(snapshot: Snapshot, path: str, size: int, **details: bool) -> None:
+    """Count a file that is not in the zip, and name it among the first LEFT_OUT_LISTED."""
+    snapshot.left_out_count += 1
+    if len(snapshot.left_out) < LEFT_OUT_LISTED:
+        snapshot.left_out.append({"path": path, "size": size, **details})
 
 
 def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:
@@ -205,11 +255,11 @@ def _finish(snapshot: Snapshot, container: Container) -> None:
     if snapshot.file_name:
         snapshot.size = (snapshot_dir() / snapshot.file_name).stat().st_size
     snapshot.save()
-    details: dict[str, Any] = {"size": snapshot.size, "files": snapshot.file_count, "left_out": len(snapshot.left_out)}
+    details: dict[str, Any] = {"size": snapshot.size, "files": snapshot.file_count, "left_out": snapshot.left_out_count}
     if snapshot.file_name:
         message = f"work of {container.name} saved: {snapshot.file_count} files, {snapshot.size} bytes"
-        if snapshot.left_out:
-            message += f", {len(snapshot.left_out)} left out (over TMPNB_SNAPSHOT_MAX_MB)"
+        if snapshot.left_out_count:
+            message += f", {snapshot.left_out_count} left out (over TMPNB_SNAPSHOT_MAX_MB or TMPNB_SNAPSHOT_MAX_FILES)"
         if snapshot.error:
             message += f"; stopped early: {snapshot.error}"
     else:
@@ -255,6 +305,37 @@ def visitors_snapshot(*, path_id: str, visitor: str, now: datetime | None = None
     )
 
 
+def ask_for_restore(*, snapshot: Snapshot, container: Container, in_use: bool = False) -> bool:
+    """Queue the files of ``snapshot`` for the worker to put into ``container``
+    (see restore_work), once per snapshot: a conditional update claims it, so
+    repeated or concurrent requests queue one copy. False if it was asked
+    for already; raises RestoreError if the broker cannot take it."""
+    from pool.tasks import restore_work_task  # the tasks module imports the services
+
+    if not Snapshot.objects.filter(pk=snapshot.pk, restore_asked_at__isnull=True).update(restore_asked_at=timezone.now()):
+        return False
+    try:
+        restore_work_task.delay(snapshot.pk, container.pk, in_use)
+    except Exception as error:  # the broker is away: let them ask again later
+        Snapshot.objects.filter(pk=snapshot.pk).update(restore_asked_at=None)
+        log.warning("could not queue the restore of %s: %s", snapshot.session, error)
+        raise RestoreError(str(error)) from None
+    return True
+
+
+def restore_queued_work(*, snapshot_id: int, container_id: int, in_use: bool) -> None:
+    """The worker's half of ask_for_restore. A copy that fails is recorded
+    and may be asked for again from the ended page."""
+    snapshot = Snapshot.objects.select_related("session__container").get(pk=snapshot_id)
+    container = Container.objects.select_related("pool").get(pk=container_id)
+    try:
+        restore_work(snapshot=snapshot, container=container, in_use=in_use)
+    except RestoreError as error:
+        Snapshot.objects.filter(pk=snapshot.pk).update(restore_asked_at=None)
+        message = f"work of {snapshot.session.container.name} could not be put into {container.name}: {error}"
+        record_event(Event.Kind.SNAPSHOT, message[:500], container=container, actor=snapshot.session.visitor_tag)
+
+
 def restore_work(*, snapshot: Snapshot, container: Container, in_use: bool = False) -> None:
     """Put the files of ``snapshot`` into the root folder of ``container``,
     owned by the user who owned them; into a folder of their own if the
@@ -262,7 +343,7 @@ def restore_work(*, snapshot: Snapshot, container: Container, in_use: bool = Fal
     Raises RestoreError."""
     into = f"saved-work-{snapshot.taken_at:%Y%m%d-%H%M}" if in_use else ""
     try:
-        with tempfile.NamedTemporaryFile(dir=snapshot_dir(), suffix=".tar") as tar_file:
+        with tempfile.NamedTemporaryFile(dir=snapshot_dir(), prefix=".restore-", suffix=".tar") as tar_file:
             _zip_to_tar(snapshot, tar_file, into)
             tar_file.flush()
             get_backend().copy_in(container.backend_id, tar_path=tar_file.name, destination=notebook_root(container.pool))
@@ -309,12 +390,35 @@ def _restored_folder(name: str, uid: int, gid: int) -> tarfile.TarInfo:
 
 def prune_snapshots(now: datetime | None = None, batch: int = PRUNE_BATCH) -> int:
     """Delete the zips older than TMPNB_SNAPSHOT_HOURS (one batch); the rows
-    stay, as history, until the session is pruned. Returns how many."""
+    stay, as history, until the session is pruned. Returns how many. Also
+    deletes what copies killed midway left behind (prune_leftovers)."""
     expired = list(Snapshot.objects.expired(now or timezone.now()).order_by("pk")[:batch])
     for snapshot in expired:
         snapshot_path(snapshot).unlink(missing_ok=True)
     Snapshot.objects.filter(pk__in=[s.pk for s in expired]).update(file_name="")
+    prune_leftovers()
     return len(expired)
+
+
+def prune_leftovers() -> int:
+    """Delete the partial zips (``.*.part``) and restore tars (``*.tar``) of
+    copies whose process was killed, once nothing has written to them for
+    longer than any copy may take. Returns how many."""
+    # A copy out writes for TMPNB_SNAPSHOT_TIMEOUT at most; a copy in may wait
+    # for a Docker slot, then for Docker, each bounded by DOCKER_TIMEOUT.
+    quiet_for = settings.TMPNB_SNAPSHOT_TIMEOUT + 3 * settings.DOCKER_TIMEOUT + LEFTOVER_GRACE
+    deleted = 0
+    with os.scandir(snapshot_dir()) as entries:
+        for entry in entries:
+            if not (entry.name.endswith(".part") or entry.name.endswith(".tar")):
+                continue
+            with contextlib.suppress(FileNotFoundError):  # its copy finished (or another prune was first)
+                if entry.stat().st_mtime < time.time() - quiet_for:
+                    os.unlink(entry.path)
+                    deleted += 1
+    if deleted:
+        log.info("deleted %d files of copies that never finished", deleted)
+    return deleted
 
 
 def snapshot_disk(now: datetime | None = None) -> dict[int, tuple[int, int]]:

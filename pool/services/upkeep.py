@@ -22,6 +22,7 @@ from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerInfo
 from pool.models import Container, Event, Pool, Session
 from pool.services.assignment import serve_queue
+from pool.services.disk import nearly_full
 from pool.services.ending import remove_quietly, retire_and_record, route_container
 from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
@@ -209,9 +210,17 @@ class TimeLeft:
     idle_timeout: int
     idle_left: int
     age_left: int
+    disk_used: int | None = None  # bytes written at the last disk check
+    disk_limit: int | None = None  # TMPNB_DISK_LIMIT
+
+    @property
+    def disk_warn(self) -> bool:
+        return nearly_full(self.disk_used, self.disk_limit)
 
     @property
     def reason(self) -> str:
+        if self.disk_warn:
+            return Session.EndReason.DISK_FULL
         return Session.EndReason.CULLED_AGE if self.age_left <= self.idle_left else Session.EndReason.CULLED_IDLE
 
     @property
@@ -220,7 +229,7 @@ class TimeLeft:
 
     @property
     def warn(self) -> bool:
-        return self.seconds_left <= CULL_WARNING.total_seconds()
+        return self.disk_warn or self.seconds_left <= CULL_WARNING.total_seconds()
 
 
 def time_left(*, path_id: str, visitor: str | None = None, token: str | None = None, now: datetime | None = None) -> TimeLeft | None:
@@ -243,6 +252,8 @@ def time_left(*, path_id: str, visitor: str | None = None, token: str | None = N
         idle_timeout=session.container.pool.cull_timeout,
         idle_left=max(0, round((idle_due - now).total_seconds())),
         age_left=max(0, round((age_due - now).total_seconds())),
+        disk_used=session.container.disk_used,
+        disk_limit=settings.TMPNB_DISK_LIMIT,
     )
 
 

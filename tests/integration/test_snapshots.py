@@ -86,13 +86,21 @@ def downloaded(browser, stack, page):
         return f"{stack.url}{href}", {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
 
 
-def start_again_with_my_files(browser, stack, page):
+def start_again_with_my_files(browser, stack, page, names):
     action = re.search(r'<form method="post" action="([^"]+)"', page.text).group(1)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
     wait_until(lambda: Container.objects.ready().exists(), timeout=180, what="a ready JupyterLab for the restart")
     landed = browser.post(f"{stack.url}{action}", data={"csrfmiddlewaretoken": token}, timeout=60)
     assert landed.status_code == 200 and "<title>JupyterLab</title>" in landed.text
-    return holding(browser)
+    again = holding(browser)
+    # The visitor lands at once; the worker puts the files back meanwhile.
+    wait_until(lambda: all(has_file(stack, again, name) for name in names), timeout=60, what="the files put back")
+    return again
+
+
+def has_file(stack, container, name):
+    url = f"{stack.notebook_url}{container.base_path}api/contents/{name}?content=0"
+    return requests.get(url, headers={"Authorization": f"token {container.token}"}, timeout=10).status_code == 200
 
 
 def test_an_idle_cull_keeps_the_work_for_its_holder_who_starts_again_with_it(live_stack):
@@ -108,7 +116,7 @@ def test_an_idle_cull_keeps_the_work_for_its_holder_who_starts_again_with_it(liv
     assert {name: work.get(name) for name in saved} == saved
     assert Browser().get(url, timeout=10).status_code == 404  # another browser
 
-    again = start_again_with_my_files(browser, live_stack, page)
+    again = start_again_with_my_files(browser, live_stack, page, saved)
     assert again.pk != container.pk
     assert {name: files_of(live_stack, again, name) for name in saved} == saved
     client = docker.from_env()
@@ -135,7 +143,7 @@ def test_a_kill_and_stop_pools_save_the_work_within_the_size_cap(live_stack, adm
         name: saved[name] for name in ("notes.txt", "analysis.ipynb", "small.bin")
     }
 
-    again = start_again_with_my_files(browser, live_stack, page)
+    again = start_again_with_my_files(browser, live_stack, page, ["notes.txt"])
     assert files_of(live_stack, again, "notes.txt") == saved["notes.txt"]
     stop = subprocess.run([sys.executable, "manage.py", "stop_pools"], cwd=ROOT, env=live_stack.worker.env, capture_output=True, text=True, timeout=300)
     assert stop.returncode == 0, stop.stderr

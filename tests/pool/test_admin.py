@@ -1,6 +1,7 @@
 """The organiser's admin: kill actions against real containers and routes."""
 
 import html
+import re
 
 import pytest
 import requests
@@ -82,6 +83,14 @@ def test_a_good_change_is_saved(admin_client):
     response = admin_client.post(f"/admin/pool/pool/{pool.pk}/change/", pool_admin_form(pool, capacity=7))
     assert response.status_code == 302
     assert Pool.objects.get(pk=pool.pk).capacity == 7
+
+
+@pytest.mark.django_db
+def test_a_new_pool_is_offered_one_core_per_notebook_which_the_organiser_may_empty(admin_client):
+    page = admin_client.get("/admin/pool/pool/add/").content.decode()
+    assert re.search(r'<input[^>]*name="cpu_quota"[^>]*value="100000"', page)
+    assert Pool(name="made-elsewhere").cpu_quota == 100_000
+    assert Pool._meta.get_field("cpu_quota").blank  # emptied: no cap
 
 
 @pytest.mark.django_db

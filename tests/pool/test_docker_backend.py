@@ -67,6 +67,20 @@ def test_listing_sees_only_this_installation(docker_images, raw_docker):
         docker_backend.remove_container(ours.backend_id)
 
 
+def test_disk_usage_is_what_each_of_our_running_containers_wrote(docker_images, raw_docker):
+    ours = docker_backend.start_container(spec("disk"))
+    stranger = raw_docker.containers.run(TINY_IMAGE, "sh -c 'dd if=/dev/zero of=/big bs=1M count=2 && sleep 60'", detach=True)
+    try:
+        before = docker_backend.disk_usage()[spec("disk").name]
+        raw_docker.containers.get(ours.backend_id).exec_run(["dd", "if=/dev/zero", "of=/tmp/big", "bs=1M", "count=3"])
+        usage = docker_backend.disk_usage()
+        assert list(usage) == [spec("disk").name]  # never a container of someone else
+        assert usage[spec("disk").name] - before >= 3 * 1024 * 1024
+    finally:
+        stranger.remove(force=True)
+        docker_backend.remove_container(ours.backend_id)
+
+
 def test_removing_a_container_that_is_gone_is_not_an_error():
     docker_backend.remove_container("tmpnb-no-such-container")
 

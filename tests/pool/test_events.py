@@ -1,6 +1,7 @@
 """The event log: each kind of event is written by the service that acts,
 and the organiser filters and exports it in the admin."""
 
+import contextlib
 import csv
 import io
 from datetime import timedelta
@@ -10,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from pool.models import Event, Pool, Schedule, Session
-from pool.services import assignment, ending, materials, pools, schedules, upkeep
+from pool.services import assignment, disk, ending, materials, pools, schedules, upkeep
 from tests.factories import ContainerFactory, PoolFactory, new_visitor, pool_admin_form
 from tests.pool.test_upkeep import spawn_all
 
@@ -159,6 +160,13 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     pools.drain_pool(pool, by="ada")  # drain
     for _ in range(settings.AXES_FAILURE_LIMIT):
         client.post("/admin/login/", {"username": "ada", "password": "guess"})  # lockout
+    settings.TMPNB_DISK_LIMIT = 1024 * 1024
+    full = PoolFactory(name="full", capacity=1)
+    spawn_all(full)  # spawn
+    filler = assignment.assign_container(pool=full, visitor="filler")  # assignment
+    with contextlib.closing(docker.from_env()) as engine:
+        engine.containers.get(filler.container.backend_id).exec_run(["dd", "if=/dev/zero", "of=/tmp/big", "bs=1M", "count=2"])
+    disk.check_disk()  # a disk limit's end (its work saved first)
     kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))
     assert kinds == [
         # A held container's end saves its work (here: none, as the tiny image has no folder to save) before it is logged.
@@ -178,5 +186,9 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
         "drain",
         "drain",
         "lockout",
+        "spawn",
+        "assignment",
+        "snapshot",
+        "disk",
     ]
     assert set(kinds) == set(Event.Kind.values)

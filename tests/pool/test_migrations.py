@@ -49,3 +49,23 @@ def test_the_history_indexes_keep_every_row_and_what_points_at_it():
     assert Session.objects.get(visitor="v").container == kept
     assert Event.objects.get(message="kept").container == kept
     assert Container.objects.filter(pool=kept.pool, state=Container.State.ASSIGNED).get() == kept
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upgrade_caps_the_pools_that_had_no_cpu_quota_at_one_core_and_keeps_the_others():
+    """0013: no quota was the old default, not a choice (none can be chosen
+    again with TMPNB_CPU_QUOTA=none or in the admin)."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("pool", "0012_sessions_by_start")])
+    try:
+        old = executor.loader.project_state([("pool", "0012_sessions_by_start")]).apps
+        Pool = old.get_model("pool", "Pool")
+        Pool.objects.create(name="uncapped", image="tmpnb/tiny:latest", capacity=2)
+        Pool.objects.create(name="half", image="tmpnb/tiny:latest", capacity=2, cpu_quota=50_000)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    from pool.models import Pool
+
+    assert dict(Pool.objects.filter(name__in=["uncapped", "half"]).values_list("name", "cpu_quota")) == {"uncapped": 100_000, "half": 50_000}

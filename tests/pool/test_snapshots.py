@@ -4,9 +4,11 @@ it on the real stack)."""
 
 import io
 import json
+import os
 import re
 import tarfile
 import time
+import types
 import zipfile
 from datetime import timedelta
 
@@ -14,10 +16,12 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from pool.backends.base import BackendError
 from pool.models import Container, Event, Session, Snapshot
 from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
 from tests.factories import PoolFactory, new_visitor, on_notebook_origin
+from tests.fakes import HardLink
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,8 +82,51 @@ def test_files_over_the_size_cap_are_left_out_and_listed(held, fake_backend):
     ending.kill_sessions([held], by="organiser")
     snapshot = Snapshot.objects.get(session=held)
     assert zip_contents(snapshot) == {"a.bin": big, "c.txt": b"small"}
-    assert snapshot.left_out == [{"path": "b.bin", "size": len(big)}]
+    assert snapshot.left_out == [{"path": "b.bin", "size": len(big)}] and snapshot.left_out_count == 1
     assert "1 left out" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_files_past_the_count_cap_are_left_out_and_only_the_first_of_them_named(client, ended_by_kill, fake_backend, settings, monkeypatch):
+    settings.TMPNB_SNAPSHOT_MAX_FILES = 5
+    monkeypatch.setattr(snapshots, "LEFT_OUT_LISTED", 3)
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    assert client.get("/").status_code == 302
+    fake_backend.files[row.name] = {f"empty-{n:02}.txt": b"" for n in range(20)}
+    ending.kill_sessions(Session.objects.active(), by="organiser")
+    snapshot = Snapshot.objects.get(session__container=row)
+    assert sorted(zip_contents(snapshot)) == [f"empty-{n:02}.txt" for n in range(5)]
+    assert snapshot.left_out == [{"path": f"empty-{n:02}.txt", "size": 0} for n in range(5, 8)]
+    assert snapshot.left_out_count == 15
+    assert "15 left out" in Event.objects.filter(kind=Event.Kind.SNAPSHOT).latest("pk").message
+    page = client.get(f"/user/{row.path_id}/lab").content.decode()
+    assert re.search(r'<ul id="left-out"><li>empty-05.txt</li><li>empty-06.txt</li><li>empty-07.txt</li></ul>', page)
+    assert "and 12 more files" in page
+
+
+def test_a_hard_link_is_kept_as_a_file_of_its_own(held, fake_backend):
+    fake_backend.files[held.container.name] = {"data.csv": b"1,2\n", "copy.csv": HardLink("data.csv"), "z.txt": b"after"}
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"data.csv": b"1,2\n", "copy.csv": b"1,2\n", "z.txt": b"after"}
+    assert (snapshot.file_count, snapshot.left_out) == (3, [])
+
+
+def test_a_hard_link_to_a_file_left_out_is_left_out_too(held, fake_backend):
+    big = b"x" * (1100 * 1024)  # over the 1 MB cap
+    fake_backend.files[held.container.name] = {"big.bin": big, "again.bin": HardLink("big.bin")}
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert [item["path"] for item in snapshot.left_out] == ["big.bin", "again.bin"]
+
+
+def test_a_name_that_is_not_utf8_is_kept_under_a_safe_name_and_the_rest_still_saved(held, fake_backend):
+    # b"caf\xe9" (Latin-1), as tarfile reads it
+    fake_backend.files[held.container.name] = {"caf\udce9.txt": b"latin", "d\udcff/inner.txt": b"in", "z.txt": b"after"}
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"caf\ufffd.txt": b"latin", "d\ufffd/inner.txt": b"in", "z.txt": b"after"}
+    assert (snapshot.error, snapshot.left_out) == ("", [])
 
 
 def test_a_copy_that_runs_out_of_time_keeps_what_it_read_and_the_container_is_still_removed(held, fake_backend, settings):
@@ -136,6 +183,23 @@ def test_the_heartbeat_prunes_snapshots_past_their_hours(held):
     assert snapshots.ended_work(held.container, "ada", now=later)[0] == "expired"
     assert snapshots.visitors_snapshot(path_id=held.container.path_id, visitor="ada", now=later) is None
     assert snapshots.snapshot_disk(later) == {}
+
+
+def test_the_heartbeat_prunes_what_a_killed_copy_left_behind_once_that_copy_is_surely_over(held):
+    ending.kill_sessions([held], by="organiser")
+    kept = snapshots.snapshot_path(Snapshot.objects.get(session=held))
+    folder = snapshots.snapshot_dir()
+    # A copy out and copies in (a restore's tar, by its old name and its new) whose worker was killed.
+    left = [folder / ".7-0123456789abcdef.zip.part", folder / "tmpk2j3h4g5.tar", folder / ".restore-k2j3h4g5.tar"]
+    running = folder / ".8-fedcba9876543210.zip.part"  # a copy that is still being written
+    an_hour_ago = time.time() - 3600
+    for path in [*left, running]:
+        path.write_bytes(b"PK partial")
+    for path in [*left, kept]:
+        os.utime(path, (an_hour_ago, an_hour_ago))
+    upkeep.heartbeat()
+    assert [path.exists() for path in left] == [False, False, False]
+    assert running.exists() and kept.exists()
 
 
 def test_no_snapshot_is_taken_when_their_hours_are_zero(held, settings):
@@ -207,15 +271,56 @@ def test_the_ended_page_tells_as_json_where_the_work_is(client, ended_by_kill):
     assert answer["left_out"] == []
 
 
-def test_start_again_with_my_files_lands_in_a_new_notebook_that_has_them(client, ended_by_kill, fake_backend):
+@pytest.fixture
+def restores_queued(monkeypatch):
+    """The restores the web requests queue for the worker, and a way to run them."""
+    from pool.tasks import restore_work_task
+
+    queued = []
+    monkeypatch.setattr(restore_work_task, "delay", lambda *args: queued.append(args))
+
+    def run():
+        while queued:
+            restore_work_task.apply(queued.pop(0))
+
+    return types.SimpleNamespace(queued=queued, run=run)
+
+
+def test_start_again_with_my_files_lands_at_once_and_the_worker_puts_them_back(client, ended_by_kill, fake_backend, restores_queued):
     [row] = pools.fill_pool(ended_by_kill.pool_id)
     spawning.spawn_container(row.pk)
     response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
     assert response.status_code == 302 and response.url.startswith(on_notebook_origin(f"/user/{row.path_id}/"))
+    assert fake_backend.copied_in == [] and len(restores_queued.queued) == 1  # nothing copied within the request
+    restores_queued.run()
     [(name, _, data)] = fake_backend.copied_in
     assert name == row.name
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert tar.extractfile("notes.txt").read() == b"my work\n"
+    assert Event.objects.filter(kind=Event.Kind.SNAPSHOT, container=row, message__contains="put into").exists()
+
+
+def test_the_files_of_an_ended_notebook_are_put_back_once(client, ended_by_kill, fake_backend, restores_queued):
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    for _ in range(3):
+        response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
+        assert response.status_code == 302 and response.url.startswith(on_notebook_origin(f"/user/{row.path_id}/"))
+    restores_queued.run()
+    assert len(fake_backend.copied_in) == 1
+
+
+def test_a_put_back_that_failed_can_be_asked_for_again(client, ended_by_kill, fake_backend, restores_queued):
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    copy_in, fake_backend.copy_in = fake_backend.copy_in, lambda *args, **kwargs: (_ for _ in ()).throw(BackendError("Docker is away"))
+    client.post(f"/ended/{ended_by_kill.path_id}/restore")
+    restores_queued.run()
+    assert "could not be put into" in Event.objects.filter(kind=Event.Kind.SNAPSHOT).latest("pk").message
+    fake_backend.copy_in = copy_in
+    client.post(f"/ended/{ended_by_kill.path_id}/restore")
+    restores_queued.run()
+    assert [name for name, _, _ in fake_backend.copied_in] == [row.name]
 
 
 def test_the_organiser_downloads_any_snapshot_from_the_sessions_admin_page(admin_client, ended_by_kill):
@@ -256,11 +361,21 @@ def test_a_copy_that_breaks_in_any_way_keeps_what_it_read_and_never_keeps_the_co
     assert held.container.name in fake_backend.removed
 
 
-def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their_own(client, ended_by_kill, fake_backend):
+def test_a_restore_the_broker_cannot_take_is_refused_and_may_be_asked_for_again(client, ended_by_kill):
+    # The unit tier's broker is a closed port.
+    [row] = pools.fill_pool(ended_by_kill.pool_id)
+    spawning.spawn_container(row.pk)
+    response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
+    assert response.status_code == 429 and "could not be put into the new notebook" in response.content.decode()
+    assert Snapshot.objects.get(session__container=ended_by_kill).restore_asked_at is None
+
+
+def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their_own(client, ended_by_kill, fake_backend, restores_queued):
     [row] = pools.fill_pool(ended_by_kill.pool_id)
     spawning.spawn_container(row.pk)
     assert client.get("/").status_code == 302  # they started again without their files first
     assert client.post(f"/ended/{ended_by_kill.path_id}/restore").status_code == 302
+    restores_queued.run()
     [(_, _, data)] = fake_backend.copied_in
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         folder, notes = tar.getmembers()

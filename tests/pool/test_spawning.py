@@ -15,7 +15,7 @@ from pool.backends.client import LABEL_INSTALLATION, labels_for
 from pool.models import Container, Pool
 from pool.services import ending, pools, spawning
 from tests.factories import PoolFactory
-from tests.stack import wait_for
+from tests.stack import TINY_COMMAND, TINY_IMAGE, wait_for
 
 # Writable by any user, for a container that does not run as root.
 TMP_COMMAND = "sh -c 'mkdir -p /tmp/www{base_path} && echo user > /tmp/www{base_path}index.html && exec httpd -f -p {port} -h /tmp/www'"
@@ -56,6 +56,17 @@ def test_limits_user_mounts_and_extra_hosts_reach_docker(clean_pools, inspect, t
     assert attrs["Config"]["User"] == "1000"
     assert sorted(host["Binds"]) == sorted([f"{tmp_path}:/data:ro", f"{tmp_path}:/scratch:rw"])
     assert host["ExtraHosts"] == ["db.local:10.1.2.3"]
+
+
+def test_a_notebook_of_the_default_pool_gets_one_core_at_most(clean_pools, inspect, settings):
+    # The settings' own default pool, with the tiny image so that it starts quickly.
+    settings.TMPNB_DEFAULT_POOL = {**settings.TMPNB_DEFAULT_POOL, "image": TINY_IMAGE, "command": TINY_COMMAND, "redirect_uri": "/tree", "capacity": 1}
+    pool, _ = pools.init_default_pool()
+    [row] = pools.fill_pool(pool.pk)
+    container = spawning.spawn_container(row.pk)
+    assert container.state == Container.State.READY, container.error
+    host = inspect(container)["HostConfig"]
+    assert host["CpuQuota"] == 100_000 and host["CpuPeriod"] in (0, 100_000)  # 0: Docker's period, 100 ms
 
 
 def test_containers_are_hardened(clean_pools, inspect):
