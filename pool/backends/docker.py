@@ -91,17 +91,24 @@ def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str 
     # Docker may make two networks of one name (its duplicate check is best
     # effort), and the spawning threads of a worker start together.
     with docker_errors(f"creating network {name}"), _network_lock:
-        if _network_exists(name):
-            return
         options = {"com.docker.network.bridge.name": bridge} if bridge else None
-        try:
-            client().networks.create(name, internal=internal, labels=labels_for(pool), options=options, check_duplicate=True)
-        except APIError:
-            # Another process (a second worker) made it between our look and our
-            # create: Docker refuses ours with 409 (same name) or, when both
-            # creates were in flight at once, 403 (same bridge name).
-            if not _network_exists(name):
-                raise
+        for attempt in range(NETWORK_ATTEMPTS):
+            if _network_exists(name):
+                return
+            try:
+                client().networks.create(name, internal=internal, labels=labels_for(pool), options=options, check_duplicate=True)
+                return
+            except APIError:
+                # Another process (a second worker) made it between our look and
+                # our create: Docker refuses ours with 409 (same name) or, when
+                # both creates were in flight at once, 403 (same bridge name).
+                # A 403 also comes while the network of that bridge is still
+                # being removed (stop_pools): look again a moment later.
+                if attempt == NETWORK_ATTEMPTS - 1:
+                    if _network_exists(name):
+                        return
+                    raise
+                time.sleep(NETWORK_CREATE_PAUSE)
 
 
 def _network_exists(name: str) -> bool:
@@ -117,6 +124,8 @@ def remove_networks() -> None:
         _remove_network(network)
 
 
+NETWORK_ATTEMPTS = 4  # creating a network whose bridge an older one still holds
+NETWORK_CREATE_PAUSE = 0.5  # seconds between attempts
 NETWORK_REMOVE_TRIES = 10
 NETWORK_REMOVE_PAUSE = 0.5  # seconds between tries
 

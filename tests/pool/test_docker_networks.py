@@ -1,6 +1,7 @@
-"""Removing the installation's networks, against fake Docker answers: the
-answers we meet (403 "active endpoints" for a moment, then gone) cannot be
-made on demand by a real engine."""
+"""Making and removing the installation's networks, against fake Docker
+answers: the answers we meet (403 "active endpoints" for a moment, then gone;
+403 "same bridge name" while an older network of that bridge is going) cannot
+be made on demand by a real engine."""
 
 import logging
 
@@ -9,6 +10,7 @@ import requests
 from docker.errors import APIError, NotFound
 
 from pool.backends import docker as docker_backend
+from pool.backends.base import BackendError
 
 
 def api_error(status):
@@ -65,3 +67,41 @@ def test_a_network_that_stays_in_use_is_logged_and_left(networks, caplog):
     assert gone.tries == 1 and other.tries == 1  # a refusal other than 403 is not retried
     assert "network tmpnb-b not removed" in caplog.text and "network tmpnb-d not removed" in caplog.text
     assert "tmpnb-c" not in caplog.text
+
+
+def test_a_network_whose_bridge_an_older_one_still_holds_is_made_once_that_one_is_gone(monkeypatch):
+    made, refusals = [], [api_error(403)]  # networks have same bridge name: the last test's, being removed
+
+    class FakeClient:
+        class networks:
+            @staticmethod
+            def list(**kwargs):
+                return made
+
+            @staticmethod
+            def create(name, **kwargs):
+                if refusals:
+                    raise refusals.pop()
+                made.append(FakeNetwork(name, []))
+
+    monkeypatch.setattr(docker_backend, "client", FakeClient)
+    monkeypatch.setattr(docker_backend, "NETWORK_CREATE_PAUSE", 0)
+    docker_backend.ensure_network("tmpnb-e", pool="default", bridge="tnb0000000e")
+    assert [network.name for network in made] == ["tmpnb-e"]
+
+
+def test_a_network_docker_keeps_refusing_is_an_error(monkeypatch):
+    class FakeClient:
+        class networks:
+            @staticmethod
+            def list(**kwargs):
+                return []
+
+            @staticmethod
+            def create(name, **kwargs):
+                raise api_error(403)
+
+    monkeypatch.setattr(docker_backend, "client", FakeClient)
+    monkeypatch.setattr(docker_backend, "NETWORK_CREATE_PAUSE", 0)
+    with pytest.raises(BackendError):
+        docker_backend.ensure_network("tmpnb-f", pool="default", bridge="tnb0000000f")

@@ -15,11 +15,13 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from pool.backends.base import BackendError
 from pool.models import Container, Event, Session, Snapshot
 from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
+from pool.tasks import restore_work_task
 from tests.factories import PoolFactory, new_visitor, on_notebook_origin
 from tests.fakes import HardLink
 
@@ -361,8 +363,12 @@ def test_a_copy_that_breaks_in_any_way_keeps_what_it_read_and_never_keeps_the_co
     assert held.container.name in fake_backend.removed
 
 
-def test_a_restore_the_broker_cannot_take_is_refused_and_may_be_asked_for_again(client, ended_by_kill):
-    # The unit tier's broker is a closed port.
+def test_a_restore_the_broker_cannot_take_is_refused_and_may_be_asked_for_again(client, ended_by_kill, monkeypatch):
+    def broker_away(*args):
+        raise OperationalError("Error 111 connecting to the broker. Connection refused.")
+
+    # Whichever broker the run has (a real Redis once an integration test started one).
+    monkeypatch.setattr(restore_work_task, "delay", broker_away)
     [row] = pools.fill_pool(ended_by_kill.pool_id)
     spawning.spawn_container(row.pk)
     response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
