@@ -54,7 +54,7 @@ class FakeBackend(types.ModuleType):
     def remove_networks(self):
         pass
 
-    def archive_out(self, backend_id, path):
+    def archive_out(self, backend_id, path, *, timeout):
         """The tar Docker streams for ``path``: its folder, then each file of
         ``self.files[name]`` ({relative path: bytes}) owned by 1000:100."""
         files = self.files.get(backend_id.removeprefix("id-"))

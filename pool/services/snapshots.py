@@ -118,7 +118,7 @@ def _copy_out(snapshot: Snapshot, container: Container) -> None:
     folder = snapshot_dir()
     name = f"{snapshot.session_id}-{secrets.token_hex(8)}.zip"
     partial = folder / f".{name}.part"
-    chunks = get_backend().archive_out(container.backend_id, notebook_root(container.pool))
+    chunks = get_backend().archive_out(container.backend_id, notebook_root(container.pool), timeout=settings.TMPNB_SNAPSHOT_TIMEOUT)
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             try:
