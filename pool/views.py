@@ -136,6 +136,7 @@ def _work_context(container, status, snapshot):
             restore=reverse("work-restore", args=[container.path_id]),
             expires_at=snapshot.expires_at,
             left_out=[item["path"] for item in snapshot.left_out],
+            stopped_on_its_own=snapshot.session.end_reason == Session.EndReason.CONTAINER_GONE,
         )
     return context
 

@@ -34,13 +34,15 @@ from pool.services.events import record_event
 
 log = logging.getLogger(__name__)
 
-# Ends that leave a container to copy from; a container that died (or was
-# lost with its node) has nothing left to copy.
+# Ends that leave a container to copy from. One that stopped on its own
+# (CONTAINER_GONE) keeps its files until it is removed, as Docker copies out
+# of a stopped container too; one lost with its node has nothing left to copy.
 SAVED_ON = (
     Session.EndReason.KILLED,
     Session.EndReason.CULLED_IDLE,
     Session.EndReason.CULLED_AGE,
     Session.EndReason.SERVICE_STOPPED,
+    Session.EndReason.CONTAINER_GONE,
 )
 PRUNE_BATCH = 500
 ZIP_LEVEL = 1

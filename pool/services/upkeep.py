@@ -148,12 +148,19 @@ def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | No
             report.teardowns_retried += 1
     elif info is None or not info.is_running:
         reason = Session.EndReason.NODE_LOST if info and info.node_down else Session.EndReason.CONTAINER_GONE
+        # One that stopped on its own keeps its participant's files until it
+        # is removed: the worker copies them out first, as after a kill (not
+        # the heartbeat, which serves the waiting room and fills the pools).
+        # One that vanished, or went with its node, has none left.
+        files_left = info is not None and not info.node_down
         if retire_and_record(
             row,
             reason,
             kind=Event.Kind.FAILURE,
             message=f"{row.name} stopped ({reason}); replacing it",
             only_from=[Container.State.READY, Container.State.ASSIGNED],
+            on_worker=files_left and row.state == Container.State.ASSIGNED,
+            files_left=files_left,
             stage="running",
         ):
             report.dead_replaced += 1

@@ -2,6 +2,7 @@
 the proxy faked at their boundary (tests/integration/test_snapshots.py does
 it on the real stack)."""
 
+import dataclasses
 import io
 import json
 import re
@@ -14,6 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from pool import tasks
 from pool.models import Container, Event, Session, Snapshot
 from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
@@ -105,10 +107,45 @@ def test_a_failing_copy_is_recorded_and_the_container_is_still_removed(held, fak
     assert "no work saved" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
 
 
-def test_a_container_that_died_gets_no_snapshot_and_its_visitor_is_told(held, fake_backend):
+@pytest.fixture
+def queued_ends(monkeypatch):
+    """The ends queued for the worker (finish_retirement_task), not run."""
+    queued = []
+    monkeypatch.setattr(tasks.finish_retirement_task, "delay", lambda *args, **kwargs: queued.append((args, kwargs)))
+    return queued
+
+
+def test_a_container_that_stopped_on_its_own_has_its_files_saved_by_the_worker_before_it_is_removed(held, fake_backend, queued_ends):
+    name = held.container.name
+    fake_backend.running[name] = dataclasses.replace(fake_backend.running[name], status="exited")
+    assert upkeep.reconcile().dead_replaced == 1
+    # Not in the heartbeat: the copy is queued for the worker, and the container kept for it.
+    assert name not in fake_backend.removed and not Snapshot.objects.exists()
+    assert snapshots.ended_work(held.container, "ada") == ("saving", None)
+    [(args, kwargs)] = queued_ends
+    tasks.finish_retirement_task(*args, **kwargs)
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"notes.txt": b"my work\n", "analysis.ipynb": NOTEBOOK}
+    assert snapshots.ended_work(held.container, "ada") == ("kept", snapshot)
+    assert name in fake_backend.removed
+    assert Container.objects.get(pk=held.container_id).state == Container.State.GONE
+
+
+def test_a_container_that_vanished_is_recorded_as_unsaved_and_its_visitor_is_told(held, fake_backend, queued_ends):
     fake_backend.running.clear()
     upkeep.reconcile()
-    assert not Snapshot.objects.exists()
+    assert queued_ends == []  # nothing to copy: ended in the heartbeat
+    snapshot = Snapshot.objects.get(session=held)
+    assert snapshot.file_name == "" and snapshot.error == ending.VANISHED
+    assert snapshots.ended_work(held.container, "ada") == ("none", snapshot)
+    assert "no work saved" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_a_container_lost_with_its_node_gets_no_snapshot_and_its_visitor_is_told(held, fake_backend, queued_ends):
+    name = held.container.name
+    fake_backend.running[name] = dataclasses.replace(fake_backend.running[name], status="unknown", node_down=True)
+    upkeep.reconcile()
+    assert queued_ends == [] and not Snapshot.objects.exists()
     assert snapshots.ended_work(held.container, "ada") == ("lost", None)
 
 
@@ -265,6 +302,24 @@ def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         folder, notes = tar.getmembers()
     assert folder.isdir() and folder.name.startswith("saved-work-") and notes.name == f"{folder.name}/notes.txt"
+
+
+def test_the_ended_page_of_a_container_that_crashed_says_so_and_offers_its_saved_files(client, fake_backend, fake_proxy, queued_ends):
+    pool = PoolFactory(capacity=1)
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
+    assert client.get("/").status_code == 302
+    fake_backend.files[row.name] = {"notes.txt": b"my work\n"}
+    fake_backend.running[row.name] = dataclasses.replace(fake_backend.running[row.name], status="exited")
+    upkeep.reconcile()
+    assert "Your files are being saved" in client.get(f"/user/{row.path_id}/lab").content.decode()
+    [(args, kwargs)] = queued_ends
+    tasks.finish_retirement_task(*args, **kwargs)
+    page = client.get(f"/user/{row.path_id}/lab").content.decode()
+    assert "Its container stopped on its own (it crashed). Your files were saved before it was removed." in page
+    assert f'href="/ended/{row.path_id}/work.zip"' in page and "when the organiser stops them" not in page
+    page = client.get(f"/user/{row.path_id}/lab", headers={"Accept-Language": "fr"}).content.decode()
+    assert "Son conteneur s’est arrêté de lui-même (il a planté)." in page
 
 
 def test_the_offer_comes_in_the_participants_language(client, ended_by_kill):
