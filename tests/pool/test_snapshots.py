@@ -7,19 +7,21 @@ import io
 import json
 import re
 import tarfile
+import threading
 import time
 import zipfile
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from pool import tasks
 from pool.models import Container, Event, Session, Snapshot
 from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
-from tests.factories import PoolFactory, new_visitor, on_notebook_origin
+from tests.factories import PoolFactory, SessionFactory, new_visitor, on_notebook_origin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -331,9 +333,110 @@ def test_the_reconciler_finishes_an_interrupted_end_without_copying_in_the_heart
     # An organiser's kill whose queued copy never ran (the worker stopped): the row stays STOPPING.
     Session.objects.filter(pk=held.pk).end(Session.EndReason.KILLED, by="organiser")
     long_ago = timezone.now() - timedelta(minutes=10)
-    Container.objects.filter(pk=held.container_id).update(state=Container.State.STOPPING, ended_at=long_ago)
+    # (its spawn, whose lease has long run out, was long ago too)
+    Container.objects.filter(pk=held.container_id).update(state=Container.State.STOPPING, ended_at=long_ago, lease_until=None)
     assert upkeep.reconcile().teardowns_retried == 1
     snapshot = Snapshot.objects.get(session=held)
     assert snapshot.file_name == "" and "interrupted before the copy" in snapshot.error
     assert snapshots.ended_work(held.container, "ada") == ("none", snapshot)
     assert held.container.name in fake_backend.removed
+
+
+def killed_and_queued(session, *, minutes_ago):
+    """``session`` ended by a kill ``minutes_ago``, its copy queued for the
+    worker and not yet run (its spawn's lease long run out)."""
+    Session.objects.filter(pk=session.pk).end(Session.EndReason.KILLED, by="organiser")
+    long_ago = timezone.now() - timedelta(minutes=minutes_ago)
+    Container.objects.filter(pk=session.container_id).update(state=Container.State.STOPPING, ended_at=long_ago, lease_until=None)
+    return Container.objects.select_related("pool").get(pk=session.container_id)
+
+
+def test_a_copy_running_past_the_grace_of_its_end_is_not_cut_short_by_the_heartbeat(held, fake_backend, monkeypatch):
+    # A kill of many sessions queues their copies together: the last ones
+    # start long after their ends were queued, and the heartbeat must not
+    # remove their containers mid-copy. The lease is short here: the copy
+    # outlives it twice over, so only its renewals keep it.
+    monkeypatch.setattr(snapshots, "COPY_LEASE", timedelta(seconds=2))
+    fake_backend.files[held.container.name] = {"big.bin": b"z" * 40000}  # ten chunks
+    started, reconciled = threading.Event(), threading.Event()
+
+    def slow_chunk():
+        started.set()
+        reconciled.wait(10)
+
+    fake_backend.on_chunk = slow_chunk
+    container = killed_and_queued(held, minutes_ago=60)
+
+    def worker():
+        try:
+            ending.finish_retirement(container)
+        finally:
+            connection.close()  # this thread's own
+
+    copy = threading.Thread(target=worker)
+    copy.start()
+    try:
+        assert started.wait(10)
+        time.sleep(4.5)
+        assert upkeep.reconcile().teardowns_retried == 0
+        assert held.container.name not in fake_backend.removed
+    finally:
+        reconciled.set()
+        copy.join(10)
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"big.bin": b"z" * 40000} and snapshot.error == ""
+    assert fake_backend.removed == [held.container.name]
+
+
+def copying_elsewhere():
+    """The session of another ended container, whose copy a worker runs."""
+    return SessionFactory(container__state=Container.State.STOPPING, ended_at=timezone.now(), end_reason=Session.EndReason.KILLED)
+
+
+def test_a_queued_copy_waits_its_turn_while_other_copies_run(held, fake_backend):
+    container = killed_and_queued(held, minutes_ago=10)
+    other = Snapshot.objects.create(session=copying_elsewhere(), lease_until=timezone.now() + timedelta(seconds=10))  # a copy under way
+    assert upkeep.reconcile().teardowns_retried == 0
+    assert not Snapshot.objects.filter(session=held).exists() and container.name not in fake_backend.removed
+    # Its turn comes: the worker copies it whole.
+    Snapshot.objects.filter(pk=other.pk).update(taken_at=timezone.now())
+    ending.finish_retirement(container)
+    assert zip_contents(Snapshot.objects.get(session=held))["notes.txt"] == b"my work\n"
+
+
+def test_a_queued_copy_whose_task_was_lost_is_given_up_once_no_worker_is_busy(held, fake_backend):
+    container = killed_and_queued(held, minutes_ago=10)
+    assert upkeep.reconcile().teardowns_retried == 1
+    assert "interrupted before the copy" in Snapshot.objects.get(session=held).error
+    assert container.name in fake_backend.removed
+
+
+def test_a_queued_copy_is_given_up_past_any_queue_even_while_workers_are_busy(held, fake_backend):
+    container = killed_and_queued(held, minutes_ago=upkeep.COPY_QUEUE_BOUND.total_seconds() / 60 + 1)
+    Snapshot.objects.create(session=copying_elsewhere(), lease_until=timezone.now() + timedelta(seconds=10))
+    assert upkeep.reconcile().teardowns_retried == 1
+    assert container.name in fake_backend.removed
+
+
+def test_a_copy_whose_lease_ran_out_is_given_up_and_its_late_end_changes_nothing(held, fake_backend):
+    container = killed_and_queued(held, minutes_ago=10)
+    # A worker took the copy and died: its lease ran out a while ago.
+    snapshot = Snapshot.objects.create(session=held, lease_until=timezone.now() - timedelta(seconds=30))
+    assert upkeep.reconcile().teardowns_retried == 1
+    snapshot.refresh_from_db()
+    assert snapshot.error == upkeep.COPY_LOST and snapshot.taken_at is not None
+    assert container.name in fake_backend.removed
+    assert not snapshot.renew_lease(snapshots.COPY_LEASE)  # a copier still alive learns it is over
+    assert not snapshot.close()
+
+
+def test_a_copy_that_starts_as_the_heartbeat_judges_it_lost_keeps_its_container(held, fake_backend, monkeypatch):
+    # Two workers: the heartbeat on one reads the copy as not started, and
+    # the copy starts on the other before the heartbeat gives it up.
+    container = killed_and_queued(held, minutes_ago=10)
+    read_before_the_copy_started = snapshots.copies_due([container.pk])
+    Snapshot.objects.create(session=held, lease_until=timezone.now() + snapshots.COPY_LEASE)
+    monkeypatch.setattr(upkeep, "copies_due", lambda ids: read_before_the_copy_started)
+    assert upkeep.reconcile().teardowns_retried == 0
+    assert container.name not in fake_backend.removed
+    assert Snapshot.objects.get(session=held).error == ""
