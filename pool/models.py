@@ -512,6 +512,7 @@ class Snapshot(models.Model):
     restore_asked_at = models.DateTimeField(
         null=True, blank=True, help_text="When its visitor asked for the files in a new notebook: once per snapshot, again only if that failed."
     )
+    lease_until = models.DateTimeField(null=True, blank=True, help_text="A copy in progress renews this; past it, its worker is taken for dead.")
     # The owner of the notebook's folder, so that restored files belong to the notebook's user.
     owner_uid = models.PositiveIntegerField(null=True, blank=True)
     owner_gid = models.PositiveIntegerField(null=True, blank=True)
@@ -526,6 +527,24 @@ class Snapshot(models.Model):
 
     def is_kept(self, now):
         return bool(self.file_name) and self.expires_at > now
+
+    def renew_lease(self, lease):
+        """Tell the heartbeat this copy is alive; False once it is over
+        (finished, or given up for dead)."""
+        until = timezone.now() + lease
+        if not Snapshot.objects.filter(pk=self.pk, taken_at__isnull=True).update(lease_until=until):
+            return False
+        self.lease_until = until
+        return True
+
+    def close(self, **condition):
+        """Mark the copy over, if it is not yet (and ``condition`` holds: the
+        lease the heartbeat judged stale); False if another caller closed it."""
+        now = timezone.now()
+        if not Snapshot.objects.filter(pk=self.pk, taken_at__isnull=True, **condition).update(taken_at=now):
+            return False
+        self.taken_at = now
+        return True
 
 
 class Event(models.Model):

@@ -60,8 +60,8 @@ def spawn_container_task(container_id):
 
 
 @shared_task(name="pool.tasks.finish_retirement")
-def finish_retirement_task(container_id):
-    ending.finish_retirement(Container.objects.select_related("pool").get(pk=container_id))
+def finish_retirement_task(container_id, files_left=True):
+    ending.finish_retirement(Container.objects.select_related("pool").get(pk=container_id), files_left=files_left)
 
 
 @shared_task(name="pool.tasks.restore_work")

@@ -139,6 +139,7 @@ def _work_context(container, status, snapshot):
             expires_at=snapshot.expires_at,
             left_out=[item["path"] for item in snapshot.left_out],
             left_out_more=snapshot.left_out_count - len(snapshot.left_out),
+            stopped_on_its_own=snapshot.session.end_reason == Session.EndReason.CONTAINER_GONE,
         )
     return context
 

@@ -233,10 +233,10 @@ class Stack:
         """The notebooks' origin (they share the proxy's second port)."""
         return self.proxy.notebook_url
 
-    def start(self, web_workers=2, worker=True, beat=True, **env):
+    def start(self, web_workers=2, worker=True, beat=True, web_keep_alive=stack.WEB_KEEP_ALIVE, **env):
         celery_app.control.purge()  # tasks an earlier test queued are not this one's
         environment = stack_env(self.proxy, self.redis, self.web_port, self.log_dir, **env)
-        self.web = stack.WebApp(self.web_port, environment, self.log_dir, workers=web_workers)
+        self.web = stack.WebApp(self.web_port, environment, self.log_dir, workers=web_workers, keep_alive=web_keep_alive)
         self.processes = [self.web.start()]
         if worker:
             self.worker = stack.CeleryWorker(environment, self.log_dir).start()

@@ -66,7 +66,7 @@ class FakeBackend(types.ModuleType):
     def remove_networks(self):
         pass
 
-    def archive_out(self, backend_id, path):
+    def archive_out(self, backend_id, path, *, timeout):
         """The tar Docker streams for ``path``: its folder, then each file of
         ``self.files[name]`` ({relative path: bytes or a HardLink}) owned by
         1000:100. A name may hold bytes that are not UTF-8, as tarfile reads

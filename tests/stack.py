@@ -168,8 +168,15 @@ class Proxy(Process):
         return response.json()
 
 
+# gunicorn's --keep-alive, as deploy/up and deploy/systemd run it: clearly
+# longer than the proxy keeps an idle connection to it (UPSTREAM_IDLE_MS in
+# deploy/proxy/tmpnb-proxy.mjs, 1 s), so the proxy always closes first.
+WEB_KEEP_ALIVE = 5
+
+
 class WebApp(Process):
-    def __init__(self, port, env, log_dir, workers=2):
+    def __init__(self, port, env, log_dir, workers=2, keep_alive=WEB_KEEP_ALIVE):
+        """``keep_alive`` None: gunicorn's own default (2 s)."""
         from django.conf import settings
 
         self.port = port
@@ -177,6 +184,8 @@ class WebApp(Process):
         # Waiting pages' long polls hold threads of their own.
         threads = 4 + int(env.get("TMPNB_LONG_POLLS", settings.TMPNB_LONG_POLLS))
         args = [BIN / "gunicorn", "tmpnb_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", workers, "--threads", threads]
+        if keep_alive is not None:
+            args += ["--keep-alive", keep_alive]
         super().__init__("web", args, env=env, log_dir=log_dir)
 
     def start(self):

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import requests
 
-from tests.stack import ROOT, free_port, wait_for
+from tests.stack import ROOT, WEB_KEEP_ALIVE, free_port, wait_for
 
 PREFIX = "/steps-floor"
 ROUTE = f"/127.0.0.1{PREFIX}"  # the proxy routes by host: the visitors' requests name 127.0.0.1
@@ -71,7 +71,7 @@ def steps_upstream(kind, landed, replay, proxy_api):
         port = free_port()
         if kind == "gunicorn":
             command = [str(Path(sys.executable).parent / "gunicorn"), "deploy.benchmark.steps:application", "--bind", f"127.0.0.1:{port}"]
-            command += ["--workers", "1", "--threads", str(WEB_THREADS)]
+            command += ["--workers", "1", "--threads", str(WEB_THREADS), "--keep-alive", str(WEB_KEEP_ALIVE)]
         else:
             command = [sys.executable, "-m", "deploy.benchmark.steps", str(port)]
         upstream = subprocess.Popen(command, cwd=ROOT, env={**os.environ, SPEC: spec.name}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -34,6 +34,14 @@ const NOTEBOOK_LISTENER = "@notebooks";
 const SERVICE_COOKIE = /^(__Host-|__Secure-)?tmpnb_/;
 const KEEP_ALIVE = { keepAlive: true, keepAliveTimeout: 5000 };
 const TLS_HANDSHAKE = 0x16; // the first byte a TLS client sends
+// The proxy keeps its connections to gunicorn and the notebooks open between
+// requests (configurable-http-proxy's keepAlive agents), and closes one left
+// idle this long. An app server closes an idle connection too (gunicorn after
+// its --keep-alive: 2 s by default, 5 s as the service runs it): a request
+// sent on a connection at the moment the server closes it failed with "socket
+// hang up", answered 503 (6 to 9 times in 25 for a client asking every 2.0 s,
+// as the waiting room does). Closing ours first, well before any server's, ends that.
+const UPSTREAM_IDLE_MS = 1000;
 
 function hostName(req) {
   // The Host header without its port, as a browser sent it (lower case);
@@ -63,9 +71,36 @@ function allowedSetCookie(line) {
   return !attributes.some((attribute) => attribute.split("=")[0].trim().toLowerCase() === "domain");
 }
 
+function closingIdleSockets(Agent) {
+  // Node's http.Agent: keepSocketAlive runs as a socket becomes free, and the
+  // agent destroys a free socket whose timeout fires; reuseSocket runs as a
+  // free socket is handed to a request, which (a long poll, a websocket) has
+  // no idle limit of ours.
+  return class extends Agent {
+    keepSocketAlive(socket) {
+      if (!super.keepSocketAlive(socket)) return false;
+      // The agent may have set a shorter one from the server's Keep-Alive header.
+      socket.setTimeout(Math.min(UPSTREAM_IDLE_MS, socket.timeout || Infinity));
+      return true;
+    }
+
+    reuseSocket(socket, req) {
+      socket.setTimeout(0);
+      super.reuseSocket(socket, req);
+    }
+  };
+}
+
+const UpstreamHttpAgent = closingIdleSockets(http.Agent);
+const UpstreamHttpsAgent = closingIdleSockets(https.Agent);
+
 class TmpnbProxy extends ConfigurableProxy {
   constructor(options, { notebookPort, notebookDomain }) {
     super(options);
+    // In place of the agents configurable-http-proxy made (lib/configproxy.js),
+    // which it hands every proxied request.
+    this.httpAgent = http.globalAgent = new UpstreamHttpAgent({ keepAlive: true });
+    this.httpsAgent = https.globalAgent = new UpstreamHttpsAgent({ keepAlive: true });
     this.notebookPort = notebookPort;
     this.notebookSuffix = notebookDomain ? "." + notebookDomain.toLowerCase() : null;
     this.proxy.on("proxyRes", (proxyRes, req) => this.filterAnswer(req, proxyRes));

@@ -119,12 +119,15 @@ class Backend(Protocol):
         """{container name: bytes it has written} for this installation's
         running containers, in one call; those it cannot measure are missing."""
 
-    def copy_out(self, backend_id: str, *, path: str, destination: str) -> None:
-        """Copy a folder out of a notebook into the folder ``destination``."""
+    def copy_out(self, backend_id: str, *, path: str, destination: str, timeout: float | None = None) -> None:
+        """Copy a folder out of a notebook into the folder ``destination``,
+        within ``timeout`` seconds (DOCKER_TIMEOUT by default)."""
 
-    def archive_out(self, backend_id: str, path: str) -> Generator[bytes, None, None]:
-        """The folder ``path`` of a notebook as a tar stream, read as it is
-        consumed; a relative path starts at the container's working directory."""
+    def archive_out(self, backend_id: str, path: str, *, timeout: float) -> Generator[bytes, None, None]:
+        """The folder ``path`` of a notebook (running or stopped) as a tar
+        stream, read as it is consumed; a relative path starts at the
+        container's working directory. A stream not done within ``timeout``
+        seconds raises ``BackendError``, even while a read is stalled."""
 
     def copy_in(self, backend_id: str, *, tar_path: str, destination: str) -> None:
         """Extract the tar file ``tar_path`` (on this machine) into the folder

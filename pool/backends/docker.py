@@ -13,9 +13,12 @@ import threading
 import time
 from collections.abc import Generator
 from typing import Any, cast
+from urllib.parse import quote
 
 import requests
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+import urllib3
+from django.conf import settings
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound, create_api_error_from_http_exception
 from docker.models.containers import Container as DockerContainer
 from docker.models.networks import Network
 
@@ -181,14 +184,56 @@ def _remove_left_behind(backend_id: str) -> None:
         remove_container(backend_id)
 
 
-def archive_out(backend_id: str, path: str) -> Generator[bytes, None, None]:
-    """The folder or file ``path`` of a container as a tar stream: an iterator
-    of bytes, read as it is consumed (so a caller can stop or cap it). A
-    relative path is taken from the container's working directory."""
+ARCHIVE_CHUNK = 64 * 1024
+
+
+def archive_out(backend_id: str, path: str, *, timeout: float) -> Generator[bytes, None, None]:
+    """The folder or file ``path`` of a container (running or stopped) as a
+    tar stream: an iterator of bytes, read as it is consumed (so a caller can
+    stop or cap it). A relative path is taken from the container's working
+    directory. The whole stream is bounded by ``timeout`` seconds: a read
+    that stalls past it raises DockerError."""
+    deadline = time.monotonic() + timeout
     doing = f"copying {path} out of {backend_id[:12]}"
     with docker_errors(doing):
-        chunks, _ = client().api.get_archive(backend_id, _in_container(backend_id, path))
-        yield from chunks
+        api = client().api
+        # Not api.get_archive: its stream turns the socket's timeout off
+        # (docker-py's _stream_raw_result), and a stalled read then waits
+        # forever. The same request, on the client's session (a requests.Session).
+        url = f"{api.base_url}/v{api.api_version}/containers/{quote(backend_id, safe='')}/archive"
+        # "identity": asked for gzip (requests' default), Docker compresses the tar.
+        headers = {"Accept-Encoding": "identity"}
+        response = api.get(url, params={"path": _in_container(backend_id, path)}, headers=headers, stream=True, timeout=settings.DOCKER_TIMEOUT)
+        try:
+            try:
+                response.raise_for_status()
+            except requests.HTTPError as error:
+                raise create_api_error_from_http_exception(error) from None  # Docker's own words: "No such container"
+            yield from _read_until(response, deadline, doing)
+        finally:
+            response.close()
+
+
+def _read_until(response: requests.Response, deadline: float, doing: str) -> Generator[bytes, None, None]:
+    """The body of a streamed ``response``, each read of its socket bounded
+    by what is left before ``deadline`` (and by DOCKER_TIMEOUT)."""
+    connection = response.raw.connection
+    sock = connection.sock if connection is not None else None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise DockerError(f"{doing}: not done in time")
+        if sock is not None:
+            sock.settimeout(min(left, settings.DOCKER_TIMEOUT))
+        try:
+            chunk = response.raw.read1(ARCHIVE_CHUNK, decode_content=False)
+        except (urllib3.exceptions.TimeoutError, TimeoutError):
+            raise DockerError(f"{doing}: not done in time (the read stalled)") from None
+        except (urllib3.exceptions.HTTPError, OSError) as error:  # the engine went away mid-stream
+            raise DockerError(f"{doing}: {error}") from None
+        if not chunk:
+            return
+        yield chunk
 
 
 def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
@@ -211,11 +256,13 @@ def _in_container(backend_id: str, path: str) -> str:
     return f"{working_dir.rstrip('/')}/{path}"
 
 
-def copy_out(backend_id: str, *, path: str, destination: str) -> None:
-    """Copy ``path`` out of a container into the folder ``destination``."""
+def copy_out(backend_id: str, *, path: str, destination: str, timeout: float | None = None) -> None:
+    """Copy ``path`` out of a container into the folder ``destination``,
+    within ``timeout`` seconds (DOCKER_TIMEOUT by default)."""
+    timeout = timeout or settings.DOCKER_TIMEOUT
     try:
         with tempfile.TemporaryFile() as archive:
-            for chunk in archive_out(backend_id, path):
+            for chunk in archive_out(backend_id, path, timeout=timeout):
                 archive.write(chunk)
             archive.seek(0)
             with tarfile.open(fileobj=archive) as tar:

@@ -176,12 +176,12 @@ def disk_usage() -> dict[str, int]:
     return {}
 
 
-def copy_out(backend_id: str, *, path: str, destination: str) -> None:
+def copy_out(backend_id: str, *, path: str, destination: str, timeout: float | None = None) -> None:
     # The task runs on another machine, whose engine the manager does not relay.
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
 
 
-def archive_out(backend_id: str, path: str) -> Generator[bytes, None, None]:
+def archive_out(backend_id: str, path: str, *, timeout: float) -> Generator[bytes, None, None]:
     raise SwarmError("copying files out of a notebook is not available on the swarm backend")
 
 

@@ -14,13 +14,14 @@ from pool.backends.base import BackendError
 from pool.models import Container, Event, Session
 from pool.services.events import record_event
 from pool.services.network import unguard_network
-from pool.services.snapshots import save_work
+from pool.services.snapshots import give_up_work, save_work
 from proxyapi import ProxyError, get_proxy
 
 log = logging.getLogger(__name__)
 
 
 REFILL_GATHER_SECONDS = 1  # the cache's expiry is in whole seconds
+VANISHED = "its container was gone before its files could be copied"
 
 
 def request_refill(pool_id: int) -> None:
@@ -56,10 +57,12 @@ def retire_container(
     refill: bool = True,
     delete_route: bool = True,
     on_worker: bool = False,
+    files_left: bool = True,
 ) -> bool:
     """End ``container`` if it is still in one of ``only_from``: its session (if
     any) ends with ``reason``, the container and (unless ``delete_route`` is
-    false) its route are removed, after its participant's work is saved.
+    false) its route are removed, after its participant's work is saved
+    (unless ``files_left`` is false: the container is gone already).
 
     The conditional update makes concurrent retirements (a cull racing a kill)
     end it once. With ``on_worker`` (a web request: the organiser's kill) the
@@ -73,32 +76,36 @@ def retire_container(
         if refill:
             request_refill(container.pool_id)
         if on_worker:
-            transaction.on_commit(lambda: _finish_on_worker(container))
+            transaction.on_commit(lambda: _finish_on_worker(container, files_left=files_left))
     log.info("retiring %s%s", container.name, f" ({reason})" if reason else "")
     if delete_route:
         _delete_route(container)
     if not on_worker:
-        finish_retirement(container)
+        finish_retirement(container, files_left=files_left)
     return True
 
 
-def finish_retirement(container: Container, *, delete_route: bool = False) -> int:
+def finish_retirement(container: Container, *, delete_route: bool = False, files_left: bool = True) -> int:
     """The second half of an end (its container already STOPPING): the
-    participant's work saved if due (bounded by TMPNB_SNAPSHOT_TIMEOUT), then
-    the container (and its route, with ``delete_route``) removed."""
-    save_work(container)
+    participant's work saved if due (bounded by TMPNB_SNAPSHOT_TIMEOUT; with
+    ``files_left`` false, recorded as lost), then the container (and its
+    route, with ``delete_route``) removed."""
+    if files_left:
+        save_work(container)
+    else:
+        give_up_work(container, VANISHED)
     remove_quietly(container, delete_route=delete_route)
     return container.mark_gone()
 
 
-def _finish_on_worker(container: Container) -> None:
+def _finish_on_worker(container: Container, *, files_left: bool) -> None:
     from pool.tasks import finish_retirement_task  # the tasks module imports the services
 
     try:
-        finish_retirement_task.delay(container.pk)
+        finish_retirement_task.delay(container.pk, files_left=files_left)
     except Exception as error:  # the broker is down: do it here rather than leave it to the reconciler
         log.warning("could not queue the end of %s, ending it now: %s", container.name, error)
-        finish_retirement(container)
+        finish_retirement(container, files_left=files_left)
 
 
 def route_container(container: Container) -> None:
@@ -134,10 +141,11 @@ def retire_and_record(
     by: str = "",
     only_from: Iterable[str] = Container.sources_of(Container.State.STOPPING),
     on_worker: bool = False,
+    files_left: bool = True,
     **details: Any,
 ) -> bool:
     """retire_container, then an event row naming the session it ended, if any."""
-    if not retire_container(container, reason, by=by, only_from=only_from, on_worker=on_worker):
+    if not retire_container(container, reason, by=by, only_from=only_from, on_worker=on_worker, files_left=files_left):
         return False
     session = Session.objects.filter(container_id=container.pk).first()
     record_event(kind, message, container=container, session=session, actor=by, reason=reason, **details)

@@ -19,7 +19,8 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
@@ -36,15 +37,20 @@ from pool.services.events import record_event
 
 log = logging.getLogger(__name__)
 
-# Ends that leave a container to copy from; a container that died (or was
-# lost with its node) has nothing left to copy.
+# Ends that leave a container to copy from. One that stopped on its own
+# (CONTAINER_GONE) keeps its files until it is removed, as Docker copies out
+# of a stopped container too; one lost with its node has nothing left to copy.
 SAVED_ON = (
     Session.EndReason.KILLED,
     Session.EndReason.CULLED_IDLE,
     Session.EndReason.CULLED_AGE,
     Session.EndReason.SERVICE_STOPPED,
     Session.EndReason.DISK_FULL,
+    Session.EndReason.CONTAINER_GONE,
 )
+# Seconds a copy may go without renewing its lease before the heartbeat takes
+# its worker for dead and removes the container without it.
+COPY_LEASE = timedelta(seconds=10)
 PRUNE_BATCH = 500
 LEFTOVER_GRACE = 300  # seconds, besides a copy's own bounds, before its partial file counts as left behind
 # Names of the files left out that are kept (and shown on the ended page);
@@ -85,39 +91,95 @@ def save_work(container: Container) -> Snapshot | None:
     snapshot = _claim(container)
     if snapshot is None:
         return None
+    root = notebook_root(container.pool)  # here: the copy's thread reads no row
     try:
-        _copy_out(snapshot, container)
+        _keeping_the_lease(snapshot, lambda: _copy_out(snapshot, container, root))
     except Exception as error:  # whatever breaks a copy, the end goes ahead (and the log says why)
         log.warning("the work of %s was not saved: %s", container.name, error, exc_info=not isinstance(error, BackendError))
         snapshot.error = str(error)[:500] or type(error).__name__
+    if not snapshot.close():
+        # Given up for dead by the heartbeat meanwhile (its lease ran out),
+        # which recorded why: what this copy wrote is not referenced.
+        log.warning("the copy of the work of %s ended after it was given up", container.name)
+        if snapshot.file_name:
+            snapshot_path(snapshot).unlink(missing_ok=True)
+        return snapshot
     _finish(snapshot, container)
     return snapshot
 
 
-def give_up_work(container: Container, why: str) -> None:
+def _keeping_the_lease(snapshot: Snapshot, call: Callable[[], None]) -> None:
+    """Run ``call`` (the copy) in a thread of its own while this one renews
+    the copy's lease, so the heartbeat never removes a container mid-copy.
+    Only this thread touches the database. The lease is renewed until the
+    copy's own deadline (TMPNB_SNAPSHOT_TIMEOUT, and DOCKER_TIMEOUT for its
+    first answer) is past, never longer: a copy stuck beyond it is left to
+    the heartbeat, whose removal of the container ends it."""
+    renew_until = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT + settings.DOCKER_TIMEOUT
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy") as executor:
+        outcome = executor.submit(call)
+        while True:
+            try:
+                return outcome.result(timeout=COPY_LEASE.total_seconds() / 3)
+            except FutureTimeout:
+                if time.monotonic() < renew_until:
+                    snapshot.renew_lease(COPY_LEASE)
+
+
+def give_up_work(container: Container, why: str) -> bool:
     """Record that the work of ``container`` will not be saved (``why``), if
-    it was due and no copy ever started; for the reconciler, which removes a
-    container whose end was interrupted without copying in the heartbeat."""
+    it was due and no copy is running: none started, or the one that started
+    stopped renewing its lease (its worker died). For the heartbeat, which
+    removes a container whose end was interrupted, without copying itself.
+    Returns False while a copy holds the container (its lease has not run
+    out): it must not be removed yet."""
     snapshot = _claim(container)
-    if snapshot is not None:
-        snapshot.error = why
-        _finish(snapshot, container)
+    if snapshot is None:
+        snapshot = Snapshot.objects.filter(session__container_id=container.pk).first()
+        if snapshot is None or snapshot.taken_at is not None:
+            return True  # none due, or done
+        if snapshot.lease_until is not None and snapshot.lease_until >= timezone.now():
+            return False
+        # Only if the lease is still the one judged stale: a copy that renewed it meanwhile is alive.
+        if not snapshot.close(lease_until=snapshot.lease_until):
+            return False
+    else:
+        snapshot.close()
+    snapshot.error = why
+    _finish(snapshot, container)
+    return True
 
 
 def _claim(container: Container) -> Snapshot | None:
     """A new Snapshot row for the session ``container`` ended, if one is due
-    and none was started: of two teardowns of one container, one copies."""
+    and none was started, its lease taken: of two teardowns of one
+    container, one copies."""
     session = Session.objects.filter(container_id=container.pk, end_reason__in=SAVED_ON).first()
     if session is None or not settings.TMPNB_SNAPSHOT_HOURS:
         return None
     try:
         with transaction.atomic():
-            return Snapshot.objects.create(session=session)
+            return Snapshot.objects.create(session=session, lease_until=timezone.now() + COPY_LEASE)
     except IntegrityError:
         return None  # a retried teardown: the first one took it
 
 
-def _copy_out(snapshot: Snapshot, container: Container) -> None:
+def copies_due(container_ids: list[int]) -> dict[int, Snapshot | None]:
+    """For the heartbeat: of the ended ``container_ids``, those whose work is
+    due to be saved, each with its Snapshot (None while its copy has not
+    started); the others are absent. One query."""
+    if not settings.TMPNB_SNAPSHOT_HOURS:
+        return {}
+    sessions = Session.objects.filter(container_id__in=container_ids, end_reason__in=SAVED_ON).select_related("snapshot")
+    return {session.container_id: getattr(session, "snapshot", None) for session in sessions}
+
+
+def copies_under_way(now: datetime) -> bool:
+    """Whether a worker is copying (or just finished copying) some work."""
+    return Snapshot.objects.filter(taken_at__isnull=True, lease_until__gt=now).exists()
+
+
+def _copy_out(snapshot: Snapshot, container: Container, root: str) -> None:
     """Stream the root folder into a zip, member by member: neither the tar
     nor a file is ever held in memory whole."""
     deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT
@@ -125,7 +187,7 @@ def _copy_out(snapshot: Snapshot, container: Container) -> None:
     folder = snapshot_dir()
     name = f"{snapshot.session_id}-{secrets.token_hex(8)}.zip"
     partial = folder / f".{name}.part"
-    chunks = get_backend().archive_out(container.backend_id, notebook_root(container.pool))
+    chunks = get_backend().archive_out(container.backend_id, root, timeout=settings.TMPNB_SNAPSHOT_TIMEOUT)
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
             try:
@@ -249,9 +311,9 @@ class _Stream:
 
 
 def _finish(snapshot: Snapshot, container: Container) -> None:
-    now = timezone.now()
-    snapshot.taken_at = now
-    snapshot.expires_at = now + timedelta(hours=settings.TMPNB_SNAPSHOT_HOURS)
+    """Record a closed copy (Snapshot.close) and its event."""
+    assert snapshot.taken_at is not None
+    snapshot.expires_at = snapshot.taken_at + timedelta(hours=settings.TMPNB_SNAPSHOT_HOURS)
     if snapshot.file_name:
         snapshot.size = (snapshot_dir() / snapshot.file_name).stat().st_size
     snapshot.save()

@@ -20,14 +20,14 @@ from django.utils.crypto import constant_time_compare
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerInfo
-from pool.models import Container, Event, Pool, Session
+from pool.models import Container, Event, Pool, Session, Snapshot
 from pool.services.assignment import serve_queue
 from pool.services.disk import nearly_full
 from pool.services.ending import remove_quietly, retire_and_record, route_container
 from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
 from pool.services.retention import prune_history
-from pool.services.snapshots import give_up_work, prune_snapshots
+from pool.services.snapshots import copies_due, copies_under_way, give_up_work, prune_snapshots
 from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, Route, get_proxy
 
@@ -37,8 +37,12 @@ RowT = TypeVar("RowT", bound=Model)
 
 # A STOPPING row this old had its teardown interrupted (a process died): retry it.
 STOPPING_GRACE = timedelta(seconds=30)
+# A copy queued this long ago that never started is given up even while the
+# workers are busy (spawning, or copying others).
+COPY_QUEUE_BOUND = timedelta(minutes=30)
 STUCK_SPAWN = "never became ready (its worker stopped?)"
 STOPPED_UNSAVED = "its end was interrupted before the copy (its worker stopped?)"
+COPY_LOST = "the copy stopped before it was done (its worker stopped?)"
 # A participant is warned inside their notebook this long before it is due for a cull.
 CULL_WARNING = timedelta(minutes=5)
 
@@ -108,6 +112,8 @@ def reconcile(pool: Pool | None = None) -> ReconcileReport:
     report = ReconcileReport()
     now = timezone.now()
     spawns_under_way = _spawns_under_way(now)
+    copies = copies_due([row.pk for row in rows if row.state == Container.State.STOPPING])
+    work_under_way = spawns_under_way or copies_under_way(now)
     for row in rows:
         info = running.get(row.name)
         if (info is None or not info.is_running) and row.state in (Container.State.READY, Container.State.ASSIGNED) and row.pk not in started_before:
@@ -115,7 +121,10 @@ def reconcile(pool: Pool | None = None) -> ReconcileReport:
             # container between create and start ("created"): judged at the next tick.
             continue
         with _on_its_own(f"repairing {row.name} ({row.state})", report):
-            _repair_row(row, info=info, route=routes.get(row.route_path), now=now, spawns_under_way=spawns_under_way, report=report)
+            if row.state == Container.State.STOPPING:
+                _repair_teardown(row, copies, now=now, work_under_way=work_under_way, report=report)
+            else:
+                _repair_row(row, info=info, route=routes.get(row.route_path), now=now, spawns_under_way=spawns_under_way, report=report)
     _remove_orphans(running, {row.name for row in rows}, report)
     # Routes added before they named their pool are left to a reconcile of every pool.
     own_routes = {path: r for path, r in routes.items() if pool is None or r.data.get("pool") == pool.name}
@@ -138,29 +147,58 @@ def _repair_row(row: Container, *, info: ContainerInfo | None, route: Route | No
             remove_quietly(row)
             record_event(Event.Kind.FAILURE, f"{row.name} {STUCK_SPAWN}", container=row, stage="spawn")
             report.stuck_failed += 1
-    elif row.state == Container.State.STOPPING:
-        # Its participant's work may still be being copied out: wait for that too.
-        grace = STOPPING_GRACE + timedelta(seconds=settings.TMPNB_SNAPSHOT_TIMEOUT + settings.DOCKER_TIMEOUT)
-        if row.ended_at is None or row.ended_at < now - grace:
-            # No copy here: the heartbeat serves the waiting room and fills the pools.
-            give_up_work(row, STOPPED_UNSAVED)
-            remove_quietly(row)
-            row.mark_gone()
-            report.teardowns_retried += 1
     elif info is None or not info.is_running:
         reason = Session.EndReason.NODE_LOST if info and info.node_down else Session.EndReason.CONTAINER_GONE
+        # One that stopped on its own keeps its participant's files until it
+        # is removed: the worker copies them out first, as after a kill (not
+        # the heartbeat, which serves the waiting room and fills the pools).
+        # One that vanished, or went with its node, has none left.
+        files_left = info is not None and not info.node_down
         if retire_and_record(
             row,
             reason,
             kind=Event.Kind.FAILURE,
             message=f"{row.name} stopped ({reason}); replacing it",
             only_from=[Container.State.READY, Container.State.ASSIGNED],
+            on_worker=files_left and row.state == Container.State.ASSIGNED,
+            files_left=files_left,
             stage="running",
         ):
             report.dead_replaced += 1
     elif route is None or route.target != row.target:
         route_container(row)
         report.routes_added += 1
+
+
+def _repair_teardown(row: Container, copies: dict[int, Snapshot | None], *, now: datetime, work_under_way: bool, report: ReconcileReport) -> None:
+    """A STOPPING row whose end was interrupted (a process died) is removed
+    without its copy; never one whose copy is running or waits its turn."""
+    if not _teardown_is_stuck(row, copies, now=now, work_under_way=work_under_way):
+        return
+    # No copy here: the heartbeat serves the waiting room and fills the pools.
+    # give_up_work refuses while a copy holds the container (started since).
+    if give_up_work(row, COPY_LOST if copies.get(row.pk) else STOPPED_UNSAVED):
+        remove_quietly(row)
+        row.mark_gone()
+        report.teardowns_retried += 1
+
+
+def _teardown_is_stuck(row: Container, copies: dict[int, Snapshot | None], *, now: datetime, work_under_way: bool) -> bool:
+    since = row.ended_at or now - 2 * COPY_QUEUE_BOUND  # none lacks one: as if long ago
+    copy = copies.get(row.pk)
+    if copy is not None and copy.taken_at is None:
+        # A copy renews its lease while it runs: stuck once the lease ran out.
+        return copy.lease_until is None or copy.lease_until < now
+    if row.pk not in copies or copy is not None:
+        # Nothing to copy, or copied: only the removal was left.
+        return since < now - STOPPING_GRACE
+    # Its copy has not started: it waits its turn behind the others (a kill
+    # of 40 sessions queues 40 copies, a worker runs a few at once). Its task
+    # was lost only if it waited long with no worker copying or spawning
+    # meanwhile, or longer than any queue takes.
+    waited = now - since
+    grace = STOPPING_GRACE + timedelta(seconds=settings.TMPNB_SNAPSHOT_TIMEOUT + settings.DOCKER_TIMEOUT)
+    return (waited > grace and not work_under_way) or waited > COPY_QUEUE_BOUND
 
 
 def _remove_orphans(running: dict[str, ContainerInfo], live_names: set[str], report: ReconcileReport) -> None:

@@ -150,3 +150,21 @@ def test_a_kill_and_stop_pools_save_the_work_within_the_size_cap(live_stack, adm
     assert Session.objects.get(container=again).end_reason == Session.EndReason.SERVICE_STOPPED
     _, work = downloaded(browser, live_stack, ended_page_with_work(browser, live_stack, again))
     assert work["notes.txt"] == saved["notes.txt"] and work["small.bin"] == b"\x00\x01"
+
+
+def test_a_notebook_whose_container_stopped_on_its_own_has_its_work_saved(live_stack):
+    jupyter_pool()
+    live_stack.start(**STACK)
+    browser, container = takes_a_notebook(live_stack)
+    saved = save_work(live_stack, container)
+    client = docker.from_env()
+    try:  # it crashes: stopped behind the service's back, its files still in it
+        client.containers.get(container.backend_id).kill()
+    finally:
+        client.close()
+    page = ended_page_with_work(browser, live_stack, container)  # the heartbeat notices, the worker copies
+    assert Session.objects.get(container=container).end_reason == Session.EndReason.CONTAINER_GONE
+    assert "Its container stopped on its own (it crashed). Your files were saved before it was removed." in page.text
+    _, work = downloaded(browser, live_stack, page)
+    assert {name: work.get(name) for name in saved} == saved
+    wait_until(lambda: Container.objects.get(pk=container.pk).state == Container.State.GONE, timeout=60, what="the container removed")

@@ -2,11 +2,13 @@
 the proxy faked at their boundary (tests/integration/test_snapshots.py does
 it on the real stack)."""
 
+import dataclasses
 import io
 import json
 import os
 import re
 import tarfile
+import threading
 import time
 import types
 import zipfile
@@ -14,15 +16,17 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from pool import tasks
 from pool.backends.base import BackendError
 from pool.models import Container, Event, Session, Snapshot
 from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
 from pool.services.snapshots import notebook_root
 from pool.tasks import restore_work_task
-from tests.factories import PoolFactory, new_visitor, on_notebook_origin
+from tests.factories import PoolFactory, SessionFactory, new_visitor, on_notebook_origin
 from tests.fakes import HardLink
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -154,10 +158,45 @@ def test_a_failing_copy_is_recorded_and_the_container_is_still_removed(held, fak
     assert "no work saved" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
 
 
-def test_a_container_that_died_gets_no_snapshot_and_its_visitor_is_told(held, fake_backend):
+@pytest.fixture
+def queued_ends(monkeypatch):
+    """The ends queued for the worker (finish_retirement_task), not run."""
+    queued = []
+    monkeypatch.setattr(tasks.finish_retirement_task, "delay", lambda *args, **kwargs: queued.append((args, kwargs)))
+    return queued
+
+
+def test_a_container_that_stopped_on_its_own_has_its_files_saved_by_the_worker_before_it_is_removed(held, fake_backend, queued_ends):
+    name = held.container.name
+    fake_backend.running[name] = dataclasses.replace(fake_backend.running[name], status="exited")
+    assert upkeep.reconcile().dead_replaced == 1
+    # Not in the heartbeat: the copy is queued for the worker, and the container kept for it.
+    assert name not in fake_backend.removed and not Snapshot.objects.exists()
+    assert snapshots.ended_work(held.container, "ada") == ("saving", None)
+    [(args, kwargs)] = queued_ends
+    tasks.finish_retirement_task(*args, **kwargs)
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"notes.txt": b"my work\n", "analysis.ipynb": NOTEBOOK}
+    assert snapshots.ended_work(held.container, "ada") == ("kept", snapshot)
+    assert name in fake_backend.removed
+    assert Container.objects.get(pk=held.container_id).state == Container.State.GONE
+
+
+def test_a_container_that_vanished_is_recorded_as_unsaved_and_its_visitor_is_told(held, fake_backend, queued_ends):
     fake_backend.running.clear()
     upkeep.reconcile()
-    assert not Snapshot.objects.exists()
+    assert queued_ends == []  # nothing to copy: ended in the heartbeat
+    snapshot = Snapshot.objects.get(session=held)
+    assert snapshot.file_name == "" and snapshot.error == ending.VANISHED
+    assert snapshots.ended_work(held.container, "ada") == ("none", snapshot)
+    assert "no work saved" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
+
+
+def test_a_container_lost_with_its_node_gets_no_snapshot_and_its_visitor_is_told(held, fake_backend, queued_ends):
+    name = held.container.name
+    fake_backend.running[name] = dataclasses.replace(fake_backend.running[name], status="unknown", node_down=True)
+    upkeep.reconcile()
+    assert queued_ends == [] and not Snapshot.objects.exists()
     assert snapshots.ended_work(held.container, "ada") == ("lost", None)
 
 
@@ -388,6 +427,24 @@ def test_files_put_back_into_a_notebook_already_in_use_go_into_a_folder_of_their
     assert folder.isdir() and folder.name.startswith("saved-work-") and notes.name == f"{folder.name}/notes.txt"
 
 
+def test_the_ended_page_of_a_container_that_crashed_says_so_and_offers_its_saved_files(client, fake_backend, fake_proxy, queued_ends):
+    pool = PoolFactory(capacity=1)
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
+    assert client.get("/").status_code == 302
+    fake_backend.files[row.name] = {"notes.txt": b"my work\n"}
+    fake_backend.running[row.name] = dataclasses.replace(fake_backend.running[row.name], status="exited")
+    upkeep.reconcile()
+    assert "Your files are being saved" in client.get(f"/user/{row.path_id}/lab").content.decode()
+    [(args, kwargs)] = queued_ends
+    tasks.finish_retirement_task(*args, **kwargs)
+    page = client.get(f"/user/{row.path_id}/lab").content.decode()
+    assert "Its container stopped on its own (it crashed). Your files were saved before it was removed." in page
+    assert f'href="/ended/{row.path_id}/work.zip"' in page and "when the organiser stops them" not in page
+    page = client.get(f"/user/{row.path_id}/lab", headers={"Accept-Language": "fr"}).content.decode()
+    assert "Son conteneur s’est arrêté de lui-même (il a planté)." in page
+
+
 def test_the_offer_comes_in_the_participants_language(client, ended_by_kill):
     page = client.get(f"/user/{ended_by_kill.path_id}/lab", headers={"Accept-Language": "fr"}).content.decode()
     assert "Télécharger votre travail" in page and "Recommencer avec mes fichiers" in page
@@ -397,9 +454,110 @@ def test_the_reconciler_finishes_an_interrupted_end_without_copying_in_the_heart
     # An organiser's kill whose queued copy never ran (the worker stopped): the row stays STOPPING.
     Session.objects.filter(pk=held.pk).end(Session.EndReason.KILLED, by="organiser")
     long_ago = timezone.now() - timedelta(minutes=10)
-    Container.objects.filter(pk=held.container_id).update(state=Container.State.STOPPING, ended_at=long_ago)
+    # (its spawn, whose lease has long run out, was long ago too)
+    Container.objects.filter(pk=held.container_id).update(state=Container.State.STOPPING, ended_at=long_ago, lease_until=None)
     assert upkeep.reconcile().teardowns_retried == 1
     snapshot = Snapshot.objects.get(session=held)
     assert snapshot.file_name == "" and "interrupted before the copy" in snapshot.error
     assert snapshots.ended_work(held.container, "ada") == ("none", snapshot)
     assert held.container.name in fake_backend.removed
+
+
+def killed_and_queued(session, *, minutes_ago):
+    """``session`` ended by a kill ``minutes_ago``, its copy queued for the
+    worker and not yet run (its spawn's lease long run out)."""
+    Session.objects.filter(pk=session.pk).end(Session.EndReason.KILLED, by="organiser")
+    long_ago = timezone.now() - timedelta(minutes=minutes_ago)
+    Container.objects.filter(pk=session.container_id).update(state=Container.State.STOPPING, ended_at=long_ago, lease_until=None)
+    return Container.objects.select_related("pool").get(pk=session.container_id)
+
+
+def test_a_copy_running_past_the_grace_of_its_end_is_not_cut_short_by_the_heartbeat(held, fake_backend, monkeypatch):
+    # A kill of many sessions queues their copies together: the last ones
+    # start long after their ends were queued, and the heartbeat must not
+    # remove their containers mid-copy. The lease is short here: the copy
+    # outlives it twice over, so only its renewals keep it.
+    monkeypatch.setattr(snapshots, "COPY_LEASE", timedelta(seconds=2))
+    fake_backend.files[held.container.name] = {"big.bin": b"z" * 40000}  # ten chunks
+    started, reconciled = threading.Event(), threading.Event()
+
+    def slow_chunk():
+        started.set()
+        reconciled.wait(10)
+
+    fake_backend.on_chunk = slow_chunk
+    container = killed_and_queued(held, minutes_ago=60)
+
+    def worker():
+        try:
+            ending.finish_retirement(container)
+        finally:
+            connection.close()  # this thread's own
+
+    copy = threading.Thread(target=worker)
+    copy.start()
+    try:
+        assert started.wait(10)
+        time.sleep(4.5)
+        assert upkeep.reconcile().teardowns_retried == 0
+        assert held.container.name not in fake_backend.removed
+    finally:
+        reconciled.set()
+        copy.join(10)
+    snapshot = Snapshot.objects.get(session=held)
+    assert zip_contents(snapshot) == {"big.bin": b"z" * 40000} and snapshot.error == ""
+    assert fake_backend.removed == [held.container.name]
+
+
+def copying_elsewhere():
+    """The session of another ended container, whose copy a worker runs."""
+    return SessionFactory(container__state=Container.State.STOPPING, ended_at=timezone.now(), end_reason=Session.EndReason.KILLED)
+
+
+def test_a_queued_copy_waits_its_turn_while_other_copies_run(held, fake_backend):
+    container = killed_and_queued(held, minutes_ago=10)
+    other = Snapshot.objects.create(session=copying_elsewhere(), lease_until=timezone.now() + timedelta(seconds=10))  # a copy under way
+    assert upkeep.reconcile().teardowns_retried == 0
+    assert not Snapshot.objects.filter(session=held).exists() and container.name not in fake_backend.removed
+    # Its turn comes: the worker copies it whole.
+    Snapshot.objects.filter(pk=other.pk).update(taken_at=timezone.now())
+    ending.finish_retirement(container)
+    assert zip_contents(Snapshot.objects.get(session=held))["notes.txt"] == b"my work\n"
+
+
+def test_a_queued_copy_whose_task_was_lost_is_given_up_once_no_worker_is_busy(held, fake_backend):
+    container = killed_and_queued(held, minutes_ago=10)
+    assert upkeep.reconcile().teardowns_retried == 1
+    assert "interrupted before the copy" in Snapshot.objects.get(session=held).error
+    assert container.name in fake_backend.removed
+
+
+def test_a_queued_copy_is_given_up_past_any_queue_even_while_workers_are_busy(held, fake_backend):
+    container = killed_and_queued(held, minutes_ago=upkeep.COPY_QUEUE_BOUND.total_seconds() / 60 + 1)
+    Snapshot.objects.create(session=copying_elsewhere(), lease_until=timezone.now() + timedelta(seconds=10))
+    assert upkeep.reconcile().teardowns_retried == 1
+    assert container.name in fake_backend.removed
+
+
+def test_a_copy_whose_lease_ran_out_is_given_up_and_its_late_end_changes_nothing(held, fake_backend):
+    container = killed_and_queued(held, minutes_ago=10)
+    # A worker took the copy and died: its lease ran out a while ago.
+    snapshot = Snapshot.objects.create(session=held, lease_until=timezone.now() - timedelta(seconds=30))
+    assert upkeep.reconcile().teardowns_retried == 1
+    snapshot.refresh_from_db()
+    assert snapshot.error == upkeep.COPY_LOST and snapshot.taken_at is not None
+    assert container.name in fake_backend.removed
+    assert not snapshot.renew_lease(snapshots.COPY_LEASE)  # a copier still alive learns it is over
+    assert not snapshot.close()
+
+
+def test_a_copy_that_starts_as_the_heartbeat_judges_it_lost_keeps_its_container(held, fake_backend, monkeypatch):
+    # Two workers: the heartbeat on one reads the copy as not started, and
+    # the copy starts on the other before the heartbeat gives it up.
+    container = killed_and_queued(held, minutes_ago=10)
+    read_before_the_copy_started = snapshots.copies_due([container.pk])
+    Snapshot.objects.create(session=held, lease_until=timezone.now() + snapshots.COPY_LEASE)
+    monkeypatch.setattr(upkeep, "copies_due", lambda ids: read_before_the_copy_started)
+    assert upkeep.reconcile().teardowns_retried == 0
+    assert container.name not in fake_backend.removed
+    assert Snapshot.objects.get(session=held).error == ""
