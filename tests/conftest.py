@@ -120,7 +120,7 @@ def endings_finish_here(monkeypatch):
     process. Only that task: refills stay queued, as without a worker."""
     from pool.tasks import finish_retirement_task
 
-    monkeypatch.setattr(finish_retirement_task, "delay", lambda *args: finish_retirement_task.apply(args))
+    monkeypatch.setattr(finish_retirement_task, "delay", lambda *args, **kwargs: finish_retirement_task.apply(args, kwargs))
 
 
 @pytest.fixture(scope="session")

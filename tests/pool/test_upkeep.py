@@ -72,7 +72,8 @@ def test_a_session_past_cull_max_is_culled_even_though_active(clean_pools, proxy
 # --- reconciliation ---------------------------------------------------------
 
 
-def test_a_container_killed_behind_the_services_back_is_replaced(clean_pools, raw_docker):
+def test_a_container_killed_behind_the_services_back_is_replaced(clean_pools, raw_docker, endings_finish_here):
+    # Its end is a kill's: the files copied out of the stopped container, then removed (here, at once).
     pool = PoolFactory(capacity=2)
     spawn_all(pool)
     session = assign(pool, "victim")
