@@ -27,6 +27,7 @@ from tests.stack import ROOT, free_port
 PASS_THROUGH = {
     "TMPNB_MEM_LIMIT",
     "TMPNB_CPU_SHARES",
+    "TMPNB_CPU_QUOTA",
     "TMPNB_SPAWN_TIMEOUT",
     "TMPNB_DOCKER_TIMEOUT",
     "TMPNB_LOG_LEVEL",
