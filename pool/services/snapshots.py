@@ -20,7 +20,6 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
@@ -34,6 +33,7 @@ from pool.backends import get_backend
 from pool.backends.base import BackendError
 from pool.models import Container, Event, Pool, Session, Snapshot
 from pool.services.events import record_event
+from pool.services.leases import renewing_while
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +116,12 @@ def _keeping_the_lease(snapshot: Snapshot, call: Callable[[], None]) -> None:
     first answer) is past, never longer: a copy stuck beyond it is left to
     the heartbeat, whose removal of the container ends it."""
     renew_until = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT + settings.DOCKER_TIMEOUT
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy") as executor:
-        outcome = executor.submit(call)
-        while True:
-            try:
-                return outcome.result(timeout=COPY_LEASE.total_seconds() / 3)
-            except FutureTimeout:
-                if time.monotonic() < renew_until:
-                    snapshot.renew_lease(COPY_LEASE)
+
+    def renew() -> None:
+        if time.monotonic() < renew_until:
+            snapshot.renew_lease(COPY_LEASE)
+
+    renewing_while(call, renew=renew, every=COPY_LEASE.total_seconds() / 3, name="copy")
 
 
 def give_up_work(container: Container, why: str) -> bool:

@@ -6,7 +6,6 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from pool.options import parse_extra_hosts, parse_host_directories
 from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly, route_container
 from pool.services.events import record_event
+from pool.services.leases import renewing_while
 from pool.services.materials import put_materials_in
 from pool.services.pools import record_spawn_failure, record_spawn_success
 from proxyapi import ProxyError
@@ -154,13 +154,7 @@ def _keeping_the_lease(container: Container, call: Callable[[], T]) -> T:
     one renews the spawn's lease, so the reconciler never takes a live spawn
     for dead. Only this thread touches the database. A lease that cannot be
     renewed (the row was drained) is noticed once the call is done."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="spawn") as executor:
-        outcome = executor.submit(call)
-        while True:
-            try:
-                return outcome.result(timeout=SPAWN_LEASE.total_seconds() / 3)
-            except FutureTimeout:
-                container.renew_lease(SPAWN_LEASE)
+    return renewing_while(call, renew=lambda: container.renew_lease(SPAWN_LEASE), every=SPAWN_LEASE.total_seconds() / 3, name="spawn")
 
 
 def wait_until_answering(container: Container, *, timeout: float) -> None:
