@@ -1,69 +1,69 @@
 """Celery tasks: a few lines each, the work is in pool.services.
 
-Each task keeps the name it was registered under before the functions were
-named as tasks (``name=``), so messages already queued in Redis and the beat
-schedule (tmpnb_site/celery.py) still reach it after an upgrade.
+Each task is registered under its name in pool.services.worker, the name it
+had before the functions were named as tasks, so messages already queued in
+Redis and the beat schedule (tmpnb_site/celery.py) still reach it after an
+upgrade; the services send tasks by those names.
 """
 
 from celery import shared_task
-from django.db import transaction
 
 from pool.models import Container
-from pool.services import disk, ending, materials, pools, schedules, snapshots, spawning, upkeep, usage
+from pool.services import disk, ending, materials, pools, schedules, snapshots, spawning, upkeep, usage, worker
 
 
 def queue_spawns(containers):
     for container in containers:
-        transaction.on_commit(lambda pk=container.pk: spawn_container_task.delay(pk))
+        worker.send_on_commit(worker.SPAWN_CONTAINER, container.pk)
 
 
-@shared_task(name="pool.tasks.heartbeat")
+@shared_task(name=worker.HEARTBEAT)
 def heartbeat_task():
     queue_spawns(upkeep.heartbeat())
     for pool_id in materials.pools_with_materials_to_prepare():
-        transaction.on_commit(lambda pk=pool_id: prepare_materials_task.delay(pk))
+        worker.send_on_commit(worker.PREPARE_MATERIALS, pool_id)
 
 
-@shared_task(name="pool.tasks.prepare_materials")
+@shared_task(name=worker.PREPARE_MATERIALS)
 def prepare_materials_task(pool_id):
     materials.prepare_materials(pool_id)
 
 
-@shared_task(name="pool.tasks.cull")
+@shared_task(name=worker.CULL)
 def cull_task():
     upkeep.cull_sessions()
 
 
-@shared_task(name="pool.tasks.check_disk")
+@shared_task(name=worker.CHECK_DISK)
 def check_disk_task():
     disk.check_disk()
 
 
-@shared_task(name="pool.tasks.sample_usage")
+@shared_task(name=worker.SAMPLE_USAGE)
 def sample_usage_task():
     usage.take_usage_sample()
 
 
-@shared_task(name="pool.tasks.apply_schedules")
+@shared_task(name=worker.APPLY_SCHEDULES)
 def apply_schedules_task():
     schedules.apply_due_schedules()
 
 
-@shared_task(name="pool.tasks.fill_pool")
+@shared_task(name=worker.FILL_POOL)
 def fill_pool_task(pool_id):
     queue_spawns(pools.fill_pool(pool_id))
 
 
-@shared_task(name="pool.tasks.spawn_container")
+@shared_task(name=worker.SPAWN_CONTAINER)
 def spawn_container_task(container_id):
     spawning.spawn_container(container_id)
 
 
-@shared_task(name="pool.tasks.finish_retirement")
+@shared_task(name=worker.FINISH_RETIREMENT)
 def finish_retirement_task(container_id, files_left=True):
     ending.finish_retirement(Container.objects.select_related("pool").get(pk=container_id), files_left=files_left)
 
 
-@shared_task(name="pool.tasks.restore_work")
+@shared_task(name=worker.RESTORE_WORK)
 def restore_work_task(snapshot_id, container_id, in_use):
     snapshots.restore_queued_work(snapshot_id=snapshot_id, container_id=container_id, in_use=in_use)

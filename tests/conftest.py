@@ -13,7 +13,7 @@ from django.test.utils import override_settings
 from whitenoise.middleware import WhiteNoiseMiddleware
 
 from pool.backends import docker as docker_backend
-from pool.services import ending, pools
+from pool.services import ending, pools, worker
 from tests import stack
 from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
@@ -119,8 +119,9 @@ def endings_finish_here(monkeypatch):
     the container's removal) for the worker; here it runs at once, in this
     process. Only that task: refills stay queued, as without a worker."""
     from pool.tasks import finish_retirement_task
+    from tests.fakes import instead_of_sending  # after pytest registered tests.fakes as a plugin
 
-    monkeypatch.setattr(finish_retirement_task, "delay", lambda *args, **kwargs: finish_retirement_task.apply(args, kwargs))
+    instead_of_sending(monkeypatch, worker.FINISH_RETIREMENT, lambda *args, **kwargs: finish_retirement_task.apply(args, kwargs))
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
-"""Stand-ins for Docker, the proxy and Redis at their boundary, for unit tests
-of the rules that must interleave with an outside call (a drain landing while
-a container starts, a listing taken while a spawn completes) or that count
-in Redis (the rate limits)."""
+"""Stand-ins for Docker, the proxy, Redis and the worker's broker at their
+boundary, for unit tests of the rules that must interleave with an outside
+call (a drain landing while a container starts, a listing taken while a spawn
+completes), that count in Redis (the rate limits) or that queue work."""
 
 import dataclasses
 import io
@@ -17,6 +17,7 @@ from django.core.cache.backends.locmem import LocMemCache
 
 from pool import backends
 from pool.backends.base import BackendError, ContainerInfo, StartedContainer
+from pool.services import worker
 from proxyapi import Route
 
 
@@ -165,3 +166,17 @@ def fake_proxy(monkeypatch):
     for module in ("pool.services.ending", "pool.services.upkeep"):
         monkeypatch.setattr(f"{module}.get_proxy", lambda: fake)
     return fake
+
+
+def instead_of_sending(monkeypatch, task, call):
+    """The services' sends of ``task`` to the worker call ``call`` with the
+    task's arguments instead; other tasks are sent as before."""
+    send = worker.send
+
+    def send_or_call(name, *args, countdown=None, **kwargs):
+        if name == task:
+            call(*args, **kwargs)
+        else:
+            send(name, *args, countdown=countdown, **kwargs)
+
+    monkeypatch.setattr(worker, "send", send_or_call)

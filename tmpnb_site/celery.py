@@ -38,12 +38,14 @@ def schedule_heartbeat(sender, **kwargs):
     # Imported here: the settings are only ready once the app is finalized.
     from django.conf import settings
 
-    sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature("pool.tasks.heartbeat"), name="heartbeat")
-    sender.add_periodic_task(settings.TMPNB_CULL_PERIOD, sender.signature("pool.tasks.cull"), name="cull")
-    sender.add_periodic_task(settings.TMPNB_DISK_PERIOD, sender.signature("pool.tasks.check_disk"), name="disk")
-    sender.add_periodic_task(settings.TMPNB_SAMPLE_PERIOD, sender.signature("pool.tasks.sample_usage"), name="usage")
+    from pool.services import worker
+
+    sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature(worker.HEARTBEAT), name="heartbeat")
+    sender.add_periodic_task(settings.TMPNB_CULL_PERIOD, sender.signature(worker.CULL), name="cull")
+    sender.add_periodic_task(settings.TMPNB_DISK_PERIOD, sender.signature(worker.CHECK_DISK), name="disk")
+    sender.add_periodic_task(settings.TMPNB_SAMPLE_PERIOD, sender.signature(worker.SAMPLE_USAGE), name="usage")
     # Planned pool sizes are due to the minute: look every heartbeat.
-    sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature("pool.tasks.apply_schedules"), name="schedules")
+    sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature(worker.APPLY_SCHEDULES), name="schedules")
 
 
 @signals.worker_shutdown.connect

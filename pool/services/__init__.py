@@ -16,6 +16,7 @@ assignment``), so that the call graph reads from the imports:
 - ``snapshots``: a participant's work saved at the end, downloaded, put back, pruned.
 - ``upkeep``: the heartbeat, culling and the reconcile against Docker and the proxy.
 - ``network``: the network guard of a pool's containers.
+- ``worker``: tasks queued for the Celery worker, by name (the services never import pool.tasks).
 - ``schedules``, ``usage``, ``events``, ``retention``: planned capacity, usage samples,
   the event log, pruning of history.
 - ``dashboard``, ``metrics``: the organisers' figures and those of /metrics.

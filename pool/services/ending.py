@@ -12,6 +12,7 @@ from django.db import transaction
 from pool.backends import get_backend
 from pool.backends.base import BackendError
 from pool.models import Container, Event, Session
+from pool.services import worker
 from pool.services.events import record_event
 from pool.services.network import unguard_network
 from pool.services.snapshots import give_up_work, save_work
@@ -34,14 +35,13 @@ def request_refill(pool_id: int) -> None:
     of that second, to count the claims made meanwhile; the rest queue
     nothing. The heartbeat fills whatever a lost request missed.
     """
-    from pool.tasks import fill_pool_task  # the tasks module imports the services
 
     def queue() -> None:
         try:
             if cache.add(f"tmpnb:refill:{pool_id}", 1, REFILL_GATHER_SECONDS):
-                fill_pool_task.delay(pool_id)
+                worker.send(worker.FILL_POOL, pool_id)
             elif cache.add(f"tmpnb:refill-later:{pool_id}", 1, REFILL_GATHER_SECONDS):
-                fill_pool_task.apply_async((pool_id,), countdown=REFILL_GATHER_SECONDS)
+                worker.send(worker.FILL_POOL, pool_id, countdown=REFILL_GATHER_SECONDS)
         except Exception as error:  # the broker or cache is down: the heartbeat refills later
             log.warning("could not queue a refill of pool %s: %s", pool_id, error)
 
@@ -99,10 +99,8 @@ def finish_retirement(container: Container, *, delete_route: bool = False, files
 
 
 def _finish_on_worker(container: Container, *, files_left: bool) -> None:
-    from pool.tasks import finish_retirement_task  # the tasks module imports the services
-
     try:
-        finish_retirement_task.delay(container.pk, files_left=files_left)
+        worker.send(worker.FINISH_RETIREMENT, container.pk, files_left=files_left)
     except Exception as error:  # the broker is down: do it here rather than leave it to the reconciler
         log.warning("could not queue the end of %s, ending it now: %s", container.name, error)
         finish_retirement(container, files_left=files_left)

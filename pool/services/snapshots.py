@@ -32,6 +32,7 @@ from django.utils import timezone
 from pool.backends import get_backend
 from pool.backends.base import BackendError
 from pool.models import Container, Event, Pool, Session, Snapshot
+from pool.services import worker
 from pool.services.events import record_event
 from pool.services.leases import renewing_while
 
@@ -370,12 +371,10 @@ def ask_for_restore(*, snapshot: Snapshot, container: Container, in_use: bool = 
     (see restore_work), once per snapshot: a conditional update claims it, so
     repeated or concurrent requests queue one copy. False if it was asked
     for already; raises RestoreError if the broker cannot take it."""
-    from pool.tasks import restore_work_task  # the tasks module imports the services
-
     if not Snapshot.objects.filter(pk=snapshot.pk, restore_asked_at__isnull=True).update(restore_asked_at=timezone.now()):
         return False
     try:
-        restore_work_task.delay(snapshot.pk, container.pk, in_use)
+        worker.send(worker.RESTORE_WORK, snapshot.pk, container.pk, in_use)
     except Exception as error:  # the broker is away: let them ask again later
         Snapshot.objects.filter(pk=snapshot.pk).update(restore_asked_at=None)
         log.warning("could not queue the restore of %s: %s", snapshot.session, error)

@@ -23,11 +23,11 @@ from kombu.exceptions import OperationalError
 from pool import tasks
 from pool.backends.base import BackendError
 from pool.models import Container, Event, Session, Snapshot
-from pool.services import assignment, ending, pools, snapshots, spawning, upkeep
+from pool.services import assignment, ending, pools, snapshots, spawning, upkeep, worker
 from pool.services.snapshots import notebook_root
 from pool.tasks import restore_work_task
 from tests.factories import PoolFactory, SessionFactory, new_visitor, on_notebook_origin
-from tests.fakes import HardLink
+from tests.fakes import HardLink, instead_of_sending
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -162,7 +162,7 @@ def test_a_failing_copy_is_recorded_and_the_container_is_still_removed(held, fak
 def queued_ends(monkeypatch):
     """The ends queued for the worker (finish_retirement_task), not run."""
     queued = []
-    monkeypatch.setattr(tasks.finish_retirement_task, "delay", lambda *args, **kwargs: queued.append((args, kwargs)))
+    instead_of_sending(monkeypatch, worker.FINISH_RETIREMENT, lambda *args, **kwargs: queued.append((args, kwargs)))
     return queued
 
 
@@ -315,10 +315,8 @@ def test_the_ended_page_tells_as_json_where_the_work_is(client, ended_by_kill):
 @pytest.fixture
 def restores_queued(monkeypatch):
     """The restores the web requests queue for the worker, and a way to run them."""
-    from pool.tasks import restore_work_task
-
     queued = []
-    monkeypatch.setattr(restore_work_task, "delay", lambda *args: queued.append(args))
+    instead_of_sending(monkeypatch, worker.RESTORE_WORK, lambda *args: queued.append(args))
 
     def run():
         while queued:
@@ -407,7 +405,7 @@ def test_a_restore_the_broker_cannot_take_is_refused_and_may_be_asked_for_again(
         raise OperationalError("Error 111 connecting to the broker. Connection refused.")
 
     # Whichever broker the run has (a real Redis once an integration test started one).
-    monkeypatch.setattr(restore_work_task, "delay", broker_away)
+    instead_of_sending(monkeypatch, worker.RESTORE_WORK, broker_away)
     [row] = pools.fill_pool(ended_by_kill.pool_id)
     spawning.spawn_container(row.pk)
     response = client.post(f"/ended/{ended_by_kill.path_id}/restore")
