@@ -163,7 +163,7 @@ def fake_backend(monkeypatch, notebook_stand_in):
 @pytest.fixture
 def fake_proxy(monkeypatch):
     fake = FakeProxy()
-    for module in ("pool.services.ending", "pool.services.upkeep"):
+    for module in ("pool.services.ending", "pool.services.routes", "pool.services.upkeep"):
         monkeypatch.setattr(f"{module}.get_proxy", lambda: fake)
     return fake
 

@@ -12,6 +12,7 @@ assignment``), so that the call graph reads from the imports:
 - ``pools``: filling, resizing, draining a pool; the default pool.
 - ``spawning``: starting one container and waiting until it answers.
 - ``ending``: retiring and killing containers and sessions.
+- ``routes``: a container's route in the proxy, added and deleted.
 - ``materials``: a pool's workshop files, prepared once per change and copied into new containers.
 - ``snapshots``: a participant's work saved at the end, downloaded, put back, pruned.
 - ``upkeep``: the heartbeat, culling and the reconcile against Docker and the proxy.

@@ -15,8 +15,9 @@ from pool.models import Container, Event, Session
 from pool.services import worker
 from pool.services.events import record_event
 from pool.services.network import unguard_network
+from pool.services.routes import unroute_container
 from pool.services.snapshots import give_up_work, save_work
-from proxyapi import ProxyError, get_proxy
+from proxyapi import get_proxy
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def retire_container(
             transaction.on_commit(lambda: _finish_on_worker(container, files_left=files_left))
     log.info("retiring %s%s", container.name, f" ({reason})" if reason else "")
     if delete_route:
-        _delete_route(container)
+        unroute_container(container)
     if not on_worker:
         finish_retirement(container, files_left=files_left)
     return True
@@ -106,28 +107,15 @@ def _finish_on_worker(container: Container, *, files_left: bool) -> None:
         finish_retirement(container, files_left=files_left)
 
 
-def route_container(container: Container) -> None:
-    """Route /user/<id> to the container; the route names its container and
-    pool, so that a reconcile of one pool knows which stray routes are its own."""
-    get_proxy().add_route(container.route_path, container.target, container=container.name, pool=container.pool.name)
-
-
 def remove_quietly(container: Container, *, delete_route: bool = True) -> None:
     """Remove the container and its route. A failure is logged, not raised: the
     row is the record, and the reconciler removes what is left behind."""
     if delete_route:
-        _delete_route(container)
+        unroute_container(container)
     try:
         get_backend().remove_container(container.backend_id or container.name)
     except BackendError as error:
         log.warning("could not remove %s: %s", container.name, error)
-
-
-def _delete_route(container: Container) -> None:
-    try:
-        get_proxy().delete_route(container.route_path)
-    except ProxyError as error:
-        log.warning("could not delete the route of %s: %s", container.name, error)
 
 
 def retire_and_record(

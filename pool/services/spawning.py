@@ -21,11 +21,12 @@ from pool.materials import MaterialsError
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
 from pool.services.assignment import serve_queue
-from pool.services.ending import remove_quietly, route_container
+from pool.services.ending import remove_quietly
 from pool.services.events import record_event
 from pool.services.leases import renewing_while
 from pool.services.materials import put_materials_in
 from pool.services.pools import record_spawn_failure, record_spawn_success
+from pool.services.routes import route_container
 from proxyapi import ProxyError
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,11 @@ from pool.backends.base import BackendError, ContainerInfo
 from pool.models import Container, Event, Pool, Session, Snapshot
 from pool.services.assignment import serve_queue
 from pool.services.disk import nearly_full
-from pool.services.ending import remove_quietly, retire_and_record, route_container
+from pool.services.ending import remove_quietly, retire_and_record
 from pool.services.events import record_event
 from pool.services.pools import keep_pools_filled
 from pool.services.retention import prune_history
+from pool.services.routes import route_container
 from pool.services.snapshots import copies_due, copies_under_way, give_up_work, prune_snapshots
 from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, Route, get_proxy
