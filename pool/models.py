@@ -1,3 +1,4 @@
+import functools
 import hashlib
 from datetime import timedelta
 
@@ -12,6 +13,27 @@ from pool import origins
 from pool.command import check_command_template
 from pool.materials import check_source
 from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
+
+# Conditions stated by more than one query: the QuerySets, the partial indexes
+# and constraints that serve them, and the admission's raw SQL (where_sql) all
+# take them from here.
+WAITING_PLACE = Q(served_at__isnull=True, left_at__isnull=True)  # a QueueEntry not served, not left
+LIVE_SESSION = Q(ended_at__isnull=True)
+
+
+def where_sql(model, condition):
+    """``condition`` (a Q over ``model``'s fields) as SQL and its parameters,
+    for raw statements on the admission's hot path, so that they state a
+    condition as the QuerySets do. Compiled once per process: building the
+    ORM's query costs more than running it there."""
+    return _compiled_where(model, condition, connection.vendor)
+
+
+@functools.cache
+def _compiled_where(model, condition, vendor):
+    query = model.objects.filter(condition).query
+    sql, params = query.get_compiler(connection=connection).compile(query.where)
+    return sql, tuple(params)
 
 
 def _as_validation_error(check, value):
@@ -143,7 +165,7 @@ class Pool(models.Model):
 class ContainerQuerySet(models.QuerySet):
     def live(self):
         """Containers that hold a place in their pool."""
-        return self.filter(state__in=Container.LIVE_STATES)
+        return self.filter(Container.LIVE)
 
     def ready(self):
         return self.filter(state=Container.State.READY)
@@ -186,9 +208,8 @@ class ContainerQuerySet(models.QuerySet):
         table, queue_table = Container._meta.db_table, QueueEntry._meta.db_table
         now = timezone.now()
         skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
-        nobody_waits = (
-            f" AND NOT EXISTS (SELECT 1 FROM {queue_table} WHERE pool_id = %s AND served_at IS NULL AND left_at IS NULL)" if only_if_nobody_waits else ""
-        )
+        waiting, waiting_params = where_sql(QueueEntry, WAITING_PLACE)
+        nobody_waits = f" AND NOT EXISTS (SELECT 1 FROM {queue_table} WHERE pool_id = %s AND {waiting})" if only_if_nobody_waits else ""
         # What a redirect and the end of a session need; other fields load on first use.
         columns = [f.attname for f in Container._meta.concrete_fields if f.attname in Container.CLAIM_RETURNS]
         with connection.cursor() as cursor:
@@ -197,7 +218,7 @@ class ContainerQuerySet(models.QuerySet):
                 f" WHERE state = %s AND id = (SELECT id FROM {table} WHERE pool_id = %s AND state = %s"
                 f" ORDER BY ready_at, id LIMIT 1{skip_locked}){nobody_waits}"
                 f" RETURNING {', '.join(columns)}",
-                [target, connection.ops.adapt_datetimefield_value(now), source, pool_id, source] + ([pool_id] if only_if_nobody_waits else []),
+                [target, connection.ops.adapt_datetimefield_value(now), source, pool_id, source] + ([pool_id, *waiting_params] if only_if_nobody_waits else []),
             )
             row = cursor.fetchone()
         if row is None:
@@ -217,6 +238,7 @@ class Container(models.Model):
         FAILED = "failed"
 
     LIVE_STATES = (State.SPAWNING, State.READY, State.ASSIGNED, State.STOPPING)
+    LIVE = Q(state__in=LIVE_STATES)  # containers that hold a place in their pool
 
     # The whole state machine: every state change goes through move_to (a
     # conditional update), and only along these arrows. A spawning row drained
@@ -343,7 +365,7 @@ class Container(models.Model):
 
 class QueueEntryQuerySet(models.QuerySet):
     def waiting(self):
-        return self.filter(served_at__isnull=True, left_at__isnull=True)
+        return self.filter(WAITING_PLACE)
 
     def in_order(self):
         return self.order_by("joined_at", "pk")
@@ -367,14 +389,14 @@ class QueueEntry(models.Model):
         verbose_name_plural = "queue entries"
         constraints = [
             # Reloading keeps one's place: a visitor waits once.
-            models.UniqueConstraint(fields=["visitor"], condition=Q(served_at__isnull=True, left_at__isnull=True), name="one_place_per_visitor"),
+            models.UniqueConstraint(fields=["visitor"], condition=WAITING_PLACE, name="one_place_per_visitor"),
         ]
         # The address limit counts the places of an address at every admission;
         # a claim asks whether anyone waits for the pool, and a place its
         # position, among the waiting places only (not the pool's history).
         indexes = [
-            models.Index(fields=["client_ip"], condition=Q(served_at__isnull=True, left_at__isnull=True), name="places_by_address"),
-            models.Index(fields=["pool", "joined_at", "id"], condition=Q(served_at__isnull=True, left_at__isnull=True), name="waiting_places_by_pool"),
+            models.Index(fields=["client_ip"], condition=WAITING_PLACE, name="places_by_address"),
+            models.Index(fields=["pool", "joined_at", "id"], condition=WAITING_PLACE, name="waiting_places_by_pool"),
         ]
 
     def __str__(self):
@@ -421,7 +443,7 @@ def visitor_tag(visitor):
 
 class SessionQuerySet(models.QuerySet):
     def active(self):
-        return self.filter(ended_at__isnull=True)
+        return self.filter(LIVE_SESSION)
 
     def end(self, reason, by=""):
         return self.update(ended_at=timezone.now(), end_reason=reason, ended_by=by)
@@ -456,7 +478,7 @@ class Session(models.Model):
         constraints = [
             # One visitor holds one container: a second, concurrent claim by the
             # same visitor fails here and is rolled back.
-            models.UniqueConstraint(fields=["visitor"], condition=Q(ended_at__isnull=True), name="one_live_session_per_visitor"),
+            models.UniqueConstraint(fields=["visitor"], condition=LIVE_SESSION, name="one_live_session_per_visitor"),
         ]
         # The address limit counts the live sessions of an address at every
         # admission; ended ones pile up for TMPNB_HISTORY_DAYS, and the
@@ -464,7 +486,7 @@ class Session(models.Model):
         # which refreshes itself during a workshop, counts today's sessions and
         # visitors; the admin lists the newest sessions first.
         indexes = [
-            models.Index(fields=["client_ip"], condition=Q(ended_at__isnull=True), name="live_sessions_by_address"),
+            models.Index(fields=["client_ip"], condition=LIVE_SESSION, name="live_sessions_by_address"),
             models.Index(fields=["ended_at"], name="sessions_by_end"),
             models.Index(fields=["started_at", "visitor"], name="sessions_by_start"),
         ]

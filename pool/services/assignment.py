@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from pool.models import Container, Event, Pool, QueueEntry, Session
+from pool.models import LIVE_SESSION, WAITING_PLACE, Container, Event, Pool, QueueEntry, Session, where_sql
 from pool.services.ending import request_refill
 from pool.services.events import record_event
 from pool.services.pools import PoolError
@@ -123,18 +123,19 @@ class Standing:
 def _standing(visitor: str, client_ip: str | None) -> Standing:
     """The visitor's standing, read in one statement (the admission's hot path:
     building the ORM's four queries cost more than running them). Its
-    conditions are SessionQuerySet.active and QueueEntryQuerySet.waiting;
-    partial indexes on the visitor and on the address keep each part to the
-    live rows."""
+    conditions are those of SessionQuerySet.active and
+    QueueEntryQuerySet.waiting; partial indexes on the visitor and on the
+    address keep each part to the live rows."""
     sessions, queue = Session._meta.db_table, QueueEntry._meta.db_table
-    waiting = "served_at IS NULL AND left_at IS NULL"
+    live, live_params = where_sql(Session, LIVE_SESSION)
+    waiting, waiting_params = where_sql(QueueEntry, WAITING_PLACE)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT (SELECT id FROM {sessions} WHERE visitor = %s AND ended_at IS NULL),"
+            f"SELECT (SELECT id FROM {sessions} WHERE visitor = %s AND {live}),"
             f" EXISTS (SELECT 1 FROM {queue} WHERE visitor = %s AND {waiting}),"
-            f" (SELECT count(*) FROM {sessions} WHERE client_ip = %s AND ended_at IS NULL)"
+            f" (SELECT count(*) FROM {sessions} WHERE client_ip = %s AND {live})"
             f" + (SELECT count(*) FROM {queue} WHERE client_ip = %s AND {waiting})",
-            [visitor, visitor, client_ip, client_ip],
+            [visitor, *live_params, visitor, *waiting_params, client_ip, *live_params, client_ip, *waiting_params],
         )
         session_id, waiting_now, held = cursor.fetchone()
     return Standing(session_id=session_id, waiting=bool(waiting_now), held_by_address=held)
@@ -189,12 +190,9 @@ def _refill_after_claim(pool: Pool) -> None:
     """A claim leaves the pool's live count as it was: a pool at capacity has
     nothing to refill, so most claims of a burst queue nothing. (Counted in
     plain SQL: on this path, building the ORM's query cost more than the count.)"""
-    states = Container.LIVE_STATES
+    live, live_params = where_sql(Container, Container.LIVE)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count(*) FROM {Container._meta.db_table} WHERE pool_id = %s AND state IN ({', '.join(['%s'] * len(states))})",
-            [pool.pk, *states],
-        )
+        cursor.execute(f"SELECT count(*) FROM {Container._meta.db_table} WHERE pool_id = %s AND {live}", [pool.pk, *live_params])
         (live,) = cursor.fetchone()
     if live < pool.capacity:
         request_refill(pool.pk)
