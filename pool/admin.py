@@ -12,7 +12,7 @@ from django.utils.timezone import localtime
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError
-from pool.materials import ARCHIVE_SUFFIXES
+from pool.materials_files import ARCHIVE_SUFFIXES
 from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
 from pool.services import ending, events, materials, pools
 from pool.views import zip_download

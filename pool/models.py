@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from pool import origins
 from pool.command import check_command_template
-from pool.materials import check_source
+from pool.materials_files import check_source
 from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 
 # Conditions stated by more than one query: the QuerySets, the partial indexes

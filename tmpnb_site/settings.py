@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 from pool.backends import BACKENDS
 from pool.backends.base import ROUTE_TO
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, check_command_template
-from pool.materials import check_source as check_materials_source
+from pool.materials_files import check_source as check_materials_source
 from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
     env_bool,

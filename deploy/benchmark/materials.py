@@ -40,7 +40,7 @@ from django.conf import settings  # noqa: E402
 
 django.setup()
 from deploy.benchmark.images import COMMANDS, JUPYTER_IMAGE, LANDINGS  # noqa: E402
-from pool import materials  # noqa: E402
+from pool import materials_files  # noqa: E402
 from pool.backends import docker as docker_backend  # noqa: E402
 from pool.backends.base import ContainerSpec  # noqa: E402
 from pool.command import render_command  # noqa: E402
@@ -76,7 +76,7 @@ def spawn(image, tree):
             user = docker_backend.notebook_user(started.backend_id)
             tar_path = tree.parent / f"v1-{user.uid}-{user.gid}.tar"
             if not tar_path.exists():
-                materials.pack_for_user(tree, tar_path, user.uid, user.gid)
+                materials_files.pack_for_user(tree, tar_path, user.uid, user.gid)
             docker_backend.copy_in(started.backend_id, str(tar_path), user.folder)
         url = f"http://127.0.0.1:{started.host_port}{base}{LANDINGS[image].lstrip('/')}?token={token}"
         while time.perf_counter() - started_at < 120:

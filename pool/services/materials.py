@@ -23,9 +23,9 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
-from pool import materials
+from pool import materials_files
 from pool.backends import get_backend
-from pool.materials import MaterialsError
+from pool.materials_files import MaterialsError
 from pool.models import Container, Event, Pool
 from pool.services.events import record_event
 from pool.services.pools import drain_pool
@@ -105,7 +105,7 @@ def prepare_materials(pool_id: int) -> int | None:
         prepared = None
         if pool.materials_source:
             try:
-                prepared = materials.prepare(
+                prepared = materials_files.prepare(
                     pool.materials_source,
                     pool.materials_branch,
                     tree,
@@ -193,7 +193,7 @@ def put_materials_in(container: Container) -> int | None:
     tar_path = tree.parent / f"v{version}-{user.uid}-{user.gid}.tar"
     try:
         if not tar_path.exists():
-            materials.pack_for_user(tree, tar_path, user.uid, user.gid)
+            materials_files.pack_for_user(tree, tar_path, user.uid, user.gid)
     except OSError as error:
         raise MaterialsError(f"packing materials version {version}: {error}") from None
     backend.copy_in(container.backend_id, tar_path=str(tar_path), destination=user.folder)

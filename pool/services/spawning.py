@@ -17,7 +17,7 @@ from pool import netguard
 from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerSpec
 from pool.command import render_command
-from pool.materials import MaterialsError
+from pool.materials_files import MaterialsError
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
 from pool.services.assignment import serve_queue

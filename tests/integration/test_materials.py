@@ -14,7 +14,7 @@ from pool.models import Container, Event, Pool, Session
 from tests.factories import JUPYTER_IMAGE, PoolFactory
 from tests.integration.test_browser import CHROMIUM, INTRO, open_browser  # noqa: F401 (a fixture)
 from tests.integration.test_pool_lifecycle import wait_until
-from tests.pool.test_materials import file_entry, make_tar, serving_git, write_tree
+from tests.pool.test_materials_files import file_entry, make_tar, serving_git, write_tree
 from tests.stack import Browser
 
 MATERIALS = {

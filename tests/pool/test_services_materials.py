@@ -17,7 +17,7 @@ from pool.models import Container, Event, Pool
 from pool.services import assignment, materials, pools, spawning
 from pool.services.materials import version_folder
 from tests.factories import PoolFactory
-from tests.pool.test_materials import FILES, file_entry, make_tar, read_tree, write_tree
+from tests.pool.test_materials_files import FILES, file_entry, make_tar, read_tree, write_tree
 from tests.pool.test_spawning import TMP_COMMAND
 
 DAY_TWO = {"intro.ipynb": b'{"day": 2}\n', "day2/slides.md": b"# two\n"}

@@ -1,5 +1,5 @@
 """Materials taken from archives, folders and git repositories: what is
-accepted, and every way bad input is refused (pool/materials.py)."""
+accepted, and every way bad input is refused (pool/materials_files.py)."""
 
 import contextlib
 import io
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pool import materials
-from pool.materials import MaterialsError
+from pool import materials_files
+from pool.materials_files import MaterialsError
 
 FILES = {"intro.ipynb": b'{"cells": [], "nbformat": 4, "nbformat_minor": 5, "metadata": {}}\n', "data/numbers.csv": b"a,b\n1,2\n"}
 MB = 1_000_000
@@ -56,13 +56,13 @@ def special_entry(name, kind, linkname=""):
 
 def test_a_tar_gz_and_a_zip_unpack_to_the_same_files(tmp_path):
     archive = make_tar(tmp_path / "m.tar.gz", [file_entry(n, c) for n, c in FILES.items()])
-    prepared = materials.extract_archive(archive, tmp_path / "from-tar", 200 * MB)
+    prepared = materials_files.extract_archive(archive, tmp_path / "from-tar", 200 * MB)
     assert read_tree(tmp_path / "from-tar") == FILES
     assert (prepared.files, prepared.size) == (2, sum(map(len, FILES.values())))
     with zipfile.ZipFile(tmp_path / "m.zip", "w", zipfile.ZIP_DEFLATED) as bundle:
         for name, content in FILES.items():
             bundle.writestr(name, content)
-    materials.extract_archive(tmp_path / "m.zip", tmp_path / "from-zip", 200 * MB)
+    materials_files.extract_archive(tmp_path / "m.zip", tmp_path / "from-zip", 200 * MB)
     assert read_tree(tmp_path / "from-zip") == FILES
 
 
@@ -81,7 +81,7 @@ def test_a_tar_gz_and_a_zip_unpack_to_the_same_files(tmp_path):
 def test_a_tar_with_a_climbing_path_a_link_or_a_device_is_refused_before_anything_is_written(tmp_path, entry, message):
     archive = make_tar(tmp_path / "bad.tar.gz", [file_entry("intro.ipynb", b"{}"), entry])
     with pytest.raises(MaterialsError, match=message.replace("(", r"\(")):
-        materials.extract_archive(archive, tmp_path / "out", 200 * MB)
+        materials_files.extract_archive(archive, tmp_path / "out", 200 * MB)
     assert list((tmp_path / "out").iterdir()) == []
     assert not (tmp_path / "escape.txt").exists()
 
@@ -90,13 +90,13 @@ def test_a_zip_with_a_climbing_path_or_a_link_is_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "climb.zip", "w") as bundle:
         bundle.writestr("../../escape.txt", b"x")
     with pytest.raises(MaterialsError, match="points outside the materials folder"):
-        materials.extract_archive(tmp_path / "climb.zip", tmp_path / "out1", 200 * MB)
+        materials_files.extract_archive(tmp_path / "climb.zip", tmp_path / "out1", 200 * MB)
     link = zipfile.ZipInfo("passwd")
     link.external_attr = (stat.S_IFLNK | 0o777) << 16
     with zipfile.ZipFile(tmp_path / "link.zip", "w") as bundle:
         bundle.writestr(link, "/etc/passwd")
     with pytest.raises(MaterialsError, match="'passwd' is a link"):
-        materials.extract_archive(tmp_path / "link.zip", tmp_path / "out2", 200 * MB)
+        materials_files.extract_archive(tmp_path / "link.zip", tmp_path / "out2", 200 * MB)
 
 
 def test_a_zip_bomb_is_stopped_by_what_it_unpacks_to_not_by_its_size(tmp_path):
@@ -104,7 +104,7 @@ def test_a_zip_bomb_is_stopped_by_what_it_unpacks_to_not_by_its_size(tmp_path):
         bundle.writestr("zeros.bin", b"\0" * (3 * MB))
     assert (tmp_path / "bomb.zip").stat().st_size < 20_000
     with pytest.raises(MaterialsError, match=r"more than 2 MB once unpacked \(TMPNB_MATERIALS_MAX_MB\)"):
-        materials.extract_archive(tmp_path / "bomb.zip", tmp_path / "out", 2 * MB)
+        materials_files.extract_archive(tmp_path / "bomb.zip", tmp_path / "out", 2 * MB)
 
 
 def test_a_zip_whose_headers_understate_its_sizes_is_still_stopped(tmp_path):
@@ -116,14 +116,14 @@ def test_a_zip_whose_headers_understate_its_sizes_is_still_stopped(tmp_path):
     data[central + 24 : central + 28] = (10).to_bytes(4, "little")
     (tmp_path / "liar.zip").write_bytes(bytes(data))
     with pytest.raises(MaterialsError):
-        materials.extract_archive(tmp_path / "liar.zip", tmp_path / "out", 2 * MB)
+        materials_files.extract_archive(tmp_path / "liar.zip", tmp_path / "out", 2 * MB)
     assert sum(p.stat().st_size for p in (tmp_path / "out").rglob("*") if p.is_file()) <= 2 * MB
 
 
 def test_a_tar_over_the_limit_is_refused_from_its_headers(tmp_path):
     archive = make_tar(tmp_path / "big.tar.gz", [file_entry("a.bin", b"\0" * MB), file_entry("b.bin", b"\0" * (MB + 1))])
     with pytest.raises(MaterialsError, match="more than 2 MB once unpacked"):
-        materials.extract_archive(archive, tmp_path / "out", 2 * MB)
+        materials_files.extract_archive(archive, tmp_path / "out", 2 * MB)
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -137,7 +137,7 @@ def test_a_corrupt_archive_is_refused_by_name(tmp_path, name):
         damaged[100:400] = os.urandom(300)  # inside the compressed data: the CRC check fails
     (tmp_path / name).write_bytes(bytes(damaged))
     with pytest.raises(MaterialsError, match=f"{name} is not a readable zip or tar.gz archive"):
-        materials.extract_archive(tmp_path / name, tmp_path / "out", 200 * MB)
+        materials_files.extract_archive(tmp_path / name, tmp_path / "out", 200 * MB)
 
 
 def zip_of(path, names):
@@ -169,30 +169,30 @@ def tar_of(path, names):
 def test_an_archive_holding_a_file_and_a_folder_of_one_name_is_refused_before_anything_is_written(tmp_path, make, names, clash):
     archive = make(tmp_path / ("clash.zip" if make is zip_of else "clash.tar.gz"), ["intro.ipynb", *names])
     with pytest.raises(MaterialsError, match=f"holds both a file and a folder named '{clash}'"):
-        materials.extract_archive(archive, tmp_path / "out", 200 * MB)
+        materials_files.extract_archive(archive, tmp_path / "out", 200 * MB)
     assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_an_archive_naming_a_folder_twice_or_a_file_twice_is_still_accepted(tmp_path):
     with pytest.warns(UserWarning, match="Duplicate name"):
         archive = zip_of(tmp_path / "twice.zip", ["data/", "data/", "data/x.csv", "notes.md", "notes.md"])
-    materials.extract_archive(archive, tmp_path / "out", 200 * MB)
+    materials_files.extract_archive(archive, tmp_path / "out", 200 * MB)
     assert read_tree(tmp_path / "out") == {"data/x.csv": b"x", "notes.md": b"x"}
 
 
 def test_a_host_folder_is_copied_and_one_holding_a_link_is_refused(tmp_path):
     source = write_tree(tmp_path / "workshop")
-    prepared = materials.prepare(str(source), "", tmp_path / "copy", max_bytes=200 * MB, git_timeout=5, scratch=tmp_path)
+    prepared = materials_files.prepare(str(source), "", tmp_path / "copy", max_bytes=200 * MB, git_timeout=5, scratch=tmp_path)
     assert read_tree(tmp_path / "copy") == FILES and prepared.files == 2
     (source / "data" / "secrets").symlink_to("/etc")
     with pytest.raises(MaterialsError, match="data/secrets is a link; links are not allowed"):
-        materials.prepare(str(source), "", tmp_path / "copy2", max_bytes=200 * MB, git_timeout=5, scratch=tmp_path)
+        materials_files.prepare(str(source), "", tmp_path / "copy2", max_bytes=200 * MB, git_timeout=5, scratch=tmp_path)
 
 
 def test_a_folder_over_the_limit_is_refused(tmp_path):
     source = write_tree(tmp_path / "workshop", {"a.bin": b"\0" * (2 * MB), "b.bin": b"\0" * 10})
     with pytest.raises(MaterialsError, match="more than 2 MB once unpacked"):
-        materials.prepare(str(source), "", tmp_path / "copy", max_bytes=2 * MB, git_timeout=5, scratch=tmp_path)
+        materials_files.prepare(str(source), "", tmp_path / "copy", max_bytes=2 * MB, git_timeout=5, scratch=tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -204,19 +204,19 @@ def test_a_folder_over_the_limit_is_refused(tmp_path):
 )
 def test_sources_that_are_neither_a_git_url_nor_an_absolute_path_are_refused(source, message):
     with pytest.raises(ValueError, match=message):
-        materials.check_source(source)
+        materials_files.check_source(source)
 
 
 def test_a_missing_archive_or_a_branch_without_git_is_refused(tmp_path):
     with pytest.raises(MaterialsError, match="is neither a folder nor an archive on this host"):
-        materials.prepare(str(tmp_path / "gone.zip"), "", tmp_path / "out", max_bytes=MB, git_timeout=5, scratch=tmp_path)
+        materials_files.prepare(str(tmp_path / "gone.zip"), "", tmp_path / "out", max_bytes=MB, git_timeout=5, scratch=tmp_path)
     with pytest.raises(MaterialsError, match="a branch goes with a git URL only"):
-        materials.prepare(str(write_tree(tmp_path / "w")), "main", tmp_path / "out", max_bytes=MB, git_timeout=5, scratch=tmp_path)
+        materials_files.prepare(str(write_tree(tmp_path / "w")), "main", tmp_path / "out", max_bytes=MB, git_timeout=5, scratch=tmp_path)
 
 
 def test_packing_for_a_user_gives_every_entry_their_uid_and_gid(tmp_path):
     tree = write_tree(tmp_path / "tree")
-    tar_path = materials.pack_for_user(tree, tmp_path / "v1-1000-100.tar", 1000, 100)
+    tar_path = materials_files.pack_for_user(tree, tmp_path / "v1-1000-100.tar", 1000, 100)
     with tarfile.open(tar_path) as tar:
         members = tar.getmembers()
     assert sorted(m.name for m in members) == ["data", "data/numbers.csv", "intro.ipynb"]
@@ -279,16 +279,16 @@ def git_server(tmp_path):
 
 
 def test_a_git_repository_on_loopback_is_cloned_with_its_branch_and_without_its_history(tmp_path, git_server):
-    prepared = materials.prepare(git_server, "", tmp_path / "main", max_bytes=MB, git_timeout=30, scratch=tmp_path / "s1")
+    prepared = materials_files.prepare(git_server, "", tmp_path / "main", max_bytes=MB, git_timeout=30, scratch=tmp_path / "s1")
     assert read_tree(tmp_path / "main") == FILES and prepared.files == 2
-    materials.prepare(git_server, "workshop", tmp_path / "day2", max_bytes=MB, git_timeout=30, scratch=tmp_path / "s2")
+    materials_files.prepare(git_server, "workshop", tmp_path / "day2", max_bytes=MB, git_timeout=30, scratch=tmp_path / "s2")
     assert read_tree(tmp_path / "day2") == FILES | {"extra.md": b"# day two\n"}
     assert not (tmp_path / "day2" / ".git").exists()
 
 
 def test_a_git_url_that_fails_names_the_url_and_what_git_said(tmp_path, git_server):
     with pytest.raises(MaterialsError, match=r"cloning .* \(branch nope\) failed: .*nope"):
-        materials.prepare(git_server, "nope", tmp_path / "out", max_bytes=MB, git_timeout=30, scratch=tmp_path / "s")
+        materials_files.prepare(git_server, "nope", tmp_path / "out", max_bytes=MB, git_timeout=30, scratch=tmp_path / "s")
 
 
 def test_a_git_server_that_never_answers_is_given_up_after_the_timeout(tmp_path):
@@ -298,6 +298,6 @@ def test_a_git_server_that_never_answers_is_given_up_after_the_timeout(tmp_path)
     try:
         url = f"git://127.0.0.1:{silent.getsockname()[1]}/workshop.git"
         with pytest.raises(MaterialsError, match=r"took longer than 2 s \(TMPNB_MATERIALS_GIT_TIMEOUT\)"):
-            materials.prepare(url, "", tmp_path / "out", max_bytes=MB, git_timeout=2, scratch=tmp_path)
+            materials_files.prepare(url, "", tmp_path / "out", max_bytes=MB, git_timeout=2, scratch=tmp_path)
     finally:
         silent.close()
