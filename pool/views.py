@@ -163,7 +163,7 @@ def zip_download(snapshot):
 
 
 @require_POST
-def restore_work(request, path_id):
+def start_again_with_files(request, path_id):
     """A new notebook of the same pool, into which the worker puts the saved
     files of the ended one: the visitor lands at once, and JupyterLab shows
     the files as they arrive. Once per snapshot (a copy that failed may be
@@ -187,7 +187,7 @@ def restore_work(request, path_id):
     return response
 
 
-def time_left(request, path_id):
+def notebook_time_left(request, path_id):
     """What the banner inside a held JupyterLab asks (deploy/images/cull-warning.js),
     on the notebook's origin with the notebook's token: how long until its
     cull, worded for the participant; 404 for anyone else (and for anyone but

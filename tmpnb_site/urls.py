@@ -17,9 +17,9 @@ urlpatterns = [
     path("user/<str:path_id>/<path:rest>", views.user_fallback, name="user-fallback"),
     # An ended notebook's saved files, for the visitor who held it.
     path("ended/<str:path_id>/work.zip", views.download_work, name="work-download"),
-    path("ended/<str:path_id>/restore", views.restore_work, name="work-restore"),
+    path("ended/<str:path_id>/restore", views.start_again_with_files, name="work-restore"),
     # The warning inside a held notebook asks how long it has before a cull.
-    path("api/notebooks/<str:path_id>/time-left", views.time_left, name="notebook-time-left"),
+    path("api/notebooks/<str:path_id>/time-left", views.notebook_time_left, name="notebook-time-left"),
     path("static/<path:path>", views.static_files, name="static-files"),
     # The API answers with or without a trailing slash: POST and DELETE cannot be redirected.
     re_path(r"^api/spawn/?$", api.spawn, name="api-spawn"),

@@ -4,11 +4,11 @@ Docker cannot cap a container's writable layer here (``--storage-opt size``
 needs overlay2 on xfs with project quotas; this engine's is on ext4), so a
 periodic check (every TMPNB_DISK_PERIOD) asks the backend what each held
 notebook has written, in one call. Past DISK_WARN_SHARE of the limit its
-participant is warned (the banner of pool/views.py time_left); past the
-limit the session ends as a cull does, with the work saved within
-TMPNB_SNAPSHOT_MAX_MB, and the container, whose layer holds what filled the
-disk, is removed. A file written in one go fills the disk until the next
-check: the check frees it, it cannot prevent it.
+participant is warned (the banner, which asks pool/views.py's
+notebook_time_left); past the limit the session ends as a cull does, with the
+work saved within TMPNB_SNAPSHOT_MAX_MB, and the container, whose layer holds
+what filled the disk, is removed. A file written in one go fills the disk
+until the next check: the check frees it, it cannot prevent it.
 """
 
 import logging
