@@ -8,6 +8,7 @@ import io
 import tarfile
 import threading
 import types
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import PurePosixPath
 
@@ -104,6 +105,53 @@ def _member(name, kind, size):
     return member
 
 
+class FakeSwarm:
+    """A Swarm manager's API at the calls pool/backends/swarm.py lists and
+    removes with, answering in Docker's shapes: nodes by hostname, and one
+    running task per service."""
+
+    def __init__(self):
+        self.node_by_name = {}
+        self.service_list = []
+        self.task_list = []
+
+    def set_node(self, hostname, state="ready", *, since=None):
+        """A node in ``state`` since ``since`` (now by default), stamped as
+        Swarm stamps UpdatedAt: nanoseconds, in UTC."""
+        stamp = (since or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+        self.node_by_name[hostname] = {
+            "ID": f"node-{hostname}",
+            "UpdatedAt": stamp,
+            "Status": {"State": state, "Addr": "10.99.0.1"},
+            "Description": {"Hostname": hostname},
+        }
+
+    def remove_node(self, hostname):
+        del self.node_by_name[hostname]
+
+    def run_service(self, name, *, pool, node):
+        service_id = f"id-{name}"
+        labels = {"tmpnb.installation": settings.TMPNB_INSTALLATION, "tmpnb.pool": pool}
+        self.service_list.append({"ID": service_id, "Spec": {"Name": name, "Labels": labels}})
+        status = {"State": "running", "PortStatus": {"Ports": [{"PublishedPort": 30000 + len(self.task_list)}]}}
+        self.task_list.append({"ServiceID": service_id, "NodeID": f"node-{node}", "Status": status, "Version": {"Index": 1}})
+
+    def services(self, filters=None):
+        return list(self.service_list)
+
+    def tasks(self, filters=None):
+        return list(self.task_list)
+
+    def nodes(self):
+        return list(self.node_by_name.values())
+
+    def remove_service(self, service):
+        """By id or by name, as Docker takes either."""
+        gone = {s["ID"] for s in self.service_list if service in (s["ID"], s["Spec"]["Name"])}
+        self.service_list = [s for s in self.service_list if s["ID"] not in gone]
+        self.task_list = [t for t in self.task_list if t["ServiceID"] not in gone]
+
+
 class CountingCache(LocMemCache):
     """The rate limits' store in one process: tmpnb_site.cache.RedisCache's
     count_hit, which tests/test_cache.py checks against a real Redis."""
@@ -180,3 +228,12 @@ def instead_of_sending(monkeypatch, task, call):
             send(name, *args, countdown=countdown, **kwargs)
 
     monkeypatch.setattr(worker, "send", send_or_call)
+
+
+@pytest.fixture
+def fake_swarm(monkeypatch, settings):
+    """The swarm backend, talking to a FakeSwarm instead of a manager."""
+    fake = FakeSwarm()
+    settings.TMPNB_BACKEND = "swarm"
+    monkeypatch.setattr("pool.backends.swarm.client", lambda: types.SimpleNamespace(api=fake))
+    return fake

@@ -23,6 +23,12 @@ from pathlib import Path
 import docker
 
 NODES = 3
+# Swarm marks a node down after about 3 heartbeats without news, and one left
+# unknown by a restarted manager after about 6: a 1 s heartbeat notices a
+# lost node in 4 to 5 s, but on a busy machine marks nodes down (and stops
+# their tasks) while their agents are still reconnecting to a restarted
+# manager. README "Scaling out" gives the figures.
+HEARTBEAT = "3s"
 
 
 def run(*args, timeout=60, check=True):
@@ -95,7 +101,7 @@ class SwarmLab:
         self._join()
         with ThreadPoolExecutor(NODES) as pool:
             list(pool.map(self._load_image, range(1, NODES + 1)))
-        self._wait_until_ready()
+        self.wait_until_ready()
         self.setup_seconds = time.monotonic() - started
         return self
 
@@ -125,10 +131,13 @@ class SwarmLab:
         folder = self.state / f"n{node}"
         folder.mkdir()
         (folder / "cgroup").mkdir()
-        config = folder / "daemon.json"
-        config.write_text(json.dumps({"deprecated-key-path": str(folder / "key.json")}))
+        (folder / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(folder / "key.json")}))
+        self._launch(node)
+
+    def _launch(self, node):
+        folder = self.state / f"n{node}"
         dockerd = (
-            f"dockerd --config-file {config} --data-root {folder}/data --exec-root {folder}/exec"
+            f"dockerd --config-file {folder}/daemon.json --data-root {folder}/data --exec-root {folder}/exec"
             f" --pidfile {folder}/dockerd.pid -H unix://{self.socket(node)} --cgroup-parent {self.hostname(node)}"
         )
         # A fresh sysfs shows this namespace's network devices; the host's
@@ -137,7 +146,7 @@ class SwarmLab:
             f"hostname {self.hostname(node)} && mount --rbind /sys/fs/cgroup {folder}/cgroup"
             f" && mount -t sysfs sysfs /sys && mount --rbind {folder}/cgroup /sys/fs/cgroup && exec {dockerd}"
         )
-        log = open(folder / "dockerd.log", "wb")
+        log = open(folder / "dockerd.log", "ab")
         self.daemons[node] = subprocess.Popen(
             ["nsenter", f"--net=/run/netns/{self.netns(node)}", "unshare", "--uts", "--mount", "--propagation", "slave", "sh", "-c", script],
             stdout=log,
@@ -162,7 +171,6 @@ class SwarmLab:
         return (self.state / f"n{node}" / "dockerd.log").read_text(errors="replace")[-2000:]
 
     def _join(self):
-        # A 1 s dispatcher heartbeat: a lost node is noticed in seconds, not 15+.
         run(
             "docker",
             "-H",
@@ -174,7 +182,7 @@ class SwarmLab:
             "--listen-addr",
             f"{self.address(1)}:2377",
             "--dispatcher-heartbeat",
-            "1s",
+            HEARTBEAT,
         )
         token = run("docker", "-H", self.docker_host(1), "swarm", "join-token", "-q", "worker").stdout.strip()
         for node in range(2, NODES + 1):
@@ -183,11 +191,11 @@ class SwarmLab:
     def _load_image(self, node):
         run("docker", "-H", self.docker_host(node), "load", "-i", self.image_archive, timeout=120)
 
-    def _wait_until_ready(self):
-        deadline = time.monotonic() + 30
+    def wait_until_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            nodes = self.client().api.nodes()
-            if len(nodes) == NODES and all(n["Status"]["State"] == "ready" for n in nodes):
+            states = self.node_states()
+            if len(states) == NODES and set(states.values()) == {"ready"}:
                 return
             time.sleep(0.2)
         raise RuntimeError("the Swarm's nodes did not all become ready")
@@ -201,6 +209,34 @@ class SwarmLab:
     def cut(self, node):
         """Unplug a node: its link on the bridge goes down, its dockerd lives on."""
         self._in(self.bridge_ns, "ip", "link", "set", f"n{node}", "down")
+
+    def stop(self, node):
+        """Stop a node's dockerd (SIGTERM, as systemd would): its containers
+        stop with it, as Swarm refuses live-restore."""
+        daemon = self.daemons[node]
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+
+    def start(self, node):
+        """Start a stopped node's dockerd again: it rejoins the Swarm by itself."""
+        self._launch(node)
+        self._wait_for_daemon(node)
+
+    def restart(self, node):
+        """Stop a node's dockerd and start it again, as an upgrade would; returns
+        the seconds until it answers again."""
+        started = time.monotonic()
+        self.stop(node)
+        self.start(node)
+        return time.monotonic() - started
+
+    def node_states(self):
+        """{hostname: state} of every node, as the manager reports them."""
+        return {n["Description"]["Hostname"]: n["Status"]["State"] for n in self.client().api.nodes()}
+
+    def node_messages(self):
+        """{hostname: why Swarm put it in its state}, for a test's report."""
+        return {n["Description"]["Hostname"]: n["Status"].get("Message", "") for n in self.client().api.nodes()}
 
     # --- clean-up ----------------------------------------------------------
 

@@ -48,6 +48,7 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
             "TMPNB_COMMAND: the command's quoting is unbalanced (No closing quotation)",
         ),
         ("TMPNB_MAX_DOCK_WORKERS", "0", "TMPNB_MAX_DOCK_WORKERS must be at least 1"),
+        ("TMPNB_NODE_GRACE", "0", "TMPNB_NODE_GRACE must be at least 1"),
         ("REDIS_URL", "localhost:6379", "REDIS_URL must be a URL starting with redis://"),
         ("DATABASE_URL", "mysql://x@y/z", "DATABASE_URL must be a URL starting with sqlite://"),
         ("DJANGO_DEBUG", "maybe", "DJANGO_DEBUG must be true or false"),

@@ -205,6 +205,11 @@ DOCKER_HOST = env_str("DOCKER_HOST", "unix:///var/run/docker.sock")
 TMPNB_BACKEND = env_str("TMPNB_BACKEND", "docker")
 if TMPNB_BACKEND not in BACKENDS:
     raise ImproperlyConfigured(f"TMPNB_BACKEND must be one of {', '.join(BACKENDS)}, not {TMPNB_BACKEND!r}")
+# Seconds a Swarm node may stay not ready (unknown, disconnected) before its
+# notebooks count as lost. A leadership change or a manager restart marks every
+# node unknown for a few seconds; Swarm itself marks a node that never comes
+# back down, which ends its notebooks at once: this only bounds the wait.
+TMPNB_NODE_GRACE = env_int("TMPNB_NODE_GRACE", 60, minimum=1)
 # How the proxy reaches a notebook: at its address on a Docker network
 # ("container", the default with a local engine: no userland docker-proxy hop,
 # see docs/performance.md) or at a port published on the host ("published":

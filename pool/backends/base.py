@@ -3,8 +3,8 @@
 A backend turns the outside system's answers into the shapes below. Every
 call has a timeout and raises ``BackendError`` (or a subclass) when the system
 refuses or does not answer; a backend labels what it creates and lists or
-removes nothing else. A Kubernetes backend would be one more module: a pod per
-notebook (a Service or the pod IP as its address), labels as here.
+removes nothing else. A Kubernetes backend would be one more module, designed
+in docs/kubernetes.md.
 """
 
 from collections.abc import Generator

@@ -13,6 +13,7 @@ import contextlib
 import shlex
 import time
 from collections.abc import Generator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -138,8 +139,8 @@ def remove_container(backend_id: str) -> None:
 
 def list_containers() -> list[ContainerInfo]:
     """One entry per service of this installation, from three list calls
-    (services, their tasks, nodes). A notebook whose node is no longer ready
-    counts as lost with it."""
+    (services, their tasks, nodes). A notebook whose node is lost (see
+    ``node_lost``) counts as lost with it."""
     with docker_errors("listing services", error_class=SwarmError):
         services = client().api.services(filters=installation_filter())
         tasks = client().api.tasks(filters={"service": [s["ID"] for s in services]}) if services else []
@@ -147,17 +148,37 @@ def list_containers() -> list[ContainerInfo]:
     newest: dict[str, dict[str, Any]] = {}
     for task in sorted(tasks, key=lambda t: t["Version"]["Index"]):
         newest[task["ServiceID"]] = task
-    return [_info(service, newest.get(service["ID"]), nodes) for service in services]
+    now = datetime.now(UTC)
+    lost = {node_id for node_id, node in nodes.items() if node_lost(node, now=now)}
+    return [_info(service, newest.get(service["ID"]), nodes, lost) for service in services]
 
 
-def _info(service: dict[str, Any], task: dict[str, Any] | None, nodes: dict[str, dict[str, Any]]) -> ContainerInfo:
+def node_lost(node: dict[str, Any], *, now: datetime) -> bool:
+    """Whether a node is gone with its notebooks: Swarm says it is ``down``, or
+    it has not been ``ready`` for TMPNB_NODE_GRACE seconds.
+
+    A leadership change or a restart of the manager marks every node
+    ``unknown`` until its agent reports again, within seconds (``disconnected``
+    is an agent looking for a manager): their notebooks run on meanwhile. The
+    grace is counted from the node's ``UpdatedAt``, which Swarm stamps when it
+    changes the node's state, so a restarted manager starts every clock afresh
+    and time our own processes spent stopped never counts."""
+    state = node["Status"]["State"]
+    if state in ("ready", "down"):
+        return state == "down"
+    not_ready_since = datetime.fromisoformat(node["UpdatedAt"])
+    return now - not_ready_since > timedelta(seconds=settings.TMPNB_NODE_GRACE)
+
+
+def _info(service: dict[str, Any], task: dict[str, Any] | None, nodes: dict[str, dict[str, Any]], lost: set[str]) -> ContainerInfo:
     labels = service["Spec"].get("Labels", {})
     name, pool = service["Spec"]["Name"], labels.get(LABEL_POOL, "")
     if task is None:
         return ContainerInfo(backend_id=service["ID"], name=name, pool=pool, status="no task")
-    node = nodes.get(task.get("NodeID", ""))
-    # A node removed from the Swarm, or no longer reporting (down, unknown).
-    node_down = bool(task.get("NodeID")) and (node is None or node["Status"]["State"] != "ready")
+    node_id = task.get("NodeID", "")
+    node = nodes.get(node_id)
+    # A node removed from the Swarm is lost too; a task not placed yet has none.
+    node_down = bool(node_id) and (node is None or node_id in lost)
     status = "node down" if node_down else task["Status"]["State"]
     hostname = node["Description"]["Hostname"] if node else ""
     return ContainerInfo(backend_id=service["ID"], name=name, pool=pool, status=status, node=hostname, node_down=node_down)

@@ -1,15 +1,19 @@
 """The service on a real three-node Swarm (tests/swarm.py): notebooks spread
 over the nodes, visitors reach them through the proxy at their node's address,
-and a node lost for good ends its sessions and is replaced on the others.
+a restart of the manager ends nothing, and a node lost for good ends its
+sessions and is replaced on the others.
 
 The lost-node test cuts the third node off for the rest of the session, so it
 comes last."""
 
 import time
 
+import docker
 import pytest
 import requests
 
+from pool.backends import get_backend
+from pool.backends.base import BackendError
 from pool.models import Container, Pool, Session
 from pool.services import pools
 from tests.factories import PoolFactory
@@ -71,6 +75,71 @@ def test_a_paused_node_gets_no_new_notebooks_and_keeps_its_sessions(swarm_stack,
             assert requests.get(f"{swarm_stack.notebook_url}{session.container.base_path}", timeout=10).status_code == 200
     finally:
         on_swarm.set_availability(2, "active")
+
+
+def use_every_notebook(stack):
+    for _ in range(CAPACITY):
+        with Browser() as browser:  # a new participant: a browser keeps the visitor cookie
+            browser.get(f"{stack.url}/", timeout=30)
+    return list(Session.objects.active().select_related("container"))
+
+
+def test_a_restart_of_the_managers_engine_ends_no_session(swarm_stack, on_swarm):
+    # Swarm refuses live-restore, so an engine's restart stops the notebooks
+    # on its own machine: a manager that may be restarted holds none (README
+    # "Scaling out"). The sessions on the workers must all outlive it.
+    on_swarm.set_availability(1, "drain")
+    try:
+        start_full_pool(swarm_stack, on_swarm)
+        held = use_every_notebook(swarm_stack)
+        assert len(held) == CAPACITY and on_swarm.hostname(1) not in nodes_of(s.container for s in held)
+        seconds = on_swarm.restart(1)
+        restarted = time.monotonic()
+        # Every node turns unknown until its agent reports again; the
+        # heartbeat (every 0.5 s) lists them meanwhile. So does this listing.
+        unknown_seen, seen_states = [], []
+
+        def all_ready_again():
+            try:
+                states = on_swarm.node_states()
+                if not seen_states or seen_states[-1][1] != states:
+                    seen_states.append((round(time.monotonic() - restarted, 1), states, on_swarm.node_messages()))
+                if "unknown" in states.values():
+                    unknown_seen.append([info for info in get_backend().list_containers() if info.node_down or not info.is_running])
+                return set(states.values()) == {"ready"}
+            except (docker.errors.APIError, BackendError):  # the manager not serving its API yet
+                return False
+
+        wait_until(all_ready_again, timeout=60, what="every node ready after the manager's restart")
+        print(f"\nmanager's dockerd restarted in {seconds:.1f}s; {len(unknown_seen)} listings saw unknown nodes; states: {seen_states}")
+        assert unknown_seen and not any(unknown_seen)  # listed as running every time
+        time.sleep(2)  # a few more heartbeats, with the nodes ready
+        for session in held:
+            session.refresh_from_db()
+            assert session.is_active, f"{session.container.name} ended: {session.end_reason}"
+            assert requests.get(f"{swarm_stack.notebook_url}{session.container.base_path}", timeout=10).status_code == 200
+    finally:
+        on_swarm.set_availability(1, "active")
+
+
+def test_a_stopped_node_ends_its_sessions_as_lost_and_the_others_keep_theirs(swarm_stack, on_swarm):
+    start_full_pool(swarm_stack, on_swarm)
+    second = on_swarm.hostname(2)
+    held = use_every_notebook(swarm_stack)
+    lost = [s for s in held if s.container.node == second]
+    assert lost
+    stopped = time.monotonic()
+    on_swarm.stop(2)
+    try:
+        wait_until(lambda: not Session.objects.active().filter(container__node=second).exists(), timeout=60, what="the stopped node's sessions ended")
+        print(f"\nnode 2's dockerd stopped: its {len(lost)} sessions ended in {time.monotonic() - stopped:.1f}s (the stop itself included)")
+        for session in held:
+            session.refresh_from_db()
+        assert {s.end_reason for s in lost} == {Session.EndReason.NODE_LOST}
+        assert all(s.is_active for s in held if s not in lost)
+    finally:
+        on_swarm.start(2)
+        on_swarm.wait_until_ready(timeout=60)
 
 
 def test_a_lost_node_ends_its_sessions_and_the_pool_refills_on_the_others(swarm_stack, on_swarm):
