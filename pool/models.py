@@ -613,3 +613,16 @@ class HistoryTotal(models.Model):
 
     def __str__(self):
         return f"{self.pool}: {self.counter} {self.label} {self.value:g}"
+
+
+class GuardCheck(models.Model):
+    """The network guard (pool/netguard.py) as the worker last found it on one
+    machine: installed as the worker starts, checked at every heartbeat."""
+
+    host = models.CharField(max_length=200, unique=True, help_text="The machine whose firewall holds the rules.")
+    checked_at = models.DateTimeField()
+    problem = models.TextField(blank=True, help_text="Why its notebooks are not guarded; empty when they are.")
+    put_back_at = models.DateTimeField(null=True, blank=True, help_text="When a heartbeat last found the rules gone and put them back.")
+
+    def __str__(self):
+        return f"{self.host}: {self.problem or 'guarded'}"

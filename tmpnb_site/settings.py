@@ -16,6 +16,7 @@ from pool.backends import BACKENDS
 from pool.backends.base import ROUTE_TO
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, check_command_template
 from pool.materials import check_source as check_materials_source
+from pool.netguard import DENIED_BY_DEFAULT
 from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
     env_bool,
@@ -25,6 +26,7 @@ from tmpnb_site.env import (
     env_int_or_none,
     env_ip,
     env_ip_list,
+    env_ipv4_networks,
     env_list,
     env_size,
     env_str,
@@ -216,8 +218,14 @@ if TMPNB_ROUTE_TO not in ROUTE_TO:
 if TMPNB_ROUTE_TO == "container" and TMPNB_BACKEND == "swarm":
     raise ImproperlyConfigured("TMPNB_ROUTE_TO=container is not available with TMPNB_BACKEND=swarm: use published")
 # Firewall rules that keep notebooks on the service's own networks away from
-# the host's services and 169.254.0.0/16 (pool/netguard.py).
+# the host's services, from private, shared, link-local and metadata addresses,
+# and from each other (pool/netguard.py). The worker installs them as it starts
+# and each heartbeat checks them.
 TMPNB_NETWORK_GUARD = env_bool("TMPNB_NETWORK_GUARD", True)
+TMPNB_GUARD_DENY = env_ipv4_networks("TMPNB_GUARD_DENY", DENIED_BY_DEFAULT)
+# Exceptions to the deny list, reachable whole (a package mirror on the LAN).
+TMPNB_GUARD_ALLOW = env_ipv4_networks("TMPNB_GUARD_ALLOW", ())
+TMPNB_GUARD_PEERS = env_bool("TMPNB_GUARD_PEERS", False)
 
 # Shared by every web process (the spawn rate limit); short timeouts so an
 # absent Redis slows no request down.

@@ -25,6 +25,7 @@ from pool.services.assignment import serve_queue
 from pool.services.disk import nearly_full
 from pool.services.ending import remove_quietly, retire_and_record, route_container
 from pool.services.events import record_event
+from pool.services.network import check_guard
 from pool.services.pools import keep_pools_filled
 from pool.services.retention import prune_history
 from pool.services.snapshots import copies_due, copies_under_way, give_up_work, prune_snapshots
@@ -319,6 +320,10 @@ def cull_sessions(*, now: datetime | None = None, pool: Pool | None = None) -> d
 def heartbeat() -> list[Container]:
     """Repair what drifted, prune old history, let waiting visitors in, then fill every pool.
     Returns the rows to spawn."""
+    try:
+        check_guard()
+    except Exception:
+        log.exception("network guard not checked")
     try:
         reconcile()
     except (BackendError, ProxyError) as error:
