@@ -250,3 +250,16 @@ def test_an_internal_network_reaches_not_even_the_host(clean_pools, open_service
     assert "+PONG" in run_in(container, ping_redis)  # Docker's internal networks leave the host open
     assert guard.guard_network()
     assert "+PONG" not in run_in(container, ping_redis)
+
+
+def test_the_worker_guards_the_network_as_it_starts_and_its_heartbeat_puts_the_guard_back(live_stack):
+    policy = guard.guard_policy()  # the worker's: the same settings and host
+    live_stack.start(web_workers=1, TMPNB_NETWORK_GUARD="true")
+    try:
+        stack.wait_for(lambda: netguard.missing(policy) == [], 60, "the worker's guard")
+        netguard.remove()  # a firewall reload
+        stack.wait_for(lambda: netguard.missing(policy) == [], 30, "the heartbeat's guard")
+        stack.wait_for(lambda: Event.objects.filter(kind=Event.Kind.FAILURE, message__contains="put back").exists(), 10, "the event")
+    finally:
+        live_stack.stop()
+        netguard.remove()
