@@ -245,3 +245,28 @@ def test_deploy_manage_before_any_deploy_up_says_so_in_one_line(tmp_path):
     done = subprocess.run(["bash", ROOT / "deploy/manage", "pool_status"], env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == f"[tmpnb] no installation in {tmp_path / 'state'} (no readable secrets.env): start it once with deploy/up\n"
+
+
+def test_a_state_folder_or_secrets_another_user_could_write_are_refused(tmp_path):
+    """Root sources secrets.env from the state folder: one another user could
+    have prepared would run their commands as root."""
+    state = tmp_path / "state"
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TMPNB_STATE": str(state), "TMPNB_VENV": str(Path(sys.executable).parent.parent)}
+
+    def manage():
+        return subprocess.run(["bash", ROOT / "deploy/manage", "pool_status"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    state.mkdir(mode=0o777)
+    state.chmod(0o1777)  # as /var/tmp is
+    done = manage()
+    assert done.returncode == 1
+    assert done.stderr == f"[tmpnb] refusing the state folder {state}: it must be a folder of root's that no other user can write to (not a link)\n"
+    state.chmod(0o700)
+    secrets = state / "secrets.env"
+    secrets.write_text(f"touch {tmp_path / 'ran-as-root'}\n")
+    os.chown(secrets, 65534, 65534)  # nobody's
+    done = manage()
+    assert done.returncode == 1
+    assert done.stderr == f"[tmpnb] refusing {secrets}: it must be a file of root's that no other user can write to (not a link)\n"
+    assert not (tmp_path / "ran-as-root").exists()
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
