@@ -33,6 +33,7 @@ ensure_state_dir() {
     fi
   fi
   mkdir -p "$TMPNB_STATE"
+  export TMPNB_STATE  # Django keeps notebooks away from its secrets.env
   if ! trusted_by_me "$TMPNB_STATE"; then
     log "refusing the state folder $TMPNB_STATE: it must be a folder of $(id -un)'s that no other user can write to (not a link)"
     exit 1

@@ -14,9 +14,9 @@ from pool.materials import check_source
 from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 
 
-def _as_validation_error(check, value):
+def _as_validation_error(check, *args):
     try:
-        check(value)
+        check(*args)
     except ValueError as error:
         raise ValidationError(str(error)) from None
 
@@ -27,7 +27,7 @@ def validate_command(value):
 
 
 def validate_host_directories(value):
-    _as_validation_error(parse_host_directories, value)
+    _as_validation_error(parse_host_directories, value, settings.TMPNB_PROTECTED_PATHS)
 
 
 def validate_extra_hosts(value):
@@ -35,7 +35,7 @@ def validate_extra_hosts(value):
 
 
 def validate_materials_source(value):
-    _as_validation_error(check_source, value)
+    _as_validation_error(check_source, value, settings.TMPNB_PROTECTED_PATHS)
 
 
 class Pool(models.Model):

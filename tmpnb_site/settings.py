@@ -7,6 +7,7 @@ with an ImproperlyConfigured error naming the variable.
 
 import re
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import dj_database_url
@@ -356,6 +357,16 @@ TMPNB_ADMIN_TOKEN = env_str("TMPNB_ADMIN_TOKEN")
 TMPNB_METRICS_TOKEN = env_str("TMPNB_METRICS_TOKEN")
 
 
+# The service's own files, which no notebook may mount or receive as materials
+# (pool/options.py adds the host's system folders): the code, the database,
+# the participants' saved work and prepared materials, and deploy/up's secrets.
+TMPNB_PROTECTED_PATHS = [str(BASE_DIR), *(str(VAR_DIR / name) for name in ("snapshots", "materials"))]
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    TMPNB_PROTECTED_PATHS.append(str(DATABASES["default"]["NAME"]))
+if is_set("TMPNB_STATE"):
+    TMPNB_PROTECTED_PATHS.append(str(Path(env_str("TMPNB_STATE")) / "secrets.env"))
+
+
 def _checked(name, value, check):
     try:
         check(value)
@@ -385,7 +396,10 @@ _POOL_OPTIONS = {
     "host_network": ("TMPNB_HOST_NETWORK", env_bool("TMPNB_HOST_NETWORK", False)),
     "docker_network": ("TMPNB_DOCKER_NETWORK", env_str("TMPNB_DOCKER_NETWORK", "")),
     "internal_network": ("TMPNB_INTERNAL_NETWORK", env_bool("TMPNB_INTERNAL_NETWORK", False)),
-    "host_directories": ("TMPNB_HOST_DIRECTORIES", _checked("TMPNB_HOST_DIRECTORIES", env_str("TMPNB_HOST_DIRECTORIES", ""), parse_host_directories)),
+    "host_directories": (
+        "TMPNB_HOST_DIRECTORIES",
+        _checked("TMPNB_HOST_DIRECTORIES", env_str("TMPNB_HOST_DIRECTORIES", ""), partial(parse_host_directories, protected=TMPNB_PROTECTED_PATHS)),
+    ),
     "extra_hosts": ("TMPNB_EXTRA_HOSTS", _checked("TMPNB_EXTRA_HOSTS", env_str("TMPNB_EXTRA_HOSTS", ""), parse_extra_hosts)),
     "use_tokens": ("TMPNB_USE_TOKENS", env_bool("TMPNB_USE_TOKENS", True)),
     # With a notebook domain, <id> is a DNS label: 63 characters at most.
@@ -394,7 +408,10 @@ _POOL_OPTIONS = {
     "cull_timeout": ("TMPNB_CULL_TIMEOUT", env_int("TMPNB_CULL_TIMEOUT", 3600, minimum=1)),
     "cull_max": ("TMPNB_CULL_MAX", env_int("TMPNB_CULL_MAX", 14400, minimum=1)),
     "access_code": ("TMPNB_ACCESS_CODE", env_str("TMPNB_ACCESS_CODE", "")),
-    "materials_source": ("TMPNB_MATERIALS", _checked("TMPNB_MATERIALS", env_str("TMPNB_MATERIALS", ""), check_materials_source)),
+    "materials_source": (
+        "TMPNB_MATERIALS",
+        _checked("TMPNB_MATERIALS", env_str("TMPNB_MATERIALS", ""), partial(check_materials_source, protected=TMPNB_PROTECTED_PATHS)),
+    ),
     "materials_branch": ("TMPNB_MATERIALS_BRANCH", env_str("TMPNB_MATERIALS_BRANCH", "")),
 }
 _size, _target = _POOL_OPTIONS["capacity"][1], _POOL_OPTIONS["ready_target"][1]
