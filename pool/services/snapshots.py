@@ -124,6 +124,18 @@ def _keeping_the_lease(snapshot: Snapshot, call: Callable[[], None]) -> None:
     renewing_while(call, renew=renew, every=COPY_LEASE.total_seconds() / 3, name="copy")
 
 
+def wait_for_copy(container: Container, *, poll: float = 0.5) -> None:
+    """Wait while another teardown's copy of the work of ``container`` holds
+    its lease (a worker copying when stop_pools or a second teardown comes),
+    so that this one does not remove the container under it. Bounded by the
+    copy's own deadline; a copy whose worker died stops renewing and is not
+    waited for."""
+    deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT + settings.DOCKER_TIMEOUT + COPY_LEASE.total_seconds()
+    copying = Snapshot.objects.filter(session__container_id=container.pk, taken_at__isnull=True)
+    while copying.filter(lease_until__gt=timezone.now()).exists() and time.monotonic() < deadline:
+        time.sleep(poll)
+
+
 def give_up_work(container: Container, why: str) -> bool:
     """Record that the work of ``container`` will not be saved (``why``), if
     it was due and no copy is running: none started, or the one that started

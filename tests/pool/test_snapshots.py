@@ -82,6 +82,29 @@ def test_a_kill_and_a_stop_of_the_service_save_the_files_too(held, fake_backend)
     assert zip_contents(Snapshot.objects.get(session=second)) == {"b.txt": b"bea"}
 
 
+def test_a_stop_of_the_service_waits_for_a_copy_another_worker_is_making(held, fake_backend, settings):
+    name = held.container.name
+    Container.objects.filter(pk=held.container.pk).move_to(Container.State.STOPPING)
+    Session.objects.filter(pk=held.pk).end(Session.EndReason.KILLED)
+    # Another worker took the copy and is making it: its lease is live.
+    snapshot = Snapshot.objects.create(session=held, lease_until=timezone.now() + timedelta(seconds=30))
+    stopping = threading.Thread(target=ending.stop_all_containers)
+    stopping.start()
+    stopping.join(1.5)
+    assert stopping.is_alive() and name not in fake_backend.removed  # not removed under the copy
+    assert snapshot.close()  # the copy is done
+    stopping.join(30)
+    assert not stopping.is_alive() and name in fake_backend.removed
+
+
+def test_a_stop_does_not_wait_for_a_copy_whose_worker_died(held, fake_backend):
+    Container.objects.filter(pk=held.container.pk).move_to(Container.State.STOPPING)
+    Session.objects.filter(pk=held.pk).end(Session.EndReason.KILLED)
+    Snapshot.objects.create(session=held, lease_until=timezone.now() - timedelta(seconds=1))
+    ending.stop_all_containers()
+    assert held.container.name in fake_backend.removed
+
+
 def test_files_over_the_size_cap_are_left_out_and_listed(held, fake_backend):
     big = b"x" * (700 * 1024)
     fake_backend.files[held.container.name] = {"a.bin": big, "b.bin": big, "c.txt": b"small"}
