@@ -513,6 +513,10 @@ class Snapshot(models.Model):
         null=True, blank=True, help_text="When its visitor asked for the files in a new notebook: once per snapshot, again only if that failed."
     )
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A copy in progress renews this; past it, its worker is taken for dead.")
+    restore_into = models.ForeignKey(
+        "Container", null=True, blank=True, on_delete=models.SET_NULL, related_name="restores", help_text="The notebook its files were last asked into."
+    )
+    restore_error = models.CharField(max_length=500, blank=True, help_text="Why the files could not be put back, told inside that notebook.")
     # The owner of the notebook's folder, so that restored files belong to the notebook's user.
     owner_uid = models.PositiveIntegerField(null=True, blank=True)
     owner_gid = models.PositiveIntegerField(null=True, blank=True)

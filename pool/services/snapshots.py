@@ -384,7 +384,8 @@ def ask_for_restore(*, snapshot: Snapshot, container: Container, in_use: bool = 
     for already; raises RestoreError if the broker cannot take it."""
     from pool.tasks import restore_work_task  # the tasks module imports the services
 
-    if not Snapshot.objects.filter(pk=snapshot.pk, restore_asked_at__isnull=True).update(restore_asked_at=timezone.now()):
+    asked = Snapshot.objects.filter(pk=snapshot.pk, restore_asked_at__isnull=True)
+    if not asked.update(restore_asked_at=timezone.now(), restore_into=container, restore_error=""):
         return False
     try:
         restore_work_task.delay(snapshot.pk, container.pk, in_use)
@@ -403,9 +404,15 @@ def restore_queued_work(*, snapshot_id: int, container_id: int, in_use: bool) ->
     try:
         restore_work(snapshot=snapshot, container=container, in_use=in_use)
     except RestoreError as error:
-        Snapshot.objects.filter(pk=snapshot.pk).update(restore_asked_at=None)
+        # Asked for again from the ended page; told inside the notebook meanwhile (restore_failed).
+        Snapshot.objects.filter(pk=snapshot.pk).update(restore_asked_at=None, restore_error=str(error)[:500] or "the copy failed")
         message = f"work of {snapshot.session.container.name} could not be put into {container.name}: {error}"
         record_event(Event.Kind.SNAPSHOT, message[:500], container=container, actor=snapshot.session.visitor_tag)
+
+
+def restore_failed(container: Container) -> bool:
+    """Whether saved work asked into ``container`` could not be put there."""
+    return Snapshot.objects.filter(restore_into=container).exclude(restore_error="").exists()
 
 
 def restore_work(*, snapshot: Snapshot, container: Container, in_use: bool = False) -> None:

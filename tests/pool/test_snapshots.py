@@ -381,10 +381,15 @@ def test_a_put_back_that_failed_can_be_asked_for_again(client, ended_by_kill, fa
     client.post(f"/ended/{ended_by_kill.path_id}/restore")
     restores_queued.run()
     assert "could not be put into" in Event.objects.filter(kind=Event.Kind.SNAPSHOT).latest("pk").message
+    # The banner inside the new notebook says so.
+    answer = client.get(f"/api/notebooks/{row.path_id}/time-left").json()
+    assert answer["warn"] is True and answer["reason"] == "restore_failed"
+    assert answer["message"].startswith("Your saved files could not be copied into this notebook.")
     fake_backend.copy_in = copy_in
     client.post(f"/ended/{ended_by_kill.path_id}/restore")
     restores_queued.run()
     assert [name for name, _, _ in fake_backend.copied_in] == [row.name]
+    assert client.get(f"/api/notebooks/{row.path_id}/time-left").json()["warn"] is False
 
 
 def test_the_organiser_downloads_any_snapshot_from_the_sessions_admin_page(admin_client, ended_by_kill):
