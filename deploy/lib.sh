@@ -3,14 +3,44 @@
 # fresh Debian machine needs nothing done by hand. Sourced, not executed.
 
 TMPNB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-TMPNB_STATE=${TMPNB_STATE:-/var/tmp/tmpnb}
+DEFAULT_STATE=/var/lib/tmpnb
+OLD_DEFAULT_STATE=/var/tmp/tmpnb  # before the state folder left world-writable /var/tmp
 VENV=${TMPNB_VENV:-$TMPNB_ROOT/.venv}
 PROXY_DIR=$TMPNB_ROOT/deploy/proxy
 STARTED_PIDS=()
 ON_STOP=()
-mkdir -p "$TMPNB_STATE"
 
 log() { echo "[tmpnb] $*" >&2; }
+
+trusted_by_me() {
+  # A folder or file we own, no symbolic link, that nobody else may write to.
+  [ ! -L "$1" ] && [ "$(stat -c %u "$1")" = "$(id -u)" ] && [ $(( 0$(stat -c %a "$1") & 022 )) -eq 0 ]
+}
+
+ensure_state_dir() {
+  # The database, the participants' saved work, the logs, and secrets.env,
+  # which these scripts source as root: a folder another user made or can
+  # write to would hand them the service and root, so it is refused.
+  if [ -z "${TMPNB_STATE:-}" ]; then
+    TMPNB_STATE=$DEFAULT_STATE
+    if [ ! -e "$TMPNB_STATE" ] && [ -f "$OLD_DEFAULT_STATE/secrets.env" ]; then
+      if trusted_by_me "$OLD_DEFAULT_STATE" && trusted_by_me "$OLD_DEFAULT_STATE/secrets.env"; then
+        log "moving the state folder from $OLD_DEFAULT_STATE to $TMPNB_STATE"
+        mv "$OLD_DEFAULT_STATE" "$TMPNB_STATE"
+      else
+        log "not moving $OLD_DEFAULT_STATE to $TMPNB_STATE: another user could have written to it; starting afresh"
+      fi
+    fi
+  fi
+  mkdir -p "$TMPNB_STATE"
+  export TMPNB_STATE  # Django keeps notebooks away from its secrets.env
+  if ! trusted_by_me "$TMPNB_STATE"; then
+    log "refusing the state folder $TMPNB_STATE: it must be a folder of $(id -un)'s that no other user can write to (not a link)"
+    exit 1
+  fi
+  chmod 700 "$TMPNB_STATE"
+}
+ensure_state_dir
 
 apt_install() {
   # apt-get update only once per run: it is the slow part.
@@ -137,6 +167,10 @@ load_service_env() {
   mkdir -p "$LOGS" "$TMPNB_VAR_DIR"
   # Made once per machine and kept, so restarts keep sessions and logins.
   local secrets=$TMPNB_STATE/secrets.env
+  if [ -e "$secrets" ] && ! trusted_by_me "$secrets"; then
+    log "refusing $secrets: it must be a file of $(id -un)'s that no other user can write to (not a link)"
+    exit 1
+  fi
   if [ ! -f "$secrets" ]; then
     (
       umask 077

@@ -18,6 +18,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pool.options import check_host_path
+
 GIT_URL = re.compile(r"^(https?|git|ssh|file)://\S+$|^[\w.-]+@[\w.-]+:\S+$")
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 # The transports git may use for a clone: never ext:: (it runs a command).
@@ -50,29 +52,32 @@ def is_git_url(source):
     return bool(GIT_URL.match(source))
 
 
-def check_source(source):
+def check_source(source, protected=()):
     """Raise ValueError if ``source`` is neither empty, a git URL, nor an
-    absolute path (of a folder or an archive)."""
+    absolute path (of a folder or an archive) that notebooks may see
+    (pool/options.py's check_host_path: the worker copies it as root)."""
     if not source or is_git_url(source):
         return
     if not source.startswith("/"):
         raise ValueError(f"materials must be a git URL or an absolute path of a folder or an archive, not {source!r}")
+    check_host_path(source, protected)
     if not Path(source).is_dir() and not source.endswith(ARCHIVE_SUFFIXES):
         raise ValueError(f"{source} is not a folder on this host, nor an archive ending in {', '.join(ARCHIVE_SUFFIXES)}")
 
 
-def prepare(source, branch, destination, *, max_bytes, git_timeout, scratch):
+def prepare(source, branch, destination, *, max_bytes, git_timeout, scratch, protected=()):
     """Put the materials of ``source`` into the new folder ``destination``,
-    refusing links, devices, paths that climb out, and more than ``max_bytes``
-    in all. ``scratch`` is a folder for a git clone. Returns what it holds."""
-    _checked(check_source, source)
+    refusing links, devices, paths that climb out, folders notebooks may not
+    see (``protected`` and the host's), and more than ``max_bytes`` in all.
+    ``scratch`` is a folder for a git clone. Returns what it holds."""
+    _checked(check_source, source, protected)
     if is_git_url(source):
         clone = Path(scratch) / "clone"
         _git_clone(source, branch, clone, git_timeout)
         return _copy_folder(clone, destination, max_bytes, skip={".git"})
     if branch:
         raise MaterialsError("a branch goes with a git URL only, not with a folder or an archive")
-    path = Path(source)
+    path = Path(_checked(check_host_path, source, protected))  # the real path, checked just now
     if path.is_dir():
         return _copy_folder(path, destination, max_bytes)
     if not path.is_file():
@@ -80,9 +85,9 @@ def prepare(source, branch, destination, *, max_bytes, git_timeout, scratch):
     return extract_archive(path, destination, max_bytes)
 
 
-def _checked(check, value):
+def _checked(check, *args):
     try:
-        return check(value)
+        return check(*args)
     except ValueError as error:
         raise MaterialsError(str(error)) from None
 

@@ -36,9 +36,9 @@ def _compiled_where(model, condition, vendor):
     return sql, tuple(params)
 
 
-def _as_validation_error(check, value):
+def _as_validation_error(check, *args):
     try:
-        check(value)
+        check(*args)
     except ValueError as error:
         raise ValidationError(str(error)) from None
 
@@ -49,7 +49,7 @@ def validate_command(value):
 
 
 def validate_host_directories(value):
-    _as_validation_error(parse_host_directories, value)
+    _as_validation_error(parse_host_directories, value, settings.TMPNB_PROTECTED_PATHS)
 
 
 def validate_extra_hosts(value):
@@ -57,7 +57,7 @@ def validate_extra_hosts(value):
 
 
 def validate_materials_source(value):
-    _as_validation_error(check_source, value)
+    _as_validation_error(check_source, value, settings.TMPNB_PROTECTED_PATHS)
 
 
 class Pool(models.Model):
@@ -535,6 +535,10 @@ class Snapshot(models.Model):
         null=True, blank=True, help_text="When its visitor asked for the files in a new notebook: once per snapshot, again only if that failed."
     )
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A copy in progress renews this; past it, its worker is taken for dead.")
+    restore_into = models.ForeignKey(
+        "Container", null=True, blank=True, on_delete=models.SET_NULL, related_name="restores", help_text="The notebook its files were last asked into."
+    )
+    restore_error = models.CharField(max_length=500, blank=True, help_text="Why the files could not be put back, told inside that notebook.")
     # The owner of the notebook's folder, so that restored files belong to the notebook's user.
     owner_uid = models.PositiveIntegerField(null=True, blank=True)
     owner_gid = models.PositiveIntegerField(null=True, blank=True)
@@ -635,3 +639,16 @@ class HistoryTotal(models.Model):
 
     def __str__(self):
         return f"{self.pool}: {self.counter} {self.label} {self.value:g}"
+
+
+class GuardCheck(models.Model):
+    """The network guard (pool/netguard.py) as the worker last found it on one
+    machine: installed as the worker starts, checked at every heartbeat."""
+
+    host = models.CharField(max_length=200, unique=True, help_text="The machine whose firewall holds the rules.")
+    checked_at = models.DateTimeField()
+    problem = models.TextField(blank=True, help_text="Why its notebooks are not guarded; empty when they are.")
+    put_back_at = models.DateTimeField(null=True, blank=True, help_text="When a heartbeat last found the rules gone and put them back.")
+
+    def __str__(self):
+        return f"{self.host}: {self.problem or 'guarded'}"

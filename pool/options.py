@@ -5,6 +5,7 @@ the same rules the admin applies.
 """
 
 import ipaddress
+import os
 import re
 
 # CPU microseconds a notebook may use per 100 ms period: one core. Four busy
@@ -12,8 +13,9 @@ import re
 # at most one with it (issue 33, docs in the README's options table).
 DEFAULT_CPU_QUOTA = 100_000
 
-# Folders that hold the Docker socket or the whole host.
-_NEVER_MOUNTED = {"", "/run", "/var/run", "/var/lib/docker", "/etc", "/proc", "/sys", "/dev", "/root", "/boot"}
+# Folders that hold the Docker socket, other containers, the host's secrets or
+# the host itself: never given to a notebook, nor anything in them or above them.
+NEVER_MOUNTED = ("/run", "/var/run", "/var/lib/docker", "/var/lib/containerd", "/etc", "/proc", "/sys", "/dev", "/root", "/boot")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
@@ -21,8 +23,28 @@ def _entries(text):
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
-def parse_host_directories(text):
-    """``/host:/container[:ro|rw], ...`` → Docker bind strings. Read-only unless ``:rw``.
+def check_host_path(path, protected=()):
+    """The real path of the host's ``path``: links, ``.``, ``..`` and doubled
+    slashes resolved, as the kernel will follow them. ValueError if it is, lies
+    in or holds a folder of NEVER_MOUNTED or one of ``protected`` (the
+    service's own files), or a Docker socket."""
+    try:
+        real = os.path.realpath(path)
+    except OSError as error:
+        raise ValueError(f"notebooks must never see {path}: its real path cannot be read ({error.strerror})") from None
+    for folder in (*NEVER_MOUNTED, *protected):
+        for forbidden in {folder, os.path.realpath(folder)}:
+            if real == forbidden or real.startswith(forbidden.rstrip("/") + "/") or forbidden.startswith(real.rstrip("/") + "/"):
+                shown = path if real == path else f"{path} (that is {real})"
+                raise ValueError(f"notebooks must never see {shown}: it is, holds or lies in {forbidden}, which gives control of the host or the service")
+    if "docker.sock" in real:
+        raise ValueError(f"notebooks must never see {path}: a Docker socket gives control of the host")
+    return real
+
+
+def parse_host_directories(text, protected=()):
+    """``/host:/container[:ro|rw], ...`` → Docker bind strings of the host
+    folders' real paths (check_host_path). Read-only unless ``:rw``.
 
     A list, not the SDK's dict keyed by host path, so one host folder can be
     mounted in two places."""
@@ -31,12 +53,11 @@ def parse_host_directories(text):
         parts = entry.split(":")
         if len(parts) not in (2, 3) or not all(p.startswith("/") for p in parts[:2]):
             raise ValueError(f"{entry!r} is not /host/path:/container/path[:ro|rw]")
-        if "docker.sock" in parts[0] or parts[0].rstrip("/") in _NEVER_MOUNTED:
-            raise ValueError(f"{entry!r}: notebooks must never see {parts[0]} (it gives control of the host)")
+        host = check_host_path(parts[0], protected)
         mode = parts[2] if len(parts) == 3 else "ro"
         if mode not in ("ro", "rw"):
             raise ValueError(f"{entry!r}: the mode must be ro or rw, not {mode!r}")
-        volumes.append(f"{parts[0]}:{parts[1]}:{mode}")
+        volumes.append(f"{host}:{parts[1]}:{mode}")
     return volumes
 
 

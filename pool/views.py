@@ -217,6 +217,8 @@ def notebook_time_left(request, path_id):
 
 
 def cull_warning(left):
+    if left.reason == upkeep.RESTORE_FAILED:
+        return gettext("Your saved files could not be copied into this notebook. The page where your last notebook ended offers them again, and for download.")
     minutes = max(1, -(-left.seconds_left // 60))
     values = {"minutes": minutes}
     if left.reason == Session.EndReason.DISK_FULL:

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.test.utils import override_settings
 from whitenoise.middleware import WhiteNoiseMiddleware
 
+from pool import netguard
 from pool.backends import docker as docker_backend
 from pool.services import ending, pools, worker
 from tests import stack
@@ -50,6 +51,8 @@ def isolated_settings(tmp_path_factory):
     settings.CONFIGPROXY_AUTH_TOKEN = "none"
     use_redis("redis://127.0.0.1:9/0")
     settings.TMPNB_SPAWN_TIMEOUT = 30
+    # The host's firewall is left alone, except by the tests of the guard itself.
+    settings.TMPNB_NETWORK_GUARD = False
 
 
 @pytest.fixture(autouse=True)
@@ -150,7 +153,10 @@ def no_containers_left_behind(docker_engine):
     left = docker_backend.list_containers()
     for info in left:
         docker_backend.remove_container(info.backend_id)
+    rules = netguard.rules()
+    netguard.remove()
     assert not left, f"the test left containers behind: {[c.name for c in left]}"
+    assert not rules, f"the test left the network guard's rules behind: {rules}"
 
 
 @pytest.fixture(scope="session")
@@ -212,6 +218,7 @@ def stack_env(proxy, redis_server, web_port, log_dir, **extra):
         "TMPNB_VAR_DIR": str(log_dir),
         "TMPNB_HEARTBEAT": "0.5",
         "TMPNB_SPAWN_TIMEOUT": "30",
+        "TMPNB_NETWORK_GUARD": "false",
         **proxy.service_env(),
     }
     env.update({key: str(value) for key, value in extra.items()})

@@ -48,6 +48,16 @@ def schedule_heartbeat(sender, **kwargs):
     sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature(worker.APPLY_SCHEDULES), name="schedules")
 
 
+@signals.worker_ready.connect
+def guard_notebook_network(sender, **kwargs):
+    """Every way of running a worker (deploy/up, the systemd units, a second
+    machine) puts the network guard in place before its first spawn; the
+    heartbeat puts it back if a firewall reload takes it away later."""
+    from pool.services.network import guard_network
+
+    guard_network()
+
+
 @signals.worker_shutdown.connect
 def reap_embedded_beat(sender, **kwargs):
     """Wait for the beat process of ``worker --beat`` (deploy/up runs beat so).

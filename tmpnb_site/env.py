@@ -104,6 +104,18 @@ def env_ip_list(name, default):
     return addresses
 
 
+def env_ipv4_networks(name, default):
+    """IPv4 networks or addresses (``10.0.0.0/8``, ``192.0.2.7``), as iptables
+    reads them: a bare address is its /32, host bits are refused."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(str(ipaddress.IPv4Network(item)))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list IPv4 networks such as 10.0.0.0/8, and {item!r} is not one") from None
+    return networks
+
+
 def env_size(name, default=None):
     """A Docker memory size such as 512m or 2g."""
     value = env_str(name, default)

@@ -7,6 +7,7 @@ with an ImproperlyConfigured error naming the variable.
 
 import re
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import dj_database_url
@@ -16,6 +17,7 @@ from pool.backends import BACKENDS
 from pool.backends.base import ROUTE_TO
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, check_command_template
 from pool.materials_files import check_source as check_materials_source
+from pool.netguard import DENIED_BY_DEFAULT
 from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 from tmpnb_site.env import (
     env_bool,
@@ -25,6 +27,7 @@ from tmpnb_site.env import (
     env_int_or_none,
     env_ip,
     env_ip_list,
+    env_ipv4_networks,
     env_list,
     env_size,
     env_str,
@@ -221,8 +224,14 @@ if TMPNB_ROUTE_TO not in ROUTE_TO:
 if TMPNB_ROUTE_TO == "container" and TMPNB_BACKEND == "swarm":
     raise ImproperlyConfigured("TMPNB_ROUTE_TO=container is not available with TMPNB_BACKEND=swarm: use published")
 # Firewall rules that keep notebooks on the service's own networks away from
-# the host's services and 169.254.0.0/16 (pool/netguard.py).
+# the host's services, from private, shared, link-local and metadata addresses,
+# and from each other (pool/netguard.py). The worker installs them as it starts
+# and each heartbeat checks them.
 TMPNB_NETWORK_GUARD = env_bool("TMPNB_NETWORK_GUARD", True)
+TMPNB_GUARD_DENY = env_ipv4_networks("TMPNB_GUARD_DENY", DENIED_BY_DEFAULT)
+# Exceptions to the deny list, reachable whole (a package mirror on the LAN).
+TMPNB_GUARD_ALLOW = env_ipv4_networks("TMPNB_GUARD_ALLOW", ())
+TMPNB_GUARD_PEERS = env_bool("TMPNB_GUARD_PEERS", False)
 
 # Shared by every web process (the spawn rate limit); short timeouts so an
 # absent Redis slows no request down.
@@ -353,6 +362,16 @@ TMPNB_ADMIN_TOKEN = env_str("TMPNB_ADMIN_TOKEN")
 TMPNB_METRICS_TOKEN = env_str("TMPNB_METRICS_TOKEN")
 
 
+# The service's own files, which no notebook may mount or receive as materials
+# (pool/options.py adds the host's system folders): the code, the database,
+# the participants' saved work and prepared materials, and deploy/up's secrets.
+TMPNB_PROTECTED_PATHS = [str(BASE_DIR), *(str(VAR_DIR / name) for name in ("snapshots", "materials"))]
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    TMPNB_PROTECTED_PATHS.append(str(DATABASES["default"]["NAME"]))
+if is_set("TMPNB_STATE"):
+    TMPNB_PROTECTED_PATHS.append(str(Path(env_str("TMPNB_STATE")) / "secrets.env"))
+
+
 def _checked(name, value, check):
     try:
         check(value)
@@ -382,7 +401,10 @@ _POOL_OPTIONS = {
     "host_network": ("TMPNB_HOST_NETWORK", env_bool("TMPNB_HOST_NETWORK", False)),
     "docker_network": ("TMPNB_DOCKER_NETWORK", env_str("TMPNB_DOCKER_NETWORK", "")),
     "internal_network": ("TMPNB_INTERNAL_NETWORK", env_bool("TMPNB_INTERNAL_NETWORK", False)),
-    "host_directories": ("TMPNB_HOST_DIRECTORIES", _checked("TMPNB_HOST_DIRECTORIES", env_str("TMPNB_HOST_DIRECTORIES", ""), parse_host_directories)),
+    "host_directories": (
+        "TMPNB_HOST_DIRECTORIES",
+        _checked("TMPNB_HOST_DIRECTORIES", env_str("TMPNB_HOST_DIRECTORIES", ""), partial(parse_host_directories, protected=TMPNB_PROTECTED_PATHS)),
+    ),
     "extra_hosts": ("TMPNB_EXTRA_HOSTS", _checked("TMPNB_EXTRA_HOSTS", env_str("TMPNB_EXTRA_HOSTS", ""), parse_extra_hosts)),
     "use_tokens": ("TMPNB_USE_TOKENS", env_bool("TMPNB_USE_TOKENS", True)),
     # With a notebook domain, <id> is a DNS label: 63 characters at most.
@@ -391,7 +413,10 @@ _POOL_OPTIONS = {
     "cull_timeout": ("TMPNB_CULL_TIMEOUT", env_int("TMPNB_CULL_TIMEOUT", 3600, minimum=1)),
     "cull_max": ("TMPNB_CULL_MAX", env_int("TMPNB_CULL_MAX", 14400, minimum=1)),
     "access_code": ("TMPNB_ACCESS_CODE", env_str("TMPNB_ACCESS_CODE", "")),
-    "materials_source": ("TMPNB_MATERIALS", _checked("TMPNB_MATERIALS", env_str("TMPNB_MATERIALS", ""), check_materials_source)),
+    "materials_source": (
+        "TMPNB_MATERIALS",
+        _checked("TMPNB_MATERIALS", env_str("TMPNB_MATERIALS", ""), partial(check_materials_source, protected=TMPNB_PROTECTED_PATHS)),
+    ),
     "materials_branch": ("TMPNB_MATERIALS_BRANCH", env_str("TMPNB_MATERIALS_BRANCH", "")),
 }
 _size, _target = _POOL_OPTIONS["capacity"][1], _POOL_OPTIONS["ready_target"][1]

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from pool.charts import Chart, line_chart
 from pool.models import Container, Event, Pool, Schedule, Session, UsageSample
+from pool.services.network import guard_warnings
 from pool.services.pools import PoolStats, pool_stats
 from pool.services.snapshots import snapshot_disk
 
@@ -42,6 +43,7 @@ class Dashboard(TypedDict):
     window: str
     windows: list[str]
     chart: Chart
+    warnings: list[str]
 
 
 def _day_start(now: datetime) -> datetime:
@@ -61,6 +63,7 @@ def dashboard(*, window: str = "24h", now: datetime | None = None) -> Dashboard:
         "window": window,
         "windows": list(CHART_WINDOWS),
         "chart": _usage_chart(now - CHART_WINDOWS[window], now),
+        "warnings": guard_warnings(now=now),
     }
 
 

@@ -16,7 +16,7 @@ from pool.services import worker
 from pool.services.events import record_event
 from pool.services.network import unguard_network
 from pool.services.routes import unroute_container
-from pool.services.snapshots import give_up_work, save_work
+from pool.services.snapshots import give_up_work, save_work, wait_for_copy
 from proxyapi import get_proxy
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def finish_retirement(container: Container, *, delete_route: bool = False, files
     route, with ``delete_route``) removed."""
     if files_left:
         save_work(container)
+        wait_for_copy(container)  # another teardown's copy, if it was that one's to make
     else:
         give_up_work(container, VANISHED)
     remove_quietly(container, delete_route=delete_route)

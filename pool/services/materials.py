@@ -112,6 +112,7 @@ def prepare_materials(pool_id: int) -> int | None:
                     scratch=scratch,
                     max_bytes=settings.TMPNB_MATERIALS_MAX_MB * 1_000_000,
                     git_timeout=settings.TMPNB_MATERIALS_GIT_TIMEOUT,
+                    protected=settings.TMPNB_PROTECTED_PATHS,
                 )
             except MaterialsError as error:
                 _refuse(pool, str(error))

@@ -1,15 +1,29 @@
-"""The notebook network's guard, put in place as the service starts and taken
-away as it stops for good (pool/netguard.py holds the rules)."""
+"""The notebook network's guard: put in place as the worker starts, checked
+and put back by every heartbeat, taken away as the service stops for good
+(pool/netguard.py holds the rules). Each machine's last finding is a
+GuardCheck row, which the dashboard shows when something is wrong."""
 
+import ipaddress
 import logging
+import socket
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
+from django.utils import timezone
 
 from pool import netguard
-from pool.models import Event
+from pool.models import Event, GuardCheck
 from pool.services.events import record_event
 
 log = logging.getLogger(__name__)
+
+ACTOR = "network guard"
+# The host's resolvers; where they are on loopback (systemd-resolved's stub),
+# Docker forwards to the upstream list instead.
+RESOLV_CONF = Path("/etc/resolv.conf")
+UPSTREAM_RESOLV_CONF = Path("/run/systemd/resolve/resolv.conf")
+PUT_BACK_SHOWN = timedelta(hours=24)  # how long the dashboard mentions a guard put back
 
 
 def guard_applies() -> bool:
@@ -17,20 +31,104 @@ def guard_applies() -> bool:
     return bool(settings.TMPNB_NETWORK_GUARD) and settings.TMPNB_BACKEND == "docker" and settings.DOCKER_HOST.startswith("unix://")
 
 
+def guard_policy() -> netguard.Policy:
+    return netguard.Policy(
+        deny=tuple(settings.TMPNB_GUARD_DENY),
+        allow=tuple(settings.TMPNB_GUARD_ALLOW),
+        resolvers=host_resolvers(),
+        peers=settings.TMPNB_GUARD_PEERS,
+    )
+
+
+def host_resolvers() -> tuple[str, ...]:
+    """The IPv4 resolvers Docker's DNS asks on the notebooks' behalf: they
+    may sit in a denied range (a cloud's resolver at 10.x or 169.254.x)."""
+    found = _nameservers(RESOLV_CONF)
+    if found and all(address.is_loopback for address in found):
+        found = _nameservers(UPSTREAM_RESOLV_CONF)
+    return tuple(str(address) for address in found if address.version == 4 and not address.is_loopback)
+
+
+def _nameservers(path: Path) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2 and words[0] == "nameserver":
+            try:
+                found.append(ipaddress.ip_address(words[1].split("%")[0]))
+            except ValueError:
+                continue
+    return found
+
+
 def guard_network() -> bool:
-    """Install the rules; when the host will not have them, say so in the log
-    and the event log and carry on (notebooks then reach the host and
-    169.254.0.0/16). Returns whether the guard is in place."""
+    """Install the rules. When the host will not have them, say so (log, event
+    log, dashboard) and carry on: notebooks then reach what the guard denies.
+    Returns whether the guard is in place."""
     if not guard_applies():
         return False
     try:
-        netguard.install()
+        netguard.install(guard_policy())
     except netguard.GuardError as error:
-        message = f"notebook network not guarded: {error} (set TMPNB_NETWORK_GUARD=false to run without it)"
-        log.warning(message)
-        record_event(Event.Kind.FAILURE, message, actor="network guard")
+        _found(problem=f"notebook network not guarded: {error} (set TMPNB_NETWORK_GUARD=false to run without it)")
         return False
+    _found()
     return True
+
+
+def check_guard(*, now: datetime | None = None) -> None:
+    """For the heartbeat: a firewall reload, a reboot or a hand removed the
+    rules: put them back, and tell the organiser it happened."""
+    if not guard_applies():
+        return
+    policy = guard_policy()
+    try:
+        gaps = netguard.missing(policy)
+        if gaps:
+            netguard.install(policy)
+    except netguard.GuardError as error:
+        _found(problem=f"notebook network not guarded: {error} (set TMPNB_NETWORK_GUARD=false to run without it)", now=now)
+        return
+    if gaps:
+        message = f"network guard on {socket.gethostname()} was not in place ({'; '.join(gaps)}): put back"
+        log.error(message)
+        record_event(Event.Kind.FAILURE, message, actor=ACTOR)
+    _found(put_back=bool(gaps), now=now)
+
+
+def _found(*, problem: str = "", put_back: bool = False, now: datetime | None = None) -> None:
+    """Record this machine's guard; a new problem is logged once, not every tick."""
+    now = now or timezone.now()
+    host = socket.gethostname()
+    before = GuardCheck.objects.filter(host=host).values_list("problem", flat=True).first()
+    if problem and problem != before:
+        log.warning(problem)
+        record_event(Event.Kind.FAILURE, problem, actor=ACTOR)
+    changes: dict[str, object] = {"checked_at": now, "problem": problem}
+    if put_back:
+        changes["put_back_at"] = now
+    GuardCheck.objects.update_or_create(host=host, defaults=changes)
+
+
+def guard_warnings(*, now: datetime | None = None) -> list[str]:
+    """What the dashboard says about the guard: machines whose notebooks are not
+    guarded, and those where it was found gone lately."""
+    now = now or timezone.now()
+    warnings = []
+    for check in GuardCheck.objects.order_by("host"):
+        if check.problem:
+            warnings.append(f"{check.host}: {check.problem} (last checked {timezone.localtime(check.checked_at):%H:%M:%S}).")
+        elif check.put_back_at and check.put_back_at > now - PUT_BACK_SHOWN:
+            when = timezone.localtime(check.put_back_at)
+            warnings.append(
+                f"{check.host}: the network guard was gone at {when:%a %H:%M:%S} (a firewall reload or a reboot?) and was put back; "
+                "notebooks could reach the host and private addresses until then."
+            )
+    return warnings
 
 
 def unguard_network() -> None:
@@ -41,3 +139,4 @@ def unguard_network() -> None:
         netguard.remove()
     except netguard.GuardError as error:
         log.warning("network guard not removed: %s", error)
+    GuardCheck.objects.filter(host=socket.gethostname()).delete()

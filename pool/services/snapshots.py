@@ -125,6 +125,18 @@ def _keeping_the_lease(snapshot: Snapshot, call: Callable[[], None]) -> None:
     renewing_while(call, renew=renew, every=COPY_LEASE.total_seconds() / 3, name="copy")
 
 
+def wait_for_copy(container: Container, *, poll: float = 0.5) -> None:
+    """Wait while another teardown's copy of the work of ``container`` holds
+    its lease (a worker copying when stop_pools or a second teardown comes),
+    so that this one does not remove the container under it. Bounded by the
+    copy's own deadline; a copy whose worker died stops renewing and is not
+    waited for."""
+    deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT + settings.DOCKER_TIMEOUT + COPY_LEASE.total_seconds()
+    copying = Snapshot.objects.filter(session__container_id=container.pk, taken_at__isnull=True)
+    while copying.filter(lease_until__gt=timezone.now()).exists() and time.monotonic() < deadline:
+        time.sleep(poll)
+
+
 def give_up_work(container: Container, why: str) -> bool:
     """Record that the work of ``container`` will not be saved (``why``), if
     it was due and no copy is running: none started, or the one that started
@@ -371,7 +383,8 @@ def ask_for_restore(*, snapshot: Snapshot, container: Container, in_use: bool = 
     (see restore_work), once per snapshot: a conditional update claims it, so
     repeated or concurrent requests queue one copy. False if it was asked
     for already; raises RestoreError if the broker cannot take it."""
-    if not Snapshot.objects.filter(pk=snapshot.pk, restore_asked_at__isnull=True).update(restore_asked_at=timezone.now()):
+    asked = Snapshot.objects.filter(pk=snapshot.pk, restore_asked_at__isnull=True)
+    if not asked.update(restore_asked_at=timezone.now(), restore_into=container, restore_error=""):
         return False
     try:
         worker.send(worker.RESTORE_WORK, snapshot.pk, container.pk, in_use)
@@ -390,9 +403,15 @@ def restore_queued_work(*, snapshot_id: int, container_id: int, in_use: bool) ->
     try:
         restore_work(snapshot=snapshot, container=container, in_use=in_use)
     except RestoreError as error:
-        Snapshot.objects.filter(pk=snapshot.pk).update(restore_asked_at=None)
+        # Asked for again from the ended page; told inside the notebook meanwhile (restore_failed).
+        Snapshot.objects.filter(pk=snapshot.pk).update(restore_asked_at=None, restore_error=str(error)[:500] or "the copy failed")
         message = f"work of {snapshot.session.container.name} could not be put into {container.name}: {error}"
         record_event(Event.Kind.SNAPSHOT, message[:500], container=container, actor=snapshot.session.visitor_tag)
+
+
+def restore_failed(container: Container) -> bool:
+    """Whether saved work asked into ``container`` could not be put there."""
+    return Snapshot.objects.filter(restore_into=container).exclude(restore_error="").exists()
 
 
 def restore_work(*, snapshot: Snapshot, container: Container, in_use: bool = False) -> None:

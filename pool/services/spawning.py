@@ -86,7 +86,7 @@ def container_spec(container: Container) -> ContainerSpec:
         network=network,
         internal=pool.internal_network,
         publish=publish,
-        volumes=parse_host_directories(pool.host_directories),
+        volumes=parse_host_directories(pool.host_directories, settings.TMPNB_PROTECTED_PATHS),
         extra_hosts=parse_extra_hosts(pool.extra_hosts),
         pids_limit=settings.TMPNB_PIDS_LIMIT,
     )

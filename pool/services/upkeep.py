@@ -25,10 +25,11 @@ from pool.services.assignment import serve_queue
 from pool.services.disk import nearly_full
 from pool.services.ending import remove_quietly, retire_and_record
 from pool.services.events import record_event
+from pool.services.network import check_guard
 from pool.services.pools import keep_pools_filled
 from pool.services.retention import prune_history
 from pool.services.routes import route_container
-from pool.services.snapshots import copies_due, copies_under_way, give_up_work, prune_snapshots
+from pool.services.snapshots import copies_due, copies_under_way, give_up_work, prune_snapshots, restore_failed
 from pool.services.waiting import drop_abandoned_places
 from proxyapi import ProxyError, Route, get_proxy
 
@@ -46,6 +47,7 @@ STOPPED_UNSAVED = "its end was interrupted before the copy (its worker stopped?)
 COPY_LOST = "the copy stopped before it was done (its worker stopped?)"
 # A participant is warned inside their notebook this long before it is due for a cull.
 CULL_WARNING = timedelta(minutes=5)
+RESTORE_FAILED = "restore_failed"  # the banner's reason when saved work could not be put back
 
 
 @dataclass
@@ -251,6 +253,7 @@ class TimeLeft:
     age_left: int
     disk_used: int | None = None  # bytes written at the last disk check
     disk_limit: int | None = None  # TMPNB_DISK_LIMIT
+    restore_failed: bool = False  # saved work asked into it could not be put there
 
     @property
     def disk_warn(self) -> bool:
@@ -258,8 +261,11 @@ class TimeLeft:
 
     @property
     def reason(self) -> str:
+        """What the banner is about: the end that comes first, else a restore that failed."""
         if self.disk_warn:
             return Session.EndReason.DISK_FULL
+        if self.restore_failed and not self.cull_due_soon:
+            return RESTORE_FAILED
         return Session.EndReason.CULLED_AGE if self.age_left <= self.idle_left else Session.EndReason.CULLED_IDLE
 
     @property
@@ -267,8 +273,12 @@ class TimeLeft:
         return min(self.idle_left, self.age_left)
 
     @property
+    def cull_due_soon(self) -> bool:
+        return self.seconds_left <= CULL_WARNING.total_seconds()
+
+    @property
     def warn(self) -> bool:
-        return self.disk_warn or self.seconds_left <= CULL_WARNING.total_seconds()
+        return self.disk_warn or self.cull_due_soon or self.restore_failed
 
 
 def time_left(*, path_id: str, visitor: str | None = None, token: str | None = None, now: datetime | None = None) -> TimeLeft | None:
@@ -293,6 +303,7 @@ def time_left(*, path_id: str, visitor: str | None = None, token: str | None = N
         age_left=max(0, round((age_due - now).total_seconds())),
         disk_used=session.container.disk_used,
         disk_limit=settings.TMPNB_DISK_LIMIT,
+        restore_failed=restore_failed(session.container),
     )
 
 
@@ -320,6 +331,10 @@ def cull_sessions(*, now: datetime | None = None, pool: Pool | None = None) -> d
 def heartbeat() -> list[Container]:
     """Repair what drifted, prune old history, let waiting visitors in, then fill every pool.
     Returns the rows to spawn."""
+    try:
+        check_guard()
+    except Exception:
+        log.exception("network guard not checked")
     try:
         reconcile()
     except (BackendError, ProxyError) as error:

@@ -19,6 +19,7 @@ import requests
 import websocket
 
 from pool import netguard
+from pool.services import network
 from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE
 from tests.stack import ROOT, Browser, Process, free_port, wait_for
 
@@ -168,7 +169,7 @@ def test_a_visitor_lands_in_a_real_notebook_that_outlives_a_restart(service, ima
     base = match.group(1)
     assert own_page in page.text and base in page.text
     assert {c.attrs["Config"]["Image"] for c in service.containers()} == {docker_image}
-    assert len(netguard.rules(service.installation)) == 6  # deploy/up guarded the notebooks' network
+    assert netguard.missing(network.guard_policy(), service.installation) == []  # deploy/up guarded the notebooks' network
 
     kernel = browser.post(f"{service.notebook_url}{base}api/kernels", json={"name": "python3"}, headers={"X-XSRFToken": browser.cookies["_xsrf"]}, timeout=30)
     assert kernel.status_code == 201, kernel.text
@@ -244,3 +245,28 @@ def test_deploy_manage_before_any_deploy_up_says_so_in_one_line(tmp_path):
     done = subprocess.run(["bash", ROOT / "deploy/manage", "pool_status"], env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == f"[tmpnb] no installation in {tmp_path / 'state'} (no readable secrets.env): start it once with deploy/up\n"
+
+
+def test_a_state_folder_or_secrets_another_user_could_write_are_refused(tmp_path):
+    """Root sources secrets.env from the state folder: one another user could
+    have prepared would run their commands as root."""
+    state = tmp_path / "state"
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "TMPNB_STATE": str(state), "TMPNB_VENV": str(Path(sys.executable).parent.parent)}
+
+    def manage():
+        return subprocess.run(["bash", ROOT / "deploy/manage", "pool_status"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+
+    state.mkdir(mode=0o777)
+    state.chmod(0o1777)  # as /var/tmp is
+    done = manage()
+    assert done.returncode == 1
+    assert done.stderr == f"[tmpnb] refusing the state folder {state}: it must be a folder of root's that no other user can write to (not a link)\n"
+    state.chmod(0o700)
+    secrets = state / "secrets.env"
+    secrets.write_text(f"touch {tmp_path / 'ran-as-root'}\n")
+    os.chown(secrets, 65534, 65534)  # nobody's
+    done = manage()
+    assert done.returncode == 1
+    assert done.stderr == f"[tmpnb] refusing {secrets}: it must be a file of root's that no other user can write to (not a link)\n"
+    assert not (tmp_path / "ran-as-root").exists()
+    assert oct(state.stat().st_mode & 0o777) == "0o700"

@@ -207,6 +207,20 @@ def test_sources_that_are_neither_a_git_url_nor_an_absolute_path_are_refused(sou
         materials_files.check_source(source)
 
 
+@pytest.mark.parametrize("source", ["/etc", "//etc/.", "/root/.ssh", "/var/lib/docker/volumes/x.tar", "/"])
+def test_host_folders_and_archives_notebooks_must_not_see_are_refused_by_their_real_path(source):
+    with pytest.raises(ValueError, match="must never see"):
+        materials_files.check_source(source)
+
+
+def test_a_link_to_a_protected_folder_is_refused_when_the_worker_copies_it(tmp_path):
+    saved_work = write_tree(tmp_path / "var" / "snapshots", {"someone.zip": b"their work"})
+    (tmp_path / "workshop").symlink_to(saved_work)
+    with pytest.raises(MaterialsError, match=r"must never see .*workshop \(that is .*/snapshots\)"):
+        materials_files.prepare(str(tmp_path / "workshop"), "", tmp_path / "out", max_bytes=MB, git_timeout=5, scratch=tmp_path, protected=[str(saved_work)])
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_archive_or_a_branch_without_git_is_refused(tmp_path):
     with pytest.raises(MaterialsError, match="is neither a folder nor an archive on this host"):
         materials_files.prepare(str(tmp_path / "gone.zip"), "", tmp_path / "out", max_bytes=MB, git_timeout=5, scratch=tmp_path)

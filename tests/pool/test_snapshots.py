@@ -82,6 +82,29 @@ def test_a_kill_and_a_stop_of_the_service_save_the_files_too(held, fake_backend)
     assert zip_contents(Snapshot.objects.get(session=second)) == {"b.txt": b"bea"}
 
 
+def test_a_stop_of_the_service_waits_for_a_copy_another_worker_is_making(held, fake_backend, settings):
+    name = held.container.name
+    Container.objects.filter(pk=held.container.pk).move_to(Container.State.STOPPING)
+    Session.objects.filter(pk=held.pk).end(Session.EndReason.KILLED)
+    # Another worker took the copy and is making it: its lease is live.
+    snapshot = Snapshot.objects.create(session=held, lease_until=timezone.now() + timedelta(seconds=30))
+    stopping = threading.Thread(target=ending.stop_all_containers)
+    stopping.start()
+    stopping.join(1.5)
+    assert stopping.is_alive() and name not in fake_backend.removed  # not removed under the copy
+    assert snapshot.close()  # the copy is done
+    stopping.join(30)
+    assert not stopping.is_alive() and name in fake_backend.removed
+
+
+def test_a_stop_does_not_wait_for_a_copy_whose_worker_died(held, fake_backend):
+    Container.objects.filter(pk=held.container.pk).move_to(Container.State.STOPPING)
+    Session.objects.filter(pk=held.pk).end(Session.EndReason.KILLED)
+    Snapshot.objects.create(session=held, lease_until=timezone.now() - timedelta(seconds=1))
+    ending.stop_all_containers()
+    assert held.container.name in fake_backend.removed
+
+
 def test_files_over_the_size_cap_are_left_out_and_listed(held, fake_backend):
     big = b"x" * (700 * 1024)
     fake_backend.files[held.container.name] = {"a.bin": big, "b.bin": big, "c.txt": b"small"}
@@ -356,10 +379,15 @@ def test_a_put_back_that_failed_can_be_asked_for_again(client, ended_by_kill, fa
     client.post(f"/ended/{ended_by_kill.path_id}/restore")
     restores_queued.run()
     assert "could not be put into" in Event.objects.filter(kind=Event.Kind.SNAPSHOT).latest("pk").message
+    # The banner inside the new notebook says so.
+    answer = client.get(f"/api/notebooks/{row.path_id}/time-left").json()
+    assert answer["warn"] is True and answer["reason"] == "restore_failed"
+    assert answer["message"].startswith("Your saved files could not be copied into this notebook.")
     fake_backend.copy_in = copy_in
     client.post(f"/ended/{ended_by_kill.path_id}/restore")
     restores_queued.run()
     assert [name for name, _, _ in fake_backend.copied_in] == [row.name]
+    assert client.get(f"/api/notebooks/{row.path_id}/time-left").json()["warn"] is False
 
 
 def test_the_organiser_downloads_any_snapshot_from_the_sessions_admin_page(admin_client, ended_by_kill):

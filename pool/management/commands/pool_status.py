@@ -3,6 +3,7 @@ import json
 from pool.management.base import PoolCommand
 from pool.models import Pool
 from pool.services import dashboard
+from pool.services.network import guard_warnings
 
 COLUMNS = [
     # (heading, key of the JSON row)
@@ -46,7 +47,10 @@ def cell(value):
 
 
 class Command(PoolCommand):
-    help = "Show each pool's size and containers (ready, in use, starting, failed today) and the saved work it keeps, as a table or --json."
+    help = (
+        "Show each pool's size and containers (ready, in use, starting, failed today) and the saved work it keeps, as a table or --json; "
+        "a network guard that is not in place is a warning on stderr."
+    )
     every_pool_by_default = True
 
     def add_arguments(self, parser):
@@ -56,6 +60,8 @@ class Command(PoolCommand):
     def handle_pool(self, pool, *, as_json=False, **options):
         pools = Pool.objects.all() if pool is None else Pool.objects.filter(pk=pool.pk)
         rows = [row_data(row) for row in dashboard.pool_overview(pools)]
+        for warning in guard_warnings():  # on stderr: the table and the JSON stay as they are
+            self.stderr.write(f"WARNING: {warning}")
         if as_json:
             self.stdout.write(json.dumps(rows, indent=2))
             return

@@ -1,0 +1,111 @@
+"""The guard's rules for the heartbeat and the dashboard, with iptables
+replaced (tests/integration/test_network_guard.py runs the real one)."""
+
+import pytest
+from django.core.management import call_command
+
+from pool import netguard
+from pool.models import Event, GuardCheck
+from pool.services import network
+
+
+@pytest.fixture
+def firewall(settings, monkeypatch):
+    """A host firewall that holds what install() put there until a reload."""
+    settings.TMPNB_NETWORK_GUARD = True
+    settings.DOCKER_HOST = "unix:///var/run/docker.sock"
+    state = {"installed": 0, "in_place": False, "broken": None}
+
+    def install(policy, installation=None):
+        if state["broken"]:
+            raise netguard.GuardError(state["broken"])
+        state["installed"] += 1
+        state["in_place"] = True
+
+    def missing(policy, installation=None):
+        if state["broken"]:
+            raise netguard.GuardError(state["broken"])
+        return [] if state["in_place"] else ["the jump from DOCKER-USER"]
+
+    monkeypatch.setattr(netguard, "install", install)
+    monkeypatch.setattr(netguard, "missing", missing)
+    return state
+
+
+def test_a_heartbeat_leaves_a_guard_in_place_alone(db, firewall):
+    assert network.guard_network()
+    network.check_guard()
+    network.check_guard()
+    assert firewall["installed"] == 1
+    assert not Event.objects.exists()
+    assert network.guard_warnings() == []
+
+
+def test_a_guard_gone_is_put_back_once_with_an_event_and_a_warning_for_a_day(db, firewall):
+    network.guard_network()
+    firewall["in_place"] = False  # a firewall reload
+    network.check_guard()
+    network.check_guard()
+    assert firewall["installed"] == 2
+    [event] = Event.objects.filter(kind=Event.Kind.FAILURE)
+    assert "was not in place (the jump from DOCKER-USER): put back" in event.message
+    put_back_at = GuardCheck.objects.get().put_back_at
+    [warning] = network.guard_warnings()
+    assert "was put back" in warning
+    assert network.guard_warnings(now=put_back_at + network.PUT_BACK_SHOWN) == []
+
+
+def test_a_guard_that_cannot_be_installed_is_said_once_and_clears_when_it_can(db, firewall):
+    firewall["broken"] = "iptables -S: Permission denied (you must be root)"
+    assert not network.guard_network()
+    network.check_guard()
+    assert Event.objects.filter(kind=Event.Kind.FAILURE).count() == 1
+    [warning] = network.guard_warnings()
+    assert "not guarded: iptables -S: Permission denied" in warning
+    firewall["broken"] = None
+    network.check_guard()
+    assert network.guard_warnings() and "put back" in network.guard_warnings()[0]
+    assert GuardCheck.objects.get().problem == ""
+
+
+def test_the_dashboard_and_pool_status_show_the_guards_problem(db, firewall, admin_client, capsys):
+    firewall["broken"] = "iptables is not installed"
+    network.guard_network()
+    page = admin_client.get("/admin/").content.decode()
+    assert 'id="warnings"' in page and "iptables is not installed" in page
+    call_command("pool_status")
+    assert "WARNING: " in capsys.readouterr().err
+
+
+def test_nothing_is_checked_where_the_guard_does_not_apply(db, firewall, settings):
+    settings.TMPNB_BACKEND = "swarm"
+    assert not network.guard_network()
+    network.check_guard()
+    assert firewall["installed"] == 0 and not GuardCheck.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("resolv_conf", "upstream", "resolvers"),
+    [
+        ("nameserver 10.255.255.53\n", "", ("10.255.255.53",)),
+        ("# a comment\nnameserver 169.254.169.253\nnameserver fd00::1\nsearch example.org\n", "", ("169.254.169.253",)),
+        # systemd-resolved's stub: Docker forwards to the upstream list.
+        ("nameserver 127.0.0.53\noptions edns0\n", "nameserver 192.168.1.1\nnameserver 192.168.1.2\n", ("192.168.1.1", "192.168.1.2")),
+        ("nameserver not-an-address\n", "", ()),
+    ],
+)
+def test_the_resolvers_docker_forwards_to_stay_reachable(tmp_path, monkeypatch, resolv_conf, upstream, resolvers):
+    (tmp_path / "resolv.conf").write_text(resolv_conf)
+    (tmp_path / "upstream.conf").write_text(upstream)
+    monkeypatch.setattr(network, "RESOLV_CONF", tmp_path / "resolv.conf")
+    monkeypatch.setattr(network, "UPSTREAM_RESOLV_CONF", tmp_path / "upstream.conf")
+    assert network.host_resolvers() == resolvers
+
+
+def test_the_policy_comes_from_the_settings(settings, monkeypatch, tmp_path):
+    monkeypatch.setattr(network, "RESOLV_CONF", tmp_path / "none")
+    settings.TMPNB_GUARD_ALLOW = ["10.9.0.0/16"]
+    settings.TMPNB_GUARD_PEERS = True
+    policy = network.guard_policy()
+    assert policy.allow == ("10.9.0.0/16",) and policy.peers and policy.resolvers == ()
+    assert "169.254.0.0/16" in policy.deny and "168.63.129.16/32" in policy.deny
