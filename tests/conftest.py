@@ -192,7 +192,7 @@ def clean_pools(transactional_db, routes_cleaned, docker_images):
     ending.stop_all_containers()
 
 
-def test_database_url():
+def database_url_for_processes():
     """The test database, as the processes a test starts must reach it."""
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
@@ -202,7 +202,7 @@ def test_database_url():
 
 def stack_env(proxy, redis_server, web_port, log_dir, **extra):
     env = {
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": database_url_for_processes(),
         "REDIS_URL": redis_server.url,
         "CONFIGPROXY_ENDPOINT": proxy.api_url,
         "CONFIGPROXY_AUTH_TOKEN": proxy.token,
