@@ -14,6 +14,7 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 
 from pool.backends import docker as docker_backend
 from pool.services import ending, pools
+from pool.tasks import heartbeat_task
 from tests import stack
 from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
@@ -250,6 +251,13 @@ class Stack:
         for process in reversed(self.processes):
             process.stop()
         self.processes = []
+
+    def wait_for_heartbeats(self, count=2, timeout=30):
+        """Return once the worker has finished ``count`` more heartbeats than it
+        had at the call: whatever a heartbeat would repair or refill is decided
+        by then. Two, as the first may have begun before the call."""
+        done = len(self.worker.tasks_succeeded(heartbeat_task.name))
+        stack.wait_for(lambda: len(self.worker.tasks_succeeded(heartbeat_task.name)) >= done + count, timeout, f"{count} heartbeats of the worker")
 
 
 @pytest.fixture
