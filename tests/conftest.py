@@ -15,6 +15,7 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 from pool import netguard
 from pool.backends import docker as docker_backend
 from pool.services import ending, pools, worker
+from pool.tasks import heartbeat_task
 from tests import stack
 from tests.factories import CLASSIC_JUPYTER_IMAGE, JUPYTER_IMAGE, TINY_IMAGE, new_visitor
 from tests.swarm import SwarmLab
@@ -199,7 +200,7 @@ def clean_pools(transactional_db, routes_cleaned, docker_images):
     ending.stop_all_containers()
 
 
-def test_database_url():
+def database_url_for_processes():
     """The test database, as the processes a test starts must reach it."""
     db = settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
@@ -209,7 +210,7 @@ def test_database_url():
 
 def stack_env(proxy, redis_server, web_port, log_dir, **extra):
     env = {
-        "DATABASE_URL": test_database_url(),
+        "DATABASE_URL": database_url_for_processes(),
         "REDIS_URL": redis_server.url,
         "CONFIGPROXY_ENDPOINT": proxy.api_url,
         "CONFIGPROXY_AUTH_TOKEN": proxy.token,
@@ -258,6 +259,13 @@ class Stack:
         for process in reversed(self.processes):
             process.stop()
         self.processes = []
+
+    def wait_for_heartbeats(self, count=2, timeout=30):
+        """Return once the worker has finished ``count`` more heartbeats than it
+        had at the call: whatever a heartbeat would repair or refill is decided
+        by then. Two, as the first may have begun before the call."""
+        done = len(self.worker.tasks_succeeded(heartbeat_task.name))
+        stack.wait_for(lambda: len(self.worker.tasks_succeeded(heartbeat_task.name)) >= done + count, timeout, f"{count} heartbeats of the worker")
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Model.save() on a new row goes through the ORM's general insert compiler,
 which builds the same statement again each time. An assignment writes two
 rows (its session and its event), and by valgrind's count this takes 0.62
-million instructions off an admission's 6.86 (docs/performance.md). The
+million instructions off an admission's 6.86 (docs/performance-history.md). The
 values are prepared as save() prepares them (each field's pre_save and
 database preparation), so defaults, conversions and database errors are
 the ORM's.

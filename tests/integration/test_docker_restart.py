@@ -10,7 +10,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 
 import docker
 import pytest
@@ -94,10 +93,10 @@ def test_a_dockerd_restart_keeps_every_notebook_and_loses_no_session(live_stack,
     before = sorted(c.backend_id for c in docker_backend.list_containers())
 
     private_dockerd.stop(signal.SIGTERM, timeout=30)
-    time.sleep(2)  # heartbeats meet no Docker: they must not take the notebooks for dead
+    live_stack.wait_for_heartbeats()  # they meet no Docker: they must not take the notebooks for dead
     assert browser.get(page.url, timeout=5).status_code == 200
     private_dockerd.start()
-    time.sleep(2)
+    live_stack.wait_for_heartbeats()
     assert sorted(c.backend_id for c in docker_backend.list_containers()) == before
     assert Container.objects.live().count() == 2 and not Container.objects.filter(state=Container.State.GONE).exists()
     assert browser.get(f"{live_stack.url}/", timeout=30).url == page.url

@@ -37,9 +37,9 @@ def guarded(live_stack):
     return live_stack
 
 
-def assert_nothing_taken():
-    # A claim would have queued a refill at once: give the worker a few heartbeats to show it.
-    time.sleep(2)
+def assert_nothing_taken(live_stack):
+    # A claim would have queued a refill at once: the worker's next heartbeats show it.
+    live_stack.wait_for_heartbeats()
     assert Session.objects.count() == 0
     assert Container.objects.ready().count() == Container.objects.count() == READY
     assert len(docker_backend.list_containers()) == READY
@@ -72,7 +72,7 @@ def test_a_thousand_cookieless_requests_heads_and_curls_take_nothing(guarded):
         curl = subprocess.run(["curl", "-sSL", "-o", "/dev/null", "-w", "%{http_code}", f"{url}{path}"], capture_output=True, text=True, timeout=30)
         assert curl.stdout == "200", curl.stderr
         assert subprocess.run(["curl", "-sSIL", f"{url}{path}"], capture_output=True, timeout=30).returncode == 0
-    assert_nothing_taken()
+    assert_nothing_taken(guarded)
 
 
 def test_link_previews_with_and_without_cookies_take_nothing_and_unfurl(guarded):
@@ -87,7 +87,7 @@ def test_link_previews_with_and_without_cookies_take_nothing_and_unfurl(guarded)
                 previewer.cookies.update(requests.get(f"{guarded.url}/", timeout=30).cookies)
                 assert "tmpnb_visitor" in previewer.cookies
                 assert "og:description" in previewer.get(f"{guarded.url}{path}", headers={"User-Agent": agent}, timeout=30).text
-    assert_nothing_taken()
+    assert_nothing_taken(guarded)
 
 
 @needs_chromium

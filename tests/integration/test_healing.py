@@ -24,6 +24,12 @@ def backend_ids():
     return sorted(c.backend_id for c in docker_backend.list_containers())
 
 
+def ready_or_held():
+    """The backend ids of the rows still ready or held (none taken for dead)."""
+    held = (Container.State.READY, Container.State.ASSIGNED)
+    return sorted(Container.objects.filter(state__in=held).values_list("backend_id", flat=True))
+
+
 def start_with_one_visitor(live_stack, capacity=2, **pool_options):
     PoolFactory(capacity=capacity, **pool_options)
     live_stack.start()
@@ -50,8 +56,8 @@ def test_a_full_restart_of_web_worker_and_beat_loses_no_session(live_stack):
     live_stack.stop()
     assert reachable(url)  # the proxy still routes to the running notebook
     live_stack.start()
-    time.sleep(2)  # a few heartbeats
-    assert backend_ids() == before
+    live_stack.wait_for_heartbeats()  # each reconciles the rows with Docker and the proxy
+    assert backend_ids() == ready_or_held() == before
     assert browser.get(f"{live_stack.url}/", timeout=30).url == url
     assert reachable(url)
 
@@ -62,9 +68,9 @@ def test_each_process_restarted_alone_loses_no_session(live_stack):
     for process in (live_stack.web, live_stack.worker, live_stack.beat):
         process.stop()
         process.start()
-        time.sleep(1.5)
+        live_stack.wait_for_heartbeats()
         assert reachable(url), f"lost after restarting {process.name}"
-        assert backend_ids() == before, f"containers changed after restarting {process.name}"
+        assert backend_ids() == ready_or_held() == before, f"containers changed after restarting {process.name}"
     assert browser.get(f"{live_stack.url}/", timeout=30).url == url
 
 

@@ -88,7 +88,7 @@ def test_the_pool_refills_after_assignments_up_to_its_size(live_stack):
     for _ in range(2):
         assert visit(live_stack.url)[0].status_code == 200
     # Full: four in use, none may be added.
-    time.sleep(2)
+    live_stack.wait_for_heartbeats()
     assert pool.containers.live().count() == 4 and ready_count() == 0
     assert "tries again by itself" in visit(live_stack.url)[0].text
 

@@ -5,7 +5,6 @@ task would be). No container is handed out twice and none is started twice.
 Runs on SQLite and, from deploy/test, on PostgreSQL."""
 
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -87,12 +86,17 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
                 start.wait()
                 return browser.get(f"{web.url}/", headers={"X-Forwarded-For": f"10.1.{n}.1"}, allow_redirects=False, timeout=60)
 
+        queued = set()
         for _ in range(10):
-            tasks.heartbeat_task.delay()
-            tasks.fill_pool_task.delay(pool.pk)
+            queued |= {tasks.heartbeat_task.delay().id, tasks.fill_pool_task.delay(pool.pk).id}
         with ThreadPoolExecutor(VISITORS) as executor:
             responses = list(executor.map(visit, range(VISITORS)))
-        time.sleep(2)  # the heartbeats and fills queued meanwhile run out
+
+        def finished():
+            names = (tasks.heartbeat_task.name, tasks.fill_pool_task.name)
+            return {task_id for worker in (live_stack.worker, second_worker) for name in names for task_id in worker.tasks_succeeded(name)}
+
+        wait_until(lambda: queued <= finished(), what="the heartbeats and fills queued meanwhile done")
         second_worker.assert_running()
     finally:
         second_web.stop()

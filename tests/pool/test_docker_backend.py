@@ -81,8 +81,14 @@ def test_disk_usage_is_what_each_of_our_running_containers_wrote(docker_images, 
         docker_backend.remove_container(ours.backend_id)
 
 
-def test_removing_a_container_that_is_gone_is_not_an_error():
-    docker_backend.remove_container("tmpnb-no-such-container")
+def test_removing_a_container_that_is_gone_is_not_an_error(docker_images, raw_docker):
+    started = docker_backend.start_container(spec("gone"))
+    docker_backend.remove_container(started.backend_id)
+    with pytest.raises(docker.errors.NotFound):  # what Docker itself answers now
+        raw_docker.api.remove_container(started.backend_id, force=True)
+    docker_backend.remove_container(started.backend_id)  # done already: no error
+    docker_backend.remove_container("tmpnb-no-such-container")  # never was
+    assert docker_backend.list_containers() == []
 
 
 def test_a_missing_image_is_a_clear_error():
