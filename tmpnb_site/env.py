@@ -94,26 +94,26 @@ def env_ip(name, default):
         raise ImproperlyConfigured(f"{name} must be an IP address, not {value!r}") from None
 
 
-def env_ip_list(name, default):
-    addresses = []
+def _each(name, default, parse, what):
+    """The items of a comma-separated list, each through ``parse``; ``what``
+    names what they must be in the error."""
+    parsed = []
     for item in env_list(name, default):
         try:
-            addresses.append(str(ipaddress.ip_address(item)))
+            parsed.append(str(parse(item)))
         except ValueError:
-            raise ImproperlyConfigured(f"{name} must list IP addresses, and {item!r} is not one") from None
-    return addresses
+            raise ImproperlyConfigured(f"{name} must list {what}, and {item!r} is not one") from None
+    return parsed
+
+
+def env_ip_list(name, default):
+    return _each(name, default, ipaddress.ip_address, "IP addresses")
 
 
 def env_ipv4_networks(name, default):
     """IPv4 networks or addresses (``10.0.0.0/8``, ``192.0.2.7``), as iptables
     reads them: a bare address is its /32, host bits are refused."""
-    networks = []
-    for item in env_list(name, default):
-        try:
-            networks.append(str(ipaddress.IPv4Network(item)))
-        except ValueError:
-            raise ImproperlyConfigured(f"{name} must list IPv4 networks such as 10.0.0.0/8, and {item!r} is not one") from None
-    return networks
+    return _each(name, default, ipaddress.IPv4Network, "IPv4 networks such as 10.0.0.0/8")
 
 
 def env_size(name, default=None):
