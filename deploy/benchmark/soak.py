@@ -289,7 +289,9 @@ class Soak:
         if kill and not self.organiser.kill(self.service.row(path_id)["session"]):
             self.lose(path_id, "the organiser's kill was never taken")
         timeout = self.plan.cull_timeout + HEAL_BOUND
-        row = eventually(lambda: (found := self.service.row(path_id))["taken_at"] and found, timeout) or self.service.row(path_id)
+        # The copy is closed (taken_at) a moment before its zip is recorded (file_name).
+        row = eventually(lambda: (found := self.service.row(path_id))["taken_at"] and (found["file_name"] or found["error"]) and found, timeout)
+        row = row or self.service.row(path_id)
         if row["end_reason"] not in FINE_ENDS or (reason and row["end_reason"] != reason):
             self.lose(path_id, f"ended {row['end_reason'] or 'never'}")
         try:
@@ -402,14 +404,18 @@ class Soak:
         injected = time.monotonic()
         self.run_code(path_id, f"{loops} wait", detach=True)
         with self.misbehaving("a participant busy-loops on every core"):
-            cores = self.cores_used(self.service.row(path_id)["backend_id"])
+            cores = self.cores(self.service.row(path_id)["backend_id"])
             self.probes()
             self.finish(path_id, work, kill=True)
-        return injected, time.monotonic(), {"cores_used": cores}
+        return injected, time.monotonic(), cores
 
-    def cores_used(self, backend_id, seconds=5.0):
+    def cores(self, backend_id, seconds=5.0):
+        """The cores the container may use (its CPU quota) and used over ``seconds``
+        (less than allowed when the machine's other work takes the cores)."""
         client = docker_client()
         try:
+            host = client.api.inspect_container(backend_id)["HostConfig"]
+            allowed = round(host["CpuQuota"] / (host["CpuPeriod"] or 100_000), 2) if host["CpuQuota"] else None
 
             def used():
                 return client.api.stats(backend_id, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"], time.monotonic()
@@ -417,7 +423,7 @@ class Soak:
             before, started = used()
             time.sleep(seconds)
             after, ended = used()
-            return round((after - before) / 1e9 / (ended - started), 2)
+            return {"cores_allowed": allowed, "cores_used": round((after - before) / 1e9 / (ended - started), 2)}
         finally:
             client.close()
 

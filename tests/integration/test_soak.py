@@ -23,4 +23,6 @@ def test_a_short_soak_loses_no_session_and_no_work_and_heals_after_every_fault()
     assert [fault["fault"] for fault in result["faults"] if not fault["healed"]] == []
     disk, busy = result["faults"][-2], result["faults"][-1]
     assert disk["warned"] and disk["ended"] == "disk-full"
-    assert busy["cores_used"] < 1.2  # TMPNB_CPU_QUOTA's default: one core, whatever the loops ask
+    # TMPNB_CPU_QUOTA's default: one core, whatever the loops ask (they get
+    # less when the machine's other work takes the cores).
+    assert busy["cores_allowed"] == 1 and busy["cores_used"] < 1.2
