@@ -27,6 +27,12 @@ TINY_COMMAND = (
     "sh -c 'mkdir -p /www{base_path} && echo container {base_path} > /www{base_path}index.html"
     " && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www'"
 )
+# The same with a folder for the participant's work: the command names it as
+# Jupyter's would (the shell takes it as $0 and ignores it), so the service
+# saves it when the session ends.
+TINY_WORK_COMMAND = (
+    "sh -c 'mkdir -p /work /www{base_path} && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www' --notebook-dir=/work"
+)
 
 
 # The cookie step's page (pool/visitors.py) continues with JavaScript, or with this without it.
@@ -177,12 +183,17 @@ WEB_KEEP_ALIVE = 5
 class WebApp(Process):
     def __init__(self, port, env, log_dir, workers=2, keep_alive=WEB_KEEP_ALIVE):
         """``keep_alive`` None: gunicorn's own default (2 s)."""
-        from django.conf import settings
-
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        # Waiting pages' long polls hold threads of their own.
-        threads = 4 + int(env.get("TMPNB_LONG_POLLS", settings.TMPNB_LONG_POLLS))
+        # Waiting pages' long polls hold threads of their own (the setting is
+        # read only when ``env`` has none: deploy/benchmark runs no Django).
+        if "TMPNB_LONG_POLLS" in env:
+            long_polls = int(env["TMPNB_LONG_POLLS"])
+        else:
+            from django.conf import settings
+
+            long_polls = settings.TMPNB_LONG_POLLS
+        threads = 4 + long_polls
         args = [BIN / "gunicorn", "tmpnb_site.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", workers, "--threads", threads]
         if keep_alive is not None:
             args += ["--keep-alive", keep_alive]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import deploy.benchmark
 from deploy.benchmark import log
-from deploy.benchmark.cases import ALL_CASES, Bench
+from deploy.benchmark.cases import ALL_CASES, NAMED_ONLY, Bench
 from deploy.benchmark.images import IMAGES, JUPYTER_IMAGE, TINY_IMAGE, ensure_image
 from deploy.benchmark.report import print_report
 from deploy.benchmark.service import PASS_THROUGH
@@ -27,8 +27,9 @@ def parse_args(argv):
         help="comma-separated, of a (tiny, 50 from a pool of 50), b (Jupyter, 100 from 100), "
         "c (tiny, 50 from a pool of 50 with 20 ready), route (the proxy's hop both ways), cpu (30 one after another),"
         " instructions (admissions in one process: CPU and valgrind's count), refill, footprint, sweep"
-        " (default: all)",
+        " (default: all of these), soak (churn under faults, --minutes long; only when named)",
     )
+    parser.add_argument("--minutes", type=float, default=45, help="how long the soak runs (default 45; under 10, the short version CI runs)")
     parser.add_argument("-n", "--visitors", type=int, default=None, help="visitors (and pool size) of cases a, b, c instead of 50/100/50")
     parser.add_argument("--json", default=str(ROOT / "var" / "bench.json"), help="where to write the results (default var/bench.json)")
     parser.add_argument(
@@ -54,9 +55,9 @@ def parse_args(argv):
     parser.add_argument("--keep-state", action="store_true", help="keep each case's state folder (database, logs) in /var/tmp")
     args = parser.parse_args(argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in args.cases if c not in ALL_CASES]
+    unknown = [c for c in args.cases if c not in ALL_CASES + NAMED_ONLY]
     if unknown:
-        parser.error(f"unknown case {', '.join(unknown)}; known: {', '.join(ALL_CASES)}")
+        parser.error(f"unknown case {', '.join(unknown)}; known: {', '.join(ALL_CASES + NAMED_ONLY)}")
     args.refill_images = [c.strip() for c in args.refill_images.split(",") if c.strip()]
     if any(kind not in IMAGES for kind in args.refill_images):
         parser.error("--refill-images takes tiny, jupyter and/or classic")
@@ -73,7 +74,7 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
     needed = set()
-    if {"a", "c", "route", "cpu", "footprint", "sweep"} & set(args.cases) or ("refill" in args.cases and "tiny" in args.refill_images):
+    if {"a", "c", "route", "cpu", "footprint", "sweep", "soak"} & set(args.cases) or ("refill" in args.cases and "tiny" in args.refill_images):
         needed.add(TINY_IMAGE)
     if "b" in args.cases:
         needed.add(JUPYTER_IMAGE)

@@ -327,13 +327,18 @@ class Service:
                     os.kill(int(line.split()[0]), signal.SIGKILL)
                 except (ProcessLookupError, ValueError):
                     pass
+        self.popen = None
+        self.clean_up()
+
+    def clean_up(self):
+        """Once the service's processes are stopped: its containers, network,
+        guard, database and state folder."""
         try:
             self._remove_docker_objects()
         finally:
             # The guard's iptables rules (deploy/down removes them too) are not
             # Docker's: they go even when Docker cannot be reached.
             netguard.remove(self.installation)
-        self.popen = None
         if self.database_url:
             try:
                 self._admin_database(f'DROP DATABASE IF EXISTS "{self.installation}" WITH (FORCE)')

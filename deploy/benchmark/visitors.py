@@ -39,7 +39,7 @@ def visitor_address(i):
     return f"127.1.{i // 250}.{i % 250 + 1}"
 
 
-def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
+def visit(url, barrier, *, image, bound, retry_interval=None, address=None, on_response=None):
     """One new visitor with its own cookie jar, following redirects, doing what
     the service's pages do while it waits, timed from its first request until
     its own notebook page answers 200. Returns what happened.
@@ -53,6 +53,7 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
     - The reconnecting page under /user/<id>/: reload it after Retry-After.
     - A 429 page (the service's abuse limits): refused.
     ``retry_interval`` (seconds) caps every such wait, to poll faster than the pages.
+    ``on_response`` is given every answer (the soak counts the 5xx ones).
     """
     result = {"outcome": "failed", "seconds": None, "waits": 0, "polls": 0, "path_id": None, "error": None, "redirect_seconds": None, "landed_url": None}
     base = url
@@ -91,6 +92,8 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None):
                     result["outcome"] = "turned away"
                 result["error"] = f"{type(error).__name__}: {error}"[:300]
                 return result
+            if on_response:
+                on_response(response)
             now = time.perf_counter()
             if accept == "application/json":  # the waiting room's status poll
                 ok = response.status_code == 200 and "json" in response.headers.get("Content-Type", "")

@@ -10,14 +10,11 @@ import docker
 from pool.models import Container, Event, Session, Snapshot
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, visit, wait_until
-
-# The tiny image has no working folder: the command names the notebook's root
-# folder as Jupyter's would (the shell takes it as $0 and ignores it).
-WORK_COMMAND = "sh -c 'mkdir -p /work /www{base_path} && echo tree {base_path} > /www{base_path}tree && exec httpd -f -p {port} -h /www' --notebook-dir=/work"
+from tests.stack import TINY_WORK_COMMAND
 
 
 def test_a_notebook_writing_past_the_disk_limit_is_ended_with_its_work_saved(live_stack, log_dir):
-    PoolFactory(capacity=1, command=WORK_COMMAND)
+    PoolFactory(capacity=1, command=TINY_WORK_COMMAND)
     live_stack.start(TMPNB_DISK_LIMIT="2m", TMPNB_DISK_PERIOD=1, TMPNB_SNAPSHOT_MAX_MB=1)
     wait_until(lambda: ready_count() == 1, what="a ready container")
     response, _ = visit(live_stack.url)
