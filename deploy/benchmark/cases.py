@@ -16,6 +16,7 @@ from deploy.benchmark import log
 from deploy.benchmark.images import CONTAINER_PORT, IMAGES, JUPYTER_IMAGE, TINY_IMAGE
 from deploy.benchmark.machine import cpu_ticks, machine, memory, process_cpu_seconds, wait_quiet
 from deploy.benchmark.raw import raw_rate
+from deploy.benchmark.room import case_room
 from deploy.benchmark.service import Service
 from deploy.benchmark.steps import landing_replay, steps_upstream
 from deploy.benchmark.visitors import burst, one_after_another, to_floor
@@ -23,7 +24,7 @@ from tests.stack import ROOT
 
 # The proxy's routing key of its notebook port (pool/origins.py), before a notebook's /user/<id>/ path.
 NOTEBOOK_ROUTES = "/@notebooks"
-ALL_CASES = ["a", "b", "c", "route", "cpu", "instructions", "refill", "footprint", "sweep"]
+ALL_CASES = ["a", "b", "c", "route", "cpu", "instructions", "refill", "footprint", "sweep", "room"]
 # Case instructions: visitors timed back to back and with a pause between
 # them, and visitors counted by valgrind (twice as many in a second run).
 ADMISSIONS_TIMED, ADMISSIONS_PAUSE, ADMISSIONS_COUNTED = 200, 0.01, 50
@@ -313,8 +314,11 @@ class Bench:
     def case_sweep(self):
         return sweep()
 
+    def case_room(self):
+        return case_room(self, self.args.room_sizes)
+
     def run(self, cases):
-        order = ["refill", "a", "b", "c", "route", "cpu", "instructions", "footprint", "sweep"]
+        order = ["refill", "a", "b", "c", "route", "cpu", "instructions", "footprint", "sweep", "room"]
         for name in sorted(cases, key=order.index):
             log(f"=== case {name}")
             busy = wait_quiet(self.args.wait_quiet) if name != "sweep" else None

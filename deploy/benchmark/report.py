@@ -3,6 +3,7 @@
 import sys
 
 from deploy.benchmark.cases import fmt
+from deploy.benchmark.room import print_room
 
 # Each burst's floors (deploy/benchmark/cases.py): result key, what it is.
 FLOORS = (
@@ -145,6 +146,8 @@ def print_report(results):
                 f"   proxy calls {calls['proxy']} (lists {calls['proxy_list']})",
                 file=out,
             )
+    if cases.get("room") and "error" not in cases["room"]:
+        print_room(cases["room"], out)
     print("\ntargets (issues 6 and 11)", file=out)
     for t in results["targets"]:
         print(f"  [{t['status']:>12}] {t['case']:<9} {t['target']:<62} {t['figure']}", file=out)
