@@ -4,9 +4,9 @@ tmpnb's JupyterLab image runs this as a jupyter-server extension and kernel
 manager (jupyter_server_config.json): as the server starts, it starts one
 kernel of the default kernel spec in the root folder and asks it for its
 kernel_info, so Python and IPython are imported while the pool fills, not
-while a room of participants waits. The first notebook that asks for a
-kernel of that spec in that folder gets it; every other request (a second
-notebook, a console, a restart, another folder or kernel) is served as
+while a room of participants waits. The first notebook (or console) that
+asks for a kernel of that spec gets it, moved to its folder; every other
+request (a second notebook, a restart, another kernel spec) is served as
 jupyter-server always does. The waiting kernel ends with the server.
 
 ``GET <base_url>tmpnb/waiting-kernel`` (with the server's token) answers
@@ -62,24 +62,50 @@ class WaitingKernelManager(AsyncMappingKernelManager):
         self.waiting_kernel_ready = self.waiting_kernel_id == kernel_id
         self.log.info("Kernel %s is waiting for the first notebook", kernel_id)
 
-    def _take_waiting_kernel(self, kernel_id, path, kernel_name):
+    def _take_waiting_kernel(self, kernel_id, kernel_name):
         waiting = self.waiting_kernel_id
         if not self.waiting_kernel_ready or kernel_id is not None or waiting not in self:
             return None
         if (kernel_name or self.default_kernel_name) != self.get_kernel(waiting).kernel_name:
             return None
-        # It was started in the root folder: a notebook elsewhere expects its own.
-        if path is not None and self.cwd_for_path(path) != self.cwd_for_path(""):
-            return None
         self.waiting_kernel_id, self.waiting_kernel_ready = None, False
-        self.log.info("The first notebook takes the waiting kernel %s", waiting)
         return waiting
 
+    async def _move_to(self, kernel_id, path):
+        """Work in the notebook's folder, as a kernel started for it would:
+        the waiting one started in the root folder. A silent request leaves
+        no trace in the participant's history, numbering or namespace."""
+        cwd = self.cwd_for_path(path)
+        if cwd == self.cwd_for_path(""):
+            return
+        client = self.get_kernel(kernel_id).client()
+        client.start_channels()
+        try:
+            msg_id = client.execute(f"__import__('os').chdir({cwd!r})", silent=True, store_history=False)
+            while True:
+                reply = await client.get_shell_msg(timeout=READY_TIMEOUT)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+        finally:
+            client.stop_channels()
+        if reply["content"]["status"] != "ok":
+            raise RuntimeError(f"the waiting kernel could not move to {cwd}: {reply['content'].get('evalue')}")
+        # A restart launches the kernel again with the arguments it was first
+        # launched with (jupyter_client's KernelManager keeps them there).
+        self.get_kernel(kernel_id)._launch_args["cwd"] = cwd
+
     async def start_kernel(self, *, kernel_id=None, path=None, **kwargs):
-        taken = self._take_waiting_kernel(kernel_id, path, kwargs.get("kernel_name"))
-        if taken is not None:
-            return taken
-        return await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+        taken = self._take_waiting_kernel(kernel_id, kwargs.get("kernel_name"))
+        if taken is None:
+            return await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+        try:
+            await self._move_to(taken, path or "")
+        except Exception:
+            self.log.exception("The waiting kernel %s is not handed out", taken)
+            await self.shutdown_kernel(taken, now=True)
+            return await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
+        self.log.info("The first notebook takes the waiting kernel %s", taken)
+        return taken
 
     def list_kernels(self):
         # Until a notebook takes it, the waiting kernel is the server's own:
