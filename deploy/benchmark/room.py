@@ -153,7 +153,7 @@ def room(service, n, startup, static_for, bound):
     containers = container_cpu_seconds(service.installation) - containers_before
     service_cpu = service_cpu_seconds(service) - service_before
     usable = [r for r in results if r["outcome"] == "usable"]
-    summary = {"participants": n, "usable": len(usable), "errors": sorted({r["error"] for r in results if r["error"]})[:5]}
+    summary = {"participants": n, "usable_count": len(usable), "errors": sorted({r["error"] for r in results if r["error"]})[:5]}
     for phase in PHASES:
         times = sorted(r[phase] for r in usable)
         summary[phase] = {"p50": percentile(times, 50), "p90": percentile(times, 90), "max": times[-1] if times else None}
@@ -188,6 +188,7 @@ def case_room(bench, sizes):
                 log(f"case room, {variant}: {n} participants at once")
                 summary = room(service, n, startup, static_url_of(variant), bench.args.bound)
             summary["fill"] = fill
+            log(f"case room, {variant}, {n}: {json.dumps(summary)}")
             out["sizes"].setdefault(str(n), {})[variant] = summary
     return out
 
@@ -205,7 +206,7 @@ def print_room(result, out):
         for variant, r in variants.items():
             phases = " ".join(f"{'/'.join('-' if r[phase][q] is None else f'{r[phase][q]:.2f}' for q in ('p50', 'p90', 'max')):>22}" for phase in PHASES)
             cpu = r["cpu_per_participant"]
-            print(f"{n:>4} {variant:<6} {r['usable']:>6} {phases} {cpu['containers']:>31.3f}, {cpu['service']:.3f}", file=out)
+            print(f"{n:>4} {variant:<6} {r['usable_count']:>6} {phases} {cpu['containers']:>31.3f}, {cpu['service']:.3f}", file=out)
             for error in r["errors"]:
                 print(f"       {error}", file=out)
 
