@@ -1,4 +1,5 @@
 import html
+import os
 import re
 import secrets
 
@@ -13,7 +14,10 @@ from pool.models import Container, Event, Pool, QueueEntry, Session
 from pool.visitors import VISITOR_COOKIE
 from tests.stack import TINY_COMMAND, TINY_IMAGE
 
-JUPYTER_IMAGE = DEFAULT_IMAGE  # JupyterLab 4 on jupyter-server 2
+# JupyterLab 4 on jupyter-server 2; TMPNB_TEST_JUPYTER_IMAGE names another
+# build of it (deploy/test builds that tag), so a branch that changes the
+# image tests its own without replacing the one other runs use.
+JUPYTER_IMAGE = os.environ.get("TMPNB_TEST_JUPYTER_IMAGE") or DEFAULT_IMAGE
 CLASSIC_JUPYTER_IMAGE = CLASSIC_IMAGE  # Debian's Notebook 6
 
 

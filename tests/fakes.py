@@ -10,7 +10,7 @@ import threading
 import types
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 import pytest
 from django.conf import settings
@@ -44,6 +44,7 @@ class FakeBackend(types.ModuleType):
         self.on_chunk = None  # runs before each chunk streamed (a slow copy)
         self.copied_in = []  # (container name, destination, tar bytes)
         self.disk = {}  # container name -> bytes written, what disk_usage reports
+        self.image_files = {}  # image -> {label: value, ...}, with its files under "files"
 
     def start_container(self, spec):
         if self.on_start:
@@ -64,6 +65,15 @@ class FakeBackend(types.ModuleType):
 
     def ensure_network(self, name, *, pool, internal=False, bridge=""):
         pass
+
+    def image_labels(self, image):
+        return {key: value for key, value in self.image_files.get(image, {}).items() if key != "files"}
+
+    def copy_out_of_image(self, image, *, pool, path, destination, timeout=None):
+        folder = Path(destination) / PurePosixPath(path).name
+        for name, data in self.image_files[image]["files"].items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
 
     def remove_networks(self):
         pass

@@ -26,11 +26,13 @@ def parse_args(argv):
         default=",".join(ALL_CASES),
         help="comma-separated, of a (tiny, 50 from a pool of 50), b (Jupyter, 100 from 100), "
         "c (tiny, 50 from a pool of 50 with 20 ready), route (the proxy's hop both ways), cpu (30 one after another),"
-        " instructions (admissions in one process: CPU and valgrind's count), refill, footprint, sweep"
+        " instructions (admissions in one process: CPU and valgrind's count), refill, footprint, sweep,"
+        " room (N participants: landing, JupyterLab's start-up, a kernel, 6*7; today's behaviour side by side)"
         " (default: all of these), soak (churn under faults, --minutes long; only when named)",
     )
     parser.add_argument("--minutes", type=float, default=45, help="how long the soak runs (default 45; under 10, the short version CI runs)")
     parser.add_argument("-n", "--visitors", type=int, default=None, help="visitors (and pool size) of cases a, b, c instead of 50/100/50")
+    parser.add_argument("--room-n", default="1,30,100", help="participants of case room, comma-separated (default 1,30,100)")
     parser.add_argument("--json", default=str(ROOT / "var" / "bench.json"), help="where to write the results (default var/bench.json)")
     parser.add_argument(
         "--retry-interval", type=float, default=None, help="poll or reload at most this many seconds apart while waiting (default: as the service's pages do)"
@@ -58,6 +60,7 @@ def parse_args(argv):
     unknown = [c for c in args.cases if c not in ALL_CASES + NAMED_ONLY]
     if unknown:
         parser.error(f"unknown case {', '.join(unknown)}; known: {', '.join(ALL_CASES + NAMED_ONLY)}")
+    args.room_sizes = [int(n) for n in args.room_n.split(",") if n.strip()]
     args.refill_images = [c.strip() for c in args.refill_images.split(",") if c.strip()]
     if any(kind not in IMAGES for kind in args.refill_images):
         parser.error("--refill-images takes tiny, jupyter and/or classic")
@@ -76,7 +79,7 @@ def main(argv=None):
     needed = set()
     if {"a", "c", "route", "cpu", "footprint", "sweep", "soak"} & set(args.cases) or ("refill" in args.cases and "tiny" in args.refill_images):
         needed.add(TINY_IMAGE)
-    if "b" in args.cases:
+    if {"b", "room"} & set(args.cases):
         needed.add(JUPYTER_IMAGE)
     if "refill" in args.cases:
         needed.update(IMAGES[kind] for kind in args.refill_images if kind != "tiny")

@@ -16,6 +16,7 @@ from deploy.benchmark import log
 from deploy.benchmark.images import CONTAINER_PORT, IMAGES, JUPYTER_IMAGE, TINY_IMAGE
 from deploy.benchmark.machine import cpu_ticks, machine, memory, process_cpu_seconds, wait_quiet
 from deploy.benchmark.raw import raw_rate
+from deploy.benchmark.room import case_room
 from deploy.benchmark.service import Service
 from deploy.benchmark.soak import soak
 from deploy.benchmark.steps import landing_replay, steps_upstream
@@ -24,7 +25,7 @@ from tests.stack import ROOT
 
 # The proxy's routing key of its notebook port (pool/origins.py), before a notebook's /user/<id>/ path.
 NOTEBOOK_ROUTES = "/@notebooks"
-ALL_CASES = ["a", "b", "c", "route", "cpu", "instructions", "refill", "footprint", "sweep"]
+ALL_CASES = ["a", "b", "c", "route", "cpu", "instructions", "refill", "footprint", "sweep", "room"]
 # Cases run only when named: the soak (deploy/benchmark/soak.py) takes 45 minutes by default.
 NAMED_ONLY = ["soak"]
 # Case instructions: visitors timed back to back and with a pause between
@@ -316,11 +317,14 @@ class Bench:
     def case_sweep(self):
         return sweep()
 
+    def case_room(self):
+        return case_room(self, self.args.room_sizes)
+
     def case_soak(self):
         return soak(self.args.minutes, keep_state=self.args.keep_state)
 
     def run(self, cases):
-        order = ["refill", "a", "b", "c", "route", "cpu", "instructions", "footprint", "sweep", "soak"]
+        order = ["refill", "a", "b", "c", "route", "cpu", "instructions", "footprint", "sweep", "room", "soak"]
         for name in sorted(cases, key=order.index):
             log(f"=== case {name}")
             busy = wait_quiet(self.args.wait_quiet) if name != "sweep" else None

@@ -3,6 +3,7 @@ service gives each, and the benchmark's own Docker calls (building a missing
 image, removing what it labelled)."""
 
 import concurrent.futures
+import os
 import subprocess
 import time
 
@@ -12,10 +13,12 @@ from deploy.benchmark import log
 from pool.command import CLASSIC_COMMAND, CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE
 from tests.stack import ROOT, TINY_COMMAND, TINY_IMAGE
 
-JUPYTER_IMAGE = DEFAULT_IMAGE  # JupyterLab 4, the service's default
+# JupyterLab 4, the service's default; TMPNB_BENCH_JUPYTER_IMAGE names another
+# tag of it, built from this checkout (as TMPNB_TEST_JUPYTER_IMAGE for the tests).
+JUPYTER_IMAGE = os.environ.get("TMPNB_BENCH_JUPYTER_IMAGE") or DEFAULT_IMAGE
 IMAGES = {"tiny": TINY_IMAGE, "jupyter": JUPYTER_IMAGE, "classic": CLASSIC_IMAGE}
 BUILD_JUPYTER = ROOT / "deploy/images/build-jupyter"
-BUILDERS = {TINY_IMAGE: [ROOT / "deploy/images/build-tiny"], JUPYTER_IMAGE: [BUILD_JUPYTER], CLASSIC_IMAGE: [BUILD_JUPYTER, "--classic"]}
+BUILDERS = {TINY_IMAGE: [ROOT / "deploy/images/build-tiny"], JUPYTER_IMAGE: [BUILD_JUPYTER, JUPYTER_IMAGE], CLASSIC_IMAGE: [BUILD_JUPYTER, "--classic"]}
 COMMANDS = {TINY_IMAGE: TINY_COMMAND, JUPYTER_IMAGE: DEFAULT_COMMAND, CLASSIC_IMAGE: CLASSIC_COMMAND}
 # Where a visitor lands (TMPNB_REDIRECT_URI): a container is ready once that page answered.
 LANDINGS = {TINY_IMAGE: "/tree", JUPYTER_IMAGE: "/lab", CLASSIC_IMAGE: "/tree"}

@@ -3,6 +3,7 @@
 import sys
 
 from deploy.benchmark.cases import fmt
+from deploy.benchmark.room import print_room
 from deploy.benchmark.soak import print_soak
 
 # Each burst's floors (deploy/benchmark/cases.py): result key, what it is.
@@ -146,6 +147,8 @@ def print_report(results):
                 f"   proxy calls {calls['proxy']} (lists {calls['proxy_list']})",
                 file=out,
             )
+    if cases.get("room") and "error" not in cases["room"]:
+        print_room(cases["room"], out)
     if soak := section(cases, "soak", "\nsoak (deploy/benchmark/soak.py; sessions lost and work lost must be 0)", out):
         print_soak(soak, out)
     print("\ntargets (issues 6 and 11)", file=out)

@@ -2,6 +2,7 @@
 cookie step), doing what the service's pages do while it waits, timed from
 its first request until its own notebook page answers."""
 
+import contextlib
 import html
 import math
 import re
@@ -39,7 +40,7 @@ def visitor_address(i):
     return f"127.1.{i // 250}.{i % 250 + 1}"
 
 
-def visit(url, barrier, *, image, bound, retry_interval=None, address=None, on_response=None):
+def visit(url, barrier, *, image, bound, retry_interval=None, address=None, on_response=None, browser=None):
     """One new visitor with its own cookie jar, following redirects, doing what
     the service's pages do while it waits, timed from its first request until
     its own notebook page answers 200. Returns what happened.
@@ -54,6 +55,7 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None, on_r
     - A 429 page (the service's abuse limits): refused.
     ``retry_interval`` (seconds) caps every such wait, to poll faster than the pages.
     ``on_response`` is given every answer (the soak counts the 5xx ones).
+    ``browser``: a requests.Session to visit with, kept open with its cookies.
     """
     result = {"outcome": "failed", "seconds": None, "waits": 0, "polls": 0, "path_id": None, "error": None, "redirect_seconds": None, "landed_url": None}
     base = url
@@ -73,7 +75,9 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None, on_r
         except ValueError:
             return default
 
-    with requests.Session() as browser:
+    with contextlib.ExitStack() as closing:
+        if browser is None:
+            browser = closing.enter_context(requests.Session())
         # The service is on this machine: never a forward proxy from the
         # environment (HTTP_PROXY), whose lookup also cost the visitor a
         # quarter of its CPU per request, on the cores the service uses.

@@ -96,6 +96,13 @@ class Backend(Protocol):
     def image_exists(self, image: str) -> bool:
         """The image is there to start from (never pulled)."""
 
+    def image_labels(self, image: str) -> dict[str, str]:
+        """The labels the image was built with."""
+
+    def copy_out_of_image(self, image: str, *, pool: str, path: str, destination: str, timeout: float | None = None) -> None:
+        """Copy a folder of the image as built (not of a running notebook) into
+        the folder ``destination``; what it leaves behind carries ``pool``'s labels."""
+
     def ensure_network(self, name: str, *, pool: str, internal: bool = False, bridge: str = "") -> None:
         """A network of this installation, made once; an internal one has no way
         out; ``bridge`` names its Linux bridge where there is one (pool/netguard.py matches it)."""

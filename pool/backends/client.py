@@ -81,6 +81,12 @@ def installation_filter() -> dict[str, str]:
     return {"label": f"{LABEL_INSTALLATION}={settings.TMPNB_INSTALLATION}"}
 
 
+def image_labels(image: str) -> dict[str, str]:
+    """The labels of an image on this host (such as build-jupyter's tmpnb.recipe)."""
+    with docker_errors(f"looking up image {image}"):
+        return client().images.get(image).labels or {}
+
+
 def image_exists(image: str) -> bool:
     with docker_errors(f"looking up image {image}"):
         try:

@@ -30,6 +30,7 @@ from pool.backends.client import (
     docker_errors,
     docker_work,
     image_exists,  # noqa: F401 (this backend's image_exists)
+    image_labels,  # noqa: F401 (this backend's image_labels)
     installation_filter,
     labels_for,
 )
@@ -270,6 +271,17 @@ def copy_out(backend_id: str, *, path: str, destination: str, timeout: float | N
                 tar.extractall(destination, filter="data")
     except (tarfile.TarError, OSError) as error:  # OSError: this machine's disk (full, not writable)
         raise DockerError(f"copying {path} out of {backend_id[:12]}: {error}") from None
+
+
+def copy_out_of_image(image: str, *, pool: str, path: str, destination: str, timeout: float | None = None) -> None:
+    """Copy the folder ``path`` of ``image`` as built (out of a container
+    created from it and never started) into the folder ``destination``."""
+    with docker_errors(f"copying {path} out of image {image}"), docker_work():
+        created = client().containers.create(image, labels=labels_for(pool), network_disabled=True)
+    try:
+        copy_out(cast(str, created.id), path=path, destination=destination, timeout=timeout)
+    finally:
+        _remove_left_behind(cast(str, created.id))
 
 
 def notebook_user(backend_id: str) -> NotebookUser:

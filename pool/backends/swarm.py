@@ -28,9 +28,11 @@ from pool.backends.client import (
     docker_errors,
     docker_work,
     image_exists,  # noqa: F401 (the manager's images: see start_container)
+    image_labels,  # noqa: F401 (the manager's images)
     installation_filter,
     labels_for,
 )
+from pool.backends.docker import copy_out_of_image  # noqa: F401 (out of the manager's images)
 
 # Task states after which the task will never run (Swarm's task lifecycle).
 _ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}

@@ -20,6 +20,7 @@ from pool.command import render_command
 from pool.materials_files import MaterialsError
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
+from pool.services import lab_static
 from pool.services.assignment import serve_queue
 from pool.services.ending import remove_quietly
 from pool.services.events import record_event
@@ -109,6 +110,8 @@ def spawn_container(container_id: int) -> Container:
             container.materials_version = _keeping_the_lease(container, lambda: put_materials_in(container))
             container.save(update_fields=["materials_version"])
         wait_until_answering(container, timeout=settings.TMPNB_SPAWN_TIMEOUT)
+        # Before its route exists, as the page it serves asks for them.
+        _keeping_the_lease(container, lambda: lab_static.copy_once(container.pool))
         if settings.TMPNB_STATIC_FILES:
             # Before its route exists: from a server no participant has reached.
             extract_static_files(container)
@@ -118,7 +121,7 @@ def spawn_container(container_id: int) -> Container:
         # pool's backoff and pause, and shown: an error nobody foresaw (a bug,
         # docker-py refusing a command it cannot split) would otherwise leave
         # the row "starting" until the reconciler gives up on it, with no reason.
-        if isinstance(error, (BackendError, ProxyError, SpawnTimeout, MaterialsError)):
+        if isinstance(error, (BackendError, ProxyError, SpawnTimeout, WaitingKernelFailed, MaterialsError)):
             reason = str(error)
         else:
             log.exception("spawning %s: unexpected error", container.name)  # the traceback, for the operator
@@ -161,33 +164,70 @@ def _keeping_the_lease(container: Container, call: Callable[[], T]) -> T:
 def wait_until_answering(container: Container, *, timeout: float) -> None:
     """Poll the page a visitor lands on (the pool's redirect_uri under the base
     path, with the token) until it answers 200, renewing the spawn's lease as
-    it waits; then warm what the page asks for first.
+    it waits; then warm what the page asks for first, and wait for the
+    kernel that the image starts in advance, if it does.
 
     So the server renders its first page (templates, the hashes of its static
-    files' URLs) while the pool fills, not while a burst of visitors waits on
-    it (docs/performance.md, issue 11)."""
-    url = f"{container.target}{container.url_for(container.pool.redirect_uri)}"
+    files' URLs) and its first kernel imports Python while the pool fills,
+    not while a burst of visitors waits on it (docs/performance.md, issues 11 and 32)."""
     deadline = time.monotonic() + timeout
+    landing = f"{container.target}{container.url_for(container.pool.redirect_uri)}"
+    _poll(container, deadline, lambda: _landing_answer(landing), doing=f"answer 200 on {landing}")
+    _warm_kernel_specs(container)
+    _poll(container, deadline, lambda: _waiting_kernel_answer(container), doing="have its waiting kernel ready")
+
+
+def _poll(container: Container, deadline: float, answer: Callable[[], str | None], *, doing: str) -> None:
+    """Call ``answer`` until it says None (done), renewing the spawn's lease;
+    SpawnTimeout past ``deadline``, with the last answer it gave."""
     renew_at = time.monotonic()  # at once: a spawn drained while it started stops here
     delay = 0.05
-    answer = "no answer"
     while True:
         if time.monotonic() > renew_at:
             if not container.renew_lease(SPAWN_LEASE):
                 raise SpawnTimeout(f"{container.name} was drained, killed or given up while starting")
             renew_at = time.monotonic() + SPAWN_LEASE.total_seconds() / 3
-        try:
-            status = _container_get(url, timeout=2).status_code
-            if status == 200:
-                break
-            answer = f"HTTP {status}"
-        except requests.RequestException as error:
-            answer = type(error).__name__
+        last = answer()
+        if last is None:
+            return
         if time.monotonic() > deadline:
-            raise SpawnTimeout(f"{container.name} did not answer 200 on {url} within {timeout}s ({answer})")
+            raise SpawnTimeout(f"{container.name} did not {doing} within the spawn timeout ({last})")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
-    _warm_kernel_specs(container)
+
+
+def _landing_answer(url: str) -> str | None:
+    try:
+        status = _container_get(url, timeout=2).status_code
+    except requests.RequestException as error:
+        return type(error).__name__
+    return None if status == 200 else f"HTTP {status}"
+
+
+class WaitingKernelFailed(Exception):
+    pass
+
+
+def _waiting_kernel_answer(container: Container) -> str | None:
+    # deploy/images/tmpnb_waiting_kernel.py. A server without it answers
+    # something else there (404, a page): it has no kernel to wait for.
+    try:
+        response = _container_get(f"{container.target}{container.base_path}tmpnb/waiting-kernel", headers=_token_header(container), timeout=2)
+    except requests.RequestException as error:
+        return type(error).__name__
+    try:
+        state = response.json() if response.status_code == 200 else None
+    except ValueError:
+        state = None
+    if not isinstance(state, dict) or "ready" not in state:
+        return None
+    if state.get("error"):
+        raise WaitingKernelFailed(f"{container.name}'s waiting kernel did not start: {state['error']}")
+    return None if state["ready"] else "its kernel is starting"
+
+
+def _token_header(container: Container) -> dict[str, str]:
+    return {"Authorization": f"token {container.token}"} if container.token else {}
 
 
 def _container_get(url: str, **kwargs: Any) -> requests.Response:
@@ -204,9 +244,8 @@ def _warm_kernel_specs(container: Container) -> None:
     # A Jupyter page's first call to its server lists the kernel specs: about
     # 80 ms the first time on an idle server, 3 ms after. Other servers answer
     # 404 here, which costs nothing.
-    headers = {"Authorization": f"token {container.token}"} if container.token else {}
     try:
-        _container_get(f"{container.target}{container.base_path}api/kernelspecs", headers=headers, timeout=2)
+        _container_get(f"{container.target}{container.base_path}api/kernelspecs", headers=_token_header(container), timeout=2)
     except requests.RequestException:
         pass
 
