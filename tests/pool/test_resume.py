@@ -15,7 +15,7 @@ import pytest
 from django.core.cache import caches
 from django.db import connection
 from django.test import Client
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from pool.models import Event, Session, Snapshot
 from pool.services import ending, pools, resume, spawning, worker
@@ -374,3 +374,18 @@ def test_an_ended_notebook_with_nothing_kept_says_so(client, ended, other_device
     response = other_device.post("/resume/", {"code": code})
     assert response.status_code == 410 and "cannot be brought back" in response.content.decode()
     assert Session.objects.active().count() == 0
+
+
+@pytest.mark.parametrize(("language", "heading"), [("de", "Auf einem anderen Gerät fortsetzen"), ("fr", "Reprendre sur un autre appareil"), ("ja", "別の端末で再開する")])
+def test_the_resume_page_comes_in_the_browsers_language(pool, language, heading):
+    page = Client().get("/resume/", headers={"Accept-Language": language}).content.decode()
+    assert f"<h1>{heading}</h1>" in page
+
+
+def test_every_catalogue_translates_the_resume_texts(settings):
+    for code, _ in settings.LANGUAGES:
+        if code == "en":
+            continue
+        with translation.override(code):
+            for text in ("Resume on another device", "To carry on from another device, open %(url)s there and type your resume code %(code)s."):
+                assert translation.gettext(text) != text, code
