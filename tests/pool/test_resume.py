@@ -376,7 +376,9 @@ def test_an_ended_notebook_with_nothing_kept_says_so(client, ended, other_device
     assert Session.objects.active().count() == 0
 
 
-@pytest.mark.parametrize(("language", "heading"), [("de", "Auf einem anderen Gerät fortsetzen"), ("fr", "Reprendre sur un autre appareil"), ("ja", "別の端末で再開する")])
+@pytest.mark.parametrize(
+    ("language", "heading"), [("de", "Auf einem anderen Gerät fortsetzen"), ("fr", "Reprendre sur un autre appareil"), ("ja", "別の端末で再開する")]
+)
 def test_the_resume_page_comes_in_the_browsers_language(pool, language, heading):
     page = Client().get("/resume/", headers={"Accept-Language": language}).content.decode()
     assert f"<h1>{heading}</h1>" in page
