@@ -108,7 +108,8 @@ def holders_session(visitor: str | None, *, now: datetime | None = None) -> Sess
     saved work a code could still bring back."""
     if not visitor:
         return None
-    session = Session.objects.filter(visitor=visitor).select_related("container").order_by("-started_at").first()
+    theirs = Session.objects.filter(visitor=visitor).select_related("container")
+    session = theirs.active().first() or theirs.order_by("-ended_at").first()
     if session is None or not (session.is_active or saved_work(session, now=now)[0] != GONE):
         return None
     code_for(session, now=now)

@@ -391,3 +391,9 @@ def test_every_catalogue_translates_the_resume_texts(settings):
         with translation.override(code):
             for text in ("Resume on another device", "To carry on from another device, open %(url)s there and type your resume code %(code)s."):
                 assert translation.gettext(text) != text, code
+
+
+def test_the_resume_page_shows_the_live_notebooks_code_before_an_ended_ones(client, holder, pool):
+    spare = pool.containers.exclude(pk=holder.container_id).get()
+    Session.objects.create(visitor=holder.visitor, container=spare, started_at=timezone.now() + timedelta(minutes=1), ended_at=timezone.now())
+    assert resume.find(shown_code(client)).pk == holder.pk
