@@ -261,7 +261,9 @@ class SessionAdmin(RecordAdmin):
         return session.describe_end() if session.ended_at else ""
 
     def get_readonly_fields(self, request, obj=None):
-        return [*super().get_readonly_fields(request, obj), "saved_work"]
+        # The resume code reaches the holder's own pages only, not the organisers'.
+        shown = [name for name in super().get_readonly_fields(request, obj) if not name.startswith("resume_")]
+        return [*shown, "saved_work"]
 
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_work)

@@ -46,12 +46,17 @@ def _period(rate):
 
 
 def _rate_exceeded(request, group, rate):
-    """Counts this request against its address's ``rate``, in Redis so every
+    """Counts this request against its address's ``rate``."""
+    return _count_exceeded(group, client_address(request) or "unknown", rate)
+
+
+def _count_exceeded(group, subject, rate):
+    """Counts one more try of ``subject`` against ``rate``, in Redis so every
     web process shares the count: one round trip (django-ratelimit's add, then
     check and increment, took three, a tenth of an admission's CPU). Each
     period starts a new count. Without Redis, nobody is limited."""
     limit, seconds = _period(rate)
-    key = f"rate:{group}:{client_address(request) or 'unknown'}:{int(time.time() // seconds)}"
+    key = f"rate:{group}:{subject}:{int(time.time() // seconds)}"
     try:
         return caches["default"].count_hit(key, seconds) > limit
     except Exception as error:  # the cache is down: serving beats refusing
@@ -66,6 +71,15 @@ def spawn_rate_exceeded(request):
 def access_code_rate_exceeded(request):
     """Guesses at a pool's access code, per address (TMPNB_ACCESS_CODE_RATE)."""
     return _rate_exceeded(request, "access-code", settings.TMPNB_ACCESS_CODE_RATE)
+
+
+def resume_rate_exceeded(request, code_key):
+    """Tries at resume codes (TMPNB_RESUME_RATE), per address and per code
+    tried (by its keyed hash, ``code_key``: no cache holds a code). Both are
+    counted at every try."""
+    by_address = _rate_exceeded(request, "resume", settings.TMPNB_RESUME_RATE)
+    by_code = code_key is not None and _count_exceeded("resume-code", code_key, settings.TMPNB_RESUME_RATE)
+    return by_address or by_code
 
 
 def wants_json(request):

@@ -470,6 +470,12 @@ class Session(models.Model):
     end_reason = models.CharField(max_length=20, choices=EndReason.choices, blank=True)
     ended_by = models.CharField(max_length=150, blank=True, help_text="The organiser who ended it, if any.")
     waited = models.DurationField(null=True, blank=True, help_text="How long the visitor waited in the queue.")
+    # The resume code (pool/services/resume.py), made when first shown: as the
+    # holder reads it, and the keyed hash a typed code is looked up by. Not
+    # shown in the admin: it reaches only the holder's own pages.
+    resume_code = models.CharField(max_length=60, unique=True, null=True, blank=True, editable=False)
+    resume_key = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
+    resume_made_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = SessionQuerySet.as_manager()
 
@@ -591,6 +597,7 @@ class Event(models.Model):
         MATERIALS = "materials", "materials prepared or refused"
         SNAPSHOT = "snapshot", "work saved"
         DISK = "disk", "disk limit"
+        RESUME = "resume", "resumed with a code"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

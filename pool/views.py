@@ -1,3 +1,5 @@
+import secrets
+
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.http import FileResponse, Http404, JsonResponse
@@ -8,9 +10,9 @@ from django.views.decorators.http import require_POST
 from django.views.static import serve
 
 from pool import origins, visitors
-from pool.http import client_address, no_store, page_or_json, spawn_rate_exceeded, wants_json
+from pool.http import client_address, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
 from pool.models import Container, Session
-from pool.services import assignment, disk, lab_static, pools, snapshots, spawning, upkeep, usage, waiting
+from pool.services import assignment, disk, lab_static, pools, resume, snapshots, spawning, upkeep, usage, waiting
 from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
@@ -28,6 +30,12 @@ def spawn(request, path="", pool_name=None):
         raise Http404("no such pool")
     if (answer := visitors.gate(request, pool)) is not None:
         return answer  # a preview, a client without cookies, or a visitor without the pool's code
+    return land(request, pool, path)
+
+
+def land(request, pool, path=""):
+    """A visitor past the gate (they have the visitor cookie) in their own
+    notebook, or in the waiting room of ``pool``."""
     visitor = visitors.visitor_id(request)
     # API clients without cookies would leave a place behind on every call:
     # they are told when to come back instead (or use POST /api/spawn with wait).
@@ -122,7 +130,7 @@ def user_fallback(request, path_id, rest=""):
     context = {"status": "ended", "landing": container.pool.landing_path}
     work = snapshots.ended_work(container, visitors.visitor_id(request))
     if work is not None:  # only the visitor who held it hears about its files
-        context.update(_work_context(container, *work))
+        context.update(_work_context(container, *work), resume_code=resume.ended_code(container, visitors.visitor_id(request)))
     return page_or_json(request, "pool/ended.html", context, 410)
 
 
@@ -164,26 +172,97 @@ def zip_download(snapshot):
 
 @require_POST
 def start_again_with_files(request, path_id):
-    """A new notebook of the same pool, into which the worker puts the saved
-    files of the ended one: the visitor lands at once, and JupyterLab shows
-    the files as they arrive. Once per snapshot (a copy that failed may be
-    asked for again). A visitor kept waiting lands without them, and may ask
-    again from this page once they hold a notebook: the files then go into a
-    folder of their own."""
-    visitor = visitors.visitor_id(request)
-    snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitor)
+    """The ended page's "Start again with my files" (see with_saved_work)."""
+    snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitors.visitor_id(request))
     if snapshot is None:
         raise Http404("no such file")
+    return with_saved_work(request, snapshot, lambda pool: spawn(request, pool_name=pool.name))[0]
+
+
+def with_saved_work(request, snapshot, spawn_in):
+    """A new notebook of the pool of ``snapshot`` (``spawn_in(pool)`` answers
+    as the landing page does), into which the worker puts its saved files:
+    the visitor lands at once, and JupyterLab shows the files as they arrive.
+    Once per snapshot (a copy that failed may be asked for again). A visitor
+    kept waiting lands without them, and may ask again from the ended page
+    once they hold a notebook: the files then go into a folder of their own.
+    Returns the answer and the session the files were asked into, if any; the
+    resume code of the ended session goes with them."""
+    visitor = visitors.visitor_id(request)
     pool = snapshot.session.container.pool
     held_before = assignment.active_session(visitor)
-    response = spawn(request, pool_name=pool.name)
+    response = spawn_in(pool)
     session = assignment.active_session(visitor)
-    if response.status_code == 302 and session is not None and session.container.pool_id == pool.pk:
-        try:
-            snapshots.ask_for_restore(snapshot=snapshot, container=session.container, in_use=held_before is not None)
-        except snapshots.RestoreError:
-            message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
-            return refusal(request, message, RETRY_AFTER)
+    if response.status_code != 302 or session is None or session.container.pool_id != pool.pk:
+        return response, None
+    try:
+        asked = snapshots.ask_for_restore(snapshot=snapshot, container=session.container, in_use=held_before is not None)
+    except snapshots.RestoreError:
+        message = gettext("Your files could not be put into the new notebook; download them from the page you came from.")
+        return refusal(request, message, RETRY_AFTER), None
+    if not asked:
+        return response, None
+    resume.carry_code(source=snapshot.session, target=session)
+    return response, session
+
+
+def resume_page(request):
+    """/resume/: the visitor's own resume code, and the form where a code
+    typed on another device opens its notebook there."""
+    if request.method == "POST":
+        return resume_with_code(request)
+    visitor = visitors.visitor_id(request)
+    response = resume_form(request, {"status": "form", "session": resume.holders_session(visitor)}, 200)
+    if visitor is None:  # a code of an ended notebook starts a new one for this browser
+        visitors.set_visitor_cookie(response, secrets.token_hex(16))
+    return response
+
+
+def resume_form(request, context, status):
+    session = context.pop("session", None)
+    if session is not None:
+        context.update(code=session.resume_code, expires_at=resume.expires_at(session))
+    return page_or_json(request, "pool/resume.html", context, status)
+
+
+def resume_with_code(request):
+    """A typed resume code: into its live notebook, as the landing page leads
+    there (the device that took it keeps it: README "Participants' work"), or,
+    if it has ended, into a new one with its saved files."""
+    typed = request.POST.get("code", "")
+    code = resume.normalized(typed)
+    if resume_rate_exceeded(request, code and resume.code_key(code)):
+        return refusal(request, gettext("Too many tries at resume codes; wait a minute and try again."), 60)
+    session = resume.find(typed)
+    if session is None:
+        message = gettext("That resume code is not right, or no longer works. Check it and try again.")
+        return resume_form(request, {"status": "wrong-code", "message": message}, 403)
+    visitor = visitors.visitor_id(request)
+    if session.is_active:
+        resume.record_resume(session=session, visitor=visitor)
+        container = session.container
+        return ready(request, redirect(origins.notebook_url(request, container.url_for(container.pool.redirect_uri))))
+    status, snapshot = resume.saved_work(session)
+    if status == resume.SAVING:
+        message = gettext("The notebook of this code has just ended and its files are being saved; try again in a moment.")
+        return resume_form(request, {"status": "saving", "message": message, "retry_after": 2}, 409)
+    if snapshot is None:
+        message = gettext(
+            "The notebook of this code has ended, and its files cannot be brought back: they were not saved, were deleted after a while, or were already put into another notebook."
+        )
+        return resume_form(request, {"status": "ended", "message": message}, 410)
+    if visitor is None:
+        return resume_form(request, {"status": "cookies-required", "message": str(visitors.COOKIES_REQUIRED)}, 403)
+    response, into = with_saved_work(request, snapshot, lambda pool: land(request, pool))
+    if into is not None:
+        resume.record_resume(session=session, visitor=visitor, into=into.container)
+    return ready(request, response)
+
+
+def ready(request, response):
+    """A redirect into a notebook, for a JSON client the URL in JSON."""
+    if response.status_code == 302 and wants_json(request):
+        return no_store(JsonResponse({"status": "ready", "url": response["Location"]}))
     return response
 
 
@@ -210,7 +289,7 @@ def notebook_time_left(request, path_id):
         "reason": left.reason,
         "disk_used": left.disk_used,
         "disk_limit": left.disk_limit,
-        "message": cull_warning(left),
+        "message": cull_warning(left) + resume_hint(request, left),
         "dismiss": gettext("Dismiss"),
     }
     return no_store(JsonResponse(body))
@@ -241,6 +320,15 @@ def cull_warning(left):
     else:
         saving = gettext("Download the files you want to keep before then.")
     return f"{text % values} {saving}"
+
+
+def resume_hint(request, left):
+    """The resume code, in the banner of the notebook's holder (asked with its
+    token on its own origin) while the banner shows."""
+    if request.origin_kind != origins.NOTEBOOK or not left.warn:
+        return ""
+    values = {"url": origins.service_url(request, reverse("resume")), "code": resume.code_for(left.session)}
+    return " " + gettext("To carry on from another device, open %(url)s there and type your resume code %(code)s.") % values
 
 
 def static_files(request, path):

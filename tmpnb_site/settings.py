@@ -319,7 +319,9 @@ TMPNB_WEB_CONCURRENCY = env_int("TMPNB_WEB_CONCURRENCY", 2, minimum=1, maximum=1
 TMPNB_SPAWN_RATE = env_str("TMPNB_SPAWN_RATE", "600/m")
 # Guesses at a pool's access code one address may make per period.
 TMPNB_ACCESS_CODE_RATE = env_str("TMPNB_ACCESS_CODE_RATE", "10/m")
-for _name, _rate in (("TMPNB_SPAWN_RATE", TMPNB_SPAWN_RATE), ("TMPNB_ACCESS_CODE_RATE", TMPNB_ACCESS_CODE_RATE)):
+# Resume codes typed at /resume/ per period: by one address, and at one code.
+TMPNB_RESUME_RATE = env_str("TMPNB_RESUME_RATE", "10/m")
+for _name, _rate in (("TMPNB_SPAWN_RATE", TMPNB_SPAWN_RATE), ("TMPNB_ACCESS_CODE_RATE", TMPNB_ACCESS_CODE_RATE), ("TMPNB_RESUME_RATE", TMPNB_RESUME_RATE)):
     if not re.match(r"^\d+/\d*[smhd]$", _rate):
         raise ImproperlyConfigured(f"{_name} must be requests per period such as 600/m or 20/s, not {_rate!r}")
 # User agents (substrings) answered with a link preview, besides pool/visitors.py's list.
@@ -342,6 +344,8 @@ TMPNB_HISTORY_DAYS = env_int("TMPNB_HISTORY_DAYS", 90, minimum=1, maximum=36500)
 # A participant's files are saved as a zip when their session ends (culls, kills,
 # stop_pools), kept this many hours (0: none are taken), then pruned by the heartbeat.
 TMPNB_SNAPSHOT_HOURS = env_int("TMPNB_SNAPSHOT_HOURS", 48, minimum=0, maximum=24 * 365)
+# Hours a participant's resume code works after it was made (pool/services/resume.py).
+TMPNB_RESUME_HOURS = env_int("TMPNB_RESUME_HOURS", 24, minimum=1, maximum=24 * 365)
 TMPNB_SNAPSHOT_MAX_MB = env_int("TMPNB_SNAPSHOT_MAX_MB", 200, minimum=1, maximum=100_000)
 TMPNB_SNAPSHOT_MAX_FILES = env_int("TMPNB_SNAPSHOT_MAX_FILES", 10_000, minimum=1, maximum=1_000_000)
 # How long a copy may take before the container is removed without the rest.

@@ -18,6 +18,8 @@ urlpatterns = [
     # An ended notebook's saved files, for the visitor who held it.
     path("ended/<str:path_id>/work.zip", views.download_work, name="work-download"),
     path("ended/<str:path_id>/restore", views.start_again_with_files, name="work-restore"),
+    # A participant's resume code, and where one typed on another device opens their notebook.
+    path("resume/", views.resume_page, name="resume"),
     # The warning inside a held notebook asks how long it has before a cull.
     path("api/notebooks/<str:path_id>/time-left", views.notebook_time_left, name="notebook-time-left"),
     path("static/<path:path>", views.static_files, name="static-files"),

@@ -9,7 +9,7 @@ others still run.
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -254,6 +254,7 @@ class TimeLeft:
     disk_used: int | None = None  # bytes written at the last disk check
     disk_limit: int | None = None  # TMPNB_DISK_LIMIT
     restore_failed: bool = False  # saved work asked into it could not be put there
+    session: Session | None = field(default=None, compare=False, repr=False)
 
     @property
     def disk_warn(self) -> bool:
@@ -304,6 +305,7 @@ def time_left(*, path_id: str, visitor: str | None = None, token: str | None = N
         disk_used=session.container.disk_used,
         disk_limit=settings.TMPNB_DISK_LIMIT,
         restore_failed=restore_failed(session.container),
+        session=session,
     )
 
 

@@ -92,6 +92,8 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
     )
     check(holder, f"{served}/user/{saved.path_id}/lab", 410, checked, "ended, work saved")
     assert holder.locator("#download-work").is_visible() and holder.locator("#restore-work").is_visible()
+    check(holder, f"{served}/resume/", 200, checked, "resume code")
+    assert holder.locator("#resume-code").is_visible()
     visitor = open_browser("visitor")
     for language in LANGUAGES:
         visitor.context.set_extra_http_headers({"Accept-Language": language})
@@ -106,6 +108,12 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
             visitor.click("button[type=submit]")
         assert visitor.locator("#code-message").is_visible()
         checked[f"wrong access code [{visitor.locator('html').get_attribute('lang')}]"] = serious_violations(visitor)
+        check(visitor, f"{served}/resume/", 200, checked, "resume form")
+        visitor.fill("#code", "calm-otter-lantern-0000")
+        with visitor.expect_navigation():
+            visitor.click("main button[type=submit]")
+        assert visitor.locator("#resume-message").is_visible()
+        checked[f"wrong resume code [{visitor.locator('html').get_attribute('lang')}]"] = serious_violations(visitor)
     # The cookie step's page, held still: its continuation answers 204 (no
     # content), which leaves the browser on the page instead of moving on.
     newcomer = open_browser("newcomer")
@@ -125,7 +133,7 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
     organiser = log_in_as_organiser(open_browser("organiser"), served, admin_user)
     checked["dashboard"] = serious_violations(organiser)
 
-    assert len(checked) == 3 + 5 * len(LANGUAGES) + 3 + 2
+    assert len(checked) == 4 + 7 * len(LANGUAGES) + 3 + 2
     print(f"\naxe-core checked {len(checked)} pages: {', '.join(checked)}")
     failing = {page: found for page, found in checked.items() if found}
     assert not failing, "\n".join(f"{page}: {found}" for page, found in failing.items())
