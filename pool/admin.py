@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -13,8 +13,8 @@ from django.utils.timezone import localtime
 from pool.backends import get_backend
 from pool.backends.base import BackendError
 from pool.materials_files import ARCHIVE_SUFFIXES
-from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
-from pool.services import ending, events, materials, pools
+from pool.models import Collection, Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
+from pool.services import collecting, ending, events, materials, pools
 from pool.views import zip_download
 
 
@@ -87,7 +87,7 @@ class PoolAdmin(admin.ModelAdmin):
         "materials_status",
     ]
     readonly_fields = ["spawning", "spread", "materials_status"]
-    actions = ["drain", "resume", "refresh_materials"]
+    actions = ["drain", "resume", "refresh_materials", "collect_work"]
     inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning", "spread"]}),
@@ -150,6 +150,15 @@ class PoolAdmin(admin.ModelAdmin):
         for pool in queryset:
             materials.refresh_materials(pool)
         self.message_user(request, "The materials are prepared again; ready containers are then replaced.", messages.SUCCESS)
+
+    @admin.action(description="Collect everyone's work now, into one zip (nothing ends)")
+    def collect_work(self, request, queryset):
+        for pool in queryset:
+            collecting.ask_for_collection(pool=pool, by=request.user.get_username())
+        url = reverse("admin:pool_collection_changelist")
+        self.message_user(
+            request, format_html('The work is being collected; the zip will be listed under <a href="{}">Collections</a>.', url), messages.SUCCESS
+        )
 
     @admin.action(description="Resume spawning (after fixing what made it fail)")
     def resume(self, request, queryset):
@@ -293,6 +302,38 @@ class SessionAdmin(RecordAdmin):
     def kill(self, request, queryset):
         count = ending.kill_sessions(queryset.select_related("container__pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
+
+
+@admin.register(Collection)
+class CollectionAdmin(RecordAdmin):
+    list_display = ["started_at", "pool", "by", "participants", "incomplete", "zip"]
+    list_filter = ["pool"]
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download)
+        return [path("<int:collection_id>/work.zip", download, name="pool_collection_zip"), *super().get_urls()]
+
+    @admin.display(description="zip")
+    def zip(self, collection):
+        if collection.taken_at is None:
+            return "being collected"
+        if collection.is_kept(timezone.now()):
+            url = reverse("admin:pool_collection_zip", args=[collection.pk])
+            return format_html('<a href="{}">Download</a> ({} bytes, kept until {})', url, collection.size, localtime(collection.expires_at))
+        return collection.error or "deleted after its hours"
+
+    def download(self, request, collection_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        collection = Collection.objects.kept(timezone.now()).filter(pk=collection_id).select_related("pool").first()
+        if collection is None:
+            raise Http404("no such collection")
+        try:
+            work = open(collecting.collection_path(collection), "rb")
+        except FileNotFoundError:  # pruned just now
+            raise Http404("no such file") from None
+        name = f"work-{collection.pool.name}-{localtime(collection.started_at):%Y%m%d-%H%M}.zip"
+        return FileResponse(work, as_attachment=True, filename=name, content_type="application/zip")
 
 
 @admin.register(Event)

@@ -573,6 +573,43 @@ class Snapshot(models.Model):
         return True
 
 
+class CollectionQuerySet(models.QuerySet):
+    def kept(self, now):
+        """Collections whose zip is on disk, to be had until they expire."""
+        return self.exclude(file_name="").filter(expires_at__gt=now)
+
+    def expired(self, now):
+        return self.exclude(file_name="").filter(expires_at__lte=now)
+
+
+class Collection(models.Model):
+    """The work of everyone holding a notebook of a pool at one moment,
+    copied into one zip (a folder per participant) while their sessions go
+    on. Kept like a snapshot, then its zip is pruned."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="collections")
+    by = models.CharField(max_length=150, blank=True, help_text="The organiser (or the part of tmpnb) who asked for it.")
+    started_at = models.DateTimeField(default=timezone.now)
+    taken_at = models.DateTimeField(null=True, blank=True, help_text="When the zip was complete; empty while it is collected.")
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    file_name = models.CharField(max_length=200, blank=True, help_text="The zip under TMPNB_VAR_DIR/collections; empty when none is kept.")
+    size = models.PositiveBigIntegerField(default=0, help_text="Bytes of the zip.")
+    participants = models.PositiveIntegerField(default=0, help_text="Live sessions whose work was copied.")
+    incomplete = models.PositiveIntegerField(default=0, help_text="Of them, those whose copy failed, stopped early or left files out (README.txt says why).")
+    error = models.CharField(max_length=500, blank=True, help_text="Why no zip was made, if none was.")
+
+    objects = CollectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"work of {self.pool} at {self.started_at:%Y-%m-%d %H:%M}"
+
+    def is_kept(self, now):
+        return bool(self.file_name) and self.expires_at > now
+
+
 class Event(models.Model):
     """One row of the event log: something that happened to a pool, a
     container or a session, written by the services as it happens."""
@@ -591,6 +628,7 @@ class Event(models.Model):
         MATERIALS = "materials", "materials prepared or refused"
         SNAPSHOT = "snapshot", "work saved"
         DISK = "disk", "disk limit"
+        COLLECTION = "collection", "work collected"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

@@ -24,6 +24,7 @@ FILL_POOL = "pool.tasks.fill_pool"
 SPAWN_CONTAINER = "pool.tasks.spawn_container"
 FINISH_RETIREMENT = "pool.tasks.finish_retirement"
 RESTORE_WORK = "pool.tasks.restore_work"
+COLLECT_WORK = "pool.tasks.collect_work"
 
 
 def send(task: str, *args: Any, countdown: float | None = None, **kwargs: Any) -> None:
