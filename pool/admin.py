@@ -4,7 +4,9 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -12,9 +14,9 @@ from django.utils.timezone import localtime
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError
-from pool.materials_files import ARCHIVE_SUFFIXES
-from pool.models import Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
-from pool.services import ending, events, materials, pools
+from pool.materials_files import ARCHIVE_SUFFIXES, MaterialsError
+from pool.models import Collection, Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
+from pool.services import broadcasts, collecting, ending, events, materials, pools
 from pool.views import zip_download
 
 
@@ -61,6 +63,26 @@ class PoolForm(forms.ModelForm):
         return image
 
 
+class BroadcastForm(forms.Form):
+    upload = forms.FileField(label="File to send")
+    unpack = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="A zip or tar.gz of a folder: send the folder",
+        help_text="Unticked, an archive is sent as the file it is.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("upload")
+        if upload is not None and upload.size > settings.TMPNB_MATERIALS_MAX_MB * 1_000_000:
+            raise forms.ValidationError(
+                f"{upload.name} is {upload.size / 1_000_000:.1f} MB, over the {settings.TMPNB_MATERIALS_MAX_MB} MB that TMPNB_MATERIALS_MAX_MB allows."
+            )
+        data["unpack"] = data.get("unpack") and upload is not None and upload.name.lower().endswith(ARCHIVE_SUFFIXES)
+        return data
+
+
 def _per_pool(rows):
     """How many of ``rows`` each pool has, counted by a subquery on their
     indexes. (Joining the containers and the queue multiplied their rows:
@@ -87,7 +109,7 @@ class PoolAdmin(admin.ModelAdmin):
         "materials_status",
     ]
     readonly_fields = ["spawning", "spread", "materials_status"]
-    actions = ["drain", "resume", "refresh_materials"]
+    actions = ["drain", "resume", "refresh_materials", "broadcast", "collect_work"]
     inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning", "spread"]}),
@@ -150,6 +172,47 @@ class PoolAdmin(admin.ModelAdmin):
         for pool in queryset:
             materials.refresh_materials(pool)
         self.message_user(request, "The materials are prepared again; ready containers are then replaced.", messages.SUCCESS)
+
+    @admin.action(description="Broadcast a file or folder to every notebook")
+    def broadcast(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Choose one pool to broadcast to.", messages.ERROR)
+            return None
+        return redirect("admin:pool_pool_broadcast", queryset.get().pk)
+
+    def get_urls(self):
+        broadcast = self.admin_site.admin_view(self.broadcast_view)
+        return [path("<int:pool_id>/broadcast/", broadcast, name="pool_pool_broadcast"), *super().get_urls()]
+
+    def broadcast_view(self, request, pool_id):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        pool = get_object_or_404(Pool, pk=pool_id)
+        form = BroadcastForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                sent = broadcasts.broadcast_upload(
+                    pool=pool, upload=form.cleaned_data["upload"], by=request.user.get_username(), unpack=form.cleaned_data["unpack"]
+                )
+            except MaterialsError as error:
+                form.add_error(None, str(error))
+            else:
+                what = "folder" if sent.is_folder else "file"
+                message = f"The {what} {sent.name} is being handed to every notebook of {pool.name}; the event log will say how many it reached."
+                self.message_user(request, message, messages.SUCCESS)
+                return redirect("admin:pool_pool_changelist")
+        context = {**self.admin_site.each_context(request), "title": f"Broadcast to {pool.name}", "pool": pool, "form": form}
+        context["max_mb"] = settings.TMPNB_MATERIALS_MAX_MB
+        return TemplateResponse(request, "admin/pool/pool/broadcast.html", context)
+
+    @admin.action(description="Collect everyone's work now, into one zip (nothing ends)")
+    def collect_work(self, request, queryset):
+        for pool in queryset:
+            collecting.ask_for_collection(pool=pool, by=request.user.get_username())
+        url = reverse("admin:pool_collection_changelist")
+        self.message_user(
+            request, format_html('The work is being collected; the zip will be listed under <a href="{}">Collections</a>.', url), messages.SUCCESS
+        )
 
     @admin.action(description="Resume spawning (after fixing what made it fail)")
     def resume(self, request, queryset):
@@ -295,6 +358,38 @@ class SessionAdmin(RecordAdmin):
     def kill(self, request, queryset):
         count = ending.kill_sessions(queryset.select_related("container__pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
+
+
+@admin.register(Collection)
+class CollectionAdmin(RecordAdmin):
+    list_display = ["started_at", "pool", "by", "participants", "incomplete", "zip"]
+    list_filter = ["pool"]
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download)
+        return [path("<int:collection_id>/work.zip", download, name="pool_collection_zip"), *super().get_urls()]
+
+    @admin.display(description="zip")
+    def zip(self, collection):
+        if collection.taken_at is None:
+            return "being collected"
+        if collection.is_kept(timezone.now()):
+            url = reverse("admin:pool_collection_zip", args=[collection.pk])
+            return format_html('<a href="{}">Download</a> ({} bytes, kept until {})', url, collection.size, localtime(collection.expires_at))
+        return collection.error or "deleted after its hours"
+
+    def download(self, request, collection_id):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        collection = Collection.objects.kept(timezone.now()).filter(pk=collection_id).select_related("pool").first()
+        if collection is None:
+            raise Http404("no such collection")
+        try:
+            work = open(collecting.collection_path(collection), "rb")
+        except FileNotFoundError:  # pruned just now
+            raise Http404("no such file") from None
+        name = f"work-{collection.pool.name}-{localtime(collection.started_at):%Y%m%d-%H%M}.zip"
+        return FileResponse(work, as_attachment=True, filename=name, content_type="application/zip")
 
 
 @admin.register(Event)

@@ -215,6 +215,57 @@ def _copy_folder(source, destination, max_bytes, skip=()):
     return Prepared(files, total)
 
 
+def prepare_broadcast(source, destination, *, unpack, max_bytes):
+    """Put what an organiser sends to every notebook into the new folder
+    ``destination``, as its one entry: the file or folder ``source``, or with
+    ``unpack`` the folder that the zip or tar archive ``source`` is (named
+    after the archive, or the one folder it holds, if it holds only that),
+    with the rules of materials (no links, no special files, at most
+    ``max_bytes``). Returns the entry's name and what it holds."""
+    source, destination = Path(source), Path(destination)
+    destination.mkdir(parents=True)
+    if unpack:
+        if not source.name.lower().endswith(ARCHIVE_SUFFIXES):
+            raise MaterialsError(f"{source.name} is not an archive to unpack: send a file ending in {', '.join(ARCHIVE_SUFFIXES)}")
+        name = _entry_name(_archive_stem(source.name))
+        prepared = extract_archive(source, destination / name, max_bytes)
+        return _hoist_single_folder(destination, name), prepared
+    name = _entry_name(source.name)
+    if source.is_dir():
+        return name, _copy_folder(source, destination / name, max_bytes)
+    if not source.is_file():
+        raise MaterialsError(f"{source} is neither a file nor a folder")
+    size = source.stat().st_size
+    if size > max_bytes:
+        raise _over(max_bytes)
+    shutil.copyfile(source, destination / name)
+    return name, Prepared(1, size)
+
+
+def _entry_name(name):
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise MaterialsError(f"{name!r} cannot be the name of a file in a notebook")
+    return name
+
+
+def _archive_stem(name):
+    suffix = next(suffix for suffix in ARCHIVE_SUFFIXES if name.lower().endswith(suffix))
+    return name[: -len(suffix)]
+
+
+def _hoist_single_folder(destination, name):
+    """An archive of one folder (zipped from its parent, as people zip a
+    folder) is that folder, not a folder holding it."""
+    entries = list((destination / name).iterdir())
+    if len(entries) != 1 or not entries[0].is_dir() or entries[0].is_symlink():
+        return name
+    inner = entries[0].name
+    entries[0].rename(destination / f".{inner}")
+    (destination / name).rmdir()
+    (destination / f".{inner}").rename(destination / inner)
+    return inner
+
+
 def _walk_error(error):
     raise MaterialsError(f"cannot read {error.filename}: {error.strerror}")
 
@@ -243,10 +294,11 @@ def _git_clone(url, branch, destination, timeout):
         raise MaterialsError(f"cloning {url}{f' (branch {branch})' if branch else ''} failed: {said}")
 
 
-def pack_for_user(folder, tar_path, uid, gid):
+def pack_for_user(folder, tar_path, uid, gid, *, arcnames=None):
     """A tar of ``folder``'s contents whose entries belong to ``uid``:``gid``
-    (Docker keeps a tar's owners when it puts it into a container). Written
-    aside and renamed, so a concurrent spawn never reads half of it."""
+    (Docker keeps a tar's owners when it puts it into a container), each
+    entry named as ``arcnames`` says (by default as it is). Written aside and
+    renamed, so a concurrent spawn never reads half of it."""
     folder = Path(folder)
 
     def owned(info):
@@ -256,6 +308,6 @@ def pack_for_user(folder, tar_path, uid, gid):
     partial = Path(f"{tar_path}.{secrets.token_hex(4)}.partial")  # spawns pack side by side
     with tarfile.open(partial, "w") as tar:
         for entry in sorted(folder.iterdir()):
-            tar.add(entry, arcname=entry.name, filter=owned)
+            tar.add(entry, arcname=(arcnames or {}).get(entry.name, entry.name), filter=owned)
     os.replace(partial, tar_path)
     return Path(tar_path)

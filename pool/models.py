@@ -272,6 +272,7 @@ class Container(models.Model):
     host_port = models.PositiveIntegerField(null=True, blank=True)
     node = models.CharField(max_length=200, blank=True, help_text="The machine it runs on (Swarm backend).")
     materials_version = models.PositiveIntegerField(null=True, blank=True, help_text="The pool's materials copied in.")
+    broadcasts_through = models.PositiveIntegerField(default=0, help_text="The id of the last broadcast of its pool handed to it (or due to it).")
     state = models.CharField(max_length=10, choices=State.choices, default=State.SPAWNING)
     error = models.TextField(blank=True)
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A spawn in progress renews this; past it, its worker is taken for dead.")
@@ -579,6 +580,68 @@ class Snapshot(models.Model):
         return True
 
 
+class Broadcast(models.Model):
+    """A file or folder an organiser sent to every live notebook of a pool.
+    It joins the pool's materials version of the moment: notebooks started
+    later get it too, until the materials are prepared anew."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="broadcasts")
+    name = models.CharField(max_length=255, help_text="The file or folder's name, as sent.")
+    is_folder = models.BooleanField(default=False)
+    files = models.PositiveIntegerField(default=0)
+    size = models.PositiveBigIntegerField(default=0, help_text="Bytes of its files.")
+    materials_version = models.PositiveIntegerField(help_text="The pool's materials version it joined.")
+    sent_by = models.CharField(max_length=150, blank=True)
+    sent_at = models.DateTimeField(default=timezone.now)
+    handed_at = models.DateTimeField(null=True, blank=True, help_text="When the live notebooks had been handed it; empty while they are.")
+    reached = models.PositiveIntegerField(default=0, help_text="Live notebooks that have it.")
+    failed = models.PositiveIntegerField(default=0, help_text="Live notebooks it could not be put into (the event log says why).")
+    renamed = models.PositiveIntegerField(default=0, help_text="Of those reached, the ones that held that name already and got it as '(from organiser)'.")
+
+    class Meta:
+        ordering = ["-sent_at"]
+
+    def __str__(self):
+        return f"{self.name} to {self.pool}"
+
+
+class CollectionQuerySet(models.QuerySet):
+    def kept(self, now):
+        """Collections whose zip is on disk, to be had until they expire."""
+        return self.exclude(file_name="").filter(expires_at__gt=now)
+
+    def expired(self, now):
+        return self.exclude(file_name="").filter(expires_at__lte=now)
+
+
+class Collection(models.Model):
+    """The work of everyone holding a notebook of a pool at one moment,
+    copied into one zip (a folder per participant) while their sessions go
+    on. Kept like a snapshot, then its zip is pruned."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="collections")
+    by = models.CharField(max_length=150, blank=True, help_text="The organiser (or the part of tmpnb) who asked for it.")
+    started_at = models.DateTimeField(default=timezone.now)
+    taken_at = models.DateTimeField(null=True, blank=True, help_text="When the zip was complete; empty while it is collected.")
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    file_name = models.CharField(max_length=200, blank=True, help_text="The zip under TMPNB_VAR_DIR/collections; empty when none is kept.")
+    size = models.PositiveBigIntegerField(default=0, help_text="Bytes of the zip.")
+    participants = models.PositiveIntegerField(default=0, help_text="Live sessions whose work was copied.")
+    incomplete = models.PositiveIntegerField(default=0, help_text="Of them, those whose copy failed, stopped early or left files out (README.txt says why).")
+    error = models.CharField(max_length=500, blank=True, help_text="Why no zip was made, if none was.")
+
+    objects = CollectionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self):
+        return f"work of {self.pool} at {self.started_at:%Y-%m-%d %H:%M}"
+
+    def is_kept(self, now):
+        return bool(self.file_name) and self.expires_at > now
+
+
 class Event(models.Model):
     """One row of the event log: something that happened to a pool, a
     container or a session, written by the services as it happens."""
@@ -598,6 +661,8 @@ class Event(models.Model):
         SNAPSHOT = "snapshot", "work saved"
         DISK = "disk", "disk limit"
         RESUME = "resume", "resumed with a code"
+        COLLECTION = "collection", "work collected"
+        BROADCAST = "broadcast", "files broadcast"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

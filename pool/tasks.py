@@ -9,7 +9,7 @@ upgrade; the services send tasks by those names.
 from celery import shared_task
 
 from pool.models import Container
-from pool.services import disk, ending, materials, pools, schedules, snapshots, spawning, upkeep, usage, worker
+from pool.services import broadcasts, collecting, disk, ending, materials, pools, schedules, snapshots, spawning, upkeep, usage, worker
 
 
 def queue_spawns(containers):
@@ -67,3 +67,13 @@ def finish_retirement_task(container_id, files_left=True):
 @shared_task(name=worker.RESTORE_WORK)
 def restore_work_task(snapshot_id, container_id, in_use):
     snapshots.restore_queued_work(snapshot_id=snapshot_id, container_id=container_id, in_use=in_use)
+
+
+@shared_task(name=worker.COLLECT_WORK)
+def collect_work_task(collection_id):
+    collecting.collect_work(collection_id)
+
+
+@shared_task(name=worker.HAND_OUT_BROADCAST)
+def hand_out_broadcast_task(broadcast_id):
+    broadcasts.hand_out(broadcast_id)

@@ -17,9 +17,11 @@ from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 
 from pool import backends
-from pool.backends.base import BackendError, ContainerInfo, StartedContainer
+from pool.backends.base import BackendError, ContainerInfo, NotebookUser, StartedContainer
 from pool.services import worker
 from proxyapi import Route
+
+NOTEBOOK_FOLDER = "/home/jovyan"  # the notebook user's folder in every fake container
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +108,31 @@ class FakeBackend(types.ModuleType):
     def copy_in(self, backend_id, *, tar_path, destination):
         with open(tar_path, "rb") as tar:
             self.copied_in.append((backend_id.removeprefix("id-"), destination, tar.read()))
+
+    def notebook_user(self, backend_id):
+        return NotebookUser(uid=1000, gid=100, folder=NOTEBOOK_FOLDER)
+
+    def path_exists(self, backend_id, path):
+        """In ``files`` (the notebook folder's) or put in with copy_in."""
+        name = backend_id.removeprefix("id-")
+        return path in self.paths_in(name)
+
+    def paths_in(self, name):
+        """Every path the container ``name`` holds: its ``files`` and what copy_in put in, with their folders."""
+        paths = set()
+        for relative in self.files.get(name, {}):
+            paths |= _with_folders(f"{NOTEBOOK_FOLDER}/{relative}")
+        for container, destination, data in self.copied_in:
+            if container == name:
+                with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                    for member in tar:
+                        paths |= _with_folders(f"{destination}/{member.name}")
+        return paths
+
+
+def _with_folders(path):
+    path = PurePosixPath(path)
+    return {str(path), *(str(parent) for parent in path.parents if len(parent.parts) > len(PurePosixPath(NOTEBOOK_FOLDER).parts))}
 
 
 def _member(name, kind, size):

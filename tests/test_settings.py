@@ -71,6 +71,7 @@ def start_with(tmp_path, code=LOAD_SETTINGS, **env):
         ("TMPNB_SNAPSHOT_MAX_MB", "lots", "TMPNB_SNAPSHOT_MAX_MB must be a whole number"),
         ("TMPNB_SNAPSHOT_MAX_FILES", "0", "TMPNB_SNAPSHOT_MAX_FILES must be at least 1"),
         ("TMPNB_SNAPSHOT_TIMEOUT", "0", "TMPNB_SNAPSHOT_TIMEOUT must be at least 1"),
+        ("TMPNB_COPIES_AT_ONCE", "0", "TMPNB_COPIES_AT_ONCE must be at least 1"),
         ("TMPNB_SNAPSHOT_HOURS", "3000", "TMPNB_SNAPSHOT_HOURS (3000) cannot exceed TMPNB_HISTORY_DAYS (90) in hours"),
         ("TMPNB_NETWORK_GUARD", "maybe", "TMPNB_NETWORK_GUARD must be true or false"),
         ("TMPNB_GUARD_DENY", "10.0.0.0/8, intranet", "TMPNB_GUARD_DENY must list IPv4 networks such as 10.0.0.0/8, and 'intranet' is not one"),

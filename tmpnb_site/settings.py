@@ -350,6 +350,9 @@ TMPNB_SNAPSHOT_MAX_MB = env_int("TMPNB_SNAPSHOT_MAX_MB", 200, minimum=1, maximum
 TMPNB_SNAPSHOT_MAX_FILES = env_int("TMPNB_SNAPSHOT_MAX_FILES", 10_000, minimum=1, maximum=1_000_000)
 # How long a copy may take before the container is removed without the rest.
 TMPNB_SNAPSHOT_TIMEOUT = env_int("TMPNB_SNAPSHOT_TIMEOUT", 60, minimum=1, maximum=3600)
+# Notebooks a collection of everyone's work (or a broadcast) copies at once;
+# their Docker calls are bounded by TMPNB_MAX_DOCK_WORKERS as well.
+TMPNB_COPIES_AT_ONCE = env_int("TMPNB_COPIES_AT_ONCE", 4, minimum=1, maximum=64)
 if TMPNB_SNAPSHOT_HOURS > 24 * TMPNB_HISTORY_DAYS:
     # The row that references a zip goes with its session's history.
     raise ImproperlyConfigured(f"TMPNB_SNAPSHOT_HOURS ({TMPNB_SNAPSHOT_HOURS}) cannot exceed TMPNB_HISTORY_DAYS ({TMPNB_HISTORY_DAYS}) in hours")

@@ -140,6 +140,9 @@ class Backend(Protocol):
         """Extract the tar file ``tar_path`` (on this machine) into the folder
         ``destination`` of a notebook, keeping its members' uid and gid."""
 
+    def path_exists(self, backend_id: str, path: str) -> bool:
+        """Whether the absolute ``path`` (a file, a folder, a link) exists in a notebook."""
+
     def notebook_user(self, backend_id: str) -> NotebookUser:
         """The uid and gid the notebook server runs as, and its working folder
         (the notebook's root folder)."""

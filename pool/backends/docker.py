@@ -248,6 +248,24 @@ def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
             raise DockerError(f"{doing}: refused")
 
 
+def path_exists(backend_id: str, path: str) -> bool:
+    """Whether ``path`` exists in a container: Docker's HEAD of its archive
+    (a stat, no exec: any image answers, running or not)."""
+    with docker_errors(f"looking for {path} in {backend_id[:12]}"), docker_work():
+        api = client().api
+        url = f"{api.base_url}/v{api.api_version}/containers/{quote(backend_id, safe='')}/archive"
+        response = api.head(url, params={"path": path}, timeout=settings.DOCKER_TIMEOUT)
+        if response.status_code == 404 and "X-Docker-Container-Path-Stat" not in response.headers:
+            # A missing path and a missing container both answer 404; only the container's absence is an error.
+            api.inspect_container(backend_id)
+            return False
+        try:
+            response.raise_for_status()
+        except requests.HTTPError as error:
+            raise create_api_error_from_http_exception(error) from None
+        return True
+
+
 def _in_container(backend_id: str, path: str) -> str:
     if path.startswith("/"):
         return path

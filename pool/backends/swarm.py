@@ -212,5 +212,9 @@ def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
     raise SwarmError("copying files into a notebook is not available on the swarm backend")
 
 
+def path_exists(backend_id: str, path: str) -> bool:
+    raise SwarmError("looking into a notebook is not available on the swarm backend")
+
+
 def notebook_user(backend_id: str) -> NotebookUser:
     raise SwarmError("asking a notebook for its user (materials) is not available on the swarm backend")

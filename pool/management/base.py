@@ -2,12 +2,13 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from pool.backends.base import BackendError
+from pool.materials_files import MaterialsError
 from pool.models import Pool
 from pool.services import pools
 from proxyapi import ProxyError
 
 # What the service refuses or cannot reach, each with a message for people.
-REFUSALS = (pools.PoolError, ValidationError, BackendError, ProxyError)
+REFUSALS = (pools.PoolError, ValidationError, BackendError, ProxyError, MaterialsError)
 
 
 def refusal_message(error):

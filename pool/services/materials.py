@@ -48,6 +48,12 @@ def version_folder(pool_id: int, version: int) -> Path:
     return _pool_folder(pool_id) / f"v{version}"
 
 
+def broadcast_folder(pool_id: int, version: int, broadcast_id: int) -> Path:
+    """Where a broadcast that joined materials ``version`` is kept: beside
+    it, and removed with it once a newer version is prepared."""
+    return _pool_folder(pool_id) / f"v{version}-broadcast-{broadcast_id}"
+
+
 def pools_with_materials_to_prepare() -> list[int]:
     """Ids of the pools whose materials changed since they were last tried."""
     now = timezone.now()

@@ -20,6 +20,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, cast
@@ -190,44 +191,70 @@ def copies_under_way(now: datetime) -> bool:
     return Snapshot.objects.filter(taken_at__isnull=True, lease_until__gt=now).exists()
 
 
+@dataclass
+class CopiedWork:
+    """What one copy of a notebook's folder into a zip put in and left out."""
+
+    file_count: int = 0
+    left_out: list[dict[str, Any]] = field(default_factory=list)
+    left_out_count: int = 0  # named in left_out or not
+    owner_uid: int | None = None  # of the folder, so that files put back belong to its user
+    owner_gid: int | None = None
+    error: str = ""  # why the copy stopped early, if it did
+
+
 def _copy_out(snapshot: Snapshot, container: Container, root: str) -> None:
-    """Stream the root folder into a zip, member by member: neither the tar
-    nor a file is ever held in memory whole."""
-    deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT
-    room = settings.TMPNB_SNAPSHOT_MAX_MB * 1024 * 1024
     folder = snapshot_dir()
     name = f"{snapshot.session_id}-{secrets.token_hex(8)}.zip"
     partial = folder / f".{name}.part"
-    chunks = get_backend().archive_out(container.backend_id, root, timeout=settings.TMPNB_SNAPSHOT_TIMEOUT)
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-            try:
-                # Stream mode ("r|") only reads its file.
-                with tarfile.open(fileobj=cast(IO[bytes], _Stream(chunks, deadline)), mode="r|") as tar:
-                    for member in tar:
-                        room -= _add(snapshot, archive, tar, member, room)
-            except Exception as error:  # whatever stops the reading, what was read is kept: part of the work beats none
-                log.warning("copying the work of %s stopped: %s", container.name, error, exc_info=not isinstance(error, BackendError))
-                snapshot.error = str(error)[:500] or type(error).__name__
+            work = copy_folder_into_zip(container.backend_id, root, archive, notebook=container.name)
+        snapshot.file_count, snapshot.left_out, snapshot.left_out_count = work.file_count, work.left_out, work.left_out_count
+        snapshot.owner_uid, snapshot.owner_gid = work.owner_uid, work.owner_gid
+        snapshot.error = work.error
         if snapshot.file_count:
             partial.rename(folder / name)
             snapshot.file_name = name
     finally:
         partial.unlink(missing_ok=True)
+
+
+def copy_folder_into_zip(backend_id: str, root: str, archive: zipfile.ZipFile, *, notebook: str) -> CopiedWork:
+    """Stream the folder ``root`` of a notebook into ``archive``, member by
+    member: neither the tar nor a file is ever held in memory whole. Within
+    TMPNB_SNAPSHOT_MAX_MB and TMPNB_SNAPSHOT_MAX_FILES (what does not fit is
+    left out and listed) and TMPNB_SNAPSHOT_TIMEOUT. Whatever stops the
+    reading, what was read is kept and the result says why it stopped.
+    Entries are compressed as ``archive`` says; ``notebook`` names it in the log."""
+    work = CopiedWork()
+    deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT
+    room = settings.TMPNB_SNAPSHOT_MAX_MB * 1024 * 1024
+    chunks = get_backend().archive_out(backend_id, root, timeout=settings.TMPNB_SNAPSHOT_TIMEOUT)
+    try:
+        # Stream mode ("r|") only reads its file.
+        with tarfile.open(fileobj=cast(IO[bytes], _Stream(chunks, deadline)), mode="r|") as tar:
+            for member in tar:
+                room -= _add(work, archive, tar, member, room)
+    except Exception as error:  # whatever stops the reading, what was read is kept: part of the work beats none
+        log.warning("copying the work of %s stopped: %s", notebook, error, exc_info=not isinstance(error, BackendError))
+        work.error = str(error)[:500] or type(error).__name__
+    finally:
         chunks.close()
+    return work
 
 
-def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, member: tarfile.TarInfo, room: int) -> int:
+def _add(work: CopiedWork, archive: zipfile.ZipFile, tar: tarfile.TarFile, member: tarfile.TarInfo, room: int) -> int:
     """Add one tar member to the zip if it fits in ``room`` bytes; returns the bytes it took."""
     path = _relative(member.name)
     if not path:
-        snapshot.owner_uid, snapshot.owner_gid = member.uid, member.gid
+        work.owner_uid, work.owner_gid = member.uid, member.gid
         return 0
     if len(archive.filelist) >= settings.TMPNB_SNAPSHOT_MAX_FILES:
         # Each entry of a zip being written stays in memory until it is
         # closed: ten thousand empty files cost a worker as much as a big one.
         if not member.isdir():  # a folder's files are listed, not the folder
-            _leave_out(snapshot, path, member.size)
+            _leave_out(work, path, member.size)
         return 0
     if member.isdir():
         info = zipfile.ZipInfo(path + "/", _zip_time(member.mtime))
@@ -235,15 +262,15 @@ def _add(snapshot: Snapshot, archive: zipfile.ZipFile, tar: tarfile.TarFile, mem
         archive.writestr(info, b"")
         return 0
     if member.islnk():
-        return _add_hard_link(snapshot, archive, member, path, room)
+        return _add_hard_link(work, archive, member, path, room)
     if not member.isfile():
         return 0  # symbolic links and devices: nothing a laptop could open
     if member.size > room or path in archive.NameToInfo:  # two names made one by _relative
-        _leave_out(snapshot, path, member.size)
+        _leave_out(work, path, member.size)
         return 0
     # A file member always has its contents.
     with cast(IO[bytes], tar.extractfile(member)) as source:
-        _write(snapshot, archive, source, path=path, size=member.size, mode=member.mode, mtime=member.mtime)
+        _write(work, archive, source, path=path, size=member.size, mode=member.mode, mtime=member.mtime)
     return member.size
 
 
@@ -254,25 +281,25 @@ def _relative(name: str) -> str:
     return name.partition("/")[2].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-def _add_hard_link(snapshot: Snapshot, archive: zipfile.ZipFile, member: tarfile.TarInfo, path: str, room: int) -> int:
+def _add_hard_link(work: CopiedWork, archive: zipfile.ZipFile, member: tarfile.TarInfo, path: str, room: int) -> int:
     """A second name of a file already in the tar (which sends its data once):
     a copy of the file as the zip has it, or left out as that file was."""
     target = archive.NameToInfo.get(_relative(member.linkname))
     if target is None or target.is_dir() or target.file_size > room or path in archive.NameToInfo:
-        _leave_out(snapshot, path, target.file_size if target else 0)
+        _leave_out(work, path, target.file_size if target else 0)
         return 0
     # Read out first: zipfile reads no entry while another is being written.
     with tempfile.SpooledTemporaryFile(max_size=1024 * 1024, dir=str(snapshot_dir())) as copy:
         with archive.open(target) as source:
             shutil.copyfileobj(source, copy, 1024 * 1024)
         copy.seek(0)
-        _write(snapshot, archive, cast(IO[bytes], copy), path=path, size=target.file_size, mode=member.mode, mtime=member.mtime)
+        _write(work, archive, cast(IO[bytes], copy), path=path, size=target.file_size, mode=member.mode, mtime=member.mtime)
     return target.file_size
 
 
-def _write(snapshot: Snapshot, archive: zipfile.ZipFile, source: IO[bytes], *, path: str, size: int, mode: int, mtime: float) -> None:
+def _write(work: CopiedWork, archive: zipfile.ZipFile, source: IO[bytes], *, path: str, size: int, mode: int, mtime: float) -> None:
     info = zipfile.ZipInfo(path, _zip_time(mtime))
-    info.compress_type = zipfile.ZIP_DEFLATED
+    info.compress_type = archive.compression
     # The fastest level: a worker's CPU is shared with spawns, and text (what
     # notebooks hold) still shrinks several times. zipfile takes a ZipInfo's
     # level only from this attribute (public as compress_level from 3.13).
@@ -283,16 +310,16 @@ def _write(snapshot: Snapshot, archive: zipfile.ZipFile, source: IO[bytes], *, p
             shutil.copyfileobj(source, target, 1024 * 1024)
     except Exception:
         # The zip keeps what was written of it: say that it is cut short.
-        _leave_out(snapshot, path, size, cut_short=True)
+        _leave_out(work, path, size, cut_short=True)
         raise
-    snapshot.file_count += 1
+    work.file_count += 1
 
 
-def _leave_out(snapshot: Snapshot, path: str, size: int, **details: bool) -> None:
+def _leave_out(work: CopiedWork, path: str, size: int, **details: bool) -> None:
     """Count a file that is not in the zip, and name it among the first LEFT_OUT_LISTED."""
-    snapshot.left_out_count += 1
-    if len(snapshot.left_out) < LEFT_OUT_LISTED:
-        snapshot.left_out.append({"path": path, "size": size, **details})
+    work.left_out_count += 1
+    if len(work.left_out) < LEFT_OUT_LISTED:
+        work.left_out.append({"path": path, "size": size, **details})
 
 
 def _zip_time(mtime: float) -> tuple[int, int, int, int, int, int]:

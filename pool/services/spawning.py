@@ -22,6 +22,7 @@ from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
 from pool.services import lab_static
 from pool.services.assignment import serve_queue
+from pool.services.broadcasts import catch_up, put_broadcasts_in
 from pool.services.ending import remove_quietly
 from pool.services.events import record_event
 from pool.services.leases import renewing_while
@@ -94,7 +95,7 @@ def container_spec(container: Container) -> ContainerSpec:
 
 
 def spawn_container(container_id: int) -> Container:
-    """Start the container of a spawning row, copy the pool's materials in,
+    """Start the container of a spawning row, copy the pool's materials (and broadcasts) in,
     wait until its server answers under its base path, route it, and mark it ready."""
     container = Container.objects.select_related("pool").get(pk=container_id)
     # Of two workers handed the same row (a task delivered twice), only one
@@ -109,6 +110,7 @@ def spawn_container(container_id: int) -> Container:
             # Before it answers, so nobody lands before the files; while the server boots.
             container.materials_version = _keeping_the_lease(container, lambda: put_materials_in(container))
             container.save(update_fields=["materials_version"])
+        put_broadcasts_in(container, running=lambda call: _keeping_the_lease(container, call))
         wait_until_answering(container, timeout=settings.TMPNB_SPAWN_TIMEOUT)
         # Before its route exists, as the page it serves asks for them.
         _keeping_the_lease(container, lambda: lab_static.copy_once(container.pool))
@@ -136,6 +138,7 @@ def spawn_container(container_id: int) -> Container:
         return container
     seconds = round((container.ready_at - container.created_at).total_seconds(), 3)
     record_event(Event.Kind.SPAWN, f"{container.name} ready in {seconds} s", container=container, seconds=seconds)
+    catch_up(container)  # what was broadcast while it started: the hand-out counted ready notebooks only
     serve_queue(container.pool_id)  # the visitor waiting longest gets it now
     return container
 

@@ -22,6 +22,7 @@ from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerInfo
 from pool.models import Container, Event, Pool, Session, Snapshot
 from pool.services.assignment import serve_queue
+from pool.services.collecting import prune_collections
 from pool.services.disk import nearly_full
 from pool.services.ending import remove_quietly, retire_and_record
 from pool.services.events import record_event
@@ -348,6 +349,7 @@ def heartbeat() -> list[Container]:
     drop_abandoned_places()
     prune_history()
     prune_snapshots()
+    prune_collections()
     for pool_id in Pool.objects.values_list("pk", flat=True):
         serve_queue(pool_id)
     return keep_pools_filled()

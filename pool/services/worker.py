@@ -24,6 +24,8 @@ FILL_POOL = "pool.tasks.fill_pool"
 SPAWN_CONTAINER = "pool.tasks.spawn_container"
 FINISH_RETIREMENT = "pool.tasks.finish_retirement"
 RESTORE_WORK = "pool.tasks.restore_work"
+COLLECT_WORK = "pool.tasks.collect_work"
+HAND_OUT_BROADCAST = "pool.tasks.hand_out_broadcast"
 
 
 def send(task: str, *args: Any, countdown: float | None = None, **kwargs: Any) -> None:

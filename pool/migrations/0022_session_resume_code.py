@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pool', '0019_snapshot_restore_into'),
+        ('pool', '0021_broadcast'),
     ]
 
     operations = [
@@ -28,6 +28,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='event',
             name='kind',
-            field=models.CharField(choices=[('spawn', 'spawned'), ('assignment', 'assigned'), ('turned_away', 'turned away'), ('cull', 'culled'), ('kill', 'killed'), ('drain', 'drained'), ('resize', 'resized'), ('schedule', 'schedule applied'), ('failure', 'failure'), ('lockout', 'admin login locked'), ('materials', 'materials prepared or refused'), ('snapshot', 'work saved'), ('disk', 'disk limit'), ('resume', 'resumed with a code')], max_length=20),
+            field=models.CharField(choices=[('spawn', 'spawned'), ('assignment', 'assigned'), ('turned_away', 'turned away'), ('cull', 'culled'), ('kill', 'killed'), ('drain', 'drained'), ('resize', 'resized'), ('schedule', 'schedule applied'), ('failure', 'failure'), ('lockout', 'admin login locked'), ('materials', 'materials prepared or refused'), ('snapshot', 'work saved'), ('disk', 'disk limit'), ('resume', 'resumed with a code'), ('collection', 'work collected'), ('broadcast', 'files broadcast')], max_length=20),
         ),
     ]
