@@ -131,6 +131,7 @@ def spawn_container(container_id: int) -> Container:
     if not container.move_to(Container.State.READY):
         remove_quietly(container)
         return container
+    assert container.ready_at is not None  # move_to stamped it
     seconds = round((container.ready_at - container.created_at).total_seconds(), 3)
     record_event(Event.Kind.SPAWN, f"{container.name} ready in {seconds} s", container=container, seconds=seconds)
     serve_queue(container.pool_id)  # the visitor waiting longest gets it now
