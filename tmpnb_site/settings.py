@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from pool.backends import BACKENDS
@@ -34,6 +35,10 @@ from tmpnb_site.env import (
     env_url,
     is_set,
 )
+
+# Lets the admin's classes be written with their model, as the type checker
+# reads them (admin.ModelAdmin[Pool]): Django's own classes take no type arguments.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TMPNB_VAR_DIR", str(BASE_DIR / "var")))
