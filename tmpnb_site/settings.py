@@ -6,9 +6,11 @@ with an ImproperlyConfigured error naming the variable.
 """
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import dj_database_url
 import django_stubs_ext
@@ -374,10 +376,13 @@ TMPNB_PROTECTED_PATHS = [str(BASE_DIR), *(str(VAR_DIR / name) for name in ("snap
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     TMPNB_PROTECTED_PATHS.append(str(DATABASES["default"]["NAME"]))
 if is_set("TMPNB_STATE"):
-    TMPNB_PROTECTED_PATHS.append(str(Path(env_str("TMPNB_STATE")) / "secrets.env"))
+    TMPNB_PROTECTED_PATHS.append(str(Path(env_str("TMPNB_STATE", "")) / "secrets.env"))
 
 
-def _checked(name, value, check):
+T = TypeVar("T")
+
+
+def _checked(name: str, value: T, check: Callable[[T], object]) -> T:
     try:
         check(value)
     except ValueError as error:
@@ -391,7 +396,7 @@ _IMAGE = env_str("TMPNB_IMAGE", DEFAULT_IMAGE)
 _CLASSIC = _IMAGE == CLASSIC_IMAGE
 _COMMAND = env_str("TMPNB_COMMAND", CLASSIC_COMMAND if _CLASSIC else DEFAULT_COMMAND)
 _REDIRECT_URI = env_str("TMPNB_REDIRECT_URI", "/tree" if _CLASSIC else "/lab")
-_POOL_OPTIONS = {
+_POOL_OPTIONS: dict[str, tuple[str, Any]] = {
     # pool field: (variable, value)
     "capacity": ("TMPNB_POOL_SIZE", env_int("TMPNB_POOL_SIZE", 10, minimum=0, maximum=10000)),
     "ready_target": ("TMPNB_READY_TARGET", env_int("TMPNB_READY_TARGET", None, minimum=0)),
@@ -430,7 +435,7 @@ if _target is not None and _target > _size:
 
 # The default pool is made from these; `manage.py init_pool` also writes the
 # ones set explicitly in the environment onto an existing pool (see README).
-TMPNB_DEFAULT_POOL = {"name": env_str("TMPNB_POOL_NAME", "default")} | {f: v for f, (_, v) in _POOL_OPTIONS.items()}
+TMPNB_DEFAULT_POOL: dict[str, Any] = {"name": env_str("TMPNB_POOL_NAME", "default")} | {f: v for f, (_, v) in _POOL_OPTIONS.items()}
 TMPNB_POOL_FROM_ENVIRONMENT = sorted(field for field, (name, _) in _POOL_OPTIONS.items() if is_set(name))
 
 # --- CORS on the API (django-cors-headers) -----------------------------------
