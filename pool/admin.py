@@ -1,15 +1,19 @@
+from typing import Any, TypeVar
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Subquery
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
 
 from pool.backends import get_backend
@@ -19,8 +23,10 @@ from pool.models import Collection, Container, Event, Pool, QueueEntry, Schedule
 from pool.services import broadcasts, collecting, ending, events, materials, pools
 from pool.views import zip_download
 
+M = TypeVar("M", bound=Model)
 
-class ScheduleInline(admin.TabularInline):
+
+class ScheduleInline(admin.TabularInline[Schedule, Pool]):
     """Sizes planned ahead; beat applies each one once, at its time (see README)."""
 
     model = Schedule
@@ -29,7 +35,7 @@ class ScheduleInline(admin.TabularInline):
     extra = 1
 
 
-class PoolForm(forms.ModelForm):
+class PoolForm(forms.ModelForm[Pool]):
     materials_upload = forms.FileField(
         required=False,
         label="Upload materials",
@@ -40,7 +46,7 @@ class PoolForm(forms.ModelForm):
         model = Pool
         fields = "__all__"
 
-    def clean_materials_upload(self):
+    def clean_materials_upload(self) -> UploadedFile | None:
         upload = self.cleaned_data["materials_upload"]
         if upload is None:
             return None
@@ -52,7 +58,7 @@ class PoolForm(forms.ModelForm):
             )
         return upload
 
-    def clean_image(self):
+    def clean_image(self) -> str:
         image = self.cleaned_data["image"]
         try:
             present = get_backend().image_exists(image)
@@ -83,7 +89,7 @@ class BroadcastForm(forms.Form):
         return data
 
 
-def _per_pool(rows):
+def _per_pool(rows: QuerySet[Any]) -> Coalesce:
     """How many of ``rows`` each pool has, counted by a subquery on their
     indexes. (Joining the containers and the queue multiplied their rows:
     with 2,000 past visitors of a pool its list page took 2.8 s of CPU, and
@@ -93,7 +99,7 @@ def _per_pool(rows):
 
 
 @admin.register(Pool)
-class PoolAdmin(admin.ModelAdmin):
+class PoolAdmin(admin.ModelAdmin[Pool]):
     form = PoolForm
     list_display = [
         "name",
@@ -139,7 +145,7 @@ class PoolAdmin(admin.ModelAdmin):
     ]
 
     @admin.display(description="spawning")
-    def spawning(self, pool):
+    def spawning(self, pool: Pool) -> str:
         if pool.paused_reason:
             return f"PAUSED: {pool.paused_reason}"
         if pool.awaiting_materials:
@@ -149,13 +155,13 @@ class PoolAdmin(admin.ModelAdmin):
         return "ok"
 
     @admin.display(description="containers per node")
-    def spread(self, pool):
+    def spread(self, pool: Pool) -> str:
         if pool.pk is None:
             return ""  # the add form
         return ", ".join(f"{node or '(starting)'}: {n}" for node, n in pool.containers.live().spread())
 
     @admin.display(description="materials")
-    def materials_status(self, pool):
+    def materials_status(self, pool: Pool) -> str:
         prepared = (
             "none"
             if not pool.materials_version
@@ -168,7 +174,7 @@ class PoolAdmin(admin.ModelAdmin):
         return prepared
 
     @admin.action(description="Prepare the materials again (fetch the git repository anew)")
-    def refresh_materials(self, request, queryset):
+    def refresh_materials(self, request: HttpRequest, queryset: QuerySet[Pool]) -> None:
         for pool in queryset:
             materials.refresh_materials(pool)
         self.message_user(request, "The materials are prepared again; ready containers are then replaced.", messages.SUCCESS)
@@ -215,17 +221,17 @@ class PoolAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Resume spawning (after fixing what made it fail)")
-    def resume(self, request, queryset):
+    def resume(self, request: HttpRequest, queryset: QuerySet[Pool]) -> None:
         for pool in queryset:
             pools.resume_spawning(pool)
         self.message_user(request, "Spawning resumed.", messages.SUCCESS)
 
     @admin.action(description="Drain: replace every container not in use (after changing the image)")
-    def drain(self, request, queryset):
+    def drain(self, request: HttpRequest, queryset: QuerySet[Pool]) -> None:
         drained = sum(pools.drain_pool(pool, by=request.user.get_username()) for pool in queryset)
         self.message_user(request, f"Replacing {drained} container(s); containers in use keep running.", messages.SUCCESS)
 
-    def save_model(self, request, pool, form, change):
+    def save_model(self, request: HttpRequest, pool: Pool, form: forms.ModelForm[Pool], change: bool) -> None:
         # A new size goes through resize_pool, which logs who changed it.
         if change and {"capacity", "ready_target"} & set(form.changed_data):
             pools.resize_pool(pool, pool.capacity, ready_target=pool.ready_target, by=request.user.get_username())
@@ -235,7 +241,7 @@ class PoolAdmin(admin.ModelAdmin):
         if change and pool.paused_reason:
             pools.resume_spawning(pool)  # the organiser changed what failed
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Pool]:
         return (
             super()
             .get_queryset(request)
@@ -248,23 +254,23 @@ class PoolAdmin(admin.ModelAdmin):
         )
 
     @admin.display(ordering="ready_count")
-    def ready(self, pool):
+    def ready(self, pool: Any) -> int:  # annotated by get_queryset
         return pool.ready_count
 
     @admin.display(ordering="in_use_count")
-    def in_use(self, pool):
+    def in_use(self, pool: Any) -> int:
         return pool.in_use_count
 
     @admin.display(ordering="starting_count")
-    def starting(self, pool):
+    def starting(self, pool: Any) -> int:
         return pool.starting_count
 
     @admin.display(ordering="waiting_count", description="waiting visitors")
-    def waiting(self, pool):
+    def waiting(self, pool: Any) -> int:
         return pool.waiting_count
 
 
-class RecordAdmin(admin.ModelAdmin):
+class RecordAdmin(admin.ModelAdmin[M]):
     """Rows the service itself writes: shown, never added, edited or deleted
     by hand. A live container or session ends through the kill action (the
     services stop the container and delete its route); a deleted one would
@@ -272,18 +278,18 @@ class RecordAdmin(admin.ModelAdmin):
     history goes after TMPNB_HISTORY_DAYS (retention), and the dashboard and
     /metrics count from it."""
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: M | None = None) -> list[str]:
         return [field.name for field in self.model._meta.fields]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: M | None = None) -> bool:
         return False
 
 
 @admin.register(Container)
-class ContainerAdmin(RecordAdmin):
+class ContainerAdmin(RecordAdmin[Container]):
     list_display = [
         "name",
         "pool",
@@ -301,39 +307,39 @@ class ContainerAdmin(RecordAdmin):
     actions = ["kill"]
 
     @admin.action(description="Kill: stop and remove the container, end its session")
-    def kill(self, request, queryset):
+    def kill(self, request: HttpRequest, queryset: QuerySet[Container]) -> None:
         count = ending.kill_containers(queryset.select_related("pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} container(s).", messages.SUCCESS)
 
 
 @admin.register(QueueEntry)
-class QueueEntryAdmin(RecordAdmin):
+class QueueEntryAdmin(RecordAdmin[QueueEntry]):
     list_display = ["visitor", "pool", "client_ip", "joined_at", "last_seen", "served_at", "left_at"]
     list_filter = ["pool", ("served_at", admin.EmptyFieldListFilter), ("left_at", admin.EmptyFieldListFilter)]
 
 
 @admin.register(Session)
-class SessionAdmin(RecordAdmin):
+class SessionAdmin(RecordAdmin[Session]):
     list_display = ["visitor", "container", "client_ip", "started_at", "waited", "last_activity", "ended_at", "ended"]
     list_filter = [("ended_at", admin.EmptyFieldListFilter), "end_reason"]
     search_fields = ["visitor", "container__name", "container__path_id"]
     actions = ["kill"]
 
     @admin.display(description="how it ended")
-    def ended(self, session):
+    def ended(self, session: Session) -> str:
         return session.describe_end() if session.ended_at else ""
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Session | None = None) -> list[str]:
         # The resume code reaches the holder's own pages only, not the organisers'.
         shown = [name for name in super().get_readonly_fields(request, obj) if not name.startswith("resume_")]
         return [*shown, "saved_work"]
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         download = self.admin_site.admin_view(self.download_work)
         return [path("<int:session_id>/work.zip", download, name="pool_session_work"), *super().get_urls()]
 
     @admin.display(description="saved work")
-    def saved_work(self, session):
+    def saved_work(self, session: Session) -> str | SafeString:
         snapshot = Snapshot.objects.filter(session=session).first()
         if snapshot is None:
             return "none (the session is live, or its container stopped on its own)" if session.ended_at else "none yet"
@@ -346,7 +352,7 @@ class SessionAdmin(RecordAdmin):
             return format_html('<a href="{}">Download the zip</a> ({}, kept until {})', url, summary, localtime(snapshot.expires_at))
         return f"{'deleted after its hours' if snapshot.file_count else 'not saved'} ({snapshot.error or summary})"
 
-    def download_work(self, request, session_id):
+    def download_work(self, request: HttpRequest, session_id: int) -> FileResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
         snapshot = Snapshot.objects.kept(timezone.now()).filter(session_id=session_id).select_related("session__container__pool").first()
@@ -355,7 +361,7 @@ class SessionAdmin(RecordAdmin):
         return zip_download(snapshot)
 
     @admin.action(description="Kill: end the session, stop and remove its container")
-    def kill(self, request, queryset):
+    def kill(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
         count = ending.kill_sessions(queryset.select_related("container__pool"), by=request.user.get_username(), on_worker=True)
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
 
@@ -393,18 +399,18 @@ class CollectionAdmin(RecordAdmin):
 
 
 @admin.register(Event)
-class EventAdmin(RecordAdmin):
+class EventAdmin(RecordAdmin[Event]):
     list_display = ["time", "kind", "pool", "actor", "message"]
     list_filter = ["kind", "pool", ("time", admin.DateFieldListFilter)]
     date_hierarchy = "time"
     search_fields = ["message", "actor", "container__name"]
     actions = ["export_csv"]
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Event | None = None) -> bool:
         return False  # a log that can be edited is no record (and /metrics counts from it)
 
     @admin.action(description="Export the selected events as CSV")
-    def export_csv(self, request, queryset):
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Event]) -> HttpResponse:
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="tmpnb-events-{timezone.now():%Y%m%d-%H%M%S}.csv"'
         events.write_events_csv(queryset, response)

@@ -6,7 +6,7 @@ import json
 import secrets
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -18,14 +18,14 @@ from pool.services import assignment, pools, usage, waiting
 from pool.views import ready_on_its_origin, refusal, too_busy_json
 
 
-def _has_token(request, expected):
+def _has_token(request: HttpRequest, expected: str | None) -> bool:
     """Whether the request carries ``expected`` (Authorization: token or Bearer),
     compared in constant time."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return bool(expected) and scheme.lower() in ("token", "bearer") and hmac.compare_digest(given.encode(), expected.encode())
+    return bool(expected and scheme.lower() in ("token", "bearer") and hmac.compare_digest(given.encode(), expected.encode()))
 
 
-def _token_refusal(request, expected, variable):
+def _token_refusal(request: HttpRequest, expected: str | None, variable: str) -> JsonResponse | None:
     """A JSON refusal, or None when the request carries the expected token."""
     if not expected:
         return JsonResponse({"error": f"this endpoint is disabled: set {variable} to enable it"}, status=403)
@@ -34,7 +34,7 @@ def _token_refusal(request, expected, variable):
     return None
 
 
-def _wants_to_wait(request):
+def _wants_to_wait(request: HttpRequest) -> bool:
     if request.GET.get("wait") in ("1", "true"):
         return True
     try:
@@ -45,7 +45,7 @@ def _wants_to_wait(request):
 
 @csrf_exempt
 @require_POST
-def spawn(request):
+def spawn(request: HttpRequest) -> HttpResponseBase:
     """A notebook for an API client. With ``wait`` (JSON body or query), a
     client that cannot be served at once takes a place in the queue and polls
     its status URL; without it, it is told when to try again (429)."""
@@ -71,7 +71,7 @@ def spawn(request):
 
 
 @require_GET
-def spawn_status(request, ticket):
+def spawn_status(request: HttpRequest, ticket: str) -> JsonResponse:
     """Where a waiting API client stands: ready (with the URL) or its place."""
     denied = _token_refusal(request, settings.TMPNB_API_TOKEN, "TMPNB_API_TOKEN")
     if denied:
@@ -80,14 +80,14 @@ def spawn_status(request, ticket):
 
 
 @require_GET
-def stats(request):
+def stats(request: HttpRequest) -> JsonResponse:
     pool = pools.get_default_pool()
     return JsonResponse({**pools.pool_stats(pool), "version": tmpnb_site.__version__})
 
 
 @csrf_exempt
 @require_http_methods(["DELETE"])
-def drain(request):
+def drain(request: HttpRequest) -> JsonResponse:
     denied = _token_refusal(request, settings.TMPNB_ADMIN_TOKEN, "TMPNB_ADMIN_TOKEN")
     if denied:
         return denied
@@ -96,7 +96,7 @@ def drain(request):
 
 
 @require_GET
-def metrics(request):
+def metrics(request: HttpRequest) -> HttpResponse:
     """Prometheus' text format, for the metrics token or a client on this host.
     Through the proxy the client is the one X-Forwarded-For names, so a
     remote visitor does not pass for loopback (see client_address)."""

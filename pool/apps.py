@@ -6,7 +6,7 @@ class PoolConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "pool"
 
-    def ready(self):
+    def ready(self) -> None:
         from axes.signals import user_locked_out
 
         from pool.services.events import record_lockout

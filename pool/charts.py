@@ -4,8 +4,10 @@ line_chart() turns timed samples into coordinates; the template
 admin/pool/usage_chart.html draws them.
 """
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.utils import timezone
 
@@ -27,25 +29,28 @@ class Series:
 class Chart:
     width: int = WIDTH
     height: int = HEIGHT
-    series: list = field(default_factory=list)
-    y_ticks: list = field(default_factory=list)  # (y, label)
-    x_ticks: list = field(default_factory=list)  # (x, label)
+    series: list[Series] = field(default_factory=list)
+    y_ticks: list[tuple[float, int]] = field(default_factory=list)  # (y, label)
+    x_ticks: list[tuple[float, str]] = field(default_factory=list)  # (x, label)
     empty: bool = True
 
 
-def _merge(rows, names):
+Row = Mapping[str, Any]  # a time and a number per series
+
+
+def _merge(rows: Sequence[Row], names: list[str]) -> Sequence[Row]:
     """At most MAX_POINTS rows: consecutive rows merged, each value its maximum."""
     if len(rows) <= MAX_POINTS:
         return rows
     size = -(-len(rows) // MAX_POINTS)
-    merged = []
+    merged: list[Row] = []
     for start in range(0, len(rows), size):
         bucket = rows[start : start + size]
         merged.append({"time": bucket[-1]["time"], **{n: max(r[n] for r in bucket) for n in names}})
     return merged
 
 
-def _nice_top(value):
+def _nice_top(value: int) -> int:
     """The smallest of 1, 2, 5, 10, 20, 50... at or above ``value`` (at least 2)."""
     top = 1
     while True:
@@ -55,7 +60,7 @@ def _nice_top(value):
         top *= 10
 
 
-def line_chart(rows, series, start, end):
+def line_chart(rows: Sequence[Row], series: Sequence[tuple[str, str, str]], start: datetime, end: datetime) -> Chart:
     """``rows``: dicts with a ``time`` and a number per series name, oldest
     first; ``series``: (name, label, colour); the x axis runs from start to end."""
     names = [name for name, _, _ in series]
@@ -65,10 +70,10 @@ def line_chart(rows, series, start, end):
     span = (end - start).total_seconds() or 1
     top = _nice_top(max((r[n] for r in rows for n in names), default=0))
 
-    def x(time):
+    def x(time: datetime) -> float:
         return round(MARGIN_LEFT + plot_width * (time - start).total_seconds() / span, 1)
 
-    def y(value):
+    def y(value: float) -> float:
         return round(MARGIN_TOP + plot_height * (1 - value / top), 1)
 
     for name, label, color in series:
@@ -79,7 +84,7 @@ def line_chart(rows, series, start, end):
     return chart
 
 
-def _time_ticks(start, end, x):
+def _time_ticks(start: datetime, end: datetime, x: Callable[[datetime], float]) -> list[tuple[float, str]]:
     span = end - start
     step = next((s for s in (timedelta(minutes=m) for m in (1, 2, 5, 10, 30, 60, 180, 360, 720, 1440)) if span / s <= 8), timedelta(days=2))
     label = "%H:%M" if span <= timedelta(days=2) else "%d %b"

@@ -28,7 +28,7 @@ CLASSIC_COMMAND = (
 SERVER2_NAMES = {"token": "IdentityProvider.token", "password": "PasswordIdentityProvider.hashed_password", "notebook_dir": "ServerApp.root_dir"}
 
 
-def check_command_template(template):
+def check_command_template(template: str) -> None:
     """Raise ValueError naming what is wrong with ``template``, if anything."""
     if not template or not template.strip():
         raise ValueError("the command is empty")
@@ -52,7 +52,7 @@ def check_command_template(template):
     _check_server2_options(template)
 
 
-def _check_server2_options(template):
+def _check_server2_options(template: str) -> None:
     """`jupyter lab` and `jupyter server` run on jupyter-server 2, where
     NotebookApp options are deprecated: for now they are passed on to ServerApp
     with a warning, and a release that drops them would serve at / and never
@@ -66,5 +66,5 @@ def _check_server2_options(template):
         )
 
 
-def render_command(template, *, base_path, port, ip, token):
+def render_command(template: str, *, base_path: str, port: int, ip: str, token: str) -> str:
     return template.format(base_path=base_path, port=port, ip=ip, token=token)

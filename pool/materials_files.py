@@ -15,8 +15,10 @@ import subprocess
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from pool.options import check_host_path
 
@@ -25,6 +27,7 @@ ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar")
 # The transports git may use for a clone: never ext:: (it runs a command).
 GIT_PROTOCOLS = "http:https:git:ssh:file"
 CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 class MaterialsError(Exception):
@@ -36,11 +39,11 @@ class Prepared:
     files: int
     size: int  # bytes
 
-    def describe(self):
+    def describe(self) -> str:
         return f"{self.files} file(s), {_human(self.size)}"
 
 
-def _human(size):
+def _human(size: float) -> str:
     for unit in ("bytes", "kB", "MB"):
         if size < 1000 or unit == "MB":
             return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
@@ -48,11 +51,11 @@ def _human(size):
     return ""
 
 
-def is_git_url(source):
+def is_git_url(source: str) -> bool:
     return bool(GIT_URL.match(source))
 
 
-def check_source(source, protected=()):
+def check_source(source: str, protected: Iterable[str] = ()) -> None:
     """Raise ValueError if ``source`` is neither empty, a git URL, nor an
     absolute path (of a folder or an archive) that notebooks may see
     (pool/options.py's check_host_path: the worker copies it as root)."""
@@ -65,7 +68,9 @@ def check_source(source, protected=()):
         raise ValueError(f"{source} is not a folder on this host, nor an archive ending in {', '.join(ARCHIVE_SUFFIXES)}")
 
 
-def prepare(source, branch, destination, *, max_bytes, git_timeout, scratch, protected=()):
+def prepare(
+    source: str, branch: str, destination: str | Path, *, max_bytes: int, git_timeout: float, scratch: str | Path, protected: Iterable[str] = ()
+) -> Prepared:
     """Put the materials of ``source`` into the new folder ``destination``,
     refusing links, devices, paths that climb out, folders notebooks may not
     see (``protected`` and the host's), and more than ``max_bytes`` in all.
@@ -85,14 +90,14 @@ def prepare(source, branch, destination, *, max_bytes, git_timeout, scratch, pro
     return extract_archive(path, destination, max_bytes)
 
 
-def _checked(check, *args):
+def _checked(check: Callable[..., T], *args: object) -> T:
     try:
         return check(*args)
     except ValueError as error:
         raise MaterialsError(str(error)) from None
 
 
-def _member_path(name, what):
+def _member_path(name: str, what: str) -> PurePosixPath:
     """The relative path an archive member names, refused if it climbs out."""
     path = PurePosixPath(name)
     if path.is_absolute() or ".." in path.parts:
@@ -105,10 +110,11 @@ class _Layout:
     read: one name cannot be both (a zip with ``data`` and ``data/x.csv``),
     which would otherwise fail half-way through writing with an OSError."""
 
-    def __init__(self):
-        self.files, self.folders = set(), set()
+    def __init__(self) -> None:
+        self.files: set[PurePosixPath] = set()
+        self.folders: set[PurePosixPath] = set()
 
-    def add(self, path, *, is_folder):
+    def add(self, path: PurePosixPath, *, is_folder: bool) -> None:
         folders = [*path.parents[:-1], *([path] if is_folder else [])]
         clashes = [folder for folder in folders if folder in self.files] + ([] if is_folder or path not in self.folders else [path])
         if clashes:
@@ -118,11 +124,11 @@ class _Layout:
             self.files.add(path)
 
 
-def _over(max_bytes):
+def _over(max_bytes: int) -> MaterialsError:
     return MaterialsError(f"the materials hold more than {max_bytes // 1_000_000} MB once unpacked (TMPNB_MATERIALS_MAX_MB)")
 
 
-def extract_archive(archive, destination, max_bytes):
+def extract_archive(archive: str | Path, destination: str | Path, max_bytes: int) -> Prepared:
     """Unpack a zip or (compressed) tar archive into ``destination``."""
     Path(destination).mkdir(parents=True)
     try:
@@ -133,7 +139,7 @@ def extract_archive(archive, destination, max_bytes):
         raise MaterialsError(f"{Path(archive).name} is not a readable zip or tar.gz archive ({error})") from None
 
 
-def _extract_tar(archive, destination, max_bytes):
+def _extract_tar(archive: str | Path, destination: str | Path, max_bytes: int) -> Prepared:
     total = files = 0
     with tarfile.open(archive, "r:*") as tar:
         members = []
@@ -156,7 +162,7 @@ def _extract_tar(archive, destination, max_bytes):
     return Prepared(files, total)
 
 
-def _extract_zip(archive, destination, max_bytes):
+def _extract_zip(archive: str | Path, destination: str | Path, max_bytes: int) -> Prepared:
     total = files = 0
     with zipfile.ZipFile(archive) as bundle:
         members = []
@@ -188,7 +194,7 @@ def _extract_zip(archive, destination, max_bytes):
     return Prepared(files, total)
 
 
-def _copy_folder(source, destination, max_bytes, skip=()):
+def _copy_folder(source: str | Path, destination: str | Path, max_bytes: int, skip: Collection[str] = ()) -> Prepared:
     """Copy a folder's files and subfolders, refusing links and special files."""
     source, destination = Path(source), Path(destination)
     total = files = 0
@@ -266,11 +272,11 @@ def _hoist_single_folder(destination, name):
     return inner
 
 
-def _walk_error(error):
+def _walk_error(error: OSError) -> None:
     raise MaterialsError(f"cannot read {error.filename}: {error.strerror}")
 
 
-def _git_clone(url, branch, destination, timeout):
+def _git_clone(url: str, branch: str, destination: Path, timeout: float) -> None:
     command = ["git", "clone", "--quiet", "--depth", "1", "--single-branch", "--no-tags"]
     command += ["--branch", branch] if branch else []
     command += ["--", url, str(destination)]
@@ -294,14 +300,14 @@ def _git_clone(url, branch, destination, timeout):
         raise MaterialsError(f"cloning {url}{f' (branch {branch})' if branch else ''} failed: {said}")
 
 
-def pack_for_user(folder, tar_path, uid, gid, *, arcnames=None):
+def pack_for_user(folder: str | Path, tar_path: str | Path, uid: int, gid: int, *, arcnames: dict[str, str] | None = None) -> Path:
     """A tar of ``folder``'s contents whose entries belong to ``uid``:``gid``
     (Docker keeps a tar's owners when it puts it into a container), each
     entry named as ``arcnames`` says (by default as it is). Written aside and
     renamed, so a concurrent spawn never reads half of it."""
     folder = Path(folder)
 
-    def owned(info):
+    def owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
         return info
 

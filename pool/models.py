@@ -1,6 +1,8 @@
 import functools
 import hashlib
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,6 +16,9 @@ from pool.command import check_command_template
 from pool.materials_files import check_source
 from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 
+if TYPE_CHECKING:
+    from pool.backends.base import StartedContainer
+
 # Conditions stated by more than one query: the QuerySets, the partial indexes
 # and constraints that serve them, and the admission's raw SQL (where_sql) all
 # take them from here.
@@ -21,7 +26,7 @@ WAITING_PLACE = Q(served_at__isnull=True, left_at__isnull=True)  # a QueueEntry 
 LIVE_SESSION = Q(ended_at__isnull=True)
 
 
-def where_sql(model, condition):
+def where_sql(model: type[models.Model], condition: Q) -> tuple[str, tuple[Any, ...]]:
     """``condition`` (a Q over ``model``'s fields) as SQL and its parameters,
     for raw statements on the admission's hot path, so that they state a
     condition as the QuerySets do. Compiled once per process: building the
@@ -30,13 +35,13 @@ def where_sql(model, condition):
 
 
 @functools.cache
-def _compiled_where(model, condition, vendor):
-    query = model.objects.filter(condition).query
+def _compiled_where(model: type[models.Model], condition: Q, vendor: str) -> tuple[str, tuple[Any, ...]]:
+    query = model._default_manager.filter(condition).query
     sql, params = query.get_compiler(connection=connection).compile(query.where)
     return sql, tuple(params)
 
 
-def _as_validation_error(check, *args):
+def _as_validation_error(check: Callable[..., object], *args: Any) -> None:
     try:
         check(*args)
     except ValueError as error:
@@ -44,19 +49,19 @@ def _as_validation_error(check, *args):
 
 
 # Module-level functions, as migrations need to name them.
-def validate_command(value):
+def validate_command(value: str) -> None:
     _as_validation_error(check_command_template, value)
 
 
-def validate_host_directories(value):
+def validate_host_directories(value: str) -> None:
     _as_validation_error(parse_host_directories, value, settings.TMPNB_PROTECTED_PATHS)
 
 
-def validate_extra_hosts(value):
+def validate_extra_hosts(value: str) -> None:
     _as_validation_error(parse_extra_hosts, value)
 
 
-def validate_materials_source(value):
+def validate_materials_source(value: str) -> None:
     _as_validation_error(check_source, value, settings.TMPNB_PROTECTED_PATHS)
 
 
@@ -122,78 +127,78 @@ class Pool(models.Model):
     class Meta:
         ordering = ["name"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
-    def clean(self):
+    def clean(self) -> None:
         if self.ready_target is not None and self.ready_target > self.capacity:
             raise ValidationError({"ready_target": "The ready target cannot exceed the capacity."})
         if self.internal_network and (self.host_network or self.docker_network):
             raise ValidationError({"internal_network": "An internal network excludes the host network and another Docker network."})
 
-    def spawning_blocked(self, now):
+    def spawning_blocked(self, now: datetime) -> bool:
         return bool(self.paused_reason) or (self.next_spawn_at is not None and self.next_spawn_at > now)
 
     @property
-    def materials_wanted(self):
+    def materials_wanted(self) -> str:
         """The materials asked for, as materials_tried records them: a pool
         whose two differ has materials to prepare."""
         return f"{self.materials_source}#{self.materials_branch}" if self.materials_source else ""
 
-    def materials_stalled(self, now):
+    def materials_stalled(self, now: datetime) -> bool:
         """Materials taken to prepare long ago and never done: their worker died."""
         limit = timedelta(seconds=settings.TMPNB_MATERIALS_GIT_TIMEOUT + 300)
         return self.materials_preparing_since is not None and self.materials_preparing_since < now - limit
 
     @property
-    def awaiting_materials(self):
+    def awaiting_materials(self) -> bool:
         """Materials are asked for and none were prepared or refused yet: a
         container started now would have none, so none is started."""
         return bool(self.materials_source) and not self.materials_version and not self.materials_error
 
     @property
-    def effective_ready_target(self):
+    def effective_ready_target(self) -> int:
         return self.capacity if self.ready_target is None else min(self.ready_target, self.capacity)
 
     @property
-    def landing_path(self):
+    def landing_path(self) -> str:
         """Where a visitor starts a notebook of this pool: / for the default pool
         (which answers at /p/<name>/ as well)."""
         return "/" if self.name == settings.TMPNB_DEFAULT_POOL["name"] else f"/p/{self.name}/"
 
 
-class ContainerQuerySet(models.QuerySet):
-    def live(self):
+class ContainerQuerySet(models.QuerySet["Container"]):
+    def live(self) -> "ContainerQuerySet":
         """Containers that hold a place in their pool."""
         return self.filter(Container.LIVE)
 
-    def ready(self):
+    def ready(self) -> "ContainerQuerySet":
         return self.filter(state=Container.State.READY)
 
-    def spawning(self):
+    def spawning(self) -> "ContainerQuerySet":
         return self.filter(state=Container.State.SPAWNING)
 
-    def assigned(self):
+    def assigned(self) -> "ContainerQuerySet":
         return self.filter(state=Container.State.ASSIGNED)
 
-    def spread(self):
+    def spread(self) -> "models.QuerySet[Container, tuple[str, int]]":
         """(node, count) pairs: how the containers are spread over the machines."""
         return self.order_by("node").values_list("node").annotate(n=models.Count("pk"))
 
-    def move_to(self, state, *, only_from=None, **fields):
+    def move_to(self, state: str, *, only_from: Iterable[str] | None = None, **fields: Any) -> int:
         """Move the rows that may go to ``state`` there (the rows of
         ``only_from`` only, if given, a subset of those allowed) and stamp the
         time; the one way any writer changes a container's state. It is one
         conditional UPDATE: of concurrent callers moving the same row, only
         one changes it. Returns the number of rows moved."""
-        allowed = Container.sources_of(state)
+        allowed: Iterable[str] = Container.sources_of(state)
         if only_from is not None:
             if not set(only_from) <= set(allowed):
                 raise ValueError(f"a container cannot go from {sorted(set(only_from) - set(allowed))} to {state}")
             allowed = only_from
         return self.filter(state__in=allowed).update(state=state, **{Container.ENTERED_AT[state]: timezone.now()}, **fields)
 
-    def claim_longest_ready(self, pool_id, *, only_if_nobody_waits=False):
+    def claim_longest_ready(self, pool_id: int, *, only_if_nobody_waits: bool = False) -> "Container | None":
         """The ready container of the pool that has waited longest, moved to
         ASSIGNED and returned; None if none is ready (or, with
         ``only_if_nobody_waits``, if a visitor waits for the pool).
@@ -255,7 +260,7 @@ class Container(models.Model):
     # What ContainerQuerySet.claim_longest_ready reads back.
     CLAIM_RETURNS = {"id", "pool_id", "name", "path_id", "token", "backend_id", "host_ip", "host_port", "node"}
     # The time a state is entered is stamped on this field.
-    ENTERED_AT = {
+    ENTERED_AT: dict[str, str] = {
         State.READY: "ready_at",
         State.ASSIGNED: "assigned_at",
         State.STOPPING: "ended_at",
@@ -296,40 +301,43 @@ class Container(models.Model):
             models.Index(fields=["state", "ended_at"], name="containers_by_state_end"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
     @property
-    def base_path(self):
+    def base_path(self) -> str:
         return f"/user/{self.path_id}/"
 
     @property
-    def route_path(self):
+    def route_path(self) -> str:
         return origins.route_path(self.path_id)
 
     @property
-    def target(self):
+    def target(self) -> str:
         return f"http://{self.host_ip}:{self.host_port}"
 
-    def url_for(self, path):
+    def url_for(self, path: str) -> str:
         """The visitor's path inside this container, with the notebook token
         (on the notebook's own origin: pool.origins.notebook_url)."""
         url = f"{self.base_path}{path.lstrip('/')}"
         return f"{url}?token={self.token}" if self.token else url
 
-    def mark_started(self, started):
+    def mark_started(self, started: "StartedContainer") -> None:
         """Record where a started container runs (a backend's StartedContainer)
         and the address the proxy reaches it at (TMPNB_ROUTE_TO)."""
         self.backend_id = started.backend_id
-        self.host_ip, self.host_port = started.address(settings.TMPNB_ROUTE_TO)
+        address = started.address(settings.TMPNB_ROUTE_TO)
+        if address is None:
+            raise ValueError(f"{started.backend_id} answers on no address")
+        self.host_ip, self.host_port = address
         self.node = started.node
         self.save(update_fields=["backend_id", "host_ip", "host_port", "node"])
 
     @classmethod
-    def sources_of(cls, state):
+    def sources_of(cls, state: str) -> list[str]:
         return [source for source, targets in cls.TRANSITIONS.items() if state in targets]
 
-    def move_to(self, state, *, only_from=None, **fields):
+    def move_to(self, state: str, *, only_from: Iterable[str] | None = None, **fields: Any) -> bool:
         """This row's state change (see ContainerQuerySet.move_to); False if
         the row was not in a state it may leave for ``state`` (another caller
         moved it first). On success the instance is refreshed."""
@@ -338,25 +346,25 @@ class Container(models.Model):
         self.refresh_from_db()
         return True
 
-    def mark_failed(self, error):
+    def mark_failed(self, error: str) -> bool:
         """A spawn that went wrong on its own; False if it was no longer
         spawning (drained or killed meanwhile: cancelled, not failed)."""
         return self.move_to(self.State.FAILED, error=error[:2000])
 
-    def mark_gone(self):
+    def mark_gone(self) -> bool:
         return self.move_to(self.State.GONE)
 
-    def claim_spawn(self, lease):
+    def claim_spawn(self, lease: timedelta) -> bool:
         """Take the first lease of a spawning row: of two workers handed the
         same row (a task delivered twice), only one starts it."""
         return self._lease(lease, lease_until__isnull=True)
 
-    def renew_lease(self, lease):
+    def renew_lease(self, lease: timedelta) -> bool:
         """Tell the reconciler this spawn is alive; False if it is no longer
         spawning (drained, killed, or taken for dead)."""
         return self._lease(lease)
 
-    def _lease(self, lease, **condition):
+    def _lease(self, lease: timedelta, **condition: Any) -> bool:
         until = timezone.now() + lease
         if not Container.objects.filter(pk=self.pk, state=self.State.SPAWNING, **condition).update(lease_until=until):
             return False
@@ -364,11 +372,11 @@ class Container(models.Model):
         return True
 
 
-class QueueEntryQuerySet(models.QuerySet):
-    def waiting(self):
+class QueueEntryQuerySet(models.QuerySet["QueueEntry"]):
+    def waiting(self) -> "QueueEntryQuerySet":
         return self.filter(WAITING_PLACE)
 
-    def in_order(self):
+    def in_order(self) -> "QueueEntryQuerySet":
         return self.order_by("joined_at", "pk")
 
 
@@ -400,15 +408,15 @@ class QueueEntry(models.Model):
             models.Index(fields=["pool", "joined_at", "id"], condition=WAITING_PLACE, name="waiting_places_by_pool"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.visitor} waiting for {self.pool}"
 
 
-class ScheduleQuerySet(models.QuerySet):
-    def due(self, now):
+class ScheduleQuerySet(models.QuerySet["Schedule"]):
+    def due(self, now: datetime) -> "ScheduleQuerySet":
         return self.filter(applied_at__isnull=True, at__lte=now)
 
-    def upcoming(self):
+    def upcoming(self) -> "ScheduleQuerySet":
         return self.filter(applied_at__isnull=True)
 
 
@@ -428,25 +436,25 @@ class Schedule(models.Model):
     class Meta:
         ordering = ["at"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.pool}: size {self.capacity} at {self.at:%Y-%m-%d %H:%M}"
 
-    def clean(self):
+    def clean(self) -> None:
         if self.ready_target is not None and self.capacity is not None and self.ready_target > self.capacity:
             raise ValidationError({"ready_target": "The ready target cannot exceed the size."})
 
 
-def visitor_tag(visitor):
+def visitor_tag(visitor: str) -> str:
     """A short, stable name for a visitor that can be shown and logged: the
     cookie's value itself would let whoever reads it act as the visitor."""
     return hashlib.sha256(visitor.encode()).hexdigest()[:10]
 
 
-class SessionQuerySet(models.QuerySet):
-    def active(self):
+class SessionQuerySet(models.QuerySet["Session"]):
+    def active(self) -> "SessionQuerySet":
         return self.filter(LIVE_SESSION)
 
-    def end(self, reason, by=""):
+    def end(self, reason: str, by: str = "") -> int:
         return self.update(ended_at=timezone.now(), end_reason=reason, ended_by=by)
 
 
@@ -498,29 +506,29 @@ class Session(models.Model):
             models.Index(fields=["started_at", "visitor"], name="sessions_by_start"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{visitor_tag(self.visitor)} on {self.container}"
 
     @property
-    def visitor_tag(self):
+    def visitor_tag(self) -> str:
         return visitor_tag(self.visitor)
 
     @property
-    def is_active(self):
+    def is_active(self) -> bool:
         return self.ended_at is None
 
-    def describe_end(self):
+    def describe_end(self) -> str:
         if self.end_reason == self.EndReason.KILLED and self.ended_by:
             return f"killed by {self.ended_by}"
         return self.get_end_reason_display()
 
 
-class SnapshotQuerySet(models.QuerySet):
-    def kept(self, now):
+class SnapshotQuerySet(models.QuerySet["Snapshot"]):
+    def kept(self, now: datetime) -> "SnapshotQuerySet":
         """Snapshots whose zip is on disk, to be had until they expire."""
         return self.exclude(file_name="").filter(expires_at__gt=now)
 
-    def expired(self, now):
+    def expired(self, now: datetime) -> "SnapshotQuerySet":
         return self.exclude(file_name="").filter(expires_at__lte=now)
 
 
@@ -555,13 +563,13 @@ class Snapshot(models.Model):
     class Meta:
         ordering = ["-started_at"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"work of {self.session}"
 
-    def is_kept(self, now):
-        return bool(self.file_name) and self.expires_at > now
+    def is_kept(self, now: datetime) -> bool:
+        return bool(self.file_name) and self.expires_at is not None and self.expires_at > now
 
-    def renew_lease(self, lease):
+    def renew_lease(self, lease: timedelta) -> bool:
         """Tell the heartbeat this copy is alive; False once it is over
         (finished, or given up for dead)."""
         until = timezone.now() + lease
@@ -570,7 +578,7 @@ class Snapshot(models.Model):
         self.lease_until = until
         return True
 
-    def close(self, **condition):
+    def close(self, **condition: Any) -> bool:
         """Mark the copy over, if it is not yet (and ``condition`` holds: the
         lease the heartbeat judged stale); False if another caller closed it."""
         now = timezone.now()
@@ -678,7 +686,7 @@ class Event(models.Model):
         ordering = ["-time", "-pk"]
         indexes = [models.Index(fields=["kind", "time"])]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.kind}: {self.message}"
 
 
@@ -709,7 +717,7 @@ class HistoryTotal(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["pool", "counter", "label"], name="one_total_per_counter")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.pool}: {self.counter} {self.label} {self.value:g}"
 
 
@@ -722,5 +730,5 @@ class GuardCheck(models.Model):
     problem = models.TextField(blank=True, help_text="Why its notebooks are not guarded; empty when they are.")
     put_back_at = models.DateTimeField(null=True, blank=True, help_text="When a heartbeat last found the rules gone and put them back.")
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.host}: {self.problem or 'guarded'}"

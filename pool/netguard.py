@@ -33,6 +33,7 @@ ip6tables to do.
 import hashlib
 import logging
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -71,22 +72,22 @@ class GuardError(Exception):
     """iptables is missing, not permitted, or refused a rule."""
 
 
-def _tag(installation=None):
+def _tag(installation: str | None = None) -> str:
     return hashlib.sha256((installation or settings.TMPNB_INSTALLATION).encode()).hexdigest()[:8]
 
 
-def bridge_name(internal=False, installation=None):
+def bridge_name(internal: bool = False, installation: str | None = None) -> str:
     """The Linux bridge of the installation's network (at most 15 characters)."""
     return f"tnb{_tag(installation)}{'i' if internal else ''}"
 
 
-def _names(installation=None):
+def _names(installation: str | None = None) -> tuple[str, str, str, str]:
     tag = _tag(installation)
     # tnb<tag>+ matches both bridges: the routed one and the internal one.
     return f"TMPNB-{tag}", f"TMPNB-{tag}-IN", f"tnb{tag}+", f"tmpnb:{installation or settings.TMPNB_INSTALLATION}"
 
 
-def _run(command, stdin=None, check=True):
+def _run(command: Sequence[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
         result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=TIMEOUT)
     except FileNotFoundError:
@@ -98,21 +99,21 @@ def _run(command, stdin=None, check=True):
     return result
 
 
-def _iptables(*args, check=True):
+def _iptables(*args: str, check: bool = True) -> bool:
     return _run(["iptables", "-w", "5", *args], check=check).returncode == 0
 
 
-def _ensure_jump(parent, rule):
+def _ensure_jump(parent: str, rule: tuple[str, ...]) -> None:
     if not _iptables("-C", parent, *rule, check=False):
         _iptables("-I", parent, "1", *rule)
 
 
-def _chain_rules(policy, installation=None):
+def _chain_rules(policy: Policy, installation: str | None = None) -> list[tuple[str, ...]]:
     """The two chains' rules, as iptables-restore reads them."""
     forward, inbound, bridges, comment = _names(installation)
     tagged = ("-m", "comment", "--comment", f'"{comment}"')
     answers = ("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *tagged, "-j", "RETURN")
-    rules = [(forward, *answers), (forward, "-o", bridges, *tagged, *(("-j", "RETURN") if policy.peers else REJECT))]
+    rules: list[tuple[str, ...]] = [(forward, *answers), (forward, "-o", bridges, *tagged, *(("-j", "RETURN") if policy.peers else REJECT))]
     for resolver in policy.resolvers:
         rules += [(forward, "-d", resolver, "-p", protocol, "-m", protocol, "--dport", "53", *tagged, "-j", "RETURN") for protocol in ("udp", "tcp")]
     rules += [(forward, "-d", destination, *tagged, "-j", "RETURN") for destination in policy.allow]
@@ -125,13 +126,13 @@ def _chain_rules(policy, installation=None):
     return rules
 
 
-def _jumps(installation=None):
+def _jumps(installation: str | None = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
     forward, inbound, bridges, comment = _names(installation)
     tagged = ("-m", "comment", "--comment", comment)
     return (("DOCKER-USER", ("-i", bridges, *tagged, "-j", forward)), ("INPUT", ("-i", bridges, *tagged, "-j", inbound)))
 
 
-def install(policy, installation=None):
+def install(policy: Policy, installation: str | None = None) -> None:
     """Put the guard in place (again): the policy's rules whatever was there."""
     forward, inbound, _, _ = _names(installation)
     # Docker makes DOCKER-USER when it starts with its iptables rules on.
@@ -145,7 +146,7 @@ def install(policy, installation=None):
         _ensure_jump(parent, rule)
 
 
-def missing(policy, installation=None):
+def missing(policy: Policy, installation: str | None = None) -> list[str]:
     """What of the policy's guard is not in place, in words; empty when it all is.
     Rules are counted, not compared word for word: iptables prints them back
     in its own spelling."""
@@ -164,7 +165,7 @@ def missing(policy, installation=None):
     return gaps
 
 
-def remove(installation=None):
+def remove(installation: str | None = None) -> None:
     """Take the guard away; what is already gone is done."""
     for parent, rule in _jumps(installation):
         while _iptables("-D", parent, *rule, check=False):
@@ -175,7 +176,7 @@ def remove(installation=None):
             _iptables("-X", chain)
 
 
-def rules(installation=None):
+def rules(installation: str | None = None) -> list[str]:
     """Every rule of the installation, as ``iptables -S`` prints them."""
     comment = _names(installation)[3]
     listing = _run(["iptables", "-w", "5", "-S"])

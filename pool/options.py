@@ -7,6 +7,7 @@ the same rules the admin applies.
 import ipaddress
 import os
 import re
+from collections.abc import Iterable
 
 # CPU microseconds a notebook may use per 100 ms period: one core. Four busy
 # loops in one container took 1.71 of this machine's 2 cores without it, and
@@ -19,11 +20,11 @@ NEVER_MOUNTED = ("/run", "/var/run", "/var/lib/docker", "/var/lib/containerd", "
 _HOSTNAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 
 
-def _entries(text):
+def _entries(text: str | None) -> list[str]:
     return [item.strip() for item in (text or "").split(",") if item.strip()]
 
 
-def check_host_path(path, protected=()):
+def check_host_path(path: str, protected: Iterable[str] = ()) -> str:
     """The real path of the host's ``path``: links, ``.``, ``..`` and doubled
     slashes resolved, as the kernel will follow them. ValueError if it is, lies
     in or holds a folder of NEVER_MOUNTED or one of ``protected`` (the
@@ -42,7 +43,7 @@ def check_host_path(path, protected=()):
     return real
 
 
-def parse_host_directories(text, protected=()):
+def parse_host_directories(text: str | None, protected: Iterable[str] = ()) -> list[str]:
     """``/host:/container[:ro|rw], ...`` → Docker bind strings of the host
     folders' real paths (check_host_path). Read-only unless ``:rw``.
 
@@ -61,9 +62,9 @@ def parse_host_directories(text, protected=()):
     return volumes
 
 
-def parse_extra_hosts(text):
+def parse_extra_hosts(text: str | None) -> dict[str, str]:
     """``name:address, ...`` → the Docker SDK's extra_hosts mapping."""
-    hosts = {}
+    hosts: dict[str, str] = {}
     for entry in _entries(text):
         name, sep, address = entry.partition(":")
         if not sep or not _HOSTNAME.match(name):

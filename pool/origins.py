@@ -10,9 +10,11 @@ question, the static files and JupyterLab's (pool/services/lab_static.py); the a
 """
 
 import re
+from collections.abc import Callable
+from typing import cast
 
 from django.conf import settings
-from django.http import HttpResponseNotFound
+from django.http import HttpRequest, HttpResponseBase, HttpResponseNotFound
 from django.http.request import split_domain_port
 
 SERVICE, ADMIN, NOTEBOOK = "service", "admin", "notebook"
@@ -27,6 +29,12 @@ ADMIN_PATHS = re.compile(r"^/(admin/|tmpnb-static/)")
 USER_PATH = re.compile(r"^/user/([A-Za-z0-9]+)/")
 
 
+class OriginRequest(HttpRequest):
+    """A request OriginMiddleware has seen: it knows which origin it came to."""
+
+    origin_kind: str
+
+
 def route_path(path_id: str) -> str:
     """The proxy's route of notebook ``path_id``: its host (or the notebook
     port's key), then its /user/<id> prefix, which the server answers under."""
@@ -34,7 +42,7 @@ def route_path(path_id: str) -> str:
     return f"/{host}/user/{path_id}"
 
 
-def kind_of(request) -> str:
+def kind_of(request: HttpRequest) -> str:
     host, port = split_domain_port(request.META.get("HTTP_HOST", ""))
     if settings.TMPNB_NOTEBOOK_DOMAIN:
         if host.endswith("." + settings.TMPNB_NOTEBOOK_DOMAIN):
@@ -56,22 +64,22 @@ def serves(kind: str, path: str) -> bool:
     return not (settings.TMPNB_ADMIN_HOST and path.startswith("/admin/"))
 
 
-def _port_suffix(request, port: str | int) -> str:
+def _port_suffix(request: HttpRequest, port: str | int) -> str:
     default = "443" if request.scheme == "https" else "80"
     return "" if str(port) in ("", default) else f":{port}"
 
 
-def notebook_url(request, path: str) -> str:
+def notebook_url(request: HttpRequest, path: str) -> str:
     """``path`` (a container's ``url_for``) on its notebook's origin, as the
     browser that sent ``request`` reaches this service."""
     host, port = split_domain_port(request.get_host())
-    path_id = USER_PATH.match(path).group(1)
+    path_id = cast(re.Match[str], USER_PATH.match(path)).group(1)  # a url_for: always under /user/<id>/
     if settings.TMPNB_NOTEBOOK_DOMAIN:
         return f"{request.scheme}://{path_id}.{settings.TMPNB_NOTEBOOK_DOMAIN}{_port_suffix(request, port)}{path}"
     return f"{request.scheme}://{host}{_port_suffix(request, settings.TMPNB_NOTEBOOK_PORT)}{path}"
 
 
-def service_url(request, path: str) -> str:
+def service_url(request: HttpRequest, path: str) -> str:
     """``path`` on the participants' pages, from a notebook's origin."""
     host, port = split_domain_port(request.get_host())
     if settings.TMPNB_NOTEBOOK_DOMAIN:
@@ -84,11 +92,12 @@ class OriginMiddleware:
     """Each origin serves only its own pages, and no page of the service may
     be framed: a notebook's origin gets a 404 for everything else."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
-        request.origin_kind = kind = kind_of(request)
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        cast(OriginRequest, request).origin_kind = kind = kind_of(request)
+        response: HttpResponseBase
         if not serves(kind, request.path_info):
             response = HttpResponseNotFound("Not found", content_type="text/plain")
         else:

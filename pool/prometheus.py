@@ -5,8 +5,10 @@ each scrape, into metric families: correct across several gunicorn and
 Celery processes, which in-process counters would not be.
 """
 
+from collections.abc import Iterator
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from pool.models import Container
 from pool.services import metrics
@@ -17,7 +19,7 @@ LIVE_STATES = [str(state) for state in Container.LIVE_STATES]
 
 
 class DatabaseCollector:
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         values = metrics.metric_values()
 
         capacity = GaugeMetricFamily("tmpnb_pool_capacity", "Containers the pool may run at once (pool_size).", labels=["pool"])
@@ -50,5 +52,5 @@ REGISTRY = CollectorRegistry(auto_describe=False)
 REGISTRY.register(DatabaseCollector())
 
 
-def exposition():
+def exposition() -> bytes:
     return generate_latest(REGISTRY)

@@ -1,8 +1,9 @@
 import secrets
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext, ngettext
@@ -11,7 +12,8 @@ from django.views.static import serve
 
 from pool import origins, visitors
 from pool.http import client_address, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
-from pool.models import Container, Session
+from pool.models import Container, Pool, Session, Snapshot
+from pool.origins import OriginRequest
 from pool.services import assignment, disk, lab_static, pools, resume, snapshots, spawning, upkeep, usage, waiting
 from proxyapi import ProxyError
 
@@ -19,7 +21,7 @@ RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself 
 POLL_SECONDS = 2  # the waiting page asks again this long after a failed status request
 
 
-def spawn(request, path="", pool_name=None):
+def spawn(request: HttpRequest, path: str = "", pool_name: str | None = None) -> HttpResponseBase:
     """The landing page of a pool (/ for the default pool, /p/<name>/ for any):
     a visitor lands in their own notebook, the same one on every reload, or
     takes their place in the waiting room."""
@@ -33,10 +35,10 @@ def spawn(request, path="", pool_name=None):
     return land(request, pool, path)
 
 
-def land(request, pool, path=""):
+def land(request: HttpRequest, pool: Pool, path: str = "") -> HttpResponseBase:
     """A visitor past the gate (they have the visitor cookie) in their own
     notebook, or in the waiting room of ``pool``."""
-    visitor = visitors.visitor_id(request)
+    visitor = cast(str, visitors.visitor_id(request))  # the gate let only a visitor with the cookie through
     # API clients without cookies would leave a place behind on every call:
     # they are told when to come back instead (or use POST /api/spawn with wait).
     queue = not wants_json(request)
@@ -58,7 +60,7 @@ def land(request, pool, path=""):
     return response
 
 
-def waiting_status(request):
+def waiting_status(request: HttpRequest) -> JsonResponse:
     """What the waiting page polls: ready (with the URL), or the visitor's
     place. With ``?wait=1`` a waiting visitor's request is held until they are
     served (a long poll); the answer says when to ask again (poll_seconds)."""
@@ -67,20 +69,20 @@ def waiting_status(request):
     return no_store(JsonResponse(ready_on_its_origin(request, status)))
 
 
-def ready_on_its_origin(request, status):
+def ready_on_its_origin(request: HttpRequest, status: waiting.AdmissionStatus) -> waiting.AdmissionStatus:
     """An admission status whose URL (when ready) is on the notebook's origin."""
     if status["status"] == "ready":
         return {**status, "url": origins.notebook_url(request, status["url"])}
     return status
 
 
-def waiting_page(request, visitor):
+def waiting_page(request: HttpRequest, visitor: str) -> HttpResponse:
     status = waiting.admission_status(visitor)
     context = {"status": status, "retry_after": RETRY_AFTER, "poll_seconds": POLL_SECONDS}
     return no_store(render(request, "pool/waiting.html", context), RETRY_AFTER)
 
 
-def too_busy_json(pool):
+def too_busy_json(pool: Pool) -> JsonResponse:
     estimate = waiting.estimate_wait(pool, pool.queue.waiting().count() + 1)
     retry_after = max(1, round(estimate.seconds)) if estimate.seconds is not None else RETRY_AFTER
     body = {
@@ -91,8 +93,9 @@ def too_busy_json(pool):
     return no_store(JsonResponse(body, status=429), retry_after)
 
 
-def refusal(request, message, retry_after):
+def refusal(request: HttpRequest, message: str, retry_after: int) -> HttpResponse:
     """A request we will not serve now, said plainly: 429 as a page or JSON."""
+    response: HttpResponse
     if wants_json(request):
         response = JsonResponse({"status": "refused", "message": message, "retry_after": retry_after}, status=429)
     else:
@@ -100,7 +103,7 @@ def refusal(request, message, retry_after):
     return no_store(response, retry_after)
 
 
-def held_elsewhere(request, session):
+def held_elsewhere(request: HttpRequest, session: Session) -> HttpResponse:
     """The visitor already holds a notebook of another pool: say so, and lead
     them back to it rather than silently somewhere they did not ask for."""
     held = session.container.pool
@@ -108,7 +111,7 @@ def held_elsewhere(request, session):
     return page_or_json(request, "pool/held_elsewhere.html", context, 409)
 
 
-def user_fallback(request, path_id, rest=""):
+def user_fallback(request: OriginRequest, path_id: str, rest: str = "") -> HttpResponseBase:
     """/user/<id>/... on a notebook's origin reaches the app only when the
     proxy has no route for it: the route is being restored, or the server has
     ended, which the participants' pages say (with the visitor's cookie, which
@@ -120,7 +123,7 @@ def user_fallback(request, path_id, rest=""):
         if live:
             return page_or_json(request, "pool/reconnecting.html", {"status": "reconnecting", "retry_after": 2}, 200)
         return redirect(origins.service_url(request, request.get_full_path()))
-    if live:
+    if container is not None and live:
         held = assignment.active_session(visitors.visitor_id(request))
         path = container.url_for(rest) if held is not None and held.container_id == container.pk else f"{container.base_path}{rest}"
         return redirect(origins.notebook_url(request, path))
@@ -134,13 +137,13 @@ def user_fallback(request, path_id, rest=""):
     return page_or_json(request, "pool/ended.html", context, 410)
 
 
-def _work_context(container, status, snapshot):
-    context = {"work": status}
+def _work_context(container: Container, status: str, snapshot: Snapshot | None) -> dict[str, Any]:
+    context: dict[str, Any] = {"work": status}
     if snapshot is not None and snapshot.session.end_reason == Session.EndReason.DISK_FULL and settings.TMPNB_DISK_LIMIT:
         context["disk_limit"] = disk.size_text(settings.TMPNB_DISK_LIMIT)
     if status == "saving":
         context["retry_after"] = 2
-    elif status == "kept":
+    elif status == "kept" and snapshot is not None:  # a kept one always comes with its snapshot
         context.update(
             download=reverse("work-download", args=[container.path_id]),
             restore=reverse("work-restore", args=[container.path_id]),
@@ -152,7 +155,7 @@ def _work_context(container, status, snapshot):
     return context
 
 
-def download_work(request, path_id):
+def download_work(request: HttpRequest, path_id: str) -> FileResponse:
     """The zip of an ended notebook's files, for the visitor who held it; 404
     for anyone else, as for a notebook that never was."""
     snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitors.visitor_id(request))
@@ -161,7 +164,7 @@ def download_work(request, path_id):
     return zip_download(snapshot)
 
 
-def zip_download(snapshot):
+def zip_download(snapshot: Snapshot) -> FileResponse:
     try:
         work = open(snapshots.snapshot_path(snapshot), "rb")
     except FileNotFoundError:  # pruned just now
@@ -171,7 +174,7 @@ def zip_download(snapshot):
 
 
 @require_POST
-def start_again_with_files(request, path_id):
+def start_again_with_files(request: HttpRequest, path_id: str) -> HttpResponseBase:
     """The ended page's "Start again with my files" (see with_saved_work)."""
     snapshot = snapshots.visitors_snapshot(path_id=path_id, visitor=visitors.visitor_id(request))
     if snapshot is None:
@@ -266,17 +269,18 @@ def ready(request, response):
     return response
 
 
-def notebook_time_left(request, path_id):
+def notebook_time_left(request: OriginRequest, path_id: str) -> JsonResponse:
     """What the banner inside a held JupyterLab asks (deploy/images/cull-warning.js),
     on the notebook's origin with the notebook's token: how long until its
     cull, worded for the participant; 404 for anyone else (and for anyone but
     the visitor who holds it, on the participants' pages)."""
+    token, visitor = None, None
     if request.origin_kind == origins.NOTEBOOK:
-        holder = {"token": request.headers.get("Authorization", "").removeprefix("token ").strip()}
+        token = request.headers.get("Authorization", "").removeprefix("token ").strip()
     else:
-        holder = {"visitor": visitors.visitor_id(request)}
+        visitor = visitors.visitor_id(request)
     try:
-        left = upkeep.time_left(path_id=path_id, **holder)
+        left = upkeep.time_left(path_id=path_id, visitor=visitor, token=token)
     except ProxyError:
         return no_store(JsonResponse({"status": "unknown"}, status=503), RETRY_AFTER)
     if left is None:
@@ -295,14 +299,15 @@ def notebook_time_left(request, path_id):
     return no_store(JsonResponse(body))
 
 
-def cull_warning(left):
+def cull_warning(left: upkeep.TimeLeft) -> str:
     if left.reason == upkeep.RESTORE_FAILED:
         return gettext("Your saved files could not be copied into this notebook. The page where your last notebook ended offers them again, and for download.")
     minutes = max(1, -(-left.seconds_left // 60))
-    values = {"minutes": minutes}
+    values: dict[str, int | str] = {"minutes": minutes}
     if left.reason == Session.EndReason.DISK_FULL:
         text = gettext("This notebook has written %(used)s of the %(limit)s it may write; past that it will be shut down. Delete the files you do not need.")
-        values = {"used": disk.size_text(left.disk_used), "limit": disk.size_text(left.disk_limit)}
+        # A disk warning comes with both figures.
+        values = {"used": disk.size_text(cast(int, left.disk_used)), "limit": disk.size_text(cast(int, left.disk_limit))}
     elif left.reason == Session.EndReason.CULLED_IDLE:
         text = ngettext(
             "This notebook will be shut down in about %(minutes)d minute because it has been idle; any activity keeps it open.",
@@ -322,7 +327,7 @@ def cull_warning(left):
     return f"{text % values} {saving}"
 
 
-def resume_hint(request, left):
+def resume_hint(request: OriginRequest, left: Any) -> str:
     """The resume code, in the banner of the notebook's holder (asked with its
     token on its own origin) while the banner shows."""
     if request.origin_kind != origins.NOTEBOOK or not left.warn:
@@ -331,12 +336,12 @@ def resume_hint(request, left):
     return " " + gettext("To carry on from another device, open %(url)s there and type your resume code %(code)s.") % values
 
 
-def static_files(request, path):
+def static_files(request: HttpRequest, path: str) -> HttpResponseBase:
     """tmpnb's static_files, copied out of the first ready container."""
     if not settings.TMPNB_STATIC_FILES:
         raise Http404("no static files are configured")
     try:
-        return serve(request, path, document_root=spawning.static_files_root())
+        return serve(request, path, document_root=str(spawning.static_files_root()))
     except SuspiciousFileOperation:  # a path that climbs out of the folder
         raise Http404("no such file") from None
 

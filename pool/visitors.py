@@ -13,9 +13,10 @@ import functools
 import re
 import secrets
 import time
+from typing import cast
 
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import translation
@@ -23,6 +24,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext, gettext_lazy
 
 from pool.http import access_code_rate_exceeded, no_store, page_or_json, wants_json
+from pool.models import Pool
 
 # The service's cookie names (settings: tmpnb_..., __Host-tmpnb_... with HTTPS),
 # which the proxy keeps from every notebook.
@@ -75,35 +77,35 @@ LINK_PREVIEW_AGENTS = (
 
 
 @functools.lru_cache(maxsize=4)
-def _agent_pattern(extra_agents):
+def _agent_pattern(extra_agents: tuple[str, ...]) -> re.Pattern[str]:
     # Kept: joining and escaping the agents took longer than the search.
     agents = LINK_PREVIEW_AGENTS + extra_agents
     return re.compile("|".join(re.escape(agent) for agent in agents), re.IGNORECASE)
 
 
-def is_link_preview(request):
+def is_link_preview(request: HttpRequest) -> bool:
     pattern = _agent_pattern(tuple(settings.TMPNB_PREVIEW_AGENTS))
     return bool(pattern.search(request.headers.get("User-Agent", "")))
 
 
-def visitor_id(request):
+def visitor_id(request: HttpRequest) -> str | None:
     return request.get_signed_cookie(VISITOR_COOKIE, default=None, salt=VISITOR_COOKIE)
 
 
-def set_visitor_cookie(response, visitor):
+def set_visitor_cookie(response: HttpResponseBase, visitor: str) -> None:
     response.set_signed_cookie(
         VISITOR_COOKIE, visitor, salt=VISITOR_COOKIE, max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax", secure=settings.TMPNB_TLS
     )
 
 
-def renew_visitor_cookie(request, response):
+def renew_visitor_cookie(request: HttpRequest, response: HttpResponseBase) -> None:
     """The visitor cookie the request came with, for another VISITOR_COOKIE_AGE:
     sent back as it is, already signed (signing it again on every admission
     cost a few percent of its CPU)."""
     response.set_cookie(VISITOR_COOKIE, request.COOKIES[VISITOR_COOKIE], max_age=VISITOR_COOKIE_AGE, httponly=True, samesite="Lax", secure=settings.TMPNB_TLS)
 
 
-def gate(request, pool):
+def gate(request: HttpRequest, pool: Pool) -> HttpResponse | None:
     """A response for a request that must not take a notebook of ``pool``, or
     None when it may go on to claim one."""
     if request.method not in ("GET", "POST") or is_link_preview(request):
@@ -115,7 +117,7 @@ def gate(request, pool):
     return None
 
 
-def preview_page(request, pool):
+def preview_page(request: HttpRequest, pool: Pool) -> HttpResponse:
     """What a link preview shows: the workshop's name and what the link does."""
     if pool.name == "default":
         title = gettext("Jupyter notebooks")
@@ -130,7 +132,7 @@ def preview_page(request, pool):
     return no_store(render(request, "pool/preview.html", context))
 
 
-def cookie_step(request):
+def cookie_step(request: HttpRequest) -> HttpResponse:
     """Give the visitor cookie and a page that continues to the same URL by
     itself (JavaScript, or a meta refresh without it); only a client that
     comes back with the cookie may claim a notebook. A page, not a redirect:
@@ -152,7 +154,7 @@ def cookie_step(request):
 
 
 @functools.lru_cache(maxsize=64)
-def continue_page(language, next_url):
+def continue_page(language: str, next_url: str) -> str:
     """The cookie step's page, kept: in a burst every new visitor of a landing
     page gets the same one (the check's time changes once a second), and
     rendering it was an eighth of an admission's work. Rendered without the
@@ -160,25 +162,25 @@ def continue_page(language, next_url):
     return render_to_string("pool/continue.html", {"next": next_url})
 
 
-def _code_cookie(pool):
+def _code_cookie(pool: Pool) -> str:
     return f"{CODE_COOKIE}_{pool.pk}"
 
 
-def _code_proof(pool):
+def _code_proof(pool: Pool) -> str:
     """What the code cookie holds: a keyed hash of the pool's code, so the
     cookie never shows the code, and changing the code asks everyone again."""
     return salted_hmac("tmpnb.access-code", f"{pool.pk}:{pool.access_code}").hexdigest()
 
 
-def has_access_code(request, pool):
-    given = request.get_signed_cookie(_code_cookie(pool), default="", salt=CODE_COOKIE)
+def has_access_code(request: HttpRequest, pool: Pool) -> bool:
+    given = cast(str, request.get_signed_cookie(_code_cookie(pool), default="", salt=CODE_COOKIE))  # never None: the default is a str
     return constant_time_compare(given, _code_proof(pool))
 
 
-def access_code_form(request, pool):
+def access_code_form(request: HttpRequest, pool: Pool) -> HttpResponse:
     """Asks for the pool's code; a right one is remembered in a signed cookie.
     The code travels in a POST body, so it never appears in a URL or an access log."""
-    context = {"status": "code-required", "message": gettext("This workshop needs its access code."), "pool": pool.name}
+    context: dict[str, str | int] = {"status": "code-required", "message": gettext("This workshop needs its access code."), "pool": pool.name}
     status = 401 if wants_json(request) else 200
     if request.method == "POST":
         if access_code_rate_exceeded(request):

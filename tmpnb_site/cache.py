@@ -6,8 +6,12 @@ constructor alone costs about 0.3 ms: a tenth of an admission's CPU on the
 2-core machine of docs/performance.md."""
 
 import threading
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache.backends import redis as django_redis
+
+if TYPE_CHECKING:
+    from redis import ConnectionPool, Redis
 
 # One INCR, and the count's lifetime set by the hit that starts it: atomic in
 # Redis, so no count outlives its period however requests interleave.
@@ -19,12 +23,17 @@ return count
 
 
 class RedisCacheClient(django_redis.RedisCacheClient):
-    def __init__(self, *args, **kwargs):
+    if TYPE_CHECKING:  # Django's own, private: django-stubs leaves them out
+        _client: type["Redis"]
+
+        def _get_connection_pool(self, write: bool) -> "ConnectionPool": ...
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._clients = {}  # id of a connection pool (kept for good in self._pools) -> its client
+        self._clients: dict[int, Redis] = {}  # id of a connection pool (kept for good in self._pools) -> its client
         self._counting = threading.local()  # each thread's connection for count_hit
 
-    def get_client(self, key=None, *, write=False):
+    def get_client(self, key: "django_redis._Key | None" = None, *, write: bool = False) -> "Redis":
         pool = self._get_connection_pool(write)
         client = self._clients.get(id(pool))
         if client is None:
@@ -32,7 +41,7 @@ class RedisCacheClient(django_redis.RedisCacheClient):
             client = self._clients.setdefault(id(pool), self._client(connection_pool=pool))
         return client
 
-    def count_hit(self, key, seconds):
+    def count_hit(self, key: str, seconds: int) -> int:
         """One EVAL on a connection of the thread's own, outside the pool:
         a pool's checkout (its lock, a poll that the connection has nothing
         left to read, its metrics) cost twice the command itself, on every
@@ -44,18 +53,23 @@ class RedisCacheClient(django_redis.RedisCacheClient):
             connection = self._counting.connection = pool.connection_class(**pool.connection_kwargs)
         try:
             connection.send_command("EVAL", COUNT_HIT, 1, key, seconds)
-            return connection.read_response()
+            count: int = connection.read_response()
+            return count
         except BaseException:
             connection.disconnect()
             raise
 
 
 class RedisCache(django_redis.RedisCache):
-    def __init__(self, server, params):
+    if TYPE_CHECKING:  # Django's own, private: django-stubs leaves them out
+        _class: type[RedisCacheClient]
+        _cache: RedisCacheClient
+
+    def __init__(self, server: str | list[str], params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
 
-    def count_hit(self, key, seconds):
+    def count_hit(self, key: str, seconds: int) -> int:
         """Add one to the count at ``key`` and return it; the count starts
         over ``seconds`` after its first hit. One round trip to Redis."""
         return self._cache.count_hit(self.make_and_validate_key(key), seconds)

@@ -1,7 +1,12 @@
 import os
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery, bootsteps, signals
 from click import Option
+
+if TYPE_CHECKING:
+    from celery.beat import _Process, _Threaded
+    from celery.worker import WorkController
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tmpnb_site.settings")
 
@@ -18,15 +23,18 @@ class BeatThread(bootsteps.StartStopStep):
     label = "BeatThread"
     conditional = True
 
-    def __init__(self, worker, beat_thread=False, **kwargs):
+    def __init__(self, worker: "WorkController", beat_thread: bool = False, **kwargs: Any) -> None:
         self.enabled = beat_thread
         super().__init__(worker, **kwargs)
 
-    def create(self, worker):
+    # celery-types gives Step.create no result; StartStopStep starts and stops the one it returns.
+    def create(self, worker: "WorkController") -> "_Threaded | _Process":  # type: ignore[override]
         # Imported here: celery.beat is only needed where the beat runs.
         from celery.beat import EmbeddedService
 
-        return EmbeddedService(worker.app, schedule_filename=worker.schedule_filename, scheduler_cls=worker.scheduler, thread=True)
+        # Set from the command line by WorkController.setup_defaults; celery-types leaves them out.
+        schedule_filename, scheduler = worker.schedule_filename, worker.scheduler  # type: ignore[attr-defined]
+        return EmbeddedService(worker.app, schedule_filename=schedule_filename, scheduler_cls=scheduler, thread=True)
 
 
 app.user_options["worker"].add(Option(["--beat-thread"], is_flag=True, default=False, help="Send the periodic tasks from a thread of this worker."))
@@ -34,7 +42,7 @@ app.steps["worker"].add(BeatThread)
 
 
 @app.on_after_finalize.connect
-def schedule_heartbeat(sender, **kwargs):
+def schedule_heartbeat(sender: Celery, **kwargs: Any) -> None:
     # Imported here: the settings are only ready once the app is finalized.
     from django.conf import settings
 
@@ -49,7 +57,7 @@ def schedule_heartbeat(sender, **kwargs):
 
 
 @signals.worker_ready.connect
-def guard_notebook_network(sender, **kwargs):
+def guard_notebook_network(sender: object, **kwargs: Any) -> None:
     """Every way of running a worker (deploy/up, the systemd units, a second
     machine) puts the network guard in place before its first spawn; the
     heartbeat puts it back if a firewall reload takes it away later."""
@@ -59,7 +67,7 @@ def guard_notebook_network(sender, **kwargs):
 
 
 @signals.worker_shutdown.connect
-def reap_embedded_beat(sender, **kwargs):
+def reap_embedded_beat(sender: "WorkController", **kwargs: Any) -> None:
     """Wait for the beat process of ``worker --beat`` (deploy/up runs beat so).
 
     Celery stops an embedded beat by sending it SIGTERM but does not wait for

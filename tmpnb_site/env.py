@@ -8,15 +8,18 @@ a message the operator can act on. ``NAME_FILE`` may hold a secret instead of
 import ipaddress
 import os
 import re
+from collections.abc import Callable, Iterable
+from typing import TypeVar, overload
 
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _SIZE = re.compile(r"^\d+[bkmg]?$", re.IGNORECASE)
+Number = TypeVar("Number", int, float)
 
 
-def _raw(name):
+def _raw(name: str) -> str | None:
     file_name = os.environ.get(f"{name}_FILE")
     if file_name:
         try:
@@ -27,18 +30,22 @@ def _raw(name):
     return os.environ.get(name)
 
 
-def is_set(name):
+def is_set(name: str) -> bool:
     return _raw(name) not in (None, "")
 
 
-def env_str(name, default=None):
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None = None) -> str | None: ...
+def env_str(name: str, default: str | None = None) -> str | None:
     value = _raw(name)
     return default if value in (None, "") else value
 
 
-def _number(name, default, convert, kind, minimum, maximum):
+def _number(name: str, default: Number | None, convert: Callable[[str], Number], kind: str, minimum: float | None, maximum: float | None) -> Number | None:
     value = _raw(name)
-    if value in (None, ""):
+    if value is None or value == "":
         return default
     try:
         number = convert(value)
@@ -51,11 +58,15 @@ def _number(name, default, convert, kind, minimum, maximum):
     return number
 
 
-def env_int(name, default=None, minimum=None, maximum=None):
+@overload
+def env_int(name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int: ...
+@overload
+def env_int(name: str, default: None = None, minimum: int | None = None, maximum: int | None = None) -> int | None: ...
+def env_int(name: str, default: int | None = None, minimum: int | None = None, maximum: int | None = None) -> int | None:
     return _number(name, default, int, "a whole number", minimum, maximum)
 
 
-def env_int_or_none(name, default=None, minimum=None, maximum=None):
+def env_int_or_none(name: str, default: int | None = None, minimum: int | None = None, maximum: int | None = None) -> int | None:
     """A whole number, or None when the variable says ``none``: for a limit
     whose default is a number and which may be turned off."""
     if (_raw(name) or "").strip().lower() == "none":
@@ -63,11 +74,15 @@ def env_int_or_none(name, default=None, minimum=None, maximum=None):
     return _number(name, default, int, "a whole number or none", minimum, maximum)
 
 
-def env_float(name, default=None, minimum=None, maximum=None):
+@overload
+def env_float(name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float: ...
+@overload
+def env_float(name: str, default: None = None, minimum: float | None = None, maximum: float | None = None) -> float | None: ...
+def env_float(name: str, default: float | None = None, minimum: float | None = None, maximum: float | None = None) -> float | None:
     return _number(name, default, float, "a number", minimum, maximum)
 
 
-def env_bool(name, default=False):
+def env_bool(name: str, default: bool = False) -> bool:
     value = _raw(name)
     if value is None:
         return default
@@ -79,14 +94,14 @@ def env_bool(name, default=False):
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
 
 
-def env_list(name, default=()):
+def env_list(name: str, default: Iterable[str] = ()) -> list[str]:
     value = _raw(name)
-    if value in (None, ""):
+    if value is None or value == "":
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_ip(name, default):
+def env_ip(name: str, default: str) -> str:
     value = env_str(name, default)
     try:
         return str(ipaddress.ip_address(value))
@@ -94,7 +109,7 @@ def env_ip(name, default):
         raise ImproperlyConfigured(f"{name} must be an IP address, not {value!r}") from None
 
 
-def _each(name, default, parse, what):
+def _each(name: str, default: Iterable[str], parse: Callable[[str], object], what: str) -> list[str]:
     """The items of a comma-separated list, each through ``parse``; ``what``
     names what they must be in the error."""
     parsed = []
@@ -106,17 +121,21 @@ def _each(name, default, parse, what):
     return parsed
 
 
-def env_ip_list(name, default):
+def env_ip_list(name: str, default: Iterable[str]) -> list[str]:
     return _each(name, default, ipaddress.ip_address, "IP addresses")
 
 
-def env_ipv4_networks(name, default):
+def env_ipv4_networks(name: str, default: Iterable[str]) -> list[str]:
     """IPv4 networks or addresses (``10.0.0.0/8``, ``192.0.2.7``), as iptables
     reads them: a bare address is its /32, host bits are refused."""
     return _each(name, default, ipaddress.IPv4Network, "IPv4 networks such as 10.0.0.0/8")
 
 
-def env_size(name, default=None):
+@overload
+def env_size(name: str, default: str) -> str: ...
+@overload
+def env_size(name: str, default: None = None) -> str | None: ...
+def env_size(name: str, default: str | None = None) -> str | None:
     """A Docker memory size such as 512m or 2g."""
     value = env_str(name, default)
     if value is not None and not _SIZE.match(value):
@@ -127,7 +146,7 @@ def env_size(name, default=None):
 _UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
-def env_bytes_or_none(name, default, minimum):
+def env_bytes_or_none(name: str, default: str, minimum: str) -> int | None:
     """A size such as 512m or 2g (default and minimum written so too) as
     bytes, or None when the variable says ``none``."""
     value = env_str(name, default)
@@ -140,12 +159,12 @@ def env_bytes_or_none(name, default, minimum):
     return _in_bytes(value)
 
 
-def _in_bytes(size):
+def _in_bytes(size: str) -> int:
     unit = size[-1].lower()
     return int(size[:-1]) * _UNITS[unit] if unit in _UNITS else int(size)
 
 
-def env_url(name, default, schemes):
+def env_url(name: str, default: str, schemes: Iterable[str]) -> str:
     value = env_str(name, default)
     scheme = value.split("://", 1)[0] if "://" in value else ""
     if scheme not in schemes:

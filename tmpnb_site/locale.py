@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.conf.urls.i18n import is_language_prefix_patterns_used
+from django.http import HttpRequest, HttpResponseBase
 from django.middleware.locale import LocaleMiddleware as DjangoLocaleMiddleware
 from django.utils import translation
 from django.utils.cache import patch_vary_headers
@@ -14,13 +15,13 @@ class LocaleMiddleware(DjangoLocaleMiddleware):
     language code: each look was a failed lookup, which its cache does not
     keep, and the middleware a tenth of the admission's time outside the view."""
 
-    def process_request(self, request):
+    def process_request(self, request: HttpRequest) -> None:
         if self._prefixed_urls(request):
             return super().process_request(request)
         translation.activate(translation.get_language_from_request(request))
         request.LANGUAGE_CODE = translation.get_language()
 
-    def process_response(self, request, response):
+    def process_response(self, request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
         if self._prefixed_urls(request):
             return super().process_response(request, response)
         patch_vary_headers(response, ("Accept-Language",))
@@ -28,5 +29,5 @@ class LocaleMiddleware(DjangoLocaleMiddleware):
         return response
 
     @staticmethod
-    def _prefixed_urls(request):
+    def _prefixed_urls(request: HttpRequest) -> bool:
         return is_language_prefix_patterns_used(getattr(request, "urlconf", settings.ROOT_URLCONF))[0]

@@ -6,11 +6,14 @@ with an ImproperlyConfigured error naming the variable.
 """
 
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
 from pool.backends import BACKENDS
@@ -34,6 +37,10 @@ from tmpnb_site.env import (
     env_url,
     is_set,
 )
+
+# Lets the admin's classes be written with their model, as the type checker
+# reads them (admin.ModelAdmin[Pool]): Django's own classes take no type arguments.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("TMPNB_VAR_DIR", str(BASE_DIR / "var")))
@@ -376,10 +383,13 @@ TMPNB_PROTECTED_PATHS = [str(BASE_DIR), *(str(VAR_DIR / name) for name in ("snap
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     TMPNB_PROTECTED_PATHS.append(str(DATABASES["default"]["NAME"]))
 if is_set("TMPNB_STATE"):
-    TMPNB_PROTECTED_PATHS.append(str(Path(env_str("TMPNB_STATE")) / "secrets.env"))
+    TMPNB_PROTECTED_PATHS.append(str(Path(env_str("TMPNB_STATE", "")) / "secrets.env"))
 
 
-def _checked(name, value, check):
+T = TypeVar("T")
+
+
+def _checked(name: str, value: T, check: Callable[[T], object]) -> T:
     try:
         check(value)
     except ValueError as error:
@@ -393,7 +403,7 @@ _IMAGE = env_str("TMPNB_IMAGE", DEFAULT_IMAGE)
 _CLASSIC = _IMAGE == CLASSIC_IMAGE
 _COMMAND = env_str("TMPNB_COMMAND", CLASSIC_COMMAND if _CLASSIC else DEFAULT_COMMAND)
 _REDIRECT_URI = env_str("TMPNB_REDIRECT_URI", "/tree" if _CLASSIC else "/lab")
-_POOL_OPTIONS = {
+_POOL_OPTIONS: dict[str, tuple[str, Any]] = {
     # pool field: (variable, value)
     "capacity": ("TMPNB_POOL_SIZE", env_int("TMPNB_POOL_SIZE", 10, minimum=0, maximum=10000)),
     "ready_target": ("TMPNB_READY_TARGET", env_int("TMPNB_READY_TARGET", None, minimum=0)),
@@ -432,7 +442,7 @@ if _target is not None and _target > _size:
 
 # The default pool is made from these; `manage.py init_pool` also writes the
 # ones set explicitly in the environment onto an existing pool (see README).
-TMPNB_DEFAULT_POOL = {"name": env_str("TMPNB_POOL_NAME", "default")} | {f: v for f, (_, v) in _POOL_OPTIONS.items()}
+TMPNB_DEFAULT_POOL: dict[str, Any] = {"name": env_str("TMPNB_POOL_NAME", "default")} | {f: v for f, (_, v) in _POOL_OPTIONS.items()}
 TMPNB_POOL_FROM_ENVIRONMENT = sorted(field for field, (name, _) in _POOL_OPTIONS.items() if is_set(name))
 
 # --- CORS on the API (django-cors-headers) -----------------------------------

@@ -34,7 +34,7 @@ class Admission:
         return self.entry.next_path if self.entry else ""
 
 
-def active_session(visitor: str) -> Session | None:
+def active_session(visitor: str | None) -> Session | None:
     return Session.objects.active().select_related("container").filter(visitor=visitor).first()
 
 

@@ -5,7 +5,7 @@ transaction where there is one, so the log says what the database says."""
 import csv
 import json
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -13,6 +13,9 @@ from django.utils import timezone
 
 from pool.models import Container, Event, Pool, Session
 from pool.services.rows import insert
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 CSV_COLUMNS = ["time", "kind", "pool", "container", "visitor", "actor", "message", "details"]
 
@@ -45,7 +48,7 @@ def record_lockout(sender: object, *, username: str | None = None, ip_address: s
     return record_event(Event.Kind.LOCKOUT, message, actor=ip_address or "", username=details["username"], address=details["address"])
 
 
-def write_events_csv(events: QuerySet[Event], stream: TextIO) -> None:
+def write_events_csv(events: QuerySet[Event], stream: "SupportsWrite[str]") -> None:
     """The events as CSV, oldest first, one row each; ``details`` as JSON."""
     writer = csv.writer(stream)
     writer.writerow(CSV_COLUMNS)

@@ -9,7 +9,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def renewing_while(call: Callable[[], T], *, renew: Callable[[], None], every: float, name: str) -> T:
+def renewing_while(call: Callable[[], T], *, renew: Callable[[], object], every: float, name: str) -> T:
     """Run ``call`` in a thread of its own while this one calls ``renew``
     every ``every`` seconds until it is done; returns what it returned (or
     raises what it raised). Only this thread touches the database."""

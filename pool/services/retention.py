@@ -3,7 +3,8 @@ than TMPNB_HISTORY_DAYS are deleted in batches, and what they added to the
 /metrics counters is carried forward in HistoryTotal, so counters never go
 down. (Usage samples keep their own TMPNB_SAMPLE_DAYS, see usage.py.)"""
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -54,7 +55,7 @@ def _prune(queryset: QuerySet[Any], batch: int) -> int:
     return len(pks)
 
 
-def _carry(totals: Counter[tuple[int, str, str]]) -> None:
+def _carry(totals: Mapping[tuple[int, str, str], float]) -> None:
     """Add {(pool_id, counter, label): amount} to the carried totals."""
     for (pool_id, counter, label), amount in totals.items():
         if not amount:
@@ -79,7 +80,7 @@ def _prune_sessions(cutoff: datetime, batch: int) -> int:
 def _prune_containers(cutoff: datetime, batch: int) -> int:
     old = Container.objects.filter(state__in=[Container.State.GONE, Container.State.FAILED], ended_at__lt=cutoff, session__isnull=True).order_by("pk")[:batch]
     rows = list(old.values_list("pk", "pool_id", "created_at", "ready_at"))
-    totals: Counter[tuple[int, str, str]] = Counter()
+    totals: defaultdict[tuple[int, str, str], float] = defaultdict(float)  # seconds as well as counts
     for _, pool_id, created_at, ready_at in rows:
         if ready_at is None:
             continue

@@ -371,7 +371,7 @@ def snapshot_path(snapshot: Snapshot) -> Path:
     return snapshot_dir() / snapshot.file_name
 
 
-def ended_work(container: Container, visitor: str, now: datetime | None = None) -> tuple[str, Snapshot | None] | None:
+def ended_work(container: Container, visitor: str | None, now: datetime | None = None) -> tuple[str, Snapshot | None] | None:
     """What the ended page tells ``visitor`` about their files in the ended
     ``container``: None unless they held it (nobody else learns anything),
     else (status, snapshot) with status one of saving, kept, expired, none
@@ -392,7 +392,7 @@ def ended_work(container: Container, visitor: str, now: datetime | None = None) 
     return ("expired" if snapshot.file_count else "none"), snapshot
 
 
-def visitors_snapshot(*, path_id: str, visitor: str, now: datetime | None = None) -> Snapshot | None:
+def visitors_snapshot(*, path_id: str, visitor: str | None, now: datetime | None = None) -> Snapshot | None:
     """The kept snapshot of the ended container ``path_id`` if ``visitor``
     held it, else None."""
     if not visitor:

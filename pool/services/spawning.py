@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import requests
 from django.conf import settings
@@ -136,6 +136,7 @@ def spawn_container(container_id: int) -> Container:
     if not container.move_to(Container.State.READY):
         remove_quietly(container)
         return container
+    assert container.ready_at is not None  # move_to stamped it
     seconds = round((container.ready_at - container.created_at).total_seconds(), 3)
     record_event(Event.Kind.SPAWN, f"{container.name} ready in {seconds} s", container=container, seconds=seconds)
     catch_up(container)  # what was broadcast while it started: the hand-out counted ready notebooks only
@@ -264,13 +265,14 @@ def extract_static_files(container: Container) -> None:
     root = static_files_root()
     if root.exists():
         return
+    folder = cast(str, settings.TMPNB_STATIC_FILES)  # called only when it is set
     with tempfile.TemporaryDirectory(dir=settings.VAR_DIR) as scratch:
         try:
-            get_backend().copy_out(container.backend_id, path=settings.TMPNB_STATIC_FILES, destination=scratch)
+            get_backend().copy_out(container.backend_id, path=folder, destination=scratch)
         except BackendError as error:
             log.warning("static files not extracted: %s", error)
             return
-        extracted = Path(scratch) / Path(settings.TMPNB_STATIC_FILES.rstrip("/")).name
+        extracted = Path(scratch) / Path(folder.rstrip("/")).name
         try:
             extracted.rename(root)  # atomic: a concurrent spawn's copy loses quietly
         except OSError:

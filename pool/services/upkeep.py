@@ -296,7 +296,7 @@ def time_left(*, path_id: str, visitor: str | None = None, token: str | None = N
     if session is None or (token is not None and not constant_time_compare(token, session.container.token)):
         return None
     route = get_proxy().get_route(session.container.route_path)
-    last_activity = max(filter(None, [session.last_activity, route and route.last_activity]))
+    last_activity = max(filter(None, [session.last_activity, route.last_activity if route else None]))
     age_due, idle_due = cull_due(session, last_activity)
     now = now or timezone.now()
     return TimeLeft(

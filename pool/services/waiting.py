@@ -79,7 +79,7 @@ def spawn_seconds(pool: Pool) -> float:
     # The newest rows first (by key: the pool's index reads them from its end,
     # where ordering by ready_at sorted the pool's whole history).
     recent = pool.containers.filter(ready_at__isnull=False).order_by("-pk").values_list("created_at", "ready_at")
-    durations = [(ready - created).total_seconds() for created, ready in recent[:SPAWN_SAMPLE]]
+    durations = [(ready - created).total_seconds() for created, ready in recent[:SPAWN_SAMPLE] if ready is not None]
     return statistics.median(durations) if durations else DEFAULT_SPAWN_SECONDS
 
 

@@ -10,6 +10,7 @@ busy handler is then left to the few writes of other processes.
 """
 
 import threading
+from typing import Any
 
 from django.db.backends.sqlite3 import base
 
@@ -19,35 +20,35 @@ _writer = threading.Lock()
 class DatabaseWrapper(base.DatabaseWrapper):
     holds_writer = False
 
-    def _start_transaction_under_autocommit(self):
+    def _start_transaction_under_autocommit(self) -> None:
         # A thread that waited the whole timeout goes on to SQLite's own wait
         # rather than failing: the lock is a courtesy, SQLite's is the rule.
         self.holds_writer = _writer.acquire(timeout=self.settings_dict["OPTIONS"].get("timeout", 5))
         try:
-            super()._start_transaction_under_autocommit()
+            super()._start_transaction_under_autocommit()  # type: ignore[misc]  # private: django-stubs leaves it out
         except BaseException:
             self._release_writer()
             raise
 
-    def _release_writer(self):
+    def _release_writer(self) -> None:
         if self.holds_writer:
             self.holds_writer = False
             _writer.release()
 
-    def _commit(self):
+    def _commit(self) -> Any:
         try:
-            return super()._commit()
+            return super()._commit()  # type: ignore[misc]  # private: django-stubs leaves it out
         finally:
             self._release_writer()
 
-    def _rollback(self):
+    def _rollback(self) -> Any:
         try:
-            return super()._rollback()
+            return super()._rollback()  # type: ignore[misc]  # private: django-stubs leaves it out
         finally:
             self._release_writer()
 
-    def _close(self):
+    def _close(self) -> Any:
         try:
-            return super()._close()
+            return super()._close()  # type: ignore[misc]  # private: django-stubs leaves it out
         finally:
             self._release_writer()

@@ -1,3 +1,7 @@
+from typing import Any
+
+from django.core.management.base import CommandParser
+
 from pool.management.base import ServiceCommand
 from pool.services import network
 
@@ -5,10 +9,10 @@ from pool.services import network
 class Command(ServiceCommand):
     help = "Install the notebook network's firewall rules (deploy/up runs it), or remove them with --remove."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--remove", action="store_true", help="remove the rules instead")
 
-    def handle(self, *args, remove=False, **options):
+    def handle(self, *args: Any, remove: bool = False, **options: Any) -> None:
         if remove:
             network.unguard_network()
         elif network.guard_network():

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
@@ -8,7 +10,7 @@ from pool.services import pools
 class Command(ServiceCommand):
     help = "Create the default pool from the TMPNB_* settings, or apply the ones set in the environment."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             pool, created = pools.init_default_pool()
         except ValidationError as error:

@@ -1,8 +1,12 @@
 import json
+from typing import Any
+
+from django.core.management.base import CommandParser
 
 from pool.management.base import PoolCommand
 from pool.models import Pool
 from pool.services import dashboard
+from pool.services.dashboard import PoolOverview
 from pool.services.network import guard_warnings
 
 COLUMNS = [
@@ -21,7 +25,7 @@ COLUMNS = [
 ]
 
 
-def row_data(row):
+def row_data(row: PoolOverview) -> dict[str, Any]:
     pool, schedule = row["pool"], row["next_schedule"]
     return {
         "name": pool.name,
@@ -38,7 +42,7 @@ def row_data(row):
     }
 
 
-def cell(value):
+def cell(value: object) -> str:
     if isinstance(value, dict) and "bytes" in value:  # the snapshots kept
         return f"{value['snapshots']} ({value['bytes'] / 1024 / 1024:.1f} MB)" if value["snapshots"] else "0"
     if isinstance(value, dict):  # the next schedule
@@ -53,11 +57,11 @@ class Command(PoolCommand):
     )
     every_pool_by_default = True
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         super().add_arguments(parser)
         parser.add_argument("--json", action="store_true", dest="as_json", help="print JSON instead of a table")
 
-    def handle_pool(self, pool, *, as_json=False, **options):
+    def handle_pool(self, pool: Pool | None, *, as_json: bool = False, **options: Any) -> None:
         pools = Pool.objects.all() if pool is None else Pool.objects.filter(pk=pool.pk)
         rows = [row_data(row) for row in dashboard.pool_overview(pools)]
         for warning in guard_warnings():  # on stderr: the table and the JSON stay as they are
