@@ -13,7 +13,13 @@ from typing import Protocol
 
 
 class BackendError(Exception):
-    """The backend refused a request or could not be reached."""
+    """The backend refused a request or could not be reached. ``unreachable``:
+    its engine did not answer at all (restarting, its socket gone), so the
+    same request may well work a few seconds later."""
+
+    def __init__(self, message: str = "", *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,7 +36,17 @@ def docker_errors(doing: str, *, error_class: type[BackendError] = DockerError) 
     try:
         yield
     except (DockerException, requests.RequestException, OSError) as error:
-        raise error_class(f"{doing}: {error}") from None
+        raise error_class(f"{doing}: {error}", unreachable=_no_answer(error)) from None
+
+
+def _no_answer(error: BaseException | None) -> bool:
+    """Whether ``error`` is, or was raised from, a connection that never got
+    an answer (docker-py wraps the one of its first call, asking the version)."""
+    while error is not None:
+        if isinstance(error, requests.ConnectionError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 @functools.lru_cache(maxsize=2)

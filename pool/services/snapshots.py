@@ -58,6 +58,7 @@ LEFTOVER_GRACE = 300  # seconds, besides a copy's own bounds, before its partial
 # Names of the files left out that are kept (and shown on the ended page);
 # the rest are counted (left_out_count).
 LEFT_OUT_LISTED = 100
+ENGINE_AWAY_PAUSE = 1.0  # seconds between two tries of a copy while the engine does not answer (a restart)
 ZIP_LEVEL = 1
 ZIP_EPOCH = 315532800  # 1980-01-01: zip cannot date a file earlier
 # The notebook server's root folder, where its command names it.
@@ -201,15 +202,23 @@ class CopiedWork:
     owner_uid: int | None = None  # of the folder, so that files put back belong to its user
     owner_gid: int | None = None
     error: str = ""  # why the copy stopped early, if it did
+    engine_away: bool = False  # stopped before a byte because the engine did not answer: worth another try
 
 
 def _copy_out(snapshot: Snapshot, container: Container, root: str) -> None:
     folder = snapshot_dir()
     name = f"{snapshot.session_id}-{secrets.token_hex(8)}.zip"
     partial = folder / f".{name}.part"
+    deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT
     try:
-        with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
-            work = copy_folder_into_zip(container.backend_id, root, archive, notebook=container.name)
+        # A restart of the engine (live-restore keeps the container) is
+        # waited out, within the copy's own time: the files are still there.
+        while True:
+            with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+                work = copy_folder_into_zip(container.backend_id, root, archive, notebook=container.name, deadline=deadline)
+            if not work.engine_away or time.monotonic() + ENGINE_AWAY_PAUSE >= deadline:
+                break
+            time.sleep(ENGINE_AWAY_PAUSE)
         snapshot.file_count, snapshot.left_out, snapshot.left_out_count = work.file_count, work.left_out, work.left_out_count
         snapshot.owner_uid, snapshot.owner_gid = work.owner_uid, work.owner_gid
         snapshot.error = work.error
@@ -220,17 +229,19 @@ def _copy_out(snapshot: Snapshot, container: Container, root: str) -> None:
         partial.unlink(missing_ok=True)
 
 
-def copy_folder_into_zip(backend_id: str, root: str, archive: zipfile.ZipFile, *, notebook: str) -> CopiedWork:
+def copy_folder_into_zip(backend_id: str, root: str, archive: zipfile.ZipFile, *, notebook: str, deadline: float | None = None) -> CopiedWork:
     """Stream the folder ``root`` of a notebook into ``archive``, member by
     member: neither the tar nor a file is ever held in memory whole. Within
     TMPNB_SNAPSHOT_MAX_MB and TMPNB_SNAPSHOT_MAX_FILES (what does not fit is
     left out and listed) and TMPNB_SNAPSHOT_TIMEOUT. Whatever stops the
     reading, what was read is kept and the result says why it stopped.
-    Entries are compressed as ``archive`` says; ``notebook`` names it in the log."""
+    Entries are compressed as ``archive`` says; ``notebook`` names it in the
+    log; ``deadline`` (time.monotonic()) replaces TMPNB_SNAPSHOT_TIMEOUT from now."""
     work = CopiedWork()
-    deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT
+    if deadline is None:
+        deadline = time.monotonic() + settings.TMPNB_SNAPSHOT_TIMEOUT
     room = settings.TMPNB_SNAPSHOT_MAX_MB * 1024 * 1024
-    chunks = get_backend().archive_out(backend_id, root, timeout=settings.TMPNB_SNAPSHOT_TIMEOUT)
+    chunks = get_backend().archive_out(backend_id, root, timeout=max(deadline - time.monotonic(), 0.0))
     try:
         # Stream mode ("r|") only reads its file.
         with tarfile.open(fileobj=cast(IO[bytes], _Stream(chunks, deadline)), mode="r|") as tar:
@@ -239,6 +250,7 @@ def copy_folder_into_zip(backend_id: str, root: str, archive: zipfile.ZipFile, *
     except Exception as error:  # whatever stops the reading, what was read is kept: part of the work beats none
         log.warning("copying the work of %s stopped: %s", notebook, error, exc_info=not isinstance(error, BackendError))
         work.error = str(error)[:500] or type(error).__name__
+        work.engine_away = isinstance(error, BackendError) and error.unreachable and not work.file_count and work.owner_uid is None
     finally:
         chunks.close()
     return work

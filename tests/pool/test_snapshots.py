@@ -181,6 +181,41 @@ def test_a_failing_copy_is_recorded_and_the_container_is_still_removed(held, fak
     assert "no work saved" in Event.objects.get(kind=Event.Kind.SNAPSHOT).message
 
 
+def test_a_copy_that_meets_the_engine_restarting_waits_for_it_and_saves_everything(held, fake_backend, monkeypatch):
+    fake_backend.files[held.container.name] = {"notes.txt": b"mine"}
+    archive_out, tries = fake_backend.archive_out, []
+
+    def restarting(backend_id, path, *, timeout):  # a stream, as Docker's: it raises once read
+        tries.append(timeout)
+        if len(tries) < 3:
+            raise BackendError("copying /work out of it: Connection aborted", unreachable=True)
+        yield from archive_out(backend_id, path, timeout=timeout)
+
+    monkeypatch.setattr(fake_backend, "archive_out", restarting)
+    monkeypatch.setattr(snapshots, "ENGINE_AWAY_PAUSE", 0.01)
+    ending.kill_sessions([held], by="organiser")
+    snapshot = Snapshot.objects.get(session=held)
+    assert len(tries) == 3 and tries[2] < tries[0]  # the later tries have what is left of the copy's time
+    assert zip_contents(snapshot) == {"notes.txt": b"mine"} and snapshot.error == ""
+    assert held.container.name in fake_backend.removed
+
+
+def test_a_copy_gives_up_on_an_engine_that_stays_away_within_its_own_time(held, fake_backend, monkeypatch, settings):
+    settings.TMPNB_SNAPSHOT_TIMEOUT = 1
+    tries = []
+
+    def away(backend_id, path, *, timeout):
+        tries.append(timeout)
+        raise BackendError("copying /work out of it: Connection refused", unreachable=True)
+        yield  # a stream, as Docker's: it raises once read
+
+    monkeypatch.setattr(fake_backend, "archive_out", away)
+    monkeypatch.setattr(snapshots, "ENGINE_AWAY_PAUSE", 0.2)
+    ending.kill_sessions([held], by="organiser")
+    assert 2 <= len(tries) <= 5  # tried again, and stopped once the copy's second was over
+    assert "Connection refused" in Snapshot.objects.get(session=held).error
+
+
 @pytest.fixture
 def queued_ends(monkeypatch):
     """The ends queued for the worker (finish_retirement_task), not run."""
