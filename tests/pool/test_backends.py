@@ -6,8 +6,7 @@ import socket
 import pytest
 import requests
 
-from pool.backends import BACKENDS
-from pool.backends import docker as docker_backend
+from pool.backends import BACKENDS, docker as docker_backend
 from pool.backends.base import Backend
 from pool.backends.client import DockerError, docker_errors
 
