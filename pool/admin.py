@@ -78,8 +78,8 @@ class BroadcastForm(forms.Form):
         help_text="Unticked, an archive is sent as the file it is.",
     )
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         upload = data.get("upload")
         if upload is not None and upload.size > settings.TMPNB_MATERIALS_MAX_MB * 1_000_000:
             raise forms.ValidationError(
@@ -180,17 +180,17 @@ class PoolAdmin(admin.ModelAdmin[Pool]):
         self.message_user(request, "The materials are prepared again; ready containers are then replaced.", messages.SUCCESS)
 
     @admin.action(description="Broadcast a file or folder to every notebook")
-    def broadcast(self, request, queryset):
+    def broadcast(self, request: HttpRequest, queryset: QuerySet[Pool]) -> HttpResponse | None:
         if queryset.count() != 1:
             self.message_user(request, "Choose one pool to broadcast to.", messages.ERROR)
             return None
         return redirect("admin:pool_pool_broadcast", queryset.get().pk)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         broadcast = self.admin_site.admin_view(self.broadcast_view)
         return [path("<int:pool_id>/broadcast/", broadcast, name="pool_pool_broadcast"), *super().get_urls()]
 
-    def broadcast_view(self, request, pool_id):
+    def broadcast_view(self, request: HttpRequest, pool_id: int) -> HttpResponse:
         if not self.has_change_permission(request):
             raise PermissionDenied
         pool = get_object_or_404(Pool, pk=pool_id)
@@ -212,7 +212,7 @@ class PoolAdmin(admin.ModelAdmin[Pool]):
         return TemplateResponse(request, "admin/pool/pool/broadcast.html", context)
 
     @admin.action(description="Collect everyone's work now, into one zip (nothing ends)")
-    def collect_work(self, request, queryset):
+    def collect_work(self, request: HttpRequest, queryset: QuerySet[Pool]) -> None:
         for pool in queryset:
             collecting.ask_for_collection(pool=pool, by=request.user.get_username())
         url = reverse("admin:pool_collection_changelist")
@@ -367,16 +367,16 @@ class SessionAdmin(RecordAdmin[Session]):
 
 
 @admin.register(Collection)
-class CollectionAdmin(RecordAdmin):
+class CollectionAdmin(RecordAdmin[Collection]):
     list_display = ["started_at", "pool", "by", "participants", "incomplete", "zip"]
     list_filter = ["pool"]
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         download = self.admin_site.admin_view(self.download)
         return [path("<int:collection_id>/work.zip", download, name="pool_collection_zip"), *super().get_urls()]
 
     @admin.display(description="zip")
-    def zip(self, collection):
+    def zip(self, collection: Collection) -> str:
         if collection.taken_at is None:
             return "being collected"
         if collection.is_kept(timezone.now()):
@@ -384,7 +384,7 @@ class CollectionAdmin(RecordAdmin):
             return format_html('<a href="{}">Download</a> ({} bytes, kept until {})', url, collection.size, localtime(collection.expires_at))
         return collection.error or "deleted after its hours"
 
-    def download(self, request, collection_id):
+    def download(self, request: HttpRequest, collection_id: int) -> FileResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
         collection = Collection.objects.kept(timezone.now()).filter(pk=collection_id).select_related("pool").first()

@@ -221,7 +221,7 @@ def _copy_folder(source: str | Path, destination: str | Path, max_bytes: int, sk
     return Prepared(files, total)
 
 
-def prepare_broadcast(source, destination, *, unpack, max_bytes):
+def prepare_broadcast(source: str | Path, destination: str | Path, *, unpack: bool, max_bytes: int) -> tuple[str, Prepared]:
     """Put what an organiser sends to every notebook into the new folder
     ``destination``, as its one entry: the file or folder ``source``, or with
     ``unpack`` the folder that the zip or tar archive ``source`` is (named
@@ -248,18 +248,18 @@ def prepare_broadcast(source, destination, *, unpack, max_bytes):
     return name, Prepared(1, size)
 
 
-def _entry_name(name):
+def _entry_name(name: str) -> str:
     if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise MaterialsError(f"{name!r} cannot be the name of a file in a notebook")
     return name
 
 
-def _archive_stem(name):
+def _archive_stem(name: str) -> str:
     suffix = next(suffix for suffix in ARCHIVE_SUFFIXES if name.lower().endswith(suffix))
     return name[: -len(suffix)]
 
 
-def _hoist_single_folder(destination, name):
+def _hoist_single_folder(destination: Path, name: str) -> str:
     """An archive of one folder (zipped from its parent, as people zip a
     folder) is that folder, not a folder holding it."""
     entries = list((destination / name).iterdir())

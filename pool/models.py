@@ -609,16 +609,16 @@ class Broadcast(models.Model):
     class Meta:
         ordering = ["-sent_at"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name} to {self.pool}"
 
 
-class CollectionQuerySet(models.QuerySet):
-    def kept(self, now):
+class CollectionQuerySet(models.QuerySet["Collection"]):
+    def kept(self, now: datetime) -> "CollectionQuerySet":
         """Collections whose zip is on disk, to be had until they expire."""
         return self.exclude(file_name="").filter(expires_at__gt=now)
 
-    def expired(self, now):
+    def expired(self, now: datetime) -> "CollectionQuerySet":
         return self.exclude(file_name="").filter(expires_at__lte=now)
 
 
@@ -643,11 +643,11 @@ class Collection(models.Model):
     class Meta:
         ordering = ["-started_at"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"work of {self.pool} at {self.started_at:%Y-%m-%d %H:%M}"
 
-    def is_kept(self, now):
-        return bool(self.file_name) and self.expires_at > now
+    def is_kept(self, now: datetime) -> bool:
+        return bool(self.file_name) and self.expires_at is not None and self.expires_at > now
 
 
 class Event(models.Model):

@@ -72,10 +72,10 @@ def restore_work_task(snapshot_id: int, container_id: int, in_use: bool) -> None
 
 
 @shared_task(name=worker.COLLECT_WORK)
-def collect_work_task(collection_id):
+def collect_work_task(collection_id: int) -> None:
     collecting.collect_work(collection_id)
 
 
 @shared_task(name=worker.HAND_OUT_BROADCAST)
-def hand_out_broadcast_task(broadcast_id):
+def hand_out_broadcast_task(broadcast_id: int) -> None:
     broadcasts.hand_out(broadcast_id)

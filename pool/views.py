@@ -1,4 +1,5 @@
 import secrets
+from collections.abc import Callable
 from typing import Any, cast
 
 from django.conf import settings
@@ -133,7 +134,7 @@ def user_fallback(request: OriginRequest, path_id: str, rest: str = "") -> HttpR
     context = {"status": "ended", "landing": container.pool.landing_path}
     work = snapshots.ended_work(container, visitors.visitor_id(request))
     if work is not None:  # only the visitor who held it hears about its files
-        context.update(_work_context(container, *work), resume_code=resume.ended_code(container, visitors.visitor_id(request)))
+        context |= _work_context(container, *work) | {"resume_code": resume.ended_code(container, visitors.visitor_id(request))}
     return page_or_json(request, "pool/ended.html", context, 410)
 
 
@@ -182,7 +183,7 @@ def start_again_with_files(request: HttpRequest, path_id: str) -> HttpResponseBa
     return with_saved_work(request, snapshot, lambda pool: spawn(request, pool_name=pool.name))[0]
 
 
-def with_saved_work(request, snapshot, spawn_in):
+def with_saved_work(request: HttpRequest, snapshot: Snapshot, spawn_in: Callable[[Pool], HttpResponseBase]) -> tuple[HttpResponseBase, Session | None]:
     """A new notebook of the pool of ``snapshot`` (``spawn_in(pool)`` answers
     as the landing page does), into which the worker puts its saved files:
     the visitor lands at once, and JupyterLab shows the files as they arrive.
@@ -209,7 +210,7 @@ def with_saved_work(request, snapshot, spawn_in):
     return response, session
 
 
-def resume_page(request):
+def resume_page(request: HttpRequest) -> HttpResponseBase:
     """/resume/: the visitor's own resume code, and the form where a code
     typed on another device opens its notebook there."""
     if request.method == "POST":
@@ -221,14 +222,14 @@ def resume_page(request):
     return response
 
 
-def resume_form(request, context, status):
+def resume_form(request: HttpRequest, context: dict[str, Any], status: int) -> HttpResponse:
     session = context.pop("session", None)
     if session is not None:
         context.update(code=session.resume_code, expires_at=resume.expires_at(session))
     return page_or_json(request, "pool/resume.html", context, status)
 
 
-def resume_with_code(request):
+def resume_with_code(request: HttpRequest) -> HttpResponseBase:
     """A typed resume code: into its live notebook, as the landing page leads
     there (the device that took it keeps it: README "Participants' work"), or,
     if it has ended, into a new one with its saved files."""
@@ -262,7 +263,7 @@ def resume_with_code(request):
     return ready(request, response)
 
 
-def ready(request, response):
+def ready(request: HttpRequest, response: HttpResponseBase) -> HttpResponseBase:
     """A redirect into a notebook, for a JSON client the URL in JSON."""
     if response.status_code == 302 and wants_json(request):
         return no_store(JsonResponse({"status": "ready", "url": response["Location"]}))
@@ -327,10 +328,10 @@ def cull_warning(left: upkeep.TimeLeft) -> str:
     return f"{text % values} {saving}"
 
 
-def resume_hint(request: OriginRequest, left: Any) -> str:
+def resume_hint(request: OriginRequest, left: upkeep.TimeLeft) -> str:
     """The resume code, in the banner of the notebook's holder (asked with its
     token on its own origin) while the banner shows."""
-    if request.origin_kind != origins.NOTEBOOK or not left.warn:
+    if request.origin_kind != origins.NOTEBOOK or not left.warn or left.session is None:
         return ""
     values = {"url": origins.service_url(request, reverse("resume")), "code": resume.code_for(left.session)}
     return " " + gettext("To carry on from another device, open %(url)s there and type your resume code %(code)s.") % values
@@ -346,7 +347,7 @@ def static_files(request: HttpRequest, path: str) -> HttpResponseBase:
         raise Http404("no such file") from None
 
 
-def lab_static_file(request, recipe, path):
+def lab_static_file(request: HttpRequest, recipe: str, path: str) -> HttpResponseBase:
     """JupyterLab's files of one image build (pool/services/lab_static.py),
     compressed at build: they never change under this URL."""
     try:

@@ -1,8 +1,10 @@
 import shutil
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from pool.management.base import PoolCommand
+from pool.models import Pool
 from pool.services import collecting
 
 
@@ -12,11 +14,13 @@ class Command(PoolCommand):
         "without ending anything; it is also kept for the admin like saved work."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("pool", help="pool name")
         parser.add_argument("--out", required=True, help="the zip to write")
 
-    def handle_pool(self, pool, *, out, **options):
+    def handle_pool(self, pool: Pool | None, **options: Any) -> None:
+        out = options["out"]  # required by the parser
+        assert pool is not None  # named on the command line
         collection = collecting.collect_now(pool=pool, by=self.actor)
         if not collection.file_name:
             raise CommandError(f"nothing collected: {collection.error}")
