@@ -213,6 +213,8 @@ class Soak:
         self.organiser = Organiser(service.url, service.admin_password)
         self.lock = threading.Lock()
         self.during = None  # the misbehaviour under way, if any
+        self.fault = None  # the fault injected or healing, if any: what a failure is put down to
+        self.failed_landings = Counter()  # (fault, error) of each visitor not served
         self.landings, self.answers, self.outcomes = [], Counter(), Counter()
         self.lost, self.work_lost, self.work_saved, self.faults = {}, {}, 0, []
         self.visitors, self.threads, self.stopping, self.errors = 0, [], threading.Event(), []
@@ -221,8 +223,9 @@ class Soak:
 
     def answered(self, response):
         if response.status_code >= 500:
+            kind = "nothing ready (503 with Retry-After)" if "Retry-After" in response.headers else f"HTTP {response.status_code}"
             with self.lock:
-                self.answers["nothing ready (503 with Retry-After)" if "Retry-After" in response.headers else "5xx"] += 1
+                self.answers[f"{kind} ({self.fault or 'no fault'})"] += 1
 
     def land(self):
         """A new visitor lands; (path_id, url), or None if it was not served."""
@@ -236,6 +239,8 @@ class Soak:
             self.outcomes[result["outcome"]] += 1
             if result["outcome"] == "served":
                 self.landings.append((result["seconds"], during))
+            else:
+                self.failed_landings[f"{self.fault or 'no fault'}: {result['error'] or result['outcome']}"] += 1
         return (result["path_id"], result["landed_url"]) if result["outcome"] == "served" else None
 
     def run_code(self, path_id, script, detach=False):
@@ -445,8 +450,12 @@ class Soak:
         for n, (name, inject) in enumerate(faults):
             time.sleep(max(0, started + warm_up + n * spacing - time.monotonic()))
             log(f"fault {n + 1}/{len(faults)}: {name}")
-            injected, cleared, *details = inject()
-            self.heal(name, injected, cleared, **(details[0] if details else {}))
+            self.fault = name
+            try:
+                injected, cleared, *details = inject()
+                self.heal(name, injected, cleared, **(details[0] if details else {}))
+            finally:
+                self.fault = None
 
     def run(self):
         started = time.monotonic()
@@ -493,6 +502,7 @@ class Soak:
             "work_lost_detail": self.work_lost,
             "faults": self.faults,
             "answers": dict(self.answers),
+            "failed_landings": dict(self.failed_landings),
             "ended_on_their_own": self.service.exits,
             "soak_errors": self.errors,
             "landing": {"n": len(times), "p50": percentile(times, 50), "p99": percentile(times, 99), "max": times[-1] if times else None},
@@ -533,7 +543,8 @@ def print_soak(result, out):
         f" sessions lost {result['sessions_lost']}, work lost {result['work_lost']} (saved {result['work_saved']})",
         file=out,
     )
-    print(f"  answers: {result['answers'] or 'no 5xx'}", file=out)
+    print(f"  5xx answers: {result['answers'] or 'none'}", file=out)
+    print(f"  visitors not served: {result['failed_landings'] or 'none'}", file=out)
     for end in result["ended_on_their_own"]:
         print(f"  {end['role']} ended on its own (exit status {end['exit_status']}), started again: {end['last_error']}", file=out)
     for fault in result["faults"]:
