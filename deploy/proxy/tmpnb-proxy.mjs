@@ -104,6 +104,13 @@ class TmpnbProxy extends ConfigurableProxy {
     this.notebookPort = notebookPort;
     this.notebookSuffix = notebookDomain ? "." + notebookDomain.toLowerCase() : null;
     this.proxy.on("proxyRes", (proxyRes, req) => this.filterAnswer(req, proxyRes));
+    // http-proxy-3 hands a client's websocket errors (EPIPE, ECONNRESET: the
+    // client reset it while data flowed) to this event, and throws them when
+    // nobody listens: one participant could end the proxy for everyone.
+    this.proxy.on("error", (e, req, socket) => {
+      this.log.debug("a client's connection broke: %s", e.message);
+      if (socket && typeof socket.destroy === "function") socket.destroy();
+    });
     this.proxy.on("proxyReqWs", (proxyReq, req) => {
       proxyReq.on("upgrade", (proxyRes) => this.filterAnswer(req, proxyRes));
       proxyReq.on("response", (proxyRes) => this.filterAnswer(req, proxyRes));

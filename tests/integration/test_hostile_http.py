@@ -1,11 +1,15 @@
 """Hostile raw HTTP through the real proxy and gunicorn: no 5xx, no traceback."""
 
 import socket
+import struct
+import threading
 
 import pytest
+import requests
 
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
+from tests.stack import Proxy
 
 HOSTILE = [
     b"GET /user/%ff%fe/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -59,3 +63,60 @@ def test_the_proxy_answers_malformed_paths_with_4xx_and_keeps_serving(live_stack
         assert status == 404 and b"gunicorn" in answer, (path, answer[:300])
     status, answer = raw_status(port, b"GET /admin/login/ HTTP/1.1\r\nHost: x\r\n\r\n")
     assert status == 200, answer[:300]
+
+
+class FloodingUpgrade:
+    """A backend that accepts any websocket upgrade, then sends bytes until
+    the connection breaks: what a notebook's busy kernel channel looks like."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.stopping = threading.Event()
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.flood, args=(conn,), daemon=True).start()
+
+    def flood(self, conn):
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                while not self.stopping.is_set():
+                    conn.sendall(b"x" * 65536)
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stopping.set()
+        self.listener.close()
+
+
+def test_a_client_that_breaks_its_websocket_mid_stream_never_ends_the_proxy(log_dir):
+    # http-proxy-3 hands a client socket's errors (EPIPE, ECONNRESET) to the
+    # proxy's "error" event and throws when nobody listens: one participant
+    # resetting a busy websocket ended the proxy for everyone.
+    backend, proxy = FloodingUpgrade(), Proxy("http://127.0.0.1:9", log_dir).start()
+    try:
+        headers = {"Authorization": f"token {proxy.token}"}
+        requests.post(f"{proxy.api_url}/api/routes/@notebooks/user/flood", json={"target": backend.url}, headers=headers, timeout=5).raise_for_status()
+        upgrade = b"GET /user/flood/api/kernels/k/channels HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        for _ in range(30):
+            with socket.create_connection(("127.0.0.1", proxy.notebook_port), timeout=10) as conn:
+                conn.sendall(upgrade)
+                assert conn.recv(4096).startswith(b"HTTP/1.1 101")
+                # Closed with a reset while the proxy is writing to it.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # Its next answer comes after it has met those resets.
+        assert requests.get(f"{proxy.notebook_url}/user/another/", timeout=10).status_code in (502, 503)
+        proxy.assert_running()
+        assert "/@notebooks/user/flood" in proxy.routes()
+    finally:
+        proxy.stop()
+        backend.stop()
