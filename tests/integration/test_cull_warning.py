@@ -30,15 +30,18 @@ def test_a_participants_jupyterlab_shows_how_long_until_an_idle_cull(live_stack,
     participant.wait_for_url("**/user/**/lab**")
     banner = participant.locator("#tmpnb-cull-warning")
     banner.wait_for(timeout=120_000)
-    assert re.fullmatch(
+    warned = re.fullmatch(
         r"This notebook will be shut down in about [12] minutes? because it has been idle; any activity keeps it open\. "
-        r"Your files will be saved: the page it ends on offers them for download\.",
+        r"Your files will be saved: the page it ends on offers them for download\. "
+        r"To carry on from another device, open (\S+) there and type your resume code ([a-z]+-[a-z]+-[a-z]+-[0-9]{4})\.",
         banner.locator("span").text_content(),
-    ), banner.text_content()
+    )
+    assert warned, banner.text_content()
     assert (banner.get_attribute("role"), banner.get_attribute("aria-live")) == ("status", "polite")
     participant.locator("#jp-main-dock-panel").wait_for(timeout=120_000)  # JupyterLab itself starts as ever
     assert banner.is_visible()  # and does not cover the banner
     session = Session.objects.active().select_related("container").get()  # warned before the cull, not after
+    assert warned.groups() == (f"{live_stack.url}/resume/", session.resume_code)  # the holder's own code, on the service's origin
 
     # The page asked on the notebook's origin, with the notebook's token.
     asked = f"{live_stack.notebook_url}/api/notebooks/{session.container.path_id}/time-left"
