@@ -11,8 +11,9 @@ import pytest
 from django.utils import timezone
 
 from pool.models import Event, Pool, Schedule, Session
-from pool.services import assignment, disk, ending, materials, pools, schedules, upkeep
+from pool.services import assignment, broadcasts, collecting, disk, ending, materials, pools, resume, schedules, upkeep, worker
 from tests.factories import ContainerFactory, PoolFactory, new_visitor, pool_admin_form
+from tests.fakes import instead_of_sending
 from tests.pool.test_upkeep import spawn_all
 
 
@@ -136,7 +137,7 @@ def test_the_event_log_cannot_be_edited_or_deleted_in_the_admin(admin_client):
     assert Event.objects.count() == 1
 
 
-def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings, tmp_path):
+def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings, tmp_path, tmp_path_factory, monkeypatch):
     settings.TMPNB_SPAWN_TIMEOUT = 1
     settings.VAR_DIR = tmp_path
     pool = PoolFactory(capacity=2)
@@ -164,6 +165,12 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     full = PoolFactory(name="full", capacity=1)
     spawn_all(full)  # spawn
     filler = assignment.assign_container(pool=full, visitor="filler")  # assignment
+    resume.record_resume(session=filler, visitor="filler")  # resume (from another device)
+    handout = tmp_path_factory.mktemp("organiser") / "week2.md"
+    handout.write_text("# Week 2\n")
+    instead_of_sending(monkeypatch, worker.HAND_OUT_BROADCAST, broadcasts.hand_out)  # the worker's part, here
+    broadcasts.broadcast_path(pool=full, path=str(handout), by="ada")  # broadcast
+    collecting.collect_now(pool=full, by="ada")  # collection
     with contextlib.closing(docker.from_env()) as engine:
         engine.containers.get(filler.container.backend_id).exec_run(["dd", "if=/dev/zero", "of=/tmp/big", "bs=1M", "count=2"])
     disk.check_disk()  # a disk limit's end (its work saved first)
@@ -188,6 +195,9 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
         "lockout",
         "spawn",
         "assignment",
+        "resume",
+        "broadcast",
+        "collection",
         "snapshot",
         "disk",
     ]
