@@ -224,3 +224,86 @@ def test_an_organiser_lowers_a_hand(pool, admin_client):
     assert session.hand_raised_at is None
     assert admin_client.post(f"/admin/room/{pool.pk}/lower/", {"session": "nonsense"}).status_code == 302
     assert Client().post(f"/admin/room/{pool.pk}/lower/", {"session": session.pk}).status_code == 302  # to the login page
+
+
+def from_the_banner(method, session, what, body=None, *, token=None, settings, **headers):
+    """A request of the banner inside ``session``'s JupyterLab: on the notebook's origin, with its token."""
+    token = session.container.token if token is None else token
+    return Client().generic(
+        method,
+        f"/api/notebooks/{session.container.path_id}/{what}",
+        json.dumps(body) if body is not None else "",
+        content_type="application/json",
+        HTTP_HOST=f"testserver:{settings.TMPNB_NOTEBOOK_PORT}",
+        HTTP_AUTHORIZATION=f"token {token}",
+        **headers,
+    )
+
+
+def test_a_participant_raises_and_lowers_a_hand_and_gives_a_name_from_the_banner(pool, settings):
+    session = SessionFactory(container__pool=pool)
+    answer = from_the_banner("POST", session, "hand", {"text": "<b>cell 3</b> fails"}, settings=settings)
+    assert answer.status_code == 200 and answer["Cache-Control"] == "no-store"
+    assert answer.json() == {"hand": {"raised": True, "text": "<b>cell 3</b> fails"}, "name": ""}
+    assert from_the_banner("POST", session, "name", {"name": "Ada"}, settings=settings).json()["name"] == "Ada"
+    [row] = room.room(pool)
+    assert (row.name, row.hand_text) == ("Ada", "<b>cell 3</b> fails")
+    assert from_the_banner("DELETE", session, "hand", settings=settings).json()["hand"] == {"raised": False, "text": ""}
+    assert room.room(pool)[0].hand_raised_at is None
+
+
+def test_nobody_but_the_notebooks_page_raises_its_hand(pool, settings, client):
+    session = SessionFactory(container__pool=pool)
+    assert from_the_banner("POST", session, "hand", {}, token="guessed", settings=settings).status_code == 404
+    other = SessionFactory(container__pool=pool)
+    assert from_the_banner("POST", session, "hand", {}, token=other.container.token, settings=settings).status_code == 404
+    url = f"/api/notebooks/{session.container.path_id}/hand"
+    # The participants' pages' origin: not even with the token.
+    assert client.post(url, "{}", content_type="application/json", HTTP_AUTHORIZATION=f"token {session.container.token}").status_code == 404
+    assert from_the_banner("GET", session, "hand", settings=settings).status_code == 405
+    session.refresh_from_db()
+    assert session.hand_raised_at is None
+
+
+@pytest.mark.parametrize(
+    "what, body, error",
+    [
+        ("hand", {"text": "x" * 301}, "at most 300"),
+        ("hand", {"text": 3}, "must be text"),
+        ("hand", ["text"], "JSON object"),
+        ("name", {"name": "n" * 61}, "at most 60"),
+    ],
+)
+def test_bad_input_from_the_banner_gets_a_clear_error_and_changes_nothing(pool, settings, what, body, error):
+    session = SessionFactory(container__pool=pool)
+    answer = from_the_banner("POST", session, what, body, settings=settings)
+    assert answer.status_code == 400 and error in answer.json()["error"]
+    session.refresh_from_db()
+    assert (session.hand_raised_at, session.display_name) == (None, "")
+
+
+def test_a_hand_raised_too_often_is_refused_for_a_while(pool, settings):
+    settings.CACHES = {"default": {"BACKEND": "tests.fakes.CountingCache", "LOCATION": "hand-rate"}}
+    settings.TMPNB_HAND_RATE = "3/m"
+    session = SessionFactory(container__pool=pool)
+    answers = [from_the_banner("POST", session, "hand", {"text": "help"}, settings=settings).status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
+    refused = from_the_banner("DELETE", session, "hand", settings=settings, HTTP_ACCEPT_LANGUAGE="fr")
+    assert refused.status_code == 429 and refused["Retry-After"] == "60"
+    assert refused.json()["error"] != "Too many requests; wait a minute and try again."  # in the participant's language
+
+
+def test_the_banners_question_tells_its_holder_the_hand_the_name_and_the_words(client, fake_backend, fake_proxy, settings):
+    from pool.services import pools, spawning
+
+    pool = PoolFactory(capacity=1)
+    [row] = pools.fill_pool(pool.pk)
+    spawning.spawn_container(row.pk)
+    assert client.get("/").status_code == 302
+    session = Session.objects.select_related("container").get()
+    room.raise_hand(session, "help")
+    answer = from_the_banner("GET", session, "time-left", settings=settings, HTTP_ACCEPT_LANGUAGE="de").json()
+    assert answer["hand"] == {"raised": True, "text": "help"} and answer["name"] == ""
+    assert answer["words"]["raise"] == "Hand heben" and answer["words"]["hand_max"] == "300"
+    # The holder's visitor cookie on the participants' pages: no hand there.
+    assert "hand" not in client.get(f"/api/notebooks/{session.container.path_id}/time-left").json()
