@@ -73,8 +73,11 @@
 
   // A small form under the box: one field, Save and Cancel.
   function form(id, label, field, submit, cancelWord) {
-    var box = make('form', { id: id, hidden: true }, 'display:flex;flex-direction:column;gap:4px;margin-top:6px');
-    var caption = make('label', { htmlFor: field.id, textContent: label });
+    // No display on the form itself: its hidden attribute must hide it.
+    var box = make('form', { id: id, hidden: true }, 'margin-top:6px');
+    var caption = make('label', { htmlFor: field.id, textContent: label }, 'display:block;margin-bottom:4px');
+    field.style.display = 'block';
+    field.style.marginBottom = '4px';
     var buttons = make('div', {}, 'display:flex;gap:6px;justify-content:flex-end');
     var cancel = make('button', { type: 'button', textContent: cancelWord }, BUTTON);
     buttons.append(make('button', { type: 'submit', textContent: submit }, BUTTON), cancel);
@@ -95,9 +98,9 @@
     row.append(help.hand, help.nameLink);
     help.status = make('div', { id: 'tmpnb-help-status' });
     help.status.setAttribute('role', 'status');
-    help.text = make('textarea', { id: 'tmpnb-hand-text', rows: 2, maxLength: Number(words.hand_max) }, 'font:inherit;width:20em');
+    help.text = make('textarea', { id: 'tmpnb-hand-text', rows: 2, maxLength: Number(words.hand_max) }, 'font:inherit;width:20em;box-sizing:border-box');
     help.handForm = form('tmpnb-hand-form', words.ask, help.text, words.raise, words.cancel);
-    help.name = make('input', { id: 'tmpnb-name-input', type: 'text', maxLength: Number(words.name_max), autocomplete: 'name' }, 'font:inherit');
+    help.name = make('input', { id: 'tmpnb-name-input', type: 'text', maxLength: Number(words.name_max), autocomplete: 'name' }, 'font:inherit;width:20em;box-sizing:border-box');
     help.nameForm = form('tmpnb-name-form', words.name_label, help.name, words.save, words.cancel);
     help.append(row, help.status, help.handForm, help.nameForm);
     document.body.appendChild(help);
@@ -133,7 +136,7 @@
     }
     help.words = words;
     help.raised = state.hand.raised;
-    help.hand.textContent = '\u270b ' + (state.hand.raised ? words.lower : words.raise);
+    help.hand.textContent = state.hand.raised ? words.lower : words.raise;
     help.hand.setAttribute('aria-pressed', String(state.hand.raised));
     help.nameLink.textContent = state.name || words.name;
     var status = state.hand.raised ? words.raised : '';
