@@ -114,21 +114,45 @@ def _iso(moment: datetime | None) -> str | None:
 
 def server_states(pool: Pool, containers: list[Container]) -> dict[str, ServerState]:
     """The state of each container's server by path id, from the cache when
-    a pass over the pool, not older than CACHE_SECONDS, saw every one of them."""
+    a pass over the pool, not older than CACHE_SECONDS, saw every one of
+    them. Of the organisers' pages that find none, one makes the pass while
+    the others wait for it (within PASS_SECONDS), in every web process."""
     key = f"room:{pool.pk}"
     try:
-        cached: dict[str, tuple[str, int | None]] | None = cache.get(key)
+        found = _cached(key, containers)
+        if found is None and not cache.add(f"{key}:pass", 1, round(PASS_SECONDS) + 1):
+            found = _wait_for_pass(key, containers)
     except Exception as error:  # the cache is down: one pass per page, as without it
         log.warning("room view not cached: %s", error)
-        cached = None
-    if cached is not None and all(container.path_id in cached for container in containers):
-        return {path_id: ServerState(*state) for path_id, state in cached.items()}
+        return probe_servers(containers)
+    if found is not None:
+        return found
     states = probe_servers(containers)
     try:
         cache.set(key, {path_id: (state.kernel, state.notebooks) for path_id, state in states.items()}, CACHE_SECONDS)
-    except Exception:
-        pass  # said once above
+        cache.delete(f"{key}:pass")
+    except Exception as error:
+        log.warning("room view not cached: %s", error)
     return states
+
+
+def _cached(key: str, containers: list[Container]) -> dict[str, ServerState] | None:
+    cached: dict[str, tuple[str, int | None]] | None = cache.get(key)
+    if cached is None or not all(container.path_id in cached for container in containers):
+        return None
+    return {path_id: ServerState(*state) for path_id, state in cached.items()}
+
+
+def _wait_for_pass(key: str, containers: list[Container]) -> dict[str, ServerState] | None:
+    """The pass another page is making, once it is cached; None if it is not
+    within PASS_SECONDS (or did not see every container)."""
+    deadline = time.monotonic() + PASS_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        found = _cached(key, containers)
+        if found is not None:
+            return found
+    return None
 
 
 def probe_servers(containers: list[Container]) -> dict[str, ServerState]:

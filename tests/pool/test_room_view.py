@@ -173,6 +173,20 @@ def test_several_organisers_within_a_couple_of_seconds_share_one_pass(pool, serv
     assert servers.requests == 10
 
 
+def test_organisers_asking_at_once_wait_for_one_pass(pool, servers, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "room-test-at-once"}}
+    containers = [servers.holding(pool, kernels=0.5, sessions=SESSIONS).container]  # a pass takes half a second
+    containers.append(servers.holding(pool, kernels=KERNELS, sessions=SESSIONS).container)
+    found = []
+    pages = [threading.Thread(target=lambda: found.append(room.server_states(pool, containers))) for _ in range(4)]
+    for page in pages:
+        page.start()
+    for page in pages:
+        page.join()
+    assert servers.requests == 4  # one pass: two questions to each server
+    assert [sorted(state.notebooks for state in states.values()) for states in found] == [[2, 2]] * 4
+
+
 def test_only_the_notebooks_token_finds_its_session(pool):
     session = SessionFactory(container__pool=pool)
     path_id, token = session.container.path_id, session.container.token
