@@ -139,6 +139,7 @@
     help.hand.textContent = state.hand.raised ? words.lower : words.raise;
     help.hand.setAttribute('aria-pressed', String(state.hand.raised));
     help.nameLink.textContent = state.name || words.name;
+    help.nameLink.setAttribute('aria-label', state.name ? words.name + ': ' + state.name : words.name);
     var status = state.hand.raised ? words.raised : '';
     if (help.status.textContent !== status) {
       help.status.textContent = status;

@@ -321,3 +321,10 @@ def test_the_banners_question_tells_its_holder_the_hand_the_name_and_the_words(c
     assert answer["words"]["raise"] == "Hand heben" and answer["words"]["hand_max"] == "300"
     # The holder's visitor cookie on the participants' pages: no hand there.
     assert "hand" not in client.get(f"/api/notebooks/{session.container.path_id}/time-left").json()
+
+
+def test_an_organiser_finds_a_session_by_the_name_its_participant_typed(pool, admin_client):
+    ada, other = SessionFactory(container__pool=pool), SessionFactory(container__pool=pool)
+    room.set_display_name(ada, "Ada Lovelace")
+    page = admin_client.get("/admin/pool/session/", {"q": "lovelace"}).content.decode()
+    assert ada.container.name in page and other.container.name not in page
