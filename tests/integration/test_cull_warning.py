@@ -32,7 +32,8 @@ def test_a_participants_jupyterlab_shows_how_long_until_an_idle_cull(live_stack,
     banner.wait_for(timeout=120_000)
     assert re.fullmatch(
         r"This notebook will be shut down in about [12] minutes? because it has been idle; any activity keeps it open\. "
-        r"Your files will be saved: the page it ends on offers them for download\.",
+        r"Your files will be saved: the page it ends on offers them for download\. "
+        r"To carry on from another device, open \S+/resume/ there and type your resume code [a-z]+(-[a-z]+)+-\d+\.",
         banner.locator("span").text_content(),
     ), banner.text_content()
     assert (banner.get_attribute("role"), banner.get_attribute("aria-live")) == ("status", "polite")
