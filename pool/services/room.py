@@ -19,7 +19,7 @@ import logging
 import time
 import unicodedata
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -168,7 +168,17 @@ def probe_servers(containers: list[Container]) -> dict[str, ServerState]:
         wait(futures.values(), timeout=PASS_SECONDS)
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
-    return {path_id: future.result() if future.done() and not future.cancelled() else NOT_ANSWERING for path_id, future in futures.items()}
+    return {path_id: _answer(path_id, future) for path_id, future in futures.items()}
+
+
+def _answer(path_id: str, future: "Future[ServerState]") -> ServerState:
+    if not future.done() or future.cancelled():
+        return NOT_ANSWERING
+    error = future.exception()
+    if error is not None:  # an answer no check foresaw (JSON nested past Python's recursion limit...) fails one row, not the page
+        log.warning("room view: notebook %s answered what could not be read: %r", path_id, error)
+        return NOT_ANSWERING
+    return future.result()
 
 
 def _base_url(container: Container) -> str:
@@ -188,7 +198,7 @@ def probe_server(base_url: str, token: str, deadline: float) -> ServerState:
 
 
 def kernel_summary(kernels: list[Any]) -> str:
-    states = {kernel.get("execution_state") for kernel in kernels if isinstance(kernel, dict)}
+    states = {kernel.get("execution_state") for kernel in kernels if isinstance(kernel, dict) and isinstance(kernel.get("execution_state"), str)}
     if BUSY in states:
         return BUSY
     if states & _STARTING_STATES:

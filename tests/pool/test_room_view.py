@@ -140,8 +140,9 @@ def test_a_server_that_does_not_answer_in_time_shows_unknown_and_holds_up_nobody
         ({"execution_state": "busy"}, []),  # not a list
         (b"<script>alert(1)</script>", []),  # not JSON
         ([], "<b>many</b>"),
+        (b"[" * 100_000 + b"]" * 100_000, []),  # nested past Python's recursion limit, within the size read
     ],
-    ids=["too-big", "not-a-list", "not-json", "sessions-not-a-list"],
+    ids=["too-big", "not-a-list", "not-json", "sessions-not-a-list", "too-deep"],
 )
 def test_a_hostile_server_shows_unknown(pool, servers, kernels, sessions):
     session = servers.holding(pool, kernels=kernels, sessions=sessions)
@@ -151,7 +152,7 @@ def test_a_hostile_server_shows_unknown(pool, servers, kernels, sessions):
 
 
 def test_only_the_rooms_own_words_and_counts_come_out_of_a_servers_answer(pool, servers):
-    kernels = [{"execution_state": "<img src=x onerror=alert(1)>"}, "busy", 7, None]
+    kernels = [{"execution_state": "<img src=x onerror=alert(1)>"}, "busy", 7, None, {"execution_state": ["busy"]}, {"execution_state": {"a": 1}}]
     sessions = [{"type": "notebook"}, {"type": "<script>"}, "notebook", {"type": ["notebook"]}]
     servers.holding(pool, kernels=kernels, sessions=sessions)
     [row] = room.room(pool)
