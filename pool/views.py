@@ -337,7 +337,7 @@ def _told_by_holder(request: OriginRequest, path_id: str, change: Callable[[Sess
         if not isinstance(body, dict):
             raise room.InvalidText("the body must be a JSON object")
         change(session, body)
-    except ValueError as error:  # room.InvalidText, or a body that is not JSON
+    except (ValueError, RecursionError) as error:  # room.InvalidText, or a body that is not JSON (or nested past reading)
         return no_store(JsonResponse({"error": str(error)}, status=400))
     return no_store(JsonResponse(participant_state(session)))
 

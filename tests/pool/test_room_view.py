@@ -297,6 +297,18 @@ def test_bad_input_from_the_banner_gets_a_clear_error_and_changes_nothing(pool, 
     assert (session.hand_raised_at, session.display_name) == (None, "")
 
 
+def test_a_body_nested_past_reading_is_refused_as_bad_input(pool, settings):
+    session = SessionFactory(container__pool=pool)
+    answer = Client().post(
+        f"/api/notebooks/{session.container.path_id}/hand",
+        "[" * 100_000,
+        content_type="application/json",
+        HTTP_HOST=f"testserver:{settings.TMPNB_NOTEBOOK_PORT}",
+        HTTP_AUTHORIZATION=f"token {session.container.token}",
+    )
+    assert answer.status_code == 400
+
+
 def test_a_hand_raised_too_often_is_refused_for_a_while(pool, settings):
     settings.CACHES = {"default": {"BACKEND": "tests.fakes.CountingCache", "LOCATION": "hand-rate"}}
     settings.TMPNB_HAND_RATE = "3/m"
