@@ -322,7 +322,7 @@ class QueueEntryAdmin(RecordAdmin[QueueEntry]):
 class SessionAdmin(RecordAdmin[Session]):
     list_display = ["visitor", "container", "client_ip", "started_at", "waited", "last_activity", "ended_at", "ended"]
     list_filter = [("ended_at", admin.EmptyFieldListFilter), "end_reason"]
-    search_fields = ["visitor", "container__name", "container__path_id"]
+    search_fields = ["visitor", "display_name", "container__name", "container__path_id"]
     actions = ["kill"]
 
     @admin.display(description="how it ended")

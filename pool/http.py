@@ -88,6 +88,12 @@ def resume_rate_exceeded(request: HttpRequest, code_key: str | None) -> bool:
     return by_address or by_code
 
 
+def hand_rate_exceeded(path_id: str) -> bool:
+    """Hands raised or lowered and names typed from inside notebook
+    ``path_id`` (TMPNB_HAND_RATE), counted once its token is known good."""
+    return _count_exceeded("hand", path_id, settings.TMPNB_HAND_RATE)
+
+
 def wants_json(request: HttpRequest) -> bool:
     return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
 

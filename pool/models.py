@@ -485,6 +485,11 @@ class Session(models.Model):
     resume_code = models.CharField(max_length=60, unique=True, null=True, blank=True, editable=False)
     resume_key = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
     resume_made_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What the participant typed from inside their notebook (pool/services/room.py):
+    # untrusted text, escaped wherever it is shown.
+    display_name = models.CharField(max_length=60, blank=True, help_text="The name the participant typed, if any.")
+    hand_raised_at = models.DateTimeField(null=True, blank=True, help_text="When the participant raised a hand; empty when it is down.")
+    hand_text = models.CharField(max_length=300, blank=True, help_text="What the participant asks help with, if they said.")
 
     objects = SessionQuerySet.as_manager()
 

@@ -1,3 +1,4 @@
+import json
 import secrets
 from collections.abc import Callable
 from typing import Any, cast
@@ -8,14 +9,15 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext, ngettext
-from django.views.decorators.http import require_POST
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
 from django.views.static import serve
 
 from pool import origins, visitors
-from pool.http import client_address, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
+from pool.http import client_address, hand_rate_exceeded, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
 from pool.models import Container, Pool, Session, Snapshot
 from pool.origins import OriginRequest
-from pool.services import assignment, disk, lab_static, pools, resume, snapshots, spawning, upkeep, usage, waiting
+from pool.services import assignment, disk, lab_static, pools, resume, room, snapshots, spawning, upkeep, usage, waiting
 from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
@@ -297,7 +299,68 @@ def notebook_time_left(request: OriginRequest, path_id: str) -> JsonResponse:
         "message": cull_warning(left) + resume_hint(request, left),
         "dismiss": gettext("Dismiss"),
     }
+    if request.origin_kind == origins.NOTEBOOK and left.session is not None:  # its holder's page: the hand and the name
+        body |= participant_state(left.session) | {"words": participant_words()}
     return no_store(JsonResponse(body))
+
+
+def _notebook_token(request: HttpRequest) -> str:
+    return request.headers.get("Authorization", "").removeprefix("token ").strip()
+
+
+@csrf_exempt  # the notebook's token in a header, never a cookie, says who asks
+@require_http_methods(["POST", "DELETE"])
+def notebook_hand(request: OriginRequest, path_id: str) -> JsonResponse:
+    """The banner's hand (deploy/images/cull-warning.js): POST raises it with
+    an optional {"text"}, DELETE lowers it; on the notebook's origin with its
+    token, 404 for anyone else."""
+    if request.method == "DELETE":
+        return _told_by_holder(request, path_id, lambda session, body: room.lower_hand(session))
+    return _told_by_holder(request, path_id, lambda session, body: room.raise_hand(session, body.get("text", "")))
+
+
+@csrf_exempt
+@require_POST
+def notebook_name(request: OriginRequest, path_id: str) -> JsonResponse:
+    """The name the participant types from the banner ({"name"}; empty clears it)."""
+    return _told_by_holder(request, path_id, lambda session, body: room.set_display_name(session, body.get("name", "")))
+
+
+def _told_by_holder(request: OriginRequest, path_id: str, change: Callable[[Session, dict[str, Any]], None]) -> JsonResponse:
+    session = room.held_session(path_id=path_id, token=_notebook_token(request)) if request.origin_kind == origins.NOTEBOOK else None
+    if session is None:
+        raise Http404("no such notebook")
+    if hand_rate_exceeded(path_id):
+        return no_store(JsonResponse({"error": gettext("Too many requests; wait a minute and try again.")}, status=429), 60)
+    try:
+        body = json.loads(request.body or b"{}") if request.method == "POST" else {}
+        if not isinstance(body, dict):
+            raise room.InvalidText("the body must be a JSON object")
+        change(session, body)
+    except (ValueError, RecursionError) as error:  # room.InvalidText, or a body that is not JSON (or nested past reading)
+        return no_store(JsonResponse({"error": str(error)}, status=400))
+    return no_store(JsonResponse(participant_state(session)))
+
+
+def participant_state(session: Session) -> dict[str, Any]:
+    return {"hand": {"raised": session.hand_raised_at is not None, "text": session.hand_text}, "name": session.display_name}
+
+
+def participant_words() -> dict[str, str]:
+    """The banner's buttons and forms, in the participant's language."""
+    return {
+        "raise": gettext("Raise hand"),
+        "lower": gettext("Lower hand"),
+        "raised": gettext("Your hand is raised: someone will come and help."),
+        "ask": gettext("What do you need help with? (optional)"),
+        "cancel": gettext("Cancel"),
+        "name": gettext("Your name"),
+        "name_label": gettext("Your name, shown to the organisers (optional)"),
+        "save": gettext("Save"),
+        "failed": gettext("That did not work; try again in a moment."),
+        "hand_max": str(room.HAND_TEXT_MAX),
+        "name_max": str(room.NAME_MAX),
+    }
 
 
 def cull_warning(left: upkeep.TimeLeft) -> str:

@@ -328,7 +328,14 @@ TMPNB_SPAWN_RATE = env_str("TMPNB_SPAWN_RATE", "600/m")
 TMPNB_ACCESS_CODE_RATE = env_str("TMPNB_ACCESS_CODE_RATE", "10/m")
 # Resume codes typed at /resume/ per period: by one address, and at one code.
 TMPNB_RESUME_RATE = env_str("TMPNB_RESUME_RATE", "10/m")
-for _name, _rate in (("TMPNB_SPAWN_RATE", TMPNB_SPAWN_RATE), ("TMPNB_ACCESS_CODE_RATE", TMPNB_ACCESS_CODE_RATE), ("TMPNB_RESUME_RATE", TMPNB_RESUME_RATE)):
+# Hands raised or lowered and names typed from inside one notebook per period.
+TMPNB_HAND_RATE = env_str("TMPNB_HAND_RATE", "10/m")
+for _name, _rate in (
+    ("TMPNB_SPAWN_RATE", TMPNB_SPAWN_RATE),
+    ("TMPNB_ACCESS_CODE_RATE", TMPNB_ACCESS_CODE_RATE),
+    ("TMPNB_RESUME_RATE", TMPNB_RESUME_RATE),
+    ("TMPNB_HAND_RATE", TMPNB_HAND_RATE),
+):
     if not re.match(r"^\d+/\d*[smhd]$", _rate):
         raise ImproperlyConfigured(f"{_name} must be requests per period such as 600/m or 20/s, not {_rate!r}")
 # User agents (substrings) answered with a link preview, besides pool/visitors.py's list.

@@ -22,6 +22,9 @@ urlpatterns = [
     path("resume/", views.resume_page, name="resume"),
     # The warning inside a held notebook asks how long it has before a cull.
     path("api/notebooks/<str:path_id>/time-left", views.notebook_time_left, name="notebook-time-left"),
+    # Its raised hand and its holder's name, from the same banner.
+    path("api/notebooks/<str:path_id>/hand", views.notebook_hand, name="notebook-hand"),
+    path("api/notebooks/<str:path_id>/name", views.notebook_name, name="notebook-name"),
     path("static/<path:path>", views.static_files, name="static-files"),
     path("lab-static/<str:recipe>/<path:path>", views.lab_static_file, name="lab-static"),
     # The API answers with or without a trailing slash: POST and DELETE cannot be redirected.

@@ -1,8 +1,9 @@
-/* tmpnb: a banner a few minutes before this notebook server is culled.
-   The service answers on the notebook's own origin to whoever sends the
-   notebook's token, and 404 to anyone else; it words the warning in the
-   participant's language. Added to JupyterLab's page by build-jupyter;
-   nothing is fetched from elsewhere. */
+/* tmpnb: a banner a few minutes before this notebook server is culled, and
+   beside it a small box to raise a hand (with an optional help text) and to
+   give the organisers a name. The service answers on the notebook's own
+   origin to whoever sends the notebook's token, and 404 to anyone else; it
+   words the banner and the box in the participant's language. Added to
+   JupyterLab's page by build-jupyter; nothing is fetched from elsewhere. */
 (function () {
   var element = document.getElementById('jupyter-config-data');
   var config = element ? JSON.parse(element.textContent) : {};
@@ -11,10 +12,12 @@
   if (!found) {
     return; // not behind tmpnb
   }
-  var url = found[1] + 'api/notebooks/' + found[2] + '/time-left';
+  var api = found[1] + 'api/notebooks/' + found[2] + '/';
+  var url = api + 'time-left';
   var banner = null;
   var dismissed = null; // the reason of the warning the participant closed
   var timer = null;
+  var help = null; // the hand and name box, made from the first answer
 
   function hide() {
     if (banner) {
@@ -53,9 +56,124 @@
     }
   }
 
+  function headers() {
+    return { Accept: 'application/json', 'Content-Type': 'application/json', Authorization: 'token ' + (config.token || '') };
+  }
+
+  var BUTTON = 'font:inherit;padding:2px 8px;border:1px solid #5a6b7b;border-radius:3px;background:#fff;color:#1a2a3a;cursor:pointer';
+
+  function make(tag, properties, style) {
+    var made = document.createElement(tag);
+    Object.keys(properties).forEach(function (name) { made[name] = properties[name]; });
+    if (style) {
+      made.style.cssText = style;
+    }
+    return made;
+  }
+
+  // A small form under the box: one field, Save and Cancel.
+  function form(id, label, field, submit, cancelWord) {
+    // No display on the form itself: its hidden attribute must hide it.
+    var box = make('form', { id: id, hidden: true }, 'margin-top:6px');
+    var caption = make('label', { htmlFor: field.id, textContent: label }, 'display:block;margin-bottom:4px');
+    field.style.display = 'block';
+    field.style.marginBottom = '4px';
+    var buttons = make('div', {}, 'display:flex;gap:6px;justify-content:flex-end');
+    var cancel = make('button', { type: 'button', textContent: cancelWord }, BUTTON);
+    buttons.append(make('button', { type: 'submit', textContent: submit }, BUTTON), cancel);
+    box.append(caption, field, buttons);
+    cancel.addEventListener('click', function () { box.hidden = true; });
+    // JupyterLab's shortcuts are not for what the participant types here.
+    box.addEventListener('keydown', function (event) { event.stopPropagation(); });
+    return box;
+  }
+
+  function makeHelp(words) {
+    help = make('div', { id: 'tmpnb-help' }, 'position:fixed;top:4px;right:8px;z-index:10000;max-width:22em;padding:4px 8px;' +
+      'background:#eef3f8;color:#1a2a3a;border:1px solid #5a6b7b;border-radius:4px;font:13px/1.4 sans-serif;box-shadow:0 1px 4px rgba(0,0,0,.2)');
+    var row = make('div', {}, 'display:flex;gap:8px;align-items:center;justify-content:flex-end');
+    help.hand = make('button', { type: 'button', id: 'tmpnb-hand' }, BUTTON);
+    help.nameLink = make('button', { type: 'button', id: 'tmpnb-name' },
+      'font:inherit;background:none;border:0;padding:0;color:#1f4e79;text-decoration:underline;cursor:pointer');
+    row.append(help.hand, help.nameLink);
+    help.status = make('div', { id: 'tmpnb-help-status' });
+    help.status.setAttribute('role', 'status');
+    help.text = make('textarea', { id: 'tmpnb-hand-text', rows: 2, maxLength: Number(words.hand_max) }, 'font:inherit;width:20em;box-sizing:border-box');
+    help.handForm = form('tmpnb-hand-form', words.ask, help.text, words.raise, words.cancel);
+    help.name = make('input', { id: 'tmpnb-name-input', type: 'text', maxLength: Number(words.name_max), autocomplete: 'name' }, 'font:inherit;width:20em;box-sizing:border-box');
+    help.nameForm = form('tmpnb-name-form', words.name_label, help.name, words.save, words.cancel);
+    help.append(row, help.status, help.handForm, help.nameForm);
+    document.body.appendChild(help);
+
+    help.hand.addEventListener('click', function () {
+      if (help.raised) {
+        send('hand', 'DELETE', null);
+      } else {
+        help.nameForm.hidden = true;
+        help.handForm.hidden = false;
+        help.text.focus();
+      }
+    });
+    help.handForm.addEventListener('submit', function (event) {
+      event.preventDefault();
+      send('hand', 'POST', { text: help.text.value });
+    });
+    help.nameLink.addEventListener('click', function () {
+      help.handForm.hidden = true;
+      help.nameForm.hidden = false;
+      help.name.focus();
+    });
+    help.nameForm.addEventListener('submit', function (event) {
+      event.preventDefault();
+      send('name', 'POST', { name: help.name.value });
+    });
+  }
+
+  // What the service says of the hand and the name, shown (as text only).
+  function showHelp(state, words) {
+    if (!help) {
+      makeHelp(words);
+    }
+    help.words = words;
+    help.raised = state.hand.raised;
+    help.hand.textContent = state.hand.raised ? words.lower : words.raise;
+    help.hand.setAttribute('aria-pressed', String(state.hand.raised));
+    help.nameLink.textContent = state.name || words.name;
+    help.nameLink.setAttribute('aria-label', state.name ? words.name + ': ' + state.name : words.name);
+    var status = state.hand.raised ? words.raised : '';
+    if (help.status.textContent !== status) {
+      help.status.textContent = status;
+    }
+    if (document.activeElement !== help.name) {
+      help.name.value = state.name;
+    }
+  }
+
+  function send(what, method, body) {
+    var options = { method: method, credentials: 'omit', headers: headers(), cache: 'no-store' };
+    if (body) {
+      options.body = JSON.stringify(body);
+    }
+    fetch(api + what, options)
+      .then(function (response) {
+        return response.json().then(function (answer) { return { ok: response.ok, answer: answer }; });
+      })
+      .then(function (result) {
+        if (!result.ok) {
+          help.status.textContent = result.answer.error || help.words.failed;
+          return;
+        }
+        help.handForm.hidden = true;
+        help.nameForm.hidden = true;
+        showHelp(result.answer, help.words);
+      })
+      .catch(function () {
+        help.status.textContent = help.words.failed;
+      });
+  }
+
   function ask() {
-    var headers = { Accept: 'application/json', Authorization: 'token ' + (config.token || '') };
-    fetch(url, { credentials: 'omit', headers: headers, cache: 'no-store' })
+    fetch(url, { credentials: 'omit', headers: headers(), cache: 'no-store' })
       .then(function (response) {
         if (response.status === 404) {
           clearInterval(timer); // not this visitor's notebook, or it has ended
@@ -66,6 +184,9 @@
       .then(function (answer) {
         if (!answer) {
           return;
+        }
+        if (answer.words) {
+          showHelp(answer, answer.words);
         }
         if (!answer.warn) {
           dismissed = null; // the next warning shows again

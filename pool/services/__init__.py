@@ -21,4 +21,5 @@ assignment``), so that the call graph reads from the imports:
 - ``schedules``, ``usage``, ``events``, ``retention``: planned capacity, usage samples,
   the event log, pruning of history.
 - ``dashboard``, ``metrics``: the organisers' figures and those of /metrics.
+- ``room``: the room view of a pool's participants, and the hands and names they send.
 """

@@ -10,6 +10,7 @@ TMPNB_SNAPSHOT_HOURS (one hour when it is 0), then the heartbeat deletes them.
 """
 
 import logging
+import re
 import secrets
 import shutil
 import stat
@@ -31,6 +32,7 @@ from pool.services.snapshots import CopiedWork, copy_folder_into_zip, notebook_r
 log = logging.getLogger(__name__)
 
 PRUNE_BATCH = 500
+FOLDER_NAME_MAX = 40  # characters of a participant's name in their folder's
 README = "README.txt"
 
 
@@ -80,8 +82,10 @@ def collect_now(*, pool: Pool, by: str) -> Collection:
 
 def participant_folder(session: Session) -> str:
     """Their folder in the zip: their label (the visitor tag the admin and the
-    event log show). Sessions hold no name a participant typed."""
-    return session.visitor_tag
+    event log show, which keeps folders apart), then the name they typed, if
+    any, in characters every file system takes."""
+    name = "-".join(re.findall(r"[^\W_]+", session.display_name))[:FOLDER_NAME_MAX]
+    return f"{session.visitor_tag}-{name}" if name else session.visitor_tag
 
 
 def collect_work(collection_id: int) -> Collection:
@@ -155,7 +159,7 @@ def readme(copied: list[CopiedParticipant], *, pool: Pool, at: datetime) -> str:
     """What the zip holds, and for each participant whose copy is not whole, what is missing and why."""
     lines = [
         f"The work of everyone holding a notebook of pool {pool.name} at {timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}:",
-        f"one folder per participant, named by their label. {len(copied)} participant(s).",
+        f"one folder per participant, named by their label and the name they typed, if any. {len(copied)} participant(s).",
         "",
     ]
     incomplete = [each for each in copied if _incomplete(each.work)]

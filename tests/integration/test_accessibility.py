@@ -1,4 +1,4 @@
-"""Every participant page and the organiser's dashboard, checked in Chromium
+"""Every participant page, the organiser's dashboard and room view, checked in Chromium
 with axe-core (deploy/a11y, installed by deploy/test): no serious or critical
 violation. And the waiting room's live updates as a screen reader or a
 keyboard user meets them.
@@ -15,6 +15,7 @@ from django.utils import timezone
 from playwright.sync_api import Error as PlaywrightError
 
 from pool.models import Container, Session, Snapshot
+from pool.services import room
 from tests.factories import ContainerFactory, PoolFactory
 from tests.integration.test_browser import CHROMIUM, log_in_as_organiser, open_browser  # noqa: F401 (a fixture)
 from tests.stack import ROOT
@@ -132,8 +133,12 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
 
     organiser = log_in_as_organiser(open_browser("organiser"), served, admin_user)
     checked["dashboard"] = serious_violations(organiser)
+    room.raise_hand(Session.objects.active().get(container__pool=pool), "stuck on cell 3")
+    organiser.goto(f"{served}/admin/room/{pool.pk}/")
+    organiser.locator("#hands li.hand").wait_for()  # the rows, filled in by the page's first refresh
+    checked["room view"] = serious_violations(organiser)
 
-    assert len(checked) == 4 + 7 * len(LANGUAGES) + 3 + 2
+    assert len(checked) == 4 + 7 * len(LANGUAGES) + 3 + 3
     print(f"\naxe-core checked {len(checked)} pages: {', '.join(checked)}")
     failing = {page: found for page, found in checked.items() if found}
     assert not failing, "\n".join(f"{page}: {found}" for page, found in failing.items())

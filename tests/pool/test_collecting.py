@@ -15,7 +15,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from pool.models import Collection, Container, Event, Session
-from pool.services import assignment, collecting, pools, spawning, upkeep
+from pool.services import assignment, collecting, pools, room as room_service, spawning, upkeep
 from tests.factories import PoolFactory
 from tests.fakes import instead_of_sending
 
@@ -46,6 +46,16 @@ def room(fake_backend, fake_proxy):
 def contents(path):
     with zipfile.ZipFile(path) as archive:
         return {info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()}
+
+
+def test_a_participant_who_typed_a_name_gets_it_in_their_folders_name_in_safe_characters(room):
+    room_service.set_display_name(room[0], "Ada Lovelace")
+    room_service.set_display_name(room[1], "../../etc/<passwd>:*? José")
+    collection = collecting.collect_now(pool=room[0].container.pool, by="organiser")
+    files = contents(collecting.collection_path(collection))
+    assert files[f"{room[0].visitor_tag}-Ada-Lovelace/notes.txt"] == b"ada's notes\n"
+    assert files[f"{room[1].visitor_tag}-etc-passwd-José/notes.txt"] == b"bea's notes\n"
+    assert files[f"{room[2].visitor_tag}/notes.txt"] == b"cy's notes\n"  # no name typed
 
 
 def test_a_collection_holds_a_folder_per_participant_named_by_their_label_and_ends_nothing(room, fake_backend):

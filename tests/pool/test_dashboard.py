@@ -30,7 +30,7 @@ def test_the_home_page_shows_each_pools_numbers_and_keeps_the_model_list(admin_c
     ContainerFactory(pool=pool, state=Container.State.FAILED, ended_at=timezone.now())
     SessionFactory(container__pool=pool)
     page = admin_client.get("/admin/").content.decode()
-    rows = re.findall(r"<tr>\s*<th><a[^>]*>(\w+)</a></th>(.*?)</tr>", page, re.S)
+    rows = re.findall(r"<tr>\s*<th><a[^>]*>(\w+)</a> · <a[^>]*>room</a></th>(.*?)</tr>", page, re.S)
     cells = {name: re.findall(r'<td class="num">(?:<a[^>]*>)?(\d+)', row) for name, row in rows}
     assert cells == {"default": ["6", "2", "1", "1", "1"], "python": ["1", "0", "0", "0", "0"]}
     assert 'href="/p/python/"' in page and 'href="/"' in page
