@@ -34,10 +34,10 @@ from tempfile import mkdtemp
 
 import requests
 
-from deploy.benchmark import log
+from deploy.benchmark import Case, eventually, log, spread
 from deploy.benchmark.images import docker_client
 from deploy.benchmark.service import Service
-from deploy.benchmark.visitors import percentile, visit, visitor_address
+from deploy.benchmark.visitors import new_browser, visit, visitor_address
 from tests.dockerd import private_dockerd
 from tests.stack import ROOT, TINY_IMAGE, TINY_WORK_COMMAND, CeleryBeat, CeleryWorker, Proxy, RedisServer, WebApp
 
@@ -167,26 +167,12 @@ class SoakService(Service):
         return dict(zip(keys, found[0], strict=True)) if found else None
 
 
-def eventually(check, timeout, interval=0.5):
-    """``check()``'s first true answer within ``timeout`` seconds (errors
-    count as not yet), else None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):
-            if answer := check():
-                return answer
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
-
-
 class Organiser:
     """The admin's kill action, through the proxy, as an organiser clicks it."""
 
     def __init__(self, url, password):
         self.url, self.password = url, password
-        self.browser = requests.Session()
-        self.browser.trust_env = False
+        self.browser = new_browser()
 
     def _form_token(self, page):
         answer = self.browser.get(f"{self.url}{page}", timeout=10)
@@ -263,8 +249,7 @@ class Soak:
     def work(self, path_id, url, seconds):
         """Use the notebook for ``seconds``; a notebook that stops answering
         for UNANSWERED_GRACE while its row says live is lost."""
-        browser = requests.Session()
-        browser.trust_env = False
+        browser = new_browser()
         end, silent_since = time.monotonic() + seconds, None
         while time.monotonic() < end or silent_since is not None:
             try:
@@ -484,7 +469,7 @@ class Soak:
                 self.lose(path_id, f"ended {reason or 'never'}")
 
     def report(self, seconds):
-        times = sorted(round(landed, 3) for landed, _ in self.landings)
+        times = [round(landed, 3) for landed, _ in self.landings]
         while_ = {}
         for landed, during in sorted(self.landings, key=lambda landing: landing[0]):
             while_.setdefault(during or "nobody misbehaving", []).append(round(landed, 3))
@@ -505,8 +490,8 @@ class Soak:
             "failed_landings": dict(self.failed_landings),
             "ended_on_their_own": self.service.exits,
             "soak_errors": self.errors,
-            "landing": {"n": len(times), "p50": percentile(times, 50), "p99": percentile(times, 99), "max": times[-1] if times else None},
-            "landing_while": {what: {"n": len(t), "p50": percentile(t, 50), "p99": percentile(t, 99)} for what, t in while_.items()},
+            "landing": {"n": len(times), **spread(times, "p50", "p99", "max")},
+            "landing_while": {what: {"n": len(t), **spread(t, "p50", "p99")} for what, t in while_.items()},
         }
 
 
@@ -537,7 +522,11 @@ def soak(minutes=45, keep_state=False, seed=None):
             return Soak(service, engine, plan).run()
 
 
-def print_soak(result, out):
+TITLE = "\nsoak (deploy/benchmark/soak.py; sessions lost and work lost must be 0)"
+
+
+def show(result, out):
+    print(TITLE, file=out)
     print(
         f"  {result['minutes']} min: {result['visitors']} visitors ({result['outcomes']}), {result['sessions']} sessions;"
         f" sessions lost {result['sessions_lost']}, work lost {result['work_lost']} (saved {result['work_saved']})",
@@ -558,3 +547,12 @@ def print_soak(result, out):
         print(f"  landing while {what}: p50 {landing['p50']} s, p99 {landing['p99']} s ({landing['n']} visitors)", file=out)
     for path_id, why in {**result["lost"], **result["work_lost_detail"]}.items():
         print(f"  {path_id}: {why}", file=out)
+
+
+CASE = Case(
+    run=lambda bench: soak(bench.args.minutes, keep_state=bench.args.keep_state),
+    show=show,
+    title=TITLE.strip(),
+    images=lambda args: [TINY_IMAGE],
+    named_only=True,
+)
