@@ -77,7 +77,7 @@ def spawn(image, tree):
             tar_path = tree.parent / f"v1-{user.uid}-{user.gid}.tar"
             if not tar_path.exists():
                 materials_files.pack_for_user(tree, tar_path, user.uid, user.gid)
-            docker_backend.copy_in(started.backend_id, str(tar_path), user.folder)
+            docker_backend.copy_in(started.backend_id, tar_path=str(tar_path), destination=user.folder)
         url = f"http://127.0.0.1:{started.host_port}{base}{LANDINGS[image].lstrip('/')}?token={token}"
         while time.perf_counter() - started_at < 120:
             try:
