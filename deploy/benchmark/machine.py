@@ -81,6 +81,25 @@ def container_cpu_seconds(installation):
     return total
 
 
+def container_cores(backend_id, seconds=5.0):
+    """The cores a container may use (its CPU quota) and used over ``seconds``
+    (less than allowed when the machine's other work takes the cores)."""
+    client = docker_client()
+    try:
+        host = client.api.inspect_container(backend_id)["HostConfig"]
+        allowed = round(host["CpuQuota"] / (host["CpuPeriod"] or 100_000), 2) if host["CpuQuota"] else None
+
+        def used():
+            return client.api.stats(backend_id, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"], time.monotonic()
+
+        before, started = used()
+        time.sleep(seconds)
+        after, ended = used()
+        return {"cores_allowed": allowed, "cores_used": round((after - before) / 1e9 / (ended - started), 2)}
+    finally:
+        client.close()
+
+
 @contextlib.contextmanager
 def cpu_used(service, **more_roles):
     """CPU seconds each of the service's roles (and ``more_roles``: name ->

@@ -31,11 +31,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from tempfile import mkdtemp
+from unittest import mock
 
 import requests
 
 from deploy.benchmark import Case, eventually, log, spread
 from deploy.benchmark.images import docker_client
+from deploy.benchmark.machine import container_cores
 from deploy.benchmark.service import Service
 from deploy.benchmark.visitors import new_browser, visit, visitor_address
 from tests.dockerd import private_dockerd
@@ -394,28 +396,10 @@ class Soak:
         injected = time.monotonic()
         self.run_code(path_id, f"{loops} wait", detach=True)
         with self.misbehaving("a participant busy-loops on every core"):
-            cores = self.cores(self.service.row(path_id)["backend_id"])
+            cores = container_cores(self.service.row(path_id)["backend_id"])
             self.probes()
             self.finish(path_id, work, kill=True)
         return injected, time.monotonic(), cores
-
-    def cores(self, backend_id, seconds=5.0):
-        """The cores the container may use (its CPU quota) and used over ``seconds``
-        (less than allowed when the machine's other work takes the cores)."""
-        client = docker_client()
-        try:
-            host = client.api.inspect_container(backend_id)["HostConfig"]
-            allowed = round(host["CpuQuota"] / (host["CpuPeriod"] or 100_000), 2) if host["CpuQuota"] else None
-
-            def used():
-                return client.api.stats(backend_id, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"], time.monotonic()
-
-            before, started = used()
-            time.sleep(seconds)
-            after, ended = used()
-            return {"cores_allowed": allowed, "cores_used": round((after - before) / 1e9 / (ended - started), 2)}
-        finally:
-            client.close()
 
     def faults_in_turn(self, started):
         """Each fault at its time, spread over the soak, then its heal measured."""
@@ -495,25 +479,13 @@ class Soak:
         }
 
 
-@contextlib.contextmanager
-def docker_host(socket):
-    """This process's Docker calls (the benchmark's docker_client) go to ``socket`` in the block."""
-    before = os.environ.get("DOCKER_HOST")
-    os.environ["DOCKER_HOST"] = socket
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["DOCKER_HOST"]
-        else:
-            os.environ["DOCKER_HOST"] = before
-
-
 def soak(minutes=45, keep_state=False, seed=None):
     """The whole soak: a private dockerd, the service on it, the churn and the faults."""
     random.seed(seed)
     plan = Plan.for_minutes(minutes)
-    with private_dockerd(Path(mkdtemp(prefix="tmpnb-soak-dockerd-", dir="/var/tmp")), [TINY_IMAGE]) as engine, docker_host(engine.socket):
+    engine_folder = Path(mkdtemp(prefix="tmpnb-soak-dockerd-", dir="/var/tmp"))
+    # This process's Docker calls (the benchmark's docker_client) go to the private engine too.
+    with private_dockerd(engine_folder, [TINY_IMAGE]) as engine, mock.patch.dict(os.environ, DOCKER_HOST=engine.socket):
         service = SoakService(plan=plan, docker_host=engine.socket)
         service.keep_state = keep_state
         with service:
