@@ -6,7 +6,7 @@ to heal after each fault, the 5xx answers, and the landing times of the
 others while one participant misbehaves.
 
 The service runs as deploy/systemd runs it: Redis, the proxy, gunicorn, a
-Celery worker and beat (tests/stack.py's processes), each killed and started
+Celery worker and beat (service.py's Units), each killed and started
 again on its own as systemd would (deploy/up stops everything once one of
 its processes ends). Its Docker engine is a private dockerd
 (tests/dockerd.py), so restarting it disturbs no one else on the machine,
@@ -23,7 +23,6 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -38,10 +37,10 @@ import requests
 from deploy.benchmark import Case, eventually, log, spread
 from deploy.benchmark.images import docker_client
 from deploy.benchmark.machine import container_cores
-from deploy.benchmark.service import Service
+from deploy.benchmark.service import Units
 from deploy.benchmark.visitors import new_browser, visit, visitor_address
 from tests.dockerd import private_dockerd
-from tests.stack import ROOT, TINY_IMAGE, TINY_WORK_COMMAND, CeleryBeat, CeleryWorker, Proxy, RedisServer, WebApp
+from tests.stack import TINY_IMAGE, TINY_WORK_COMMAND
 
 # Ends that are a session's own; any other end loses it.
 FINE_ENDS = {"culled-idle", "culled-age", "killed", "disk-full"}
@@ -72,88 +71,24 @@ class Plan:
         return cls(minutes, arrive_every=6, active=20, cull_timeout=30, hold=10)
 
 
-class SoakService(Service):
-    """deploy/benchmark's Service (state folder, label, record, clean-up) with
-    the service's processes run here, each restartable on its own."""
+class SoakService(Units):
+    """The service as deploy/systemd runs it (deploy/benchmark/service.py's
+    Units), with the soak's settings and its snapshots on a small tmpfs."""
 
     def __init__(self, *, plan, docker_host):
         env = {"DOCKER_HOST": docker_host, "TMPNB_CULL_TIMEOUT": plan.cull_timeout, "TMPNB_CULL_PERIOD": 1, "TMPNB_DISK_PERIOD": 1}
         env |= {"TMPNB_DISK_LIMIT": f"{plan.disk_limit_mb}m", "TMPNB_SNAPSHOT_MAX_MB": 1, "TMPNB_LONG_POLLS": 16}
         super().__init__(image=TINY_IMAGE, command=TINY_WORK_COMMAND, pool_size=POOL_SIZE, ready_target=READY_TARGET, heartbeat=1.0, name="soak", env=env)
-        self.env = {key: str(value) for key, value in self.env.items()}
-        self.logs, self.snapshots = self.state / "logs", self.state / "var" / "snapshots"
-        self.secret_key, self.admin_password = secrets.token_urlsafe(32), secrets.token_urlsafe(12)
-        self.roles, self.exits = {}, []
-        self.restarting, self.supervising = threading.Lock(), threading.Event()
-
-    def environment(self):
-        var = self.state / "var"
-        env = super().environment()
-        env.update(DATABASE_URL=f"sqlite:///{var / 'tmpnb.sqlite3'}", TMPNB_VAR_DIR=str(var), DJANGO_SECRET_KEY=self.secret_key)
-        env.update(REDIS_URL=f"redis://127.0.0.1:{self.ports['TMPNB_REDIS_PORT']}/0", CONFIGPROXY_AUTH_TOKEN=self.proxy_token)
-        env.update(CONFIGPROXY_ENDPOINT=f"http://127.0.0.1:{self.ports['TMPNB_PROXY_API_PORT']}", DJANGO_SUPERUSER_PASSWORD=self.admin_password)
-        return env
+        self.snapshots = self.state / "var" / "snapshots"
 
     def start(self):
-        log(f"soak service {self.installation} on {self.env['DOCKER_HOST']} (state {self.state})")
-        self.logs.mkdir()
         self.snapshots.mkdir(parents=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SNAPSHOT_FS_MB}m", "tmpfs", str(self.snapshots)], check=True)
-        redis = RedisServer(self.logs)
-        proxy = Proxy(
-            f"http://127.0.0.1:{self.ports['TMPNB_PORT']}", self.logs, public_port=self.ports["TMPNB_PUBLIC_PORT"], api_port=self.ports["TMPNB_PROXY_API_PORT"]
-        )
-        self.ports.update(TMPNB_REDIS_PORT=redis.port, TMPNB_NOTEBOOK_PORT=proxy.notebook_port)
-        self.proxy_token = proxy.token
-        self.roles = {"redis": redis.start(), "proxy": proxy.start()}
-        env = self.environment()
-        # What deploy/systemd's units run before the service starts (and an organiser's login).
-        for command in (
-            ["migrate", "--noinput"],
-            ["init_pool"],
-            ["guard_network"],
-            ["createsuperuser", "--noinput", "--username", "admin", "--email", "a@localhost"],
-        ):
-            done = subprocess.run([sys.executable, "manage.py", *command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-            if done.returncode:
-                raise RuntimeError(f"manage.py {command[0]}: {done.stderr[-2000:]}")
-        self.roles |= {
-            "web": WebApp(self.ports["TMPNB_PORT"], env, self.logs, workers=1),
-            "worker": CeleryWorker(env, self.logs),
-            "beat": CeleryBeat(env, self.logs),
-        }
-        for role in ("web", "worker", "beat"):
-            self.roles[role].start()
-        threading.Thread(target=self.supervise, daemon=True).start()
-        return self
+        return super().start()
 
-    def restart(self, role, sig=signal.SIGTERM, hold=0):
-        with self.restarting:
-            self.roles[role].stop(sig)
-            time.sleep(hold)
-            self.roles[role].start()
-
-    def supervise(self):
-        """What systemd's Restart=always does for the units: a process that
-        ended on its own is started again. Each such end is recorded."""
-        while not self.supervising.wait(0.5):
-            with self.restarting:
-                for role, process in self.roles.items():
-                    if process.popen.poll() is None:
-                        continue
-                    lines = process.log_tail(80).splitlines()
-                    why = next((line for line in reversed(lines) if "CRITICAL" in line or "Error" in line), "")
-                    self.exits.append({"role": role, "exit_status": process.popen.returncode, "last_error": why.strip()[:300]})
-                    log(f"{role} ended on its own ({process.popen.returncode}): started again. {why.strip()[:200]}")
-                    process.start()
-
-    def stop(self):
-        self.supervising.set()
-        for process in reversed(list(self.roles.values())):
-            process.stop()
-        self.roles = {}
+    def clean_up(self):
         subprocess.run(["umount", "-l", str(self.snapshots)], check=False)
-        self.clean_up()
+        super().clean_up()
 
     def ready(self):
         return self.counts().get("ready", 0)
