@@ -258,12 +258,8 @@ def targets_c(c):
     ]
 
 
-def tiny(args):
-    return [TINY_IMAGE]
-
-
 CASES = {
-    "a": Case(run=case_a, show=functools.partial(print_burst, "a"), title=None, targets=targets_a, images=tiny),
+    "a": Case(run=case_a, show=functools.partial(print_burst, "a"), title=None, targets=targets_a, images=lambda args: [TINY_IMAGE]),
     "b": Case(run=case_b, show=functools.partial(print_burst, "b"), title=None, targets=targets_b, images=lambda args: [JUPYTER_IMAGE]),
-    "c": Case(run=case_c, show=functools.partial(print_burst, "c"), title=None, targets=targets_c, images=tiny),
+    "c": Case(run=case_c, show=functools.partial(print_burst, "c"), title=None, targets=targets_c, images=lambda args: [TINY_IMAGE]),
 }
