@@ -43,6 +43,8 @@ PASS_THROUGH = {
     "TMPNB_WEB_CONCURRENCY",
     "TMPNB_ROUTE_TO",
 }
+# deploy/up's service processes by role: the words each one's command line holds.
+ROLES = {"proxy": ("tmpnb-proxy.mjs",), "web": ("gunicorn",), "worker": ("celery", " worker"), "beat": ("celery", " beat"), "redis": ("redis-server",)}
 
 
 def utc(value):
@@ -235,20 +237,12 @@ class Service:
         return filled_at
 
     def rows(self, since=None):
-        sql = "SELECT path_id, state, created_at, ready_at, assigned_at FROM pool_container"
-        rows = self.query(sql)
-        out = []
-        for path_id, state, created, ready, assigned in rows:
-            row = {
-                "path_id": path_id,
-                "state": state,
-                "created": utc(created),
-                "ready": utc(ready) if ready else None,
-                "assigned": utc(assigned) if assigned else None,
-            }
-            if since is None or row["created"] >= since:
-                out.append(row)
-        return out
+        """Each container row's times as epoch seconds: of those created since ``since`` if given."""
+        rows = [
+            {"path_id": path_id, "state": state, "created": utc(created), "ready": ready and utc(ready), "assigned": assigned and utc(assigned)}
+            for path_id, state, created, ready, assigned in self.query("SELECT path_id, state, created_at, ready_at, assigned_at FROM pool_container")
+        ]
+        return [row for row in rows if since is None or row["created"] >= since]
 
     def refill_rate(self, since=None, start=None):
         """Containers made ready per second: the rows created since ``since``,
@@ -285,19 +279,9 @@ class Service:
                 cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if "tmpnb-proxy.mjs" in cmdline:
-                role = "proxy"
-            elif "gunicorn" in cmdline:
-                role = "web"
-            elif "celery" in cmdline and " worker" in cmdline:
-                role = "worker"
-            elif "celery" in cmdline and " beat" in cmdline:
-                role = "beat"
-            elif "redis-server" in cmdline:
-                role = "redis"
-            else:
-                continue
-            roles.setdefault(role, []).extend(tree(pid))
+            role = next((role for role, words in ROLES.items() if all(word in cmdline for word in words)), None)
+            if role:
+                roles.setdefault(role, []).extend(tree(pid))
         return roles
 
     def stop(self):
