@@ -10,8 +10,9 @@ from pathlib import Path
 
 import deploy.benchmark
 from deploy.benchmark import log
-from deploy.benchmark.cases import ALL_CASES, NAMED_ONLY, Bench
-from deploy.benchmark.images import IMAGES, JUPYTER_IMAGE, TINY_IMAGE, ensure_image
+from deploy.benchmark.bench import Bench
+from deploy.benchmark.cases import ALL_CASES, CASES, NAMED_ONLY
+from deploy.benchmark.images import IMAGES, ensure_image
 from deploy.benchmark.report import print_report
 from deploy.benchmark.service import PASS_THROUGH
 from tests.stack import ROOT
@@ -76,14 +77,7 @@ def main(argv=None):
     # SIGTERM and SIGHUP unwind like Ctrl-C, so every case stops its deploy/up.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupt)
-    needed = set()
-    if {"a", "c", "route", "cpu", "footprint", "sweep", "soak"} & set(args.cases) or ("refill" in args.cases and "tiny" in args.refill_images):
-        needed.add(TINY_IMAGE)
-    if {"b", "room"} & set(args.cases):
-        needed.add(JUPYTER_IMAGE)
-    if "refill" in args.cases:
-        needed.update(IMAGES[kind] for kind in args.refill_images if kind != "tiny")
-    for image in sorted(needed):
+    for image in sorted({image for name in args.cases for image in CASES[name].images(args)}):
         ensure_image(image)
     bench = Bench(args)
     bench.results["options"] = {k: v for k, v in vars(args).items()}

@@ -19,6 +19,7 @@ import time
 import docker
 import requests
 
+from deploy.benchmark import eventually
 from deploy.benchmark.images import COMMANDS, LABEL_BENCH, MEM_LIMIT
 from pool.command import CLASSIC_IMAGE, DEFAULT_COMMAND, DEFAULT_IMAGE, render_command
 
@@ -36,19 +37,9 @@ def boot_once(client, image, command, extra, idle_seconds):
         mem_limit=MEM_LIMIT,
     )
     try:
-        port = None
-        while time.perf_counter() - started < 60:
-            if port is None:
-                container.reload()
-                bound = container.ports.get("8888/tcp")
-                port = bound and bound[0]["HostPort"]
-            try:
-                if port and requests.get(f"http://127.0.0.1:{port}{base}api", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            time.sleep(0.02)
-        else:
+        port = eventually(lambda: published_port(container), 60, interval=0.02)
+        url = f"http://127.0.0.1:{port}{base}api"
+        if not eventually(lambda: requests.get(url, timeout=2).status_code == 200, 60 - (time.perf_counter() - started), interval=0.02):
             raise RuntimeError(f"{image} did not answer within 60 s:\n{container.logs().decode()[-2000:]}")
         boot = time.perf_counter() - started
         time.sleep(idle_seconds)
@@ -57,6 +48,12 @@ def boot_once(client, image, command, extra, idle_seconds):
         return boot, memory / 2**20
     finally:
         container.remove(force=True)
+
+
+def published_port(container):
+    container.reload()
+    bound = container.ports.get("8888/tcp")
+    return bound and bound[0]["HostPort"]
 
 
 def main(argv=None):

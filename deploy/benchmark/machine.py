@@ -1,6 +1,7 @@
 """This machine: what it is, how busy its cores are, and what a process
 tree costs in CPU time and memory."""
 
+import contextlib
 import os
 import platform
 import re
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from deploy.benchmark import log
-from deploy.benchmark.images import docker_client
+from deploy.benchmark.images import LABEL_INSTALLATION, docker_client
 from tests.stack import ROOT
 
 
@@ -55,6 +56,64 @@ def process_cpu_seconds(pids):
         except (OSError, IndexError, ValueError):
             pass
     return total / hz
+
+
+def service_cpu_seconds(service):
+    """CPU seconds used so far by all of the service's processes."""
+    return sum(process_cpu_seconds(pids) for pids in service.processes().values())
+
+
+def container_cpu_seconds(installation):
+    """CPU seconds used so far by the service's containers, from their cgroups (v1 or v2)."""
+    client = docker_client()
+    try:
+        ids = [c.id for c in client.containers.list(filters={"label": f"{LABEL_INSTALLATION}={installation}"})]
+    finally:
+        client.close()
+    total = 0.0
+    for cid in ids:
+        v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage")
+        v2 = Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat")
+        if v1.exists():
+            total += int(v1.read_text()) / 1e9
+        elif v2.exists():
+            total += int(v2.read_text().split()[1]) / 1e6  # usage_usec
+    return total
+
+
+def container_cores(backend_id, seconds=5.0):
+    """The cores a container may use (its CPU quota) and used over ``seconds``
+    (less than allowed when the machine's other work takes the cores)."""
+    client = docker_client()
+    try:
+        host = client.api.inspect_container(backend_id)["HostConfig"]
+        allowed = round(host["CpuQuota"] / (host["CpuPeriod"] or 100_000), 2) if host["CpuQuota"] else None
+
+        def used():
+            return client.api.stats(backend_id, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"], time.monotonic()
+
+        before, started = used()
+        time.sleep(seconds)
+        after, ended = used()
+        return {"cores_allowed": allowed, "cores_used": round((after - before) / 1e9 / (ended - started), 2)}
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def cpu_used(service, **more_roles):
+    """CPU seconds each of the service's roles (and ``more_roles``: name ->
+    pids) used in the block, and how busy the machine's cores were. The
+    visitors are this process's threads: on one machine they take the same
+    cores as the service, so their share is shown too."""
+    roles = {**service.processes(), "visitors": [os.getpid()], **more_roles}
+    before = {role: process_cpu_seconds(pids) for role, pids in roles.items()}
+    machine_before = cpu_ticks()
+    used = {}
+    yield used
+    machine_after = cpu_ticks()
+    used["seconds"] = {role: round(process_cpu_seconds(pids) - before[role], 2) for role, pids in roles.items()}
+    used["busy"] = round((machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1), 2)
 
 
 def memory(service):

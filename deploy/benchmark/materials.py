@@ -39,6 +39,7 @@ import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 django.setup()
+from deploy.benchmark import eventually  # noqa: E402
 from deploy.benchmark.images import COMMANDS, JUPYTER_IMAGE, LANDINGS  # noqa: E402
 from pool import materials_files  # noqa: E402
 from pool.backends import docker as docker_backend  # noqa: E402
@@ -77,15 +78,10 @@ def spawn(image, tree):
             tar_path = tree.parent / f"v1-{user.uid}-{user.gid}.tar"
             if not tar_path.exists():
                 materials_files.pack_for_user(tree, tar_path, user.uid, user.gid)
-            docker_backend.copy_in(started.backend_id, str(tar_path), user.folder)
+            docker_backend.copy_in(started.backend_id, tar_path=str(tar_path), destination=user.folder)
         url = f"http://127.0.0.1:{started.host_port}{base}{LANDINGS[image].lstrip('/')}?token={token}"
-        while time.perf_counter() - started_at < 120:
-            try:
-                if requests.get(url, timeout=2).status_code == 200:
-                    return time.perf_counter() - started_at
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
+        if eventually(lambda: requests.get(url, timeout=2).status_code == 200, 120, interval=0.05):
+            return time.perf_counter() - started_at
         raise RuntimeError(f"{spec.name} did not answer within 120 s")
     finally:
         docker_backend.remove_container(started.backend_id)

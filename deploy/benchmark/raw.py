@@ -2,13 +2,17 @@
 with no service in between."""
 
 import concurrent.futures
+import functools
 import secrets
 import threading
 import time
 
 import requests
 
+from deploy.benchmark import eventually
 from deploy.benchmark.images import COMMANDS, CONTAINER_PORT, LABEL_BENCH, LABEL_INSTALLATION, MEM_LIMIT, docker_client, remove_labelled, remove_network
+
+PORT_KEY = f"{CONTAINER_PORT}/tcp"
 
 
 def raw_rate(image, n, *, docker_slots, threads, installation, own_network=False):
@@ -24,49 +28,15 @@ def raw_rate(image, n, *, docker_slots, threads, installation, own_network=False
     and is polled at its address there, as the service's containers are
     (TMPNB_ROUTE_TO=container): Docker then starts its DNS server inside each."""
     client = docker_client()
-    slots = threading.BoundedSemaphore(docker_slots)
     labels = {LABEL_INSTALLATION: installation, LABEL_BENCH: "raw"}
-    port_key = f"{CONTAINER_PORT}/tcp"
     network = client.networks.create(f"tmpnb-{installation}-raw", labels=labels).name if own_network else None
-    where = {"network": network} if network else {"ports": {port_key: ("127.0.0.1", None)}}
-
-    def address(container, base):
-        if network:
-            return f"http://{container.attrs['NetworkSettings']['Networks'][network]['IPAddress']}:{CONTAINER_PORT}{base}"
-        return f"http://127.0.0.1:{container.attrs['NetworkSettings']['Ports'][port_key][0]['HostPort']}{base}"
-
-    def one(i):
-        path_id = secrets.token_hex(6)
-        base = f"/user/{path_id}/"
-        command = COMMANDS[image].format(base_path=base, port=CONTAINER_PORT, ip="0.0.0.0", token=secrets.token_urlsafe(24))
-        with slots:
-            container = client.containers.create(
-                image,
-                command,
-                name=f"tmpnb-{installation}-raw-{path_id}",
-                labels=labels,
-                mem_limit=MEM_LIMIT,
-                **where,
-            )
-            container.start()
-            container.reload()
-        url = address(container, base)
-        deadline = time.monotonic() + 120
-        with requests.Session() as http:
-            http.trust_env = False  # the containers' addresses are this machine's
-            while time.monotonic() < deadline:
-                try:
-                    if http.get(url, timeout=2, allow_redirects=False).status_code < 400:
-                        return time.time()
-                except requests.RequestException:
-                    pass
-                time.sleep(0.05)
-        raise TimeoutError(f"raw container of {image} did not answer within 120 s")
-
+    one = functools.partial(
+        start_answering, client, image, f"tmpnb-{installation}-raw-", labels=labels, network=network, slots=threading.BoundedSemaphore(docker_slots)
+    )
     started = time.time()
     try:
         with concurrent.futures.ThreadPoolExecutor(threads) as executor:
-            answered = list(executor.map(one, range(n)))
+            answered = list(executor.map(lambda _: one(), range(n)))
         seconds = max(answered) - started
         return {
             "image": image,
@@ -78,7 +48,30 @@ def raw_rate(image, n, *, docker_slots, threads, installation, own_network=False
             "per_second": round(n / seconds, 2),
         }
     finally:
-        remove_labelled(client, {LABEL_INSTALLATION: installation, LABEL_BENCH: "raw"})
+        remove_labelled(client, labels)
         if network:
             remove_network(client.networks.get(network))
         client.close()
+
+
+def start_answering(client, image, prefix, *, labels, network, slots):
+    """One container started (its Docker calls in one of the ``slots``) and
+    polled until it answers; the time it did."""
+    path_id = secrets.token_hex(6)
+    base = f"/user/{path_id}/"
+    command = COMMANDS[image].format(base_path=base, port=CONTAINER_PORT, ip="0.0.0.0", token=secrets.token_urlsafe(24))
+    where = {"network": network} if network else {"ports": {PORT_KEY: ("127.0.0.1", None)}}
+    with slots:
+        container = client.containers.create(image, command, name=prefix + path_id, labels=labels, mem_limit=MEM_LIMIT, **where)
+        container.start()
+        container.reload()
+    settings = container.attrs["NetworkSettings"]
+    if network:
+        url = f"http://{settings['Networks'][network]['IPAddress']}:{CONTAINER_PORT}{base}"
+    else:
+        url = f"http://127.0.0.1:{settings['Ports'][PORT_KEY][0]['HostPort']}{base}"
+    with requests.Session() as http:
+        http.trust_env = False  # the containers' addresses are this machine's
+        if eventually(lambda: http.get(url, timeout=2, allow_redirects=False).status_code < 400, 120, interval=0.05):
+            return time.time()
+    raise TimeoutError(f"raw container of {image} did not answer within 120 s")

@@ -28,11 +28,11 @@ from urllib.parse import urlsplit
 import requests
 import websocket
 
-from deploy.benchmark import log
+from deploy.benchmark import Case, log, print_table, spread
 from deploy.benchmark.images import COMMANDS, JUPYTER_IMAGE, docker_client, ensure_image
-from deploy.benchmark.machine import wait_quiet
+from deploy.benchmark.machine import container_cpu_seconds, service_cpu_seconds, wait_quiet
 from deploy.benchmark.service import Service
-from deploy.benchmark.visitors import percentile, visit
+from deploy.benchmark.visitors import visit
 
 ROOM_REQUESTS = Path(__file__).with_name("jupyterlab-startup.json")
 CONNECTIONS = 6  # a browser's connections to one origin (HTTP/1.1)
@@ -44,30 +44,6 @@ VARIANTS = {"today": COMMANDS[JUPYTER_IMAGE] + TODAY_FLAGS, "room": COMMANDS[JUP
 PHASES = ("landed", "files", "kernel", "usable")
 BASE = re.compile(r"^/user/[A-Za-z0-9]+/")
 LAB_STATIC = re.compile(r"^/lab-static/[0-9a-f]{16}/")
-
-
-def container_cpu_seconds(installation):
-    """CPU seconds used so far by the service's containers, from their cgroups (v1 or v2)."""
-    client = docker_client()
-    try:
-        ids = [c.id for c in client.containers.list(filters={"label": f"tmpnb.installation={installation}"})]
-    finally:
-        client.close()
-    total = 0.0
-    for cid in ids:
-        v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage")
-        v2 = Path(f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat")
-        if v1.exists():
-            total += int(v1.read_text()) / 1e9
-        elif v2.exists():
-            total += int(v2.read_text().split()[1]) / 1e6  # usage_usec
-    return total
-
-
-def service_cpu_seconds(service):
-    from deploy.benchmark.machine import process_cpu_seconds
-
-    return sum(process_cpu_seconds(pids) for pids in service.processes().values())
 
 
 def replay_url(entry, base_url, static_url):
@@ -156,8 +132,7 @@ def room(service, n, startup, static_for, bound):
     usable = [r for r in results if r["outcome"] == "usable"]
     summary = {"participants": n, "usable_count": len(usable), "errors": sorted({r["error"] for r in results if r["error"]})[:5]}
     for phase in PHASES:
-        times = sorted(r[phase] for r in usable)
-        summary[phase] = {"p50": percentile(times, 50), "p90": percentile(times, 90), "max": times[-1] if times else None}
+        summary[phase] = spread([r[phase] for r in usable], "p50", "p90", "max")
     summary["cpu_per_participant"] = {"containers": round(containers / n, 3), "service": round(service_cpu / n, 3)}
     return summary
 
@@ -176,11 +151,11 @@ def _recipe():
         client.close()
 
 
-def case_room(bench, sizes):
-    """The bench's case: each size, both variants side by side."""
+def case_room(bench):
+    """Each size, both variants side by side."""
     startup = json.loads(ROOM_REQUESTS.read_text())["requests"]
     out = {"requests": len(startup), "sizes": {}}
-    for n in sizes:
+    for n in bench.args.room_sizes:
         for variant, command in VARIANTS.items():
             wait_quiet(bench.args.wait_quiet)
             with bench.service(image=JUPYTER_IMAGE, pool_size=n, ready_target=n, name=f"room-{variant}-{n}", command=command) as service:
@@ -194,15 +169,14 @@ def case_room(bench, sizes):
     return out
 
 
-def print_room(result, out):
+def show(result, out):
     print(f"\nroom: N participants at once, each landing, {result['requests']} JupyterLab start-up requests, a kernel, 6*7 (seconds)", file=out)
     header = (
         f"{'N':>4} {'variant':<6} {'usable':>6} "
         + " ".join(f"{phase + ' p50/p90/max':>22}" for phase in PHASES)
         + f" {'CPU s/participant: containers, service':>40}"
     )
-    print(header, file=out)
-    print("-" * len(header), file=out)
+    print_table(header, [], out)
     for n, variants in result["sizes"].items():
         for variant, r in variants.items():
             phases = " ".join(f"{'/'.join('-' if r[phase][q] is None else f'{r[phase][q]:.2f}' for q in ('p50', 'p90', 'max')):>22}" for phase in PHASES)
@@ -210,6 +184,9 @@ def print_room(result, out):
             print(f"{n:>4} {variant:<6} {r['usable_count']:>6} {phases} {cpu['containers']:>31.3f}, {cpu['service']:.3f}", file=out)
             for error in r["errors"]:
                 print(f"       {error}", file=out)
+
+
+CASE = Case(run=case_room, show=show, title="room", images=lambda args: [JUPYTER_IMAGE])
 
 
 async def _record(url):

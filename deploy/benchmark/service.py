@@ -1,5 +1,7 @@
-"""The service under test: one ``deploy/up`` on free loopback ports, read
-through its own record, Docker and its proxy."""
+"""The service under test, on free loopback ports, read through its own
+record, Docker and its proxy: one ``deploy/up`` (``Service``, the cases'),
+or its processes run one by one as deploy/systemd's units run them
+(``Units``, the soak's)."""
 
 import contextlib
 import os
@@ -9,6 +11,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +23,7 @@ import requests
 from deploy.benchmark import log
 from deploy.benchmark.images import COMMANDS, LABEL_INSTALLATION, LANDINGS, docker_client, remove_labelled, remove_network
 from pool import netguard  # reads no setting when given an installation
-from tests.stack import ROOT, free_port
+from tests.stack import ROOT, CeleryBeat, CeleryWorker, Proxy, RedisServer, WebApp, free_port
 
 # Environment the service must not inherit from whoever runs the benchmark:
 # the benchmark sets what it needs, the rest takes the service's defaults.
@@ -40,6 +43,8 @@ PASS_THROUGH = {
     "TMPNB_WEB_CONCURRENCY",
     "TMPNB_ROUTE_TO",
 }
+# deploy/up's service processes by role: the words each one's command line holds.
+ROLES = {"proxy": ("tmpnb-proxy.mjs",), "web": ("gunicorn",), "worker": ("celery", " worker"), "beat": ("celery", " beat"), "redis": ("redis-server",)}
 
 
 def utc(value):
@@ -232,20 +237,12 @@ class Service:
         return filled_at
 
     def rows(self, since=None):
-        sql = "SELECT path_id, state, created_at, ready_at, assigned_at FROM pool_container"
-        rows = self.query(sql)
-        out = []
-        for path_id, state, created, ready, assigned in rows:
-            row = {
-                "path_id": path_id,
-                "state": state,
-                "created": utc(created),
-                "ready": utc(ready) if ready else None,
-                "assigned": utc(assigned) if assigned else None,
-            }
-            if since is None or row["created"] >= since:
-                out.append(row)
-        return out
+        """Each container row's times as epoch seconds: of those created since ``since`` if given."""
+        rows = [
+            {"path_id": path_id, "state": state, "created": utc(created), "ready": ready and utc(ready), "assigned": assigned and utc(assigned)}
+            for path_id, state, created, ready, assigned in self.query("SELECT path_id, state, created_at, ready_at, assigned_at FROM pool_container")
+        ]
+        return [row for row in rows if since is None or row["created"] >= since]
 
     def refill_rate(self, since=None, start=None):
         """Containers made ready per second: the rows created since ``since``,
@@ -282,19 +279,9 @@ class Service:
                 cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except OSError:
                 continue
-            if "tmpnb-proxy.mjs" in cmdline:
-                role = "proxy"
-            elif "gunicorn" in cmdline:
-                role = "web"
-            elif "celery" in cmdline and " worker" in cmdline:
-                role = "worker"
-            elif "celery" in cmdline and " beat" in cmdline:
-                role = "beat"
-            elif "redis-server" in cmdline:
-                role = "redis"
-            else:
-                continue
-            roles.setdefault(role, []).extend(tree(pid))
+            role = next((role for role, words in ROLES.items() if all(word in cmdline for word in words)), None)
+            if role:
+                roles.setdefault(role, []).extend(tree(pid))
         return roles
 
     def stop(self):
@@ -378,3 +365,87 @@ class Service:
     def __exit__(self, exc_type, *exc):
         self.keep_state = self.keep_state or exc_type is not None
         self.stop()
+
+
+class Units(Service):
+    """The service as deploy/systemd runs it, with ``Service``'s state folder,
+    label, record and clean-up: Redis, the proxy, gunicorn, a Celery worker and
+    beat, each a process of its own (tests/stack.py's), after the units'
+    start-up commands. A process that ends on its own is started again, as
+    systemd's Restart=always does (``exits`` records each such end), and
+    ``restart`` stops and starts one, where deploy/up would stop them all."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.env = {key: str(value) for key, value in self.env.items()}
+        self.logs = self.state / "logs"
+        self.secret_key, self.admin_password = secrets.token_urlsafe(32), secrets.token_urlsafe(12)
+        self.roles, self.exits = {}, []
+        self.restarting, self.supervising = threading.Lock(), threading.Event()
+
+    def environment(self):
+        var = self.state / "var"
+        env = super().environment()
+        env.update(DATABASE_URL=f"sqlite:///{var / 'tmpnb.sqlite3'}", TMPNB_VAR_DIR=str(var), DJANGO_SECRET_KEY=self.secret_key)
+        env.update(REDIS_URL=f"redis://127.0.0.1:{self.ports['TMPNB_REDIS_PORT']}/0", CONFIGPROXY_AUTH_TOKEN=self.proxy_token)
+        env.update(CONFIGPROXY_ENDPOINT=f"http://127.0.0.1:{self.ports['TMPNB_PROXY_API_PORT']}", DJANGO_SUPERUSER_PASSWORD=self.admin_password)
+        return env
+
+    def start(self):
+        where = self.env.get("DOCKER_HOST", "this machine's Docker")
+        log(f"the service's units {self.installation} on {where} (state {self.state})")
+        self.logs.mkdir()
+        redis = RedisServer(self.logs)
+        proxy = Proxy(
+            f"http://127.0.0.1:{self.ports['TMPNB_PORT']}", self.logs, public_port=self.ports["TMPNB_PUBLIC_PORT"], api_port=self.ports["TMPNB_PROXY_API_PORT"]
+        )
+        self.ports.update(TMPNB_REDIS_PORT=redis.port, TMPNB_NOTEBOOK_PORT=proxy.notebook_port)
+        self.proxy_token = proxy.token
+        self.roles = {"redis": redis.start(), "proxy": proxy.start()}
+        env = self.environment()
+        # What deploy/systemd's units run before the service starts (and an organiser's login).
+        for command in (
+            ["migrate", "--noinput"],
+            ["init_pool"],
+            ["guard_network"],
+            ["createsuperuser", "--noinput", "--username", "admin", "--email", "a@localhost"],
+        ):
+            done = subprocess.run([sys.executable, "manage.py", *command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+            if done.returncode:
+                raise RuntimeError(f"manage.py {command[0]}: {done.stderr[-2000:]}")
+        self.roles |= {
+            "web": WebApp(self.ports["TMPNB_PORT"], env, self.logs, workers=1),
+            "worker": CeleryWorker(env, self.logs),
+            "beat": CeleryBeat(env, self.logs),
+        }
+        for role in ("web", "worker", "beat"):
+            self.roles[role].start()
+        threading.Thread(target=self.supervise, daemon=True).start()
+        return self
+
+    def restart(self, role, sig=signal.SIGTERM, hold=0):
+        with self.restarting:
+            self.roles[role].stop(sig)
+            time.sleep(hold)
+            self.roles[role].start()
+
+    def supervise(self):
+        """What systemd's Restart=always does for the units: a process that
+        ended on its own is started again. Each such end is recorded."""
+        while not self.supervising.wait(0.5):
+            with self.restarting:
+                for role, process in self.roles.items():
+                    if process.popen.poll() is None:
+                        continue
+                    lines = process.log_tail(80).splitlines()
+                    why = next((line for line in reversed(lines) if "CRITICAL" in line or "Error" in line), "")
+                    self.exits.append({"role": role, "exit_status": process.popen.returncode, "last_error": why.strip()[:300]})
+                    log(f"{role} ended on its own ({process.popen.returncode}): started again. {why.strip()[:200]}")
+                    process.start()
+
+    def stop(self):
+        self.supervising.set()
+        for process in reversed(list(self.roles.values())):
+            process.stop()
+        self.roles = {}
+        self.clean_up()

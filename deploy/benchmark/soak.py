@@ -6,7 +6,7 @@ to heal after each fault, the 5xx answers, and the landing times of the
 others while one participant misbehaves.
 
 The service runs as deploy/systemd runs it: Redis, the proxy, gunicorn, a
-Celery worker and beat (tests/stack.py's processes), each killed and started
+Celery worker and beat (service.py's Units), each killed and started
 again on its own as systemd would (deploy/up stops everything once one of
 its processes ends). Its Docker engine is a private dockerd
 (tests/dockerd.py), so restarting it disturbs no one else on the machine,
@@ -23,7 +23,6 @@ import re
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -31,15 +30,17 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from tempfile import mkdtemp
+from unittest import mock
 
 import requests
 
-from deploy.benchmark import log
+from deploy.benchmark import Case, eventually, log, spread
 from deploy.benchmark.images import docker_client
-from deploy.benchmark.service import Service
-from deploy.benchmark.visitors import percentile, visit, visitor_address
+from deploy.benchmark.machine import container_cores
+from deploy.benchmark.service import Units
+from deploy.benchmark.visitors import new_browser, visit, visitor_address
 from tests.dockerd import private_dockerd
-from tests.stack import ROOT, TINY_IMAGE, TINY_WORK_COMMAND, CeleryBeat, CeleryWorker, Proxy, RedisServer, WebApp
+from tests.stack import TINY_IMAGE, TINY_WORK_COMMAND
 
 # Ends that are a session's own; any other end loses it.
 FINE_ENDS = {"culled-idle", "culled-age", "killed", "disk-full"}
@@ -70,88 +71,24 @@ class Plan:
         return cls(minutes, arrive_every=6, active=20, cull_timeout=30, hold=10)
 
 
-class SoakService(Service):
-    """deploy/benchmark's Service (state folder, label, record, clean-up) with
-    the service's processes run here, each restartable on its own."""
+class SoakService(Units):
+    """The service as deploy/systemd runs it (deploy/benchmark/service.py's
+    Units), with the soak's settings and its snapshots on a small tmpfs."""
 
     def __init__(self, *, plan, docker_host):
         env = {"DOCKER_HOST": docker_host, "TMPNB_CULL_TIMEOUT": plan.cull_timeout, "TMPNB_CULL_PERIOD": 1, "TMPNB_DISK_PERIOD": 1}
         env |= {"TMPNB_DISK_LIMIT": f"{plan.disk_limit_mb}m", "TMPNB_SNAPSHOT_MAX_MB": 1, "TMPNB_LONG_POLLS": 16}
         super().__init__(image=TINY_IMAGE, command=TINY_WORK_COMMAND, pool_size=POOL_SIZE, ready_target=READY_TARGET, heartbeat=1.0, name="soak", env=env)
-        self.env = {key: str(value) for key, value in self.env.items()}
-        self.logs, self.snapshots = self.state / "logs", self.state / "var" / "snapshots"
-        self.secret_key, self.admin_password = secrets.token_urlsafe(32), secrets.token_urlsafe(12)
-        self.roles, self.exits = {}, []
-        self.restarting, self.supervising = threading.Lock(), threading.Event()
-
-    def environment(self):
-        var = self.state / "var"
-        env = super().environment()
-        env.update(DATABASE_URL=f"sqlite:///{var / 'tmpnb.sqlite3'}", TMPNB_VAR_DIR=str(var), DJANGO_SECRET_KEY=self.secret_key)
-        env.update(REDIS_URL=f"redis://127.0.0.1:{self.ports['TMPNB_REDIS_PORT']}/0", CONFIGPROXY_AUTH_TOKEN=self.proxy_token)
-        env.update(CONFIGPROXY_ENDPOINT=f"http://127.0.0.1:{self.ports['TMPNB_PROXY_API_PORT']}", DJANGO_SUPERUSER_PASSWORD=self.admin_password)
-        return env
+        self.snapshots = self.state / "var" / "snapshots"
 
     def start(self):
-        log(f"soak service {self.installation} on {self.env['DOCKER_HOST']} (state {self.state})")
-        self.logs.mkdir()
         self.snapshots.mkdir(parents=True)
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SNAPSHOT_FS_MB}m", "tmpfs", str(self.snapshots)], check=True)
-        redis = RedisServer(self.logs)
-        proxy = Proxy(
-            f"http://127.0.0.1:{self.ports['TMPNB_PORT']}", self.logs, public_port=self.ports["TMPNB_PUBLIC_PORT"], api_port=self.ports["TMPNB_PROXY_API_PORT"]
-        )
-        self.ports.update(TMPNB_REDIS_PORT=redis.port, TMPNB_NOTEBOOK_PORT=proxy.notebook_port)
-        self.proxy_token = proxy.token
-        self.roles = {"redis": redis.start(), "proxy": proxy.start()}
-        env = self.environment()
-        # What deploy/systemd's units run before the service starts (and an organiser's login).
-        for command in (
-            ["migrate", "--noinput"],
-            ["init_pool"],
-            ["guard_network"],
-            ["createsuperuser", "--noinput", "--username", "admin", "--email", "a@localhost"],
-        ):
-            done = subprocess.run([sys.executable, "manage.py", *command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-            if done.returncode:
-                raise RuntimeError(f"manage.py {command[0]}: {done.stderr[-2000:]}")
-        self.roles |= {
-            "web": WebApp(self.ports["TMPNB_PORT"], env, self.logs, workers=1),
-            "worker": CeleryWorker(env, self.logs),
-            "beat": CeleryBeat(env, self.logs),
-        }
-        for role in ("web", "worker", "beat"):
-            self.roles[role].start()
-        threading.Thread(target=self.supervise, daemon=True).start()
-        return self
+        return super().start()
 
-    def restart(self, role, sig=signal.SIGTERM, hold=0):
-        with self.restarting:
-            self.roles[role].stop(sig)
-            time.sleep(hold)
-            self.roles[role].start()
-
-    def supervise(self):
-        """What systemd's Restart=always does for the units: a process that
-        ended on its own is started again. Each such end is recorded."""
-        while not self.supervising.wait(0.5):
-            with self.restarting:
-                for role, process in self.roles.items():
-                    if process.popen.poll() is None:
-                        continue
-                    lines = process.log_tail(80).splitlines()
-                    why = next((line for line in reversed(lines) if "CRITICAL" in line or "Error" in line), "")
-                    self.exits.append({"role": role, "exit_status": process.popen.returncode, "last_error": why.strip()[:300]})
-                    log(f"{role} ended on its own ({process.popen.returncode}): started again. {why.strip()[:200]}")
-                    process.start()
-
-    def stop(self):
-        self.supervising.set()
-        for process in reversed(list(self.roles.values())):
-            process.stop()
-        self.roles = {}
+    def clean_up(self):
         subprocess.run(["umount", "-l", str(self.snapshots)], check=False)
-        self.clean_up()
+        super().clean_up()
 
     def ready(self):
         return self.counts().get("ready", 0)
@@ -167,26 +104,12 @@ class SoakService(Service):
         return dict(zip(keys, found[0], strict=True)) if found else None
 
 
-def eventually(check, timeout, interval=0.5):
-    """``check()``'s first true answer within ``timeout`` seconds (errors
-    count as not yet), else None."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):
-            if answer := check():
-                return answer
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
-
-
 class Organiser:
     """The admin's kill action, through the proxy, as an organiser clicks it."""
 
     def __init__(self, url, password):
         self.url, self.password = url, password
-        self.browser = requests.Session()
-        self.browser.trust_env = False
+        self.browser = new_browser()
 
     def _form_token(self, page):
         answer = self.browser.get(f"{self.url}{page}", timeout=10)
@@ -263,8 +186,7 @@ class Soak:
     def work(self, path_id, url, seconds):
         """Use the notebook for ``seconds``; a notebook that stops answering
         for UNANSWERED_GRACE while its row says live is lost."""
-        browser = requests.Session()
-        browser.trust_env = False
+        browser = new_browser()
         end, silent_since = time.monotonic() + seconds, None
         while time.monotonic() < end or silent_since is not None:
             try:
@@ -409,28 +331,10 @@ class Soak:
         injected = time.monotonic()
         self.run_code(path_id, f"{loops} wait", detach=True)
         with self.misbehaving("a participant busy-loops on every core"):
-            cores = self.cores(self.service.row(path_id)["backend_id"])
+            cores = container_cores(self.service.row(path_id)["backend_id"])
             self.probes()
             self.finish(path_id, work, kill=True)
         return injected, time.monotonic(), cores
-
-    def cores(self, backend_id, seconds=5.0):
-        """The cores the container may use (its CPU quota) and used over ``seconds``
-        (less than allowed when the machine's other work takes the cores)."""
-        client = docker_client()
-        try:
-            host = client.api.inspect_container(backend_id)["HostConfig"]
-            allowed = round(host["CpuQuota"] / (host["CpuPeriod"] or 100_000), 2) if host["CpuQuota"] else None
-
-            def used():
-                return client.api.stats(backend_id, stream=False)["cpu_stats"]["cpu_usage"]["total_usage"], time.monotonic()
-
-            before, started = used()
-            time.sleep(seconds)
-            after, ended = used()
-            return {"cores_allowed": allowed, "cores_used": round((after - before) / 1e9 / (ended - started), 2)}
-        finally:
-            client.close()
 
     def faults_in_turn(self, started):
         """Each fault at its time, spread over the soak, then its heal measured."""
@@ -484,7 +388,7 @@ class Soak:
                 self.lose(path_id, f"ended {reason or 'never'}")
 
     def report(self, seconds):
-        times = sorted(round(landed, 3) for landed, _ in self.landings)
+        times = [round(landed, 3) for landed, _ in self.landings]
         while_ = {}
         for landed, during in sorted(self.landings, key=lambda landing: landing[0]):
             while_.setdefault(during or "nobody misbehaving", []).append(round(landed, 3))
@@ -505,30 +409,18 @@ class Soak:
             "failed_landings": dict(self.failed_landings),
             "ended_on_their_own": self.service.exits,
             "soak_errors": self.errors,
-            "landing": {"n": len(times), "p50": percentile(times, 50), "p99": percentile(times, 99), "max": times[-1] if times else None},
-            "landing_while": {what: {"n": len(t), "p50": percentile(t, 50), "p99": percentile(t, 99)} for what, t in while_.items()},
+            "landing": {"n": len(times), **spread(times, "p50", "p99", "max")},
+            "landing_while": {what: {"n": len(t), **spread(t, "p50", "p99")} for what, t in while_.items()},
         }
-
-
-@contextlib.contextmanager
-def docker_host(socket):
-    """This process's Docker calls (the benchmark's docker_client) go to ``socket`` in the block."""
-    before = os.environ.get("DOCKER_HOST")
-    os.environ["DOCKER_HOST"] = socket
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["DOCKER_HOST"]
-        else:
-            os.environ["DOCKER_HOST"] = before
 
 
 def soak(minutes=45, keep_state=False, seed=None):
     """The whole soak: a private dockerd, the service on it, the churn and the faults."""
     random.seed(seed)
     plan = Plan.for_minutes(minutes)
-    with private_dockerd(Path(mkdtemp(prefix="tmpnb-soak-dockerd-", dir="/var/tmp")), [TINY_IMAGE]) as engine, docker_host(engine.socket):
+    engine_folder = Path(mkdtemp(prefix="tmpnb-soak-dockerd-", dir="/var/tmp"))
+    # This process's Docker calls (the benchmark's docker_client) go to the private engine too.
+    with private_dockerd(engine_folder, [TINY_IMAGE]) as engine, mock.patch.dict(os.environ, DOCKER_HOST=engine.socket):
         service = SoakService(plan=plan, docker_host=engine.socket)
         service.keep_state = keep_state
         with service:
@@ -537,7 +429,11 @@ def soak(minutes=45, keep_state=False, seed=None):
             return Soak(service, engine, plan).run()
 
 
-def print_soak(result, out):
+TITLE = "\nsoak (deploy/benchmark/soak.py; sessions lost and work lost must be 0)"
+
+
+def show(result, out):
+    print(TITLE, file=out)
     print(
         f"  {result['minutes']} min: {result['visitors']} visitors ({result['outcomes']}), {result['sessions']} sessions;"
         f" sessions lost {result['sessions_lost']}, work lost {result['work_lost']} (saved {result['work_saved']})",
@@ -558,3 +454,12 @@ def print_soak(result, out):
         print(f"  landing while {what}: p50 {landing['p50']} s, p99 {landing['p99']} s ({landing['n']} visitors)", file=out)
     for path_id, why in {**result["lost"], **result["work_lost_detail"]}.items():
         print(f"  {path_id}: {why}", file=out)
+
+
+CASE = Case(
+    run=lambda bench: soak(bench.args.minutes, keep_state=bench.args.keep_state),
+    show=show,
+    title=TITLE.strip(),
+    images=lambda args: [TINY_IMAGE],
+    named_only=True,
+)

@@ -4,7 +4,6 @@ its first request until its own notebook page answers."""
 
 import contextlib
 import html
-import math
 import re
 import threading
 import time
@@ -12,12 +11,14 @@ from urllib.parse import urljoin
 
 import requests
 
+from deploy.benchmark import percentile
 from deploy.benchmark.images import LANDING_MARKERS
 from tests.stack import CONTINUES, TINY_IMAGE
 
 # What the waiting room's script asks (templates/pool/waiting.html): a long
 # poll, whose JSON answer says when to ask again (poll_seconds).
 WAITING_STATUS = "/waiting/status?wait=1"
+JSON = "application/json"
 LANDED = re.compile(r"^https?://[^/]+/user/([A-Za-z0-9_-]+)/(tree|lab)(\?|$)")
 
 
@@ -40,10 +41,39 @@ def visitor_address(i):
     return f"127.1.{i // 250}.{i % 250 + 1}"
 
 
+def new_browser(address=None):
+    """A browser's session: its own cookie jar, from ``address`` if given."""
+    browser = requests.Session()
+    prepare(browser, address)
+    return browser
+
+
+def prepare(browser, address):
+    # The service is on this machine: never a forward proxy from the
+    # environment (HTTP_PROXY), whose lookup also cost the visitor a
+    # quarter of its CPU per request, on the cores the service uses.
+    browser.trust_env = False
+    if address:
+        browser.mount("http://", FromAddress(address))
+
+
 def visit(url, barrier, *, image, bound, retry_interval=None, address=None, on_response=None, browser=None):
     """One new visitor with its own cookie jar, following redirects, doing what
     the service's pages do while it waits, timed from its first request until
-    its own notebook page answers 200. Returns what happened.
+    its own notebook page answers 200. Returns what happened (``Visit``).
+    ``retry_interval`` (seconds) caps every wait, to poll faster than the pages.
+    ``on_response`` is given every answer (the soak counts the 5xx ones).
+    ``browser``: a requests.Session to visit with, kept open with its cookies.
+    """
+    with contextlib.ExitStack() as closing:
+        if browser is None:
+            browser = closing.enter_context(requests.Session())
+        prepare(browser, address)
+        return Visit(url, image=image, bound=bound, retry_interval=retry_interval, on_response=on_response).run(browser, barrier)
+
+
+class Visit:
+    """A visitor's way from ``url`` to its own notebook page:
 
     - The cookie step (a 200 page that goes on by itself): go on at once, as a browser does.
     - 302 to /user/<id>/tree (or /lab): served once that page is the visitor's own.
@@ -53,106 +83,112 @@ def visit(url, barrier, *, image, bound, retry_interval=None, address=None, on_r
     - A "nothing ready" 503, or 429 "full" as JSON: reload after Retry-After.
     - The reconnecting page under /user/<id>/: reload it after Retry-After.
     - A 429 page (the service's abuse limits): refused.
-    ``retry_interval`` (seconds) caps every such wait, to poll faster than the pages.
-    ``on_response`` is given every answer (the soak counts the 5xx ones).
-    ``browser``: a requests.Session to visit with, kept open with its cookies.
-    """
-    result = {"outcome": "failed", "seconds": None, "waits": 0, "polls": 0, "path_id": None, "error": None, "redirect_seconds": None, "landed_url": None}
-    base = url
 
-    def pause(seconds):
-        seconds = min(seconds, retry_interval) if retry_interval else seconds
-        if time.perf_counter() + seconds >= deadline:
-            result["outcome"] = "turned away"
-            result["error"] = f"not served within {bound:.0f} s"
+    Each step answers the next request to make, (URL, Accept), or None once
+    the visit is over (``result`` says how).
+    """
+
+    def __init__(self, url, *, image, bound, retry_interval, on_response):
+        self.url, self.image, self.bound, self.retry_interval, self.on_response = url, image, bound, retry_interval, on_response
+        self.result = {
+            "outcome": "failed",
+            "seconds": None,
+            "waits": 0,
+            "polls": 0,
+            "path_id": None,
+            "error": None,
+            "redirect_seconds": None,
+            "landed_url": None,
+        }
+
+    def run(self, browser, barrier):
+        barrier.wait()
+        self.started = time.perf_counter()
+        self.deadline = self.started + self.bound
+        step = (self.url, "text/html")
+        while step:
+            target, accept = step
+            try:
+                response = browser.get(target, headers={"Accept": accept}, timeout=max(self.deadline - time.perf_counter(), 0.5))
+            except requests.RequestException as error:
+                if time.perf_counter() >= self.deadline:
+                    self.result["outcome"] = "turned away"
+                self.result["error"] = f"{type(error).__name__}: {error}"[:300]
+                return self.result
+            if self.on_response:
+                self.on_response(response)
+            now = time.perf_counter()
+            step = self.status(response) if accept == JSON else self.page(response, now)
+        return self.result
+
+    def pause(self, seconds):
+        """Wait ``seconds`` (at most the retry interval); False, the visitor
+        turned away, if the bound would pass first."""
+        seconds = min(seconds, self.retry_interval) if self.retry_interval else seconds
+        if time.perf_counter() + seconds >= self.deadline:
+            self.result["outcome"] = "turned away"
+            self.result["error"] = f"not served within {self.bound:.0f} s"
             return False
         time.sleep(seconds)
         return True
 
-    def retry_after(response, default=5.0):
-        try:
-            return float(response.headers.get("Retry-After", default))
-        except ValueError:
-            return default
+    def wait_then(self, seconds, step):
+        self.result["waits"] += 1
+        return step if self.pause(seconds) else None
 
-    with contextlib.ExitStack() as closing:
-        if browser is None:
-            browser = closing.enter_context(requests.Session())
-        # The service is on this machine: never a forward proxy from the
-        # environment (HTTP_PROXY), whose lookup also cost the visitor a
-        # quarter of its CPU per request, on the cores the service uses.
-        browser.trust_env = False
-        if address:
-            browser.mount("http://", FromAddress(address))
-        barrier.wait()
-        started = time.perf_counter()
-        deadline = started + bound
-        target, accept = url, "text/html"
-        while True:
-            try:
-                response = browser.get(target, headers={"Accept": accept}, timeout=max(deadline - time.perf_counter(), 0.5))
-            except requests.RequestException as error:
-                if time.perf_counter() >= deadline:
-                    result["outcome"] = "turned away"
-                result["error"] = f"{type(error).__name__}: {error}"[:300]
-                return result
-            if on_response:
-                on_response(response)
-            now = time.perf_counter()
-            if accept == "application/json":  # the waiting room's status poll
-                ok = response.status_code == 200 and "json" in response.headers.get("Content-Type", "")
-                status = response.json() if ok else {}
-                if status.get("status") == "ready":
-                    target, accept = urljoin(base, status["url"]), "text/html"
-                elif status.get("status") == "waiting":
-                    result["polls"] += 1
-                    if not pause(status["poll_seconds"]):
-                        return result
-                else:  # our place was lost: queue again, as the page does
-                    target, accept = url, "text/html"
-                continue
-            landed = LANDED.match(response.url)
-            if response.status_code == 200 and landed:
-                path_id = landed.group(1)
-                if image == TINY_IMAGE:
-                    own = response.text.strip() == f"tree /user/{path_id}/"
-                else:
-                    own = LANDING_MARKERS[image] in response.text and f"/user/{path_id}/" in response.text
-                if own:
-                    result.update(outcome="served", seconds=now - started, path_id=path_id, landed_url=response.url)
-                    first = response.history[0] if response.history else None
-                    if first is not None and first.url.startswith(url):  # the landing page, past the cookie step
-                        result["redirect_seconds"] = first.elapsed.total_seconds()
-                    return result
-                if "Reconnecting" in response.text:  # the service's page while a route is restored
-                    result["waits"] += 1
-                    if not pause(retry_after(response, 2)):
-                        return result
-                    target = response.url
-                    continue
-                result["error"] = f"not its own page at {response.url}: {response.text[:200]!r}"
-                return result
-            if response.status_code == 429 and "json" not in response.headers.get("Content-Type", ""):
-                text = re.sub(r"<[^>]+>|\s+", " ", response.text).strip()
-                result["outcome"] = "refused"
-                result["error"] = f"refused (HTTP 429): {text[-300:]}"
-                return result
-            if response.status_code in (429, 503):  # "nothing ready": the page reloads itself
-                result["waits"] += 1
-                if not pause(retry_after(response)):
-                    return result
-                target = url
-                continue
-            step = CONTINUES.search(response.text) if response.status_code == 200 else None
-            if step:  # the cookie step: the visitor cookie is set, go on to the same URL
-                target = urljoin(response.url, html.unescape(step.group(1)))
-                continue
-            if response.status_code == 200 and "Retry-After" in response.headers:  # the waiting room
-                result["waits"] += 1
-                target, accept = urljoin(base, WAITING_STATUS), "application/json"
-                continue  # the page asks at once; each answer says when to ask again
-            result["error"] = f"HTTP {response.status_code} at {response.url}: {response.text[:200]!r}"
-            return result
+    def fail(self, error, outcome="failed"):
+        self.result["outcome"], self.result["error"] = outcome, error
+
+    def status(self, response):
+        """The waiting room's status poll."""
+        ok = response.status_code == 200 and "json" in response.headers.get("Content-Type", "")
+        status = response.json() if ok else {}
+        if status.get("status") == "ready":
+            return urljoin(self.url, status["url"]), "text/html"
+        if status.get("status") == "waiting":
+            self.result["polls"] += 1
+            return (urljoin(self.url, WAITING_STATUS), JSON) if self.pause(status["poll_seconds"]) else None
+        return self.url, "text/html"  # our place was lost: queue again, as the page does
+
+    def page(self, response, now):
+        landed = LANDED.match(response.url)
+        if response.status_code == 200 and landed:
+            return self.notebook(response, landed.group(1), now)
+        if response.status_code == 429 and "json" not in response.headers.get("Content-Type", ""):
+            text = re.sub(r"<[^>]+>|\s+", " ", response.text).strip()
+            return self.fail(f"refused (HTTP 429): {text[-300:]}", "refused")
+        if response.status_code in (429, 503):  # "nothing ready": the page reloads itself
+            return self.wait_then(retry_after(response), (self.url, "text/html"))
+        step = CONTINUES.search(response.text) if response.status_code == 200 else None
+        if step:  # the cookie step: the visitor cookie is set, go on to the same URL
+            return urljoin(response.url, html.unescape(step.group(1))), "text/html"
+        if response.status_code == 200 and "Retry-After" in response.headers:  # the waiting room
+            self.result["waits"] += 1
+            return urljoin(self.url, WAITING_STATUS), JSON  # the page asks at once; each answer says when to ask again
+        return self.fail(f"HTTP {response.status_code} at {response.url}: {response.text[:200]!r}")
+
+    def notebook(self, response, path_id, now):
+        """A page under /user/<id>/: served if it is the visitor's own notebook."""
+        if self.image == TINY_IMAGE:
+            own = response.text.strip() == f"tree /user/{path_id}/"
+        else:
+            own = LANDING_MARKERS[self.image] in response.text and f"/user/{path_id}/" in response.text
+        if own:
+            self.result.update(outcome="served", seconds=now - self.started, path_id=path_id, landed_url=response.url)
+            first = response.history[0] if response.history else None
+            if first is not None and first.url.startswith(self.url):  # the landing page, past the cookie step
+                self.result["redirect_seconds"] = first.elapsed.total_seconds()
+            return None
+        if "Reconnecting" in response.text:  # the service's page while a route is restored
+            return self.wait_then(retry_after(response, 2), (response.url, "text/html"))
+        return self.fail(f"not its own page at {response.url}: {response.text[:200]!r}")
+
+
+def retry_after(response, default=5.0):
+    try:
+        return float(response.headers.get("Retry-After", default))
+    except ValueError:
+        return default
 
 
 def burst(urls, *, image, bound=60.0, retry_interval=None, own_addresses=True):
@@ -213,11 +249,3 @@ def summarize(results, n):
         "times": [round(t, 4) for t in times],
     }
     return summary
-
-
-def percentile(sorted_values, p):
-    """Nearest-rank percentile of an already sorted list (None when empty)."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
