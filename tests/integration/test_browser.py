@@ -47,7 +47,14 @@ def open_browser(tmp_path, monkeypatch):
                 **options,
             )
             contexts.append(context)
-            return context.pages[0] if context.pages else context.new_page()
+            page = context.pages[0] if context.pages else context.new_page()
+            # Now and then, on a loaded machine, JupyterLab asks which kernel to
+            # start as a notebook opens (its session manager answered before
+            # its kernel specs had loaded); its choice, Python 3, is the one a
+            # participant accepts, and so does every test.
+            choose_kernel = page.locator(".jp-Dialog", has_text="Select kernel for")
+            page.add_locator_handler(choose_kernel, lambda dialog: dialog.locator(".jp-mod-accept").click())
+            return page
 
         yield open_one
         for context in contexts:

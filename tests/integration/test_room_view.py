@@ -84,10 +84,6 @@ def test_a_raised_hand_and_a_busy_kernel_show_in_the_organisers_room_view(live_s
     screenshot(participant, "participant-hand-raised")
     participant.locator("#tmpnb-name-form button[type=button]").click()  # cancel
 
-    # Now and then (the waiting kernel handed over while the notebook opened)
-    # JupyterLab asks which kernel to start; its default, Python 3, is the one.
-    choose_kernel = participant.locator(".jp-Dialog", has_text="Select kernel for")
-    participant.add_locator_handler(choose_kernel, lambda dialog: dialog.locator(".jp-mod-accept").click())
     cell = participant.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").first
     try:
         run_cell(cell, participant)

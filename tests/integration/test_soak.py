@@ -14,7 +14,7 @@ FAULTS = 8
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("dockerd"), reason="the soak needs root and dockerd (a private engine, a tmpfs)")
 def test_a_short_soak_loses_no_session_and_no_work_and_heals_after_every_fault():
-    result = soak(minutes=2.5)
+    result = soak(minutes=1.5)
     print(result)
     assert result["sessions_lost"] == 0, result["lost"]
     assert result["work_lost"] == 0, result["work_lost_detail"]
