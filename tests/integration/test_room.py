@@ -34,11 +34,23 @@ def ask(container, path, method="GET"):
 
 
 def kernel_of(container, notebook):
-    return next(session["kernel"]["id"] for session in ask(container, "api/sessions") if session["path"] == notebook)
+    """The kernel of ``notebook``'s session (JupyterLab names the session after
+    the notebook once it has started the kernel: waited for)."""
+    found = {}
+
+    def session_named():
+        found.update((session["path"], session["kernel"]["id"]) for session in ask(container, "api/sessions"))
+        return notebook in found
+
+    wait_until(session_named, timeout=30, what=f"a session of {notebook}")
+    return found[notebook]
 
 
 def run_and_read(page, url):
     page.goto(url)
+    # The notebook of ``url`` in front: JupyterLab also reopens the ones open before.
+    name = url.split("?")[0].rsplit("/", 1)[-1]
+    page.locator("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel", has_text=name).wait_for(timeout=120_000)
     cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").first
     run_cell(cell, page)
     output = cell.locator(".jp-OutputArea-output")
