@@ -8,7 +8,6 @@ import logging
 import re
 import tarfile
 import threading
-import types
 from datetime import timedelta
 
 import pytest
@@ -18,11 +17,10 @@ from django.test import Client
 from django.utils import timezone, translation
 
 from pool.models import Event, Session, Snapshot
-from pool.services import ending, pools, resume, spawning, worker
-from pool.tasks import restore_work_task
+from pool.services import ending, pools, resume, spawning
 from proxyapi.client import Route
 from tests.factories import PoolFactory, new_visitor, on_notebook_origin, unused_address
-from tests.fakes import instead_of_sending
+from tests.pool.test_snapshots import restores_queued  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,18 +67,6 @@ def shown_code(client):
 
 def notebook_landing(session):
     return on_notebook_origin(session.container.url_for(session.container.pool.redirect_uri))
-
-
-@pytest.fixture
-def restores_queued(monkeypatch):
-    queued = []
-    instead_of_sending(monkeypatch, worker.RESTORE_WORK, lambda *args: queued.append(args))
-
-    def run():
-        while queued:
-            restore_work_task.apply(queued.pop(0))
-
-    return types.SimpleNamespace(queued=queued, run=run)
 
 
 # --- the code -----------------------------------------------------------------
@@ -337,7 +323,7 @@ def test_each_resume_is_an_event_that_never_holds_the_code(client, holder, other
     assert code not in caplog.text
 
 
-def test_an_ended_notebooks_code_starts_a_new_one_with_its_saved_files(client, ended, other_device, fake_backend, restores_queued):
+def test_an_ended_notebooks_code_starts_a_new_one_with_its_saved_files(client, ended, other_device, fake_backend, restores_queued):  # noqa: F811
     code = shown_code(client)
     response = other_device.post("/resume/", {"code": code})
     new = Session.objects.active().select_related("container__pool").get()
@@ -355,7 +341,7 @@ def test_an_ended_notebooks_code_starts_a_new_one_with_its_saved_files(client, e
     assert 'id="resume-code"' not in client.get(f"/user/{ended.container.path_id}/lab").content.decode()
 
 
-def test_the_ended_pages_start_again_carries_the_code_too(client, ended, restores_queued):
+def test_the_ended_pages_start_again_carries_the_code_too(client, ended, restores_queued):  # noqa: F811
     code = shown_code(client)
     client.post(f"/ended/{ended.container.path_id}/restore")
     assert Session.objects.active().get().resume_code == code
