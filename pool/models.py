@@ -387,6 +387,7 @@ class QueueEntry(models.Model):
     visitor = models.CharField(max_length=64, db_index=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     next_path = models.CharField(max_length=500, blank=True, help_text="Where in the notebook they asked to land.")
+    display_name = models.CharField(max_length=60, blank=True, help_text="The name they typed while waiting, if any: their session takes it.")
     joined_at = models.DateTimeField(default=timezone.now, db_index=True)
     last_seen = models.DateTimeField(default=timezone.now, help_text="The waiting page checks in while it is open.")
     served_at = models.DateTimeField(null=True, blank=True)

@@ -79,10 +79,33 @@ def ready_on_its_origin(request: HttpRequest, status: waiting.AdmissionStatus) -
     return status
 
 
-def waiting_page(request: HttpRequest, visitor: str) -> HttpResponse:
-    status = waiting.admission_status(visitor)
-    context = {"status": status, "retry_after": RETRY_AFTER, "poll_seconds": POLL_SECONDS}
-    return no_store(render(request, "pool/waiting.html", context), RETRY_AFTER)
+def waiting_page(request: HttpRequest, visitor: str, name_error: str = "", status: int = 200) -> HttpResponse:
+    entry = waiting.waiting_entry(visitor)
+    context = {
+        "status": waiting.admission_status(visitor),
+        "retry_after": RETRY_AFTER,
+        "poll_seconds": POLL_SECONDS,
+        "name": entry.display_name if entry else "",
+        "name_max": room.NAME_MAX,
+        "name_error": name_error,
+    }
+    return no_store(render(request, "pool/waiting.html", context, status=status), RETRY_AFTER)
+
+
+@require_POST
+def waiting_name(request: HttpRequest) -> HttpResponseBase:
+    """The name a waiting visitor may type (never required); the page then
+    reloads where they were, in their place or in their notebook."""
+    if spawn_rate_exceeded(request):
+        return refusal(request, gettext("Too many requests from your network address; please wait a minute."), 60)
+    visitor = visitors.visitor_id(request)
+    if visitor is None:
+        return redirect("landing")
+    try:
+        pool = room.name_waiting_visitor(visitor, request.POST.get("name", ""))
+    except room.InvalidText as error:
+        return waiting_page(request, visitor, name_error=str(error), status=400)
+    return redirect(pool.landing_path if pool else "landing")
 
 
 def too_busy_json(pool: Pool) -> JsonResponse:

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", views.spawn, name="landing"),
     path("spawn/", views.spawn, name="spawn"),
     path("waiting/status", views.waiting_status, name="spawn-status"),
+    path("waiting/name", views.waiting_name, name="waiting-name"),
     path("spawn/<path:path>", views.spawn, name="spawn-path"),
     # Each named pool's own landing page and deep links.
     path("p/<slug:pool_name>/", views.spawn, name="pool-landing"),

@@ -160,7 +160,13 @@ def _check_address(client_ip: str | None, held: int) -> None:
 
 
 def claim_ready_container(
-    pool: Pool, *, visitor: str, client_ip: str | None = None, waited: timedelta | None = None, only_if_nobody_waits: bool = False
+    pool: Pool,
+    *,
+    visitor: str,
+    client_ip: str | None = None,
+    waited: timedelta | None = None,
+    only_if_nobody_waits: bool = False,
+    display_name: str = "",
 ) -> Session | None:
     """Hand the longest-ready container of ``pool`` to ``visitor`` and open
     their session; None if none is ready (or, with ``only_if_nobody_waits``,
@@ -173,7 +179,7 @@ def claim_ready_container(
     container = Container.objects.claim_longest_ready(pool.pk, only_if_nobody_waits=only_if_nobody_waits)
     if container is None:
         return None
-    session = insert(Session(visitor=visitor, container=container, client_ip=client_ip, waited=waited))
+    session = insert(Session(visitor=visitor, container=container, client_ip=client_ip, waited=waited, display_name=display_name))
     record_event(
         Event.Kind.ASSIGNMENT,
         f"{container.name} assigned to visitor {session.visitor_tag}",
@@ -211,7 +217,8 @@ def _serve_queue(pool: Pool) -> int:
             # Served elsewhere meanwhile (another pool): their place is no longer needed.
             QueueEntry.objects.filter(pk=entry.pk).update(left_at=now)
             continue
-        if claim_ready_container(pool, visitor=entry.visitor, client_ip=entry.client_ip, waited=now - entry.joined_at) is None:
+        claimed = claim_ready_container(pool, visitor=entry.visitor, client_ip=entry.client_ip, waited=now - entry.joined_at, display_name=entry.display_name)
+        if claimed is None:
             break  # nothing more is ready
         transaction.on_commit(functools.partial(announce_turn, entry.visitor))
         QueueEntry.objects.filter(pk=entry.pk).update(served_at=now)

@@ -1,7 +1,7 @@
 """The room view: one row per participant holding a notebook of a pool, for
 the organisers (the admin's room page, which refreshes itself), and what a
 participant tells them from inside their notebook: a raised hand with a help
-text, and a display name.
+text, and a display name (which they may also type while they wait).
 
 Activity and the time before a cull come from the rows (the reconciler syncs
 the proxy's activity onto them). Kernels and open notebooks come from each
@@ -26,10 +26,11 @@ from typing import Any
 
 import requests
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from pool.models import Container, Pool, Session
+from pool.models import Container, Pool, QueueEntry, Session
 from pool.services.upkeep import cull_due
 
 log = logging.getLogger(__name__)
@@ -282,3 +283,24 @@ def set_display_name(session: Session, name: object) -> None:
     """The name the participant wants the organisers to see; empty clears it."""
     session.display_name = plain_text(name, limit=NAME_MAX, what="the name")
     session.save(update_fields=["display_name"])
+
+
+def name_waiting_visitor(visitor: str, name: object) -> Pool | None:
+    """The name a visitor types on the waiting page: kept with their place,
+    and their session takes it when their turn comes (or has it at once, if
+    it came meanwhile). The pool they wait for or landed in; None when they
+    neither wait nor hold a notebook."""
+    display_name = plain_text(name, limit=NAME_MAX, what="the name")
+    with transaction.atomic():
+        entry = QueueEntry.objects.waiting().filter(visitor=visitor).first()
+        if entry is not None:
+            # The queue is served under its pool's lock: holding it, the place
+            # is either still waiting, or served with its session in place.
+            Pool.objects.select_for_update().filter(pk=entry.pool_id).exists()
+            if QueueEntry.objects.waiting().filter(pk=entry.pk).update(display_name=display_name):
+                return entry.pool
+        session = Session.objects.active().select_related("container__pool").filter(visitor=visitor).first()
+        if session is None:
+            return None
+        set_display_name(session, display_name)
+        return session.container.pool

@@ -1,6 +1,7 @@
 """The waiting room on the real stack: visitors who find no container wait in
 arrival order and are let in, each to a container of their own."""
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 from django.utils import timezone
@@ -36,6 +37,12 @@ def test_visitors_who_find_the_pool_full_are_let_in_in_arrival_order(live_stack)
         waiting.append(browser)
         assert status(browser, live_stack.url)["position"] == n + 1
     assert status(waiting[2], live_stack.url)["phase"] == "waiting"
+    # The first in line gives a name (optional) through the page's own form;
+    # the page comes back with their place, and their session will carry it.
+    page = waiting[0].get(f"{live_stack.url}/", timeout=30)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    named = waiting[0].post(f"{live_stack.url}/waiting/name", data={"name": "Ada", "csrfmiddlewaretoken": token}, timeout=30)
+    assert named.status_code == 200 and 'value="Ada"' in named.text and status(waiting[0], live_stack.url)["position"] == 1
     arrive_again = waiting[2].get(f"{live_stack.url}/", timeout=30)  # a reload keeps the place
     assert "/user/" not in arrive_again.url and status(waiting[2], live_stack.url)["position"] == 3
 
@@ -50,6 +57,7 @@ def test_visitors_who_find_the_pool_full_are_let_in_in_arrival_order(live_stack)
         assert page.status_code == 200 and "/user/" in page.url
         served_urls.append(page.url.split("/tree")[0])
     assert len(set(served_urls)) == 5
+    assert Session.objects.get(display_name="Ada").container.path_id in served_urls[0]  # the first let in
     active = Session.objects.active()
     assert active.count() == 10 and active.values("container").distinct().count() == 10
     # The five holders not killed kept their notebooks: a reload takes each

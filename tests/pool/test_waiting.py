@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pool.models import Container, Pool, QueueEntry, Session
-from pool.services import assignment, pools, turns, waiting
+from pool.services import assignment, pools, room, turns, waiting
 from pool.visitors import VISITOR_COOKIE
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory, on_notebook_origin
 
@@ -308,3 +308,46 @@ def test_a_visitor_waiting_for_one_pool_gets_a_ready_container_of_the_other_at_o
     ready = ContainerFactory(pool=julia)
     assert admit(julia, "visitor").session.container == ready
     assert not QueueEntry.objects.waiting().exists()
+
+
+def test_a_waiting_visitor_types_a_name_and_their_session_takes_it(client):
+    pool = PoolFactory(capacity=3)
+    page = client.get("/")
+    assert 'action="/waiting/name"' in page.content.decode() and 'name="csrfmiddlewaretoken"' in page.content.decode()
+    response = client.post("/waiting/name", {"name": "  Ada\u202e  Lovelace\n"})
+    assert response.status_code == 302 and response["Location"] == pool.landing_path
+    assert QueueEntry.objects.waiting().get().display_name == "Ada Lovelace"  # one plain line, reordering controls out
+    assert 'value="Ada Lovelace"' in client.get("/").content.decode()  # the page shows what is kept
+    ContainerFactory(pool=pool)
+    assignment.serve_queue(pool.pk)
+    assert Session.objects.get().display_name == "Ada Lovelace"
+
+
+def test_a_name_typed_just_after_the_turn_came_goes_to_the_session():
+    pool = PoolFactory(capacity=3)
+    admit(pool, "ann")
+    ContainerFactory(pool=pool)
+    assignment.serve_queue(pool.pk)
+    assert room.name_waiting_visitor("ann", "Ann") == pool
+    assert Session.objects.get().display_name == "Ann"
+
+
+def test_a_name_is_optional_and_bad_input_changes_nothing(client):
+    pool = PoolFactory(capacity=3)
+    client.get("/")
+    client.post("/waiting/name", {"name": "Bo"})
+    too_long = client.post("/waiting/name", {"name": "x" * (room.NAME_MAX + 1)})
+    assert too_long.status_code == 400 and "at most 60" in too_long.content.decode()
+    assert 'aria-invalid="true"' in too_long.content.decode()
+    assert QueueEntry.objects.waiting().get().display_name == "Bo"
+    assert client.get("/waiting/name").status_code == 405
+    assert client.post("/waiting/name", {"name": ""}).status_code == 302  # clearing it is fine
+    assert QueueEntry.objects.waiting().get(pool=pool).display_name == ""
+
+
+def test_a_visitor_who_neither_waits_nor_holds_a_notebook_names_nobody(client):
+    PoolFactory(capacity=3)
+    response = client.post("/waiting/name", {"name": "Cy"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert not QueueEntry.objects.exists() and not Session.objects.exists()
+    assert room.name_waiting_visitor("nobody", "Cy") is None
