@@ -246,13 +246,19 @@ class Stack:
         celery_app.control.purge()  # tasks an earlier test queued are not this one's
         environment = stack_env(self.proxy, self.redis, self.web_port, self.log_dir, **env)
         self.web = stack.WebApp(self.web_port, environment, self.log_dir, workers=web_workers, keep_alive=web_keep_alive)
-        self.processes = [self.web.start()]
+        self.processes = [self.web]
         if worker:
-            self.worker = stack.CeleryWorker(environment, self.log_dir).start()
+            self.worker = stack.CeleryWorker(environment, self.log_dir)
             self.processes.append(self.worker)
         if beat:
-            self.beat = stack.CeleryBeat(environment, self.log_dir).start()
+            self.beat = stack.CeleryBeat(environment, self.log_dir)
             self.processes.append(self.beat)
+        # All at once: each spends its first seconds importing Django, which
+        # one after another cost every test the sum of them.
+        for process in self.processes:
+            process.launch()
+        for process in self.processes:
+            process.wait_ready()
         return self
 
     def stop(self):

@@ -38,10 +38,8 @@ class PrivateDockerd(Process):
         args += ["--iptables=false", "--ip-masq=false", "--live-restore"]
         super().__init__("dockerd", args, log_dir=self.root)
 
-    def start(self):
-        super().start()
+    def wait_ready(self):
         wait_for(lambda: self.client().ping(), 30, "the private dockerd")
-        return self
 
     def client(self):
         return docker.DockerClient(base_url=self.socket, timeout=30)

@@ -94,10 +94,19 @@ class Process:
         self.popen = None
 
     def start(self):
+        """Launch the process and return once it answers."""
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self):
         log = open(self.log_path, "wb")
         self.popen = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         return self
+
+    def wait_ready(self):
+        """Nothing to wait for unless a kind of process says what answering is."""
 
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.popen is None or self.popen.poll() is not None:
@@ -125,10 +134,8 @@ class RedisServer(Process):
         self.url = f"redis://127.0.0.1:{self.port}/0"
         super().__init__("redis", ["redis-server", "--bind", "127.0.0.1", "--port", self.port, "--save", "", "--appendonly", "no"], log_dir=log_dir)
 
-    def start(self):
-        super().start()
+    def wait_ready(self):
         wait_for(lambda: socket.create_connection(("127.0.0.1", self.port), 0.2).close() or True, 10, "redis")
-        return self
 
 
 class Proxy(Process):
@@ -162,11 +169,9 @@ class Proxy(Process):
             env |= {"TMPNB_TLS_CERT": self.tls[0], "TMPNB_TLS_KEY": self.tls[1]}
         return {key: str(value) for key, value in env.items()}
 
-    def start(self):
-        super().start()
+    def wait_ready(self):
         headers = {"Authorization": f"token {self.token}"}
         wait_for(lambda: requests.get(f"{self.api_url}/api/routes", headers=headers, timeout=1).ok, 15, "the proxy")
-        return self
 
     def routes(self):
         response = requests.get(f"{self.api_url}/api/routes", headers={"Authorization": f"token {self.token}"}, timeout=5)
@@ -199,10 +204,8 @@ class WebApp(Process):
             args += ["--keep-alive", keep_alive]
         super().__init__("web", args, env=env, log_dir=log_dir)
 
-    def start(self):
-        super().start()
+    def wait_ready(self):
         wait_for(lambda: requests.get(f"{self.url}/admin/login/", timeout=1).status_code == 200, 30, "gunicorn")
-        return self
 
 
 class CeleryWorker(Process):
@@ -221,10 +224,8 @@ class CeleryWorker(Process):
         ]
         super().__init__("worker", args, env={**env, "C_FORCE_ROOT": "1"}, log_dir=log_dir)
 
-    def start(self):
-        super().start()
+    def wait_ready(self):
         wait_for(lambda: "ready." in self.log_path.read_text(errors="replace"), 30, "the Celery worker")
-        return self
 
     def tasks_succeeded(self, name):
         """The ids of the tasks called ``name`` this worker has finished
