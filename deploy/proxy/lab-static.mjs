@@ -116,8 +116,10 @@ async function find(root, segments, acceptEncoding) {
   return plain && { ...plain, encoding: null, contentName: original };
 }
 
-function etag(stat) {
-  return `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`;
+function etag(found) {
+  // The encoding in it too: a cache must not take one encoding's bytes for another's.
+  const { size, mtimeMs } = found.stat;
+  return `"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}-${found.encoding || "identity"}"`;
 }
 
 function matches(ifNoneMatch, tag) {
@@ -146,7 +148,7 @@ export async function serveLabStatic(root, req, res, onNotebookOrigin) {
     throw e;
   }
   if (!found) return answer(res, 404, "no such file");
-  const tag = etag(found.stat);
+  const tag = etag(found);
   const headers = { ...COMMON_HEADERS, ETag: tag };
   if (req.headers["if-none-match"] && matches(req.headers["if-none-match"], tag)) {
     res.writeHead(304, headers);

@@ -55,6 +55,7 @@ def test_a_builds_files_come_from_the_proxy_compressed_for_good_without_the_app(
     tag = fetch("br").headers["ETag"]
     again = fetch("br", **{"If-None-Match": tag})
     assert (again.status_code, again.content, again.headers["ETag"]) == (304, b"", tag)
+    assert fetch("gzip", **{"If-None-Match": tag}).status_code == 200  # another encoding, other bytes
     head = requests.head(f"{origin}{main.group(1)}", headers={"Accept-Encoding": "br"}, timeout=10)
     assert (head.status_code, head.content, head.headers["Content-Encoding"]) == (200, b"", "br")
     assert requests.post(f"{origin}{main.group(1)}", timeout=10).status_code == 405
