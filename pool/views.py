@@ -17,7 +17,7 @@ from pool import origins, visitors
 from pool.http import client_address, hand_rate_exceeded, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
 from pool.models import Container, Pool, Session, Snapshot
 from pool.origins import OriginRequest
-from pool.services import assignment, disk, lab_static, pools, resume, room, snapshots, spawning, upkeep, usage, waiting
+from pool.services import assignment, disk, pools, resume, room, snapshots, spawning, upkeep, usage, waiting
 from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
@@ -431,20 +431,3 @@ def static_files(request: HttpRequest, path: str) -> HttpResponseBase:
         return serve(request, path, document_root=str(spawning.static_files_root()))
     except SuspiciousFileOperation:  # a path that climbs out of the folder
         raise Http404("no such file") from None
-
-
-def lab_static_file(request: HttpRequest, recipe: str, path: str) -> HttpResponseBase:
-    """JupyterLab's files of one image build (pool/services/lab_static.py),
-    compressed at build: they never change under this URL."""
-    try:
-        found = lab_static.find(recipe, path, request.headers.get("Accept-Encoding", ""))
-    except SuspiciousFileOperation:  # a path that climbs out of the folder
-        found = None
-    if found is None:
-        raise Http404("no such file")
-    response = FileResponse(found.path.open("rb"), content_type=found.content_type)
-    if found.encoding:
-        response.headers["Content-Encoding"] = found.encoding
-    response.headers["Vary"] = "Accept-Encoding"
-    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-    return response

@@ -208,7 +208,7 @@ def database_url_for_processes():
     return f"postgres://{quote(db['USER'])}:{quote(db['PASSWORD'])}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-def stack_env(proxy, redis_server, web_port, log_dir, **extra):
+def stack_env(proxy, redis_server, web_port, **extra):
     env = {
         "DATABASE_URL": database_url_for_processes(),
         "REDIS_URL": redis_server.url,
@@ -216,7 +216,6 @@ def stack_env(proxy, redis_server, web_port, log_dir, **extra):
         "CONFIGPROXY_AUTH_TOKEN": proxy.token,
         "TMPNB_INSTALLATION": settings.TMPNB_INSTALLATION,
         "TMPNB_PORT": str(web_port),
-        "TMPNB_VAR_DIR": str(log_dir),
         "TMPNB_HEARTBEAT": "0.5",
         "TMPNB_SPAWN_TIMEOUT": "30",
         "TMPNB_NETWORK_GUARD": "false",
@@ -244,7 +243,7 @@ class Stack:
 
     def start(self, web_workers=2, worker=True, beat=True, web_keep_alive=stack.WEB_KEEP_ALIVE, **env):
         celery_app.control.purge()  # tasks an earlier test queued are not this one's
-        environment = stack_env(self.proxy, self.redis, self.web_port, self.log_dir, **env)
+        environment = stack_env(self.proxy, self.redis, self.web_port, **env)
         self.web = stack.WebApp(self.web_port, environment, self.log_dir, workers=web_workers, keep_alive=web_keep_alive)
         self.processes = [self.web]
         if worker:

@@ -142,15 +142,18 @@ class Proxy(Process):
     """deploy/proxy/tmpnb-proxy.mjs: configurable-http-proxy with the
     service's listeners. Without ``notebook_domain``, the notebooks share the
     second port (``notebook_url``); with it, notebook <id> is <id>.<domain>
-    on the public port (a browser maps the names to loopback)."""
+    on the public port (a browser maps the names to loopback). It serves
+    JupyterLab's files from ``var_dir`` (the service's TMPNB_VAR_DIR, which
+    ``service_env`` hands on), ``log_dir`` unless given."""
 
-    def __init__(self, default_target, log_dir, token=None, public_port=None, api_port=None, api_ip="127.0.0.1", notebook_domain="", tls=None):
+    def __init__(self, default_target, log_dir, token=None, public_port=None, api_port=None, api_ip="127.0.0.1", notebook_domain="", tls=None, var_dir=None):
         self.token = token or secrets.token_hex(16)
         self.public_port = public_port or free_port()
         self.api_port = api_port or free_port()
         self.notebook_port = free_port()
         self.notebook_domain = notebook_domain
         self.tls = tls
+        self.var_dir = Path(var_dir or log_dir)
         self.scheme = "https" if tls else "http"
         self.public_url = f"{self.scheme}://127.0.0.1:{self.public_port}"
         self.notebook_url = f"{self.scheme}://127.0.0.1:{self.notebook_port}"
@@ -160,11 +163,12 @@ class Proxy(Process):
         args += ["--notebook-port", self.notebook_port, "--notebook-domain", notebook_domain]
         if tls:
             args += ["--ssl-cert", tls[0], "--ssl-key", tls[1]]
-        super().__init__("proxy", args, env={"CONFIGPROXY_AUTH_TOKEN": self.token}, log_dir=log_dir)
+        super().__init__("proxy", args, env={"CONFIGPROXY_AUTH_TOKEN": self.token, "TMPNB_VAR_DIR": str(self.var_dir)}, log_dir=log_dir)
 
     def service_env(self):
         """What the service's processes must know of this proxy's origins."""
         env = {"TMPNB_PUBLIC_PORT": self.public_port, "TMPNB_NOTEBOOK_PORT": self.notebook_port, "TMPNB_NOTEBOOK_DOMAIN": self.notebook_domain}
+        env["TMPNB_VAR_DIR"] = self.var_dir
         if self.tls:
             env |= {"TMPNB_TLS_CERT": self.tls[0], "TMPNB_TLS_KEY": self.tls[1]}
         return {key: str(value) for key, value in env.items()}

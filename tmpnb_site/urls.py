@@ -27,7 +27,6 @@ urlpatterns = [
     path("api/notebooks/<str:path_id>/hand", views.notebook_hand, name="notebook-hand"),
     path("api/notebooks/<str:path_id>/name", views.notebook_name, name="notebook-name"),
     path("static/<path:path>", views.static_files, name="static-files"),
-    path("lab-static/<str:recipe>/<path:path>", views.lab_static_file, name="lab-static"),
     # The API answers with or without a trailing slash: POST and DELETE cannot be redirected.
     re_path(r"^api/spawn/?$", api.spawn, name="api-spawn"),
     re_path(r"^api/spawn/(?P<ticket>[0-9a-f]{32})/?$", api.spawn_status, name="api-spawn-status"),

@@ -7,7 +7,7 @@ connections at a time, compression accepted), opens a notebook (a session,
 so a kernel) and runs ``6*7`` over the kernel's websocket. Each phase is
 timed per participant; CPU is counted for the containers (their cgroups)
 and the service's processes. Two variants in one run: the image as it is
-(a kernel waiting, JupyterLab's files served once by the service) and
+(a kernel waiting, JupyterLab's files served once, by the proxy) and
 today's behaviour (neither), by the command's flags.
 
 Refresh the recorded requests (a real Chromium, one participant):

@@ -397,7 +397,11 @@ class Units(Service):
         self.logs.mkdir()
         redis = RedisServer(self.logs)
         proxy = Proxy(
-            f"http://127.0.0.1:{self.ports['TMPNB_PORT']}", self.logs, public_port=self.ports["TMPNB_PUBLIC_PORT"], api_port=self.ports["TMPNB_PROXY_API_PORT"]
+            f"http://127.0.0.1:{self.ports['TMPNB_PORT']}",
+            self.logs,
+            public_port=self.ports["TMPNB_PUBLIC_PORT"],
+            api_port=self.ports["TMPNB_PROXY_API_PORT"],
+            var_dir=self.state / "var",
         )
         self.ports.update(TMPNB_REDIS_PORT=redis.port, TMPNB_NOTEBOOK_PORT=proxy.notebook_port)
         self.proxy_token = proxy.token

@@ -14,7 +14,10 @@
 //   a Domain (which would reach the service or other notebooks), nor register
 //   a service worker (which would outlive the notebook on a shared origin);
 // - with --ssl-cert and --ssl-key every listener speaks HTTPS, and a plain
-//   HTTP request to it (or to --redirect-port) is redirected to HTTPS.
+//   HTTP request to it (or to --redirect-port) is redirected to HTTPS;
+// - JupyterLab's files of each image build are served from TMPNB_VAR_DIR's
+//   lab_static folder by the proxy itself, on the notebooks' origins only
+//   (lab-static.mjs).
 //
 // Options as configurable-http-proxy's own (--ip, --port, --api-ip,
 // --api-port, --default-target, --log-level; the token in
@@ -25,10 +28,14 @@ import fs from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 
 import { ConfigurableProxy } from "configurable-http-proxy";
 import { defaultLogger } from "configurable-http-proxy/lib/log.js";
+
+import { PREFIX as LAB_STATIC, serveLabStatic } from "./lab-static.mjs";
 
 const NOTEBOOK_LISTENER = "@notebooks";
 const SERVICE_COOKIE = /^(__Host-|__Secure-)?tmpnb_/;
@@ -95,7 +102,7 @@ const UpstreamHttpAgent = closingIdleSockets(http.Agent);
 const UpstreamHttpsAgent = closingIdleSockets(https.Agent);
 
 class TmpnbProxy extends ConfigurableProxy {
-  constructor(options, { notebookPort, notebookDomain }) {
+  constructor(options, { notebookPort, notebookDomain, labStatic }) {
     super(options);
     // In place of the agents configurable-http-proxy made (lib/configproxy.js),
     // which it hands every proxied request.
@@ -103,6 +110,7 @@ class TmpnbProxy extends ConfigurableProxy {
     this.httpsAgent = https.globalAgent = new UpstreamHttpsAgent({ keepAlive: true });
     this.notebookPort = notebookPort;
     this.notebookSuffix = notebookDomain ? "." + notebookDomain.toLowerCase() : null;
+    this.labStatic = labStatic;
     this.proxy.on("proxyRes", (proxyRes, req) => this.filterAnswer(req, proxyRes));
     // http-proxy-3 hands a client's websocket errors (EPIPE, ECONNRESET: the
     // client reset it while data flowed) to this event, and throws them when
@@ -153,7 +161,10 @@ class TmpnbProxy extends ConfigurableProxy {
   }
 
   handleProxyWeb(req, res) {
-    if (this.prepare(req)) return super.handleProxyWeb(req, res);
+    const allowed = this.prepare(req);
+    // No route is ever under /lab-static/ (pool/origins.py's route_path).
+    if (allowed && req.url.startsWith(LAB_STATIC)) return serveLabStatic(this.labStatic, req, res, req.notebookOrigin === true);
+    if (allowed) return super.handleProxyWeb(req, res);
     res.writeHead(403, { "Content-Type": "text/plain" });
     res.end("Service workers are not allowed on a notebook's origin.");
   }
@@ -228,6 +239,8 @@ function main() {
       "ssl-cert": { type: "string", default: env.TMPNB_TLS_CERT || "" },
       "ssl-key": { type: "string", default: env.TMPNB_TLS_KEY || "" },
       "redirect-port": { type: "string", default: env.TMPNB_HTTP_REDIRECT_PORT || "" },
+      // Where pool/services/lab_static.py copies them: Django's TMPNB_VAR_DIR, whose default is the checkout's var/.
+      "lab-static": { type: "string", default: path.join(env.TMPNB_VAR_DIR || fileURLToPath(new URL("../../var", import.meta.url)), "lab_static") },
     },
   });
   const log = defaultLogger({ level: args["log-level"].toLowerCase() });
@@ -242,7 +255,7 @@ function main() {
       hostRouting: true,
       xfwd: true,
     },
-    { notebookPort, notebookDomain: args["notebook-domain"] }
+    { notebookPort, notebookDomain: args["notebook-domain"], labStatic: args["lab-static"] }
   );
   listener(proxy, tls, port).listen(port, args.ip);
   if (notebookPort !== undefined) listener(proxy, tls, notebookPort).listen(notebookPort, args.ip);

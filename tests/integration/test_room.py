@@ -1,6 +1,6 @@
 """The room is usable at 9:00 (issue 32): a kernel already waits in each ready
-JupyterLab server for the participant's first notebook, and JupyterLab's own
-files come compressed from the service, on the notebooks' origins only."""
+JupyterLab server for the participant's first notebook (JupyterLab's own
+files come compressed from the proxy: tests/integration/test_lab_static.py)."""
 
 import json
 import os
@@ -101,29 +101,6 @@ def test_the_waiting_kernel_is_handed_out_once_each_notebook_works_in_its_folder
     ask(container, f"api/kernels/{first_kernel}/restart", method="POST")
     assert run_and_read(participant, first) == "/home/jovyan/work"
     assert kernel_of(container, "work/first.ipynb") == first_kernel
-
-
-def test_jupyterlabs_files_come_compressed_from_the_service_on_the_notebooks_origin_only(live_stack):
-    PoolFactory(capacity=1, image=JUPYTER_IMAGE, command=DEFAULT_COMMAND, redirect_uri="/lab", mem_limit="256m")
-    live_stack.start()
-    wait_until(lambda: ready_count() == 1, timeout=120, what="a ready JupyterLab container")
-    with Browser() as participant:
-        page = participant.get(f"{live_stack.url}/spawn/", timeout=30)
-        assert page.status_code == 200 and "<title>JupyterLab</title>" in page.text
-        static = re.search(r'"fullStaticUrl":\s*"(/lab-static/[0-9a-f]{16})"', page.text)
-        assert static, "the page asks for JupyterLab's files elsewhere than the service"
-        origin = re.match(r"^https?://[^/]+", page.url).group(0)
-        main = re.search(r'src="(/lab-static/[0-9a-f]{16}/main\.[0-9a-f]+\.js)', page.text).group(1)
-        answer = participant.get(f"{origin}{main}", headers={"Accept-Encoding": "br, gzip"}, timeout=30)
-        assert answer.status_code == 200
-        assert answer.headers["Content-Encoding"] == "br"
-        assert "immutable" in answer.headers["Cache-Control"]
-        assert answer.headers["Content-Type"].startswith(("text/javascript", "application/javascript"))
-        plain = participant.get(f"{origin}{main}", headers={"Accept-Encoding": "identity"}, timeout=30)
-        assert "Content-Encoding" not in plain.headers
-        assert len(answer.content) < len(plain.content) / 2  # requests leaves brotli encoded
-        # Never on the service's own origin (nor the admin's).
-        assert participant.get(f"{live_stack.url}{main}", timeout=30).status_code == 404
 
 
 def test_the_classic_notebook_has_no_waiting_kernel_and_still_works(live_stack):

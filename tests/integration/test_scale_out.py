@@ -70,7 +70,7 @@ def test_two_workers_and_two_web_processes_start_nothing_twice_and_hand_out_noth
     rows = pools.fill_pool(pool.pk)
     watch = CreateWatch()
     live_stack.start(web_workers=2)
-    environment = stack_env(proxy, redis_server, web_port, log_dir)
+    environment = stack_env(proxy, redis_server, web_port)
     second_worker = stack.CeleryWorker(environment, log_dir).start()
     second_web = stack.WebApp(stack.free_port(), environment, log_dir, workers=2).start()
     try:

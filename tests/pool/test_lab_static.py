@@ -1,8 +1,8 @@
-"""JupyterLab's files of an image build, copied once and served compressed
-on the notebooks' origins (pool/services/lab_static.py)."""
+"""JupyterLab's files of an image build, copied out of its image once
+(pool/services/lab_static.py); the proxy serves them
+(tests/integration/test_lab_static.py)."""
 
 import pytest
-from django.conf import settings
 
 from pool.services import lab_static, spawning
 from tests.factories import PoolFactory
@@ -12,10 +12,6 @@ LABELLED = {"tmpnb.recipe": RECIPE, "tmpnb.lab-static": "/opt/jupyter/share/jupy
 FILES = {"main.1a2b.js": b"plain", "main.1a2b.js.br": b"brotli", "main.1a2b.js.gz": b"gzip", "fonts/a.woff": b"woff"}
 
 pytestmark = pytest.mark.django_db
-
-
-def on_notebook_origin(client, path, **headers):
-    return client.get(path, HTTP_HOST=f"127.0.0.1:{settings.TMPNB_NOTEBOOK_PORT}", **headers)
 
 
 @pytest.fixture
@@ -60,29 +56,3 @@ def test_a_spawn_copies_them_before_the_notebook_is_routed(var_dir, labelled_ima
     [row] = pools.fill_pool(pool.pk)
     spawning.spawn_container(row.pk)
     assert (var_dir / "lab_static" / RECIPE / "main.1a2b.js").exists()
-
-
-@pytest.mark.parametrize(
-    ("accept", "body", "encoding"),
-    [("gzip, deflate, br, zstd", b"brotli", "br"), ("gzip", b"gzip", "gzip"), ("", b"plain", None), ("br;q=1", b"brotli", "br")],
-)
-def test_the_best_encoding_the_browser_accepts_is_served_for_good(client, var_dir, labelled_image, accept, body, encoding):
-    lab_static.copy_once(PoolFactory(image="lab:1"))
-    response = on_notebook_origin(client, f"/lab-static/{RECIPE}/main.1a2b.js", HTTP_ACCEPT_ENCODING=accept)
-    assert response.status_code == 200
-    assert b"".join(response.streaming_content) == body
-    assert response.get("Content-Encoding") == encoding
-    assert response["Content-Type"].endswith("javascript")
-    assert response["Cache-Control"] == "public, max-age=31536000, immutable"
-    assert "Accept-Encoding" in response["Vary"]
-
-
-@pytest.mark.parametrize("path", [f"/lab-static/{RECIPE}/missing.js", f"/lab-static/{RECIPE}/../{RECIPE}.lock", "/lab-static/nothex/main.1a2b.js"])
-def test_what_is_not_a_file_of_a_build_is_not_found(client, var_dir, labelled_image, path):
-    lab_static.copy_once(PoolFactory(image="lab:1"))
-    assert on_notebook_origin(client, path).status_code == 404
-
-
-def test_they_are_never_served_on_the_services_origin(client, var_dir, labelled_image):
-    lab_static.copy_once(PoolFactory(image="lab:1"))
-    assert client.get(f"/lab-static/{RECIPE}/main.1a2b.js").status_code == 404
