@@ -198,16 +198,16 @@ def _output(output: dict[str, Any]) -> Output:
 
 def _rich(data: dict[str, Any]) -> Output:
     """The one representation shown of a rich output: a PNG or JPEG image,
-    else its plain text; the rest named."""
+    else its plain text; the others named."""
     for mime in _IMAGE_MAGIC:
-        if mime in data:
-            image = _image(mime, data[mime])
-            if image:
-                return Output(image_url=image, text=_text(data.get("text/plain")))
+        image = _image(mime, data[mime]) if mime in data else ""
+        if image:
+            return Output(image_url=image, text=_text(data.get("text/plain")))
+    others = sorted(_plain(str(mime))[:80] for mime in data if mime != "text/plain")
+    note = f"Also as {', '.join(others[:5])}: not shown here." if others else ""
     if "text/plain" in data:
-        return Output(text=_text(data["text/plain"]))
-    kinds = ", ".join(sorted(_plain(str(mime))[:80] for mime in data)[:5]) or "nothing"
-    return Output(note=f"An output this view does not show ({kinds}).")
+        return Output(text=_text(data["text/plain"]), note=note)
+    return Output(note=f"An output this view does not show ({', '.join(others[:5]) or 'empty'}).")
 
 
 def _image(mime: str, value: Any) -> str:

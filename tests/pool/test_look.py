@@ -83,7 +83,8 @@ def test_the_renderer_keeps_text_and_checked_images_and_names_the_rest():
     outputs = [cell.outputs for cell in shown.cells]
     assert outputs[0] == [look.Output(text="1\n" + SCRIPT)]  # text, escaped by the page
     assert "text/html" in outputs[1][0].note and not outputs[1][0].text
-    assert outputs[2] == [look.Output(text="<IPython.core.display.HTML object>")]  # the plain text of an HTML output, never its HTML
+    # The plain text of an HTML output, never its HTML.
+    assert outputs[2] == [look.Output(text="<IPython.core.display.HTML object>", note="Also as text/html: not shown here.")]
     assert "image/svg+xml" in outputs[3][0].note and "application/javascript" in outputs[4][0].note
     assert "image/png" in outputs[5][0].note and "image/png" in outputs[6][0].note  # not what they claim: not shown
     assert outputs[7] == [look.Output(image_url="data:image/png;base64," + base64.b64encode(PNG).decode(), text="<Figure>")]
