@@ -5,6 +5,7 @@ server, so every answer is read as untrusted: within a cap on its size and a
 deadline, and as JSON only (a JSONDecodeError is a ValueError)."""
 
 import json
+import threading
 import time
 from typing import Any
 from urllib.parse import quote
@@ -42,18 +43,38 @@ def clean_path(path: str) -> str:
 def get_json(url: str, token: str, *, deadline: float, max_bytes: int, params: dict[str, str] | None = None) -> Any:
     """The JSON a notebook server answers at ``url``, read ``max_bytes`` at
     most and before ``deadline`` (time.monotonic()); ValueError for any other
-    answer, TimeoutError past the deadline, requests' errors as they come."""
+    answer, TimeoutError past the deadline, requests' errors as they come.
+
+    The read timeout bounds each wait for a byte, not the body: a server
+    that sends one byte a second would hold a read of 16 kB for hours. At the
+    deadline a timer shuts the socket, which ends the read."""
     with requests.Session() as http:
         http.trust_env = False  # a container's address is never for a forward proxy (see spawning._container_get)
         headers = {"Authorization": f"token {token}", "Accept": "application/json"} if token else {}
         with http.get(url, params=params, headers=headers, timeout=TIMEOUT, stream=True, allow_redirects=False) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
-            body = bytearray()
-            for chunk in response.iter_content(CHUNK_BYTES):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise ValueError(f"an answer over {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise TimeoutError("no complete answer in time")
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), response.raw.shutdown)
+            timer.start()
+            try:
+                body = _read(response, deadline, max_bytes)
+            except (requests.RequestException, OSError) as error:
+                if time.monotonic() > deadline:  # the timer shut it
+                    raise TimeoutError("no complete answer in time") from error
+                raise
+            finally:
+                timer.cancel()
     return json.loads(body)
+
+
+def _read(response: requests.Response, deadline: float, max_bytes: int) -> bytearray:
+    body = bytearray()
+    for chunk in response.iter_content(CHUNK_BYTES):
+        body += chunk
+        if len(body) > max_bytes:
+            raise ValueError(f"an answer over {max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise TimeoutError("no complete answer in time")
+    if time.monotonic() > deadline:  # the timer shut it: what was read is cut short
+        raise TimeoutError("no complete answer in time")
+    return body

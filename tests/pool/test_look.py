@@ -6,7 +6,10 @@ real stack."""
 
 import base64
 import re
+import threading
+import time
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.test import Client
@@ -152,6 +155,42 @@ def test_a_hostile_server_gets_the_helper_a_clear_error(pool, servers, answer, e
     session = holding(servers, pool, {"a.ipynb": answer})
     with pytest.raises(look.LookError, match=error or "no answer within|did not give"):
         look.look(session, "a.ipynb", by="helper")
+
+
+@pytest.fixture
+def dripping_server():
+    """A server that answers every request one byte at a time, each well within the read timeout."""
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            try:
+                for _ in range(100_000):
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass  # the look hung up
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_server_that_drips_its_answer_is_cut_off_at_the_deadline(pool, dripping_server, monkeypatch):
+    monkeypatch.setattr(look, "READ_SECONDS", 1.0)
+    session = SessionFactory(container__pool=pool, container__host_port=dripping_server)
+    started = time.monotonic()
+    with pytest.raises(look.LookError, match="no answer within"):
+        look.look(session, "a.ipynb", by="helper")
+    assert time.monotonic() - started < 5  # not the 5 hours of its whole answer
 
 
 @pytest.mark.parametrize("path", ["../etc", "a/../../b", "a\\b", "a\x00b", "a//b"])
