@@ -104,7 +104,7 @@ def read(session: Session, path: str) -> Notebook | Folder:
     container = session.container
     deadline = time.monotonic() + READ_SECONDS
     try:
-        answer = notebook_api.get_json(notebook_api.contents_url(container, path), container.token, deadline=deadline, max_bytes=MAX_NOTEBOOK_BYTES)
+        answer = notebook_api.get_json_by(notebook_api.contents_url(container, path), container.token, deadline=deadline, max_bytes=MAX_NOTEBOOK_BYTES)
     except (requests.RequestException, ValueError, TimeoutError, RecursionError) as error:
         raise LookError(f"The notebook server did not give {path or 'its home folder'}: {_reason(error)}") from None
     if not isinstance(answer, dict) or answer.get("type") not in ("notebook", "directory"):
@@ -150,7 +150,7 @@ def _open_notebooks(session: Session, deadline: float) -> list[str]:
     """The notebooks open in the participant's JupyterLab now (its sessions)."""
     url = f"{notebook_api.server_url(session.container)}api/sessions"
     try:
-        answer = notebook_api.get_json(url, session.container.token, deadline=deadline, max_bytes=256 * 1024)
+        answer = notebook_api.get_json_by(url, session.container.token, deadline=deadline, max_bytes=256 * 1024)
     except (requests.RequestException, ValueError, TimeoutError, RecursionError):
         return []
     found = []

@@ -157,20 +157,24 @@ def test_a_hostile_server_gets_the_helper_a_clear_error(pool, servers, answer, e
         look.look(session, "a.ipynb", by="helper")
 
 
-@pytest.fixture
-def dripping_server():
-    """A server that answers every request one byte at a time, each well within the read timeout."""
+@pytest.fixture(params=["body", "headers"])
+def dripping_server(request):
+    """A server that answers every request one byte at a time (of its body,
+    or of its headers), each well within the read timeout, until the test ends."""
+    ended = threading.Event()
 
     class Drip(BaseHTTPRequestHandler):
         def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", "100000")
-            self.end_headers()
+            if request.param == "body":
+                self.send_response(200)
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+            else:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
             try:
-                for _ in range(100_000):
+                while not ended.wait(0.2):
                     self.wfile.write(b" ")
                     self.wfile.flush()
-                    time.sleep(0.2)
             except OSError:
                 pass  # the look hung up
 
@@ -180,6 +184,7 @@ def dripping_server():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
+    ended.set()  # the reader the look left behind on dripping headers then ends too
     server.shutdown()
     server.server_close()
 
