@@ -3,7 +3,7 @@ headless Chromium with real JupyterLab: a participant runs a cell whose
 outputs carry script (HTML, SVG, printed text) and saves; the organiser opens
 the notebook from the room view and sees its output as text, no script of it
 runs (and the page's policy would refuse one), and the participant's banner
-says a helper is looking."""
+says a helper is looking; a cell run later shows at the next Refresh."""
 
 import json
 import os
@@ -82,6 +82,18 @@ def test_a_helper_sees_a_cell_the_participant_ran_read_only_and_no_script_of_it_
     banner = participant.locator("#tmpnb-cull-warning")
     banner.get_by_text("A helper is looking at your notebooks").wait_for(timeout=45_000)
     screenshot(participant, "look-participant-told")
+
+    # The participant runs another cell and saves; the helper's Refresh shows it.
+    second = participant.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell").nth(1)
+    second.locator(".cm-content").click()
+    participant.keyboard.type('print("second", 2 * 21)')
+    run_cell(second, participant)
+    second.get_by_text("second 42").wait_for(timeout=60_000)
+    participant.keyboard.press("Control+s")
+    wait_until(lambda: "second 42" in (work_folder / "look.ipynb").read_text(), timeout=30, what="the second cell saved")
+    organiser.locator("#look-refresh").click()
+    organiser.locator("#tmpnb-look pre.output", has_text="second 42").wait_for(timeout=20_000)
+    assert Event.objects.filter(kind=Event.Kind.LOOK, session=session).count() == 3
 
     # axe-core, evaluated by the browser's devtools (the page would refuse it as a script).
     organiser.evaluate(AXE.read_text() + "\n;null")
