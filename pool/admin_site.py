@@ -1,5 +1,6 @@
 """The admin site, whose home page is the organiser's dashboard."""
 
+import secrets
 from typing import Any
 
 from django.contrib import admin, messages
@@ -8,14 +9,21 @@ from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
+from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
 from pool.http import no_store
 from pool.models import Pool, Session
-from pool.services import dashboard, ending, pools, room
+from pool.services import dashboard, ending, look, pools, room
 
 REFRESH_SECONDS = 10
 ROOM_REFRESH_SECONDS = 5
+# The look page shows a participant's notebook: no script at all, images only
+# as checked data: URLs, styles only the admin's and its own, framed by nothing
+# but able to frame its own beat (look_beat_view).
+LOOK_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'self' 'nonce-{nonce}'; frame-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 class TmpnbAdminSite(admin.AdminSite):
@@ -32,6 +40,8 @@ class TmpnbAdminSite(admin.AdminSite):
             path("room/<int:pool_id>/", self.admin_view(self.room_view), name="room"),
             path("room/<int:pool_id>/rows", self.admin_view(self.room_rows_view), name="room-rows"),
             path("room/<int:pool_id>/lower/", self.admin_view(self.lower_hand_view), name="room-lower"),
+            path("room/<int:pool_id>/look/<int:session_id>/", self.admin_view(self.look_view), name="room-look"),
+            path("room/<int:pool_id>/look/<int:session_id>/beat", self.admin_view(self.look_beat_view), name="room-look-beat"),
             *super().get_urls(),
         ]
 
@@ -79,3 +89,47 @@ class TmpnbAdminSite(admin.AdminSite):
             room.lower_hand(session)
             messages.success(request, f"Lowered the hand of {session.display_name or session.visitor_tag}.")
         return redirect("admin:room", pool_id=pool_id)
+
+    def look_view(self, request: HttpRequest, pool_id: int, session_id: int) -> TemplateResponse:
+        """A participant's notebook or folder (``?path=``), read now through the
+        service's own channel and shown read-only (pool/services/look.py)."""
+        session = _looked_at(request, pool_id, session_id)
+        path = request.GET.get("path", "")
+        context: dict[str, Any] = {"error": ""}
+        try:
+            shown = look.look(session, path, by=request.user.get_username())
+            context["folder" if isinstance(shown, look.Folder) else "notebook"] = shown
+            path = shown.path
+        except look.LookError as error:
+            context["error"] = str(error)
+        who = f"{session.display_name} ({session.visitor_tag})" if session.display_name else session.visitor_tag
+        nonce = secrets.token_urlsafe(16)
+        context |= {
+            **self.each_context(request),
+            "is_nav_sidebar_enabled": False,  # its script would not run here
+            "title": f"Looking at {who}",
+            "who": who,
+            "pool": session.container.pool,
+            "session": session,
+            "path": path,
+            "parent": path.rpartition("/")[0],
+            "nonce": nonce,
+        }
+        response = TemplateResponse(request, "admin/pool/look.html", context)
+        response.headers["Content-Security-Policy"] = LOOK_POLICY.format(nonce=nonce)
+        return response  # admin_view marks it never to be cached
+
+    @staticmethod
+    @xframe_options_sameorigin
+    def look_beat_view(request: HttpRequest, pool_id: int, session_id: int) -> TemplateResponse:
+        """The look page's frame, reloading itself while the page is open."""
+        look.beat(_looked_at(request, pool_id, session_id))
+        response = TemplateResponse(request, "admin/pool/look_beat.html", {"beat": look.BEAT_SECONDS})
+        response.headers["Content-Security-Policy"] = "default-src 'none'; frame-ancestors 'self'"
+        return response
+
+
+def _looked_at(request: HttpRequest, pool_id: int, session_id: int) -> Session:
+    if not request.user.has_perm("pool.view_session"):
+        raise PermissionDenied
+    return get_object_or_404(Session.objects.active().select_related("container__pool"), pk=session_id, container__pool_id=pool_id)

@@ -491,6 +491,8 @@ class Session(models.Model):
     display_name = models.CharField(max_length=60, blank=True, help_text="The name the participant typed, if any.")
     hand_raised_at = models.DateTimeField(null=True, blank=True, help_text="When the participant raised a hand; empty when it is down.")
     hand_text = models.CharField(max_length=300, blank=True, help_text="What the participant asks help with, if they said.")
+    # A helper's read-only look (pool/services/look.py): the participant is told until then.
+    helper_looking_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = SessionQuerySet.as_manager()
 
@@ -677,6 +679,7 @@ class Event(models.Model):
         RESUME = "resume", "resumed with a code"
         COLLECTION = "collection", "work collected"
         BROADCAST = "broadcast", "files broadcast"
+        LOOK = "look", "looked at by a helper"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)

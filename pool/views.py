@@ -17,7 +17,7 @@ from pool import origins, visitors
 from pool.http import client_address, hand_rate_exceeded, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
 from pool.models import Container, Pool, Session, Snapshot
 from pool.origins import OriginRequest
-from pool.services import assignment, disk, pools, resume, room, snapshots, spawning, upkeep, usage, waiting
+from pool.services import assignment, disk, look, pools, resume, room, snapshots, spawning, upkeep, usage, waiting
 from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
@@ -311,6 +311,7 @@ def notebook_time_left(request: OriginRequest, path_id: str) -> JsonResponse:
         return no_store(JsonResponse({"status": "unknown"}, status=503), RETRY_AFTER)
     if left is None:
         raise Http404("no such notebook")
+    message = cull_warning(left) + resume_hint(request, left)
     body = {
         "idle_timeout": left.idle_timeout,
         "idle_left": left.idle_left,
@@ -319,12 +320,24 @@ def notebook_time_left(request: OriginRequest, path_id: str) -> JsonResponse:
         "reason": left.reason,
         "disk_used": left.disk_used,
         "disk_limit": left.disk_limit,
-        "message": cull_warning(left) + resume_hint(request, left),
+        "message": message,
         "dismiss": gettext("Dismiss"),
     }
     if request.origin_kind == origins.NOTEBOOK and left.session is not None:  # its holder's page: the hand and the name
         body |= participant_state(left.session) | {"words": participant_words()}
+        if look.is_looked_at(left.session):
+            body |= helper_looking(left, message)
     return no_store(JsonResponse(body))
+
+
+def helper_looking(left: upkeep.TimeLeft, warning: str) -> dict[str, Any]:
+    """A helper's look page is open (pool/services/look.py): the banner says
+    so, before the warning if one is due. Its own reason, so that a banner the
+    participant closed shows again when a helper looks."""
+    said = gettext("A helper is looking at your notebooks (read-only).")
+    if left.warn:
+        return {"warn": True, "reason": f"{left.reason}+looking", "message": f"{said} {warning}"}
+    return {"warn": True, "reason": "looking", "message": said}
 
 
 def _notebook_token(request: HttpRequest) -> str:

@@ -14,7 +14,6 @@ idle...) and counts come out of them; what participants type is kept as
 plain text, and escaped wherever it is shown.
 """
 
-import json
 import logging
 import time
 import unicodedata
@@ -31,12 +30,12 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from pool.models import Container, Pool, QueueEntry, Session
+from pool.services import notebook_api
 from pool.services.upkeep import cull_due
 
 log = logging.getLogger(__name__)
 
 PROBES_AT_ONCE = 16  # notebook servers asked at a time
-PROBE_TIMEOUT = (1.0, 2.0)  # connect, then each read, in seconds
 PASS_SECONDS = 4.0  # a pass gives up on the servers that have not answered by then
 CACHE_SECONDS = 2
 MAX_ANSWER_BYTES = 256 * 1024  # a real server's list of kernels or sessions is a few kB
@@ -165,7 +164,7 @@ def probe_servers(containers: list[Container]) -> dict[str, ServerState]:
     deadline = time.monotonic() + PASS_SECONDS
     executor = ThreadPoolExecutor(max_workers=min(PROBES_AT_ONCE, len(containers)), thread_name_prefix="room")
     try:
-        futures = {container.path_id: executor.submit(probe_server, _base_url(container), container.token, deadline) for container in containers}
+        futures = {container.path_id: executor.submit(probe_server, notebook_api.server_url(container), container.token, deadline) for container in containers}
         wait(futures.values(), timeout=PASS_SECONDS)
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
@@ -180,10 +179,6 @@ def _answer(path_id: str, future: "Future[ServerState]") -> ServerState:
         log.warning("room view: notebook %s answered what could not be read: %r", path_id, error)
         return NOT_ANSWERING
     return future.result()
-
-
-def _base_url(container: Container) -> str:
-    return f"{container.target}{container.base_path}"
 
 
 def probe_server(base_url: str, token: str, deadline: float) -> ServerState:
@@ -215,22 +210,7 @@ def open_notebooks(sessions: list[Any]) -> int:
 
 
 def _get_list(url: str, token: str, deadline: float) -> list[Any]:
-    """A JSON list, read MAX_ANSWER_BYTES at most and before ``deadline``;
-    ValueError for anything else."""
-    with requests.Session() as http:
-        http.trust_env = False  # a container's address is never for a forward proxy (see spawning._container_get)
-        headers = {"Authorization": f"token {token}", "Accept": "application/json"} if token else {}
-        with http.get(url, headers=headers, timeout=PROBE_TIMEOUT, stream=True, allow_redirects=False) as response:
-            if response.status_code != 200:
-                raise ValueError(f"HTTP {response.status_code}")
-            body = bytearray()
-            for chunk in response.iter_content(16 * 1024):
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise ValueError(f"an answer over {MAX_ANSWER_BYTES} bytes")
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the pass is over")
-    answer = json.loads(body)  # a JSONDecodeError is a ValueError
+    answer = notebook_api.get_json(url, token, deadline=deadline, max_bytes=MAX_ANSWER_BYTES)
     if not isinstance(answer, list):
         raise ValueError("not a list")
     return answer

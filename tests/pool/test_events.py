@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from pool.models import Event, Pool, Schedule, Session
-from pool.services import assignment, broadcasts, collecting, disk, ending, materials, pools, resume, schedules, upkeep, worker
+from pool.services import assignment, broadcasts, collecting, disk, ending, look, materials, pools, resume, schedules, upkeep, worker
 from tests.factories import ContainerFactory, PoolFactory, new_visitor, pool_admin_form
 from tests.fakes import instead_of_sending
 from tests.pool.test_upkeep import spawn_all
@@ -171,6 +171,8 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     instead_of_sending(monkeypatch, worker.HAND_OUT_BROADCAST, broadcasts.hand_out)  # the worker's part, here
     broadcasts.broadcast_path(pool=full, path=str(handout), by="ada")  # broadcast
     collecting.collect_now(pool=full, by="ada")  # collection
+    with contextlib.suppress(look.LookError):  # the tiny image has no notebook server to read: the look is logged all the same
+        look.look(filler, "", by="ada")  # look
     with contextlib.closing(docker.from_env()) as engine:
         engine.containers.get(filler.container.backend_id).exec_run(["dd", "if=/dev/zero", "of=/tmp/big", "bs=1M", "count=2"])
     disk.check_disk()  # a disk limit's end (its work saved first)
@@ -198,6 +200,7 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
         "resume",
         "broadcast",
         "collection",
+        "look",
         "snapshot",
         "disk",
     ]

@@ -33,7 +33,15 @@ def test_a_row_is_what_the_orms_save_writes(django_assert_num_queries):
     for row in (mine, theirs):
         assert row.pop("visitor") and row.pop("container_id")
         assert abs(row.pop("started_at") - row.pop("last_activity")) < timedelta(seconds=1)
-    no_code = {"resume_code": None, "resume_key": None, "resume_made_at": None, "display_name": "", "hand_raised_at": None, "hand_text": ""}
+    no_code = {
+        "resume_code": None,
+        "resume_key": None,
+        "resume_made_at": None,
+        "display_name": "",
+        "hand_raised_at": None,
+        "hand_text": "",
+        "helper_looking_until": None,
+    }
     assert mine == theirs == {"client_ip": "2001:db8::1", "ended_at": None, "end_reason": "", "ended_by": "", "waited": timedelta(seconds=2.5), **no_code}
 
 
