@@ -17,7 +17,7 @@ from pool import origins, visitors
 from pool.http import client_address, hand_rate_exceeded, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
 from pool.models import Container, Pool, Session, Snapshot
 from pool.origins import OriginRequest
-from pool.services import assignment, disk, look, pools, resume, room, snapshots, spawning, upkeep, usage, waiting
+from pool.services import assignment, broadcasts, disk, look, pools, resume, room, snapshots, spawning, upkeep, usage, waiting
 from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
@@ -323,10 +323,12 @@ def notebook_time_left(request: OriginRequest, path_id: str) -> JsonResponse:
         "message": message,
         "dismiss": gettext("Dismiss"),
     }
-    if request.origin_kind == origins.NOTEBOOK and left.session is not None:  # its holder's page: the hand and the name
+    if request.origin_kind == origins.NOTEBOOK and left.session is not None:  # its holder's page: the hand, the name, what arrived
         body |= participant_state(left.session) | {"words": participant_words()}
         if look.is_looked_at(left.session):
             body |= helper_looking(left, message)
+        if (arrived := broadcasts.latest_arrival(left.session)) is not None:
+            body["arrived"] = {"id": arrived.pk, "message": gettext("The organiser sent you “%(name)s”: it is in your files.") % {"name": arrived.name}}
     return no_store(JsonResponse(body))
 
 

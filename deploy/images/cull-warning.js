@@ -1,6 +1,7 @@
 /* tmpnb: a banner a few minutes before this notebook server is culled, and
    beside it a small box to raise a hand (with an optional help text) and to
-   give the organisers a name. The service answers on the notebook's own
+   give the organisers a name; a line in the banner's place when the organiser
+   sends a file, and the file browser shows it at once. The service answers on the notebook's own
    origin to whoever sends the notebook's token, and 404 to anyone else; it
    words the banner and the box in the participant's language. Added to
    JupyterLab's page by build-jupyter; nothing is fetched from elsewhere. */
@@ -18,6 +19,7 @@
   var dismissed = null; // the reason of the warning the participant closed
   var timer = null;
   var help = null; // the hand and name box, made from the first answer
+  var announced = 'tmpnb-arrived-' + found[2]; // the last broadcast this tab said arrived
 
   function hide() {
     if (banner) {
@@ -54,6 +56,40 @@
     if (banner.firstChild.textContent !== answer.message) {
       banner.firstChild.textContent = answer.message;
     }
+  }
+
+  // What the organiser sent: said once per tab (a reload does not repeat it),
+  // then gone after a minute; JupyterLab's file browser lists it at once.
+  function arrive(arrived, dismiss) {
+    try {
+      if (sessionStorage.getItem(announced) === String(arrived.id)) {
+        return;
+      }
+      sessionStorage.setItem(announced, String(arrived.id));
+    } catch (error) {} // storage refused: said at each answer for its ten minutes
+    var refresh = document.querySelector('[data-command="filebrowser:refresh"]');
+    if (refresh) {
+      refresh.click();
+    }
+    var old = document.getElementById('tmpnb-arrival');
+    if (old) {
+      old.remove();
+    }
+    var line = make('div', { id: 'tmpnb-arrival' },
+      'position:fixed;left:50%;transform:translateX(-50%);z-index:10000;max-width:40em;padding:8px 12px;' +
+      'display:flex;gap:12px;align-items:flex-start;background:#e7f1ff;color:#0b2e59;border:1px solid #3f6fb5;' +
+      'border-radius:4px;font:14px/1.4 sans-serif;box-shadow:0 2px 6px rgba(0,0,0,.25);top:' +
+      (banner ? banner.offsetHeight + 12 : 4) + 'px');
+    line.setAttribute('role', 'status');
+    var close = make('button', { type: 'button' }, 'font:inherit;font-size:18px;line-height:1;background:none;border:0;color:inherit;cursor:pointer');
+    close.setAttribute('aria-label', dismiss);
+    close.textContent = '\u00d7';
+    close.addEventListener('click', function () { line.remove(); });
+    var text = make('span', {});
+    line.append(text, close);
+    document.body.appendChild(line);
+    text.textContent = arrived.message; // into the live region once it is there, so it is read out
+    setTimeout(function () { line.remove(); }, 60000);
   }
 
   function headers() {
@@ -187,6 +223,9 @@
         }
         if (answer.words) {
           showHelp(answer, answer.words);
+        }
+        if (answer.arrived) {
+          arrive(answer.arrived, answer.dismiss);
         }
         if (!answer.warn) {
           dismissed = null; // the next warning shows again

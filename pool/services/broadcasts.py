@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -40,7 +41,7 @@ from pool import materials_files
 from pool.backends import get_backend
 from pool.backends.base import BackendError
 from pool.materials_files import MaterialsError
-from pool.models import Broadcast, Container, Event, Pool
+from pool.models import Broadcast, Container, Event, Pool, Session
 from pool.options import check_host_path
 from pool.services import worker
 from pool.services.events import record_event
@@ -56,6 +57,9 @@ MOST_CLASHES = 100  # names tried before one is given up on
 # Extensions of two parts, kept whole when a name is changed.
 DOUBLE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz")
 ERRORS_NAMED = 5
+# How long a participant's page says that a broadcast arrived: its banner asks
+# every 30 s, so a page open at the time (or opened soon after) says it.
+ARRIVAL_NOTICE = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,19 @@ def hand_out(broadcast_id: int) -> Broadcast:
     broadcast.save(update_fields=["reached", "failed", "renamed", "handed_at"])
     _record(broadcast, errors)
     return broadcast
+
+
+def latest_arrival(session: Session, now: datetime | None = None) -> Broadcast | None:
+    """The newest broadcast put into ``session``'s notebook while they held
+    it, handed out within ARRIVAL_NOTICE: their page says that it arrived."""
+    now = now or timezone.now()
+    container = session.container
+    return (
+        Broadcast.objects.filter(pool_id=container.pool_id, pk__lte=container.broadcasts_through, sent_at__gte=session.started_at)
+        .filter(handed_at__gte=now - ARRIVAL_NOTICE)
+        .order_by("-pk")
+        .first()
+    )
 
 
 def _record(broadcast: Broadcast, errors: list[str]) -> None:

@@ -5,17 +5,20 @@ containers)."""
 import io
 import tarfile
 import zipfile
+from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from pool.backends.base import BackendError
 from pool.materials_files import MaterialsError
-from pool.models import Broadcast, Container, Event, Pool
+from pool.models import Broadcast, Container, Event, Pool, Session
 from pool.services import assignment, broadcasts, materials, pools, spawning, worker
 from pool.services.broadcasts import free_name
 from tests.factories import PoolFactory
 from tests.fakes import NOTEBOOK_FOLDER, instead_of_sending
+from tests.pool.test_room_view import from_the_banner
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -279,3 +282,17 @@ def test_the_admin_refuses_an_upload_over_the_cap_with_its_reason(room, admin_cl
         response = admin_client.post(f"/admin/pool/pool/{room[0].pk}/broadcast/", {"upload": upload})
     assert "big.bin is 1.0 MB, over the 1 MB that TMPNB_MATERIALS_MAX_MB allows." in response.content.decode()
     assert not Broadcast.objects.exists()
+
+
+def test_the_banner_of_each_holder_says_what_arrived_while_they_held_it_for_ten_minutes(room, tmp_path, settings):
+    pool, ada, bea, ready = room
+    ada_session = Session.objects.get(container=ada)
+    assert "arrived" not in from_the_banner("GET", ada_session, "time-left", settings=settings).json()
+    sent = broadcasts.broadcast_path(pool=pool, path=str(sent_file(tmp_path)), by="organiser")
+    answer = from_the_banner("GET", ada_session, "time-left", settings=settings, HTTP_ACCEPT_LANGUAGE="fr").json()
+    assert answer["arrived"] == {"id": sent.pk, "message": "L’organisateur vous a envoyé « notes.txt » : il est dans vos fichiers."}
+    # The ready notebook's first holder got it before their session began: nothing to announce.
+    late = assignment.assign_container(pool=pool, visitor="cy")
+    assert late.container == ready and broadcasts.latest_arrival(late) is None
+    later = timezone.now() + broadcasts.ARRIVAL_NOTICE + timedelta(seconds=1)
+    assert broadcasts.latest_arrival(ada_session, now=later) is None
