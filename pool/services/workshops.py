@@ -11,6 +11,7 @@ and the sessions end, as a cull ends them (their work saved too).
 """
 
 import logging
+import math
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -150,9 +151,10 @@ def _give_pool(workshop: Workshop) -> None:
         pool.save(update_fields=[*changed, "updated_at"])
 
 
-def governing(pool: Pool, now: datetime) -> Workshop | None:
-    """The workshop the landing of ``pool`` answers for at ``now``: the earliest
-    that has not ended, else one that ended within REMEMBERED."""
+def governing(pool: Pool, now: datetime | None = None) -> Workshop | None:
+    """The workshop the landing of ``pool`` answers for: the earliest that has
+    not ended, else one that ended within REMEMBERED."""
+    now = now or timezone.now()
     workshops = Workshop.objects.filter(pool=pool)
     return workshops.unfinished().order_by("starts_at").first() or workshops.filter(finished_at__gt=now - REMEMBERED).order_by("-ends_at").first()
 
@@ -167,17 +169,17 @@ class Closed:
     retry_after: int  # seconds
 
 
-def landing_closed(pool: Pool, now: datetime | None = None) -> Closed | None:
-    """A Closed when the pool's workshop has not started or has ended, else None."""
+def landing_closed(workshop: Workshop, *, visitor: str | None = None, now: datetime | None = None) -> Closed | None:
+    """A Closed when ``workshop`` has not started or has ended, else None. A
+    ``visitor`` who still holds a notebook of its pool is let back to it until
+    the close."""
     now = now or timezone.now()
-    workshop = governing(pool, now)
-    if workshop is None:
-        return None
     state = workshop.state(now)
     if state in (Workshop.State.UPCOMING, Workshop.State.WARMING):
         wait = (workshop.starts_at - now).total_seconds()
-        return Closed(workshop=workshop, opens=True, at=workshop.local(workshop.starts_at), retry_after=max(1, min(60, round(wait))))
-    if state in (Workshop.State.ENDING, Workshop.State.ENDED):
+        return Closed(workshop=workshop, opens=True, at=workshop.local(workshop.starts_at), retry_after=max(1, min(60, math.ceil(wait))))
+    holds_one = visitor is not None and Session.objects.active().filter(visitor=visitor, container__pool=workshop.pool).exists()
+    if state in (Workshop.State.ENDING, Workshop.State.ENDED) and not holds_one:
         return Closed(workshop=workshop, opens=False, at=workshop.local(workshop.ends_at), retry_after=300)
     return None
 

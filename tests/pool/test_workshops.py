@@ -2,14 +2,15 @@
 fill, the checks on their numbers, the schedules they write and their end."""
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
 
-from pool.models import Collection, Container, Pool, Schedule, Session, Workshop
+from pool.models import Collection, Container, Pool, QueueEntry, Schedule, Session, Workshop
 from pool.services import workshops
 from pool.services.workshops import Fill
-from tests.factories import ContainerFactory, PoolFactory, SessionFactory
+from tests.factories import ContainerFactory, PoolFactory, SessionFactory, new_visitor
 
 T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
 GIB = 2**30
@@ -125,10 +126,11 @@ def test_replanning_replaces_the_schedules_not_yet_applied():
 @pytest.mark.django_db
 def test_the_landing_is_closed_before_the_start_open_during_it_and_closed_after():
     workshop = workshops.plan_workshop(workshop_at(T0, time_zone="Europe/Paris"), memory=8 * GIB, now=T0 - timedelta(hours=1))
-    closed = workshops.landing_closed(workshop.pool, T0 - timedelta(minutes=5))
+    assert workshops.governing(workshop.pool, T0) == workshop
+    closed = workshops.landing_closed(workshop, now=T0 - timedelta(minutes=5))
     assert closed.opens and f"{closed.at:%H:%M}" == "10:00"  # 09:00 UTC, in Paris
-    assert workshops.landing_closed(workshop.pool, T0) is None
-    assert not workshops.landing_closed(workshop.pool, T0 + timedelta(minutes=61)).opens
+    assert workshops.landing_closed(workshop, now=T0) is None
+    assert not workshops.landing_closed(workshop, now=T0 + timedelta(minutes=61)).opens
 
 
 @pytest.mark.django_db
@@ -165,3 +167,44 @@ def test_at_its_close_the_work_is_collected_the_sessions_end_and_the_pool_drains
     session.refresh_from_db()
     assert session.end_reason == Session.EndReason.CULLED_AGE
     assert Pool.objects.values_list("capacity", flat=True).get(pk=pool.pk) == 0
+
+
+def planned(start, *, pool=None, **fields):
+    return workshops.plan_workshop(workshop_at(start, pool=pool or PoolFactory(capacity=2), **fields), memory=8 * GIB, now=timezone.now())
+
+
+@pytest.mark.django_db
+def test_before_the_start_the_landing_says_when_it_opens_and_takes_nothing(client):
+    ContainerFactory(state=Container.State.READY, ready_at=timezone.now())
+    start = timezone.now() + timedelta(minutes=10)
+    planned(start, time_zone="Asia/Tokyo")
+    response = new_visitor(client).get("/")
+    assert response.status_code == 503 and 0 < int(response["Retry-After"]) <= 60
+    assert f"Opens at {start.astimezone(ZoneInfo('Asia/Tokyo')):%H:%M}." in response.content.decode()
+    assert not Session.objects.exists() and not QueueEntry.objects.exists()
+    assert Container.objects.get().state == Container.State.READY
+
+
+@pytest.mark.django_db
+def test_once_open_the_landing_hands_out_notebooks_as_usual(client):
+    planned(timezone.now() - timedelta(minutes=1))
+    response = new_visitor(client).get("/")
+    assert response.status_code != 503 and QueueEntry.objects.exists()  # no notebook is ready: they wait in the queue
+
+
+@pytest.mark.django_db
+def test_after_the_end_newcomers_are_told_it_ended_and_participants_reach_their_notebook(client):
+    session = SessionFactory()
+    planned(timezone.now() - timedelta(hours=1), minutes=55, pool=session.container.pool)
+    assert new_visitor(client).get("/").status_code == 410
+    assert workshops.landing_closed(Workshop.objects.get(), visitor=session.visitor) is None
+
+
+@pytest.mark.django_db
+def test_the_landing_speaks_the_workshops_language_to_a_participant_who_chose_none(client, settings):
+    planned(timezone.now() + timedelta(minutes=10), language="fr")
+    response = new_visitor(client).get("/")
+    assert '<html lang="fr"' in response.content.decode() and "Ouvre à" in response.content.decode()
+    assert response.cookies[settings.LANGUAGE_COOKIE_NAME].value == "fr"
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "de"
+    assert '<html lang="de"' in client.get("/").content.decode()
