@@ -208,3 +208,45 @@ def test_the_landing_speaks_the_workshops_language_to_a_participant_who_chose_no
     assert response.cookies[settings.LANGUAGE_COOKIE_NAME].value == "fr"
     client.cookies[settings.LANGUAGE_COOKIE_NAME] = "de"
     assert '<html lang="de"' in client.get("/").content.decode()
+
+
+def admin_form(pool, start, end, headcount):
+    local = timezone.localtime
+    return {
+        "name": "Intro to pandas",
+        "pool": pool.pk,
+        "starts_at_0": f"{local(start):%Y-%m-%d}",
+        "starts_at_1": f"{local(start):%H:%M:%S}",
+        "ends_at_0": f"{local(end):%Y-%m-%d}",
+        "ends_at_1": f"{local(end):%H:%M:%S}",
+        "time_zone": "Europe/Paris",
+        "headcount": headcount,
+        "keep_minutes": 10,
+        "materials_source": "",
+        "access_code": "",
+        "language": "",
+    }
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_an_end_before_the_start_and_a_headcount_the_machine_cannot_hold(admin_client, settings):
+    settings.TMPNB_MACHINE_MEMORY_MB = 2048
+    pool, start = PoolFactory(), timezone.now() + timedelta(hours=1)
+    response = admin_client.post("/admin/pool/workshop/add/", admin_form(pool, start, start - timedelta(hours=1), 50))
+    page = response.content.decode()
+    assert response.status_code == 200 and "The end must come after the start." in page
+    assert f"This machine can hold about {1024 // settings.TMPNB_NOTEBOOK_MEMORY_MB} notebooks" in page
+    assert not Workshop.objects.exists() and not Schedule.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_workshop_saved_in_the_admin_is_planned_and_its_page_shows_it_at_a_glance(admin_client, settings):
+    settings.TMPNB_MACHINE_MEMORY_MB = 8192
+    pool, start = PoolFactory(), timezone.now() + timedelta(hours=1)
+    response = admin_client.post("/admin/pool/workshop/add/", admin_form(pool, start, start + timedelta(hours=2), 20))
+    assert response.status_code == 302
+    workshop = Workshop.objects.get()
+    assert workshop.schedules.count() == 2
+    page = admin_client.get(f"/admin/pool/workshop/{workshop.pk}/change/").content.decode()
+    assert "<strong>upcoming</strong>. Headcount 20: 0 ready, 0 in use, 0 starting; 0 in the queue." in page
+    assert "upcoming" in admin_client.get("/admin/pool/workshop/").content.decode()
