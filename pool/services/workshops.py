@@ -200,8 +200,12 @@ def finish_workshop(workshop: Workshop, *, now: datetime) -> bool:
     if not Workshop.objects.filter(pk=workshop.pk, finished_at__isnull=True).update(finished_at=now):
         return False  # another beat got there first
     by = f"{ACTOR} {workshop.name}"
-    collection = collect_work(Collection.objects.create(pool=workshop.pool, by=by).pk)
+    collection = Collection.objects.create(pool=workshop.pool, by=by)
     Workshop.objects.filter(pk=workshop.pk).update(collection=collection)
+    try:
+        collection = collect_work(collection.pk)
+    except Exception:  # the notebooks end all the same, each saving its own work
+        log.exception("workshop %s: the work was not collected", workshop.name)
     ended = 0
     for session in Session.objects.active().filter(container__pool=workshop.pool).select_related("container"):
         ended += retire_and_record(
@@ -210,6 +214,7 @@ def finish_workshop(workshop: Workshop, *, now: datetime) -> bool:
             kind=Event.Kind.CULL,
             message=f"{session.container.name} culled: the workshop {workshop.name} ended",
             by=by,
+            on_worker=True,  # the copies of their work are the worker's, in parallel, not this beat's one by one
         )
     log.info("workshop %s: work of %d collected, %d notebooks ended", workshop.name, collection.participants, ended)
     return True
