@@ -45,9 +45,10 @@ def test_a_workshop_opens_on_time_warm_and_at_its_close_collects_and_drains(live
     for session in sessions:
         write_as_notebook_user(session.container, "notes.txt", f"{session.visitor_tag}\n".encode())
 
-    wait_until(lambda: Workshop.objects.get().finished_at is not None, timeout=60, what="the workshop finished")
+    # The collection comes first, then the sessions end and the containers go.
+    wait_until(lambda: not Container.objects.live().exists(), timeout=90, what="the pool drained")
     workshop = Workshop.objects.select_related("collection").get()
-    wait_until(lambda: not Container.objects.live().exists(), timeout=60, what="the pool drained")
+    assert workshop.finished_at is not None and workshop.collection.taken_at is not None
     assert workshop.collection.participants == 2 and workshop.collection.incomplete == 0
     with zipfile.ZipFile(Path(live_stack.log_dir) / "collections" / workshop.collection.file_name) as archive:
         for session in sessions:
