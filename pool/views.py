@@ -56,18 +56,24 @@ def enter(request: HttpRequest, pool: Pool, path: str, workshop: Workshop | None
 
 
 def workshop_closed(request: HttpRequest, closed: workshops.Closed) -> HttpResponse:
-    time = closed.at.strftime("%H:%M")
-    context = {
+    return page_or_json(request, "pool/workshop_closed.html", workshop_closed_context(closed), workshop_closed_status(closed))
+
+
+def workshop_closed_context(closed: workshops.Closed) -> dict[str, Any]:
+    return {
         "status": "opens" if closed.opens else "ended",
         "workshop": closed.workshop.name,
         "opens": closed.opens,
         "at": closed.at.isoformat(),
-        "time": time,
+        "time": closed.at.strftime("%H:%M"),
         "day": closed.at.strftime("%Y-%m-%d"),
         "time_zone": closed.workshop.time_zone,
         "retry_after": closed.retry_after,
     }
-    return page_or_json(request, "pool/workshop_closed.html", context, 503 if closed.opens else 410)
+
+
+def workshop_closed_status(closed: workshops.Closed) -> int:
+    return 503 if closed.opens else 410
 
 
 def land(request: HttpRequest, pool: Pool, path: str = "") -> HttpResponseBase:

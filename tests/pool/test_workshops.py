@@ -250,3 +250,14 @@ def test_a_workshop_saved_in_the_admin_is_planned_and_its_page_shows_it_at_a_gla
     page = admin_client.get(f"/admin/pool/workshop/{workshop.pk}/change/").content.decode()
     assert "<strong>upcoming</strong>. Headcount 20: 0 ready, 0 in use, 0 starting; 0 in the queue." in page
     assert "upcoming" in admin_client.get("/admin/pool/workshop/").content.decode()
+
+
+@pytest.mark.django_db
+def test_an_api_client_is_told_when_the_workshop_opens_and_takes_nothing(client, settings):
+    settings.TMPNB_API_TOKEN = "api-secret"
+    ContainerFactory(state=Container.State.READY, ready_at=timezone.now())
+    workshop = planned(timezone.now() + timedelta(minutes=10))
+    response = client.post("/api/spawn", headers={"Authorization": "token api-secret"})
+    assert response.status_code == 503 and response.json()["status"] == "opens"
+    assert response.json()["at"] == workshop.local(workshop.starts_at).isoformat()
+    assert not Session.objects.exists() and Container.objects.get().state == Container.State.READY
