@@ -12,15 +12,15 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError
 from pool.materials_files import ARCHIVE_SUFFIXES, MaterialsError
-from pool.models import Collection, Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot
-from pool.services import broadcasts, collecting, ending, events, materials, pools
+from pool.models import Collection, Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot, Workshop
+from pool.services import broadcasts, collecting, ending, events, materials, pools, workshops
 from pool.views import zip_download
 
 M = TypeVar("M", bound=Model)
@@ -366,6 +366,16 @@ class SessionAdmin(RecordAdmin[Session]):
         self.message_user(request, f"Killed {count} session(s).", messages.SUCCESS)
 
 
+def collection_zip(collection: Collection) -> str:
+    """A collection's zip: its download link while kept, else what became of it."""
+    if collection.taken_at is None:
+        return "being collected"
+    if collection.is_kept(timezone.now()):
+        url = reverse("admin:pool_collection_zip", args=[collection.pk])
+        return format_html('<a href="{}">Download</a> ({} bytes, kept until {})', url, collection.size, localtime(collection.expires_at))
+    return collection.error or "deleted after its hours"
+
+
 @admin.register(Collection)
 class CollectionAdmin(RecordAdmin[Collection]):
     list_display = ["started_at", "pool", "by", "participants", "incomplete", "zip"]
@@ -377,12 +387,7 @@ class CollectionAdmin(RecordAdmin[Collection]):
 
     @admin.display(description="zip")
     def zip(self, collection: Collection) -> str:
-        if collection.taken_at is None:
-            return "being collected"
-        if collection.is_kept(timezone.now()):
-            url = reverse("admin:pool_collection_zip", args=[collection.pk])
-            return format_html('<a href="{}">Download</a> ({} bytes, kept until {})', url, collection.size, localtime(collection.expires_at))
-        return collection.error or "deleted after its hours"
+        return collection_zip(collection)
 
     def download(self, request: HttpRequest, collection_id: int) -> FileResponse:
         if not self.has_view_permission(request):
@@ -415,3 +420,70 @@ class EventAdmin(RecordAdmin[Event]):
         response["Content-Disposition"] = f'attachment; filename="tmpnb-events-{timezone.now():%Y%m%d-%H%M%S}.csv"'
         events.write_events_csv(queryset, response)
         return response
+
+
+class WorkshopForm(forms.ModelForm[Workshop]):
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if all(data.get(field) is not None for field in ("starts_at", "ends_at", "headcount")):
+            for field, problem in workshops.workshop_problems(starts_at=data["starts_at"], ends_at=data["ends_at"], headcount=data["headcount"]).items():
+                self.add_error(field, problem)
+        return data
+
+
+@admin.register(Workshop)
+class WorkshopAdmin(admin.ModelAdmin[Workshop]):
+    """A workshop from start to end (README "Running a workshop"); the rules are in pool/services/workshops.py."""
+
+    form = WorkshopForm
+    list_display = ["name", "pool", "state", "starts", "ends", "headcount", "numbers"]
+    list_filter = ["pool"]
+    fields = ["name", "pool", "starts_at", "ends_at", "time_zone", "headcount", "keep_minutes", "materials_source", "access_code", "language", "at_a_glance"]
+    readonly_fields = ["at_a_glance"]
+
+    def save_model(self, request: HttpRequest, workshop: Workshop, form: forms.ModelForm[Workshop], change: bool) -> None:
+        workshops.plan_workshop(workshop)  # the form checked its numbers already
+
+    @admin.display(description="state")
+    def state(self, workshop: Workshop) -> str:
+        return workshop.state(timezone.now())
+
+    @admin.display(description="starts (organiser's time)", ordering="starts_at")
+    def starts(self, workshop: Workshop) -> str:
+        return f"{workshop.local(workshop.starts_at):%Y-%m-%d %H:%M} {workshop.time_zone}"
+
+    @admin.display(description="ends (organiser's time)")
+    def ends(self, workshop: Workshop) -> str:
+        return f"{workshop.local(workshop.ends_at):%Y-%m-%d %H:%M} {workshop.time_zone}"
+
+    @admin.display(description="ready / in use / queue")
+    def numbers(self, workshop: Workshop) -> str:
+        glance = workshops.glance(workshop)
+        return f"{glance.ready} / {glance.in_use} / {glance.queued}"
+
+    @admin.display(description="at a glance")
+    def at_a_glance(self, workshop: Workshop) -> SafeString | str:
+        if workshop.pk is None:
+            return "Saved, it warms its pool before the start by as much as the pool's measured fill needs."
+        glance = workshops.glance(workshop)
+        collections = format_html_join(
+            "",
+            "<li>{}: {} participants, {}</li>",
+            ((localtime(c.started_at), c.participants, CollectionAdmin.zip(None, c)) for c in glance.collections),  # type: ignore[arg-type]
+        )
+        return format_html(
+            "<strong>{}</strong>. Headcount {}: {} ready, {} in use, {} starting; {} in the queue.<br>"
+            "Warms from {} ({} s ahead, from the pool's measured fill); notebooks kept until {}, then collected and the pool drained.<br>"
+            'Collected work: <ul>{}</ul><a href="{}">The room</a>',
+            glance.state,
+            glance.headcount,
+            glance.ready,
+            glance.in_use,
+            glance.starting,
+            glance.queued,
+            f"{workshop.local(workshop.warms_at):%Y-%m-%d %H:%M:%S}",
+            workshop.lead_seconds,
+            f"{workshop.local(workshop.closes_at):%Y-%m-%d %H:%M:%S}",
+            collections or "none yet",
+            reverse("admin:room", args=[workshop.pool_id]),
+        )

@@ -13,9 +13,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 import tmpnb_site
 from pool import origins, prometheus
-from pool.http import client_address
-from pool.services import assignment, pools, usage, waiting
-from pool.views import ready_on_its_origin, refusal, too_busy_json
+from pool.http import client_address, no_store
+from pool.services import assignment, pools, usage, waiting, workshops
+from pool.views import ready_on_its_origin, refusal, too_busy_json, workshop_closed_context, workshop_closed_status
 
 
 def _has_token(request: HttpRequest, expected: str | None) -> bool:
@@ -53,6 +53,10 @@ def spawn(request: HttpRequest) -> HttpResponseBase:
     if denied:
         return denied
     pool = pools.get_default_pool()
+    workshop = workshops.governing(pool)
+    if workshop is not None and (closed := workshops.landing_closed(workshop)) is not None:
+        # The landing's answer, always as JSON.
+        return no_store(JsonResponse(workshop_closed_context(closed), status=workshop_closed_status(closed)), closed.retry_after)
     ticket = secrets.token_hex(16)
     wait = _wants_to_wait(request)
     try:

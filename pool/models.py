@@ -1,5 +1,6 @@
 import functools
 import hashlib
+import zoneinfo
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -431,6 +432,15 @@ class Schedule(models.Model):
         null=True, blank=True, help_text="Ready containers to keep waiting; empty keeps the pool's (within the new size)."
     )
     applied_at = models.DateTimeField(null=True, blank=True, editable=False)
+    workshop = models.ForeignKey(
+        "Workshop",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        editable=False,
+        related_name="schedules",
+        help_text="The workshop that planned it, if one did.",
+    )
 
     objects = ScheduleQuerySet.as_manager()
 
@@ -741,3 +751,90 @@ class GuardCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host}: {self.problem or 'guarded'}"
+
+
+def default_time_zone() -> str:
+    return settings.TIME_ZONE
+
+
+def validate_time_zone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value!r} is not a time zone (write one such as Europe/Paris or America/New_York).") from None
+
+
+class WorkshopQuerySet(models.QuerySet["Workshop"]):
+    def unfinished(self) -> "WorkshopQuerySet":
+        return self.filter(finished_at__isnull=True)
+
+    def closing_at(self, pool_id: int, now: datetime) -> datetime | None:
+        """When the notebooks of ``pool_id`` end for a workshop under way at
+        ``now`` (its end plus the minutes it keeps them), if one is."""
+        workshop = self.unfinished().filter(pool_id=pool_id, starts_at__lte=now).order_by("ends_at").first()
+        return workshop.closes_at if workshop else None
+
+
+class Workshop(models.Model):
+    """A session an organiser runs on a pool from a start to an end; its rules
+    are in pool/services/workshops.py."""
+
+    class State(models.TextChoices):
+        UPCOMING = "upcoming"
+        WARMING = "warming"
+        OPEN = "open"
+        ENDING = "ending"
+        ENDED = "ended"
+
+    name = models.CharField(max_length=100)
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="workshops")
+    starts_at = models.DateTimeField(help_text="When the landing opens.")
+    ends_at = models.DateTimeField(help_text="When the participants are warned that their notebooks end.")
+    time_zone = models.CharField(max_length=64, default=default_time_zone, validators=[validate_time_zone], help_text="The organiser's: times are shown in it.")
+    headcount = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="Participants expected: as many notebooks are ready at the start.")
+    keep_minutes = models.PositiveIntegerField(
+        default=10,
+        validators=[MaxValueValidator(24 * 60)],
+        help_text="Minutes the notebooks are kept after the end, under the cull warning, before the work is collected and the pool drained.",
+    )
+    materials_source = models.CharField(
+        max_length=500, blank=True, validators=[validate_materials_source], help_text="Given to the pool as its materials; empty: the pool's own."
+    )
+    access_code = models.CharField(max_length=100, blank=True, help_text="Given to the pool as its access code; empty: the pool's own.")
+    language = models.CharField(
+        max_length=10, blank=True, choices=settings.LANGUAGES, help_text="The participants' pages' language unless they chose one; empty: their browser's."
+    )
+    lead_seconds = models.PositiveIntegerField(default=0, editable=False, help_text="How long before the start the pool warms, from its measured fill.")
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="When the work was collected and the notebooks ended.")
+    collection = models.ForeignKey("Collection", null=True, blank=True, on_delete=models.SET_NULL, editable=False, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = WorkshopQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-starts_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def warms_at(self) -> datetime:
+        return self.starts_at - timedelta(seconds=self.lead_seconds)
+
+    @property
+    def closes_at(self) -> datetime:
+        return self.ends_at + timedelta(minutes=self.keep_minutes)
+
+    def state(self, now: datetime) -> str:
+        if now < self.warms_at:
+            return self.State.UPCOMING
+        if now < self.starts_at:
+            return self.State.WARMING
+        if now < self.ends_at:
+            return self.State.OPEN
+        if now < self.closes_at or self.finished_at is None:
+            return self.State.ENDING
+        return self.State.ENDED
+
+    def local(self, moment: datetime) -> datetime:
+        return moment.astimezone(zoneinfo.ZoneInfo(self.time_zone))

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from celery import shared_task
 
 from pool.models import Container
-from pool.services import broadcasts, collecting, disk, ending, materials, pools, schedules, snapshots, spawning, upkeep, usage, worker
+from pool.services import broadcasts, collecting, disk, ending, materials, pools, schedules, snapshots, spawning, upkeep, usage, worker, workshops
 
 
 def queue_spawns(containers: Iterable[Container]) -> None:
@@ -49,6 +49,11 @@ def sample_usage_task() -> None:
 @shared_task(name=worker.APPLY_SCHEDULES)
 def apply_schedules_task() -> None:
     schedules.apply_due_schedules()
+
+
+@shared_task(name=worker.ADVANCE_WORKSHOPS)
+def advance_workshops_task() -> None:
+    workshops.advance_workshops()
 
 
 @shared_task(name=worker.FILL_POOL)

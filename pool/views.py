@@ -8,6 +8,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext, ngettext
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -15,9 +16,9 @@ from django.views.static import serve
 
 from pool import origins, visitors
 from pool.http import client_address, hand_rate_exceeded, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
-from pool.models import Container, Pool, Session, Snapshot
+from pool.models import Container, Pool, Session, Snapshot, Workshop
 from pool.origins import OriginRequest
-from pool.services import assignment, broadcasts, disk, look, pools, resume, room, snapshots, spawning, upkeep, usage, waiting
+from pool.services import assignment, broadcasts, disk, look, pools, resume, room, snapshots, spawning, upkeep, usage, waiting, workshops
 from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
@@ -33,9 +34,46 @@ def spawn(request: HttpRequest, path: str = "", pool_name: str | None = None) ->
     pool = pools.get_default_pool() if pool_name is None else pools.pool_named(pool_name)
     if pool is None:
         raise Http404("no such pool")
+    workshop = workshops.governing(pool)
+    language = workshop.language if workshop is not None and settings.LANGUAGE_COOKIE_NAME not in request.COOKIES else ""
+    if language:
+        translation.activate(language)  # the organiser's, for a participant who chose none
+    response = enter(request, pool, path, workshop)
+    if language:
+        # Remembered, so that the waiting page and the banner speak it too; the switcher still changes it.
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME, language, secure=settings.LANGUAGE_COOKIE_SECURE, httponly=settings.LANGUAGE_COOKIE_HTTPONLY, samesite="Lax"
+        )
+    return response
+
+
+def enter(request: HttpRequest, pool: Pool, path: str, workshop: Workshop | None) -> HttpResponseBase:
+    if workshop is not None and (closed := workshops.landing_closed(workshop, visitor=visitors.visitor_id(request))) is not None:
+        return workshop_closed(request, closed)  # before its start it takes nothing: no place, no notebook
     if (answer := visitors.gate(request, pool)) is not None:
         return answer  # a preview, a client without cookies, or a visitor without the pool's code
     return land(request, pool, path)
+
+
+def workshop_closed(request: HttpRequest, closed: workshops.Closed) -> HttpResponse:
+    return page_or_json(request, "pool/workshop_closed.html", workshop_closed_context(closed), workshop_closed_status(closed))
+
+
+def workshop_closed_context(closed: workshops.Closed) -> dict[str, Any]:
+    return {
+        "status": "opens" if closed.opens else "ended",
+        "workshop": closed.workshop.name,
+        "opens": closed.opens,
+        "at": closed.at.isoformat(),
+        "time": closed.at.strftime("%H:%M"),
+        "day": closed.at.strftime("%Y-%m-%d"),
+        "time_zone": closed.workshop.time_zone,
+        "retry_after": closed.retry_after,
+    }
+
+
+def workshop_closed_status(closed: workshops.Closed) -> int:
+    return 503 if closed.opens else 410
 
 
 def land(request: HttpRequest, pool: Pool, path: str = "") -> HttpResponseBase:

@@ -54,6 +54,8 @@ def schedule_heartbeat(sender: Celery, **kwargs: Any) -> None:
     sender.add_periodic_task(settings.TMPNB_SAMPLE_PERIOD, sender.signature(worker.SAMPLE_USAGE), name="usage")
     # Planned pool sizes are due to the minute: look every heartbeat.
     sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature(worker.APPLY_SCHEDULES), name="schedules")
+    # A workshop's end is due to the minute too (its warming is one of the schedules).
+    sender.add_periodic_task(settings.TMPNB_HEARTBEAT, sender.signature(worker.ADVANCE_WORKSHOPS), name="workshops")
 
 
 @signals.worker_ready.connect

@@ -367,6 +367,11 @@ TMPNB_SNAPSHOT_TIMEOUT = env_int("TMPNB_SNAPSHOT_TIMEOUT", 60, minimum=1, maximu
 # Notebooks a collection of everyone's work (or a broadcast) copies at once;
 # their Docker calls are bounded by TMPNB_MAX_DOCK_WORKERS as well.
 TMPNB_COPIES_AT_ONCE = env_int("TMPNB_COPIES_AT_ONCE", 4, minimum=1, maximum=64)
+# What a workshop's headcount is checked against (pool/services/workshops.py):
+# memory per notebook, measured (a ready JupyterLab with its waiting kernel,
+# README), and the machine's memory (0: /proc/meminfo's MemTotal).
+TMPNB_NOTEBOOK_MEMORY_MB = env_int("TMPNB_NOTEBOOK_MEMORY_MB", 88, minimum=1, maximum=1_000_000)
+TMPNB_MACHINE_MEMORY_MB = env_int("TMPNB_MACHINE_MEMORY_MB", 0, minimum=0, maximum=1_000_000_000)
 if TMPNB_SNAPSHOT_HOURS > 24 * TMPNB_HISTORY_DAYS:
     # The row that references a zip goes with its session's history.
     raise ImproperlyConfigured(f"TMPNB_SNAPSHOT_HOURS ({TMPNB_SNAPSHOT_HOURS}) cannot exceed TMPNB_HISTORY_DAYS ({TMPNB_HISTORY_DAYS}) in hours")

@@ -20,7 +20,7 @@ from django.utils.crypto import constant_time_compare
 
 from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerInfo
-from pool.models import Container, Event, Pool, Session, Snapshot
+from pool.models import Container, Event, Pool, Session, Snapshot, Workshop
 from pool.services.assignment import serve_queue
 from pool.services.collecting import prune_collections
 from pool.services.disk import nearly_full
@@ -299,6 +299,9 @@ def time_left(*, path_id: str, visitor: str | None = None, token: str | None = N
     last_activity = max(filter(None, [session.last_activity, route.last_activity if route else None]))
     age_due, idle_due = cull_due(session, last_activity)
     now = now or timezone.now()
+    # A workshop's end is an age cull for everyone in it: their banner warns of it.
+    if (closes_at := Workshop.objects.closing_at(session.container.pool_id, now)) is not None:
+        age_due = min(age_due, closes_at)
     return TimeLeft(
         idle_timeout=session.container.pool.cull_timeout,
         idle_left=max(0, round((idle_due - now).total_seconds())),

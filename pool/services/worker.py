@@ -26,6 +26,7 @@ FINISH_RETIREMENT = "pool.tasks.finish_retirement"
 RESTORE_WORK = "pool.tasks.restore_work"
 COLLECT_WORK = "pool.tasks.collect_work"
 HAND_OUT_BROADCAST = "pool.tasks.hand_out_broadcast"
+ADVANCE_WORKSHOPS = "pool.tasks.advance_workshops"
 
 
 def send(task: str, *args: Any, countdown: float | None = None, **kwargs: Any) -> None:

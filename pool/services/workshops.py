@@ -1,0 +1,249 @@
+"""Workshops: a pool opened on time, warm before its doors open, and everyone's
+work collected at the end.
+
+A workshop drives its pool through the schedules already in place
+(schedules.py): planning it writes two Schedule rows, one that warms the
+pool to the headcount as long before the start as its measured fill needs,
+one that drains it once the notebooks are collected. Beat advances the rest
+(advance_workshops): at the end every participant's banner counts down to
+``closes_at`` (upkeep.time_left), and at ``closes_at`` the work is collected
+and the sessions end, as a cull ends them (their work saved too).
+"""
+
+import logging
+import math
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from pool.models import Collection, Container, Event, Pool, Schedule, Session, Workshop
+from pool.services.collecting import collect_work
+from pool.services.ending import retire_and_record
+from pool.services.schedules import apply_due_schedules
+
+log = logging.getLogger(__name__)
+
+ACTOR = "workshop"
+FILL_SAMPLE = 50  # the pool's last spawns its fill rate is measured on
+SAFETY = 1.5  # the lead time is this many times what the measured fill needs
+MIN_LEAD = timedelta(minutes=1)  # a beat or two, and a spawn that failed once
+SYSTEM_RESERVE = 1024 * 2**20  # bytes the system and Docker keep (README "Numbers for planning")
+REMEMBERED = timedelta(days=1)  # how long an ended workshop still answers at its pool's landing
+
+
+class WorkshopError(Exception):
+    """Input a workshop cannot take: ``problems`` maps each field to a message for people."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        super().__init__("; ".join(problems.values()))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Fill:
+    """How fast a pool gets notebooks ready, measured on its last spawns."""
+
+    spawn_seconds: float  # one notebook, from its row to ready (the median)
+    per_second: float  # notebooks ready per second while it fills
+
+
+DEFAULT_FILL = Fill(spawn_seconds=30.0, per_second=1.0)  # no spawn measured yet: a cautious guess
+
+
+def measured_fill(pool: Pool) -> Fill:
+    """The pool's Fill from its last FILL_SAMPLE ready containers. The rate
+    counts only the gaps between two readies shorter than one spawn: a longer
+    one is the pool at rest, not filling."""
+    rows = [
+        (created, ready)
+        for created, ready in pool.containers.filter(ready_at__isnull=False).order_by("-ready_at").values_list("created_at", "ready_at")[:FILL_SAMPLE]
+        if ready is not None
+    ]
+    if len(rows) < 2:
+        return DEFAULT_FILL
+    spawn_seconds = statistics.median((ready - created).total_seconds() for created, ready in rows)
+    readies = sorted(ready for _, ready in rows)
+    gaps = [(later - earlier).total_seconds() for earlier, later in zip(readies, readies[1:], strict=False)]
+    filling = [gap for gap in gaps if gap <= spawn_seconds]
+    if not filling or sum(filling) == 0:
+        return Fill(spawn_seconds=spawn_seconds, per_second=len(rows) / max(spawn_seconds, 1.0))
+    return Fill(spawn_seconds=spawn_seconds, per_second=len(filling) / sum(filling))
+
+
+def warming_lead(headcount: int, fill: Fill) -> timedelta:
+    """How long before the start a pool that fills at ``fill`` must begin to
+    have ``headcount`` notebooks ready: the first spawn, then the rest at the
+    measured rate, with a margin."""
+    needed = fill.spawn_seconds + (headcount - 1) / fill.per_second
+    return max(MIN_LEAD, timedelta(seconds=round(needed * SAFETY)))
+
+
+def machine_memory() -> int:
+    """Bytes of memory of this machine (TMPNB_MACHINE_MEMORY_MB, else /proc/meminfo)."""
+    if settings.TMPNB_MACHINE_MEMORY_MB:
+        return int(settings.TMPNB_MACHINE_MEMORY_MB * 2**20)
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("/proc/meminfo has no MemTotal")
+
+
+def notebooks_the_machine_holds(memory: int | None = None) -> int:
+    """Notebooks that fit in the machine's memory, at the measured
+    TMPNB_NOTEBOOK_MEMORY_MB each, after SYSTEM_RESERVE."""
+    memory = machine_memory() if memory is None else memory
+    return max(0, (memory - SYSTEM_RESERVE) // (settings.TMPNB_NOTEBOOK_MEMORY_MB * 2**20))
+
+
+def workshop_problems(*, starts_at: datetime, ends_at: datetime, headcount: int, memory: int | None = None) -> dict[str, str]:
+    """What is wrong with these numbers, by field; empty when nothing is."""
+    problems = {}
+    if ends_at <= starts_at:
+        problems["ends_at"] = "The end must come after the start."
+    holds = notebooks_the_machine_holds(memory)
+    if headcount > holds:
+        problems["headcount"] = (
+            f"This machine can hold about {holds} notebooks ({machine_memory() if memory is None else memory:,} bytes of memory, "
+            f"less 1 GiB for the system, at {settings.TMPNB_NOTEBOOK_MEMORY_MB} MiB per notebook, TMPNB_NOTEBOOK_MEMORY_MB); "
+            f"ask for at most {holds}, or split the workshop over two machines."
+        )
+    return problems
+
+
+def plan_workshop(workshop: Workshop, *, memory: int | None = None, now: datetime | None = None) -> Workshop:
+    """Check ``workshop``, save it and (re)write its schedules: warm the pool
+    to the headcount by the start, drain it once the work is collected. Its
+    materials and access code, if it has them, become the pool's now, so the
+    materials are prepared before the warming. Raises WorkshopError, having
+    changed nothing, on bad input."""
+    if problems := workshop_problems(starts_at=workshop.starts_at, ends_at=workshop.ends_at, headcount=workshop.headcount, memory=memory):
+        raise WorkshopError(problems)
+    now = now or timezone.now()
+    pool = workshop.pool
+    workshop.lead_seconds = int(warming_lead(workshop.headcount, measured_fill(pool)).total_seconds())
+    with transaction.atomic():
+        workshop.save()
+        _give_pool(workshop)
+        workshop.schedules.filter(applied_at__isnull=True).delete()
+        if workshop.starts_at > now:
+            # Warming: a pool already larger keeps its size; the ready target is the headcount.
+            capacity = max(pool.capacity, workshop.headcount)
+            Schedule.objects.create(pool=pool, workshop=workshop, at=max(workshop.warms_at, now), capacity=capacity, ready_target=workshop.headcount)
+        Schedule.objects.create(pool=pool, workshop=workshop, at=workshop.closes_at, capacity=0, ready_target=0)
+    return workshop
+
+
+def _give_pool(workshop: Workshop) -> None:
+    pool = workshop.pool
+    changed = []
+    if workshop.materials_source and workshop.materials_source != pool.materials_source:
+        pool.materials_source, pool.materials_branch = workshop.materials_source, ""
+        changed += ["materials_source", "materials_branch"]
+    if workshop.access_code and workshop.access_code != pool.access_code:
+        pool.access_code = workshop.access_code
+        changed.append("access_code")
+    if changed:
+        pool.save(update_fields=[*changed, "updated_at"])
+
+
+def governing(pool: Pool, now: datetime | None = None) -> Workshop | None:
+    """The workshop the landing of ``pool`` answers for: the earliest that has
+    not ended, else one that ended within REMEMBERED."""
+    now = now or timezone.now()
+    workshops = Workshop.objects.filter(pool=pool)
+    return workshops.unfinished().order_by("starts_at").first() or workshops.filter(finished_at__gt=now - REMEMBERED).order_by("-ends_at").first()
+
+
+@dataclass(frozen=True)
+class Closed:
+    """Why a workshop's landing takes nobody now, and when to look again."""
+
+    workshop: Workshop
+    opens: bool  # True: before the start; False: after the end
+    at: datetime  # the start or the end, in the organiser's time zone
+    retry_after: int  # seconds
+
+
+def landing_closed(workshop: Workshop, *, visitor: str | None = None, now: datetime | None = None) -> Closed | None:
+    """A Closed when ``workshop`` has not started or has ended, else None. A
+    ``visitor`` who still holds a notebook of its pool is let back to it until
+    the close."""
+    now = now or timezone.now()
+    state = workshop.state(now)
+    if state in (Workshop.State.UPCOMING, Workshop.State.WARMING):
+        wait = (workshop.starts_at - now).total_seconds()
+        return Closed(workshop=workshop, opens=True, at=workshop.local(workshop.starts_at), retry_after=max(1, min(60, math.ceil(wait))))
+    holds_one = visitor is not None and Session.objects.active().filter(visitor=visitor, container__pool=workshop.pool).exists()
+    if state in (Workshop.State.ENDING, Workshop.State.ENDED) and not holds_one:
+        return Closed(workshop=workshop, opens=False, at=workshop.local(workshop.ends_at), retry_after=300)
+    return None
+
+
+def advance_workshops(now: datetime | None = None) -> list[Workshop]:
+    """Finish each workshop whose notebooks' time is up; return those this call
+    finished. The pool's drain is its schedule, applied first so that ending
+    the sessions does not refill it."""
+    now = now or timezone.now()
+    apply_due_schedules(now)
+    return [workshop for workshop in Workshop.objects.unfinished().filter(ends_at__lte=now) if workshop.closes_at <= now and finish_workshop(workshop, now=now)]
+
+
+def finish_workshop(workshop: Workshop, *, now: datetime) -> bool:
+    """Collect everyone's work in the pool, then end their sessions (each saved
+    as a cull saves it). Claimed by a conditional update, so two beats finish
+    it once. Returns whether this call did."""
+    if not Workshop.objects.filter(pk=workshop.pk, finished_at__isnull=True).update(finished_at=now):
+        return False  # another beat got there first
+    by = f"{ACTOR} {workshop.name}"
+    collection = Collection.objects.create(pool=workshop.pool, by=by)
+    Workshop.objects.filter(pk=workshop.pk).update(collection=collection)
+    try:
+        collection = collect_work(collection.pk)
+    except Exception:  # the notebooks end all the same, each saving its own work
+        log.exception("workshop %s: the work was not collected", workshop.name)
+    ended = 0
+    for session in Session.objects.active().filter(container__pool=workshop.pool).select_related("container"):
+        ended += retire_and_record(
+            session.container,
+            Session.EndReason.CULLED_AGE,
+            kind=Event.Kind.CULL,
+            message=f"{session.container.name} culled: the workshop {workshop.name} ended",
+            by=by,
+            on_worker=True,  # the copies of their work are the worker's, in parallel, not this beat's one by one
+        )
+    log.info("workshop %s: work of %d collected, %d notebooks ended", workshop.name, collection.participants, ended)
+    return True
+
+
+@dataclass(frozen=True)
+class Glance:
+    """A workshop's page at a glance."""
+
+    state: str
+    headcount: int
+    ready: int
+    in_use: int
+    starting: int
+    queued: int
+    collections: list[Collection]
+
+
+def glance(workshop: Workshop, now: datetime | None = None) -> Glance:
+    now = now or timezone.now()
+    pool = workshop.pool
+    counts = {state: pool.containers.filter(state=state).count() for state in (Container.State.READY, Container.State.ASSIGNED, Container.State.SPAWNING)}
+    collections = list(Collection.objects.filter(pool=pool, started_at__gte=workshop.starts_at).order_by("-started_at")[:10])
+    return Glance(
+        state=workshop.state(now),
+        headcount=workshop.headcount,
+        ready=counts[Container.State.READY],
+        in_use=counts[Container.State.ASSIGNED],
+        starting=counts[Container.State.SPAWNING],
+        queued=pool.queue.waiting().count(),
+        collections=collections,
+    )

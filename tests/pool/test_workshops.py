@@ -1,0 +1,263 @@
+"""Workshops: their state by the clock, the warming lead from the measured
+fill, the checks on their numbers, the schedules they write and their end."""
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from pool.models import Collection, Container, Pool, QueueEntry, Schedule, Session, Workshop
+from pool.services import workshops
+from pool.services.workshops import Fill
+from tests.factories import ContainerFactory, PoolFactory, SessionFactory, new_visitor
+
+T0 = datetime(2026, 12, 7, 9, 0, tzinfo=UTC)
+GIB = 2**30
+
+
+def workshop_at(start=T0, *, minutes=60, lead=120, keep=10, finished_at=None, **fields):
+    pool = fields.pop("pool", None) or PoolFactory()
+    return Workshop(
+        name="Intro",
+        pool=pool,
+        starts_at=start,
+        ends_at=start + timedelta(minutes=minutes),
+        headcount=fields.pop("headcount", 30),
+        lead_seconds=lead,
+        keep_minutes=keep,
+        finished_at=finished_at,
+        **fields,
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("offset", "finished", "state"),
+    [
+        (timedelta(minutes=-3), False, "upcoming"),
+        (timedelta(minutes=-2), False, "warming"),
+        (timedelta(seconds=-1), False, "warming"),
+        (timedelta(0), False, "open"),
+        (timedelta(minutes=59), False, "open"),
+        (timedelta(minutes=60), False, "ending"),
+        (timedelta(minutes=75), False, "ending"),  # its time is up but the work is not collected yet
+        (timedelta(minutes=75), True, "ended"),
+    ],
+)
+def test_a_workshops_state_follows_the_clock(offset, finished, state):
+    workshop = workshop_at(finished_at=T0 if finished else None)
+    assert workshop.state(T0 + offset) == state
+
+
+def test_the_lead_time_covers_one_spawn_then_the_rest_at_the_measured_rate_with_a_margin():
+    assert workshops.warming_lead(60, Fill(spawn_seconds=10, per_second=1)) == timedelta(seconds=round((10 + 59) * 1.5))
+    assert workshops.warming_lead(100, Fill(spawn_seconds=4, per_second=0.5)) == timedelta(seconds=round((4 + 198) * 1.5))
+
+
+def test_a_small_workshop_still_warms_a_minute_ahead():
+    assert workshops.warming_lead(2, Fill(spawn_seconds=1, per_second=10)) == timedelta(minutes=1)
+
+
+@pytest.mark.django_db
+def test_the_fill_is_measured_on_the_pools_spawns_leaving_out_its_pauses():
+    pool = PoolFactory()
+    # Four notebooks ready a second apart after a 3 s spawn, then one an hour later.
+    for ready in [0, 1, 2, 3, 3600]:
+        ContainerFactory(pool=pool, state=Container.State.READY, created_at=T0 + timedelta(seconds=ready - 3), ready_at=T0 + timedelta(seconds=ready))
+    assert workshops.measured_fill(pool) == Fill(spawn_seconds=3, per_second=1)
+
+
+@pytest.mark.django_db
+def test_a_pool_never_filled_is_given_a_cautious_fill():
+    assert workshops.measured_fill(PoolFactory()) == workshops.DEFAULT_FILL
+
+
+def test_the_machine_holds_its_memory_less_a_reserve_at_the_measured_memory_per_notebook(settings):
+    settings.TMPNB_NOTEBOOK_MEMORY_MB = 88
+    assert workshops.notebooks_the_machine_holds(8 * GIB) == (7 * 1024) // 88
+
+
+def test_an_end_before_the_start_is_refused_with_a_clear_message():
+    problems = workshops.workshop_problems(starts_at=T0, ends_at=T0 - timedelta(minutes=1), headcount=1, memory=8 * GIB)
+    assert problems == {"ends_at": "The end must come after the start."}
+
+
+def test_a_headcount_above_what_the_machine_holds_says_what_it_holds(settings):
+    settings.TMPNB_NOTEBOOK_MEMORY_MB = 100
+    problems = workshops.workshop_problems(starts_at=T0, ends_at=T0 + timedelta(hours=1), headcount=500, memory=11 * GIB)
+    assert list(problems) == ["headcount"]
+    assert "can hold about 102 notebooks" in problems["headcount"] and "at most 102" in problems["headcount"]
+
+
+@pytest.mark.django_db
+def test_bad_input_changes_nothing():
+    pool = PoolFactory(capacity=2)
+    workshop = workshop_at(T0 + timedelta(days=1), minutes=-5, pool=pool, access_code="secret")
+    with pytest.raises(workshops.WorkshopError, match="The end must come after the start"):
+        workshops.plan_workshop(workshop, memory=8 * GIB, now=T0)
+    assert not Workshop.objects.exists() and not Schedule.objects.exists()
+    pool.refresh_from_db()
+    assert pool.access_code == ""
+
+
+@pytest.mark.django_db
+def test_planning_writes_a_warming_and_a_drain_schedule_and_gives_the_pool_its_access_code():
+    pool = PoolFactory(capacity=2)
+    workshop = workshops.plan_workshop(workshop_at(T0 + timedelta(hours=2), pool=pool, headcount=30, access_code="owl"), memory=8 * GIB, now=T0)
+    lead = workshops.warming_lead(30, workshops.DEFAULT_FILL)
+    assert workshop.lead_seconds == lead.total_seconds()
+    warm, drain = workshop.schedules.order_by("at")
+    assert (warm.at, warm.capacity, warm.ready_target) == (workshop.starts_at - lead, 30, 30)
+    assert (drain.at, drain.capacity, drain.ready_target) == (workshop.closes_at, 0, 0)
+    pool.refresh_from_db()
+    assert pool.access_code == "owl"
+
+
+@pytest.mark.django_db
+def test_replanning_replaces_the_schedules_not_yet_applied():
+    workshop = workshops.plan_workshop(workshop_at(T0 + timedelta(hours=2)), memory=8 * GIB, now=T0)
+    workshop.starts_at += timedelta(minutes=30)
+    workshops.plan_workshop(workshop, memory=8 * GIB, now=T0)
+    assert workshop.schedules.count() == 2
+    assert workshop.schedules.order_by("at").first().at == workshop.warms_at
+
+
+@pytest.mark.django_db
+def test_the_landing_is_closed_before_the_start_open_during_it_and_closed_after():
+    workshop = workshops.plan_workshop(workshop_at(T0, time_zone="Europe/Paris"), memory=8 * GIB, now=T0 - timedelta(hours=1))
+    assert workshops.governing(workshop.pool, T0) == workshop
+    closed = workshops.landing_closed(workshop, now=T0 - timedelta(minutes=5))
+    assert closed.opens and f"{closed.at:%H:%M}" == "10:00"  # 09:00 UTC, in Paris
+    assert workshops.landing_closed(workshop, now=T0) is None
+    assert not workshops.landing_closed(workshop, now=T0 + timedelta(minutes=61)).opens
+
+
+@pytest.mark.django_db
+def test_a_participants_banner_counts_down_to_the_workshops_close(monkeypatch):
+    from pool.services import upkeep
+
+    now = timezone.now()
+    session = SessionFactory()
+    workshop = workshops.plan_workshop(workshop_at(now - timedelta(minutes=30), minutes=28, keep=3, pool=session.container.pool), memory=8 * GIB, now=now)
+    monkeypatch.setattr(upkeep, "get_proxy", lambda: type("Proxy", (), {"get_route": lambda self, path: None})())
+    left = upkeep.time_left(path_id=session.container.path_id, visitor=session.visitor, now=now)
+    assert left.age_left == round((workshop.closes_at - now).total_seconds()) and left.cull_due_soon
+
+
+@pytest.mark.django_db
+def test_at_its_close_the_work_is_collected_the_sessions_end_and_the_pool_drains_once(monkeypatch):
+    now = timezone.now()
+    session = SessionFactory(container__pool__capacity=5)
+    pool = session.container.pool
+    workshop = workshops.plan_workshop(workshop_at(now - timedelta(hours=1), minutes=50, keep=5, pool=pool), memory=8 * GIB, now=now - timedelta(hours=2))
+    collected = []
+
+    def collect(collection_id):
+        collected.append(collection_id)
+        return Collection.objects.get(pk=collection_id)
+
+    monkeypatch.setattr(workshops, "collect_work", collect)
+    monkeypatch.setattr("pool.services.ending.finish_retirement", lambda container, **kwargs: container.mark_gone())
+    monkeypatch.setattr("pool.services.ending.unroute_container", lambda container: None)
+    assert workshops.advance_workshops(now) == [workshop]
+    assert workshops.advance_workshops(now) == []
+    workshop.refresh_from_db()
+    assert workshop.state(now) == "ended" and [workshop.collection_id] == collected
+    session.refresh_from_db()
+    assert session.end_reason == Session.EndReason.CULLED_AGE
+    assert Pool.objects.values_list("capacity", flat=True).get(pk=pool.pk) == 0
+
+
+def planned(start, *, pool=None, **fields):
+    return workshops.plan_workshop(workshop_at(start, pool=pool or PoolFactory(capacity=2), **fields), memory=8 * GIB, now=timezone.now())
+
+
+@pytest.mark.django_db
+def test_before_the_start_the_landing_says_when_it_opens_and_takes_nothing(client):
+    ContainerFactory(state=Container.State.READY, ready_at=timezone.now())
+    start = timezone.now() + timedelta(minutes=10)
+    planned(start, time_zone="Asia/Tokyo")
+    response = new_visitor(client).get("/")
+    assert response.status_code == 503 and 0 < int(response["Retry-After"]) <= 60
+    assert f"Opens at {start.astimezone(ZoneInfo('Asia/Tokyo')):%H:%M}." in response.content.decode()
+    assert not Session.objects.exists() and not QueueEntry.objects.exists()
+    assert Container.objects.get().state == Container.State.READY
+
+
+@pytest.mark.django_db
+def test_once_open_the_landing_hands_out_notebooks_as_usual(client):
+    planned(timezone.now() - timedelta(minutes=1))
+    response = new_visitor(client).get("/")
+    assert response.status_code != 503 and QueueEntry.objects.exists()  # no notebook is ready: they wait in the queue
+
+
+@pytest.mark.django_db
+def test_after_the_end_newcomers_are_told_it_ended_and_participants_reach_their_notebook(client):
+    session = SessionFactory()
+    planned(timezone.now() - timedelta(hours=1), minutes=55, pool=session.container.pool)
+    assert new_visitor(client).get("/").status_code == 410
+    assert workshops.landing_closed(Workshop.objects.get(), visitor=session.visitor) is None
+
+
+@pytest.mark.django_db
+def test_the_landing_speaks_the_workshops_language_to_a_participant_who_chose_none(client, settings):
+    planned(timezone.now() + timedelta(minutes=10), language="fr")
+    response = new_visitor(client).get("/")
+    assert '<html lang="fr"' in response.content.decode() and "Ouvre à" in response.content.decode()
+    assert response.cookies[settings.LANGUAGE_COOKIE_NAME].value == "fr"
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "de"
+    assert '<html lang="de"' in client.get("/").content.decode()
+
+
+def admin_form(pool, start, end, headcount):
+    local = timezone.localtime
+    return {
+        "name": "Intro to pandas",
+        "pool": pool.pk,
+        "starts_at_0": f"{local(start):%Y-%m-%d}",
+        "starts_at_1": f"{local(start):%H:%M:%S}",
+        "ends_at_0": f"{local(end):%Y-%m-%d}",
+        "ends_at_1": f"{local(end):%H:%M:%S}",
+        "time_zone": "Europe/Paris",
+        "headcount": headcount,
+        "keep_minutes": 10,
+        "materials_source": "",
+        "access_code": "",
+        "language": "",
+    }
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_an_end_before_the_start_and_a_headcount_the_machine_cannot_hold(admin_client, settings):
+    settings.TMPNB_MACHINE_MEMORY_MB = 2048
+    pool, start = PoolFactory(), timezone.now() + timedelta(hours=1)
+    response = admin_client.post("/admin/pool/workshop/add/", admin_form(pool, start, start - timedelta(hours=1), 50))
+    page = response.content.decode()
+    assert response.status_code == 200 and "The end must come after the start." in page
+    assert f"This machine can hold about {1024 // settings.TMPNB_NOTEBOOK_MEMORY_MB} notebooks" in page
+    assert not Workshop.objects.exists() and not Schedule.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_workshop_saved_in_the_admin_is_planned_and_its_page_shows_it_at_a_glance(admin_client, settings):
+    settings.TMPNB_MACHINE_MEMORY_MB = 8192
+    pool, start = PoolFactory(), timezone.now() + timedelta(hours=1)
+    response = admin_client.post("/admin/pool/workshop/add/", admin_form(pool, start, start + timedelta(hours=2), 20))
+    assert response.status_code == 302
+    workshop = Workshop.objects.get()
+    assert workshop.schedules.count() == 2
+    page = admin_client.get(f"/admin/pool/workshop/{workshop.pk}/change/").content.decode()
+    assert "<strong>upcoming</strong>. Headcount 20: 0 ready, 0 in use, 0 starting; 0 in the queue." in page
+    assert "upcoming" in admin_client.get("/admin/pool/workshop/").content.decode()
+
+
+@pytest.mark.django_db
+def test_an_api_client_is_told_when_the_workshop_opens_and_takes_nothing(client, settings):
+    settings.TMPNB_API_TOKEN = "api-secret"
+    ContainerFactory(state=Container.State.READY, ready_at=timezone.now())
+    workshop = planned(timezone.now() + timedelta(minutes=10))
+    response = client.post("/api/spawn", headers={"Authorization": "token api-secret"})
+    assert response.status_code == 503 and response.json()["status"] == "opens"
+    assert response.json()["at"] == workshop.local(workshop.starts_at).isoformat()
+    assert not Session.objects.exists() and Container.objects.get().state == Container.State.READY
