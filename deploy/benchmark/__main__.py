@@ -34,6 +34,7 @@ def parse_args(argv):
     parser.add_argument("--minutes", type=float, default=45, help="how long the soak runs (default 45; under 10, the short version CI runs)")
     parser.add_argument("-n", "--visitors", type=int, default=None, help="visitors (and pool size) of cases a, b, c instead of 50/100/50")
     parser.add_argument("--room-n", default="1,30,100", help="participants of case room, comma-separated (default 1,30,100)")
+    parser.add_argument("--files-n", default="30,100", help="participants of case files, comma-separated (default 30,100)")
     parser.add_argument("--json", default=str(ROOT / "var" / "bench.json"), help="where to write the results (default var/bench.json)")
     parser.add_argument(
         "--retry-interval", type=float, default=None, help="poll or reload at most this many seconds apart while waiting (default: as the service's pages do)"
@@ -62,6 +63,7 @@ def parse_args(argv):
     if unknown:
         parser.error(f"unknown case {', '.join(unknown)}; known: {', '.join(ALL_CASES + NAMED_ONLY)}")
     args.room_sizes = [int(n) for n in args.room_n.split(",") if n.strip()]
+    args.files_sizes = [int(n) for n in args.files_n.split(",") if n.strip()]
     args.refill_images = [c.strip() for c in args.refill_images.split(",") if c.strip()]
     if any(kind not in IMAGES for kind in args.refill_images):
         parser.error("--refill-images takes tiny, jupyter and/or classic")
