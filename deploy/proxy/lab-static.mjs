@@ -6,7 +6,7 @@
 // names one build, so a file never changes under its URL.
 //
 // Served here rather than by gunicorn, which spent a Python thread on each of
-// the 48 files of every participant's start-up (docs/performance.md, "The room").
+// the 40 files of every participant's start-up (docs/performance.md, "The room").
 
 import fs from "node:fs";
 import path from "node:path";
