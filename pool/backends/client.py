@@ -58,6 +58,20 @@ def client() -> docker.DockerClient:
     return _client(settings.DOCKER_HOST, settings.TMPNB_DOCKER_VERSION, settings.DOCKER_TIMEOUT)
 
 
+def engine_client(base_url: str) -> docker.DockerClient:
+    """A client of one more engine (a Swarm node's, TMPNB_SWARM_NODE_ENGINES):
+    one on the network only over mutual TLS, with TMPNB_SWARM_ENGINE_CERTS."""
+    return _engine_client(base_url, settings.TMPNB_SWARM_ENGINE_CERTS, settings.TMPNB_DOCKER_VERSION, settings.DOCKER_TIMEOUT)
+
+
+@functools.lru_cache(maxsize=64)
+def _engine_client(base_url: str, certs: str, version: str, timeout: int) -> docker.DockerClient:
+    tls: docker.tls.TLSConfig | bool = False
+    if base_url.startswith("tcp://"):
+        tls = docker.tls.TLSConfig(client_cert=(f"{certs}/cert.pem", f"{certs}/key.pem"), ca_cert=f"{certs}/ca.pem", verify=True)
+    return docker.DockerClient(base_url=base_url, version=version, timeout=timeout, tls=tls)
+
+
 @functools.lru_cache(maxsize=1)
 def _docker_slots(size: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(size)
