@@ -88,6 +88,15 @@ class SwarmLab:
     def client(self, node=1):
         return docker.DockerClient(base_url=self.docker_host(node), timeout=30)
 
+    def node_engines(self):
+        """{hostname: engine} of every node, as TMPNB_SWARM_NODE_ENGINES takes them."""
+        return {self.hostname(n): self.docker_host(n) for n in range(1, NODES + 1)}
+
+    def container_of(self, node, service_id):
+        """The container of a service's task on ``node``, through that node's own engine."""
+        [container] = self.client(node).containers.list(all=True, filters={"label": f"com.docker.swarm.service.id={service_id}"})
+        return container
+
     # --- building ----------------------------------------------------------
 
     def up(self):

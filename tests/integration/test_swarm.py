@@ -1,11 +1,15 @@
 """The service on a real three-node Swarm (tests/swarm.py): notebooks spread
 over the nodes, visitors reach them through the proxy at their node's address,
-a restart of the manager ends nothing, and a node lost for good ends its
-sessions and is replaced on the others.
+a restart of the manager ends nothing, materials and saved work move through
+each node's own engine, and a node lost for good ends its sessions and is
+replaced on the others.
 
 The lost-node test cuts the third node off for the rest of the session, so it
 comes last."""
 
+import io
+import os
+import tarfile
 import time
 
 import docker
@@ -13,12 +17,14 @@ import pytest
 import requests
 
 from pool.backends import get_backend
-from pool.backends.base import BackendError
+from pool.backends.base import BackendError, ContainerSpec
 from pool.models import Container, Pool, Session
 from pool.services import pools
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
-from tests.stack import Browser
+from tests.integration.test_snapshots import downloaded, ended_page_with_work
+from tests.pool.test_materials_files import write_tree
+from tests.stack import TINY_IMAGE, TINY_WORK_COMMAND, Browser
 
 pytestmark = pytest.mark.swarm
 
@@ -120,6 +126,75 @@ def test_a_restart_of_the_managers_engine_ends_no_session(swarm_stack, on_swarm)
             assert requests.get(f"{swarm_stack.notebook_url}{session.container.base_path}", timeout=10).status_code == 200
     finally:
         on_swarm.set_availability(1, "active")
+
+
+def tar_of(folder):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(folder, arcname=".")
+    return buffer.getvalue()
+
+
+def test_on_the_worker_nodes_materials_arrive_and_a_culled_participants_work_downloads_byte_identical(swarm_stack, on_swarm, tmp_path):
+    # The manager drained: every notebook runs on a worker, whose engine the manager does not relay.
+    on_swarm.set_availability(1, "drain")
+    try:
+        write_tree(tmp_path / "materials", {"intro.txt": b"day one\n"})
+        PoolFactory(capacity=2, command=TINY_WORK_COMMAND, cull_timeout=5, materials_source=str(tmp_path / "materials"))
+        swarm_stack.start(TMPNB_CULL_PERIOD=1)
+        wait_until(lambda: Container.objects.ready().filter(materials_version=1).count() == 2, timeout=60, what="2 ready notebooks with the materials")
+        workers = {on_swarm.hostname(2): 2, on_swarm.hostname(3): 3}
+        ready = list(Container.objects.ready())
+        assert nodes_of(ready) == set(workers)
+        for container in ready:  # the tiny image has no working folder: the materials land in /
+            assert on_swarm.container_of(workers[container.node], container.backend_id).exec_run(["cat", "/intro.txt"]).output == b"day one\n"
+
+        browser = Browser()
+        assert browser.get(f"{swarm_stack.url}/", timeout=30).status_code == 200
+        container = Session.objects.active().get().container
+        work = {"notes.txt": b"my results: 42\n", "data/random.bin": os.urandom(2 * 1024 * 1024)}
+        write_tree(tmp_path / "work", work)
+        assert on_swarm.container_of(workers[container.node], container.backend_id).put_archive("/work", tar_of(tmp_path / "work"))
+        page = ended_page_with_work(browser, swarm_stack, container)  # idle 5 s, then culled
+        assert Session.objects.get(container=container).end_reason == Session.EndReason.CULLED_IDLE
+        _, saved = downloaded(browser, swarm_stack, page)
+        assert saved == work
+    finally:
+        on_swarm.set_availability(1, "active")
+
+
+def started_on(lab, node, name):
+    """A notebook's service placed on ``node`` (the others paused meanwhile), with 20 MB in /work."""
+    others = [n for n in (1, 2, 3) if n != node]
+    for other in others:
+        lab.set_availability(other, "pause")
+    try:
+        command = "sh -c 'mkdir -p /work && exec httpd -f -p 8888 -h /work'"
+        spec = ContainerSpec(name=name, image=TINY_IMAGE, command=command, pool="figure", container_port=8888, host_ip="0.0.0.0")
+        started = get_backend().start_container(spec)
+    finally:
+        for other in others:
+            lab.set_availability(other, "active")
+    fill = "for i in $(seq 20); do head -c 1048576 /dev/urandom > /work/f$i; done"
+    assert lab.container_of(node, started.backend_id).exec_run(["sh", "-c", fill]).exit_code == 0
+    return started.backend_id
+
+
+def test_figure_copying_20_mb_out_of_a_notebook_on_a_worker_node_and_on_the_manager(on_swarm, tmp_path):
+    seconds = {}
+    for node in (1, 3):
+        service_id = started_on(on_swarm, node, f"tmpnb-test-figure-{node}")
+        try:
+            runs = []
+            for run in range(3):
+                started = time.monotonic()
+                get_backend().copy_out(service_id, path="/work", destination=str(tmp_path / f"{node}-{run}"), timeout=60)
+                runs.append(time.monotonic() - started)
+            assert sum(f.stat().st_size for f in (tmp_path / f"{node}-0" / "work").iterdir()) == 20 * 1024 * 1024
+            seconds[node] = sorted(runs)
+        finally:
+            get_backend().remove_container(service_id)
+    print(f"\ncopying a 20 MB folder out (3 runs, s): on the manager {seconds[1]}, on a worker node through its own engine {seconds[3]}")
 
 
 def test_a_stopped_node_ends_its_sessions_as_lost_and_the_others_keep_theirs(swarm_stack, on_swarm):
