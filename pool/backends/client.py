@@ -60,8 +60,10 @@ def client() -> docker.DockerClient:
 
 def engine_client(base_url: str) -> docker.DockerClient:
     """A client of one more engine (a Swarm node's, TMPNB_SWARM_NODE_ENGINES):
-    one on the network only over mutual TLS, with TMPNB_SWARM_ENGINE_CERTS."""
-    return _engine_client(base_url, settings.TMPNB_SWARM_ENGINE_CERTS, settings.TMPNB_DOCKER_VERSION, settings.DOCKER_TIMEOUT)
+    one on the network only over mutual TLS, with TMPNB_SWARM_ENGINE_CERTS.
+    Made without a call: it speaks the API version the manager's client
+    speaks (TMPNB_DOCKER_VERSION), as a Swarm's engines are upgraded together."""
+    return _engine_client(base_url, settings.TMPNB_SWARM_ENGINE_CERTS, client().api.api_version, settings.DOCKER_TIMEOUT)
 
 
 @functools.lru_cache(maxsize=64)
@@ -69,7 +71,11 @@ def _engine_client(base_url: str, certs: str, version: str, timeout: int) -> doc
     tls: docker.tls.TLSConfig | bool = False
     if base_url.startswith("tcp://"):
         tls = docker.tls.TLSConfig(client_cert=(f"{certs}/cert.pem", f"{certs}/key.pem"), ca_cert=f"{certs}/ca.pem", verify=True)
-    return docker.DockerClient(base_url=base_url, version=version, timeout=timeout, tls=tls)
+    engine = docker.DockerClient(base_url=base_url, version=version, timeout=timeout, tls=tls)
+    # requests would let REQUESTS_CA_BUNDLE replace the engine's CA (psf/requests#3829),
+    # and HTTPS_PROXY carry the client's certificate elsewhere.
+    engine.api.trust_env = False
+    return engine
 
 
 @functools.lru_cache(maxsize=1)

@@ -15,15 +15,13 @@ engine. README "Scaling out" compares this with the other ways considered.
 """
 
 import contextlib
-import functools
 import shlex
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from docker import DockerClient
 from docker.errors import NotFound
 from docker.utils import parse_bytes
 
@@ -209,8 +207,8 @@ def disk_usage() -> dict[str, int]:
     return {}
 
 
-def _on_node(service_id: str) -> tuple[one_engine.Engine, str]:
-    """The engine of the node that runs (or ran) the service's task, from
+def _on_node(service_id: str) -> tuple[str, one_engine.Engine, str]:
+    """The node that runs (or ran) the service's task, its engine from
     TMPNB_SWARM_NODE_ENGINES, and the id of the task's container there: the
     manager does not relay another node's engine, and the files are copied
     as on one machine, by that engine (never by asking the notebook)."""
@@ -222,40 +220,52 @@ def _on_node(service_id: str) -> tuple[one_engine.Engine, str]:
             raise SwarmError(f"{doing}: its task has no container")
         task = max(placed, key=lambda t: t["Version"]["Index"])
         hostname: str = client().api.inspect_node(task["NodeID"])["Description"]["Hostname"]
-    url = settings.TMPNB_SWARM_NODE_ENGINES.get(hostname)
-    if url is None:
-        raise SwarmError(f"{doing}: no engine is known for its node {hostname} (TMPNB_SWARM_NODE_ENGINES)")
-    return functools.partial(_node_engine, hostname, url), task["Status"]["ContainerStatus"]["ContainerID"]
+        url = settings.TMPNB_SWARM_NODE_ENGINES.get(hostname)
+        if url is None:
+            raise SwarmError(f"{doing}: no engine is known for its node {hostname} (TMPNB_SWARM_NODE_ENGINES)")
+        engine = engine_client(url)
+    return hostname, lambda: engine, task["Status"]["ContainerStatus"]["ContainerID"]
 
 
-def _node_engine(hostname: str, url: str) -> DockerClient:
-    with docker_errors(f"reaching the engine of node {hostname}", error_class=SwarmError):
-        return engine_client(url)
+@contextlib.contextmanager
+def _naming(hostname: str) -> Iterator[None]:
+    """An engine's error names its node (a node lost mid-copy, for one)."""
+    try:
+        yield
+    except SwarmError:
+        raise
+    except DockerError as error:
+        raise SwarmError(f"on node {hostname}: {error}", unreachable=error.unreachable) from None
 
 
 def copy_out(backend_id: str, *, path: str, destination: str, timeout: float | None = None) -> None:
-    engine, container_id = _on_node(backend_id)
-    one_engine.copy_out_on(engine, container_id, path=path, destination=destination, timeout=timeout)
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        one_engine.copy_out_on(engine, container_id, path=path, destination=destination, timeout=timeout)
 
 
 def archive_out(backend_id: str, path: str, *, timeout: float) -> Generator[bytes, None, None]:
     # A generator as docker.archive_out is: nothing is asked before the first
     # read, and finding the node counts in ``timeout``.
     deadline = time.monotonic() + timeout
-    engine, container_id = _on_node(backend_id)
-    yield from one_engine.archive_out_on(engine, container_id, path, timeout=max(deadline - time.monotonic(), 0.0))
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        yield from one_engine.archive_out_on(engine, container_id, path, timeout=max(deadline - time.monotonic(), 0.0))
 
 
 def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
-    engine, container_id = _on_node(backend_id)
-    one_engine.copy_in_on(engine, container_id, tar_path=tar_path, destination=destination)
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        one_engine.copy_in_on(engine, container_id, tar_path=tar_path, destination=destination)
 
 
 def path_exists(backend_id: str, path: str) -> bool:
-    engine, container_id = _on_node(backend_id)
-    return one_engine.path_exists_on(engine, container_id, path)
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        return one_engine.path_exists_on(engine, container_id, path)
 
 
 def notebook_user(backend_id: str) -> NotebookUser:
-    engine, container_id = _on_node(backend_id)
-    return one_engine.notebook_user_on(engine, container_id)
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        return one_engine.notebook_user_on(engine, container_id)

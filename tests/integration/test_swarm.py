@@ -194,7 +194,9 @@ def test_figure_copying_20_mb_out_of_a_notebook_on_a_worker_node_and_on_the_mana
             seconds[node] = sorted(runs)
         finally:
             get_backend().remove_container(service_id)
-    print(f"\ncopying a 20 MB folder out (3 runs, s): on the manager {seconds[1]}, on a worker node through its own engine {seconds[3]}")
+    print(
+        f"\ncopying a 20 MB folder out (3 runs, s): on the manager {seconds[1]}, on a worker node through its own engine (TLS over the lab's bridge) {seconds[3]}"
+    )
 
 
 def test_a_stopped_node_ends_its_sessions_as_lost_and_the_others_keep_theirs(swarm_stack, on_swarm):

@@ -63,7 +63,8 @@ def test_a_node_whose_engine_does_not_answer_is_an_error_worth_another_try(setti
     # A node stopped or lost: its socket is gone. The copy of saved work
     # tries again within its own time, then records the failure.
     settings.TMPNB_SWARM_NODE_ENGINES = {"worker-1": f"unix://{tmp_path}/gone.sock"}
-    with pytest.raises(swarm_backend.SwarmError, match="worker-1") as refused:
+    settings.TMPNB_DOCKER_VERSION = "1.41"  # the manager's client, faked here, asks nothing
+    with pytest.raises(swarm_backend.SwarmError, match="on node worker-1: looking for /home/jovyan/notes.ipynb") as refused:
         swarm_backend.path_exists(on_worker_1, "/home/jovyan/notes.ipynb")
     assert refused.value.unreachable
 
@@ -79,7 +80,8 @@ def test_a_swarm_copies_files_only_where_its_nodes_engines_are_known(settings):
 def test_an_engine_on_the_network_is_asked_over_tls_with_the_client_certificate(settings, tmp_path):
     for pem in ("ca.pem", "cert.pem", "key.pem"):
         (tmp_path / pem).write_text("")
-    settings.TMPNB_SWARM_ENGINE_CERTS, settings.TMPNB_DOCKER_VERSION = str(tmp_path), "1.41"  # a fixed version: nothing asked yet
+    settings.TMPNB_SWARM_ENGINE_CERTS, settings.TMPNB_DOCKER_VERSION = str(tmp_path), "1.41"  # a fixed version: nothing asked
     api = engine_client("tcp://10.99.0.2:2376").api
     assert api.base_url == "https://10.99.0.2:2376"
     assert api.cert == (f"{tmp_path}/cert.pem", f"{tmp_path}/key.pem") and api.verify == f"{tmp_path}/ca.pem"
+    assert not api.trust_env  # REQUESTS_CA_BUNDLE would replace the CA, HTTPS_PROXY reach the engine
