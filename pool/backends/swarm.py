@@ -117,17 +117,20 @@ def start_container(spec: ContainerSpec) -> StartedContainer:
 def _wait_until_running(service_id: str, name: str) -> dict[str, Any]:
     deadline = time.monotonic() + settings.DOCKER_TIMEOUT
     delay = 0.05
+    last = "no task yet"
     while time.monotonic() < deadline:
         tasks: list[dict[str, Any]] = client().api.tasks(filters={"service": service_id})
         for task in tasks:
             status = task["Status"]
             if status["State"] == "running" and status.get("PortStatus", {}).get("Ports"):
                 return task
+            last = f"task {status['State']}: {status.get('Err') or status.get('Message')}"
             if status["State"] in _ENDED:
-                raise SwarmError(f"{name}: task {status['State']}: {status.get('Err') or status.get('Message')}")
+                raise SwarmError(f"{name}: {last}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
-    raise SwarmError(f"{name}: no task running within {settings.DOCKER_TIMEOUT}s")
+    # Swarm's reason says why (a task pending "no suitable node", for one).
+    raise SwarmError(f"{name}: no task running within {settings.DOCKER_TIMEOUT}s ({last})")
 
 
 def _node_address(node: dict[str, Any]) -> str:
