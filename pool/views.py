@@ -14,7 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 from django.views.static import serve
 
-from pool import origins, visitors
+from pool import backends, origins, visitors
 from pool.http import client_address, hand_rate_exceeded, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
 from pool.models import Container, Pool, Session, Snapshot, Workshop
 from pool.origins import OriginRequest
@@ -460,7 +460,7 @@ def cull_warning(left: upkeep.TimeLeft) -> str:
             "This notebook reaches its time limit and will be shut down in about %(minutes)d minutes.",
             minutes,
         )
-    if settings.TMPNB_SNAPSHOT_HOURS and settings.TMPNB_BACKEND == "docker":  # the Swarm backend cannot copy files out
+    if settings.TMPNB_SNAPSHOT_HOURS and backends.copies_files():
         saving = gettext("Your files will be saved: the page it ends on offers them for download.")
     else:
         saving = gettext("Download the files you want to keep before then.")

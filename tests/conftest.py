@@ -320,14 +320,27 @@ def swarm_lab(tmp_path_factory, docker_images):
 def on_swarm(swarm_lab):
     """This process drives the lab's Swarm through its manager; list it before
     live_stack, so the pools are stopped while the Swarm is still the backend."""
-    with override_settings(TMPNB_BACKEND="swarm", TMPNB_ROUTE_TO="published", DOCKER_HOST=swarm_lab.docker_host()):
+    with override_settings(
+        TMPNB_BACKEND="swarm",
+        TMPNB_ROUTE_TO="published",
+        DOCKER_HOST=swarm_lab.docker_host(),
+        TMPNB_SWARM_NODE_ENGINES=swarm_lab.node_engines(),
+        TMPNB_SWARM_ENGINE_CERTS=str(swarm_lab.certs),
+    ):
         yield swarm_lab
 
 
 @pytest.fixture
 def swarm_stack(on_swarm, live_stack):
     """The live stack on the Swarm backend: start() passes the lab's settings on."""
-    live_stack.start = functools.partial(live_stack.start, TMPNB_BACKEND="swarm", DOCKER_HOST=on_swarm.docker_host())
+    engines = ",".join(f"{node}={engine}" for node, engine in on_swarm.node_engines().items())
+    live_stack.start = functools.partial(
+        live_stack.start,
+        TMPNB_BACKEND="swarm",
+        DOCKER_HOST=on_swarm.docker_host(),
+        TMPNB_SWARM_NODE_ENGINES=engines,
+        TMPNB_SWARM_ENGINE_CERTS=str(on_swarm.certs),
+    )
     return live_stack
 
 

@@ -170,7 +170,11 @@ class FakeSwarm:
         service_id = f"id-{name}"
         labels = {"tmpnb.installation": settings.TMPNB_INSTALLATION, "tmpnb.pool": pool}
         self.service_list.append({"ID": service_id, "Spec": {"Name": name, "Labels": labels}})
-        status = {"State": "running", "PortStatus": {"Ports": [{"PublishedPort": 30000 + len(self.task_list)}]}}
+        status = {
+            "State": "running",
+            "PortStatus": {"Ports": [{"PublishedPort": 30000 + len(self.task_list)}]},
+            "ContainerStatus": {"ContainerID": f"container-{name}"},
+        }
         self.task_list.append({"ServiceID": service_id, "NodeID": f"node-{node}", "Status": status, "Version": {"Index": 1}})
 
     def services(self, filters=None):
@@ -181,6 +185,9 @@ class FakeSwarm:
 
     def nodes(self):
         return list(self.node_by_name.values())
+
+    def inspect_node(self, node_id):
+        return next(node for node in self.node_by_name.values() if node["ID"] == node_id)
 
     def remove_service(self, service):
         """By id or by name, as Docker takes either."""

@@ -29,6 +29,9 @@ NODES = 3
 # their tasks) while their agents are still reconnecting to a restarted
 # manager. README "Scaling out" gives the figures.
 HEARTBEAT = "3s"
+# The workers' engines also listen here, over mutual TLS, as README "Scaling
+# out" has a real Swarm's nodes do; the manager's is reached at its socket.
+ENGINE_PORT = 2376
 
 
 def run(*args, timeout=60, check=True):
@@ -88,11 +91,27 @@ class SwarmLab:
     def client(self, node=1):
         return docker.DockerClient(base_url=self.docker_host(node), timeout=30)
 
+    def node_engines(self):
+        """{hostname: engine} of every node, as TMPNB_SWARM_NODE_ENGINES takes them:
+        the workers' over TLS (with the client certificate in ``certs``)."""
+        workers = {self.hostname(n): f"tcp://{self.address(n)}:{ENGINE_PORT}" for n in range(2, NODES + 1)}
+        return {self.hostname(1): self.docker_host(1), **workers}
+
+    @property
+    def certs(self):
+        return self.state / "client"
+
+    def container_of(self, node, service_id):
+        """The container of a service's task on ``node``, through that node's own engine."""
+        [container] = self.client(node).containers.list(all=True, filters={"label": f"com.docker.swarm.service.id={service_id}"})
+        return container
+
     # --- building ----------------------------------------------------------
 
     def up(self):
         started = time.monotonic()
         self.state.mkdir(parents=True)
+        self._certificates()
         self._network()
         for node in range(1, NODES + 1):
             self._start_daemon(node)
@@ -124,12 +143,48 @@ class SwarmLab:
             self._in(ns, "ip", "link", "set", "eth0", "up")
             self._in(ns, "ip", "link", "set", "lo", "up")
 
+    def _certificates(self):
+        """A CA of the lab's own, a server certificate for each worker's
+        address, and the client's, as Docker's TLS set-up has them."""
+        ca = self.state / "ca"
+        ca.mkdir()
+        key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run("openssl", "req", "-x509", *key, "-keyout", ca / "ca-key.pem", "-out", ca / "ca.pem", "-days", "2", "-subj", "/CN=tmpnb-lab-ca")
+
+        def signed(folder, name, subject, extension):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "ext.cnf").write_text(extension)
+            run("openssl", "req", *key, "-keyout", folder / f"{name}key.pem", "-out", folder / f"{name}.csr", "-subj", f"/CN={subject}")
+            run(
+                "openssl",
+                "x509",
+                "-req",
+                "-in",
+                folder / f"{name}.csr",
+                "-CA",
+                ca / "ca.pem",
+                "-CAkey",
+                ca / "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                folder / f"{name}cert.pem",
+                "-days",
+                "2",
+                "-extfile",
+                folder / "ext.cnf",
+            )
+
+        for node in range(2, NODES + 1):
+            signed(self.state / f"n{node}", "server-", self.hostname(node), f"subjectAltName=IP:{self.address(node)}\nextendedKeyUsage=serverAuth\n")
+        signed(self.certs, "", "tmpnb", "extendedKeyUsage=clientAuth\n")
+        shutil.copy(ca / "ca.pem", self.certs / "ca.pem")
+
     def _in(self, ns, *args):
         return run("nsenter", f"--net=/run/netns/{ns}", *args)
 
     def _start_daemon(self, node):
         folder = self.state / f"n{node}"
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         (folder / "cgroup").mkdir()
         (folder / "daemon.json").write_text(json.dumps({"deprecated-key-path": str(folder / "key.json")}))
         self._launch(node)
@@ -140,6 +195,11 @@ class SwarmLab:
             f"dockerd --config-file {folder}/daemon.json --data-root {folder}/data --exec-root {folder}/exec"
             f" --pidfile {folder}/dockerd.pid -H unix://{self.socket(node)} --cgroup-parent {self.hostname(node)}"
         )
+        if node > 1:
+            dockerd += (
+                f" --tlsverify --tlscacert {self.state}/ca/ca.pem --tlscert {folder}/server-cert.pem --tlskey {folder}/server-key.pem"
+                f" -H tcp://{self.address(node)}:{ENGINE_PORT}"
+            )
         # A fresh sysfs shows this namespace's network devices; the host's
         # cgroup mounts, bound aside first, are bound back over it.
         script = (

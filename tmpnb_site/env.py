@@ -101,6 +101,17 @@ def env_list(name: str, default: Iterable[str] = ()) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def env_map(name: str) -> dict[str, str]:
+    """``key=value`` pairs, comma-separated (``node-1=unix:///a,node-2=tcp://b``)."""
+    pairs = {}
+    for item in env_list(name):
+        key, equals, value = item.partition("=")
+        if not (equals and key.strip() and value.strip()):
+            raise ImproperlyConfigured(f"{name} must list name=value pairs separated by commas, and {item!r} is not one")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def env_ip(name: str, default: str) -> str:
     value = env_str(name, default)
     try:

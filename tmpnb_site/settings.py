@@ -32,6 +32,7 @@ from tmpnb_site.env import (
     env_ip_list,
     env_ipv4_networks,
     env_list,
+    env_map,
     env_size,
     env_str,
     env_url,
@@ -220,6 +221,22 @@ if TMPNB_BACKEND not in BACKENDS:
 # node unknown for a few seconds; Swarm itself marks a node that never comes
 # back down, which ends its notebooks at once: this only bounds the wait.
 TMPNB_NODE_GRACE = env_int("TMPNB_NODE_GRACE", 60, minimum=1)
+# The engine of each Swarm node, by hostname, for copying files out of and
+# into the notebooks it runs (saved work, materials, static files): the
+# manager does not relay a node's engine. An engine on the network is reached
+# over mutual TLS only, with the client certificate in TMPNB_SWARM_ENGINE_CERTS
+# (Docker's ca.pem, cert.pem and key.pem, as `docker --tlsverify` reads them).
+TMPNB_SWARM_NODE_ENGINES = env_map("TMPNB_SWARM_NODE_ENGINES")
+TMPNB_SWARM_ENGINE_CERTS = env_str("TMPNB_SWARM_ENGINE_CERTS", "")
+for _node, _engine in TMPNB_SWARM_NODE_ENGINES.items():
+    if not _engine.startswith(("unix://", "tcp://")):
+        raise ImproperlyConfigured(f"TMPNB_SWARM_NODE_ENGINES: the engine of {_node} must be unix://... or tcp://..., not {_engine!r}")
+    if _engine.startswith("tcp://") and not TMPNB_SWARM_ENGINE_CERTS:
+        raise ImproperlyConfigured(f"TMPNB_SWARM_NODE_ENGINES: {_node}'s engine is on the network, which needs TLS: set TMPNB_SWARM_ENGINE_CERTS")
+if TMPNB_SWARM_ENGINE_CERTS:
+    for _pem in ("ca.pem", "cert.pem", "key.pem"):
+        if not Path(TMPNB_SWARM_ENGINE_CERTS, _pem).is_file():
+            raise ImproperlyConfigured(f"TMPNB_SWARM_ENGINE_CERTS: {TMPNB_SWARM_ENGINE_CERTS} holds no {_pem}")
 # How the proxy reaches a notebook: at its address on a Docker network
 # ("container", the default with a local engine: no userland docker-proxy hop,
 # see docs/performance.md) or at a port published on the host ("published":

@@ -58,6 +58,26 @@ def client() -> docker.DockerClient:
     return _client(settings.DOCKER_HOST, settings.TMPNB_DOCKER_VERSION, settings.DOCKER_TIMEOUT)
 
 
+def engine_client(base_url: str) -> docker.DockerClient:
+    """A client of one more engine (a Swarm node's, TMPNB_SWARM_NODE_ENGINES):
+    one on the network only over mutual TLS, with TMPNB_SWARM_ENGINE_CERTS.
+    Made without a call: it speaks the API version the manager's client
+    speaks (TMPNB_DOCKER_VERSION), as a Swarm's engines are upgraded together."""
+    return _engine_client(base_url, settings.TMPNB_SWARM_ENGINE_CERTS, client().api.api_version, settings.DOCKER_TIMEOUT)
+
+
+@functools.lru_cache(maxsize=64)
+def _engine_client(base_url: str, certs: str, version: str, timeout: int) -> docker.DockerClient:
+    tls: docker.tls.TLSConfig | bool = False
+    if base_url.startswith("tcp://"):
+        tls = docker.tls.TLSConfig(client_cert=(f"{certs}/cert.pem", f"{certs}/key.pem"), ca_cert=f"{certs}/ca.pem", verify=True)
+    engine = docker.DockerClient(base_url=base_url, version=version, timeout=timeout, tls=tls)
+    # requests would let REQUESTS_CA_BUNDLE replace the engine's CA (psf/requests#3829),
+    # and HTTPS_PROXY carry the client's certificate elsewhere.
+    engine.api.trust_env = False
+    return engine
+
+
 @functools.lru_cache(maxsize=1)
 def _docker_slots(size: int) -> threading.BoundedSemaphore:
     return threading.BoundedSemaphore(size)

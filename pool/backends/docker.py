@@ -11,13 +11,14 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, cast
 from urllib.parse import quote
 
 import requests
 import urllib3
 from django.conf import settings
+from docker import APIClient, DockerClient
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound, create_api_error_from_http_exception
 from docker.models.containers import Container as DockerContainer
 from docker.models.networks import Network
@@ -36,6 +37,8 @@ from pool.backends.client import (
 )
 
 log = logging.getLogger(__name__)
+
+Engine = Callable[[], DockerClient]
 
 
 def _create_options(spec: ContainerSpec) -> dict[str, Any]:
@@ -189,22 +192,29 @@ ARCHIVE_CHUNK = 64 * 1024
 
 
 def archive_out(backend_id: str, path: str, *, timeout: float) -> Generator[bytes, None, None]:
+    return archive_out_on(client, backend_id, path, timeout=timeout)
+
+
+def archive_out_on(engine: Engine, backend_id: str, path: str, *, timeout: float) -> Generator[bytes, None, None]:
     """The folder or file ``path`` of a container (running or stopped) as a
     tar stream: an iterator of bytes, read as it is consumed (so a caller can
     stop or cap it). A relative path is taken from the container's working
     directory. The whole stream is bounded by ``timeout`` seconds: a read
-    that stalls past it raises DockerError."""
+    that stalls past it raises DockerError. The calls on files named ``_on``
+    take the engine to ask (DOCKER_HOST's, or a Swarm node's) as a function
+    that makes its client, called where its errors are translated: making
+    a client asks the engine its API version."""
     deadline = time.monotonic() + timeout
     doing = f"copying {path} out of {backend_id[:12]}"
     with docker_errors(doing):
-        api = client().api
+        api = engine().api
         # Not api.get_archive: its stream turns the socket's timeout off
         # (docker-py's _stream_raw_result), and a stalled read then waits
         # forever. The same request, on the client's session (a requests.Session).
         url = f"{api.base_url}/v{api.api_version}/containers/{quote(backend_id, safe='')}/archive"
         # "identity": asked for gzip (requests' default), Docker compresses the tar.
         headers = {"Accept-Encoding": "identity"}
-        response = api.get(url, params={"path": _in_container(backend_id, path)}, headers=headers, stream=True, timeout=settings.DOCKER_TIMEOUT)
+        response = api.get(url, params={"path": _in_container(api, backend_id, path)}, headers=headers, stream=True, timeout=settings.DOCKER_TIMEOUT)
         try:
             try:
                 response.raise_for_status()
@@ -238,21 +248,30 @@ def _read_until(response: requests.Response, deadline: float, doing: str) -> Gen
 
 
 def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
+    copy_in_on(client, backend_id, tar_path=tar_path, destination=destination)
+
+
+def copy_in_on(engine: Engine, backend_id: str, *, tar_path: str, destination: str) -> None:
     """Extract the tar file ``tar_path`` (on this machine) into the folder
     ``destination`` of a container. Docker keeps the uid and gid of the tar's
     members: write them as the notebook's user (notebook_user); its copyUIDGID
     would look the container's user up on the host, where it is unknown."""
     doing = f"copying {tar_path} into {backend_id[:12]}:{destination}"
     with docker_errors(doing), docker_work(), open(tar_path, "rb") as tar:
-        if not client().api.put_archive(backend_id, _in_container(backend_id, destination), tar):
+        api = engine().api
+        if not api.put_archive(backend_id, _in_container(api, backend_id, destination), tar):
             raise DockerError(f"{doing}: refused")
 
 
 def path_exists(backend_id: str, path: str) -> bool:
+    return path_exists_on(client, backend_id, path)
+
+
+def path_exists_on(engine: Engine, backend_id: str, path: str) -> bool:
     """Whether ``path`` exists in a container: Docker's HEAD of its archive
     (a stat, no exec: any image answers, running or not)."""
     with docker_errors(f"looking for {path} in {backend_id[:12]}"), docker_work():
-        api = client().api
+        api = engine().api
         url = f"{api.base_url}/v{api.api_version}/containers/{quote(backend_id, safe='')}/archive"
         response = api.head(url, params={"path": path}, timeout=settings.DOCKER_TIMEOUT)
         if response.status_code == 404 and "X-Docker-Container-Path-Stat" not in response.headers:
@@ -266,22 +285,26 @@ def path_exists(backend_id: str, path: str) -> bool:
         return True
 
 
-def _in_container(backend_id: str, path: str) -> str:
+def _in_container(api: APIClient, backend_id: str, path: str) -> str:
     if path.startswith("/"):
         return path
-    working_dir = client().api.inspect_container(backend_id)["Config"]["WorkingDir"]
+    working_dir = api.inspect_container(backend_id)["Config"]["WorkingDir"]
     if not working_dir:
         raise DockerError(f"{backend_id[:12]} has no working directory to find {path!r} in")
     return f"{working_dir.rstrip('/')}/{path}"
 
 
 def copy_out(backend_id: str, *, path: str, destination: str, timeout: float | None = None) -> None:
+    copy_out_on(client, backend_id, path=path, destination=destination, timeout=timeout)
+
+
+def copy_out_on(engine: Engine, backend_id: str, *, path: str, destination: str, timeout: float | None = None) -> None:
     """Copy ``path`` out of a container into the folder ``destination``,
     within ``timeout`` seconds (DOCKER_TIMEOUT by default)."""
     timeout = timeout or settings.DOCKER_TIMEOUT
     try:
         with tempfile.TemporaryFile() as archive:
-            for chunk in archive_out(backend_id, path, timeout=timeout):
+            for chunk in archive_out_on(engine, backend_id, path, timeout=timeout):
                 archive.write(chunk)
             archive.seek(0)
             with tarfile.open(fileobj=archive) as tar:
@@ -303,10 +326,14 @@ def copy_out_of_image(image: str, *, pool: str, path: str, destination: str, tim
 
 
 def notebook_user(backend_id: str) -> NotebookUser:
+    return notebook_user_on(client, backend_id)
+
+
+def notebook_user_on(engine: Engine, backend_id: str) -> NotebookUser:
     """Who the notebook server runs as, and its working folder (Jupyter's
     root folder in the usual images), asked of the running container."""
     with docker_errors(f"asking {backend_id[:12]} for its user"), docker_work():
-        code, output = client().containers.get(backend_id).exec_run(["sh", "-c", "id -u; id -g; pwd"], demux=False)
+        code, output = engine().containers.get(backend_id).exec_run(["sh", "-c", "id -u; id -g; pwd"], demux=False)
     output = cast(bytes, output)  # not streamed: the whole answer at once
     lines = output.decode(errors="replace").split()
     if code != 0 or len(lines) != 3 or not (lines[0].isdigit() and lines[1].isdigit()):

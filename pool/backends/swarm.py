@@ -7,12 +7,17 @@ reaches a notebook at its node's address and a host port Swarm picks: the
 routing mesh is not used (it needs IPVS, and a fixed port would allow one
 notebook per node). Swarm never restarts or moves a notebook: its state is
 gone with its task, so the pool replaces it, as on one host.
+
+Files (saved work, materials, static files) are copied by the engine of the
+node a notebook runs on, reached as TMPNB_SWARM_NODE_ENGINES says, with the
+single-host backend's own calls: the manager does not relay another node's
+engine. README "Scaling out" compares this with the other ways considered.
 """
 
 import contextlib
 import shlex
 import time
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +25,7 @@ from django.conf import settings
 from docker.errors import NotFound
 from docker.utils import parse_bytes
 
+from pool.backends import docker as one_engine  # its calls on files, made on a node's engine
 from pool.backends.base import ContainerInfo, ContainerSpec, NotebookUser, StartedContainer
 from pool.backends.client import (
     LABEL_POOL,
@@ -27,12 +33,14 @@ from pool.backends.client import (
     client,
     docker_errors,
     docker_work,
+    engine_client,
     image_exists,  # noqa: F401 (the manager's images: see start_container)
     image_labels,  # noqa: F401 (the manager's images)
     installation_filter,
     labels_for,
 )
-from pool.backends.docker import copy_out_of_image  # noqa: F401 (out of the manager's images)
+
+copy_out_of_image = one_engine.copy_out_of_image  # out of the manager's images
 
 # Task states after which the task will never run (Swarm's task lifecycle).
 _ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
@@ -109,17 +117,20 @@ def start_container(spec: ContainerSpec) -> StartedContainer:
 def _wait_until_running(service_id: str, name: str) -> dict[str, Any]:
     deadline = time.monotonic() + settings.DOCKER_TIMEOUT
     delay = 0.05
+    last = "no task yet"
     while time.monotonic() < deadline:
         tasks: list[dict[str, Any]] = client().api.tasks(filters={"service": service_id})
         for task in tasks:
             status = task["Status"]
             if status["State"] == "running" and status.get("PortStatus", {}).get("Ports"):
                 return task
+            last = f"task {status['State']}: {status.get('Err') or status.get('Message')}"
             if status["State"] in _ENDED:
-                raise SwarmError(f"{name}: task {status['State']}: {status.get('Err') or status.get('Message')}")
+                raise SwarmError(f"{name}: {last}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
-    raise SwarmError(f"{name}: no task running within {settings.DOCKER_TIMEOUT}s")
+    # Swarm's reason says why (a task pending "no suitable node", for one).
+    raise SwarmError(f"{name}: no task running within {settings.DOCKER_TIMEOUT}s ({last})")
 
 
 def _node_address(node: dict[str, Any]) -> str:
@@ -199,22 +210,65 @@ def disk_usage() -> dict[str, int]:
     return {}
 
 
+def _on_node(service_id: str) -> tuple[str, one_engine.Engine, str]:
+    """The node that runs (or ran) the service's task, its engine from
+    TMPNB_SWARM_NODE_ENGINES, and the id of the task's container there: the
+    manager does not relay another node's engine, and the files are copied
+    as on one machine, by that engine (never by asking the notebook)."""
+    doing = f"finding the container of {service_id[:12]}"
+    with docker_errors(doing, error_class=SwarmError):
+        tasks: list[dict[str, Any]] = client().api.tasks(filters={"service": service_id})
+        placed = [t for t in tasks if t["Status"].get("ContainerStatus", {}).get("ContainerID")]
+        if not placed:
+            raise SwarmError(f"{doing}: its task has no container")
+        task = max(placed, key=lambda t: t["Version"]["Index"])
+        hostname: str = client().api.inspect_node(task["NodeID"])["Description"]["Hostname"]
+        url = settings.TMPNB_SWARM_NODE_ENGINES.get(hostname)
+        if url is None:
+            raise SwarmError(f"{doing}: no engine is known for its node {hostname} (TMPNB_SWARM_NODE_ENGINES)")
+        engine = engine_client(url)
+    return hostname, lambda: engine, task["Status"]["ContainerStatus"]["ContainerID"]
+
+
+@contextlib.contextmanager
+def _naming(hostname: str) -> Iterator[None]:
+    """An engine's error names its node (a node lost mid-copy, for one)."""
+    try:
+        yield
+    except SwarmError:
+        raise
+    except DockerError as error:
+        raise SwarmError(f"on node {hostname}: {error}", unreachable=error.unreachable) from None
+
+
 def copy_out(backend_id: str, *, path: str, destination: str, timeout: float | None = None) -> None:
-    # The task runs on another machine, whose engine the manager does not relay.
-    raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        one_engine.copy_out_on(engine, container_id, path=path, destination=destination, timeout=timeout)
 
 
 def archive_out(backend_id: str, path: str, *, timeout: float) -> Generator[bytes, None, None]:
-    raise SwarmError("copying files out of a notebook is not available on the swarm backend")
+    # A generator as docker.archive_out is: nothing is asked before the first
+    # read, and finding the node counts in ``timeout``.
+    deadline = time.monotonic() + timeout
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        yield from one_engine.archive_out_on(engine, container_id, path, timeout=max(deadline - time.monotonic(), 0.0))
 
 
 def copy_in(backend_id: str, *, tar_path: str, destination: str) -> None:
-    raise SwarmError("copying files into a notebook is not available on the swarm backend")
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        one_engine.copy_in_on(engine, container_id, tar_path=tar_path, destination=destination)
 
 
 def path_exists(backend_id: str, path: str) -> bool:
-    raise SwarmError("looking into a notebook is not available on the swarm backend")
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        return one_engine.path_exists_on(engine, container_id, path)
 
 
 def notebook_user(backend_id: str) -> NotebookUser:
-    raise SwarmError("asking a notebook for its user (materials) is not available on the swarm backend")
+    hostname, engine, container_id = _on_node(backend_id)
+    with _naming(hostname):
+        return one_engine.notebook_user_on(engine, container_id)

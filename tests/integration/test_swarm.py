@@ -1,11 +1,15 @@
 """The service on a real three-node Swarm (tests/swarm.py): notebooks spread
 over the nodes, visitors reach them through the proxy at their node's address,
-a restart of the manager ends nothing, and a node lost for good ends its
-sessions and is replaced on the others.
+a restart of the manager ends nothing, materials and saved work move through
+each node's own engine, and a node lost for good ends its sessions and is
+replaced on the others.
 
 The lost-node test cuts the third node off for the rest of the session, so it
 comes last."""
 
+import io
+import os
+import tarfile
 import time
 
 import docker
@@ -13,16 +17,19 @@ import pytest
 import requests
 
 from pool.backends import get_backend
-from pool.backends.base import BackendError
+from pool.backends.base import BackendError, ContainerSpec
 from pool.models import Container, Pool, Session
 from pool.services import pools
 from tests.factories import PoolFactory
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
-from tests.stack import Browser
+from tests.integration.test_snapshots import downloaded, ended_page_with_work
+from tests.pool.test_materials_files import write_tree
+from tests.stack import TINY_IMAGE, TINY_WORK_COMMAND, Browser
 
 pytestmark = pytest.mark.swarm
 
 CAPACITY = 6
+COPY_TIMEOUT = 8  # seconds, as TMPNB_SNAPSHOT_TIMEOUT bounds a copy of saved work
 
 
 def nodes_of(containers):
@@ -122,6 +129,74 @@ def test_a_restart_of_the_managers_engine_ends_no_session(swarm_stack, on_swarm)
         on_swarm.set_availability(1, "active")
 
 
+def tar_of(folder):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(folder, arcname=".")
+    return buffer.getvalue()
+
+
+def test_on_the_worker_nodes_materials_arrive_and_a_culled_participants_work_downloads_byte_identical(swarm_stack, on_swarm, tmp_path):
+    # The manager drained: every notebook runs on a worker, whose engine the manager does not relay.
+    on_swarm.set_availability(1, "drain")
+    try:
+        write_tree(tmp_path / "materials", {"intro.txt": b"day one\n"})
+        PoolFactory(capacity=2, command=TINY_WORK_COMMAND, cull_timeout=5, materials_source=str(tmp_path / "materials"))
+        swarm_stack.start(TMPNB_CULL_PERIOD=1)
+        wait_until(lambda: Container.objects.ready().filter(materials_version=1).count() == 2, timeout=60, what="2 ready notebooks with the materials")
+        workers = {on_swarm.hostname(2): 2, on_swarm.hostname(3): 3}
+        ready = list(Container.objects.ready())
+        assert nodes_of(ready) == set(workers)
+        for container in ready:  # the tiny image has no working folder: the materials land in /
+            assert on_swarm.container_of(workers[container.node], container.backend_id).exec_run(["cat", "/intro.txt"]).output == b"day one\n"
+
+        browser = Browser()
+        assert browser.get(f"{swarm_stack.url}/", timeout=30).status_code == 200
+        container = Session.objects.active().get().container
+        work = {"notes.txt": b"my results: 42\n", "data/random.bin": os.urandom(2 * 1024 * 1024)}
+        write_tree(tmp_path / "work", work)
+        assert on_swarm.container_of(workers[container.node], container.backend_id).put_archive("/work", tar_of(tmp_path / "work"))
+        page = ended_page_with_work(browser, swarm_stack, container)  # idle 5 s, then culled
+        assert Session.objects.get(container=container).end_reason == Session.EndReason.CULLED_IDLE
+        _, saved = downloaded(browser, swarm_stack, page)
+        assert saved == work
+    finally:
+        on_swarm.set_availability(1, "active")
+
+
+def test_figure_copying_20_mb_out_of_a_notebook_on_a_worker_node_and_on_the_manager(on_swarm, tmp_path):
+    # Three notebooks, which Swarm spreads over the nodes (after the tests
+    # before, not always onto all three); the manager's and a worker's hold 20 MB.
+    command = "sh -c 'mkdir -p /work && exec httpd -f -p 8888 -h /work'"
+    started = [
+        get_backend().start_container(
+            ContainerSpec(name=f"tmpnb-test-figure-{n}", image=TINY_IMAGE, command=command, pool="figure", container_port=8888, host_ip="0.0.0.0")
+        )
+        for n in (1, 2, 3)
+    ]
+    try:
+        service_on = {s.node: s.backend_id for s in started}
+        worker = next(n for n in (3, 2) if on_swarm.hostname(n) in service_on)
+        seconds = {}
+        for node in (1, worker):
+            service_id = service_on[on_swarm.hostname(node)]
+            fill = "for i in $(seq 20); do head -c 1048576 /dev/urandom > /work/f$i; done"
+            assert on_swarm.container_of(node, service_id).exec_run(["sh", "-c", fill]).exit_code == 0
+            runs = []
+            for run in range(3):
+                began = time.monotonic()
+                get_backend().copy_out(service_id, path="/work", destination=str(tmp_path / f"{node}-{run}"), timeout=60)
+                runs.append(round(time.monotonic() - began, 3))
+            assert sum(f.stat().st_size for f in (tmp_path / f"{node}-0" / "work").iterdir()) == 20 * 1024 * 1024
+            seconds[node] = sorted(runs)
+    finally:
+        for service in started:
+            get_backend().remove_container(service.backend_id)
+    print(
+        f"\ncopying a 20 MB folder out (3 runs, s): on the manager {seconds[1]}, on a worker node through its own engine (TLS over the lab's bridge) {seconds[worker]}"
+    )
+
+
 def test_a_stopped_node_ends_its_sessions_as_lost_and_the_others_keep_theirs(swarm_stack, on_swarm):
     start_full_pool(swarm_stack, on_swarm)
     second = on_swarm.hostname(2)
@@ -150,8 +225,19 @@ def test_a_lost_node_ends_its_sessions_and_the_pool_refills_on_the_others(swarm_
             browser.get(f"{swarm_stack.url}/", timeout=30)
     lost = list(Session.objects.active().filter(container__node=third))
     assert lost
+    # A copy under way from the node as it is lost: 50 MB, more than the
+    # sockets between hold, read one chunk before the cut and the rest after.
+    copied = lost[0].container
+    big = "mkdir /big && head -c 52428800 /dev/urandom > /big/file"
+    assert on_swarm.container_of(3, copied.backend_id).exec_run(["sh", "-c", big]).exit_code == 0
+    copy = get_backend().archive_out(copied.backend_id, "/big", timeout=COPY_TIMEOUT)
+    next(copy)
     cut = time.monotonic()
     on_swarm.cut(3)
+    with pytest.raises(BackendError, match=f"on node {third}: .*not done in time"):
+        for _ in copy:
+            pass
+    print(f"\na copy from node 3 as it was cut failed after {time.monotonic() - cut:.1f}s (its timeout {COPY_TIMEOUT}s)")
 
     def refilled():
         live = Container.objects.live().exclude(node=third)

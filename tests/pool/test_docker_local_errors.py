@@ -24,7 +24,7 @@ def test_copy_out_into_a_folder_that_cannot_be_written_raises_backend_error(tmp_
         info.size = 4
         tar.addfile(info, io.BytesIO(b"body"))
     # What the engine streams for the path; the folder given is a file here.
-    monkeypatch.setattr(docker_backend, "archive_out", lambda backend_id, path, timeout: iter([buffer.getvalue()]))
+    monkeypatch.setattr(docker_backend, "archive_out_on", lambda engine, backend_id, path, timeout: iter([buffer.getvalue()]))
     (tmp_path / "not-a-folder").write_text("")
     with pytest.raises(BackendError, match="copying /srv/static out of abc123"):
         docker_backend.copy_out("abc123", path="/srv/static", destination=str(tmp_path / "not-a-folder"))
