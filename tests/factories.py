@@ -1,4 +1,5 @@
 import html
+import json
 import os
 import re
 import secrets
@@ -7,6 +8,7 @@ import factory
 from django.conf import settings
 from django.core import signing
 from django.forms import model_to_dict
+from django.test import Client
 from django.utils import timezone
 
 from pool.command import CLASSIC_IMAGE, DEFAULT_IMAGE
@@ -118,3 +120,29 @@ def pool_admin_form(pool, **fields):
     form = {k: v for k, v in model_to_dict(pool).items() if v is not None and v is not False}
     form.update({"schedules-TOTAL_FORMS": 0, "schedules-INITIAL_FORMS": 0})
     return form | fields
+
+
+def from_the_banner(method, session, what, body=None, *, token=None, settings, **headers):
+    """A request of the banner inside ``session``'s JupyterLab: on the notebook's origin, with its token."""
+    token = session.container.token if token is None else token
+    return Client().generic(
+        method,
+        f"/api/notebooks/{session.container.path_id}/{what}",
+        json.dumps(body) if body is not None else "",
+        content_type="application/json",
+        HTTP_HOST=f"testserver:{settings.TMPNB_NOTEBOOK_PORT}",
+        HTTP_AUTHORIZATION=f"token {token}",
+        **headers,
+    )
+
+
+def notebook_folder(folder, name, source):
+    """``folder`` holding notebook ``name`` of one code cell of ``source``,
+    owned by the JupyterLab image's user, to mount into a notebook."""
+    cell = {"cell_type": "code", "execution_count": None, "id": "cell", "metadata": {}, "outputs": [], "source": source}
+    kernelspec = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    folder.mkdir()
+    (folder / name).write_text(json.dumps({"cells": [cell], "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}))
+    for path in (folder, folder / name):
+        os.chown(path, 1000, 1000)  # the image's jovyan
+    return folder

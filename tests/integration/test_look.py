@@ -5,15 +5,13 @@ the notebook from the room view and sees its output as text, no script of it
 runs (and the page's policy would refuse one), and the participant's banner
 says a helper is looking; a cell run later shows at the next Refresh."""
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
 from pool.command import DEFAULT_COMMAND
 from pool.models import Event, Session
-from tests.factories import JUPYTER_IMAGE, PoolFactory
+from tests.factories import JUPYTER_IMAGE, PoolFactory, notebook_folder
 from tests.integration.test_accessibility import AXE
 from tests.integration.test_browser import CHROMIUM, log_in_as_organiser, open_browser, run_cell, screenshot  # noqa: F401 (fixtures)
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
@@ -24,22 +22,11 @@ SOURCE = """from IPython.display import HTML, SVG, display
 display(HTML("<script>document.title = 'pwned'; window.pwned = 1</script><b id='bold'>bold</b>"))
 display(SVG('<svg xmlns="http://www.w3.org/2000/svg" onload="window.pwned = 2"><script>window.pwned = 3</script></svg>'))
 print("<script>window.pwned = 4</script>the answer is", 6 * 7)"""
-NOTEBOOK = {
-    "cells": [{"cell_type": "code", "execution_count": None, "id": "hostile", "metadata": {}, "outputs": [], "source": SOURCE}],
-    "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
 
 
 @pytest.fixture
 def work_folder(tmp_path):
-    folder = tmp_path / "workshop"
-    folder.mkdir()
-    (folder / "look.ipynb").write_text(json.dumps(NOTEBOOK))
-    for path in (folder, folder / "look.ipynb"):
-        os.chown(path, 1000, 1000)  # the image's jovyan
-    return folder
+    return notebook_folder(tmp_path / "workshop", "look.ipynb", SOURCE)
 
 
 def test_a_helper_sees_a_cell_the_participant_ran_read_only_and_no_script_of_it_runs(live_stack, admin_user, open_browser, work_folder, screenshot):  # noqa: F811

@@ -4,15 +4,13 @@ name from the box beside the cull banner, and the organiser's room view
 shows them, as text; a cell that sleeps shows as a busy kernel; a hand is
 lowered from both sides."""
 
-import json
-import os
 from pathlib import Path
 
 import pytest
 
 from pool.command import DEFAULT_COMMAND
 from pool.models import Session
-from tests.factories import JUPYTER_IMAGE, PoolFactory
+from tests.factories import JUPYTER_IMAGE, PoolFactory, notebook_folder
 from tests.integration.test_accessibility import AXE
 from tests.integration.test_browser import CHROMIUM, log_in_as_organiser, open_browser, run_cell, screenshot  # noqa: F401 (fixtures)
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
@@ -20,22 +18,11 @@ from tests.integration.test_pool_lifecycle import ready_count, wait_until
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="deploy/test installs Debian's chromium")
 
 HOSTILE = '<img src=x onerror="window.pwned=1"><b>stuck</b> on cell 3 & </span>'
-SLEEPER = {
-    "cells": [{"cell_type": "code", "execution_count": None, "id": "sleeps", "metadata": {}, "outputs": [], "source": "import time\ntime.sleep(300)"}],
-    "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}},
-    "nbformat": 4,
-    "nbformat_minor": 5,
-}
 
 
 @pytest.fixture
 def sleeper_folder(tmp_path):
-    folder = tmp_path / "workshop"
-    folder.mkdir()
-    (folder / "sleeper.ipynb").write_text(json.dumps(SLEEPER))
-    for path in (folder, folder / "sleeper.ipynb"):
-        os.chown(path, 1000, 1000)  # the image's jovyan
-    return folder
+    return notebook_folder(tmp_path / "workshop", "sleeper.ipynb", "import time\ntime.sleep(300)")
 
 
 def test_a_raised_hand_and_a_busy_kernel_show_in_the_organisers_room_view(live_stack, admin_user, open_browser, sleeper_folder, screenshot):  # noqa: F811

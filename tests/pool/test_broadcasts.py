@@ -16,9 +16,8 @@ from pool.materials_files import MaterialsError
 from pool.models import Broadcast, Container, Event, Pool, Session
 from pool.services import assignment, broadcasts, materials, pools, spawning, worker
 from pool.services.broadcasts import free_name
-from tests.factories import PoolFactory
+from tests.factories import PoolFactory, from_the_banner
 from tests.fakes import NOTEBOOK_FOLDER, instead_of_sending
-from tests.pool.test_room_view import from_the_banner
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

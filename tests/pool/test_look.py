@@ -17,8 +17,7 @@ from django.utils import timezone
 
 from pool.models import Event
 from pool.services import look
-from tests.factories import PoolFactory, SessionFactory
-from tests.pool.test_room_view import FakeNotebookServer, from_the_banner
+from tests.factories import PoolFactory, SessionFactory, from_the_banner
 
 pytestmark = pytest.mark.django_db
 
@@ -58,14 +57,6 @@ HOSTILE = notebook(
     "not a cell",
     code({"not": "text"}, "not an output", {"output_type": "weird"}, count=True),
 )
-
-
-@pytest.fixture
-def servers():
-    fake = FakeNotebookServer()
-    yield fake
-    fake.http.shutdown()
-    fake.http.server_close()
 
 
 @pytest.fixture

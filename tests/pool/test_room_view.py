@@ -2,11 +2,9 @@
 notebook servers (fake servers here, some hostile), and the admin's pages;
 tests/integration/test_room_view.py shows it on the real stack."""
 
-import json
 import threading
 import time
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.test import Client
@@ -14,7 +12,7 @@ from django.utils import timezone
 
 from pool.models import Session
 from pool.services import room
-from tests.factories import PoolFactory, SessionFactory
+from tests.factories import PoolFactory, SessionFactory, from_the_banner
 
 pytestmark = pytest.mark.django_db
 
@@ -24,60 +22,6 @@ SESSIONS = [
     {"id": "s2", "path": "b.ipynb", "type": "notebook", "kernel": KERNELS[1]},
     {"id": "s3", "path": "console-1", "type": "console", "kernel": KERNELS[1]},
 ]
-
-
-class FakeNotebookServer:
-    """Answers /user/<id>/api/kernels and /api/sessions as each path id's
-    ``answers`` say: a JSON value, raw bytes, or a number of seconds to stall.
-    Only with the right token; counts the requests."""
-
-    def __init__(self):
-        self.answers = {}
-        self.tokens = {}
-        self.requests = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests += 1
-                _, _, path_id, what = self.path.split("/", 3)
-                if self.headers.get("Authorization") != f"token {server.tokens.get(path_id)}":
-                    self.send_error(403)
-                    return
-                answer = server.answers.get(path_id, {}).get(what, [])
-                if isinstance(answer, (int, float)) and not isinstance(answer, bool):
-                    time.sleep(answer)
-                    answer = []
-                body = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                try:
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the room stopped reading a body over its cap
-
-            def log_message(self, *args):
-                pass
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.http.server_address[1]
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    def holding(self, pool, *, kernels=(), sessions=(), **fields):
-        """A session of ``pool`` whose notebook server is this one."""
-        session = SessionFactory(container__pool=pool, container__host_port=self.port, **fields)
-        self.tokens[session.container.path_id] = session.container.token
-        self.answers[session.container.path_id] = {"api/kernels": kernels, "api/sessions": sessions}
-        return session
-
-
-@pytest.fixture
-def servers():
-    fake = FakeNotebookServer()
-    yield fake
-    fake.http.shutdown()
-    fake.http.server_close()
 
 
 @pytest.fixture
@@ -239,20 +183,6 @@ def test_an_organiser_lowers_a_hand(pool, admin_client):
     assert session.hand_raised_at is None
     assert admin_client.post(f"/admin/room/{pool.pk}/lower/", {"session": "nonsense"}).status_code == 302
     assert Client().post(f"/admin/room/{pool.pk}/lower/", {"session": session.pk}).status_code == 302  # to the login page
-
-
-def from_the_banner(method, session, what, body=None, *, token=None, settings, **headers):
-    """A request of the banner inside ``session``'s JupyterLab: on the notebook's origin, with its token."""
-    token = session.container.token if token is None else token
-    return Client().generic(
-        method,
-        f"/api/notebooks/{session.container.path_id}/{what}",
-        json.dumps(body) if body is not None else "",
-        content_type="application/json",
-        HTTP_HOST=f"testserver:{settings.TMPNB_NOTEBOOK_PORT}",
-        HTTP_AUTHORIZATION=f"token {token}",
-        **headers,
-    )
 
 
 def test_a_participant_raises_and_lowers_a_hand_and_gives_a_name_from_the_banner(pool, settings):
