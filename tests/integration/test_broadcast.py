@@ -10,9 +10,12 @@ import tarfile
 
 import docker
 
+from pool.command import DEFAULT_COMMAND
 from pool.models import Container, Event, Session
+from tests.factories import JUPYTER_IMAGE, PoolFactory
+from tests.integration.test_browser import open_browser  # noqa: F401 (a fixture)
 from tests.integration.test_collect_work import ROOT_FOLDER, manage, participants_land, unprivileged_pool, write_as_notebook_user
-from tests.integration.test_pool_lifecycle import visit, wait_until
+from tests.integration.test_pool_lifecycle import ready_count, visit, wait_until
 
 
 def read_back(client, container, path):
@@ -59,3 +62,30 @@ def test_a_broadcast_folder_reaches_every_notebook_as_its_user_and_never_over_th
         client.close()
     event = Event.objects.get(kind=Event.Kind.BROADCAST)
     assert event.message.startswith("manage.py sent the folder week2 to 3 notebook(s) of pool default: 3 reached, none failed")
+
+
+def test_a_participant_in_jupyterlab_sees_a_broadcast_arrive_and_lists_it_without_a_reload(live_stack, open_browser, tmp_path):  # noqa: F811
+    PoolFactory(capacity=1, image=JUPYTER_IMAGE, command=DEFAULT_COMMAND, redirect_uri="/lab", mem_limit="512m")
+    live_stack.start(TMPNB_SPAWN_TIMEOUT=120)
+    wait_until(lambda: ready_count() == 1, timeout=180, what="a ready JupyterLab")
+    participant = open_browser("participant")
+    participant.goto(f"{live_stack.url}/")
+    participant.wait_for_url("**/user/**/lab**")
+    listing = participant.locator(".jp-DirListing-content")
+    listing.wait_for(timeout=120_000)
+    participant.locator("#tmpnb-help").wait_for(timeout=60_000)  # the banner's script has had its first answer
+    handout = tmp_path / "handout-week3.md"
+    handout.write_bytes(b"# Week 3\n")
+
+    assert manage(live_stack, "broadcast", "default", str(handout)).startswith("Pool default: handout-week3.md reached 1 notebook(s), 0 failed")
+    # The script asks every 30 s: by then the line is there, read out, and
+    # the file browser lists the file (refreshed by the script, no reload).
+    line = participant.locator("#tmpnb-arrival")
+    line.wait_for(timeout=45_000)
+    assert line.get_attribute("role") == "status"
+    assert line.locator("span").text_content() == "The organiser sent you “handout-week3.md”: it is in your files."
+    listing.get_by_text("handout-week3.md", exact=True).wait_for(timeout=10_000)
+    participant.reload()  # said once per tab
+    listing.wait_for(timeout=120_000)
+    participant.locator("#tmpnb-help").wait_for(timeout=60_000)
+    assert participant.locator("#tmpnb-arrival").count() == 0
