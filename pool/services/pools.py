@@ -14,7 +14,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from pool.models import Container, Event, Pool, Schedule
+from pool.models import Container, Event, Pool, Schedule, Workshop
 from pool.services.ending import request_refill, retire_container
 from pool.services.events import record_event
 
@@ -74,7 +74,7 @@ def pool_with_id(pk: int) -> Pool | None:
 def read_recently(key: tuple[str, str | int], read: Callable[[], T]) -> T:
     """What ``read`` gave for ``key`` in this process at most
     POOL_LOOKUP_SECONDS ago, or ``read()`` now (None is not remembered).
-    Whatever is remembered is forgotten once a pool is saved here."""
+    Whatever is remembered is forgotten once a pool or a workshop is saved here."""
     cached, until = _recent.get(key, (None, 0.0))
     if until > time.monotonic():
         return cast(T, cached)
@@ -85,6 +85,7 @@ def read_recently(key: tuple[str, str | int], read: Callable[[], T]) -> T:
 
 
 @receiver([post_save, post_delete], sender=Pool)
+@receiver([post_save, post_delete], sender=Workshop)
 def forget_pools(**kwargs: Any) -> None:
     _recent.clear()
 

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from pool.models import Collection, Container, Event, Pool, Schedule, Session, Workshop
+from pool.services import pools
 from pool.services.collecting import collect_work
 from pool.services.ending import retire_and_record
 from pool.services.schedules import apply_due_schedules
@@ -153,8 +154,16 @@ def _give_pool(workshop: Workshop) -> None:
 
 def governing(pool: Pool, now: datetime | None = None) -> Workshop | None:
     """The workshop the landing of ``pool`` answers for: the earliest that has
-    not ended, else one that ended within REMEMBERED."""
-    now = now or timezone.now()
+    not ended, else one that ended within REMEMBERED. Without ``now``, as a
+    landing asks: read at most once a second per process, as the pool itself
+    is (a burst asks at every request, most pools have no workshop, and a
+    saved workshop is seen at once)."""
+    if now is None:
+        return pools.read_recently(("workshop", pool.pk), lambda: (_governing(pool, timezone.now()),))[0]
+    return _governing(pool, now)
+
+
+def _governing(pool: Pool, now: datetime) -> Workshop | None:
     workshops = Workshop.objects.filter(pool=pool)
     return workshops.unfinished().order_by("starts_at").first() or workshops.filter(finished_at__gt=now - REMEMBERED).order_by("-ends_at").first()
 
