@@ -118,8 +118,7 @@ class SwarmLab:
         for node in range(1, NODES + 1):
             self._wait_for_daemon(node)
         self._join()
-        with ThreadPoolExecutor(NODES) as pool:
-            list(pool.map(self._load_image, range(1, NODES + 1)))
+        self.load(self.image_archive)
         self.wait_until_ready()
         self.setup_seconds = time.monotonic() - started
         return self
@@ -248,8 +247,10 @@ class SwarmLab:
         for node in range(2, NODES + 1):
             run("docker", "-H", self.docker_host(node), "swarm", "join", "--token", token, "--advertise-addr", self.address(node), f"{self.address(1)}:2377")
 
-    def _load_image(self, node):
-        run("docker", "-H", self.docker_host(node), "load", "-i", self.image_archive, timeout=120)
+    def load(self, image_archive):
+        """``docker load`` an archive into every node at once: nothing is pulled."""
+        with ThreadPoolExecutor(NODES) as pool:
+            list(pool.map(lambda node: run("docker", "-H", self.docker_host(node), "load", "-i", image_archive, timeout=300), range(1, NODES + 1)))
 
     def wait_until_ready(self, timeout=30):
         deadline = time.monotonic() + timeout

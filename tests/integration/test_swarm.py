@@ -11,6 +11,7 @@ import io
 import os
 import tarfile
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -20,7 +21,10 @@ from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerSpec
 from pool.models import Container, Pool, Session
 from pool.services import pools
+from tests.conftest import swarm_environment
 from tests.factories import PoolFactory
+from tests.integration.test_browser import CHROMIUM, open_browser  # noqa: F401 (a fixture)
+from tests.integration.test_origins import origin_each, participant_folder, participants_cannot_reach_past_their_origins, received_from  # noqa: F401 (a fixture)
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
 from tests.integration.test_snapshots import downloaded, ended_page_with_work
 from tests.pool.test_materials_files import write_tree
@@ -195,6 +199,34 @@ def test_figure_copying_20_mb_out_of_a_notebook_on_a_worker_node_and_on_the_mana
     print(
         f"\ncopying a 20 MB folder out (3 runs, s): on the manager {seconds[1]}, on a worker node through its own engine (TLS over the lab's bridge) {seconds[worker]}"
     )
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="deploy/test installs Debian's chromium")
+def test_on_the_worker_nodes_each_participant_has_an_origin_of_their_own(
+    on_swarm,
+    swarm_jupyter_image,
+    stack_with_own_proxy,
+    participant_folder,  # noqa: F811 (a fixture)
+    admin_user,
+    open_browser,  # noqa: F811
+):
+    # test_origins's attack, with every notebook on a worker node (the manager drained).
+    on_swarm.set_availability(1, "drain")
+    try:
+        node_of = {on_swarm.hostname(n): n for n in (1, 2, 3)}
+
+        def logs(container):
+            return received_from(on_swarm.container_of(node_of[container.node], container.backend_id).logs().decode())
+
+        stack, service, notebook, flags = origin_each(stack_with_own_proxy)
+        attacker, victim = participants_cannot_reach_past_their_origins(
+            stack, service, notebook, flags, participant_folder, admin_user, open_browser, logs=logs, start_env=swarm_environment(on_swarm)
+        )
+        for container in (attacker, victim):
+            assert container.node in (on_swarm.hostname(2), on_swarm.hostname(3))
+            assert container.target.startswith(f"http://{on_swarm.address(node_of[container.node])}:")
+    finally:
+        on_swarm.set_availability(1, "active")
 
 
 def test_a_stopped_node_ends_its_sessions_as_lost_and_the_others_keep_theirs(swarm_stack, on_swarm):
