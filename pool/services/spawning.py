@@ -63,7 +63,8 @@ def container_spec(container: Container) -> ContainerSpec:
     if pool.internal_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}-internal"
         get_backend().ensure_network(network, pool=pool.name, internal=True, bridge=netguard.bridge_name(internal=True))
-    elif not publish and not network and not pool.host_network:
+    # On a Swarm a notebook joins it too (its port published as well): the guard matches its bridge on each node.
+    elif (not publish or settings.TMPNB_BACKEND == "swarm") and not network and not pool.host_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}"
         get_backend().ensure_network(network, pool=pool.name, bridge=netguard.bridge_name())
     if pool.host_network:
