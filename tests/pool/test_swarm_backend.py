@@ -41,3 +41,11 @@ def test_the_setting_picks_the_backend(settings):
     assert get_backend().__name__ == "pool.backends.docker"
     settings.TMPNB_BACKEND = "swarm"
     assert get_backend() is swarm_backend
+
+
+def test_with_the_guard_on_notebooks_are_placed_only_on_guarded_nodes(settings):
+    settings.TMPNB_INSTALLATION = "x"
+    settings.TMPNB_NETWORK_GUARD = True
+    assert swarm_backend._task_template(spec())["Placement"] == {"Constraints": ["node.labels.tmpnb.guarded.x==true"]}
+    settings.TMPNB_NETWORK_GUARD = False
+    assert "Placement" not in swarm_backend._task_template(spec())
