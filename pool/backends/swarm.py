@@ -221,9 +221,11 @@ def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str 
 
 
 def _ensure_network_on(engine: docker.DockerClient, body: dict[str, Any]) -> None:
-    api = engine.api
+    # docker-py's create_network knows neither ConfigOnly nor ConfigFrom: the
+    # request is sent with its own (untyped) helpers, as create_network sends it.
+    api: Any = engine.api
     with docker_errors(f"creating network {body['Name']}", error_class=SwarmError), docker_work():
-        # The name filter matches parts of names too; docker-py's create knows no ConfigOnly.
+        # The name filter matches parts of names too.
         if any(network["Name"] == body["Name"] for network in api.networks(names=[body["Name"]])):
             return
         try:

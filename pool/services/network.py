@@ -6,9 +6,11 @@ GuardCheck row, which the dashboard shows when something is wrong."""
 import ipaddress
 import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
 from django.utils import timezone
@@ -20,6 +22,7 @@ from pool.models import Event, GuardCheck
 from pool.services.events import record_event
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ACTOR = "network guard"
 # The host's resolvers; where they are on loopback (systemd-resolved's stub),
@@ -95,12 +98,11 @@ def guard_network() -> bool:
     in place everywhere."""
     if not guard_applies():
         return False
+    policy = guard_policy()
     in_place = True
-    for host, on in _machines().items():
-        try:
-            netguard.install(guard_policy(), on=on)
-        except netguard.GuardError as error:
-            _found(host, problem=_problem(error))
+    for host, outcome in _on_each_machine(lambda on: netguard.install(policy, on=on)).items():
+        if isinstance(outcome, netguard.GuardError):
+            _found(host, problem=_problem(outcome))
             in_place = False
         else:
             _found(host)
@@ -113,19 +115,37 @@ def check_guard(*, now: datetime | None = None) -> None:
     if not guard_applies():
         return
     policy = guard_policy()
-    for host, on in _machines().items():
-        try:
-            gaps = netguard.missing(policy, on=on)
-            if gaps:
-                netguard.install(policy, on=on)
-        except netguard.GuardError as error:
-            _found(host, problem=_problem(error), now=now)
+
+    def put_back(on: netguard.Runner) -> list[str]:
+        gaps = netguard.missing(policy, on=on)
+        if gaps:
+            netguard.install(policy, on=on)
+        return gaps
+
+    for host, gaps in _on_each_machine(put_back).items():
+        if isinstance(gaps, netguard.GuardError):
+            _found(host, problem=_problem(gaps), now=now)
             continue
         if gaps:
             message = f"network guard on {host} was not in place ({'; '.join(gaps)}): put back"
             log.error(message)
             record_event(Event.Kind.FAILURE, message, actor=ACTOR)
         _found(host, put_back=bool(gaps), now=now)
+
+
+def _on_each_machine(work: Callable[[netguard.Runner], T]) -> dict[str, T | netguard.GuardError]:
+    """``work`` on every machine at once (a Swarm node's iptables run in a
+    container of its own, which takes a while), each machine's answer or error."""
+    machines = _machines()
+
+    def attempt(on: netguard.Runner) -> T | netguard.GuardError:
+        try:
+            return work(on)
+        except netguard.GuardError as error:
+            return error
+
+    with ThreadPoolExecutor(max(len(machines), 1)) as threads:
+        return dict(zip(machines, threads.map(attempt, machines.values()), strict=True))
 
 
 def _problem(error: netguard.GuardError) -> str:
