@@ -264,6 +264,8 @@ def test_the_guard_is_on_every_node_and_a_node_without_it_gets_no_new_notebooks(
             assert f"tmpnb:{settings.TMPNB_INSTALLATION}" in on_swarm.in_node(node, "iptables", "-S")
         blocked = notebook.exec_run(fetch)
         assert blocked.exit_code != 0 and b"metadata" not in blocked.output
+        # The proxy still reaches the notebook at its node's published port.
+        assert requests.get(f"http://{started[0].host_ip}:{started[0].host_port}/", timeout=10).status_code in (200, 403, 404)
 
         # A hand takes node 2's guard away: the heartbeat's check puts it back.
         jump = next(line for line in on_swarm.in_node(2, "iptables", "-S", "DOCKER-USER").splitlines() if "tmpnb:" in line)
