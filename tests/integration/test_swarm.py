@@ -1,8 +1,9 @@
 """The service on a real three-node Swarm (tests/swarm.py): notebooks spread
 over the nodes, visitors reach them through the proxy at their node's address,
 a restart of the manager ends nothing, materials and saved work move through
-each node's own engine, and a node lost for good ends its sessions and is
-replaced on the others.
+each node's own engine, participants on the worker nodes each have an origin
+of their own, the network guard holds on every node, and a node lost for good
+ends its sessions and is replaced on the others.
 
 The lost-node test cuts the third node off for the rest of the session, so it
 comes last."""
