@@ -33,7 +33,7 @@ ip6tables to do.
 import hashlib
 import logging
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -87,25 +87,45 @@ def _names(installation: str | None = None) -> tuple[str, str, str, str]:
     return f"TMPNB-{tag}", f"TMPNB-{tag}-IN", f"tnb{tag}+", f"tmpnb:{installation or settings.TMPNB_INSTALLATION}"
 
 
-def _run(command: Sequence[str], stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+@dataclass(frozen=True)
+class Ran:
+    """What a command said: its exit status and its output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# Runs a command (with what to write to its standard input) on the machine
+# whose notebooks are guarded, and raises GuardError when it cannot.
+Runner = Callable[[Sequence[str], str | None], Ran]
+
+
+def run_here(command: Sequence[str], stdin: str | None) -> Ran:
+    """The Runner of this machine."""
     try:
         result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=TIMEOUT)
     except FileNotFoundError:
         raise GuardError(f"{command[0]} is not installed") from None
     except subprocess.TimeoutExpired:
         raise GuardError(f"{' '.join(command)} did not answer within {TIMEOUT} s") from None
+    return Ran(result.returncode, result.stdout, result.stderr)
+
+
+def _run(on: Runner, command: Sequence[str], stdin: str | None = None, check: bool = True) -> Ran:
+    result = on(command, stdin)
     if check and result.returncode != 0:
         raise GuardError(f"{' '.join(command)}: {result.stderr.strip() or f'exit status {result.returncode}'}")
     return result
 
 
-def _iptables(*args: str, check: bool = True) -> bool:
-    return _run(["iptables", "-w", "5", *args], check=check).returncode == 0
+def _iptables(on: Runner, *args: str, check: bool = True) -> bool:
+    return _run(on, ["iptables", "-w", "5", *args], check=check).returncode == 0
 
 
-def _ensure_jump(parent: str, rule: tuple[str, ...]) -> None:
-    if not _iptables("-C", parent, *rule, check=False):
-        _iptables("-I", parent, "1", *rule)
+def _ensure_jump(on: Runner, parent: str, rule: tuple[str, ...]) -> None:
+    if not _iptables(on, "-C", parent, *rule, check=False):
+        _iptables(on, "-I", parent, "1", *rule)
 
 
 def _chain_rules(policy: Policy, installation: str | None = None) -> list[tuple[str, ...]]:
@@ -132,26 +152,26 @@ def _jumps(installation: str | None = None) -> tuple[tuple[str, tuple[str, ...]]
     return (("DOCKER-USER", ("-i", bridges, *tagged, "-j", forward)), ("INPUT", ("-i", bridges, *tagged, "-j", inbound)))
 
 
-def install(policy: Policy, installation: str | None = None) -> None:
+def install(policy: Policy, installation: str | None = None, *, on: Runner = run_here) -> None:
     """Put the guard in place (again): the policy's rules whatever was there."""
     forward, inbound, _, _ = _names(installation)
     # Docker makes DOCKER-USER when it starts with its iptables rules on.
-    if not _iptables("-n", "-L", "DOCKER-USER", check=False):
+    if not _iptables(on, "-n", "-L", "DOCKER-USER", check=False):
         raise GuardError("Docker's DOCKER-USER chain is missing (dockerd runs with --iptables=false?)")
     # --noflush keeps every other chain; declaring ours empties them, and the
     # whole table is swapped in one commit.
     table = ["*filter", f":{forward} - [0:0]", f":{inbound} - [0:0]", *(f"-A {' '.join(rule)}" for rule in _chain_rules(policy, installation)), "COMMIT", ""]
-    _run(["iptables-restore", "-w", "5", "--noflush"], "\n".join(table))
+    _run(on, ["iptables-restore", "-w", "5", "--noflush"], "\n".join(table))
     for parent, rule in _jumps(installation):
-        _ensure_jump(parent, rule)
+        _ensure_jump(on, parent, rule)
 
 
-def missing(policy: Policy, installation: str | None = None) -> list[str]:
+def missing(policy: Policy, installation: str | None = None, *, on: Runner = run_here) -> list[str]:
     """What of the policy's guard is not in place, in words; empty when it all is.
     Rules are counted, not compared word for word: iptables prints them back
     in its own spelling."""
     forward, inbound, _, comment = _names(installation)
-    present = rules(installation)
+    present = rules(installation, on=on)
     gaps = []
     for parent, rule in _jumps(installation):
         if not any(line.startswith(f"-A {parent} ") and line.endswith(f"-j {rule[-1]}") for line in present):
@@ -165,19 +185,19 @@ def missing(policy: Policy, installation: str | None = None) -> list[str]:
     return gaps
 
 
-def remove(installation: str | None = None) -> None:
+def remove(installation: str | None = None, *, on: Runner = run_here) -> None:
     """Take the guard away; what is already gone is done."""
     for parent, rule in _jumps(installation):
-        while _iptables("-D", parent, *rule, check=False):
+        while _iptables(on, "-D", parent, *rule, check=False):
             pass
         chain = rule[-1]
-        if _iptables("-n", "-L", chain, check=False):
-            _iptables("-F", chain)
-            _iptables("-X", chain)
+        if _iptables(on, "-n", "-L", chain, check=False):
+            _iptables(on, "-F", chain)
+            _iptables(on, "-X", chain)
 
 
-def rules(installation: str | None = None) -> list[str]:
+def rules(installation: str | None = None, *, on: Runner = run_here) -> list[str]:
     """Every rule of the installation, as ``iptables -S`` prints them."""
     comment = _names(installation)[3]
-    listing = _run(["iptables", "-w", "5", "-S"])
+    listing = _run(on, ["iptables", "-w", "5", "-S"])
     return [line for line in listing.stdout.splitlines() if f'--comment "{comment}"' in line]

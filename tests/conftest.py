@@ -333,15 +333,28 @@ def on_swarm(swarm_lab):
 @pytest.fixture
 def swarm_stack(on_swarm, live_stack):
     """The live stack on the Swarm backend: start() passes the lab's settings on."""
-    engines = ",".join(f"{node}={engine}" for node, engine in on_swarm.node_engines().items())
-    live_stack.start = functools.partial(
-        live_stack.start,
-        TMPNB_BACKEND="swarm",
-        DOCKER_HOST=on_swarm.docker_host(),
-        TMPNB_SWARM_NODE_ENGINES=engines,
-        TMPNB_SWARM_ENGINE_CERTS=str(on_swarm.certs),
-    )
+    live_stack.start = functools.partial(live_stack.start, **swarm_environment(on_swarm))
     return live_stack
+
+
+def swarm_environment(lab):
+    """What the stack's processes need to run on the lab's Swarm."""
+    return {
+        "TMPNB_BACKEND": "swarm",
+        "DOCKER_HOST": lab.docker_host(),
+        "TMPNB_SWARM_NODE_ENGINES": ",".join(f"{node}={engine}" for node, engine in lab.node_engines().items()),
+        "TMPNB_SWARM_ENGINE_CERTS": str(lab.certs),
+    }
+
+
+@pytest.fixture(scope="session")
+def swarm_jupyter_image(swarm_lab, tmp_path_factory):
+    """The JupyterLab image on every node of the lab too (it is never pulled)."""
+    archive = tmp_path_factory.mktemp("swarm-jupyter") / "jupyter.tar"
+    subprocess.run(["docker", "save", JUPYTER_IMAGE, "-o", str(archive)], check=True, timeout=300)
+    swarm_lab.load(archive)
+    archive.unlink()
+    return JUPYTER_IMAGE
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,6 +63,7 @@ class SwarmLab:
         self.state = Path(f"/var/tmp/tmpnb-swarm-{self.prefix}")
         self.image_archive = image_archive
         self.daemons = {}
+        self.stand_ins = []
 
     # --- names -------------------------------------------------------------
 
@@ -118,8 +120,7 @@ class SwarmLab:
         for node in range(1, NODES + 1):
             self._wait_for_daemon(node)
         self._join()
-        with ThreadPoolExecutor(NODES) as pool:
-            list(pool.map(self._load_image, range(1, NODES + 1)))
+        self.load(self.image_archive)
         self.wait_until_ready()
         self.setup_seconds = time.monotonic() - started
         return self
@@ -248,8 +249,10 @@ class SwarmLab:
         for node in range(2, NODES + 1):
             run("docker", "-H", self.docker_host(node), "swarm", "join", "--token", token, "--advertise-addr", self.address(node), f"{self.address(1)}:2377")
 
-    def _load_image(self, node):
-        run("docker", "-H", self.docker_host(node), "load", "-i", self.image_archive, timeout=120)
+    def load(self, image_archive):
+        """``docker load`` an archive into every node at once: nothing is pulled."""
+        with ThreadPoolExecutor(NODES) as pool:
+            list(pool.map(lambda node: run("docker", "-H", self.docker_host(node), "load", "-i", image_archive, timeout=300), range(1, NODES + 1)))
 
     def wait_until_ready(self, timeout=30):
         deadline = time.monotonic() + timeout
@@ -259,6 +262,34 @@ class SwarmLab:
                 return
             time.sleep(0.2)
         raise RuntimeError("the Swarm's nodes did not all become ready")
+
+    def in_node(self, node, *args):
+        """Run a command in a node's network namespace; returns its output."""
+        return self._in(self.netns(node), *args).stdout
+
+    def stand_in(self, node, address):
+        """A web server at ``address`` (a cloud's metadata address, say) that
+        only ``node`` reaches: in a namespace of the lab's own behind a veth
+        from the node, as a cloud's machine reaches its metadata service.
+        Returns ``address``; ``down()`` removes it."""
+        ns = f"{self.prefix}-s{node}"
+        run("ip", "netns", "add", ns)
+        self.stand_ins.append(ns)
+        run("ip", "link", "add", "sin0", "netns", self.netns(node), "type", "veth", "peer", "name", "eth0", "netns", ns)
+        subnet = address.rsplit(".", 1)[0]
+        self._in(self.netns(node), "ip", "addr", "add", f"{subnet}.1/24", "dev", "sin0")
+        self._in(self.netns(node), "ip", "link", "set", "sin0", "up")
+        self._in(ns, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
+        self._in(ns, "ip", "link", "set", "eth0", "up")
+        folder = self.state / ns
+        folder.mkdir()
+        (folder / "index.html").write_text("metadata\n")
+        server = [sys.executable, "-m", "http.server", "--bind", address, "--directory", folder, "80"]
+        subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", *map(str, server)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while "LISTEN" not in self._in(ns, "ss", "-ltn").stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return address
 
     # --- faults ------------------------------------------------------------
 
@@ -305,7 +336,7 @@ class SwarmLab:
         started = time.monotonic()
         with ThreadPoolExecutor(NODES) as pool:
             list(pool.map(self._stop_node, range(1, NODES + 1)))
-        for ns in [self.netns(n) for n in range(1, NODES + 1)] + [self.bridge_ns]:
+        for ns in [self.netns(n) for n in range(1, NODES + 1)] + [self.bridge_ns] + self.stand_ins:
             self._kill_namespace(ns)
         run("ip", "link", "del", f"{self.prefix}h", check=False)  # gone with its peer, normally
         for node in range(1, NODES + 1):

@@ -228,6 +228,10 @@ TMPNB_NODE_GRACE = env_int("TMPNB_NODE_GRACE", 60, minimum=1)
 # (Docker's ca.pem, cert.pem and key.pem, as `docker --tlsverify` reads them).
 TMPNB_SWARM_NODE_ENGINES = env_map("TMPNB_SWARM_NODE_ENGINES")
 TMPNB_SWARM_ENGINE_CERTS = env_str("TMPNB_SWARM_ENGINE_CERTS", "")
+# An image every Swarm node holds (it is never pulled), with sh and chroot: the
+# network guard runs each node's own iptables from a short-lived container of
+# it (NET_ADMIN, on the node's host network; pool/backends/swarm.py).
+TMPNB_SWARM_GUARD_IMAGE = env_str("TMPNB_SWARM_GUARD_IMAGE", env_str("TMPNB_IMAGE", DEFAULT_IMAGE))
 for _node, _engine in TMPNB_SWARM_NODE_ENGINES.items():
     if not _engine.startswith(("unix://", "tcp://")):
         raise ImproperlyConfigured(f"TMPNB_SWARM_NODE_ENGINES: the engine of {_node} must be unix://... or tcp://..., not {_engine!r}")

@@ -17,12 +17,13 @@ engine. README "Scaling out" compares this with the other ways considered.
 import contextlib
 import shlex
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import docker
 from django.conf import settings
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 from docker.utils import parse_bytes
 
 from pool.backends import docker as one_engine  # its calls on files, made on a node's engine
@@ -44,6 +45,9 @@ copy_out_of_image = one_engine.copy_out_of_image  # out of the manager's images
 
 # Task states after which the task will never run (Swarm's task lifecycle).
 _ENDED = {"complete", "shutdown", "failed", "rejected", "orphaned", "remove"}
+# A node frees a network once its tasks' containers are gone: a removed task
+# stops within its stop grace (10 s by default).
+NETWORK_FREED_TRIES = 75  # 0.2 s apart
 
 
 class SwarmError(DockerError):
@@ -78,6 +82,9 @@ def _task_template(spec: ContainerSpec) -> dict[str, Any]:
     }
     if spec.network:
         template["Networks"] = [{"Target": spec.network}]
+    if settings.TMPNB_NETWORK_GUARD:
+        # A node whose guard is not in place gets no new notebook (see mark_guarded).
+        template["Placement"] = {"Constraints": [f"node.labels.{_guard_label()}==true"]}
     return template
 
 
@@ -198,11 +205,117 @@ def _info(service: dict[str, Any], task: dict[str, Any] | None, nodes: dict[str,
 
 
 def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str = "") -> None:
-    raise SwarmError("networks of the service's own are not available on the swarm backend")
+    """A Swarm-scoped bridge network: on each node a local bridge named
+    ``bridge`` (so the network guard matches it as on one machine), from a
+    config-only network made on every node's engine. Host-mode published
+    ports work on it as on the default bridge."""
+    if internal:
+        raise SwarmError("internal networks are not available on the swarm backend")
+    local = f"{name}-node"
+    for hostname in settings.TMPNB_SWARM_NODE_ENGINES:
+        with _naming(hostname):
+            options = {"com.docker.network.bridge.name": bridge} if bridge else {}
+            _ensure_network_on(_node_engine(hostname), {"Name": local, "ConfigOnly": True, "Options": options, "Labels": labels_for(pool)})
+    # No labels: Docker refuses any setting of its own on a network made from a configuration.
+    _ensure_network_on(client(), {"Name": name, "Driver": "bridge", "Scope": "swarm", "ConfigFrom": {"Network": local}})
+
+
+def _ensure_network_on(engine: docker.DockerClient, body: dict[str, Any]) -> None:
+    # docker-py's create_network knows neither ConfigOnly nor ConfigFrom: the
+    # request is sent with its own (untyped) helpers, as create_network sends it.
+    api: Any = engine.api
+    with docker_errors(f"creating network {body['Name']}", error_class=SwarmError), docker_work():
+        # The name filter matches parts of names too.
+        if any(network["Name"] == body["Name"] for network in api.networks(names=[body["Name"]])):
+            return
+        try:
+            api._result(api._post_json(api._url("/networks/create"), data=body), True)
+        except APIError as error:
+            if error.status_code != 409:  # another worker made it meanwhile
+                raise
 
 
 def remove_networks() -> None:
-    pass  # it makes none
+    """The installation's networks: the Swarm's, then each node's configuration
+    (which a node frees a moment after the Swarm's network is gone)."""
+    with docker_errors("removing networks", error_class=SwarmError), docker_work():
+        # The Swarm's networks are known by their (labelled) configuration.
+        ours = {network["Name"] for network in client().api.networks(filters=installation_filter()) if network.get("ConfigOnly")}
+        for network in client().api.networks():
+            if network.get("Scope") == "swarm" and (network.get("ConfigFrom") or {}).get("Network") in ours:
+                with contextlib.suppress(NotFound):
+                    client().api.remove_network(network["Id"])
+    for hostname in settings.TMPNB_SWARM_NODE_ENGINES:
+        engine = _node_engine(hostname)
+        with _naming(hostname), docker_errors("removing networks", error_class=SwarmError), docker_work():
+            for network in engine.api.networks(filters=installation_filter()):
+                if network.get("ConfigOnly"):
+                    _remove_when_free(engine, network["Id"])
+
+
+def _remove_when_free(engine: docker.DockerClient, network_id: str) -> None:
+    for _ in range(NETWORK_FREED_TRIES - 1):
+        try:
+            engine.api.remove_network(network_id)
+            return
+        except NotFound:
+            return
+        except APIError:
+            time.sleep(0.2)
+    engine.api.remove_network(network_id)
+
+
+def _guard_label() -> str:
+    return f"tmpnb.guarded.{settings.TMPNB_INSTALLATION}"
+
+
+def mark_guarded(hostname: str, guarded: bool) -> None:
+    """Label node ``hostname`` as guarded or not: notebooks are placed only on
+    guarded nodes while TMPNB_NETWORK_GUARD is on."""
+    with docker_errors(f"labelling node {hostname}", error_class=SwarmError), docker_work():
+        node = client().api.inspect_node(hostname)
+        spec = node["Spec"]
+        labels = spec.setdefault("Labels", {})
+        if (labels.get(_guard_label()) == "true") == guarded:
+            return
+        if guarded:
+            labels[_guard_label()] = "true"
+        else:
+            labels.pop(_guard_label(), None)
+        client().api.update_node(node["ID"], node["Version"]["Index"], spec)
+
+
+def run_on_node(hostname: str, command: Sequence[str], stdin: str | None, *, timeout: float) -> tuple[int, str, str]:
+    """Run ``command`` as root on the machine of node ``hostname`` itself, and
+    return its exit status, output and errors: from a short-lived container
+    of TMPNB_SWARM_GUARD_IMAGE on the node's engine, in the node's network, running the node's own programs (chroot into its root folder).
+    ``stdin`` goes in through the environment: attaching is not needed."""
+    script = 'printf %s "$TMPNB_STDIN" | exec chroot /host "$@"'
+    engine = _node_engine(hostname)
+    with _naming(hostname), docker_errors(f"running {command[0]} on node {hostname}", error_class=SwarmError), docker_work():
+        container = engine.containers.create(
+            settings.TMPNB_SWARM_GUARD_IMAGE,
+            list(command),
+            entrypoint=["sh", "-c", script, "sh"],
+            environment={"TMPNB_STDIN": stdin or ""},
+            user="0",
+            # What iptables needs; --privileged would ask for every capability, which a host may not grant.
+            cap_add=["NET_ADMIN", "NET_RAW"],
+            network_mode="host",
+            volumes={"/": {"bind": "/host", "mode": "rw"}},
+            labels=labels_for("guard"),
+        )
+        try:
+            container.start()
+            status: int = container.wait(timeout=timeout)["StatusCode"]
+            return (
+                status,
+                container.logs(stdout=True, stderr=False).decode(errors="replace"),
+                container.logs(stdout=False, stderr=True).decode(errors="replace"),
+            )
+        finally:
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
 
 
 def disk_usage() -> dict[str, int]:
@@ -223,11 +336,16 @@ def _on_node(service_id: str) -> tuple[str, one_engine.Engine, str]:
             raise SwarmError(f"{doing}: its task has no container")
         task = max(placed, key=lambda t: t["Version"]["Index"])
         hostname: str = client().api.inspect_node(task["NodeID"])["Description"]["Hostname"]
-        url = settings.TMPNB_SWARM_NODE_ENGINES.get(hostname)
-        if url is None:
-            raise SwarmError(f"{doing}: no engine is known for its node {hostname} (TMPNB_SWARM_NODE_ENGINES)")
-        engine = engine_client(url)
+    with _naming(hostname):
+        engine = _node_engine(hostname)
     return hostname, lambda: engine, task["Status"]["ContainerStatus"]["ContainerID"]
+
+
+def _node_engine(hostname: str) -> docker.DockerClient:
+    url = settings.TMPNB_SWARM_NODE_ENGINES.get(hostname)
+    if url is None:
+        raise SwarmError(f"no engine is known for node {hostname} (TMPNB_SWARM_NODE_ENGINES)")
+    return engine_client(url)
 
 
 @contextlib.contextmanager

@@ -6,17 +6,23 @@ GuardCheck row, which the dashboard shows when something is wrong."""
 import ipaddress
 import logging
 import socket
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from django.conf import settings
 from django.utils import timezone
 
 from pool import netguard
+from pool.backends import swarm
+from pool.backends.base import BackendError
 from pool.models import Event, GuardCheck
 from pool.services.events import record_event
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ACTOR = "network guard"
 # The host's resolvers; where they are on loopback (systemd-resolved's stub),
@@ -27,8 +33,28 @@ PUT_BACK_SHOWN = timedelta(hours=24)  # how long the dashboard mentions a guard 
 
 
 def guard_applies() -> bool:
-    """The guard is on, and the notebooks' bridges are on this machine."""
-    return bool(settings.TMPNB_NETWORK_GUARD) and settings.TMPNB_BACKEND == "docker" and settings.DOCKER_HOST.startswith("unix://")
+    """The guard is on, and the notebooks' bridges are on this machine or on
+    Swarm nodes whose engines TMPNB_SWARM_NODE_ENGINES names."""
+    return bool(settings.TMPNB_NETWORK_GUARD) and bool(_machines())
+
+
+def _machines() -> dict[str, netguard.Runner]:
+    """Each machine whose notebooks the guard covers, by host name, and how to run its iptables."""
+    if settings.TMPNB_BACKEND == "swarm":
+        return {hostname: _on_node(hostname) for hostname in settings.TMPNB_SWARM_NODE_ENGINES}
+    if settings.TMPNB_BACKEND == "docker" and settings.DOCKER_HOST.startswith("unix://"):
+        return {socket.gethostname(): netguard.run_here}
+    return {}
+
+
+def _on_node(hostname: str) -> netguard.Runner:
+    def run(command: Sequence[str], stdin: str | None) -> netguard.Ran:
+        try:
+            return netguard.Ran(*swarm.run_on_node(hostname, command, stdin, timeout=netguard.TIMEOUT))
+        except BackendError as error:
+            raise netguard.GuardError(str(error)) from None
+
+    return run
 
 
 def guard_policy() -> netguard.Policy:
@@ -66,44 +92,71 @@ def _nameservers(path: Path) -> list[ipaddress.IPv4Address | ipaddress.IPv6Addre
 
 
 def guard_network() -> bool:
-    """Install the rules. When the host will not have them, say so (log, event
-    log, dashboard) and carry on: notebooks then reach what the guard denies.
-    Returns whether the guard is in place."""
+    """Install the rules on every machine. Where one will not have them, say so
+    (log, event log, dashboard) and carry on: its notebooks then reach what the
+    guard denies (a Swarm node gets no new ones). Returns whether the guard is
+    in place everywhere."""
     if not guard_applies():
         return False
-    try:
-        netguard.install(guard_policy())
-    except netguard.GuardError as error:
-        _found(problem=f"notebook network not guarded: {error} (set TMPNB_NETWORK_GUARD=false to run without it)")
-        return False
-    _found()
-    return True
+    policy = guard_policy()
+    in_place = True
+    for host, outcome in _on_each_machine(lambda on: netguard.install(policy, on=on)).items():
+        if isinstance(outcome, netguard.GuardError):
+            _found(host, problem=_problem(outcome))
+            in_place = False
+        else:
+            _found(host)
+    return in_place
 
 
 def check_guard(*, now: datetime | None = None) -> None:
     """For the heartbeat: a firewall reload, a reboot or a hand removed the
-    rules: put them back, and tell the organiser it happened."""
+    rules on a machine: put them back, and tell the organiser it happened."""
     if not guard_applies():
         return
     policy = guard_policy()
-    try:
-        gaps = netguard.missing(policy)
+
+    def put_back(on: netguard.Runner) -> list[str]:
+        gaps = netguard.missing(policy, on=on)
         if gaps:
-            netguard.install(policy)
-    except netguard.GuardError as error:
-        _found(problem=f"notebook network not guarded: {error} (set TMPNB_NETWORK_GUARD=false to run without it)", now=now)
-        return
-    if gaps:
-        message = f"network guard on {socket.gethostname()} was not in place ({'; '.join(gaps)}): put back"
-        log.error(message)
-        record_event(Event.Kind.FAILURE, message, actor=ACTOR)
-    _found(put_back=bool(gaps), now=now)
+            netguard.install(policy, on=on)
+        return gaps
+
+    for host, gaps in _on_each_machine(put_back).items():
+        if isinstance(gaps, netguard.GuardError):
+            _found(host, problem=_problem(gaps), now=now)
+            continue
+        if gaps:
+            message = f"network guard on {host} was not in place ({'; '.join(gaps)}): put back"
+            log.error(message)
+            record_event(Event.Kind.FAILURE, message, actor=ACTOR)
+        _found(host, put_back=bool(gaps), now=now)
 
 
-def _found(*, problem: str = "", put_back: bool = False, now: datetime | None = None) -> None:
-    """Record this machine's guard; a new problem is logged once, not every tick."""
+def _on_each_machine(work: Callable[[netguard.Runner], T]) -> dict[str, T | netguard.GuardError]:
+    """``work`` on every machine at once (a Swarm node's iptables run in a
+    container of its own, which takes a while), each machine's answer or error."""
+    machines = _machines()
+
+    def attempt(on: netguard.Runner) -> T | netguard.GuardError:
+        try:
+            return work(on)
+        except netguard.GuardError as error:
+            return error
+
+    with ThreadPoolExecutor(max(len(machines), 1)) as threads:
+        return dict(zip(machines, threads.map(attempt, machines.values()), strict=True))
+
+
+def _problem(error: netguard.GuardError) -> str:
+    consequence = "; it gets no new notebooks" if settings.TMPNB_BACKEND == "swarm" else ""
+    return f"notebook network not guarded: {error}{consequence} (set TMPNB_NETWORK_GUARD=false to run without it)"
+
+
+def _found(host: str, *, problem: str = "", put_back: bool = False, now: datetime | None = None) -> None:
+    """Record a machine's guard; a new problem is logged once, not every tick.
+    A Swarm node is labelled as guarded or not, which places notebooks."""
     now = now or timezone.now()
-    host = socket.gethostname()
     before = GuardCheck.objects.filter(host=host).values_list("problem", flat=True).first()
     if problem and problem != before:
         log.warning(problem)
@@ -112,6 +165,11 @@ def _found(*, problem: str = "", put_back: bool = False, now: datetime | None = 
     if put_back:
         changes["put_back_at"] = now
     GuardCheck.objects.update_or_create(host=host, defaults=changes)
+    if settings.TMPNB_BACKEND == "swarm":
+        try:
+            swarm.mark_guarded(host, not problem)
+        except BackendError as error:
+            log.warning("node %s not labelled: %s", host, error)
 
 
 def guard_warnings(*, now: datetime | None = None) -> list[str]:
@@ -135,8 +193,10 @@ def unguard_network() -> None:
     """Remove the rules; a failure is logged, the service stops anyway."""
     if not guard_applies():
         return
-    try:
-        netguard.remove()
-    except netguard.GuardError as error:
-        log.warning("network guard not removed: %s", error)
-    GuardCheck.objects.filter(host=socket.gethostname()).delete()
+    machines = _machines()
+    for host, on in machines.items():
+        try:
+            netguard.remove(on=on)
+        except netguard.GuardError as error:
+            log.warning("network guard not removed from %s: %s", host, error)
+    GuardCheck.objects.filter(host__in=machines).delete()

@@ -60,10 +60,13 @@ def container_spec(container: Container) -> ContainerSpec:
     # Routed to its address on a Docker network, a container publishes no
     # port; without a network of the pool's own it joins the installation's.
     publish = settings.TMPNB_ROUTE_TO == "published"
+    # On a guarded Swarm a notebook joins it too (its port published as well):
+    # the guard matches its bridge on each node (README "Scaling out").
+    guarded_swarm = settings.TMPNB_BACKEND == "swarm" and settings.TMPNB_NETWORK_GUARD
     if pool.internal_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}-internal"
         get_backend().ensure_network(network, pool=pool.name, internal=True, bridge=netguard.bridge_name(internal=True))
-    elif not publish and not network and not pool.host_network:
+    elif (not publish or guarded_swarm) and not network and not pool.host_network:
         network = f"tmpnb-{settings.TMPNB_INSTALLATION}"
         get_backend().ensure_network(network, pool=pool.name, bridge=netguard.bridge_name())
     if pool.host_network:

@@ -40,7 +40,12 @@ def stack_and_origins(request, live_stack):
     """(the stack, the service's URL, a notebook's URL from its /user/... path, Chromium's extra flags)"""
     if request.param == "notebook port":
         return live_stack, live_stack.url, lambda path: f"{live_stack.notebook_url}{path}", []
-    stack = request.getfixturevalue("stack_with_own_proxy")(notebook_domain=DOMAIN)
+    return origin_each(request.getfixturevalue("stack_with_own_proxy"))
+
+
+def origin_each(stack_with_own_proxy):
+    """stack_and_origins's for the stack behind a proxy that serves each notebook on <id>.<domain>."""
+    stack = stack_with_own_proxy(notebook_domain=DOMAIN)
     port = stack.proxy.public_port
 
     def notebook(path):
@@ -51,7 +56,11 @@ def stack_and_origins(request, live_stack):
 
 def received_by(container):
     """What the participant's server recorded: one dict per request it got."""
-    logs = subprocess.run(["docker", "logs", container.backend_id], capture_output=True, text=True, timeout=30, check=True).stdout
+    return received_from(subprocess.run(["docker", "logs", container.backend_id], capture_output=True, text=True, timeout=30, check=True).stdout)
+
+
+def received_from(logs):
+    """The requests a participant's server recorded in its log ``logs``."""
     return [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
 
 
@@ -62,20 +71,29 @@ def test_a_participant_receives_nobody_elses_cookies_and_cannot_reach_past_their
     open_browser,  # noqa: F811
 ):
     stack, service, notebook, flags = stack_and_origins
+    participants_cannot_reach_past_their_origins(stack, service, notebook, flags, participant_folder, admin_user, open_browser, logs=received_by)
+
+
+def participants_cannot_reach_past_their_origins(stack, service, notebook, flags, participant_folder, admin_user, browser_named, *, logs, start_env=None):
+    """Three participants' servers, an attacker, a victim and the organiser in
+    Chromium: nobody's cookie reaches the attacker's server, and its page
+    reaches neither the service's pages nor (with a domain) another notebook.
+    ``logs(container)`` is what a participant's server recorded; returns the
+    attacker's and the victim's containers."""
     command = "python3 /srv/participant_server.py {port} {base_path}"
     PoolFactory(capacity=3, image=JUPYTER_IMAGE, command=command, redirect_uri="/tree", host_directories=f"{participant_folder}:/srv:ro")
-    stack.start()
+    stack.start(**(start_env or {}))
     wait_until(lambda: ready_count() == 3, timeout=60, what="3 participants' servers")
 
     # The attacker, A, and a victim, B, each land in their own notebook; the organiser is logged in.
-    attacker, victim = open_browser("attacker", args=flags), open_browser("victim", args=flags)
+    attacker, victim = browser_named("attacker", args=flags), browser_named("victim", args=flags)
     for browser in (attacker, victim):
         browser.goto(f"{service}/")
         browser.wait_for_url("**/user/**")
     a, b = (Container.objects.get(path_id=re.search(r"/user/([0-9a-f]+)/", page.url).group(1)) for page in (attacker, victim))
     assert attacker.url.startswith(notebook(a.base_path)) and victim.url.startswith(notebook(b.base_path))
     assert Session.objects.active().filter(container__in=[a, b]).count() == 2
-    organiser = log_in_as_organiser(open_browser("organiser", args=flags), service, admin_user)
+    organiser = log_in_as_organiser(browser_named("organiser", args=flags), service, admin_user)
 
     # Both open A's link: A's page tries the organiser's pages, the landing page and B's notebook.
     attack = f"{notebook(a.base_path)}attack?service={service}&other={notebook(b.base_path)}tree"
@@ -91,7 +109,7 @@ def test_a_participant_receives_nobody_elses_cookies_and_cannot_reach_past_their
             assert results["other_notebook"].startswith("read"), (who, results)
 
     # A's server saw both visits, and none of their cookies.
-    requests_seen = received_by(a)
+    requests_seen = logs(a)
     assert len([r for r in requests_seen if r["path"].startswith(f"{a.base_path}attack")]) == 2
     theirs = {c["value"] for page in (organiser, victim) for c in page.context.cookies() if c["name"].startswith("tmpnb_")}
     assert any(c["name"] == "tmpnb_session" for c in organiser.context.cookies())
@@ -106,3 +124,4 @@ def test_a_participant_receives_nobody_elses_cookies_and_cannot_reach_past_their
     # The organiser's session still works.
     organiser.goto(f"{service}/admin/")
     organiser.wait_for_selector("#tmpnb-dashboard")
+    return a, b

@@ -1,8 +1,9 @@
 """The service on a real three-node Swarm (tests/swarm.py): notebooks spread
 over the nodes, visitors reach them through the proxy at their node's address,
 a restart of the manager ends nothing, materials and saved work move through
-each node's own engine, and a node lost for good ends its sessions and is
-replaced on the others.
+each node's own engine, participants on the worker nodes each have an origin
+of their own, the network guard holds on every node, and a node lost for good
+ends its sessions and is replaced on the others.
 
 The lost-node test cuts the third node off for the rest of the session, so it
 comes last."""
@@ -11,16 +12,22 @@ import io
 import os
 import tarfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import docker
 import pytest
 import requests
 
+from pool import netguard
 from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerSpec
-from pool.models import Container, Pool, Session
-from pool.services import pools
+from pool.models import Container, Event, GuardCheck, Pool, Session
+from pool.services import network, pools
+from tests.conftest import swarm_environment
 from tests.factories import PoolFactory
+from tests.integration.test_browser import CHROMIUM, open_browser  # noqa: F401 (a fixture)
+from tests.integration.test_origins import origin_each, participant_folder, participants_cannot_reach_past_their_origins, received_from  # noqa: F401 (a fixture)
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
 from tests.integration.test_snapshots import downloaded, ended_page_with_work
 from tests.pool.test_materials_files import write_tree
@@ -195,6 +202,95 @@ def test_figure_copying_20_mb_out_of_a_notebook_on_a_worker_node_and_on_the_mana
     print(
         f"\ncopying a 20 MB folder out (3 runs, s): on the manager {seconds[1]}, on a worker node through its own engine (TLS over the lab's bridge) {seconds[worker]}"
     )
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="deploy/test installs Debian's chromium")
+def test_on_the_worker_nodes_each_participant_has_an_origin_of_their_own(
+    on_swarm,
+    swarm_jupyter_image,
+    stack_with_own_proxy,
+    participant_folder,  # noqa: F811 (a fixture)
+    admin_user,
+    open_browser,  # noqa: F811
+):
+    # test_origins's attack, with every notebook on a worker node (the manager drained).
+    on_swarm.set_availability(1, "drain")
+    try:
+        node_of = {on_swarm.hostname(n): n for n in (1, 2, 3)}
+
+        def logs(container):
+            return received_from(on_swarm.container_of(node_of[container.node], container.backend_id).logs().decode())
+
+        stack, service, notebook, flags = origin_each(stack_with_own_proxy)
+        attacker, victim = participants_cannot_reach_past_their_origins(
+            stack, service, notebook, flags, participant_folder, admin_user, open_browser, logs=logs, start_env=swarm_environment(on_swarm)
+        )
+        for container in (attacker, victim):
+            assert container.node in (on_swarm.hostname(2), on_swarm.hostname(3))
+            assert container.target.startswith(f"http://{on_swarm.address(node_of[container.node])}:")
+    finally:
+        on_swarm.set_availability(1, "active")
+
+
+def test_the_guard_is_on_every_node_and_a_node_without_it_gets_no_new_notebooks(on_swarm, settings, db):
+    # The guard's own code (pool/netguard.py) runs each node's iptables through its engine.
+    settings.TMPNB_SWARM_GUARD_IMAGE = TINY_IMAGE
+    settings.DOCKER_TIMEOUT = 8  # how long a notebook no node may take waits for one
+    metadata = on_swarm.stand_in(2, "169.254.169.254")
+    backend, name = get_backend(), f"tmpnb-{settings.TMPNB_INSTALLATION}"
+    spec = ContainerSpec(
+        name="tmpnb-test-guarded", image=TINY_IMAGE, command="httpd -f -p 8888 -h /", pool="guard", container_port=8888, host_ip="0.0.0.0", network=name
+    )
+    started = []
+    on_swarm.set_availability(1, "pause")
+    on_swarm.set_availability(3, "pause")
+    try:
+        backend.ensure_network(name, pool="guard", bridge=netguard.bridge_name())
+        started.append(backend.start_container(spec))  # the guard off: on node 2, the one node active
+        notebook = on_swarm.container_of(2, started[0].backend_id)
+        # busybox's nc: the tiny image's wget crashes.
+        fetch = ["sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {metadata} 80"]
+        # The stand-in answers an unguarded notebook (once its server and the new links are up).
+        wait_until(lambda: notebook.exec_run(fetch).output.endswith(b"\r\n\r\nmetadata\n"), timeout=20, what="the stand-in answering the notebook")
+
+        # Node 3's engine cannot be reached: its guard cannot be installed.
+        settings.TMPNB_NETWORK_GUARD = True
+        settings.TMPNB_SWARM_NODE_ENGINES = {**settings.TMPNB_SWARM_NODE_ENGINES, on_swarm.hostname(3): "unix:///nonexistent/docker.sock"}
+        assert not network.guard_network()
+        problems = dict(GuardCheck.objects.values_list("host", "problem"))
+        assert problems[on_swarm.hostname(1)] == problems[on_swarm.hostname(2)] == ""
+        assert "gets no new notebooks" in problems[on_swarm.hostname(3)]
+        assert any(w.startswith(f"{on_swarm.hostname(3)}: notebook network not guarded") for w in network.guard_warnings())
+        for node in (1, 2):
+            assert f"tmpnb:{settings.TMPNB_INSTALLATION}" in on_swarm.in_node(node, "iptables", "-S")
+        blocked = notebook.exec_run(fetch)
+        assert blocked.exit_code != 0 and b"metadata" not in blocked.output
+        # The proxy still reaches the notebook at its node's published port.
+        assert requests.get(f"http://{started[0].host_ip}:{started[0].host_port}/", timeout=10).status_code in (200, 403, 404)
+
+        # A hand takes node 2's guard away: the heartbeat's check puts it back.
+        jump = next(line for line in on_swarm.in_node(2, "iptables", "-S", "DOCKER-USER").splitlines() if "tmpnb:" in line)
+        on_swarm.in_node(2, "iptables", *jump.replace("-A", "-D", 1).replace('"', "").split())
+        assert notebook.exec_run(fetch).output.endswith(b"\r\n\r\nmetadata\n")
+        network.check_guard()
+        assert Event.objects.filter(message__contains=f"network guard on {on_swarm.hostname(2)} was not in place").exists()
+        assert notebook.exec_run(fetch).exit_code != 0
+
+        # Only node 3 takes new notebooks now, and it is not guarded: none starts.
+        on_swarm.set_availability(3, "active")
+        on_swarm.set_availability(2, "pause")
+        with pytest.raises(BackendError, match="no suitable node"):
+            started.append(backend.start_container(replace(spec, name="tmpnb-test-unguarded")))
+    finally:
+        for container in started:
+            backend.remove_container(container.backend_id)
+        settings.TMPNB_SWARM_NODE_ENGINES = on_swarm.node_engines()
+        network.unguard_network()
+        for node in (1, 2, 3):
+            on_swarm.set_availability(node, "active")
+        backend.remove_networks()
+    for node in (1, 2, 3):
+        assert "tmpnb:" not in on_swarm.in_node(node, "iptables", "-S")
 
 
 def test_a_stopped_node_ends_its_sessions_as_lost_and_the_others_keep_theirs(swarm_stack, on_swarm):

@@ -5,6 +5,7 @@ import pytest
 from django.core.management import call_command
 
 from pool import netguard
+from pool.backends import swarm
 from pool.models import Event, GuardCheck
 from pool.services import network
 
@@ -16,13 +17,13 @@ def firewall(settings, monkeypatch):
     settings.DOCKER_HOST = "unix:///var/run/docker.sock"
     state = {"installed": 0, "in_place": False, "broken": None}
 
-    def install(policy, installation=None):
+    def install(policy, installation=None, on=None):
         if state["broken"]:
             raise netguard.GuardError(state["broken"])
         state["installed"] += 1
         state["in_place"] = True
 
-    def missing(policy, installation=None):
+    def missing(policy, installation=None, on=None):
         if state["broken"]:
             raise netguard.GuardError(state["broken"])
         return [] if state["in_place"] else ["the jump from DOCKER-USER"]
@@ -78,7 +79,7 @@ def test_the_dashboard_and_pool_status_show_the_guards_problem(db, firewall, adm
 
 
 def test_nothing_is_checked_where_the_guard_does_not_apply(db, firewall, settings):
-    settings.TMPNB_BACKEND = "swarm"
+    settings.DOCKER_HOST = "tcp://engine.example.org:2376"  # the notebooks' bridges are on another machine
     assert not network.guard_network()
     network.check_guard()
     assert firewall["installed"] == 0 and not GuardCheck.objects.exists()
@@ -109,3 +110,32 @@ def test_the_policy_comes_from_the_settings(settings, monkeypatch, tmp_path):
     policy = network.guard_policy()
     assert policy.allow == ("10.9.0.0/16",) and policy.peers and policy.resolvers == ()
     assert "169.254.0.0/16" in policy.deny and "168.63.129.16/32" in policy.deny
+
+
+@pytest.fixture
+def swarm_nodes(settings, monkeypatch):
+    """Three Swarm nodes whose iptables take every rule, but node-3's engine
+    cannot be reached; returns the guarded label of each node."""
+    settings.TMPNB_NETWORK_GUARD = True
+    settings.TMPNB_BACKEND = "swarm"
+    settings.TMPNB_SWARM_NODE_ENGINES = {f"node-{n}": f"unix:///run/node-{n}.sock" for n in (1, 2, 3)}
+    labels = {}
+
+    def run_on_node(hostname, command, stdin, *, timeout):
+        if hostname == "node-3":
+            raise swarm.SwarmError("on node node-3: the engine does not answer")
+        return 0, "", ""  # iptables agrees to everything
+
+    monkeypatch.setattr(swarm, "run_on_node", run_on_node)
+    monkeypatch.setattr(swarm, "mark_guarded", lambda hostname, guarded: labels.__setitem__(hostname, guarded))
+    return labels
+
+
+def test_on_a_swarm_each_node_is_guarded_checked_and_labelled_on_its_own(db, swarm_nodes):
+    assert not network.guard_network()
+    assert swarm_nodes == {"node-1": True, "node-2": True, "node-3": False}
+    problems = dict(GuardCheck.objects.values_list("host", "problem"))
+    assert problems["node-1"] == problems["node-2"] == ""
+    assert "the engine does not answer; it gets no new notebooks" in problems["node-3"]
+    [warning] = network.guard_warnings()
+    assert warning.startswith("node-3: notebook network not guarded")

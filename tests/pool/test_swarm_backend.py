@@ -3,8 +3,11 @@ for real: tests/integration/test_swarm.py)."""
 
 import pytest
 
+from pool import backends, netguard
 from pool.backends import get_backend, swarm as swarm_backend
 from pool.backends.base import ContainerSpec
+from pool.services import spawning
+from tests.factories import ContainerFactory
 
 
 def spec(**values):
@@ -41,3 +44,23 @@ def test_the_setting_picks_the_backend(settings):
     assert get_backend().__name__ == "pool.backends.docker"
     settings.TMPNB_BACKEND = "swarm"
     assert get_backend() is swarm_backend
+
+
+def test_with_the_guard_on_notebooks_are_placed_only_on_guarded_nodes(settings):
+    settings.TMPNB_INSTALLATION = "x"
+    settings.TMPNB_NETWORK_GUARD = True
+    assert swarm_backend._task_template(spec())["Placement"] == {"Constraints": ["node.labels.tmpnb.guarded.x==true"]}
+    settings.TMPNB_NETWORK_GUARD = False
+    assert "Placement" not in swarm_backend._task_template(spec())
+
+
+@pytest.mark.parametrize(("guard", "network"), [(True, "tmpnb-x"), (False, "")])
+def test_on_a_guarded_swarm_notebooks_join_the_installations_network(db, settings, monkeypatch, fake_backend, guard, network):
+    # The network's bridge is what the guard's rules match on each node.
+    settings.TMPNB_BACKEND, settings.TMPNB_ROUTE_TO, settings.TMPNB_INSTALLATION, settings.TMPNB_NETWORK_GUARD = "swarm", "published", "x", guard
+    monkeypatch.setitem(backends.BACKENDS, "swarm", fake_backend)
+    made = []
+    monkeypatch.setattr(fake_backend, "ensure_network", lambda name, *, pool, internal=False, bridge="": made.append((name, bridge)))
+    made_spec = spawning.container_spec(ContainerFactory())
+    assert made_spec.network == network and made_spec.publish
+    assert made == ([(network, netguard.bridge_name())] if guard else [])

@@ -54,7 +54,7 @@ def test_the_tar_stream_asks_nothing_before_it_is_read(settings, on_worker_1, no
 
 def test_a_node_whose_engine_is_not_known_is_named_in_the_error(settings, on_worker_1, node_engine):
     settings.TMPNB_SWARM_NODE_ENGINES = {"worker-2": "unix:///run/worker-2.sock"}
-    with pytest.raises(swarm_backend.SwarmError, match="no engine is known for its node worker-1 \\(TMPNB_SWARM_NODE_ENGINES\\)"):
+    with pytest.raises(swarm_backend.SwarmError, match="no engine is known for node worker-1 \\(TMPNB_SWARM_NODE_ENGINES\\)"):
         swarm_backend.notebook_user(on_worker_1)
     assert not node_engine
 
