@@ -93,7 +93,9 @@ def test_the_waiting_kernel_is_handed_out_once_each_notebook_works_in_its_folder
     assert ask(container, "api/kernels") == []  # JupyterLab's "Running" panel does not show it
 
     participant = open_browser("room")
-    participant.route("**/api/contents/work/first.ipynb/checkpoints*", held_back)
+    # Once: a route makes every request of the page wait for this thread, and
+    # the reloads below would then stall (JupyterLab's theme can fail to load).
+    participant.route("**/api/contents/work/first.ipynb/checkpoints*", held_back, times=1)
     participant.goto(f"{live_stack.url}/spawn/lab/tree/work/first.ipynb")
     first = participant.url
     assert re.search(r"/user/[0-9a-f]+/lab/tree/work/first\.ipynb", first), first
