@@ -47,14 +47,7 @@ def open_browser(tmp_path, monkeypatch):
                 **options,
             )
             contexts.append(context)
-            page = context.pages[0] if context.pages else context.new_page()
-            # Now and then, on a loaded machine, JupyterLab asks which kernel to
-            # start as a notebook opens (its startKernel found no default, or
-            # its first session request failed: not pinned down yet); its
-            # choice, Python 3, is the one a participant accepts, as every test does.
-            choose_kernel = page.locator(".jp-Dialog", has_text="Select kernel for")
-            page.add_locator_handler(choose_kernel, lambda dialog: dialog.locator(".jp-mod-accept").click())
-            return page
+            return context.pages[0] if context.pages else context.new_page()
 
         yield open_one
         for context in contexts:
