@@ -20,7 +20,7 @@ from pool.command import render_command
 from pool.materials_files import MaterialsError
 from pool.models import Container, Event
 from pool.options import parse_extra_hosts, parse_host_directories
-from pool.services import lab_static
+from pool.services import lab_static, notebook_api
 from pool.services.assignment import serve_queue
 from pool.services.broadcasts import catch_up, put_broadcasts_in
 from pool.services.ending import remove_quietly
@@ -219,7 +219,7 @@ def _waiting_kernel_answer(container: Container) -> str | None:
     # deploy/images/tmpnb_waiting_kernel.py. A server without it answers
     # something else there (404, a page): it has no kernel to wait for.
     try:
-        response = _container_get(f"{container.target}{container.base_path}tmpnb/waiting-kernel", headers=_token_header(container), timeout=2)
+        response = _container_get(f"{notebook_api.server_url(container)}tmpnb/waiting-kernel", headers=_token_header(container), timeout=2)
     except requests.RequestException as error:
         return type(error).__name__
     try:
@@ -252,7 +252,7 @@ def _warm_kernel_specs(container: Container) -> None:
     # 80 ms the first time on an idle server, 3 ms after. Other servers answer
     # 404 here, which costs nothing.
     try:
-        _container_get(f"{container.target}{container.base_path}api/kernelspecs", headers=_token_header(container), timeout=2)
+        _container_get(f"{notebook_api.server_url(container)}api/kernelspecs", headers=_token_header(container), timeout=2)
     except requests.RequestException:
         pass
 
