@@ -283,6 +283,12 @@ class Container(models.Model):
     error = models.TextField(blank=True)
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A spawn in progress renews this; past it, its worker is taken for dead.")
     disk_used = models.PositiveBigIntegerField(null=True, blank=True, help_text="Bytes it had written at the last disk check (TMPNB_DISK_LIMIT).")
+    disk_at_landing = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Bytes it had written when its participant landed (the last disk check before, else the first after): "
+        "what they saved since is disk_used less this.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
