@@ -442,7 +442,7 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
     readonly_fields = ["at_a_glance"]
 
     def save_model(self, request: HttpRequest, workshop: Workshop, form: forms.ModelForm[Workshop], change: bool) -> None:
-        workshops.plan_workshop(workshop)  # the form checked its numbers already
+        workshops.plan_workshop(workshop, by=request.user.get_username())  # the form checked its numbers already
 
     @admin.display(description="state")
     def state(self, workshop: Workshop) -> str:

@@ -696,6 +696,7 @@ class Event(models.Model):
         COLLECTION = "collection", "work collected"
         BROADCAST = "broadcast", "files broadcast"
         LOOK = "look", "looked at by a helper"
+        WORKSHOP = "workshop", "workshop planned, opened, ended or closed"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -812,6 +813,9 @@ class Workshop(models.Model):
     )
     lead_seconds = models.PositiveIntegerField(default=0, editable=False, help_text="How long before the start the pool warms, from its measured fill.")
     finished_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="When the work was collected and the notebooks ended.")
+    told = models.CharField(
+        max_length=10, blank=True, editable=False, choices=State.choices, help_text="The last state the event log was told it reached (open or ending)."
+    )
     collection = models.ForeignKey("Collection", null=True, blank=True, on_delete=models.SET_NULL, editable=False, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -7,7 +7,9 @@ pool to the headcount as long before the start as its measured fill needs,
 one that drains it once the notebooks are collected. Beat advances the rest
 (advance_workshops): at the end every participant's banner counts down to
 ``closes_at`` (upkeep.time_left), and at ``closes_at`` the work is collected
-and the sessions end, as a cull ends them (their work saved too).
+and the sessions end, as a cull ends them (their work saved too). The event
+log is told each step (Event.Kind.WORKSHOP): planned, opened, ended,
+collected, closed.
 """
 
 import logging
@@ -16,6 +18,7 @@ import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -25,6 +28,7 @@ from pool.models import Collection, Container, Event, Pool, Schedule, Session, W
 from pool.services import pools
 from pool.services.collecting import collect_work
 from pool.services.ending import retire_and_record
+from pool.services.events import record_event
 from pool.services.schedules import apply_due_schedules
 
 log = logging.getLogger(__name__)
@@ -116,12 +120,13 @@ def workshop_problems(*, starts_at: datetime, ends_at: datetime, headcount: int,
     return problems
 
 
-def plan_workshop(workshop: Workshop, *, memory: int | None = None, now: datetime | None = None) -> Workshop:
+def plan_workshop(workshop: Workshop, *, by: str = ACTOR, memory: int | None = None, now: datetime | None = None) -> Workshop:
     """Check ``workshop``, save it and (re)write its schedules: warm the pool
     to the headcount by the start, drain it once the work is collected. Its
     materials and access code, if it has them, become the pool's now, so the
-    materials are prepared before the warming. Raises WorkshopError, having
-    changed nothing, on bad input."""
+    materials are prepared before the warming. The event log says so, with
+    the lead and the schedules. Raises WorkshopError, having changed nothing,
+    on bad input."""
     if problems := workshop_problems(starts_at=workshop.starts_at, ends_at=workshop.ends_at, headcount=workshop.headcount, memory=memory):
         raise WorkshopError(problems)
     now = now or timezone.now()
@@ -136,7 +141,35 @@ def plan_workshop(workshop: Workshop, *, memory: int | None = None, now: datetim
             capacity = max(pool.capacity, workshop.headcount)
             Schedule.objects.create(pool=pool, workshop=workshop, at=max(workshop.warms_at, now), capacity=capacity, ready_target=workshop.headcount)
         Schedule.objects.create(pool=pool, workshop=workshop, at=workshop.closes_at, capacity=0, ready_target=0)
+        _tell_planned(workshop, by=by)
     return workshop
+
+
+def _tell_planned(workshop: Workshop, *, by: str) -> None:
+    schedules = list(workshop.schedules.filter(applied_at__isnull=True).order_by("at", "pk"))
+    rows = "; ".join(f"#{row.pk} at {_when(workshop, row.at)}: capacity {row.capacity}, {row.ready_target} ready" for row in schedules)
+    _tell(
+        workshop,
+        "planned",
+        f"{_when(workshop, workshop.starts_at)} to {_when(workshop, workshop.ends_at)} {workshop.time_zone}, {workshop.headcount} participants,"
+        f" warming {workshop.lead_seconds} s ahead; schedules {rows}",
+        by=by,
+        headcount=workshop.headcount,
+        starts_at=workshop.starts_at.isoformat(),
+        ends_at=workshop.ends_at.isoformat(),
+        closes_at=workshop.closes_at.isoformat(),
+        lead_seconds=workshop.lead_seconds,
+        schedules=[{"id": row.pk, "at": row.at.isoformat(), "capacity": row.capacity, "ready_target": row.ready_target} for row in schedules],
+    )
+
+
+def _when(workshop: Workshop, moment: datetime) -> str:
+    return f"{workshop.local(moment):%Y-%m-%d %H:%M}"
+
+
+def _tell(workshop: Workshop, step: str, message: str, *, by: str = ACTOR, **details: Any) -> None:
+    """One WORKSHOP event: ``step`` (planned, opened, ended, collected, closed) and its counts."""
+    record_event(Event.Kind.WORKSHOP, f"workshop {workshop.name} {step}: {message}", pool=workshop.pool, actor=by, workshop=workshop.pk, step=step, **details)
 
 
 def _give_pool(workshop: Workshop) -> None:
@@ -199,7 +232,40 @@ def advance_workshops(now: datetime | None = None) -> list[Workshop]:
     the sessions does not refill it."""
     now = now or timezone.now()
     apply_due_schedules(now)
+    for workshop in Workshop.objects.unfinished().filter(starts_at__lte=now).exclude(told=Workshop.State.ENDING).select_related("pool"):
+        tell_state(workshop, now)
     return [workshop for workshop in Workshop.objects.unfinished().filter(ends_at__lte=now) if workshop.closes_at <= now and finish_workshop(workshop, now=now)]
+
+
+def tell_state(workshop: Workshop, now: datetime) -> bool:
+    """Tell the event log that ``workshop`` opened, or ended, when the beat
+    first sees it so (once: claimed by a conditional update); whether it did."""
+    state = workshop.state(now)
+    if state not in (Workshop.State.OPEN, Workshop.State.ENDING) or state == workshop.told:
+        return False
+    if not Workshop.objects.filter(pk=workshop.pk, told=workshop.told).update(told=state):
+        return False  # another beat told it
+    workshop.told = state
+    glance_now = glance(workshop, now)
+    if state == Workshop.State.OPEN:
+        _tell(
+            workshop,
+            "opened",
+            f"{glance_now.ready} notebooks ready for {glance_now.headcount} participants, {glance_now.in_use} in use, {glance_now.queued} waiting",
+            headcount=glance_now.headcount,
+            ready=glance_now.ready,
+            in_use=glance_now.in_use,
+            queued=glance_now.queued,
+        )
+    else:
+        _tell(
+            workshop,
+            "ended",
+            f"{glance_now.in_use} participants warned; their notebooks are kept until {_when(workshop, workshop.closes_at)} {workshop.time_zone}",
+            in_use=glance_now.in_use,
+            closes_at=workshop.closes_at.isoformat(),
+        )
+    return True
 
 
 def finish_workshop(workshop: Workshop, *, now: datetime) -> bool:
@@ -213,8 +279,10 @@ def finish_workshop(workshop: Workshop, *, now: datetime) -> bool:
     Workshop.objects.filter(pk=workshop.pk).update(collection=collection)
     try:
         collection = collect_work(collection.pk)
-    except Exception:  # the notebooks end all the same, each saving its own work
+    except Exception as error:  # the notebooks end all the same, each saving its own work
         log.exception("workshop %s: the work was not collected", workshop.name)
+        collection.error = collection.error or f"{type(error).__name__}: {error}"[:500]
+    _tell_collected(workshop, collection)
     ended = 0
     for session in Session.objects.active().filter(container__pool=workshop.pool).select_related("container"):
         ended += retire_and_record(
@@ -226,7 +294,25 @@ def finish_workshop(workshop: Workshop, *, now: datetime) -> bool:
             on_worker=True,  # the copies of their work are the worker's, in parallel, not this beat's one by one
         )
     log.info("workshop %s: work of %d collected, %d notebooks ended", workshop.name, collection.participants, ended)
+    _tell(workshop, "closed", f"{ended} notebooks ended, the pool drains", ended=ended)
     return True
+
+
+def _tell_collected(workshop: Workshop, collection: Collection) -> None:
+    if collection.error or not collection.file_name:
+        message = f"no zip was made: {collection.error or 'the collection did not finish'}"
+    else:
+        message = f"work of {collection.participants} participants ({collection.incomplete} not whole), {collection.size} bytes in {collection.file_name}"
+    _tell(
+        workshop,
+        "collected",
+        message,
+        collection=collection.pk,
+        participants=collection.participants,
+        incomplete=collection.incomplete,
+        size=collection.size,
+        error=collection.error,
+    )
 
 
 @dataclass(frozen=True)

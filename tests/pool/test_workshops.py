@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
-from pool.models import Collection, Container, Pool, QueueEntry, Schedule, Session, Workshop
+from pool.models import Collection, Container, Event, Pool, QueueEntry, Schedule, Session, Workshop
 from pool.services import workshops
 from pool.services.workshops import Fill
 from tests.factories import ContainerFactory, PoolFactory, SessionFactory, new_visitor
@@ -261,3 +261,88 @@ def test_an_api_client_is_told_when_the_workshop_opens_and_takes_nothing(client,
     assert response.status_code == 503 and response.json()["status"] == "opens"
     assert response.json()["at"] == workshop.local(workshop.starts_at).isoformat()
     assert not Session.objects.exists() and Container.objects.get().state == Container.State.READY
+
+
+def workshop_events(step=None):
+    events = Event.objects.filter(kind=Event.Kind.WORKSHOP).order_by("time", "pk")
+    return [event for event in events if step is None or event.details["step"] == step]
+
+
+@pytest.mark.django_db
+def test_the_event_log_says_who_planned_a_workshop_with_its_lead_and_schedules():
+    workshop = workshops.plan_workshop(workshop_at(T0 + timedelta(hours=2), headcount=30, time_zone="Europe/Paris"), by="ada", memory=8 * GIB, now=T0)
+    [event] = workshop_events()
+    warm, drain = workshop.schedules.order_by("at")
+    assert (event.actor, event.pool, event.details["workshop"], event.details["step"]) == ("ada", workshop.pool, workshop.pk, "planned")
+    assert event.details["lead_seconds"] == workshop.lead_seconds and event.details["headcount"] == 30
+    assert [row["id"] for row in event.details["schedules"]] == [warm.pk, drain.pk]
+    assert event.details["schedules"][0]["ready_target"] == 30 and event.details["schedules"][1]["capacity"] == 0
+    assert event.message.startswith("workshop Intro planned: 2026-12-07 12:00 to 2026-12-07 13:00 Europe/Paris, 30 participants, warming")
+    assert f"#{warm.pk} at " in event.message and f"#{drain.pk} at 2026-12-07 13:10: capacity 0, 0 ready" in event.message
+
+
+@pytest.mark.django_db
+def test_the_event_log_says_once_when_a_workshop_opened_and_ended_with_its_numbers(monkeypatch):
+    now = timezone.now()
+    session = SessionFactory(container__pool__capacity=5)
+    pool = session.container.pool
+    ContainerFactory(pool=pool, state=Container.State.READY, ready_at=now)
+    workshop = workshops.plan_workshop(workshop_at(now - timedelta(minutes=5), minutes=60, pool=pool, headcount=3), memory=8 * GIB, now=now)
+
+    workshops.advance_workshops(now)
+    workshops.advance_workshops(now)  # a second beat tells nothing new
+    [opened] = workshop_events("opened")
+    assert (opened.details["ready"], opened.details["in_use"], opened.details["headcount"], opened.details["queued"]) == (1, 1, 3, 0)
+    assert opened.message == "workshop Intro opened: 1 notebooks ready for 3 participants, 1 in use, 0 waiting"
+
+    later = now + timedelta(minutes=56)
+    workshops.advance_workshops(later)
+    workshops.advance_workshops(later)
+    [ended] = workshop_events("ended")
+    assert ended.details["in_use"] == 1 and ended.details["closes_at"] == workshop.closes_at.isoformat()
+    assert not workshop_events("collected")  # kept for keep_minutes first
+
+
+@pytest.mark.django_db
+def test_the_event_log_says_what_the_close_collected_and_ended(monkeypatch):
+    now = timezone.now()
+    session = SessionFactory(container__pool__capacity=5)
+    pool = session.container.pool
+    workshops.plan_workshop(workshop_at(now - timedelta(hours=1), minutes=50, keep=5, pool=pool), memory=8 * GIB, now=now - timedelta(hours=2))
+
+    def collect(collection_id):
+        Collection.objects.filter(pk=collection_id).update(participants=1, size=2048, file_name="intro.zip", taken_at=now)
+        return Collection.objects.get(pk=collection_id)
+
+    monkeypatch.setattr(workshops, "collect_work", collect)
+    monkeypatch.setattr("pool.services.ending.finish_retirement", lambda container, **kwargs: container.mark_gone())
+    monkeypatch.setattr("pool.services.ending.unroute_container", lambda container: None)
+    workshops.advance_workshops(now)
+
+    assert [event.details["step"] for event in workshop_events()] == ["planned", "ended", "collected", "closed"]
+    [collected] = workshop_events("collected")
+    assert (collected.details["participants"], collected.details["size"], collected.details["incomplete"]) == (1, 2048, 0)
+    assert collected.message == "workshop Intro collected: work of 1 participants (0 not whole), 2048 bytes in intro.zip"
+    [closed] = workshop_events("closed")
+    assert closed.details["ended"] == 1 and closed.message == "workshop Intro closed: 1 notebooks ended, the pool drains"
+
+
+@pytest.mark.django_db
+def test_a_collection_that_fails_at_the_close_is_told_and_the_notebooks_end_all_the_same(monkeypatch):
+    now = timezone.now()
+    session = SessionFactory(container__pool__capacity=5)
+    workshops.plan_workshop(
+        workshop_at(now - timedelta(hours=1), minutes=50, keep=5, pool=session.container.pool), memory=8 * GIB, now=now - timedelta(hours=2)
+    )
+
+    def collect(collection_id):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(workshops, "collect_work", collect)
+    monkeypatch.setattr("pool.services.ending.finish_retirement", lambda container, **kwargs: container.mark_gone())
+    monkeypatch.setattr("pool.services.ending.unroute_container", lambda container: None)
+    workshops.advance_workshops(now)
+
+    [collected] = workshop_events("collected")
+    assert collected.message == "workshop Intro collected: no zip was made: OSError: No space left on device"
+    assert workshop_events("closed")[0].details["ended"] == 1
