@@ -1,8 +1,10 @@
+from datetime import date, datetime, time
 from typing import Any, TypeVar
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import widgets
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
@@ -422,9 +424,40 @@ class EventAdmin(RecordAdmin[Event]):
         return response
 
 
+class WallClockField(forms.SplitDateTimeField):
+    """A date and a time as typed, without a zone: the form reads them in the
+    workshop's time zone (Django's own field reads them in TMPNB_TIME_ZONE)."""
+
+    def compress(self, data_list: tuple[date, time] | None) -> datetime | None:
+        return datetime.combine(*data_list) if data_list else None
+
+
 class WorkshopForm(forms.ModelForm[Workshop]):
+    """Start and end are typed, and shown, in the workshop's own time zone."""
+
+    class Meta:
+        help_texts = {"time_zone": "The organiser's, such as Europe/Paris: the start and the end are typed and shown in it."}
+
+    starts_at = WallClockField(widget=widgets.AdminSplitDateTime, help_text="When the landing opens, in the workshop's time zone.")
+    ends_at = WallClockField(
+        widget=widgets.AdminSplitDateTime, help_text="When the participants are warned that their notebooks end, in the workshop's time zone."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            for field in ("starts_at", "ends_at"):
+                self.initial[field] = self.instance.local(getattr(self.instance, field)).replace(tzinfo=None)
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if data.get("time_zone"):  # else its own error says why, and nothing is saved
+            for field in ("starts_at", "ends_at"):
+                if data.get(field) is not None:
+                    try:
+                        data[field] = workshops.in_time_zone(data[field], data["time_zone"])
+                    except ValueError as error:
+                        self.add_error(field, str(error))
         if all(data.get(field) is not None for field in ("starts_at", "ends_at", "headcount")):
             for field, problem in workshops.workshop_problems(starts_at=data["starts_at"], ends_at=data["ends_at"], headcount=data["headcount"]).items():
                 self.add_error(field, problem)
@@ -438,7 +471,7 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
     form = WorkshopForm
     list_display = ["name", "pool", "state", "starts", "ends", "headcount", "numbers"]
     list_filter = ["pool"]
-    fields = ["name", "pool", "starts_at", "ends_at", "time_zone", "headcount", "keep_minutes", "materials_source", "access_code", "language", "at_a_glance"]
+    fields = ["name", "pool", "time_zone", "starts_at", "ends_at", "headcount", "keep_minutes", "materials_source", "access_code", "language", "at_a_glance"]
     readonly_fields = ["at_a_glance"]
 
     def save_model(self, request: HttpRequest, workshop: Workshop, form: forms.ModelForm[Workshop], change: bool) -> None:

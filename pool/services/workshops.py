@@ -15,8 +15,9 @@ collected, closed.
 import logging
 import math
 import statistics
+import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,22 @@ def notebooks_the_machine_holds(memory: int | None = None) -> int:
     TMPNB_NOTEBOOK_MEMORY_MB each, after SYSTEM_RESERVE."""
     memory = machine_memory() if memory is None else memory
     return max(0, (memory - SYSTEM_RESERVE) // (settings.TMPNB_NOTEBOOK_MEMORY_MB * 2**20))
+
+
+def in_time_zone(wall: datetime, zone: str) -> datetime:
+    """The moment a clock in ``zone`` shows ``wall`` (a time as the organiser
+    typed it, without a zone). Raises ValueError, saying why, for a zone that
+    does not exist or a time its clocks skip (the hour lost when summer time
+    begins). A time they show twice (the hour repeated when it ends) is the
+    first of the two."""
+    try:
+        tz = zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{zone!r} is not a time zone (write one such as Europe/Paris or America/New_York).") from None
+    moment = wall.replace(tzinfo=tz, fold=0)
+    if moment.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != wall.replace(tzinfo=None):
+        raise ValueError(f"{wall:%Y-%m-%d %H:%M} does not exist in {zone}: its clocks skip it (summer time begins); choose a time before or after the jump.")
+    return moment.astimezone(UTC)  # an ambiguous wall time never equals another zone's (PEP 495): UTC compares
 
 
 def workshop_problems(*, starts_at: datetime, ends_at: datetime, headcount: int, memory: int | None = None) -> dict[str, str]:

@@ -210,16 +210,17 @@ def test_the_landing_speaks_the_workshops_language_to_a_participant_who_chose_no
     assert '<html lang="de"' in client.get("/").content.decode()
 
 
-def admin_form(pool, start, end, headcount):
-    local = timezone.localtime
+def admin_form(pool, start, end, headcount, zone="Europe/Paris"):
+    """The admin's form, its times typed as a clock in ``zone`` shows them."""
+    start, end = (moment.astimezone(ZoneInfo(zone)) if moment.tzinfo else moment for moment in (start, end))
     return {
         "name": "Intro to pandas",
         "pool": pool.pk,
-        "starts_at_0": f"{local(start):%Y-%m-%d}",
-        "starts_at_1": f"{local(start):%H:%M:%S}",
-        "ends_at_0": f"{local(end):%Y-%m-%d}",
-        "ends_at_1": f"{local(end):%H:%M:%S}",
-        "time_zone": "Europe/Paris",
+        "starts_at_0": f"{start:%Y-%m-%d}",
+        "starts_at_1": f"{start:%H:%M:%S}",
+        "ends_at_0": f"{end:%Y-%m-%d}",
+        "ends_at_1": f"{end:%H:%M:%S}",
+        "time_zone": zone,
         "headcount": headcount,
         "keep_minutes": 10,
         "materials_source": "",
@@ -346,3 +347,33 @@ def test_a_collection_that_fails_at_the_close_is_told_and_the_notebooks_end_all_
     [collected] = workshop_events("collected")
     assert collected.message == "workshop Intro collected: no zip was made: OSError: No space left on device"
     assert workshop_events("closed")[0].details["ended"] == 1
+
+
+@pytest.mark.django_db
+def test_the_admin_reads_the_times_in_the_workshops_time_zone_and_shows_them_back_in_it(admin_client, settings):
+    settings.TMPNB_MACHINE_MEMORY_MB = 8192
+    assert settings.TIME_ZONE != "America/New_York"
+    pool = PoolFactory()
+    typed = admin_form(pool, datetime(2027, 3, 2, 9, 0), datetime(2027, 3, 2, 12, 30), 20, zone="America/New_York")
+    assert admin_client.post("/admin/pool/workshop/add/", typed).status_code == 302
+    workshop = Workshop.objects.get()
+    assert (workshop.starts_at, workshop.ends_at) == (datetime(2027, 3, 2, 14, 0, tzinfo=UTC), datetime(2027, 3, 2, 17, 30, tzinfo=UTC))
+    page = admin_client.get(f"/admin/pool/workshop/{workshop.pk}/change/").content.decode()
+    assert 'name="starts_at_1" value="09:00:00"' in page and 'name="ends_at_1" value="12:30:00"' in page
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_time_the_clocks_skip_and_a_zone_that_does_not_exist(admin_client, settings):
+    settings.TMPNB_MACHINE_MEMORY_MB = 8192
+    pool = PoolFactory()
+    in_the_gap = admin_form(pool, datetime(2027, 3, 28, 2, 30), datetime(2027, 3, 28, 5, 0), 20, zone="Europe/Paris")
+    page = admin_client.post("/admin/pool/workshop/add/", in_the_gap).content.decode()
+    assert "2027-03-28 02:30 does not exist in Europe/Paris: its clocks skip it (summer time begins)" in page
+    nowhere = admin_client.post("/admin/pool/workshop/add/", admin_form(pool, datetime(2027, 3, 2, 9, 0), datetime(2027, 3, 2, 10, 0), 20, zone="Mars/Olympus"))
+    assert "&#x27;Mars/Olympus&#x27; is not a time zone" in nowhere.content.decode()
+    assert not Workshop.objects.exists() and not Schedule.objects.exists() and not Event.objects.exists()
+
+
+def test_a_time_shown_twice_when_summer_time_ends_is_the_first_of_the_two():
+    assert workshops.in_time_zone(datetime(2027, 10, 31, 2, 30), "Europe/Paris") == datetime(2027, 10, 31, 0, 30, tzinfo=UTC)
+    assert workshops.in_time_zone(datetime(2027, 7, 1, 9, 0), "Asia/Tokyo") == datetime(2027, 7, 1, 0, 0, tzinfo=UTC)
