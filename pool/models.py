@@ -652,6 +652,14 @@ class Collection(models.Model):
     on. Kept like a snapshot, then its zip is pruned."""
 
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="collections")
+    workshop = models.ForeignKey(
+        "Workshop",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Set: it holds every pool of this workshop, not only its pool.",
+    )
     by = models.CharField(max_length=150, blank=True, help_text="The organiser (or the part of tmpnb) who asked for it.")
     started_at = models.DateTimeField(default=timezone.now)
     taken_at = models.DateTimeField(null=True, blank=True, help_text="When the zip was complete; empty while it is collected.")
@@ -778,7 +786,7 @@ class WorkshopQuerySet(models.QuerySet["Workshop"]):
     def closing_at(self, pool_id: int, now: datetime) -> datetime | None:
         """When the notebooks of ``pool_id`` end for a workshop under way at
         ``now`` (its end plus the minutes it keeps them), if one is."""
-        workshop = self.unfinished().filter(pool_id=pool_id, starts_at__lte=now).order_by("ends_at").first()
+        workshop = self.unfinished().filter(pools=pool_id, starts_at__lte=now).order_by("ends_at").first()
         return workshop.closes_at if workshop else None
 
 
@@ -794,11 +802,10 @@ class Workshop(models.Model):
         ENDED = "ended"
 
     name = models.CharField(max_length=100)
-    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="workshops")
+    pools: "models.ManyToManyField[Pool, WorkshopPool]" = models.ManyToManyField(Pool, through="WorkshopPool", related_name="workshops")
     starts_at = models.DateTimeField(help_text="When the landing opens.")
     ends_at = models.DateTimeField(help_text="When the participants are warned that their notebooks end.")
     time_zone = models.CharField(max_length=64, default=default_time_zone, validators=[validate_time_zone], help_text="The organiser's: times are shown in it.")
-    headcount = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="Participants expected: as many notebooks are ready at the start.")
     keep_minutes = models.PositiveIntegerField(
         default=10,
         validators=[MaxValueValidator(24 * 60)],
@@ -848,3 +855,27 @@ class Workshop(models.Model):
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(zoneinfo.ZoneInfo(self.time_zone))
+
+    def seats_by_pool(self) -> list["WorkshopPool"]:
+        return list(self.seats.select_related("pool").order_by("pool__name"))
+
+    @property
+    def headcount(self) -> int:
+        """Participants expected, over all its pools."""
+        return sum(seat.headcount for seat in self.seats.all())
+
+
+class WorkshopPool(models.Model):
+    """One pool of a workshop, with the participants expected on it: as many
+    of its notebooks are ready at the start (a Python pool and an R pool,
+    say)."""
+
+    workshop = models.ForeignKey(Workshop, on_delete=models.CASCADE, related_name="seats")
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="workshop_seats")
+    headcount = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="Participants expected on this pool.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workshop", "pool"], name="one_headcount_per_pool_of_a_workshop")]
+
+    def __str__(self) -> str:
+        return f"{self.pool} for {self.headcount}"

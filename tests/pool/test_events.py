@@ -177,7 +177,7 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
         engine.containers.get(filler.container.backend_id).exec_run(["dd", "if=/dev/zero", "of=/tmp/big", "bs=1M", "count=2"])
     disk.check_disk()  # a disk limit's end (its work saved first)
     start = timezone.now() + timedelta(days=1)
-    workshops.plan_workshop(Workshop(name="Intro", pool=pool, starts_at=start, ends_at=start + timedelta(hours=1), headcount=1), by="ada")  # workshop
+    workshops.plan_workshop(Workshop(name="Intro", starts_at=start, ends_at=start + timedelta(hours=1)), headcounts={pool: 1}, by="ada")  # workshop
     kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))
     assert kinds == [
         # A held container's end saves its work (here: none, as the tiny image has no folder to save) before it is logged.
