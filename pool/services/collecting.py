@@ -1,7 +1,7 @@
 """Everyone's work in a pool, collected at any time without ending anything.
 
-The root folder of every notebook held in a live session of the pool is
-copied out as a snapshot is (snapshots.copy_folder_into_zip: its caps and
+The root folder of every notebook held in a live session of the pool (of
+every pool of a workshop, for the collection at its close) is copied out as a snapshot is (snapshots.copy_folder_into_zip: its caps and
 timeout per notebook), TMPNB_COPIES_AT_ONCE notebooks at a time, into one zip
 under TMPNB_VAR_DIR/collections that holds a folder per participant and a
 README.txt naming what is missing and why. A notebook that fails is listed
@@ -95,8 +95,9 @@ def collect_work(collection_id: int) -> Collection:
     collection = Collection.objects.select_related("pool", "workshop").get(pk=collection_id)
     pool = collection.pool
     # A workshop's collection holds every pool of it (a Python pool and an R pool, say), each copied from its own root.
-    pools_of_it = list(collection.workshop.pools.all()) if collection.workshop else [pool]
+    pools_of_it = list(collection.workshop.pools.order_by("name")) if collection.workshop else [pool]
     sessions = Session.objects.active().filter(container__pool__in=pools_of_it, container__state=Container.State.ASSIGNED)
+    source = ", ".join(f"pool {each.name}" for each in pools_of_it)
     participants = [
         Participant(
             folder=participant_folder(session),
@@ -114,15 +115,15 @@ def collect_work(collection_id: int) -> Collection:
         with tempfile.TemporaryDirectory(dir=folder, prefix=".parts-") as scratch:
             with ThreadPoolExecutor(max_workers=settings.TMPNB_COPIES_AT_ONCE, thread_name_prefix="collect") as copies:
                 copied = list(copies.map(lambda participant: _copy_participant(participant, Path(scratch)), participants))
-            _write_collection(partial, copied, source=", ".join(f"pool {each.name}" for each in pools_of_it), at=collection.started_at)
+            _write_collection(partial, copied, source=source, at=collection.started_at)
         partial.rename(folder / name)
         collection.file_name = name
     except OSError as error:  # this machine's disk: full, or not writable
-        log.warning("the work of pool %s could not be collected: %s", pool.name, error)
+        log.warning("the work of %s could not be collected: %s", source, error)
         collection.error = str(error)[:500] or type(error).__name__
     finally:
         partial.unlink(missing_ok=True)
-    return _finish(collection, copied)
+    return _finish(collection, copied, source=source)
 
 
 def _copy_participant(participant: Participant, scratch: Path) -> CopiedParticipant:
@@ -195,7 +196,7 @@ def _incomplete(work: CopiedWork) -> bool:
     return bool(work.error or work.left_out_count)
 
 
-def _finish(collection: Collection, copied: list[CopiedParticipant]) -> Collection:
+def _finish(collection: Collection, copied: list[CopiedParticipant], *, source: str) -> Collection:
     collection.taken_at = timezone.now()
     collection.expires_at = collection.taken_at + timedelta(hours=kept_hours())
     collection.size = collection_path(collection).stat().st_size if collection.file_name else 0
@@ -204,11 +205,11 @@ def _finish(collection: Collection, copied: list[CopiedParticipant]) -> Collecti
     collection.save()
     pool = collection.pool
     if collection.file_name:
-        message = f"work of {collection.participants} participant(s) of pool {pool.name} collected for {collection.by}: {collection.size} bytes"
+        message = f"work of {collection.participants} participant(s) of {source} collected for {collection.by}: {collection.size} bytes"
         if collection.incomplete:
             message += f"; {collection.incomplete} not copied whole (the zip's {README} says why)"
     else:
-        message = f"the work of pool {pool.name} could not be collected for {collection.by}: {collection.error}"
+        message = f"the work of {source} could not be collected for {collection.by}: {collection.error}"
     record_event(
         Event.Kind.COLLECTION,
         message,

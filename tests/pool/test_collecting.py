@@ -218,4 +218,5 @@ def test_a_workshops_collection_holds_the_participants_of_every_pool_of_it(room,
     files = contents(collecting.collection_path(collection))
     assert files[f"{dee.visitor_tag}/analysis.R"] == b"x <- 1\n" and collection.participants == 4
     assert all(files[f"{session.visitor_tag}/notes.txt"] for session in room)
-    assert "of pool default, pool r at" in files["README.txt"].decode() or "of pool r, pool default at" in files["README.txt"].decode()
+    assert "everyone holding a notebook of pool default, pool r at" in files["README.txt"].decode()
+    assert "work of 4 participant(s) of pool default, pool r collected for workshop Intro" in Event.objects.get(kind=Event.Kind.COLLECTION).message
