@@ -1,8 +1,9 @@
 """Everyone's work in a pool, collected at any time without ending anything.
 
 The root folder of every notebook held in a live session of the pool (of
-every pool of a workshop, for the collection at its close) is copied out as a snapshot is (snapshots.copy_folder_into_zip: its caps and
-timeout per notebook), TMPNB_COPIES_AT_ONCE notebooks at a time, into one zip
+every pool of a workshop, for the collection at its close) is copied out as
+a snapshot is (snapshots.copy_folder_into_zip: its caps and timeout per
+notebook), TMPNB_COPIES_AT_ONCE notebooks at a time, into one zip
 under TMPNB_VAR_DIR/collections that holds a folder per participant and a
 README.txt naming what is missing and why. A notebook that fails is listed
 there and never fails the whole collection. Collections are kept for
