@@ -1,8 +1,10 @@
+from datetime import date, datetime, time
 from typing import Any, TypeVar
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import widgets
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
@@ -19,7 +21,7 @@ from django.utils.timezone import localtime
 from pool.backends import get_backend
 from pool.backends.base import BackendError
 from pool.materials_files import ARCHIVE_SUFFIXES, MaterialsError
-from pool.models import Collection, Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot, Workshop
+from pool.models import Collection, Container, Event, Pool, QueueEntry, Schedule, Session, Snapshot, Workshop, WorkshopPool
 from pool.services import broadcasts, collecting, ending, events, materials, pools, workshops
 from pool.views import zip_download
 
@@ -422,13 +424,67 @@ class EventAdmin(RecordAdmin[Event]):
         return response
 
 
+class WallClockField(forms.SplitDateTimeField):
+    """A date and a time as typed, without a zone: the form reads them in the
+    workshop's time zone (Django's own field reads them in TMPNB_TIME_ZONE)."""
+
+    def compress(self, data_list: tuple[date, time] | None) -> datetime | None:
+        return datetime.combine(*data_list) if data_list else None
+
+
 class WorkshopForm(forms.ModelForm[Workshop]):
+    """Start and end are typed, and shown, in the workshop's own time zone."""
+
+    class Meta:
+        help_texts = {"time_zone": "The organiser's, such as Europe/Paris: the start and the end are typed and shown in it."}
+
+    starts_at = WallClockField(widget=widgets.AdminSplitDateTime, help_text="When the landing opens, in the workshop's time zone.")
+    ends_at = WallClockField(
+        widget=widgets.AdminSplitDateTime, help_text="When the participants are warned that their notebooks end, in the workshop's time zone."
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            for field in ("starts_at", "ends_at"):
+                self.initial[field] = self.instance.local(getattr(self.instance, field)).replace(tzinfo=None)
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
-        if all(data.get(field) is not None for field in ("starts_at", "ends_at", "headcount")):
-            for field, problem in workshops.workshop_problems(starts_at=data["starts_at"], ends_at=data["ends_at"], headcount=data["headcount"]).items():
-                self.add_error(field, problem)
+        if data.get("time_zone"):  # else its own error says why, and nothing is saved
+            for field in ("starts_at", "ends_at"):
+                if data.get(field) is not None:
+                    try:
+                        data[field] = workshops.in_time_zone(data[field], data["time_zone"])
+                    except ValueError as error:
+                        self.add_error(field, str(error))
+        if data.get("starts_at") is not None and data.get("ends_at") is not None and data["ends_at"] <= data["starts_at"]:
+            self.add_error("ends_at", "The end must come after the start.")
         return data
+
+
+class SeatsFormSet(forms.BaseInlineFormSet[WorkshopPool, Workshop, forms.ModelForm[WorkshopPool]]):
+    """A workshop's pools: at least one, and no more notebooks over all of them than this machine holds."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [form.cleaned_data for form in self.forms if form.cleaned_data and not form.cleaned_data.get("DELETE")]
+        if not kept:
+            raise forms.ValidationError("A workshop needs at least one pool, with the participants expected on it.")
+        if problem := workshops.headcount_problem(sum(seat.get("headcount") or 0 for seat in kept)):
+            raise forms.ValidationError(problem)
+
+
+class WorkshopPoolInline(admin.TabularInline[WorkshopPool, Workshop]):
+    """Its pools, each with the participants expected on it (a Python pool and an R pool, say)."""
+
+    model = WorkshopPool
+    formset = SeatsFormSet
+    fields = ["pool", "headcount"]
+    extra = 1
+    min_num = 1
+    verbose_name = "pool"
+    verbose_name_plural = "pools, with the participants expected on each"
 
 
 @admin.register(Workshop)
@@ -436,13 +492,22 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
     """A workshop from start to end (README "Running a workshop"); the rules are in pool/services/workshops.py."""
 
     form = WorkshopForm
-    list_display = ["name", "pool", "state", "starts", "ends", "headcount", "numbers"]
-    list_filter = ["pool"]
-    fields = ["name", "pool", "starts_at", "ends_at", "time_zone", "headcount", "keep_minutes", "materials_source", "access_code", "language", "at_a_glance"]
+    inlines = [WorkshopPoolInline]
+    list_display = ["name", "pools_and_headcounts", "state", "starts", "ends", "numbers"]
+    list_filter = ["pools"]
+    fields = ["name", "time_zone", "starts_at", "ends_at", "keep_minutes", "materials_source", "access_code", "language", "at_a_glance"]
     readonly_fields = ["at_a_glance"]
 
     def save_model(self, request: HttpRequest, workshop: Workshop, form: forms.ModelForm[Workshop], change: bool) -> None:
-        workshops.plan_workshop(workshop)  # the form checked its numbers already
+        workshop.save()  # planned once its pools are saved too (save_related), in the admin's one transaction
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm[Workshop], formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        workshops.plan_workshop(form.instance, by=request.user.get_username())  # the forms checked its numbers already
+
+    @admin.display(description="pools (headcount)")
+    def pools_and_headcounts(self, workshop: Workshop) -> str:
+        return ", ".join(f"{seat.pool.name} ({seat.headcount})" for seat in workshop.seats_by_pool())
 
     @admin.display(description="state")
     def state(self, workshop: Workshop) -> str:
@@ -464,26 +529,34 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
     @admin.display(description="at a glance")
     def at_a_glance(self, workshop: Workshop) -> SafeString | str:
         if workshop.pk is None:
-            return "Saved, it warms its pool before the start by as much as the pool's measured fill needs."
+            return "Saved, it warms each pool before the start by as much as the slowest pool's measured fill needs."
         glance = workshops.glance(workshop)
+        each_pool = format_html_join(
+            "",
+            '<li>{}: headcount {}: {} ready, {} in use, {} starting; {} in the queue. <a href="{}">The room</a></li>',
+            (
+                (each.pool.name, each.headcount, each.ready, each.in_use, each.starting, each.queued, reverse("admin:room", args=[each.pool.pk]))
+                for each in glance.pools
+            ),
+        )
         collections = format_html_join(
             "",
             "<li>{}: {} participants, {}</li>",
             ((localtime(c.started_at), c.participants, CollectionAdmin.zip(None, c)) for c in glance.collections),  # type: ignore[arg-type]
         )
         return format_html(
-            "<strong>{}</strong>. Headcount {}: {} ready, {} in use, {} starting; {} in the queue.<br>"
-            "Warms from {} ({} s ahead, from the pool's measured fill); notebooks kept until {}, then collected and the pool drained.<br>"
-            'Collected work: <ul>{}</ul><a href="{}">The room</a>',
+            "<strong>{}</strong>. Headcount {}: {} ready, {} in use, {} starting; {} in the queue.<ul>{}</ul>"
+            "Warms from {} ({} s ahead, from the pools' measured fill); notebooks kept until {}, then collected and the pools drained.<br>"
+            "Collected work: <ul>{}</ul>",
             glance.state,
             glance.headcount,
             glance.ready,
             glance.in_use,
             glance.starting,
             glance.queued,
+            each_pool,
             f"{workshop.local(workshop.warms_at):%Y-%m-%d %H:%M:%S}",
             workshop.lead_seconds,
             f"{workshop.local(workshop.closes_at):%Y-%m-%d %H:%M:%S}",
             collections or "none yet",
-            reverse("admin:room", args=[workshop.pool_id]),
         )

@@ -283,6 +283,12 @@ class Container(models.Model):
     error = models.TextField(blank=True)
     lease_until = models.DateTimeField(null=True, blank=True, help_text="A spawn in progress renews this; past it, its worker is taken for dead.")
     disk_used = models.PositiveBigIntegerField(null=True, blank=True, help_text="Bytes it had written at the last disk check (TMPNB_DISK_LIMIT).")
+    disk_at_landing = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Bytes it had written when its participant landed (the last disk check before, else the first after): "
+        "what they saved since is disk_used less this.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     ready_at = models.DateTimeField(null=True, blank=True)
     assigned_at = models.DateTimeField(null=True, blank=True)
@@ -646,6 +652,14 @@ class Collection(models.Model):
     on. Kept like a snapshot, then its zip is pruned."""
 
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="collections")
+    workshop = models.ForeignKey(
+        "Workshop",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Set: it holds every pool of this workshop, not only its pool.",
+    )
     by = models.CharField(max_length=150, blank=True, help_text="The organiser (or the part of tmpnb) who asked for it.")
     started_at = models.DateTimeField(default=timezone.now)
     taken_at = models.DateTimeField(null=True, blank=True, help_text="When the zip was complete; empty while it is collected.")
@@ -690,6 +704,7 @@ class Event(models.Model):
         COLLECTION = "collection", "work collected"
         BROADCAST = "broadcast", "files broadcast"
         LOOK = "look", "looked at by a helper"
+        WORKSHOP = "workshop", "workshop planned, opened, ended or closed"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -771,7 +786,7 @@ class WorkshopQuerySet(models.QuerySet["Workshop"]):
     def closing_at(self, pool_id: int, now: datetime) -> datetime | None:
         """When the notebooks of ``pool_id`` end for a workshop under way at
         ``now`` (its end plus the minutes it keeps them), if one is."""
-        workshop = self.unfinished().filter(pool_id=pool_id, starts_at__lte=now).order_by("ends_at").first()
+        workshop = self.unfinished().filter(pools=pool_id, starts_at__lte=now).order_by("ends_at").first()
         return workshop.closes_at if workshop else None
 
 
@@ -787,11 +802,10 @@ class Workshop(models.Model):
         ENDED = "ended"
 
     name = models.CharField(max_length=100)
-    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="workshops")
+    pools: "models.ManyToManyField[Pool, WorkshopPool]" = models.ManyToManyField(Pool, through="WorkshopPool", related_name="workshops")
     starts_at = models.DateTimeField(help_text="When the landing opens.")
     ends_at = models.DateTimeField(help_text="When the participants are warned that their notebooks end.")
     time_zone = models.CharField(max_length=64, default=default_time_zone, validators=[validate_time_zone], help_text="The organiser's: times are shown in it.")
-    headcount = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="Participants expected: as many notebooks are ready at the start.")
     keep_minutes = models.PositiveIntegerField(
         default=10,
         validators=[MaxValueValidator(24 * 60)],
@@ -806,6 +820,9 @@ class Workshop(models.Model):
     )
     lead_seconds = models.PositiveIntegerField(default=0, editable=False, help_text="How long before the start the pool warms, from its measured fill.")
     finished_at = models.DateTimeField(null=True, blank=True, editable=False, help_text="When the work was collected and the notebooks ended.")
+    told = models.CharField(
+        max_length=10, blank=True, editable=False, choices=State.choices, help_text="The last state the event log was told it reached (open or ending)."
+    )
     collection = models.ForeignKey("Collection", null=True, blank=True, on_delete=models.SET_NULL, editable=False, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -838,3 +855,27 @@ class Workshop(models.Model):
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(zoneinfo.ZoneInfo(self.time_zone))
+
+    def seats_by_pool(self) -> list["WorkshopPool"]:
+        return list(self.seats.select_related("pool").order_by("pool__name"))
+
+    @property
+    def headcount(self) -> int:
+        """Participants expected, over all its pools."""
+        return sum(seat.headcount for seat in self.seats.all())
+
+
+class WorkshopPool(models.Model):
+    """One pool of a workshop, with the participants expected on it: as many
+    of its notebooks are ready at the start (a Python pool and an R pool,
+    say)."""
+
+    workshop = models.ForeignKey(Workshop, on_delete=models.CASCADE, related_name="seats")
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="workshop_seats")
+    headcount = models.PositiveIntegerField(validators=[MinValueValidator(1)], help_text="Participants expected on this pool.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["workshop", "pool"], name="one_headcount_per_pool_of_a_workshop")]
+
+    def __str__(self) -> str:
+        return f"{self.pool} for {self.headcount}"

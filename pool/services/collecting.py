@@ -1,8 +1,9 @@
 """Everyone's work in a pool, collected at any time without ending anything.
 
-The root folder of every notebook held in a live session of the pool is
-copied out as a snapshot is (snapshots.copy_folder_into_zip: its caps and
-timeout per notebook), TMPNB_COPIES_AT_ONCE notebooks at a time, into one zip
+The root folder of every notebook held in a live session of the pool (of
+every pool of a workshop, for the collection at its close) is copied out as
+a snapshot is (snapshots.copy_folder_into_zip: its caps and timeout per
+notebook), TMPNB_COPIES_AT_ONCE notebooks at a time, into one zip
 under TMPNB_VAR_DIR/collections that holds a folder per participant and a
 README.txt naming what is missing and why. A notebook that fails is listed
 there and never fails the whole collection. Collections are kept for
@@ -42,6 +43,7 @@ class Participant:
 
     folder: str  # their folder in the zip
     backend_id: str
+    root: str  # the folder their notebook server shows
     notebook: str  # the container's name, for the log
 
 
@@ -91,14 +93,21 @@ def participant_folder(session: Session) -> str:
 def collect_work(collection_id: int) -> Collection:
     """Copy the work of every live session of the collection's pool into its
     zip. Nothing ends: the copies only read the notebooks' folders."""
-    collection = Collection.objects.select_related("pool").get(pk=collection_id)
+    collection = Collection.objects.select_related("pool", "workshop").get(pk=collection_id)
     pool = collection.pool
-    sessions = Session.objects.active().filter(container__pool=pool, container__state=Container.State.ASSIGNED)
+    # A workshop's collection holds every pool of it (a Python pool and an R pool, say), each copied from its own root.
+    pools_of_it = list(collection.workshop.pools.order_by("name")) if collection.workshop else [pool]
+    sessions = Session.objects.active().filter(container__pool__in=pools_of_it, container__state=Container.State.ASSIGNED)
+    source = ", ".join(f"pool {each.name}" for each in pools_of_it)
     participants = [
-        Participant(folder=participant_folder(session), backend_id=session.container.backend_id, notebook=session.container.name)
-        for session in sessions.select_related("container").order_by("started_at", "pk")
+        Participant(
+            folder=participant_folder(session),
+            backend_id=session.container.backend_id,
+            root=notebook_root(session.container.pool),
+            notebook=session.container.name,
+        )
+        for session in sessions.select_related("container__pool").order_by("started_at", "pk")
     ]
-    root = notebook_root(pool)
     folder = collections_dir()
     name = f"{pool.name}-{timezone.now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}.zip"
     partial = folder / f".{name}.part"
@@ -106,28 +115,28 @@ def collect_work(collection_id: int) -> Collection:
     try:
         with tempfile.TemporaryDirectory(dir=folder, prefix=".parts-") as scratch:
             with ThreadPoolExecutor(max_workers=settings.TMPNB_COPIES_AT_ONCE, thread_name_prefix="collect") as copies:
-                copied = list(copies.map(lambda participant: _copy_participant(participant, root, Path(scratch)), participants))
-            _write_collection(partial, copied, pool=pool, at=collection.started_at)
+                copied = list(copies.map(lambda participant: _copy_participant(participant, Path(scratch)), participants))
+            _write_collection(partial, copied, source=source, at=collection.started_at)
         partial.rename(folder / name)
         collection.file_name = name
     except OSError as error:  # this machine's disk: full, or not writable
-        log.warning("the work of pool %s could not be collected: %s", pool.name, error)
+        log.warning("the work of %s could not be collected: %s", source, error)
         collection.error = str(error)[:500] or type(error).__name__
     finally:
         partial.unlink(missing_ok=True)
-    return _finish(collection, copied)
+    return _finish(collection, copied, source=source)
 
 
-def _copy_participant(participant: Participant, root: str, scratch: Path) -> CopiedParticipant:
+def _copy_participant(participant: Participant, scratch: Path) -> CopiedParticipant:
     """One notebook's folder into a zip of its own (stored: the collection's
     zip compresses once), so that notebooks copy side by side."""
     part = scratch / f"{secrets.token_hex(8)}.zip"
     with zipfile.ZipFile(part, "w", zipfile.ZIP_STORED) as archive:
-        work = copy_folder_into_zip(participant.backend_id, root, archive, notebook=participant.notebook)
+        work = copy_folder_into_zip(participant.backend_id, participant.root, archive, notebook=participant.notebook)
     return CopiedParticipant(participant, part, work)
 
 
-def _write_collection(path: Path, copied: list[CopiedParticipant], *, pool: Pool, at: datetime) -> None:
+def _write_collection(path: Path, copied: list[CopiedParticipant], *, source: str, at: datetime) -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as collection:
         for each in copied:
             folder = zipfile.ZipInfo(f"{each.participant.folder}/", _zip_time(at))
@@ -137,7 +146,7 @@ def _write_collection(path: Path, copied: list[CopiedParticipant], *, pool: Pool
                 for info in part.infolist():
                     _copy_entry(part, info, collection, prefix=f"{each.participant.folder}/")
             each.part.unlink()  # as it goes: the disk holds the parts and the zip at once only briefly
-        collection.writestr(README, readme(copied, pool=pool, at=at))
+        collection.writestr(README, readme(copied, source=source, at=at))
 
 
 def _copy_entry(source: zipfile.ZipFile, info: zipfile.ZipInfo, target: zipfile.ZipFile, *, prefix: str) -> None:
@@ -155,10 +164,10 @@ def _zip_time(at: datetime) -> tuple[int, int, int, int, int, int]:
     return timezone.localtime(at).timetuple()[:6]
 
 
-def readme(copied: list[CopiedParticipant], *, pool: Pool, at: datetime) -> str:
+def readme(copied: list[CopiedParticipant], *, source: str, at: datetime) -> str:
     """What the zip holds, and for each participant whose copy is not whole, what is missing and why."""
     lines = [
-        f"The work of everyone holding a notebook of pool {pool.name} at {timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}:",
+        f"The work of everyone holding a notebook of {source} at {timezone.localtime(at):%Y-%m-%d %H:%M:%S %Z}:",
         f"one folder per participant, named by their label and the name they typed, if any. {len(copied)} participant(s).",
         "",
     ]
@@ -188,7 +197,7 @@ def _incomplete(work: CopiedWork) -> bool:
     return bool(work.error or work.left_out_count)
 
 
-def _finish(collection: Collection, copied: list[CopiedParticipant]) -> Collection:
+def _finish(collection: Collection, copied: list[CopiedParticipant], *, source: str) -> Collection:
     collection.taken_at = timezone.now()
     collection.expires_at = collection.taken_at + timedelta(hours=kept_hours())
     collection.size = collection_path(collection).stat().st_size if collection.file_name else 0
@@ -197,11 +206,11 @@ def _finish(collection: Collection, copied: list[CopiedParticipant]) -> Collecti
     collection.save()
     pool = collection.pool
     if collection.file_name:
-        message = f"work of {collection.participants} participant(s) of pool {pool.name} collected for {collection.by}: {collection.size} bytes"
+        message = f"work of {collection.participants} participant(s) of {source} collected for {collection.by}: {collection.size} bytes"
         if collection.incomplete:
             message += f"; {collection.incomplete} not copied whole (the zip's {README} says why)"
     else:
-        message = f"the work of pool {pool.name} could not be collected for {collection.by}: {collection.error}"
+        message = f"the work of {source} could not be collected for {collection.by}: {collection.error}"
     record_event(
         Event.Kind.COLLECTION,
         message,

@@ -36,6 +36,14 @@ def nearly_full(used: int | None, limit: int | None) -> bool:
     return limit is not None and used is not None and used >= DISK_WARN_SHARE * limit
 
 
+def saved_since_landing(container: Container) -> int | None:
+    """Bytes the participant of ``container`` has written since they landed,
+    at the last disk check; None before the first check that saw it held."""
+    if container.disk_used is None or container.disk_at_landing is None:
+        return None
+    return max(0, container.disk_used - container.disk_at_landing)
+
+
 def size_text(size: int) -> str:
     """Bytes as people read them: 150 MB, 2 GB, 2.5 GB."""
     if size >= 1024**3:
@@ -45,7 +53,10 @@ def size_text(size: int) -> str:
 
 def check_disk() -> DiskReport:
     """Measure what every held notebook has written; warn the ones nearing
-    TMPNB_DISK_LIMIT (once) and end the ones past it."""
+    TMPNB_DISK_LIMIT (once) and end the ones past it. Ready notebooks are
+    measured too, so that the first check after a landing knows what the
+    notebook held before it (its materials, its server's start): the room
+    view shows what the participant saved since (saved_since_landing)."""
     report = DiskReport(warned=0, ended=0)
     limit = settings.TMPNB_DISK_LIMIT
     if not limit:
@@ -56,13 +67,18 @@ def check_disk() -> DiskReport:
         log.warning("disk check skipped: %s", error)
         return report
     measured = []
-    for container in Container.objects.assigned().select_related("pool"):
+    for container in Container.objects.filter(state__in=[Container.State.READY, Container.State.ASSIGNED]).select_related("pool"):
         used = usage.get(container.name)
         if used is None:
             continue
         before, container.disk_used = container.disk_used, used
-        if used != before:
+        if container.state == Container.State.ASSIGNED and container.disk_at_landing is None:
+            container.disk_at_landing = used if before is None else before
             measured.append(container)
+        elif used != before:
+            measured.append(container)
+        if container.state != Container.State.ASSIGNED:
+            continue  # measured only for its baseline: what a notebook held ready has written is not its participant's
         if used > limit:
             report["ended"] += _end(container, used, limit)
         elif nearly_full(used, limit) and not nearly_full(before, limit):
@@ -70,7 +86,7 @@ def check_disk() -> DiskReport:
             message = f"{container.name} warned: {size_text(used)} written of TMPNB_DISK_LIMIT ({size_text(limit)})"
             record_event(Event.Kind.DISK, message, container=container, session=session, used=used, limit=limit)
             report["warned"] += 1
-    Container.objects.bulk_update(measured, ["disk_used"], batch_size=500)
+    Container.objects.bulk_update(measured, ["disk_used", "disk_at_landing"], batch_size=500)
     return report
 
 

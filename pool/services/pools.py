@@ -14,7 +14,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
-from pool.models import Container, Event, Pool, Schedule, Workshop
+from pool.models import Container, Event, Pool, Schedule, Workshop, WorkshopPool
 from pool.services.ending import request_refill, retire_container
 from pool.services.events import record_event
 
@@ -86,6 +86,7 @@ def read_recently(key: tuple[str, str | int], read: Callable[[], T]) -> T:
 
 @receiver([post_save, post_delete], sender=Pool)
 @receiver([post_save, post_delete], sender=Workshop)
+@receiver([post_save, post_delete], sender=WorkshopPool)
 def forget_pools(**kwargs: Any) -> None:
     _recent.clear()
 

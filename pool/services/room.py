@@ -3,8 +3,9 @@ the organisers (the admin's room page, which refreshes itself), and what a
 participant tells them from inside their notebook: a raised hand with a help
 text, and a display name (which they may also type while they wait).
 
-Activity and the time before a cull come from the rows (the reconciler syncs
-the proxy's activity onto them). Kernels and open notebooks come from each
+Activity, the time before a cull and the work saved come from the rows (the
+reconciler syncs the proxy's activity onto them; the disk check measures
+every notebook in its one call, pool/services/disk.py). Kernels and open notebooks come from each
 notebook server's own API with its token, read in one pass over the pool's
 servers: PROBES_AT_ONCE at a time, each with a short timeout, the whole pass
 within PASS_SECONDS, and kept in the cache for CACHE_SECONDS so that several
@@ -31,6 +32,7 @@ from django.utils.crypto import constant_time_compare
 
 from pool.models import Container, Pool, QueueEntry, Session
 from pool.services import notebook_api
+from pool.services.disk import saved_since_landing
 from pool.services.upkeep import cull_due
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class Participant:
     kernel: str
     notebooks: int | None
     seconds_left: int  # before the first cull due
-    work_bytes: int | None  # written in the notebook, at the last disk check
+    work_bytes: int | None  # saved since they landed, at the last disk check (disk.saved_since_landing)
     hand_raised_at: datetime | None
     hand_text: str
 
@@ -98,7 +100,7 @@ def _participant(session: Session, server: ServerState, now: datetime) -> Partic
         kernel=server.kernel,
         notebooks=server.notebooks,
         seconds_left=max(0, round((min(age_due, idle_due) - now).total_seconds())),
-        work_bytes=session.container.disk_used,
+        work_bytes=saved_since_landing(session.container),
         hand_raised_at=session.hand_raised_at,
         hand_text=session.hand_text,
     )

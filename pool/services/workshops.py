@@ -7,24 +7,30 @@ pool to the headcount as long before the start as its measured fill needs,
 one that drains it once the notebooks are collected. Beat advances the rest
 (advance_workshops): at the end every participant's banner counts down to
 ``closes_at`` (upkeep.time_left), and at ``closes_at`` the work is collected
-and the sessions end, as a cull ends them (their work saved too).
+and the sessions end, as a cull ends them (their work saved too). The event
+log is told each step (Event.Kind.WORKSHOP): planned, opened, ended,
+collected, closed.
 """
 
 import logging
 import math
 import statistics
+import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
-from pool.models import Collection, Container, Event, Pool, Schedule, Session, Workshop
+from pool.models import Collection, Container, Event, Pool, Schedule, Session, Workshop, WorkshopPool
 from pool.services import pools
 from pool.services.collecting import collect_work
 from pool.services.ending import retire_and_record
+from pool.services.rows import insert
 from pool.services.schedules import apply_due_schedules
 
 log = logging.getLogger(__name__)
@@ -101,46 +107,117 @@ def notebooks_the_machine_holds(memory: int | None = None) -> int:
     return max(0, (memory - SYSTEM_RESERVE) // (settings.TMPNB_NOTEBOOK_MEMORY_MB * 2**20))
 
 
+def in_time_zone(wall: datetime, zone: str) -> datetime:
+    """The moment a clock in ``zone`` shows ``wall`` (a time as the organiser
+    typed it, without a zone). Raises ValueError, saying why, for a zone that
+    does not exist or a time its clocks skip (the hour lost when summer time
+    begins). A time they show twice (the hour repeated when it ends) is the
+    first of the two."""
+    try:
+        tz = zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{zone!r} is not a time zone (write one such as Europe/Paris or America/New_York).") from None
+    moment = wall.replace(tzinfo=tz, fold=0)
+    if moment.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != wall.replace(tzinfo=None):
+        raise ValueError(f"{wall:%Y-%m-%d %H:%M} does not exist in {zone}: its clocks skip it (summer time begins); choose a time before or after the jump.")
+    return moment.astimezone(UTC)  # an ambiguous wall time never equals another zone's (PEP 495): UTC compares
+
+
 def workshop_problems(*, starts_at: datetime, ends_at: datetime, headcount: int, memory: int | None = None) -> dict[str, str]:
     """What is wrong with these numbers, by field; empty when nothing is."""
     problems = {}
     if ends_at <= starts_at:
         problems["ends_at"] = "The end must come after the start."
-    holds = notebooks_the_machine_holds(memory)
-    if headcount > holds:
-        problems["headcount"] = (
-            f"This machine can hold about {holds} notebooks ({machine_memory() if memory is None else memory:,} bytes of memory, "
-            f"less 1 GiB for the system, at {settings.TMPNB_NOTEBOOK_MEMORY_MB} MiB per notebook, TMPNB_NOTEBOOK_MEMORY_MB); "
-            f"ask for at most {holds}, or split the workshop over two machines."
-        )
+    if too_many := headcount_problem(headcount, memory):
+        problems["headcount"] = too_many
     return problems
 
 
-def plan_workshop(workshop: Workshop, *, memory: int | None = None, now: datetime | None = None) -> Workshop:
-    """Check ``workshop``, save it and (re)write its schedules: warm the pool
-    to the headcount by the start, drain it once the work is collected. Its
-    materials and access code, if it has them, become the pool's now, so the
-    materials are prepared before the warming. Raises WorkshopError, having
-    changed nothing, on bad input."""
-    if problems := workshop_problems(starts_at=workshop.starts_at, ends_at=workshop.ends_at, headcount=workshop.headcount, memory=memory):
+def headcount_problem(headcount: int, memory: int | None = None) -> str | None:
+    """Why this machine cannot hold ``headcount`` notebooks, if it cannot."""
+    holds = notebooks_the_machine_holds(memory)
+    if headcount <= holds:
+        return None
+    return (
+        f"This machine can hold about {holds} notebooks ({machine_memory() if memory is None else memory:,} bytes of memory, "
+        f"less 1 GiB for the system, at {settings.TMPNB_NOTEBOOK_MEMORY_MB} MiB per notebook, TMPNB_NOTEBOOK_MEMORY_MB); "
+        f"ask for at most {holds} over all the workshop's pools, or split the workshop over two machines."
+    )
+
+
+def plan_workshop(
+    workshop: Workshop, *, headcounts: dict[Pool, int] | None = None, by: str = ACTOR, memory: int | None = None, now: datetime | None = None
+) -> Workshop:
+    """Check ``workshop``, save it with ``headcounts`` (its pools and the
+    participants expected on each; None: those it has) and (re)write its
+    schedules: warm each pool to its headcount by the start, drain each once
+    the work is collected. Its materials and access code, if it has them,
+    become every pool's now, so the materials are prepared before the
+    warming. The event log says so, with the lead and the schedules. Raises
+    WorkshopError, having changed nothing, on bad input."""
+    if headcounts is None:
+        headcounts = {seat.pool: seat.headcount for seat in workshop.seats_by_pool()} if workshop.pk else {}
+    total = sum(headcounts.values())
+    problems = workshop_problems(starts_at=workshop.starts_at, ends_at=workshop.ends_at, headcount=total, memory=memory)
+    if not headcounts:
+        problems["pools"] = "A workshop needs at least one pool, with the participants expected on it."
+    if problems:
         raise WorkshopError(problems)
     now = now or timezone.now()
-    pool = workshop.pool
-    workshop.lead_seconds = int(warming_lead(workshop.headcount, measured_fill(pool)).total_seconds())
+    workshop.lead_seconds = max(int(warming_lead(headcount, measured_fill(pool)).total_seconds()) for pool, headcount in headcounts.items())
     with transaction.atomic():
         workshop.save()
-        _give_pool(workshop)
+        workshop.seats.exclude(pool__in=list(headcounts)).delete()
+        for pool, headcount in headcounts.items():
+            WorkshopPool.objects.update_or_create(workshop=workshop, pool=pool, defaults={"headcount": headcount})
         workshop.schedules.filter(applied_at__isnull=True).delete()
-        if workshop.starts_at > now:
-            # Warming: a pool already larger keeps its size; the ready target is the headcount.
-            capacity = max(pool.capacity, workshop.headcount)
-            Schedule.objects.create(pool=pool, workshop=workshop, at=max(workshop.warms_at, now), capacity=capacity, ready_target=workshop.headcount)
-        Schedule.objects.create(pool=pool, workshop=workshop, at=workshop.closes_at, capacity=0, ready_target=0)
+        for pool, headcount in headcounts.items():
+            _give_pool(workshop, pool)
+            if workshop.starts_at > now:
+                # Warming: a pool already larger keeps its size; the ready target is its headcount.
+                capacity = max(pool.capacity, headcount)
+                Schedule.objects.create(pool=pool, workshop=workshop, at=max(workshop.warms_at, now), capacity=capacity, ready_target=headcount)
+            Schedule.objects.create(pool=pool, workshop=workshop, at=workshop.closes_at, capacity=0, ready_target=0)
+        _tell_planned(workshop, headcounts, by=by)
     return workshop
 
 
-def _give_pool(workshop: Workshop) -> None:
-    pool = workshop.pool
+def _tell_planned(workshop: Workshop, headcounts: dict[Pool, int], *, by: str) -> None:
+    schedules = list(workshop.schedules.filter(applied_at__isnull=True).select_related("pool").order_by("at", "pool__name", "pk"))
+    rows = "; ".join(f"#{row.pk} at {_when(workshop, row.at)}: {row.pool.name} capacity {row.capacity}, {row.ready_target} ready" for row in schedules)
+    on = ", ".join(f"{headcount} on {pool.name}" for pool, headcount in sorted(headcounts.items(), key=lambda item: item[0].name))
+    _tell(
+        workshop,
+        "planned",
+        f"{_when(workshop, workshop.starts_at)} to {_when(workshop, workshop.ends_at)} {workshop.time_zone}, {sum(headcounts.values())} participants ({on}),"
+        f" warming {workshop.lead_seconds} s ahead; schedules {rows}",
+        by=by,
+        headcount=sum(headcounts.values()),
+        headcounts={pool.name: headcount for pool, headcount in headcounts.items()},
+        starts_at=workshop.starts_at.isoformat(),
+        ends_at=workshop.ends_at.isoformat(),
+        closes_at=workshop.closes_at.isoformat(),
+        lead_seconds=workshop.lead_seconds,
+        schedules=[
+            {"id": row.pk, "pool": row.pool.name, "at": row.at.isoformat(), "capacity": row.capacity, "ready_target": row.ready_target} for row in schedules
+        ],
+    )
+
+
+def _when(workshop: Workshop, moment: datetime) -> str:
+    return f"{workshop.local(moment):%Y-%m-%d %H:%M}"
+
+
+def _tell(workshop: Workshop, step: str, message: str, *, by: str = ACTOR, **details: Any) -> None:
+    """One WORKSHOP event: ``step`` (planned, opened, ended, collected, closed)
+    and its counts; under its pool when it has one (several: the details name them)."""
+    pool_ids = [seat.pool_id for seat in workshop.seats.all()]
+    pool_id = pool_ids[0] if len(pool_ids) == 1 else None
+    message = f"workshop {workshop.name} {step}: {message}"
+    insert(Event(kind=Event.Kind.WORKSHOP, message=message[:500], pool_id=pool_id, actor=by, details={"workshop": workshop.pk, "step": step, **details}))
+
+
+def _give_pool(workshop: Workshop, pool: Pool) -> None:
     changed = []
     if workshop.materials_source and workshop.materials_source != pool.materials_source:
         pool.materials_source, pool.materials_branch = workshop.materials_source, ""
@@ -164,7 +241,7 @@ def governing(pool: Pool, now: datetime | None = None) -> Workshop | None:
 
 
 def _governing(pool: Pool, now: datetime) -> Workshop | None:
-    workshops = Workshop.objects.filter(pool=pool)
+    workshops = Workshop.objects.filter(pools=pool)
     return workshops.unfinished().order_by("starts_at").first() or workshops.filter(finished_at__gt=now - REMEMBERED).order_by("-ends_at").first()
 
 
@@ -187,7 +264,7 @@ def landing_closed(workshop: Workshop, *, visitor: str | None = None, now: datet
     if state in (Workshop.State.UPCOMING, Workshop.State.WARMING):
         wait = (workshop.starts_at - now).total_seconds()
         return Closed(workshop=workshop, opens=True, at=workshop.local(workshop.starts_at), retry_after=max(1, min(60, math.ceil(wait))))
-    holds_one = visitor is not None and Session.objects.active().filter(visitor=visitor, container__pool=workshop.pool).exists()
+    holds_one = visitor is not None and Session.objects.active().filter(visitor=visitor, container__pool__in=workshop.pools.all()).exists()
     if state in (Workshop.State.ENDING, Workshop.State.ENDED) and not holds_one:
         return Closed(workshop=workshop, opens=False, at=workshop.local(workshop.ends_at), retry_after=300)
     return None
@@ -199,24 +276,60 @@ def advance_workshops(now: datetime | None = None) -> list[Workshop]:
     the sessions does not refill it."""
     now = now or timezone.now()
     apply_due_schedules(now)
+    for workshop in Workshop.objects.unfinished().filter(starts_at__lte=now).exclude(told=Workshop.State.ENDING):
+        tell_state(workshop, now)
     return [workshop for workshop in Workshop.objects.unfinished().filter(ends_at__lte=now) if workshop.closes_at <= now and finish_workshop(workshop, now=now)]
 
 
+def tell_state(workshop: Workshop, now: datetime) -> bool:
+    """Tell the event log that ``workshop`` opened, or ended, when the beat
+    first sees it so (once: claimed by a conditional update); whether it did."""
+    state = workshop.state(now)
+    if state not in (Workshop.State.OPEN, Workshop.State.ENDING) or state == workshop.told:
+        return False
+    if not Workshop.objects.filter(pk=workshop.pk, told=workshop.told).update(told=state):
+        return False  # another beat told it
+    workshop.told = state
+    glance_now = glance(workshop, now)
+    if state == Workshop.State.OPEN:
+        _tell(
+            workshop,
+            "opened",
+            f"{glance_now.ready} notebooks ready for {glance_now.headcount} participants, {glance_now.in_use} in use, {glance_now.queued} waiting",
+            headcount=glance_now.headcount,
+            ready=glance_now.ready,
+            in_use=glance_now.in_use,
+            queued=glance_now.queued,
+        )
+    else:
+        _tell(
+            workshop,
+            "ended",
+            f"{glance_now.in_use} participants warned; their notebooks are kept until {_when(workshop, workshop.closes_at)} {workshop.time_zone}",
+            in_use=glance_now.in_use,
+            closes_at=workshop.closes_at.isoformat(),
+        )
+    return True
+
+
 def finish_workshop(workshop: Workshop, *, now: datetime) -> bool:
-    """Collect everyone's work in the pool, then end their sessions (each saved
-    as a cull saves it). Claimed by a conditional update, so two beats finish
-    it once. Returns whether this call did."""
+    """Collect everyone's work in its pools into one zip, then end their
+    sessions (each saved as a cull saves it). Claimed by a conditional
+    update, so two beats finish it once. Returns whether this call did."""
     if not Workshop.objects.filter(pk=workshop.pk, finished_at__isnull=True).update(finished_at=now):
         return False  # another beat got there first
     by = f"{ACTOR} {workshop.name}"
-    collection = Collection.objects.create(pool=workshop.pool, by=by)
+    pools_of_it = list(workshop.pools.order_by("name"))
+    collection = Collection.objects.create(pool=pools_of_it[0], workshop=workshop, by=by)
     Workshop.objects.filter(pk=workshop.pk).update(collection=collection)
     try:
         collection = collect_work(collection.pk)
-    except Exception:  # the notebooks end all the same, each saving its own work
+    except Exception as error:  # the notebooks end all the same, each saving its own work
         log.exception("workshop %s: the work was not collected", workshop.name)
+        collection.error = collection.error or f"{type(error).__name__}: {error}"[:500]
+    _tell_collected(workshop, collection)
     ended = 0
-    for session in Session.objects.active().filter(container__pool=workshop.pool).select_related("container"):
+    for session in Session.objects.active().filter(container__pool__in=pools_of_it).select_related("container"):
         ended += retire_and_record(
             session.container,
             Session.EndReason.CULLED_AGE,
@@ -226,12 +339,42 @@ def finish_workshop(workshop: Workshop, *, now: datetime) -> bool:
             on_worker=True,  # the copies of their work are the worker's, in parallel, not this beat's one by one
         )
     log.info("workshop %s: work of %d collected, %d notebooks ended", workshop.name, collection.participants, ended)
+    _tell(workshop, "closed", f"{ended} notebooks ended, {'the pool drains' if len(pools_of_it) == 1 else 'the pools drain'}", ended=ended)
     return True
+
+
+def _tell_collected(workshop: Workshop, collection: Collection) -> None:
+    if collection.error or not collection.file_name:
+        message = f"no zip was made: {collection.error or 'the collection did not finish'}"
+    else:
+        message = f"work of {collection.participants} participants ({collection.incomplete} not whole), {collection.size} bytes in {collection.file_name}"
+    _tell(
+        workshop,
+        "collected",
+        message,
+        collection=collection.pk,
+        participants=collection.participants,
+        incomplete=collection.incomplete,
+        size=collection.size,
+        error=collection.error,
+    )
+
+
+@dataclass(frozen=True)
+class PoolGlance:
+    """One pool of a workshop at a glance."""
+
+    pool: Pool
+    headcount: int
+    ready: int
+    in_use: int
+    starting: int
+    queued: int
 
 
 @dataclass(frozen=True)
 class Glance:
-    """A workshop's page at a glance."""
+    """A workshop's page at a glance: its pools' numbers, and their sums."""
 
     state: str
     headcount: int
@@ -239,20 +382,38 @@ class Glance:
     in_use: int
     starting: int
     queued: int
+    pools: list[PoolGlance]
     collections: list[Collection]
 
 
 def glance(workshop: Workshop, now: datetime | None = None) -> Glance:
     now = now or timezone.now()
-    pool = workshop.pool
-    counts = {state: pool.containers.filter(state=state).count() for state in (Container.State.READY, Container.State.ASSIGNED, Container.State.SPAWNING)}
-    collections = list(Collection.objects.filter(pool=pool, started_at__gte=workshop.starts_at).order_by("-started_at")[:10])
+    each = [_pool_glance(seat) for seat in workshop.seats_by_pool()]
+    collections = Collection.objects.filter(pool__in=[pool.pool for pool in each], started_at__gte=workshop.starts_at).order_by("-started_at")
     return Glance(
         state=workshop.state(now),
-        headcount=workshop.headcount,
-        ready=counts[Container.State.READY],
-        in_use=counts[Container.State.ASSIGNED],
-        starting=counts[Container.State.SPAWNING],
+        headcount=sum(pool.headcount for pool in each),
+        ready=sum(pool.ready for pool in each),
+        in_use=sum(pool.in_use for pool in each),
+        starting=sum(pool.starting for pool in each),
+        queued=sum(pool.queued for pool in each),
+        pools=each,
+        collections=list(collections[:10]),
+    )
+
+
+def _pool_glance(seat: WorkshopPool) -> PoolGlance:
+    pool = seat.pool
+    counts = dict(
+        pool.containers.filter(state__in=[Container.State.READY, Container.State.ASSIGNED, Container.State.SPAWNING])
+        .values_list("state")
+        .annotate(n=Count("pk"))
+    )
+    return PoolGlance(
+        pool=pool,
+        headcount=seat.headcount,
+        ready=counts.get(Container.State.READY, 0),
+        in_use=counts.get(Container.State.ASSIGNED, 0),
+        starting=counts.get(Container.State.SPAWNING, 0),
         queued=pool.queue.waiting().count(),
-        collections=collections,
     )

@@ -29,7 +29,7 @@ def test_a_workshop_opens_on_time_warm_and_at_its_close_collects_and_drains(live
     now = timezone.now()
     start = now + workshops.warming_lead(HEADCOUNT, workshops.DEFAULT_FILL) + timedelta(seconds=10)
     workshop = workshops.plan_workshop(
-        Workshop(name="Intro", pool=pool, starts_at=start, ends_at=start + timedelta(seconds=20), headcount=HEADCOUNT, keep_minutes=0), now=now
+        Workshop(name="Intro", starts_at=start, ends_at=start + timedelta(seconds=20), keep_minutes=0), headcounts={pool: HEADCOUNT}, now=now
     )
 
     response, _ = visit(live_stack.url)

@@ -7,7 +7,7 @@ import pytest
 
 from pool.backends.base import BackendError
 from pool.models import Container, Event, Session, Snapshot
-from pool.services import disk, pools, spawning
+from pool.services import assignment, disk, pools, spawning
 from tests.factories import PoolFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -112,3 +112,26 @@ def test_a_backend_that_cannot_say_ends_nothing(holding, fake_backend):
     assert disk.check_disk() == {"warned": 0, "ended": 0}
     holding.refresh_from_db()
     assert holding.is_active
+
+
+def test_what_a_participant_saved_counts_from_what_their_notebook_held_ready(holding, fake_backend):
+    ready = Container.objects.ready().get()
+    written(fake_backend, **{str(holding.container_id): 4 * MB, str(ready.pk): 3 * MB})  # the materials, the server's start
+    disk.check_disk()
+    assert disk.saved_since_landing(Container.objects.get(pk=ready.pk)) is None  # nobody landed in it
+
+    assert assignment.assign_container(pool=ready.pool, visitor="second").container_id == ready.pk
+    written(fake_backend, **{str(holding.container_id): 6 * MB, str(ready.pk): 5 * MB})
+    disk.check_disk()
+
+    assert disk.saved_since_landing(Container.objects.get(pk=ready.pk)) == 2 * MB  # measured while ready: the rest is theirs
+    assert disk.saved_since_landing(Container.objects.get(pk=holding.container_id)) == 2 * MB  # first seen held, at 4 MB
+
+
+def test_saved_work_is_none_before_a_check_and_never_below_zero(holding, fake_backend):
+    assert disk.saved_since_landing(holding.container) is None
+    written(fake_backend, **{str(holding.container_id): 4 * MB})
+    disk.check_disk()
+    written(fake_backend, **{str(holding.container_id): 1 * MB})  # they deleted materials they were given
+    disk.check_disk()
+    assert disk.saved_since_landing(Container.objects.get(pk=holding.container_id)) == 0

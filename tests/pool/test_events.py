@@ -10,8 +10,8 @@ import docker
 import pytest
 from django.utils import timezone
 
-from pool.models import Event, Pool, Schedule, Session
-from pool.services import assignment, broadcasts, collecting, disk, ending, look, materials, pools, resume, schedules, upkeep, worker
+from pool.models import Event, Pool, Schedule, Session, Workshop
+from pool.services import assignment, broadcasts, collecting, disk, ending, look, materials, pools, resume, schedules, upkeep, worker, workshops
 from tests.factories import ContainerFactory, PoolFactory, new_visitor, pool_admin_form
 from tests.fakes import instead_of_sending
 from tests.pool.test_upkeep import spawn_all
@@ -176,6 +176,8 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     with contextlib.closing(docker.from_env()) as engine:
         engine.containers.get(filler.container.backend_id).exec_run(["dd", "if=/dev/zero", "of=/tmp/big", "bs=1M", "count=2"])
     disk.check_disk()  # a disk limit's end (its work saved first)
+    start = timezone.now() + timedelta(days=1)
+    workshops.plan_workshop(Workshop(name="Intro", starts_at=start, ends_at=start + timedelta(hours=1)), headcounts={pool: 1}, by="ada")  # workshop
     kinds = list(Event.objects.order_by("pk").values_list("kind", flat=True))
     assert kinds == [
         # A held container's end saves its work (here: none, as the tiny image has no folder to save) before it is logged.
@@ -203,5 +205,6 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
         "look",
         "snapshot",
         "disk",
+        "workshop",
     ]
     assert set(kinds) == set(Event.Kind.values)

@@ -1,10 +1,13 @@
 """Migrations renamed after they shipped still count as applied on a database
 that applied them under their old name."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
+from django.utils import timezone
 
 
 @pytest.mark.django_db(transaction=True)
@@ -69,3 +72,24 @@ def test_an_upgrade_caps_the_pools_that_had_no_cpu_quota_at_one_core_and_keeps_t
     from pool.models import Pool
 
     assert dict(Pool.objects.filter(name__in=["uncapped", "half"]).values_list("name", "cpu_quota")) == {"uncapped": 100_000, "half": 50_000}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upgrade_keeps_each_workshops_pool_and_headcount_as_its_one_pool():
+    """0029: a workshop runs on several pools, each with its headcount."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("pool", "0028_workshop_events")])
+    try:
+        old = executor.loader.project_state([("pool", "0028_workshop_events")]).apps
+        pool = old.get_model("pool", "Pool").objects.create(name="python", image="tmpnb/tiny:latest", capacity=2)
+        start = timezone.now()
+        old.get_model("pool", "Workshop").objects.create(name="Intro", pool=pool, starts_at=start, ends_at=start + timedelta(hours=1), headcount=25)
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    from pool.models import Workshop
+
+    workshop = Workshop.objects.get(name="Intro")
+    assert [(seat.pool.name, seat.headcount) for seat in workshop.seats_by_pool()] == [("python", 25)]
+    assert workshop.headcount == 25

@@ -34,7 +34,7 @@ def test_each_participant_has_a_row_with_their_kernels_notebooks_and_time_left(p
     session = servers.holding(
         pool, kernels=KERNELS, sessions=SESSIONS, started_at=now - timedelta(minutes=55), last_activity=now - timedelta(minutes=1), display_name="Ada"
     )
-    session.container.disk_used = 12_345
+    session.container.disk_at_landing, session.container.disk_used = 1_000, 13_345
     session.container.save()
     idle = servers.holding(pool, kernels=[KERNELS[0]], sessions=SESSIONS[:1], started_at=now - timedelta(minutes=5), last_activity=now - timedelta(minutes=4))
     bare = servers.holding(pool, started_at=now - timedelta(minutes=3), last_activity=now - timedelta(minutes=3))
