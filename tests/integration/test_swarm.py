@@ -1,7 +1,7 @@
 """The service on a real three-node Swarm (tests/swarm.py): notebooks spread
 over the nodes, visitors reach them through the proxy at their node's address,
 a restart of the manager ends nothing, materials and saved work move through
-each node's own engine, participants on the worker nodes each have an origin
+each node's own engine, the disk limit holds on a worker node, participants on the worker nodes each have an origin
 of their own, the network guard holds on every node, and a node lost for good
 ends its sessions and is replaced on the others.
 
@@ -167,6 +167,27 @@ def test_on_the_worker_nodes_materials_arrive_and_a_culled_participants_work_dow
         assert Session.objects.get(container=container).end_reason == Session.EndReason.CULLED_IDLE
         _, saved = downloaded(browser, swarm_stack, page)
         assert saved == work
+    finally:
+        on_swarm.set_availability(1, "active")
+
+
+def test_a_notebook_on_a_worker_node_writing_past_the_disk_limit_is_ended_disk_full(swarm_stack, on_swarm):
+    # test_disk_limit's notebook, measured through the worker's own engine.
+    on_swarm.set_availability(1, "drain")
+    try:
+        PoolFactory(capacity=1, command=TINY_WORK_COMMAND)
+        swarm_stack.start(TMPNB_DISK_LIMIT="2m", TMPNB_DISK_PERIOD=1, TMPNB_SNAPSHOT_MAX_MB=1)
+        wait_until(lambda: ready_count() == 1, timeout=60, what="a ready container")
+        with Browser() as browser:
+            assert browser.get(f"{swarm_stack.url}/", timeout=30).status_code == 200
+        session = Session.objects.select_related("container").get()
+        node = {on_swarm.hostname(2): 2, on_swarm.hostname(3): 3}[session.container.node]
+        fill = "mkdir -p /work && dd if=/dev/zero of=/work/big.bin bs=1M count=3"
+        assert on_swarm.container_of(node, session.container.backend_id).exec_run(["sh", "-c", fill]).exit_code == 0
+        wait_until(lambda: Event.objects.filter(kind=Event.Kind.DISK, session=session).exists(), timeout=30, what="the end")
+        session.refresh_from_db()
+        assert session.end_reason == Session.EndReason.DISK_FULL
+        assert Event.objects.get(kind=Event.Kind.DISK, session=session).details["used"] > 2 * 1024 * 1024
     finally:
         on_swarm.set_availability(1, "active")
 
