@@ -275,6 +275,8 @@ def test_the_guard_is_on_every_node_and_a_node_without_it_gets_no_new_notebooks(
         wait_until(lambda: notebook.exec_run(fetch).output.endswith(b"\r\n\r\nmetadata\n"), timeout=20, what="the stand-in answering the notebook")
 
         # Node 3's engine cannot be reached: its guard cannot be installed.
+        # Node 2 asks a resolver of its own, which its rules let through on port 53.
+        on_swarm.resolv_conf(2, "nameserver 10.254.53.53\n")
         settings.TMPNB_NETWORK_GUARD = True
         settings.TMPNB_SWARM_NODE_ENGINES = {**settings.TMPNB_SWARM_NODE_ENGINES, on_swarm.hostname(3): "unix:///nonexistent/docker.sock"}
         assert not network.guard_network()
@@ -284,6 +286,7 @@ def test_the_guard_is_on_every_node_and_a_node_without_it_gets_no_new_notebooks(
         assert any(w.startswith(f"{on_swarm.hostname(3)}: notebook network not guarded") for w in network.guard_warnings())
         for node in (1, 2):
             assert f"tmpnb:{settings.TMPNB_INSTALLATION}" in on_swarm.in_node(node, "iptables", "-S")
+        assert "-d 10.254.53.53/32 -p udp" in on_swarm.in_node(2, "iptables", "-S") and "10.254.53.53" not in on_swarm.in_node(1, "iptables", "-S")
         blocked = notebook.exec_run(fetch)
         assert blocked.exit_code != 0 and b"metadata" not in blocked.output
         # The proxy still reaches the notebook at its node's published port.
@@ -306,6 +309,7 @@ def test_the_guard_is_on_every_node_and_a_node_without_it_gets_no_new_notebooks(
         for container in started:
             backend.remove_container(container.backend_id)
         settings.TMPNB_SWARM_NODE_ENGINES = on_swarm.node_engines()
+        on_swarm.resolv_conf(2)
         network.unguard_network()
         for node in (1, 2, 3):
             on_swarm.set_availability(node, "active")
