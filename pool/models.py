@@ -136,6 +136,11 @@ class Pool(models.Model):
             raise ValidationError({"ready_target": "The ready target cannot exceed the capacity."})
         if self.internal_network and (self.host_network or self.docker_network):
             raise ValidationError({"internal_network": "An internal network excludes the host network and another Docker network."})
+        if settings.TMPNB_BACKEND == "swarm":
+            # The proxy reaches a Swarm's notebooks at their node's published ports (README "Backends").
+            for field, what in (("internal_network", "an internal network"), ("host_network", "the host network")):
+                if getattr(self, field):
+                    raise ValidationError({field: f"Notebooks on a Swarm cannot use {what}: the proxy could not reach them on another node."})
 
     def spawning_blocked(self, now: datetime) -> bool:
         return bool(self.paused_reason) or (self.next_spawn_at is not None and self.next_spawn_at > now)

@@ -267,6 +267,17 @@ class SwarmLab:
         """Run a command in a node's network namespace; returns its output."""
         return self._in(self.netns(node), *args).stdout
 
+    def resolv_conf(self, node, text=None):
+        """Give a node a /etc/resolv.conf of its own (``text``) in its dockerd's
+        mount namespace, or back the host's (None)."""
+        mount_ns = ["nsenter", "-t", self.daemons[node].pid, "-m"]
+        if text is None:
+            run(*mount_ns, "umount", "/etc/resolv.conf", check=False)  # none given: nothing to take back
+            return
+        own = self.state / f"n{node}" / "resolv.conf"
+        own.write_text(text)
+        run(*mount_ns, "mount", "--bind", own, "/etc/resolv.conf")
+
     def stand_in(self, node, address):
         """A web server at ``address`` (a cloud's metadata address, say) that
         only ``node`` reaches: in a namespace of the lab's own behind a veth

@@ -203,3 +203,10 @@ def test_a_swarm_is_routed_to_published_ports(tmp_path):
     assert result.returncode != 0
     assert "TMPNB_ROUTE_TO=container is not available with TMPNB_BACKEND=swarm" in result.stderr
     assert start_with(tmp_path, TMPNB_BACKEND="swarm").returncode == 0
+
+
+@pytest.mark.parametrize("variable", ["TMPNB_INTERNAL_NETWORK", "TMPNB_HOST_NETWORK"])
+def test_a_swarm_refuses_networks_the_proxy_could_not_reach(tmp_path, variable):
+    result = start_with(tmp_path, TMPNB_BACKEND="swarm", **{variable: "true"})
+    assert result.returncode != 0
+    assert f"{variable}=true is not available with TMPNB_BACKEND=swarm" in result.stderr

@@ -472,6 +472,11 @@ _POOL_OPTIONS: dict[str, tuple[str, Any]] = {
 _size, _target = _POOL_OPTIONS["capacity"][1], _POOL_OPTIONS["ready_target"][1]
 if _target is not None and _target > _size:
     raise ImproperlyConfigured(f"TMPNB_READY_TARGET ({_target}) cannot exceed TMPNB_POOL_SIZE ({_size})")
+for _field in ("internal_network", "host_network"):
+    if TMPNB_BACKEND == "swarm" and _POOL_OPTIONS[_field][1]:
+        raise ImproperlyConfigured(
+            f"{_POOL_OPTIONS[_field][0]}=true is not available with TMPNB_BACKEND=swarm: the proxy reaches a notebook at its node's published port"
+        )
 
 # The default pool is made from these; `manage.py init_pool` also writes the
 # ones set explicitly in the environment onto an existing pool (see README).

@@ -130,7 +130,8 @@ class Backend(Protocol):
 
     def disk_usage(self) -> dict[str, int]:
         """{container name: bytes it has written} for this installation's
-        running containers, in one call; those it cannot measure are missing."""
+        running containers, in one call per machine; those it cannot measure
+        (a machine that does not answer) are missing."""
 
     def copy_out(self, backend_id: str, *, path: str, destination: str, timeout: float | None = None) -> None:
         """Copy a folder out of a notebook into the folder ``destination``,

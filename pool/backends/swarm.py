@@ -15,9 +15,11 @@ engine. README "Scaling out" compares this with the other ways considered.
 """
 
 import contextlib
+import logging
 import shlex
 import time
 from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +42,8 @@ from pool.backends.client import (
     installation_filter,
     labels_for,
 )
+
+log = logging.getLogger(__name__)
 
 copy_out_of_image = one_engine.copy_out_of_image  # out of the manager's images
 
@@ -319,8 +323,31 @@ def run_on_node(hostname: str, command: Sequence[str], stdin: str | None, *, tim
 
 
 def disk_usage() -> dict[str, int]:
-    # The tasks run on other machines, whose engines the manager does not relay.
-    return {}
+    """What the notebooks on every node have written, asked of each node's
+    engine at once as on one machine (the manager does not relay them). A
+    node that does not answer is left out, its notebooks unmeasured until it
+    does; SwarmError when none answers."""
+    engines = settings.TMPNB_SWARM_NODE_ENGINES
+
+    def measure(hostname: str) -> dict[str, int] | SwarmError:
+        try:
+            with _naming(hostname):
+                engine = _node_engine(hostname)
+                return one_engine.disk_usage_on(lambda: engine)
+        except SwarmError as error:
+            return error
+
+    with ThreadPoolExecutor(max(len(engines), 1)) as threads:
+        answers = dict(zip(engines, threads.map(measure, engines), strict=True))
+    usage: dict[str, int] = {}
+    for hostname, answer in answers.items():
+        if isinstance(answer, SwarmError):
+            log.warning("disk of node %s not measured: %s", hostname, answer)
+        else:
+            usage |= answer
+    if answers and all(isinstance(answer, SwarmError) for answer in answers.values()):
+        raise SwarmError(f"measuring the notebooks' disk: no node answered ({next(iter(answers.values()))})")
+    return usage
 
 
 def _on_node(service_id: str) -> tuple[str, one_engine.Engine, str]:

@@ -57,31 +57,32 @@ def _on_node(hostname: str) -> netguard.Runner:
     return run
 
 
-def guard_policy() -> netguard.Policy:
+def guard_policy(on: netguard.Runner = netguard.run_here) -> netguard.Policy:
+    """The settings' policy for the machine ``on`` runs on: its own resolvers."""
     return netguard.Policy(
         deny=tuple(settings.TMPNB_GUARD_DENY),
         allow=tuple(settings.TMPNB_GUARD_ALLOW),
-        resolvers=host_resolvers(),
+        resolvers=resolvers_on(on),
         peers=settings.TMPNB_GUARD_PEERS,
     )
 
 
-def host_resolvers() -> tuple[str, ...]:
-    """The IPv4 resolvers Docker's DNS asks on the notebooks' behalf: they
-    may sit in a denied range (a cloud's resolver at 10.x or 169.254.x)."""
-    found = _nameservers(RESOLV_CONF)
+def resolvers_on(on: netguard.Runner) -> tuple[str, ...]:
+    """The IPv4 resolvers Docker's DNS asks on the notebooks' behalf, read on
+    the machine itself (each Swarm node has its own): they may sit in a
+    denied range (a cloud's resolver at 10.x or 169.254.x)."""
+    found = _nameservers(on, RESOLV_CONF)
     if found and all(address.is_loopback for address in found):
-        found = _nameservers(UPSTREAM_RESOLV_CONF)
+        found = _nameservers(on, UPSTREAM_RESOLV_CONF)
     return tuple(str(address) for address in found if address.version == 4 and not address.is_loopback)
 
 
-def _nameservers(path: Path) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
+def _nameservers(on: netguard.Runner, path: Path) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    read = on(["cat", str(path)], None)
+    if read.returncode != 0:  # no such file there
         return []
     found = []
-    for line in lines:
+    for line in read.stdout.splitlines():
         words = line.split()
         if len(words) >= 2 and words[0] == "nameserver":
             try:
@@ -98,9 +99,8 @@ def guard_network() -> bool:
     in place everywhere."""
     if not guard_applies():
         return False
-    policy = guard_policy()
     in_place = True
-    for host, outcome in _on_each_machine(lambda on: netguard.install(policy, on=on)).items():
+    for host, outcome in _on_each_machine(lambda on: netguard.install(guard_policy(on), on=on)).items():
         if isinstance(outcome, netguard.GuardError):
             _found(host, problem=_problem(outcome))
             in_place = False
@@ -114,9 +114,9 @@ def check_guard(*, now: datetime | None = None) -> None:
     rules on a machine: put them back, and tell the organiser it happened."""
     if not guard_applies():
         return
-    policy = guard_policy()
 
     def put_back(on: netguard.Runner) -> list[str]:
+        policy = guard_policy(on)
         gaps = netguard.missing(policy, on=on)
         if gaps:
             netguard.install(policy, on=on)

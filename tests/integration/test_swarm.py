@@ -1,7 +1,7 @@
 """The service on a real three-node Swarm (tests/swarm.py): notebooks spread
 over the nodes, visitors reach them through the proxy at their node's address,
 a restart of the manager ends nothing, materials and saved work move through
-each node's own engine, participants on the worker nodes each have an origin
+each node's own engine, the disk limit holds on a worker node, participants on the worker nodes each have an origin
 of their own, the network guard holds on every node, and a node lost for good
 ends its sessions and is replaced on the others.
 
@@ -171,6 +171,27 @@ def test_on_the_worker_nodes_materials_arrive_and_a_culled_participants_work_dow
         on_swarm.set_availability(1, "active")
 
 
+def test_a_notebook_on_a_worker_node_writing_past_the_disk_limit_is_ended_disk_full(swarm_stack, on_swarm):
+    # test_disk_limit's notebook, measured through the worker's own engine.
+    on_swarm.set_availability(1, "drain")
+    try:
+        PoolFactory(capacity=1, command=TINY_WORK_COMMAND)
+        swarm_stack.start(TMPNB_DISK_LIMIT="2m", TMPNB_DISK_PERIOD=1, TMPNB_SNAPSHOT_MAX_MB=1)
+        wait_until(lambda: ready_count() == 1, timeout=60, what="a ready container")
+        with Browser() as browser:
+            assert browser.get(f"{swarm_stack.url}/", timeout=30).status_code == 200
+        session = Session.objects.select_related("container").get()
+        node = {on_swarm.hostname(2): 2, on_swarm.hostname(3): 3}[session.container.node]
+        fill = "mkdir -p /work && dd if=/dev/zero of=/work/big.bin bs=1M count=3"
+        assert on_swarm.container_of(node, session.container.backend_id).exec_run(["sh", "-c", fill]).exit_code == 0
+        wait_until(lambda: Event.objects.filter(kind=Event.Kind.DISK, session=session).exists(), timeout=30, what="the end")
+        session.refresh_from_db()
+        assert session.end_reason == Session.EndReason.DISK_FULL
+        assert Event.objects.get(kind=Event.Kind.DISK, session=session).details["used"] > 2 * 1024 * 1024
+    finally:
+        on_swarm.set_availability(1, "active")
+
+
 def test_figure_copying_20_mb_out_of_a_notebook_on_a_worker_node_and_on_the_manager(on_swarm, tmp_path):
     # Three notebooks, which Swarm spreads over the nodes (after the tests
     # before, not always onto all three); the manager's and a worker's hold 20 MB.
@@ -254,6 +275,8 @@ def test_the_guard_is_on_every_node_and_a_node_without_it_gets_no_new_notebooks(
         wait_until(lambda: notebook.exec_run(fetch).output.endswith(b"\r\n\r\nmetadata\n"), timeout=20, what="the stand-in answering the notebook")
 
         # Node 3's engine cannot be reached: its guard cannot be installed.
+        # Node 2 asks a resolver of its own, which its rules let through on port 53.
+        on_swarm.resolv_conf(2, "nameserver 10.254.53.53\n")
         settings.TMPNB_NETWORK_GUARD = True
         settings.TMPNB_SWARM_NODE_ENGINES = {**settings.TMPNB_SWARM_NODE_ENGINES, on_swarm.hostname(3): "unix:///nonexistent/docker.sock"}
         assert not network.guard_network()
@@ -263,6 +286,7 @@ def test_the_guard_is_on_every_node_and_a_node_without_it_gets_no_new_notebooks(
         assert any(w.startswith(f"{on_swarm.hostname(3)}: notebook network not guarded") for w in network.guard_warnings())
         for node in (1, 2):
             assert f"tmpnb:{settings.TMPNB_INSTALLATION}" in on_swarm.in_node(node, "iptables", "-S")
+        assert "-d 10.254.53.53/32 -p udp" in on_swarm.in_node(2, "iptables", "-S") and "10.254.53.53" not in on_swarm.in_node(1, "iptables", "-S")
         blocked = notebook.exec_run(fetch)
         assert blocked.exit_code != 0 and b"metadata" not in blocked.output
         # The proxy still reaches the notebook at its node's published port.
@@ -285,6 +309,7 @@ def test_the_guard_is_on_every_node_and_a_node_without_it_gets_no_new_notebooks(
         for container in started:
             backend.remove_container(container.backend_id)
         settings.TMPNB_SWARM_NODE_ENGINES = on_swarm.node_engines()
+        on_swarm.resolv_conf(2)
         network.unguard_network()
         for node in (1, 2, 3):
             on_swarm.set_availability(node, "active")

@@ -100,7 +100,7 @@ def test_the_resolvers_docker_forwards_to_stay_reachable(tmp_path, monkeypatch, 
     (tmp_path / "upstream.conf").write_text(upstream)
     monkeypatch.setattr(network, "RESOLV_CONF", tmp_path / "resolv.conf")
     monkeypatch.setattr(network, "UPSTREAM_RESOLV_CONF", tmp_path / "upstream.conf")
-    assert network.host_resolvers() == resolvers
+    assert network.resolvers_on(netguard.run_here) == resolvers
 
 
 def test_the_policy_comes_from_the_settings(settings, monkeypatch, tmp_path):
@@ -129,6 +129,27 @@ def swarm_nodes(settings, monkeypatch):
     monkeypatch.setattr(swarm, "run_on_node", run_on_node)
     monkeypatch.setattr(swarm, "mark_guarded", lambda hostname, guarded: labels.__setitem__(hostname, guarded))
     return labels
+
+
+def test_on_a_swarm_each_node_lets_its_own_resolvers_through(db, settings, monkeypatch):
+    settings.TMPNB_NETWORK_GUARD = True
+    settings.TMPNB_BACKEND = "swarm"
+    settings.TMPNB_SWARM_NODE_ENGINES = {"node-1": "unix:///run/node-1.sock", "node-2": "tcp://10.99.0.2:2376"}
+    resolv_conf = {"node-1": "nameserver 10.0.0.2\n", "node-2": "nameserver 169.254.169.253\n"}
+    restored = {}
+
+    def run_on_node(hostname, command, stdin, *, timeout):
+        if command == ["cat", str(network.RESOLV_CONF)]:
+            return 0, resolv_conf[hostname], ""
+        if command[0] == "iptables-restore":
+            restored[hostname] = stdin
+        return 0, "", ""
+
+    monkeypatch.setattr(swarm, "run_on_node", run_on_node)
+    monkeypatch.setattr(swarm, "mark_guarded", lambda hostname, guarded: None)
+    assert network.guard_network()
+    assert "-d 10.0.0.2 -p udp" in restored["node-1"] and "169.254.169.253" not in restored["node-1"]
+    assert "-d 169.254.169.253 -p udp" in restored["node-2"] and "10.0.0.2" not in restored["node-2"]
 
 
 def test_on_a_swarm_each_node_is_guarded_checked_and_labelled_on_its_own(db, swarm_nodes):

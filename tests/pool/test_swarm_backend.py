@@ -2,12 +2,13 @@
 for real: tests/integration/test_swarm.py)."""
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from pool import backends, netguard
 from pool.backends import get_backend, swarm as swarm_backend
 from pool.backends.base import ContainerSpec
 from pool.services import spawning
-from tests.factories import ContainerFactory
+from tests.factories import ContainerFactory, PoolFactory
 
 
 def spec(**values):
@@ -64,3 +65,12 @@ def test_on_a_guarded_swarm_notebooks_join_the_installations_network(db, setting
     made_spec = spawning.container_spec(ContainerFactory())
     assert made_spec.network == network and made_spec.publish
     assert made == ([(network, netguard.bridge_name())] if guard else [])
+
+
+@pytest.mark.parametrize("field", ["internal_network", "host_network"])
+def test_a_pool_on_a_swarm_refuses_networks_the_proxy_could_not_reach(settings, field):
+    settings.TMPNB_BACKEND = "swarm"
+    with pytest.raises(ValidationError, match="the proxy could not reach them on another node"):
+        PoolFactory.build(**{field: True}).clean()
+    settings.TMPNB_BACKEND = "docker"
+    PoolFactory.build(**{field: True}).clean()

@@ -3,6 +3,8 @@ one of the node its task runs on (TMPNB_SWARM_NODE_ENGINES), with the
 manager's API faked (tests/fakes.py FakeSwarm); the lab copies for real
 (tests/integration/test_swarm.py)."""
 
+import types
+
 import pytest
 
 from pool import backends
@@ -85,3 +87,31 @@ def test_an_engine_on_the_network_is_asked_over_tls_with_the_client_certificate(
     assert api.base_url == "https://10.99.0.2:2376"
     assert api.cert == (f"{tmp_path}/cert.pem", f"{tmp_path}/key.pem") and api.verify == f"{tmp_path}/ca.pem"
     assert not api.trust_env  # REQUESTS_CA_BUNDLE would replace the CA, HTTPS_PROXY reach the engine
+
+
+def engine_holding(*containers):
+    """A node's engine whose list of our containers (with sizes) is ``containers``: (name on the node, notebook, bytes)."""
+    listed = [{"Names": [f"/{name}"], "Labels": {"tmpnb.container": notebook}, "SizeRw": size} for name, notebook, size in containers]
+    return types.SimpleNamespace(api=types.SimpleNamespace(containers=lambda **options: listed if options.get("size") else []))
+
+
+def test_the_disk_is_measured_on_every_nodes_engine_by_notebook_name(settings, monkeypatch):
+    engines = {
+        "unix:///run/manager.sock": engine_holding(("tmpnb-x-default-1.1.abc", "tmpnb-x-default-1", 5_000)),
+        "tcp://10.99.0.2:2376": engine_holding(("tmpnb-x-default-2.1.def", "tmpnb-x-default-2", 3_000_000)),
+    }
+    monkeypatch.setattr(swarm_backend, "engine_client", engines.__getitem__)
+    settings.TMPNB_BACKEND = "swarm"
+    settings.TMPNB_SWARM_NODE_ENGINES = {"manager": "unix:///run/manager.sock", "worker-1": "tcp://10.99.0.2:2376"}
+    assert backends.get_backend().disk_usage() == {"tmpnb-x-default-1": 5_000, "tmpnb-x-default-2": 3_000_000}
+
+
+def test_a_node_that_does_not_answer_leaves_its_notebooks_unmeasured_and_none_answering_is_an_error(settings, monkeypatch, tmp_path):
+    gone = f"unix://{tmp_path}/gone.sock"
+    monkeypatch.setattr(swarm_backend, "engine_client", lambda url: engine_client(url) if url == gone else engine_holding(("t.1.a", "tmpnb-x-default-1", 7)))
+    settings.TMPNB_DOCKER_VERSION = "1.41"  # the manager's client, faked here, asks nothing
+    settings.TMPNB_SWARM_NODE_ENGINES = {"manager": "unix:///run/manager.sock", "worker-1": gone}
+    assert swarm_backend.disk_usage() == {"tmpnb-x-default-1": 7}
+    settings.TMPNB_SWARM_NODE_ENGINES = {"worker-1": gone}
+    with pytest.raises(swarm_backend.SwarmError, match="no node answered \\(on node worker-1: measuring"):
+        swarm_backend.disk_usage()
