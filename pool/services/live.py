@@ -67,12 +67,13 @@ def open_ones(sessions: list[Session], *, now: datetime | None = None) -> dict[i
     (for the room view; those past their time are closed by ``current``)."""
     now = now or timezone.now()
     found = LiveInvitation.objects.filter(session__in=sessions, state__in=[State.ASKED, State.ACCEPTED])
-    return {
-        invitation.session_id: invitation
-        for invitation in found
-        if (invitation.state == State.ASKED and invitation.asked_at + timedelta(seconds=ASK_SECONDS) > now)
-        or (invitation.state == State.ACCEPTED and invitation.ends_at is not None and invitation.ends_at > now)
-    }
+    return {invitation.session_id: invitation for invitation in found if _is_open(invitation, now)}
+
+
+def _is_open(invitation: LiveInvitation, now: datetime) -> bool:
+    if invitation.state == State.ASKED:
+        return invitation.asked_at + timedelta(seconds=ASK_SECONDS) > now
+    return invitation.state == State.ACCEPTED and invitation.ends_at is not None and invitation.ends_at > now
 
 
 def ask(session: Session, *, helper: str, now: datetime | None = None) -> LiveInvitation:
@@ -85,6 +86,16 @@ def ask(session: Session, *, helper: str, now: datetime | None = None) -> LiveIn
     open_one = current(session, now=now)
     if open_one is not None:
         raise LiveError(f"{open_one.helper} is already {'asking' if open_one.state == State.ASKED else 'with this participant'}.")
+    # One participant at a time: without TMPNB_NOTEBOOK_DOMAIN every notebook
+    # shares one origin, where a participant's script could use the helper's
+    # cookie for another participant's server if both were open.
+    elsewhere = [
+        other
+        for other in LiveInvitation.objects.filter(helper=helper, state__in=[State.ASKED, State.ACCEPTED]).select_related("session")
+        if current(other.session, now=now)
+    ]
+    if elsewhere:
+        raise LiveError(f"You are already asking or with {elsewhere[0].session.display_name or elsewhere[0].session.visitor_tag}: end that first.")
     if LiveInvitation.objects.filter(session=session, asked_at__gt=now - ASK_WINDOW).count() >= ASKS_PER_WINDOW:
         raise LiveError(f"This participant was asked {ASKS_PER_WINDOW} times in {ASK_WINDOW.seconds // 60} minutes; wait before asking again.")
     invitation = LiveInvitation.objects.create(session=session, helper=helper, asked_at=now)

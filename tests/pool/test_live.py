@@ -103,6 +103,15 @@ def test_a_declined_or_unanswered_ask_closes_and_asks_are_limited(held, servers)
     assert servers.changes == []  # none was accepted: the server never held one
 
 
+def test_a_helper_is_with_one_participant_at_a_time(pool, servers):
+    first, second = servers.holding(pool), servers.holding(pool)
+    live.ask(first, helper="helen")
+    with pytest.raises(live.LiveError, match="already asking or with"):
+        live.ask(second, helper="helen")
+    live.end(first, by="helen")
+    live.ask(second, helper="helen")
+
+
 def test_the_time_limit_ends_it_and_takes_the_invitation_back(held, servers, settings):
     settings.TMPNB_LIVE_HELP_MINUTES = 5
     now = timezone.now()
