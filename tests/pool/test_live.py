@@ -166,3 +166,10 @@ def test_from_the_room_view_a_helper_asks_then_opens_the_notebook_on_its_own_ori
     assert admin_client.post(url, {"session": held.pk, "action": "end"}).status_code == 302
     assert live.current(held) is None and servers.changes[-1][0] == "DELETE"
     assert Client().post(url, {"session": held.pk, "action": "ask"})["Location"].startswith("/admin/login/")
+
+
+def test_the_banner_asks_in_the_participants_language(held, settings, fake_proxy):
+    live.ask(held, helper="helen")
+    answer = from_the_banner("GET", held, "time-left", settings=settings, HTTP_ACCEPT_LANGUAGE="de").json()
+    assert answer["live"]["message"].startswith("helen möchte live in Ihr Notebook kommen")
+    assert (answer["words"]["accept"], answer["words"]["decline"], answer["words"]["end"]) == ("Annehmen", "Ablehnen", "Beenden")
