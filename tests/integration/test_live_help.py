@@ -3,8 +3,9 @@ live stack, in headless Chromium with real JupyterLab and jupyter-collaboration:
 an organiser asks from the room view, the participant accepts in their banner,
 the organiser opens the notebook by the one-time link (its page holds no
 token), sees the participant's edit appear live, and once the participant
-ends it the helper's requests are refused."""
+ends it the helper's requests are refused and their live copy stops."""
 
+import time
 from pathlib import Path
 
 import pytest
@@ -72,5 +73,11 @@ def test_a_helper_joins_live_sees_the_participants_edit_and_is_out_once_the_part
     participant.locator("#tmpnb-live").wait_for(state="hidden", timeout=20_000)
     status = helper.evaluate(f"fetch('{base}api/contents/work', {{credentials: 'include'}}).then(r => r.status)")
     assert status == 403
+    # Its shared-document websocket was closed too: what the participant types now never reaches it.
+    editor.click()
+    participant.keyboard.press("End")
+    participant.keyboard.type(" # after the end")
+    time.sleep(5)
+    assert "after the end" not in helper.locator(".jp-NotebookPanel .jp-CodeCell .cm-content").first.text_content()
     steps = [event.details["step"] for event in Event.objects.filter(kind=Event.Kind.LIVE, session=session).order_by("pk")]
     assert steps == ["asked", "accepted", "joined", "ended"]
