@@ -6,6 +6,8 @@ which only the participant and the service hold, a request is let in by an
 invitation the service pushed here through its own channel, with the token:
 
 ``PUT <base_url>tmpnb/invitations/<id>`` with ``{"key_sha256", "name", "expires_at"}``
+    (and optionally ``"participant"``, the name the participant gave, which
+    others then see them by instead of "Anonymous ...")
     adds (or replaces) invitation ``id``: whoever opens
     ``<base_url>lab?tmpnb-invitation=<key>`` once gets a login cookie of
     their own, shown to others as "Helper: <name>", until ``expires_at``
@@ -58,8 +60,10 @@ class Invitation:
         return time.time() < self.expires_at
 
 
-# One server, one participant: the invitations of this process.
+# One server, one participant: the invitations of this process, and the
+# participant's name as the service last said it.
 INVITATIONS: dict[str, Invitation] = {}
+PARTICIPANT = {"name": ""}
 
 
 def _sha256(key: str) -> str:
@@ -127,6 +131,9 @@ class InvitationIdentityProvider(PasswordIdentityProvider):
                 return None
             if isinstance(handler, websocket.WebSocketHandler):
                 invitation.sockets.add(handler)
+        elif user is not None and PARTICIPANT["name"]:
+            name = PARTICIPANT["name"]
+            return User(username=user.username, name=name, display_name=name, initials=name[:1].upper(), avatar_url=user.avatar_url, color=user.color)
         return user
 
     def user_to_cookie(self, user: User) -> str:
@@ -172,9 +179,12 @@ class InvitationsHandler(APIHandler):
             expires_at = float(body["expires_at"])
         except (ValueError, KeyError, TypeError) as error:
             raise web.HTTPError(400, f"expected key_sha256, name and expires_at: {error}") from None
+        participant = str(body.get("participant") or "").strip()[:NAME_MAX]
         if len(key_sha256) != 64 or any(c not in "0123456789abcdef" for c in key_sha256) or not name:
             raise web.HTTPError(400, "key_sha256 must be 64 hex digits and name not empty")
         end_invitation(invitation_id)
+        if participant:
+            PARTICIPANT["name"] = participant
         invitation = Invitation(id=invitation_id, key_sha256=key_sha256, name=name, expires_at=expires_at)
         # At its time limit it ends as a DELETE would, open websockets included.
         invitation.timer = IOLoop.current().call_later(max(0.0, expires_at - time.time()), end_invitation, invitation_id)

@@ -143,7 +143,12 @@ def join(invitation: LiveInvitation, *, helper: str, now: datetime | None = None
     if invitation.helper != helper or current(invitation.session, now=now) != invitation or invitation.state != State.ACCEPTED or invitation.ends_at is None:
         raise LiveError("The participant has not accepted this helper, or the time is over.")
     key = secrets.token_urlsafe(32)
-    body = {"key_sha256": hashlib.sha256(key.encode()).hexdigest(), "name": invitation.helper, "expires_at": invitation.ends_at.timestamp()}
+    body = {
+        "key_sha256": hashlib.sha256(key.encode()).hexdigest(),
+        "name": invitation.helper,
+        "expires_at": invitation.ends_at.timestamp(),
+        "participant": invitation.session.display_name,  # who the helper sees at work; empty: JupyterLab's "Anonymous ..."
+    }
     try:
         status = notebook_api.send("PUT", _invitation_url(invitation), invitation.session.container.token, body)
     except requests.RequestException as error:

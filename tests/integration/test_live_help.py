@@ -12,6 +12,7 @@ import pytest
 
 from pool.command import DEFAULT_COMMAND
 from pool.models import Event, Session
+from pool.services import room
 from tests.factories import JUPYTER_IMAGE, PoolFactory, notebook_folder
 from tests.integration.test_browser import CHROMIUM, log_in_as_organiser, open_browser, screenshot  # noqa: F401 (fixtures)
 from tests.integration.test_pool_lifecycle import ready_count, wait_until
@@ -40,6 +41,7 @@ def test_a_helper_joins_live_sees_the_participants_edit_and_is_out_once_the_part
     participant.wait_for_url("**/user/**/lab/**")
     participant.locator("#tmpnb-hand").wait_for(timeout=120_000)
     session = Session.objects.get()
+    room.set_display_name(session, "Ada")
 
     organiser = log_in_as_organiser(open_browser("organiser"), live_stack.url, admin_user)
     organiser.goto(f"{live_stack.url}/admin/room/{pool.pk}/")
@@ -60,6 +62,10 @@ def test_a_helper_joins_live_sees_the_participants_edit_and_is_out_once_the_part
     helper.locator(".jp-NotebookPanel .jp-CodeCell .cm-content", has_text="x = 1").wait_for(timeout=120_000)
     assert helper.evaluate("JSON.parse(document.getElementById('jupyter-config-data').textContent).token") == ""
     assert session.container.token not in helper.content()
+    me = "fetch(location.pathname.split('lab')[0] + 'api/me', {headers: {Authorization: 'token ' + %s}}).then(r => r.json())"
+    config_token = "JSON.parse(document.getElementById('jupyter-config-data').textContent).token"
+    assert participant.evaluate(me % config_token)["identity"]["display_name"] == "Ada"  # as collaborators see them
+    assert helper.evaluate(me % "''")["identity"]["display_name"] == f"Helper: {admin_user.username}"
 
     # The participant types; the helper sees it arrive without saving or reloading.
     editor = participant.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .cm-content").first

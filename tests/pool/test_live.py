@@ -37,6 +37,7 @@ def steps(session):
 
 def test_a_participant_accepts_a_helper_who_joins_by_a_key_put_into_their_server_then_ends_it(held, servers, settings, fake_proxy):
     settings.TMPNB_LIVE_HELP_MINUTES = 20
+    room.set_display_name(held, "Ada")
     live.ask(held, helper="<b>helen</b>")
     said = from_the_banner("GET", held, "time-left", settings=settings).json()["live"]
     assert said == {"state": "asked", "helper": "<b>helen</b>", "message": "<b>helen</b> asks to join your notebook live, to see and edit it with you."}
@@ -52,7 +53,12 @@ def test_a_participant_accepts_a_helper_who_joins_by_a_key_put_into_their_server
     key = live.join(invitation, helper="<b>helen</b>")
     [(method, what, body)] = servers.changes
     assert (method, what) == ("PUT", f"tmpnb/invitations/{invitation.pk}")
-    assert body == {"key_sha256": hashlib.sha256(key.encode()).hexdigest(), "name": "<b>helen</b>", "expires_at": invitation.ends_at.timestamp()}
+    assert body == {
+        "key_sha256": hashlib.sha256(key.encode()).hexdigest(),
+        "name": "<b>helen</b>",
+        "expires_at": invitation.ends_at.timestamp(),
+        "participant": "Ada",
+    }
     assert key not in str(body) and held.container.token not in str(body)
     assert live.join_path(invitation, key) == f"{held.container.base_path}lab?tmpnb-invitation={key}"
 
