@@ -121,7 +121,7 @@ class PoolAdmin(admin.ModelAdmin[Pool]):
     inlines = [ScheduleInline]
     fieldsets = [
         (None, {"fields": ["name", "image", "command", "capacity", "ready_target", "redirect_uri", "spawning", "spread"]}),
-        ("Visitors", {"fields": ["access_code"]}),
+        ("Visitors", {"fields": ["access_code", "live_help"]}),
         ("Materials", {"fields": ["materials_upload", "materials_source", "materials_branch", "materials_status"]}),
         ("Culling", {"fields": ["cull_timeout", "cull_max"]}),
         (

@@ -12,9 +12,10 @@ from django.urls import URLPattern, URLResolver, path
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
+from pool import origins
 from pool.http import no_store
 from pool.models import Pool, Session
-from pool.services import dashboard, ending, look, pools, room
+from pool.services import dashboard, ending, live, look, pools, room
 
 REFRESH_SECONDS = 10
 ROOM_REFRESH_SECONDS = 5
@@ -40,6 +41,7 @@ class TmpnbAdminSite(admin.AdminSite):
             path("room/<int:pool_id>/", self.admin_view(self.room_view), name="room"),
             path("room/<int:pool_id>/rows", self.admin_view(self.room_rows_view), name="room-rows"),
             path("room/<int:pool_id>/lower/", self.admin_view(self.lower_hand_view), name="room-lower"),
+            path("room/<int:pool_id>/live/", self.admin_view(self.live_view), name="room-live"),
             path("room/<int:pool_id>/look/<int:session_id>/", self.admin_view(self.look_view), name="room-look"),
             path("room/<int:pool_id>/look/<int:session_id>/beat", self.admin_view(self.look_beat_view), name="room-look-beat"),
             *super().get_urls(),
@@ -88,6 +90,37 @@ class TmpnbAdminSite(admin.AdminSite):
         if session is not None:
             room.lower_hand(session)
             messages.success(request, f"Lowered the hand of {session.display_name or session.visitor_tag}.")
+        return redirect("admin:room", pool_id=pool_id)
+
+    @staticmethod
+    @require_POST
+    def live_view(request: HttpRequest, pool_id: int) -> HttpResponseRedirect:
+        """A helper asks to join a participant live, opens their JupyterLab
+        once accepted (a one-time link on the notebook's origin), or ends it
+        (pool/services/live.py)."""
+        if not request.user.has_perm("pool.change_session"):
+            raise PermissionDenied
+        chosen = request.POST.get("session", "")
+        session = Session.objects.active().select_related("container__pool").filter(pk=chosen, container__pool_id=pool_id).first() if chosen.isdigit() else None
+        if session is None:
+            messages.error(request, "That participant's notebook has ended.")
+            return redirect("admin:room", pool_id=pool_id)
+        helper, action = request.user.get_username(), request.POST.get("action")
+        try:
+            if action == "ask":
+                live.ask(session, helper=helper)
+                messages.success(request, f"Asked {session.display_name or session.visitor_tag} to let you join live.")
+            elif action == "join":
+                invitation = live.current(session)
+                if invitation is None:
+                    raise live.LiveError("Nobody has accepted you.")
+                key = live.join(invitation, helper=helper)
+                return HttpResponseRedirect(origins.notebook_url(request, live.join_path(invitation, key)))
+            elif action == "end":
+                live.end(session, by=helper)
+                messages.success(request, "Live help ended.")
+        except live.LiveError as error:
+            messages.error(request, str(error))
         return redirect("admin:room", pool_id=pool_id)
 
     def look_view(self, request: HttpRequest, pool_id: int, session_id: int) -> TemplateResponse:

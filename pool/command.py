@@ -58,7 +58,7 @@ def _check_server2_options(template: str) -> None:
     with a warning, and a release that drops them would serve at / and never
     become ready under the pool's path. Refused now, naming the new option."""
     classic = re.findall(r"--NotebookApp\.(\w+)", template)
-    if classic and re.search(r"\bjupyter[ -](lab|server)\b", template):
+    if classic and runs_jupyter_server(template):
         name = classic[0]
         raise ValueError(
             f"jupyter-server 2 no longer takes --NotebookApp.{name}: write --{SERVER2_NAMES.get(name, 'ServerApp.' + name)} "
@@ -66,5 +66,16 @@ def _check_server2_options(template: str) -> None:
         )
 
 
-def render_command(template: str, *, base_path: str, port: int, ip: str, token: str) -> str:
-    return template.format(base_path=base_path, port=port, ip=ip, token=token)
+# What a pool with live help adds to its command: JupyterLab's real-time
+# collaboration on (the image has it off, see deploy/images/jupyter_server_config.json).
+LIVE_HELP_OPTION = "--YDocExtension.disable_rtc=False"
+
+
+def runs_jupyter_server(template: str) -> bool:
+    """Whether the command runs `jupyter lab` or `jupyter server` (jupyter-server 2)."""
+    return bool(re.search(r"\bjupyter[ -](lab|server)\b", template))
+
+
+def render_command(template: str, *, base_path: str, port: int, ip: str, token: str, live_help: bool = False) -> str:
+    command = template.format(base_path=base_path, port=port, ip=ip, token=token)
+    return f"{command} {LIVE_HELP_OPTION}" if live_help else command

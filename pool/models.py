@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from pool import origins
-from pool.command import check_command_template
+from pool.command import check_command_template, runs_jupyter_server
 from pool.materials_files import check_source
 from pool.options import DEFAULT_CPU_QUOTA, parse_extra_hosts, parse_host_directories
 
@@ -104,6 +104,10 @@ class Pool(models.Model):
     use_tokens = models.BooleanField(default=True, help_text="Give every notebook server its own token.")
     user_length = models.PositiveIntegerField(default=12, validators=[MinValueValidator(8), MaxValueValidator(64)], help_text="Length of the /user/<id>/ id.")
     access_code = models.CharField(max_length=100, blank=True, help_text="Code visitors enter once before they get a notebook; empty: none asked.")
+    live_help = models.BooleanField(
+        default=False,
+        help_text="Helpers may ask to join a participant's JupyterLab live (real-time collaboration on); needs the JupyterLab image.",
+    )
     materials_source = models.CharField(
         max_length=500,
         blank=True,
@@ -141,6 +145,8 @@ class Pool(models.Model):
             for field, what in (("internal_network", "an internal network"), ("host_network", "the host network")):
                 if getattr(self, field):
                     raise ValidationError({field: f"Notebooks on a Swarm cannot use {what}: the proxy could not reach them on another node."})
+        if self.live_help and not runs_jupyter_server(self.command):
+            raise ValidationError({"live_help": "Live help needs JupyterLab on jupyter-server 2 (a `jupyter lab` command and the JupyterLab image)."})
 
     def spawning_blocked(self, now: datetime) -> bool:
         return bool(self.paused_reason) or (self.next_spawn_at is not None and self.next_spawn_at > now)
@@ -710,6 +716,7 @@ class Event(models.Model):
         BROADCAST = "broadcast", "files broadcast"
         LOOK = "look", "looked at by a helper"
         WORKSHOP = "workshop", "workshop planned, opened, ended or closed"
+        LIVE = "live", "live help"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -727,6 +734,33 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.time:%Y-%m-%d %H:%M:%S} {self.kind}: {self.message}"
+
+
+class LiveInvitation(models.Model):
+    """A helper's ask to join a participant's JupyterLab live (pool/services/live.py)."""
+
+    class State(models.TextChoices):
+        ASKED = "asked", "asked"
+        ACCEPTED = "accepted", "accepted"
+        DECLINED = "declined", "declined"
+        LAPSED = "lapsed", "not answered"
+        ENDED = "ended", "ended"
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="live_invitations")
+    helper = models.CharField(max_length=150, help_text="The organiser who asked, as the participant sees them.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ASKED)
+    asked_at = models.DateTimeField(default=timezone.now)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="The time limit, from the participant's yes.")
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.CharField(max_length=150, blank=True, help_text="The participant, the helper, or the time limit.")
+
+    class Meta:
+        ordering = ["-asked_at"]
+        indexes = [models.Index(fields=["session", "state"], name="live_invitation_open")]
+
+    def __str__(self) -> str:
+        return f"{self.helper} → {self.session_id} ({self.state})"
 
 
 class UsageSample(models.Model):

@@ -6,7 +6,7 @@ of the service has: <id>.TMPNB_NOTEBOOK_DOMAIN, or, without a domain, the
 proxy's notebook port (deploy/proxy/tmpnb-proxy.mjs, which routes by the same
 keys as ``route_path``). A notebook's origin reaches the app only for what the
 proxy has no route for: an ended or reconnecting notebook, the cull warning's
-question and the hand and name its banner sends, and the static files; the
+question and the hand, name and live-help answers its banner sends, and the static files; the
 proxy itself serves JupyterLab's files there (deploy/proxy/lab-static.mjs).
 The admin lives on TMPNB_ADMIN_HOST when set.
 """
@@ -25,7 +25,7 @@ NOTEBOOK_LISTENER = "@notebooks"
 # What a notebook's origin may ask of the app (a path under /user/<id>/ is the
 # notebook's own when the proxy has its route), and what only it may: the
 # static files came out of a notebook's image.
-NOTEBOOK_ORIGIN_PATHS = re.compile(r"^/(user/|api/notebooks/[^/]+/(time-left|hand|name)$|static/)")
+NOTEBOOK_ORIGIN_PATHS = re.compile(r"^/(user/|api/notebooks/[^/]+/(time-left|hand|name|live)$|static/)")
 NOTEBOOK_ORIGIN_ONLY = "/static/"
 ADMIN_PATHS = re.compile(r"^/(admin/|tmpnb-static/)")
 USER_PATH = re.compile(r"^/user/([A-Za-z0-9]+)/")

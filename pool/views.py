@@ -18,7 +18,7 @@ from pool import backends, origins, visitors
 from pool.http import client_address, hand_rate_exceeded, no_store, page_or_json, resume_rate_exceeded, spawn_rate_exceeded, wants_json
 from pool.models import Container, Pool, Session, Snapshot, Workshop
 from pool.origins import OriginRequest
-from pool.services import assignment, broadcasts, disk, look, pools, resume, room, snapshots, spawning, upkeep, usage, waiting, workshops
+from pool.services import assignment, broadcasts, disk, live, look, pools, resume, room, snapshots, spawning, upkeep, usage, waiting, workshops
 from proxyapi import ProxyError
 
 RETRY_AFTER = 5  # seconds; without JavaScript, the waiting page reloads itself after this
@@ -397,6 +397,13 @@ def notebook_hand(request: OriginRequest, path_id: str) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
+def notebook_live(request: OriginRequest, path_id: str) -> JsonResponse:
+    """The participant's answer to a helper who asks to join live, or its end ({"answer"})."""
+    return _told_by_holder(request, path_id, lambda session, body: live.participant_says(session, body.get("answer")))
+
+
+@csrf_exempt
+@require_POST
 def notebook_name(request: OriginRequest, path_id: str) -> JsonResponse:
     """The name the participant types from the banner ({"name"}; empty clears it)."""
     return _told_by_holder(request, path_id, lambda session, body: room.set_display_name(session, body.get("name", "")))
@@ -419,7 +426,20 @@ def _told_by_holder(request: OriginRequest, path_id: str, change: Callable[[Sess
 
 
 def participant_state(session: Session) -> dict[str, Any]:
-    return {"hand": {"raised": session.hand_raised_at is not None, "text": session.hand_text}, "name": session.display_name}
+    return {"hand": {"raised": session.hand_raised_at is not None, "text": session.hand_text}, "name": session.display_name, "live": live_state(session)}
+
+
+def live_state(session: Session) -> dict[str, Any] | None:
+    """Who asks to join live, or who may be there and until when, worded."""
+    invitation = live.current(session)
+    if invitation is None:
+        return None
+    if invitation.state == live.State.ASKED:
+        said = gettext("%(helper)s asks to join your notebook live, to see and edit it with you.")
+        return {"state": "asked", "helper": invitation.helper, "message": said % {"helper": invitation.helper}}
+    minutes = live.minutes_left(invitation)
+    said = ngettext("%(helper)s is here live (for %(minutes)d more minute).", "%(helper)s is here live (for %(minutes)d more minutes).", minutes)
+    return {"state": "here", "helper": invitation.helper, "message": said % {"helper": invitation.helper, "minutes": minutes}}
 
 
 def participant_words() -> dict[str, str]:
@@ -434,6 +454,9 @@ def participant_words() -> dict[str, str]:
         "name_label": gettext("Your name, shown to the organisers (optional)"),
         "save": gettext("Save"),
         "failed": gettext("That did not work; try again in a moment."),
+        "accept": gettext("Accept"),
+        "decline": gettext("Decline"),
+        "end": gettext("End"),
         "hand_max": str(room.HAND_TEXT_MAX),
         "name_max": str(room.NAME_MAX),
     }

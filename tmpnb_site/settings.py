@@ -379,6 +379,8 @@ TMPNB_HISTORY_DAYS = env_int("TMPNB_HISTORY_DAYS", 90, minimum=1, maximum=36500)
 # A participant's files are saved as a zip when their session ends (culls, kills,
 # stop_pools), kept this many hours (0: none are taken), then pruned by the heartbeat.
 TMPNB_SNAPSHOT_HOURS = env_int("TMPNB_SNAPSHOT_HOURS", 48, minimum=0, maximum=24 * 365)
+# How long a helper may stay once a participant accepts them (pool/services/live.py).
+TMPNB_LIVE_HELP_MINUTES = env_int("TMPNB_LIVE_HELP_MINUTES", 30, minimum=1, maximum=8 * 60)
 # Hours a participant's resume code works after it was made (pool/services/resume.py).
 TMPNB_RESUME_HOURS = env_int("TMPNB_RESUME_HOURS", 24, minimum=1, maximum=24 * 365)
 TMPNB_SNAPSHOT_MAX_MB = env_int("TMPNB_SNAPSHOT_MAX_MB", 200, minimum=1, maximum=100_000)

@@ -26,6 +26,7 @@ urlpatterns = [
     # Its raised hand and its holder's name, from the same banner.
     path("api/notebooks/<str:path_id>/hand", views.notebook_hand, name="notebook-hand"),
     path("api/notebooks/<str:path_id>/name", views.notebook_name, name="notebook-name"),
+    path("api/notebooks/<str:path_id>/live", views.notebook_live, name="notebook-live"),
     path("static/<path:path>", views.static_files, name="static-files"),
     # The API answers with or without a trailing slash: POST and DELETE cannot be redirected.
     re_path(r"^api/spawn/?$", api.spawn, name="api-spawn"),

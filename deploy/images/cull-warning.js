@@ -1,6 +1,7 @@
 /* tmpnb: a banner a few minutes before this notebook server is culled, and
-   beside it a small box to raise a hand (with an optional help text) and to
-   give the organisers a name; a line in the banner's place when the organiser
+   beside it a small box to raise a hand (with an optional help text), to
+   give the organisers a name, and to let a helper join live (Accept /
+   Decline, then who is there and End); a line in the banner's place when the organiser
    sends a file, and the file browser shows it at once. The service answers on the notebook's own
    origin to whoever sends the notebook's token, and 404 to anyone else; it
    words the banner and the box in the participant's language. Added to
@@ -138,8 +139,20 @@
     help.handForm = form('tmpnb-hand-form', words.ask, help.text, words.raise, words.cancel);
     help.name = make('input', { id: 'tmpnb-name-input', type: 'text', maxLength: Number(words.name_max), autocomplete: 'name' }, 'font:inherit;width:20em;box-sizing:border-box');
     help.nameForm = form('tmpnb-name-form', words.name_label, help.name, words.save, words.cancel);
-    help.append(row, help.status, help.handForm, help.nameForm);
+    help.live = make('div', { id: 'tmpnb-live', hidden: true }, 'margin-top:6px');
+    help.liveText = make('div', { id: 'tmpnb-live-text' });
+    help.liveText.setAttribute('role', 'status');
+    var liveButtons = make('div', {}, 'display:flex;gap:6px;justify-content:flex-end;margin-top:4px');
+    help.accept = make('button', { type: 'button', id: 'tmpnb-live-accept' }, BUTTON);
+    help.decline = make('button', { type: 'button', id: 'tmpnb-live-decline' }, BUTTON);
+    help.endLive = make('button', { type: 'button', id: 'tmpnb-live-end' }, BUTTON);
+    liveButtons.append(help.accept, help.decline, help.endLive);
+    help.live.append(help.liveText, liveButtons);
+    help.append(row, help.status, help.live, help.handForm, help.nameForm);
     document.body.appendChild(help);
+    help.accept.addEventListener('click', function () { send('live', 'POST', { answer: 'accept' }); });
+    help.decline.addEventListener('click', function () { send('live', 'POST', { answer: 'decline' }); });
+    help.endLive.addEventListener('click', function () { send('live', 'POST', { answer: 'end' }); });
 
     help.hand.addEventListener('click', function () {
       if (help.raised) {
@@ -183,6 +196,23 @@
     if (document.activeElement !== help.name) {
       help.name.value = state.name;
     }
+    showLive(state.live, words);
+  }
+
+  // A helper asking to join live, or there: said as text, with its buttons.
+  function showLive(live, words) {
+    help.live.hidden = !live;
+    if (!live) {
+      return;
+    }
+    if (help.liveText.textContent !== live.message) {
+      help.liveText.textContent = live.message;
+    }
+    help.accept.textContent = words.accept;
+    help.decline.textContent = words.decline;
+    help.endLive.textContent = words.end;
+    help.accept.hidden = help.decline.hidden = live.state !== 'asked';
+    help.endLive.hidden = live.state !== 'here';
   }
 
   function send(what, method, body) {

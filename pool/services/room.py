@@ -30,8 +30,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from pool.models import Container, Pool, QueueEntry, Session
-from pool.services import notebook_api
+from pool.models import Container, LiveInvitation, Pool, QueueEntry, Session
+from pool.services import live, notebook_api
 from pool.services.disk import saved_since_landing
 from pool.services.upkeep import cull_due
 
@@ -77,6 +77,9 @@ class Participant:
     work_bytes: int | None  # saved since they landed, at the last disk check (disk.saved_since_landing)
     hand_raised_at: datetime | None
     hand_text: str
+    live_state: str  # "" (nobody), "asked" or "accepted" (pool/services/live.py)
+    live_helper: str
+    live_ends_at: datetime | None
 
 
 def room(pool: Pool, *, now: datetime | None = None) -> list[Participant]:
@@ -85,11 +88,12 @@ def room(pool: Pool, *, now: datetime | None = None) -> list[Participant]:
     now = now or timezone.now()
     sessions = list(Session.objects.active().filter(container__pool=pool, container__state=Container.State.ASSIGNED).select_related("container__pool"))
     servers = server_states(pool, [session.container for session in sessions])
-    rows = [_participant(session, servers.get(session.container.path_id, NOT_ANSWERING), now) for session in sessions]
+    invitations = live.open_ones(sessions, now=now) if pool.live_help else {}
+    rows = [_participant(session, servers.get(session.container.path_id, NOT_ANSWERING), invitations.get(session.pk), now) for session in sessions]
     return sorted(rows, key=lambda row: (row.hand_raised_at is None, row.hand_raised_at or row.landed_at, row.landed_at, row.session_id))
 
 
-def _participant(session: Session, server: ServerState, now: datetime) -> Participant:
+def _participant(session: Session, server: ServerState, invitation: LiveInvitation | None, now: datetime) -> Participant:
     age_due, idle_due = cull_due(session, session.last_activity)
     return Participant(
         session_id=session.pk,
@@ -103,11 +107,14 @@ def _participant(session: Session, server: ServerState, now: datetime) -> Partic
         work_bytes=saved_since_landing(session.container),
         hand_raised_at=session.hand_raised_at,
         hand_text=session.hand_text,
+        live_state=invitation.state if invitation else "",
+        live_helper=invitation.helper if invitation else "",
+        live_ends_at=invitation.ends_at if invitation else None,
     )
 
 
 def as_json(rows: Iterable[Participant]) -> list[dict[str, Any]]:
-    return [{**asdict(row), **{key: _iso(getattr(row, key)) for key in ("landed_at", "last_activity", "hand_raised_at")}} for row in rows]
+    return [{**asdict(row), **{key: _iso(getattr(row, key)) for key in ("landed_at", "last_activity", "hand_raised_at", "live_ends_at")}} for row in rows]
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -74,7 +74,7 @@ def container_spec(container: Container) -> ContainerSpec:
         port, ip = host_port, pool.container_ip
     else:
         port, ip, host_port = pool.container_port, "0.0.0.0", None
-    command = render_command(pool.command, base_path=container.base_path, port=port, ip=ip, token=container.token)
+    command = render_command(pool.command, base_path=container.base_path, port=port, ip=ip, token=container.token, live_help=pool.live_help)
     return ContainerSpec(
         name=container.name,
         image=pool.image,

@@ -14,15 +14,32 @@ from tests.factories import SessionFactory
 class FakeNotebookServer:
     """Answers /user/<id>/api/kernels and /api/sessions as each path id's
     ``answers`` say: a JSON value, raw bytes, or a number of seconds to stall.
-    Only with the right token; counts the requests."""
+    Only with the right token; counts the requests. PUT and DELETE (the
+    invitations of pool/services/live.py) are kept in ``changes`` and
+    answered ``change_status`` (201 for a PUT, 204 for a DELETE)."""
 
     def __init__(self):
         self.answers = {}
         self.tokens = {}
         self.requests = 0
+        self.changes = []
+        self.change_status = {"PUT": 201, "DELETE": 204}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def _change(self):
+                _, _, path_id, what = self.path.split("/", 3)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Authorization") != f"token {server.tokens.get(path_id)}":
+                    self.send_error(403)
+                    return
+                server.changes.append((self.command, what, json.loads(body) if body else None))
+                self.send_response(server.change_status[self.command])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_PUT = do_DELETE = _change
+
             def do_GET(self):
                 server.requests += 1
                 _, _, path_id, what = self.path.split("/", 3)

@@ -189,7 +189,7 @@ def test_a_participant_raises_and_lowers_a_hand_and_gives_a_name_from_the_banner
     session = SessionFactory(container__pool=pool)
     answer = from_the_banner("POST", session, "hand", {"text": "<b>cell 3</b> fails"}, settings=settings)
     assert answer.status_code == 200 and answer["Cache-Control"] == "no-store"
-    assert answer.json() == {"hand": {"raised": True, "text": "<b>cell 3</b> fails"}, "name": ""}
+    assert answer.json() == {"hand": {"raised": True, "text": "<b>cell 3</b> fails"}, "name": "", "live": None}
     assert from_the_banner("POST", session, "name", {"name": "Ada"}, settings=settings).json()["name"] == "Ada"
     [row] = room.room(pool)
     assert (row.name, row.hand_text) == ("Ada", "<b>cell 3</b> fails")
