@@ -15,7 +15,7 @@ from django.utils import timezone
 from playwright.sync_api import Error as PlaywrightError
 
 from pool.models import Container, Session, Snapshot
-from pool.services import room
+from pool.services import live, room
 from tests.factories import ContainerFactory, PoolFactory
 from tests.integration.test_browser import CHROMIUM, log_in_as_organiser, open_browser  # noqa: F401 (a fixture)
 from tests.stack import ROOT
@@ -69,7 +69,7 @@ def served(live_server, transactional_db):
 def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_violation(served, open_browser, admin_user, settings):  # noqa: F811
     # Notebooks at <id>.localhost, which Chromium resolves to this live server, as any browser does.
     settings.TMPNB_NOTEBOOK_DOMAIN = "localhost"
-    pool = PoolFactory(capacity=1)
+    pool = PoolFactory(capacity=1, live_help=True)  # the room view's live-help column too
     ContainerFactory(pool=pool)
     ContainerFactory(pool=PoolFactory(name="python"))
     ContainerFactory(pool=PoolFactory(name="workshop", access_code="tulip-42"))
@@ -133,9 +133,12 @@ def test_no_participant_page_nor_the_dashboard_has_a_serious_accessibility_viola
 
     organiser = log_in_as_organiser(open_browser("organiser"), served, admin_user)
     checked["dashboard"] = serious_violations(organiser)
-    room.raise_hand(Session.objects.active().get(container__pool=pool), "stuck on cell 3")
+    participant = Session.objects.active().get(container__pool=pool)
+    room.raise_hand(participant, "stuck on cell 3")
+    live.ask(participant, helper=admin_user.get_username())
     organiser.goto(f"{served}/admin/room/{pool.pk}/")
     organiser.locator("#hands li.hand").wait_for()  # the rows, filled in by the page's first refresh
+    organiser.locator("#room td.live .live-end").wait_for()  # the ask, and its Withdraw button
     checked["room view"] = serious_violations(organiser)
 
     assert len(checked) == 4 + 7 * len(LANGUAGES) + 3 + 3
