@@ -73,6 +73,17 @@ def test_on_a_guarded_swarm_notebooks_join_the_installations_network(db, setting
     assert made == ([(network, netguard.bridge_name())] if guard else [])
 
 
+def test_on_a_swarm_an_internal_pools_notebooks_join_the_internal_bridge_with_their_port_published(db, settings, monkeypatch, fake_backend):
+    # Its bridge is the one the guard cuts off on each node.
+    settings.TMPNB_BACKEND, settings.TMPNB_ROUTE_TO, settings.TMPNB_INSTALLATION, settings.TMPNB_NETWORK_GUARD = "swarm", "published", "x", True
+    monkeypatch.setitem(backends.BACKENDS, "swarm", fake_backend)
+    made = []
+    monkeypatch.setattr(fake_backend, "ensure_network", lambda name, *, pool, internal=False, bridge="": made.append((name, internal, bridge)))
+    made_spec = spawning.container_spec(ContainerFactory(pool=PoolFactory(internal_network=True)))
+    assert made_spec.network == "tmpnb-x-internal" and made_spec.internal and made_spec.publish
+    assert made == [("tmpnb-x-internal", True, netguard.bridge_name(internal=True))]
+
+
 def test_a_pool_on_a_swarm_refuses_the_host_network_and_an_internal_one_without_the_guard(settings):
     settings.TMPNB_BACKEND, settings.TMPNB_NETWORK_GUARD = "swarm", True
     with pytest.raises(ValidationError, match="the proxy could not reach them on another node"):
