@@ -141,10 +141,12 @@ class Pool(models.Model):
         if self.internal_network and (self.host_network or self.docker_network):
             raise ValidationError({"internal_network": "An internal network excludes the host network and another Docker network."})
         if settings.TMPNB_BACKEND == "swarm":
-            # The proxy reaches a Swarm's notebooks at their node's published ports (README "Backends").
-            for field, what in (("internal_network", "an internal network"), ("host_network", "the host network")):
-                if getattr(self, field):
-                    raise ValidationError({field: f"Notebooks on a Swarm cannot use {what}: the proxy could not reach them on another node."})
+            # The proxy reaches a Swarm's notebooks at their node's published
+            # ports, and only the guard cuts an internal network off (README "Backends").
+            if self.host_network:
+                raise ValidationError({"host_network": "Notebooks on a Swarm cannot use the host network: the proxy could not reach them on another node."})
+            if self.internal_network and not settings.TMPNB_NETWORK_GUARD:
+                raise ValidationError({"internal_network": "On a Swarm an internal network needs the network guard (TMPNB_NETWORK_GUARD)."})
         if self.live_help and not runs_jupyter_server(self.command):
             raise ValidationError({"live_help": "Live help needs JupyterLab on jupyter-server 2 (a `jupyter lab` command and the JupyterLab image)."})
 

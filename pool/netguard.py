@@ -13,6 +13,13 @@ and its internal twin) reach the internet as configured, but not:
 - each other: traffic between the installation's bridges is rejected unless the
   policy lets peers talk (it is forwarded traffic too, because Docker turns on
   bridge-nf-call-iptables);
+- anything at all from the internal network (``tnb<tag>i``): no new connection
+  leaves it, not to its resolvers nor to the allowed destinations (peers on it
+  may talk when the policy lets them). On one machine Docker's internal network
+  already cuts it off; on a Swarm, where it is an ordinary bridge whose port is
+  published for the proxy, this rule is what does. Docker's DNS forwards a
+  query for an outside name from the container's own namespace, through this
+  chain, so no name outside resolves either;
 - the host itself (Redis, the proxy's API, the Django app, dockerd or anything
   else listening on the host's addresses): input traffic, rejected unless it
   answers a connection the host opened (the proxy connects to the notebook,
@@ -131,9 +138,16 @@ def _ensure_jump(on: Runner, parent: str, rule: tuple[str, ...]) -> None:
 def _chain_rules(policy: Policy, installation: str | None = None) -> list[tuple[str, ...]]:
     """The two chains' rules, as iptables-restore reads them."""
     forward, inbound, bridges, comment = _names(installation)
+    internal = bridge_name(internal=True, installation=installation)
     tagged = ("-m", "comment", "--comment", f'"{comment}"')
     answers = ("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", *tagged, "-j", "RETURN")
-    rules: list[tuple[str, ...]] = [(forward, *answers), (forward, "-o", bridges, *tagged, *(("-j", "RETURN") if policy.peers else REJECT))]
+    rules: list[tuple[str, ...]] = [(forward, *answers)]
+    if policy.peers:
+        rules.append((forward, "-i", internal, "-o", internal, *tagged, "-j", "RETURN"))
+    # The internal network opens no connection anywhere, its resolvers and the
+    # allowed destinations included: on a Swarm it is an ordinary bridge (its
+    # port published for the proxy), and only this rule cuts it off.
+    rules += [(forward, "-i", internal, *tagged, *REJECT), (forward, "-o", bridges, *tagged, *(("-j", "RETURN") if policy.peers else REJECT))]
     for resolver in policy.resolvers:
         rules += [(forward, "-d", resolver, "-p", protocol, "-m", protocol, "--dport", "53", *tagged, "-j", "RETURN") for protocol in ("udp", "tcp")]
     rules += [(forward, "-d", destination, *tagged, "-j", "RETURN") for destination in policy.allow]

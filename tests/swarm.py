@@ -56,6 +56,26 @@ def _signal(pid, number):
         pass
 
 
+# A DNS server for stand_in: answers each query for an A record with its own
+# address, and appends the name asked to a file.
+STAND_IN_RESOLVER = """
+import socket, struct, sys
+address, noted = sys.argv[1], sys.argv[2]
+server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+server.bind((address, 53))
+while True:
+    query, sender = server.recvfrom(512)
+    labels, at = [], 12
+    while query[at]:
+        labels.append(query[at + 1 : at + 1 + query[at]].decode()); at += 1 + query[at]
+    question = query[12 : at + 5]
+    with open(noted, "a") as log:
+        log.write(".".join(labels) + "\\n")
+    answer = b"\\xc0\\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton(address)
+    server.sendto(query[:2] + b"\\x81\\x80" + struct.pack(">HHHH", 1, 1, 0, 0) + question + answer, sender)
+"""
+
+
 class SwarmLab:
     def __init__(self, image_archive):
         self.prefix = f"t8{secrets.token_hex(2)}"  # short: it names interfaces (15 characters at most)
@@ -64,6 +84,7 @@ class SwarmLab:
         self.image_archive = image_archive
         self.daemons = {}
         self.stand_ins = []
+        self.noted = {}  # where each stand-in resolver notes its queries, by its address
 
     # --- names -------------------------------------------------------------
 
@@ -278,29 +299,42 @@ class SwarmLab:
         own.write_text(text)
         run(*mount_ns, "mount", "--bind", own, "/etc/resolv.conf")
 
-    def stand_in(self, node, address):
-        """A web server at ``address`` (a cloud's metadata address, say) that
-        only ``node`` reaches: in a namespace of the lab's own behind a veth
-        from the node, as a cloud's machine reaches its metadata service.
-        Returns ``address``; ``down()`` removes it."""
-        ns = f"{self.prefix}-s{node}"
+    def stand_in(self, node, address, *, resolver=False):
+        """A web server at ``address`` (a cloud's metadata address, say), or with
+        ``resolver`` a DNS server there that answers every name with
+        ``address`` and notes each query (``queries``), that only ``node``
+        reaches: in a namespace of the lab's own behind a veth from the node,
+        as a cloud's machine reaches its metadata service. Returns ``address``;
+        ``down()`` removes it."""
+        number = len(self.stand_ins)
+        ns = f"{self.prefix}-s{node}{number}"
         run("ip", "netns", "add", ns)
         self.stand_ins.append(ns)
-        run("ip", "link", "add", "sin0", "netns", self.netns(node), "type", "veth", "peer", "name", "eth0", "netns", ns)
+        run("ip", "link", "add", f"sin{number}", "netns", self.netns(node), "type", "veth", "peer", "name", "eth0", "netns", ns)
         subnet = address.rsplit(".", 1)[0]
-        self._in(self.netns(node), "ip", "addr", "add", f"{subnet}.1/24", "dev", "sin0")
-        self._in(self.netns(node), "ip", "link", "set", "sin0", "up")
+        self._in(self.netns(node), "ip", "addr", "add", f"{subnet}.1/24", "dev", f"sin{number}")
+        self._in(self.netns(node), "ip", "link", "set", f"sin{number}", "up")
         self._in(ns, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
         self._in(ns, "ip", "link", "set", "eth0", "up")
         folder = self.state / ns
         folder.mkdir()
+        self.noted[address] = folder / "queries"
         (folder / "index.html").write_text("metadata\n")
-        server = [sys.executable, "-m", "http.server", "--bind", address, "--directory", folder, "80"]
+        if resolver:
+            server = [sys.executable, "-c", STAND_IN_RESOLVER, address, folder / "queries"]
+        else:
+            server = [sys.executable, "-m", "http.server", "--bind", address, "--directory", folder, "80"]
         subprocess.Popen(["nsenter", f"--net=/run/netns/{ns}", *map(str, server)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
-        while "LISTEN" not in self._in(ns, "ss", "-ltn").stdout and time.monotonic() < deadline:
+        listening = ["ss", "-lun"] if resolver else ["ss", "-ltn"]
+        while f"{address}:" not in self._in(ns, *listening).stdout and time.monotonic() < deadline:
             time.sleep(0.1)
         return address
+
+    def queries(self, address):
+        """The names the stand-in resolver at ``address`` was asked, oldest first."""
+        noted = self.noted[address]
+        return noted.read_text().splitlines() if noted.exists() else []
 
     # --- faults ------------------------------------------------------------
 

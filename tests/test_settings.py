@@ -205,8 +205,11 @@ def test_a_swarm_is_routed_to_published_ports(tmp_path):
     assert start_with(tmp_path, TMPNB_BACKEND="swarm").returncode == 0
 
 
-@pytest.mark.parametrize("variable", ["TMPNB_INTERNAL_NETWORK", "TMPNB_HOST_NETWORK"])
-def test_a_swarm_refuses_networks_the_proxy_could_not_reach(tmp_path, variable):
-    result = start_with(tmp_path, TMPNB_BACKEND="swarm", **{variable: "true"})
+def test_a_swarm_refuses_the_host_network_and_an_internal_one_without_the_guard(tmp_path):
+    result = start_with(tmp_path, TMPNB_BACKEND="swarm", TMPNB_HOST_NETWORK="true")
     assert result.returncode != 0
-    assert f"{variable}=true is not available with TMPNB_BACKEND=swarm" in result.stderr
+    assert "TMPNB_HOST_NETWORK=true is not available with TMPNB_BACKEND=swarm" in result.stderr
+    result = start_with(tmp_path, TMPNB_BACKEND="swarm", TMPNB_INTERNAL_NETWORK="true", TMPNB_NETWORK_GUARD="false")
+    assert result.returncode != 0
+    assert "TMPNB_INTERNAL_NETWORK=true with TMPNB_BACKEND=swarm needs TMPNB_NETWORK_GUARD=true" in result.stderr
+    assert start_with(tmp_path, TMPNB_BACKEND="swarm", TMPNB_INTERNAL_NETWORK="true").returncode == 0

@@ -474,11 +474,11 @@ _POOL_OPTIONS: dict[str, tuple[str, Any]] = {
 _size, _target = _POOL_OPTIONS["capacity"][1], _POOL_OPTIONS["ready_target"][1]
 if _target is not None and _target > _size:
     raise ImproperlyConfigured(f"TMPNB_READY_TARGET ({_target}) cannot exceed TMPNB_POOL_SIZE ({_size})")
-for _field in ("internal_network", "host_network"):
-    if TMPNB_BACKEND == "swarm" and _POOL_OPTIONS[_field][1]:
-        raise ImproperlyConfigured(
-            f"{_POOL_OPTIONS[_field][0]}=true is not available with TMPNB_BACKEND=swarm: the proxy reaches a notebook at its node's published port"
-        )
+if TMPNB_BACKEND == "swarm" and _POOL_OPTIONS["host_network"][1]:
+    raise ImproperlyConfigured("TMPNB_HOST_NETWORK=true is not available with TMPNB_BACKEND=swarm: the proxy reaches a notebook at its node's published port")
+if TMPNB_BACKEND == "swarm" and _POOL_OPTIONS["internal_network"][1] and not TMPNB_NETWORK_GUARD:
+    # On a Swarm only the guard's rules cut the internal network off (README "Backends").
+    raise ImproperlyConfigured("TMPNB_INTERNAL_NETWORK=true with TMPNB_BACKEND=swarm needs TMPNB_NETWORK_GUARD=true")
 
 # The default pool is made from these; `manage.py init_pool` also writes the
 # ones set explicitly in the environment onto an existing pool (see README).

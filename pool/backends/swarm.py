@@ -59,8 +59,8 @@ class SwarmError(DockerError):
 
 
 def _task_template(spec: ContainerSpec) -> dict[str, Any]:
-    if spec.host_network or spec.internal:
-        raise SwarmError("the host network and internal networks are not available on the swarm backend")
+    if spec.host_network:
+        raise SwarmError("the host network is not available on the swarm backend")
     container: dict[str, Any] = {
         # Args, not Command: Command would replace the image's entrypoint (tini).
         "Image": spec.image,
@@ -212,9 +212,11 @@ def ensure_network(name: str, *, pool: str, internal: bool = False, bridge: str 
     """A Swarm-scoped bridge network: on each node a local bridge named
     ``bridge`` (so the network guard matches it as on one machine), from a
     config-only network made on every node's engine. Host-mode published
-    ports work on it as on the default bridge."""
-    if internal:
-        raise SwarmError("internal networks are not available on the swarm backend")
+    ports work on it as on the default bridge. An ``internal`` one is such a
+    bridge too: the network guard on each node cuts it off from everything
+    (pool/netguard.py), so there is none without the guard."""
+    if internal and not settings.TMPNB_NETWORK_GUARD:
+        raise SwarmError("an internal network on the swarm backend needs the network guard (TMPNB_NETWORK_GUARD)")
     local = f"{name}-node"
     for hostname in settings.TMPNB_SWARM_NODE_ENGINES:
         with _naming(hostname):

@@ -2,7 +2,8 @@
 over the nodes, visitors reach them through the proxy at their node's address,
 a restart of the manager ends nothing, materials and saved work move through
 each node's own engine, the disk limit holds on a worker node, participants on the worker nodes each have an origin
-of their own, the network guard holds on every node, and a node lost for good
+of their own, the network guard holds on every node (an internal network
+there reaches nothing), and a node lost for good
 ends its sessions and is replaced on the others.
 
 The lost-node test cuts the third node off for the rest of the session, so it
@@ -19,11 +20,12 @@ import docker
 import pytest
 import requests
 
-from pool import netguard
+from pool import netguard, origins
 from pool.backends import get_backend
 from pool.backends.base import BackendError, ContainerSpec
 from pool.models import Container, Event, GuardCheck, Pool, Session
 from pool.services import network, pools
+from proxyapi import get_proxy
 from tests.conftest import swarm_environment
 from tests.factories import PoolFactory
 from tests.integration.test_browser import CHROMIUM, open_browser  # noqa: F401 (a fixture)
@@ -312,6 +314,75 @@ def test_the_guard_is_on_every_node_and_a_node_without_it_gets_no_new_notebooks(
         on_swarm.resolv_conf(2)
         network.unguard_network()
         for node in (1, 2, 3):
+            on_swarm.set_availability(node, "active")
+        backend.remove_networks()
+    for node in (1, 2, 3):
+        assert "tmpnb:" not in on_swarm.in_node(node, "iptables", "-S")
+
+
+def test_an_internal_network_on_a_worker_node_reaches_nothing_and_its_participant_is_served_through_the_proxy(on_swarm, settings, db, routes_cleaned):
+    settings.TMPNB_SWARM_GUARD_IMAGE = TINY_IMAGE
+    settings.TMPNB_NETWORK_GUARD = True
+    # A site on the internet and node 2's resolver: stand-ins only node 2 reaches.
+    site = on_swarm.stand_in(2, "198.51.100.80")
+    resolver = on_swarm.stand_in(2, "192.0.2.53", resolver=True)
+    on_swarm.resolv_conf(2, f"nameserver {resolver}\n")  # read as each container is made
+    backend, name = get_backend(), f"tmpnb-{settings.TMPNB_INSTALLATION}"
+    served = "mkdir -p /tmp/w/user/{0} && echo served > /tmp/w/user/{0}/index.html && exec httpd -f -p 8888 -h /tmp/w"
+    routed = ContainerSpec(
+        name="tmpnb-test-routed",
+        image=TINY_IMAGE,
+        command=f"sh -c '{served.format('routed')}'",
+        pool="guard",
+        container_port=8888,
+        host_ip="0.0.0.0",
+        network=name,
+    )
+    internal = replace(routed, name="tmpnb-test-internal", command=f"sh -c '{served.format('internal')}'", network=f"{name}-internal", internal=True)
+    started = []
+    on_swarm.set_availability(1, "pause")
+    on_swarm.set_availability(3, "pause")
+    try:
+        assert network.guard_network()
+        backend.ensure_network(routed.network, pool="guard", bridge=netguard.bridge_name())
+        backend.ensure_network(internal.network, pool="guard", internal=True, bridge=netguard.bridge_name(internal=True))
+        started += [backend.start_container(routed), backend.start_container(internal)]
+        assert {container.node for container in started} == {on_swarm.hostname(2)}
+        on_routed, on_internal = (on_swarm.container_of(2, container.backend_id) for container in started)
+        fetch = ["sh", "-c", f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {site} 80"]
+        look_up = ["nslookup", "routed.example.test"]
+
+        # Under the guard a notebook on the routed network reaches the site,
+        # and Docker's DNS resolves an outside name through the resolver.
+        wait_until(lambda: on_routed.exec_run(fetch).output.endswith(b"\r\n\r\nmetadata\n"), timeout=20, what="the site answering the routed notebook")
+        assert resolver.encode() in on_routed.exec_run(look_up).output
+        assert "routed.example.test" in on_swarm.queries(resolver)
+
+        # On the internal network nothing answers: the site, the resolver
+        # asked directly, nor the resolver Docker's DNS forwards to, which
+        # does so from the notebook's own namespace and is rejected there.
+        # Names of the network itself still resolve (Docker answers them).
+        assert on_internal.exec_run(fetch).exit_code != 0
+        asked = on_internal.exec_run(["nslookup", "internal.example.test"])
+        assert asked.exit_code != 0 and resolver.encode() not in asked.output, asked.output
+        assert on_internal.exec_run(["nslookup", "direct.example.test", resolver]).exit_code != 0
+        assert set(on_swarm.queries(resolver)) == {"routed.example.test"}
+        # Nor the routed notebook at its node's published port (the host answers that).
+        own_page = ["sh", "-c", f"printf 'GET /user/routed/ HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {started[0].host_ip} {started[0].host_port}"]
+        assert requests.get(f"http://{started[0].host_ip}:{started[0].host_port}/user/routed/", timeout=10).text == "served\n"
+        assert b"served" not in on_internal.exec_run(own_page).output
+
+        # The proxy reaches the internal notebook at its node's published port.
+        settings.CONFIGPROXY_ENDPOINT, settings.CONFIGPROXY_AUTH_TOKEN = routes_cleaned.api_url, routes_cleaned.token
+        get_proxy().add_route(origins.route_path("internal"), f"http://{started[1].host_ip}:{started[1].host_port}")
+        page = requests.get(f"{routes_cleaned.notebook_url}/user/internal/", timeout=10)
+        assert page.status_code == 200 and page.text == "served\n"
+    finally:
+        for container in started:
+            backend.remove_container(container.backend_id)
+        on_swarm.resolv_conf(2)
+        network.unguard_network()
+        for node in (1, 3):
             on_swarm.set_availability(node, "active")
         backend.remove_networks()
     for node in (1, 2, 3):

@@ -1,6 +1,8 @@
 """The guard's rules for the heartbeat and the dashboard, with iptables
 replaced (tests/integration/test_network_guard.py runs the real one)."""
 
+import ipaddress
+
 import pytest
 from django.core.management import call_command
 
@@ -160,3 +162,46 @@ def test_on_a_swarm_each_node_is_guarded_checked_and_labelled_on_its_own(db, swa
     assert "the engine does not answer; it gets no new notebooks" in problems["node-3"]
     [warning] = network.guard_warnings()
     assert warning.startswith("node-3: notebook network not guarded")
+
+
+def verdict(rules, *, inbound, outbound, destination, protocol="tcp", port=80):
+    """What the forward chain does with a new connection: the target of the
+    first rule that matches it, as iptables walks the chain."""
+
+    def interface(name, pattern):
+        return name.startswith(pattern[:-1]) if pattern.endswith("+") else name == pattern
+
+    for chain, *rule in rules:
+        if not chain.endswith(netguard._tag()):
+            continue
+        options = dict(zip(rule[::2], rule[1::2], strict=False))
+        if "--ctstate" in rule:
+            continue  # answers only: a new connection is not one
+        if "-i" in options and not interface(inbound, options["-i"]):
+            continue
+        if "-o" in options and not interface(outbound, options["-o"]):
+            continue
+        if "-d" in options and ipaddress.ip_address(destination) not in ipaddress.ip_network(options["-d"]):
+            continue
+        if "-p" in options and (options["-p"] != protocol or int(options["--dport"]) != port):
+            continue
+        return options["-j"]
+    return "RETURN"  # the end of the chain: back to Docker's rules, which forward it
+
+
+@pytest.mark.parametrize("peers", [False, True])
+def test_the_internal_network_opens_no_connection_anywhere_its_resolvers_and_allowed_ranges_included(peers):
+    policy = netguard.Policy(allow=("10.9.0.0/16",), resolvers=("10.254.53.53",), peers=peers)
+    rules = netguard._chain_rules(policy)
+    internal, routed = netguard.bridge_name(internal=True), netguard.bridge_name()
+    outside = "eth0"
+    for destination, protocol, port in [("198.51.100.80", "tcp", 80), ("10.254.53.53", "udp", 53), ("10.254.53.53", "tcp", 53), ("10.9.1.1", "tcp", 443)]:
+        assert verdict(rules, inbound=internal, outbound=outside, destination=destination, protocol=protocol, port=port) == "REJECT"
+        # The routed network reaches the outside, the resolvers and the allowed range.
+        assert verdict(rules, inbound=routed, outbound=outside, destination=destination, protocol=protocol, port=port) == "RETURN"
+    assert verdict(rules, inbound=internal, outbound=routed, destination="172.30.0.2") == "REJECT"
+    # Notebooks on the internal network talk to each other only where peers may.
+    assert verdict(rules, inbound=internal, outbound=internal, destination="172.30.1.3") == ("RETURN" if peers else "REJECT")
+    assert verdict(rules, inbound=routed, outbound=routed, destination="172.30.0.3") == ("RETURN" if peers else "REJECT")
+    # Denied ranges stay denied to the routed network.
+    assert verdict(rules, inbound=routed, outbound=outside, destination="169.254.169.254") == "REJECT"

@@ -35,10 +35,16 @@ def test_host_directories_are_bind_mounts_read_only_unless_rw():
     assert [(m["Source"], m["Target"], m["ReadOnly"]) for m in mounts] == [("/srv/data", "/data", True), ("/srv/out", "/out", False)]
 
 
-@pytest.mark.parametrize("option", [{"host_network": True}, {"internal": True}])
-def test_options_a_swarm_cannot_give_are_refused(option):
-    with pytest.raises(swarm_backend.SwarmError, match="not available on the swarm backend"):
-        swarm_backend._task_template(spec(**option))
+def test_the_host_network_is_refused_and_an_internal_network_is_joined_as_any(settings):
+    with pytest.raises(swarm_backend.SwarmError, match="the host network is not available on the swarm backend"):
+        swarm_backend._task_template(spec(host_network=True))
+    assert swarm_backend._task_template(spec(internal=True, network="tmpnb-x-internal"))["Networks"] == [{"Target": "tmpnb-x-internal"}]
+
+
+def test_an_internal_network_is_not_made_without_the_guard(settings):
+    settings.TMPNB_NETWORK_GUARD = False
+    with pytest.raises(swarm_backend.SwarmError, match="needs the network guard"):
+        swarm_backend.ensure_network("tmpnb-x-internal", pool="default", internal=True, bridge="tnbxi")
 
 
 def test_the_setting_picks_the_backend(settings):
@@ -67,10 +73,25 @@ def test_on_a_guarded_swarm_notebooks_join_the_installations_network(db, setting
     assert made == ([(network, netguard.bridge_name())] if guard else [])
 
 
-@pytest.mark.parametrize("field", ["internal_network", "host_network"])
-def test_a_pool_on_a_swarm_refuses_networks_the_proxy_could_not_reach(settings, field):
-    settings.TMPNB_BACKEND = "swarm"
+def test_on_a_swarm_an_internal_pools_notebooks_join_the_internal_bridge_with_their_port_published(db, settings, monkeypatch, fake_backend):
+    # Its bridge is the one the guard cuts off on each node.
+    settings.TMPNB_BACKEND, settings.TMPNB_ROUTE_TO, settings.TMPNB_INSTALLATION, settings.TMPNB_NETWORK_GUARD = "swarm", "published", "x", True
+    monkeypatch.setitem(backends.BACKENDS, "swarm", fake_backend)
+    made = []
+    monkeypatch.setattr(fake_backend, "ensure_network", lambda name, *, pool, internal=False, bridge="": made.append((name, internal, bridge)))
+    made_spec = spawning.container_spec(ContainerFactory(pool=PoolFactory(internal_network=True)))
+    assert made_spec.network == "tmpnb-x-internal" and made_spec.internal and made_spec.publish
+    assert made == [("tmpnb-x-internal", True, netguard.bridge_name(internal=True))]
+
+
+def test_a_pool_on_a_swarm_refuses_the_host_network_and_an_internal_one_without_the_guard(settings):
+    settings.TMPNB_BACKEND, settings.TMPNB_NETWORK_GUARD = "swarm", True
     with pytest.raises(ValidationError, match="the proxy could not reach them on another node"):
-        PoolFactory.build(**{field: True}).clean()
+        PoolFactory.build(host_network=True).clean()
+    PoolFactory.build(internal_network=True).clean()
+    settings.TMPNB_NETWORK_GUARD = False
+    with pytest.raises(ValidationError, match="an internal network needs the network guard"):
+        PoolFactory.build(internal_network=True).clean()
     settings.TMPNB_BACKEND = "docker"
-    PoolFactory.build(**{field: True}).clean()
+    PoolFactory.build(host_network=True).clean()
+    PoolFactory.build(internal_network=True).clean()
