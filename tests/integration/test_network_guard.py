@@ -12,6 +12,7 @@ notebook container against test hosts of our own:
 """
 
 import secrets
+import shutil
 import subprocess
 import sys
 
@@ -218,6 +219,8 @@ def test_a_heartbeat_puts_back_a_guard_a_firewall_reload_took_away_and_says_so(c
 
 
 def test_a_host_without_iptables_is_told_once_and_the_service_carries_on(db, monkeypatch, tmp_path, guard_on):
+    # A host with its core tools (the guard reads the resolvers with cat) and no iptables.
+    (tmp_path / "cat").symlink_to(shutil.which("cat"))
     with monkeypatch.context() as without_iptables:
         without_iptables.setenv("PATH", str(tmp_path))
         assert guard.guard_network() is False
