@@ -14,8 +14,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.timezone import localtime
 
 from pool.backends import get_backend
@@ -89,6 +89,39 @@ class BroadcastForm(forms.Form):
             )
         data["unpack"] = data.get("unpack") and upload is not None and upload.name.lower().endswith(ARCHIVE_SUFFIXES)
         return data
+
+
+# How long the broadcast page waits for the worker to hand out what was sent,
+# so that its message says how far it reached; beyond, the event log says it.
+BROADCAST_WAIT = 5.0
+
+
+def broadcast_page(model_admin: admin.ModelAdmin[Any], request: HttpRequest, *, target: Model, pools: list[Pool], to: str) -> HttpResponse:
+    """The upload page that sends a file or folder to ``pools`` (a pool's, or a
+    workshop's ``target``), then says in one message how far it reached in each."""
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
+    form = BroadcastForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            sent = broadcasts.broadcast_upload_to(pools, upload=form.cleaned_data["upload"], by=request.user.get_username(), unpack=form.cleaned_data["unpack"])
+        except MaterialsError as error:
+            form.add_error(None, str(error))
+        else:
+            handed = broadcasts.wait_until_handed(sent, timeout=BROADCAST_WAIT)
+            failed = any(each.failed or each.handed_at is None for each in handed)
+            model_admin.message_user(request, " ".join(broadcasts.how_far(each) for each in handed), messages.WARNING if failed else messages.SUCCESS)
+            return redirect(f"admin:pool_{target._meta.model_name}_changelist")
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Broadcast to {target}",
+        "opts": target._meta,
+        "target": target,
+        "to": mark_safe(to),  # noqa: S308  # its names are escaped by the caller
+        "form": form,
+        "max_mb": settings.TMPNB_MATERIALS_MAX_MB,
+    }
+    return TemplateResponse(request, "admin/pool/broadcast.html", context)
 
 
 def _per_pool(rows: QuerySet[Any]) -> Coalesce:
@@ -193,25 +226,8 @@ class PoolAdmin(admin.ModelAdmin[Pool]):
         return [path("<int:pool_id>/broadcast/", broadcast, name="pool_pool_broadcast"), *super().get_urls()]
 
     def broadcast_view(self, request: HttpRequest, pool_id: int) -> HttpResponse:
-        if not self.has_change_permission(request):
-            raise PermissionDenied
         pool = get_object_or_404(Pool, pk=pool_id)
-        form = BroadcastForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                sent = broadcasts.broadcast_upload(
-                    pool=pool, upload=form.cleaned_data["upload"], by=request.user.get_username(), unpack=form.cleaned_data["unpack"]
-                )
-            except MaterialsError as error:
-                form.add_error(None, str(error))
-            else:
-                what = "folder" if sent.is_folder else "file"
-                message = f"The {what} {sent.name} is being handed to every notebook of {pool.name}; the event log will say how many it reached."
-                self.message_user(request, message, messages.SUCCESS)
-                return redirect("admin:pool_pool_changelist")
-        context = {**self.admin_site.each_context(request), "title": f"Broadcast to {pool.name}", "pool": pool, "form": form}
-        context["max_mb"] = settings.TMPNB_MATERIALS_MAX_MB
-        return TemplateResponse(request, "admin/pool/pool/broadcast.html", context)
+        return broadcast_page(self, request, target=pool, pools=[pool], to=f"pool <b>{escape(pool.name)}</b>")
 
     @admin.action(description="Collect everyone's work now, into one zip (nothing ends)")
     def collect_work(self, request: HttpRequest, queryset: QuerySet[Pool]) -> None:
@@ -497,6 +513,37 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
     list_filter = ["pools"]
     fields = ["name", "time_zone", "starts_at", "ends_at", "keep_minutes", "materials_source", "access_code", "language", "at_a_glance"]
     readonly_fields = ["at_a_glance"]
+    actions = ["broadcast", "collect_work"]
+
+    @admin.action(description="Broadcast to this workshop (a file or folder to every notebook of its pools)")
+    def broadcast(self, request: HttpRequest, queryset: QuerySet[Workshop]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Choose one workshop to broadcast to.", messages.ERROR)
+            return None
+        return redirect("admin:pool_workshop_broadcast", queryset.get().pk)
+
+    def get_urls(self) -> list[URLPattern]:
+        broadcast = self.admin_site.admin_view(self.broadcast_view)
+        return [path("<int:workshop_id>/broadcast/", broadcast, name="pool_workshop_broadcast"), *super().get_urls()]
+
+    def broadcast_view(self, request: HttpRequest, workshop_id: int) -> HttpResponse:
+        workshop = get_object_or_404(Workshop, pk=workshop_id)
+        pools = list(workshop.pools.order_by("name"))
+        names = ", ".join(f"<b>{escape(pool.name)}</b>" for pool in pools)
+        return broadcast_page(self, request, target=workshop, pools=pools, to=f"workshop <b>{escape(workshop.name)}</b>, in each of its pools ({names})")
+
+    @admin.action(description="Collect work now, into one zip across its pools (nothing ends)")
+    def collect_work(self, request: HttpRequest, queryset: QuerySet[Workshop]) -> None:
+        try:
+            for workshop in queryset:
+                collecting.ask_for_collection(workshop=workshop, by=request.user.get_username())
+        except collecting.CollectionError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return
+        url = reverse("admin:pool_collection_changelist")
+        self.message_user(
+            request, format_html('The work is being collected; the zip will be listed under <a href="{}">Collections</a>.', url), messages.SUCCESS
+        )
 
     def save_model(self, request: HttpRequest, workshop: Workshop, form: forms.ModelForm[Workshop], change: bool) -> None:
         workshop.save()  # planned once its pools are saved too (save_related), in the admin's one transaction
