@@ -594,6 +594,7 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
         return format_html(
             "<strong>{}</strong>. Headcount {}: {} ready, {} in use, {} starting; {} in the queue.<ul>{}</ul>"
             "Warms from {} ({} s ahead, from the pools' measured fill); notebooks kept until {}, then collected and the pools drained.<br>"
+            '<a href="{}">Broadcast to this workshop</a><br>'
             "Collected work: <ul>{}</ul>",
             glance.state,
             glance.headcount,
@@ -605,5 +606,6 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
             f"{workshop.local(workshop.warms_at):%Y-%m-%d %H:%M:%S}",
             workshop.lead_seconds,
             f"{workshop.local(workshop.closes_at):%Y-%m-%d %H:%M:%S}",
+            reverse("admin:pool_workshop_broadcast", args=[workshop.pk]),
             collections or "none yet",
         )

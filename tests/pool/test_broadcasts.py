@@ -351,6 +351,8 @@ def test_what_the_worker_has_not_handed_out_yet_is_said_so(room, tmp_path, monke
 
 def test_the_workshop_admin_broadcasts_one_upload_to_its_pools_and_says_how_far_in_each(room, workshop, admin_client, fake_backend, tmp_path):
     intro, dee = workshop
+    glance = admin_client.get(f"/admin/pool/workshop/{intro.pk}/change/").content.decode()
+    assert f'<a href="/admin/pool/workshop/{intro.pk}/broadcast/">Broadcast to this workshop</a>' in glance
     page = admin_client.post("/admin/pool/workshop/", {"action": "broadcast", "_selected_action": [intro.pk]})
     assert page.status_code == 302 and page.url == f"/admin/pool/workshop/{intro.pk}/broadcast/"
     form = admin_client.get(page.url).content.decode()
