@@ -14,8 +14,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import escape, format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
 
 from pool.backends import get_backend
@@ -96,7 +96,7 @@ class BroadcastForm(forms.Form):
 BROADCAST_WAIT = 5.0
 
 
-def broadcast_page(model_admin: admin.ModelAdmin[Any], request: HttpRequest, *, target: Model, pools: list[Pool], to: str) -> HttpResponse:
+def broadcast_page(model_admin: admin.ModelAdmin[Any], request: HttpRequest, *, target: Model, pools: list[Pool], to: SafeString) -> HttpResponse:
     """The upload page that sends a file or folder to ``pools`` (a pool's, or a
     workshop's ``target``), then says in one message how far it reached in each."""
     if not model_admin.has_change_permission(request):
@@ -117,7 +117,7 @@ def broadcast_page(model_admin: admin.ModelAdmin[Any], request: HttpRequest, *, 
         "title": f"Broadcast to {target}",
         "opts": target._meta,
         "target": target,
-        "to": mark_safe(to),  # noqa: S308  # its names are escaped by the caller
+        "to": to,
         "form": form,
         "max_mb": settings.TMPNB_MATERIALS_MAX_MB,
     }
@@ -227,7 +227,7 @@ class PoolAdmin(admin.ModelAdmin[Pool]):
 
     def broadcast_view(self, request: HttpRequest, pool_id: int) -> HttpResponse:
         pool = get_object_or_404(Pool, pk=pool_id)
-        return broadcast_page(self, request, target=pool, pools=[pool], to=f"pool <b>{escape(pool.name)}</b>")
+        return broadcast_page(self, request, target=pool, pools=[pool], to=format_html("pool <b>{}</b>", pool.name))
 
     @admin.action(description="Collect everyone's work now, into one zip (nothing ends)")
     def collect_work(self, request: HttpRequest, queryset: QuerySet[Pool]) -> None:
@@ -529,8 +529,10 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
     def broadcast_view(self, request: HttpRequest, workshop_id: int) -> HttpResponse:
         workshop = get_object_or_404(Workshop, pk=workshop_id)
         pools = list(workshop.pools.order_by("name"))
-        names = ", ".join(f"<b>{escape(pool.name)}</b>" for pool in pools)
-        return broadcast_page(self, request, target=workshop, pools=pools, to=f"workshop <b>{escape(workshop.name)}</b>, in each of its pools ({names})")
+        names = format_html_join(", ", "<b>{}</b>", ((pool.name,) for pool in pools))
+        return broadcast_page(
+            self, request, target=workshop, pools=pools, to=format_html("workshop <b>{}</b>, in each of its pools ({})", workshop.name, names)
+        )
 
     @admin.action(description="Collect work now, into one zip across its pools (nothing ends)")
     def collect_work(self, request: HttpRequest, queryset: QuerySet[Workshop]) -> None:
