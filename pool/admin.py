@@ -396,8 +396,9 @@ def collection_zip(collection: Collection) -> str:
 
 @admin.register(Collection)
 class CollectionAdmin(RecordAdmin[Collection]):
-    list_display = ["started_at", "pool", "by", "participants", "incomplete", "zip"]
+    list_display = ["started_at", "work_of", "by", "participants", "incomplete", "zip"]
     list_filter = ["pool"]
+    list_select_related = ["pool", "workshop"]
 
     def get_urls(self) -> list[URLPattern]:
         download = self.admin_site.admin_view(self.download)
@@ -407,17 +408,22 @@ class CollectionAdmin(RecordAdmin[Collection]):
     def zip(self, collection: Collection) -> str:
         return collection_zip(collection)
 
+    @admin.display(description="work of", ordering="pool__name")
+    def work_of(self, collection: Collection) -> str:
+        return f"workshop {collection.workshop} (all its pools)" if collection.workshop else f"pool {collection.pool}"
+
     def download(self, request: HttpRequest, collection_id: int) -> FileResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        collection = Collection.objects.kept(timezone.now()).filter(pk=collection_id).select_related("pool").first()
+        collection = Collection.objects.kept(timezone.now()).filter(pk=collection_id).select_related("pool", "workshop").first()
         if collection is None:
             raise Http404("no such collection")
         try:
             work = open(collecting.collection_path(collection), "rb")
         except FileNotFoundError:  # pruned just now
             raise Http404("no such file") from None
-        name = f"work-{collection.pool.name}-{localtime(collection.started_at):%Y%m%d-%H%M}.zip"
+        of = collection.workshop.name if collection.workshop else collection.pool.name
+        name = f"work-{of}-{localtime(collection.started_at):%Y%m%d-%H%M}.zip"
         return FileResponse(work, as_attachment=True, filename=name, content_type="application/zip")
 
 

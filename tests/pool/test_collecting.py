@@ -248,6 +248,9 @@ def test_the_workshop_admin_collects_its_pools_into_one_zip_and_ends_nothing(roo
     assert files[f"{dee.visitor_tag}/analysis.R"] == b"x <- 1\n" and files[f"{room[2].visitor_tag}/notes.txt"] == b"cy's notes\n"
     assert Session.objects.active().count() == 4 and Workshop.objects.get().finished_at is None
     assert "Download" in admin_client.get(f"/admin/pool/workshop/{intro.pk}/change/").content.decode()  # at a glance
+    assert "workshop Intro (all its pools)" in admin_client.get("/admin/pool/collection/").content.decode()
+    download = admin_client.get(f"/admin/pool/collection/{collection.pk}/work.zip")
+    assert download["Content-Disposition"].startswith('attachment; filename="work-Intro-')
 
 
 def test_a_workshop_without_a_pool_is_refused_and_nothing_is_asked(fake_backend, fake_proxy, admin_client):
