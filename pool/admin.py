@@ -542,11 +542,14 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
 
     @admin.action(description="Collect work now, into one zip across its pools (nothing ends)")
     def collect_work(self, request: HttpRequest, queryset: QuerySet[Workshop]) -> None:
-        try:
-            for workshop in queryset:
+        asked = 0
+        for workshop in queryset:
+            try:
                 collecting.ask_for_collection(workshop=workshop, by=request.user.get_username())
-        except collecting.CollectionError as error:
-            self.message_user(request, str(error), messages.ERROR)
+                asked += 1
+            except collecting.CollectionError as error:
+                self.message_user(request, str(error), messages.ERROR)
+        if not asked:
             return
         url = reverse("admin:pool_collection_changelist")
         self.message_user(

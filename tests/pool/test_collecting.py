@@ -259,8 +259,19 @@ def test_a_workshop_without_a_pool_is_refused_and_nothing_is_asked(fake_backend,
     with pytest.raises(collecting.CollectionError, match="workshop Empty has no pool to collect"):
         collecting.ask_for_collection(workshop=empty, by="organiser")
     response = admin_client.post("/admin/pool/workshop/", {"action": "collect_work", "_selected_action": [empty.pk]}, follow=True)
-    assert "Workshop Empty has no pool to collect" in response.content.decode()
+    said = response.content.decode()
+    assert "Workshop Empty has no pool to collect" in said and "The work is being collected" not in said
     assert not Collection.objects.exists()
+
+
+def test_of_several_workshops_ticked_each_that_can_be_collected_is(room, workshop, admin_client, monkeypatch):
+    instead_of_sending(monkeypatch, "pool.tasks.collect_work", collecting.collect_work)
+    start = timezone.now()
+    empty = Workshop.objects.create(name="Empty", starts_at=start, ends_at=start + timedelta(hours=1))
+    response = admin_client.post("/admin/pool/workshop/", {"action": "collect_work", "_selected_action": [empty.pk, workshop[0].pk]}, follow=True)
+    said = response.content.decode()
+    assert "Workshop Empty has no pool to collect" in said and "The work is being collected" in said
+    assert Collection.objects.get().workshop == workshop[0]
 
 
 def test_the_command_collects_a_workshop_and_refuses_a_bad_name_changing_nothing(room, workshop, tmp_path):
