@@ -91,6 +91,39 @@ class BroadcastForm(forms.Form):
         return data
 
 
+# How long the broadcast page waits for the worker to hand out what was sent,
+# so that its message says how far it reached; beyond, the event log says it.
+BROADCAST_WAIT = 5.0
+
+
+def broadcast_page(model_admin: admin.ModelAdmin[Any], request: HttpRequest, *, target: Model, pools: list[Pool], to: SafeString) -> HttpResponse:
+    """The upload page that sends a file or folder to ``pools`` (a pool's, or a
+    workshop's ``target``), then says in one message how far it reached in each."""
+    if not model_admin.has_change_permission(request):
+        raise PermissionDenied
+    form = BroadcastForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            sent = broadcasts.broadcast_upload_to(pools, upload=form.cleaned_data["upload"], by=request.user.get_username(), unpack=form.cleaned_data["unpack"])
+        except MaterialsError as error:
+            form.add_error(None, str(error))
+        else:
+            handed = broadcasts.wait_until_handed(sent, timeout=BROADCAST_WAIT)
+            failed = any(each.failed or each.handed_at is None for each in handed)
+            model_admin.message_user(request, " ".join(broadcasts.how_far(each) for each in handed), messages.WARNING if failed else messages.SUCCESS)
+            return redirect(f"admin:pool_{target._meta.model_name}_changelist")
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Broadcast to {target}",
+        "opts": target._meta,
+        "target": target,
+        "to": to,
+        "form": form,
+        "max_mb": settings.TMPNB_MATERIALS_MAX_MB,
+    }
+    return TemplateResponse(request, "admin/pool/broadcast.html", context)
+
+
 def _per_pool(rows: QuerySet[Any]) -> Coalesce:
     """How many of ``rows`` each pool has, counted by a subquery on their
     indexes. (Joining the containers and the queue multiplied their rows:
@@ -193,25 +226,8 @@ class PoolAdmin(admin.ModelAdmin[Pool]):
         return [path("<int:pool_id>/broadcast/", broadcast, name="pool_pool_broadcast"), *super().get_urls()]
 
     def broadcast_view(self, request: HttpRequest, pool_id: int) -> HttpResponse:
-        if not self.has_change_permission(request):
-            raise PermissionDenied
         pool = get_object_or_404(Pool, pk=pool_id)
-        form = BroadcastForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                sent = broadcasts.broadcast_upload(
-                    pool=pool, upload=form.cleaned_data["upload"], by=request.user.get_username(), unpack=form.cleaned_data["unpack"]
-                )
-            except MaterialsError as error:
-                form.add_error(None, str(error))
-            else:
-                what = "folder" if sent.is_folder else "file"
-                message = f"The {what} {sent.name} is being handed to every notebook of {pool.name}; the event log will say how many it reached."
-                self.message_user(request, message, messages.SUCCESS)
-                return redirect("admin:pool_pool_changelist")
-        context = {**self.admin_site.each_context(request), "title": f"Broadcast to {pool.name}", "pool": pool, "form": form}
-        context["max_mb"] = settings.TMPNB_MATERIALS_MAX_MB
-        return TemplateResponse(request, "admin/pool/pool/broadcast.html", context)
+        return broadcast_page(self, request, target=pool, pools=[pool], to=format_html("pool <b>{}</b>", pool.name))
 
     @admin.action(description="Collect everyone's work now, into one zip (nothing ends)")
     def collect_work(self, request: HttpRequest, queryset: QuerySet[Pool]) -> None:
@@ -380,8 +396,9 @@ def collection_zip(collection: Collection) -> str:
 
 @admin.register(Collection)
 class CollectionAdmin(RecordAdmin[Collection]):
-    list_display = ["started_at", "pool", "by", "participants", "incomplete", "zip"]
+    list_display = ["started_at", "work_of", "by", "participants", "incomplete", "zip"]
     list_filter = ["pool"]
+    list_select_related = ["pool", "workshop"]
 
     def get_urls(self) -> list[URLPattern]:
         download = self.admin_site.admin_view(self.download)
@@ -391,17 +408,22 @@ class CollectionAdmin(RecordAdmin[Collection]):
     def zip(self, collection: Collection) -> str:
         return collection_zip(collection)
 
+    @admin.display(description="work of", ordering="pool__name")
+    def work_of(self, collection: Collection) -> str:
+        return f"workshop {collection.workshop} (all its pools)" if collection.workshop else f"pool {collection.pool}"
+
     def download(self, request: HttpRequest, collection_id: int) -> FileResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        collection = Collection.objects.kept(timezone.now()).filter(pk=collection_id).select_related("pool").first()
+        collection = Collection.objects.kept(timezone.now()).filter(pk=collection_id).select_related("pool", "workshop").first()
         if collection is None:
             raise Http404("no such collection")
         try:
             work = open(collecting.collection_path(collection), "rb")
         except FileNotFoundError:  # pruned just now
             raise Http404("no such file") from None
-        name = f"work-{collection.pool.name}-{localtime(collection.started_at):%Y%m%d-%H%M}.zip"
+        of = collection.workshop.name if collection.workshop else collection.pool.name
+        name = f"work-{of}-{localtime(collection.started_at):%Y%m%d-%H%M}.zip"
         return FileResponse(work, as_attachment=True, filename=name, content_type="application/zip")
 
 
@@ -497,6 +519,42 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
     list_filter = ["pools"]
     fields = ["name", "time_zone", "starts_at", "ends_at", "keep_minutes", "materials_source", "access_code", "language", "at_a_glance"]
     readonly_fields = ["at_a_glance"]
+    actions = ["broadcast", "collect_work"]
+
+    @admin.action(description="Broadcast to this workshop (a file or folder to every notebook of its pools)")
+    def broadcast(self, request: HttpRequest, queryset: QuerySet[Workshop]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Choose one workshop to broadcast to.", messages.ERROR)
+            return None
+        return redirect("admin:pool_workshop_broadcast", queryset.get().pk)
+
+    def get_urls(self) -> list[URLPattern]:
+        broadcast = self.admin_site.admin_view(self.broadcast_view)
+        return [path("<int:workshop_id>/broadcast/", broadcast, name="pool_workshop_broadcast"), *super().get_urls()]
+
+    def broadcast_view(self, request: HttpRequest, workshop_id: int) -> HttpResponse:
+        workshop = get_object_or_404(Workshop, pk=workshop_id)
+        pools = list(workshop.pools.order_by("name"))
+        names = format_html_join(", ", "<b>{}</b>", ((pool.name,) for pool in pools))
+        return broadcast_page(
+            self, request, target=workshop, pools=pools, to=format_html("workshop <b>{}</b>, in each of its pools ({})", workshop.name, names)
+        )
+
+    @admin.action(description="Collect work now, into one zip across its pools (nothing ends)")
+    def collect_work(self, request: HttpRequest, queryset: QuerySet[Workshop]) -> None:
+        asked = 0
+        for workshop in queryset:
+            try:
+                collecting.ask_for_collection(workshop=workshop, by=request.user.get_username())
+                asked += 1
+            except collecting.CollectionError as error:
+                self.message_user(request, str(error), messages.ERROR)
+        if not asked:
+            return
+        url = reverse("admin:pool_collection_changelist")
+        self.message_user(
+            request, format_html('The work is being collected; the zip will be listed under <a href="{}">Collections</a>.', url), messages.SUCCESS
+        )
 
     def save_model(self, request: HttpRequest, workshop: Workshop, form: forms.ModelForm[Workshop], change: bool) -> None:
         workshop.save()  # planned once its pools are saved too (save_related), in the admin's one transaction
@@ -547,6 +605,7 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
         return format_html(
             "<strong>{}</strong>. Headcount {}: {} ready, {} in use, {} starting; {} in the queue.<ul>{}</ul>"
             "Warms from {} ({} s ahead, from the pools' measured fill); notebooks kept until {}, then collected and the pools drained.<br>"
+            '<a href="{}">Broadcast to this workshop</a><br>'
             "Collected work: <ul>{}</ul>",
             glance.state,
             glance.headcount,
@@ -558,5 +617,6 @@ class WorkshopAdmin(admin.ModelAdmin[Workshop]):
             f"{workshop.local(workshop.warms_at):%Y-%m-%d %H:%M:%S}",
             workshop.lead_seconds,
             f"{workshop.local(workshop.closes_at):%Y-%m-%d %H:%M:%S}",
+            reverse("admin:pool_workshop_broadcast", args=[workshop.pk]),
             collections or "none yet",
         )

@@ -5,15 +5,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from pool.backends.base import BackendError
 from pool.materials_files import MaterialsError
-from pool.models import Pool
+from pool.models import Pool, Workshop
 from pool.services import pools
+from pool.services.collecting import CollectionError
 from proxyapi import ProxyError
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
 # What the service refuses or cannot reach, each with a message for people.
-REFUSALS = (pools.PoolError, ValidationError, BackendError, ProxyError, MaterialsError)
+REFUSALS = (pools.PoolError, ValidationError, BackendError, ProxyError, MaterialsError, CollectionError)
 
 
 def refusal_message(error: Exception) -> str:
@@ -69,3 +70,35 @@ class PoolCommand(ServiceCommand):
 
     def handle_pool(self, pool: Pool | None, **options: Any) -> None:
         raise NotImplementedError
+
+
+class PoolOrWorkshopCommand(PoolCommand):
+    """A command about one pool, named first, or about every pool of a
+    workshop, named with --workshop: one of the two."""
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("pool", nargs="?", help="pool name (or --workshop)")
+        parser.add_argument("--workshop", help="a workshop's name: all its pools, instead of POOL")
+
+    def handle(self, *args: Any, pool: str | None = None, workshop: str | None = None, **options: Any) -> None:
+        if (pool is None) == (workshop is None):
+            raise CommandError("name a POOL or a --workshop, one of the two")
+        if workshop is None:
+            super().handle(*args, pool=pool, **options)
+        else:
+            self.handle_workshop(workshop_named(workshop), **options)
+
+    def handle_workshop(self, workshop: Workshop, **options: Any) -> None:
+        raise NotImplementedError
+
+
+def workshop_named(name: str) -> Workshop:
+    """The workshop called ``name``; a CommandError that lists them if there is none, or several."""
+    named = list(Workshop.objects.filter(name=name))
+    if not named:
+        names = ", ".join(sorted(set(Workshop.objects.values_list("name", flat=True)))) or "none"
+        raise CommandError(f"no workshop named {name!r}; workshops: {names}")
+    if len(named) > 1:
+        starts = ", ".join(f"{w.local(w.starts_at):%Y-%m-%d %H:%M}" for w in named)
+        raise CommandError(f"{len(named)} workshops are named {name!r} (starting {starts}); rename one in the admin")
+    return named[0]

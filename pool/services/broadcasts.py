@@ -1,4 +1,5 @@
-"""A file or folder an organiser sends to every live notebook of a pool.
+"""A file or folder an organiser sends to every live notebook of a pool, or
+of every pool of a workshop (each pool by these rules, as if sent to it).
 
 What is sent is checked and kept as materials are (pool/materials_files.py:
 no links, no special files, within TMPNB_MATERIALS_MAX_MB), beside the
@@ -24,7 +25,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -106,17 +107,27 @@ def _split_suffix(name: str) -> tuple[str, str]:
 def broadcast_path(*, pool: Pool, path: str, by: str, unpack: bool = False) -> Broadcast:
     """Send the host's file or folder ``path`` (one notebooks may see, as
     materials: pool/options.py's check_host_path). Raises MaterialsError."""
+    return broadcast_path_to([pool], path=path, by=by, unpack=unpack)[0]
+
+
+def broadcast_path_to(pools: Sequence[Pool], *, path: str, by: str, unpack: bool = False) -> list[Broadcast]:
+    """broadcast_path to each of ``pools`` (a workshop's), by each one's rules. Raises MaterialsError."""
     try:
         real = check_host_path(path, settings.TMPNB_PROTECTED_PATHS)
     except ValueError as error:
         raise MaterialsError(str(error)) from None
     if not Path(real).exists():
         raise MaterialsError(f"{path} does not exist on this host")
-    return _send(pool=pool, source=Path(real), by=by, unpack=unpack)
+    return _send_to(pools, source=Path(real), by=by, unpack=unpack)
 
 
 def broadcast_upload(*, pool: Pool, upload: UploadedFile, by: str, unpack: bool) -> Broadcast:
     """Send a file uploaded in the admin (a zip of a folder with ``unpack``). Raises MaterialsError."""
+    return broadcast_upload_to([pool], upload=upload, by=by, unpack=unpack)[0]
+
+
+def broadcast_upload_to(pools: Sequence[Pool], *, upload: UploadedFile, by: str, unpack: bool) -> list[Broadcast]:
+    """broadcast_upload to each of ``pools`` (a workshop's), by each one's rules. Raises MaterialsError."""
     scratch_root = materials_root()
     scratch_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_root, prefix="upload-") as scratch:
@@ -125,7 +136,16 @@ def broadcast_upload(*, pool: Pool, upload: UploadedFile, by: str, unpack: bool)
         with open(stored, "wb") as out:
             for chunk in upload.chunks():
                 out.write(chunk)
-        return _send(pool=pool, source=stored, by=by, unpack=unpack)
+        return _send_to(pools, source=stored, by=by, unpack=unpack)
+
+
+def _send_to(pools: Sequence[Pool], *, source: Path, by: str, unpack: bool) -> list[Broadcast]:
+    """One broadcast per pool, each prepared beside that pool's materials. The
+    first pool's checks (caps, links, archive) refuse bad input before any
+    pool has it; the others' are the same on the same source."""
+    if not pools:
+        raise MaterialsError("there is no pool to send it to")
+    return [_send(pool=pool, source=source, by=by, unpack=unpack) for pool in pools]
 
 
 def _send(*, pool: Pool, source: Path, by: str, unpack: bool) -> Broadcast:
@@ -153,16 +173,25 @@ def _send(*, pool: Pool, source: Path, by: str, unpack: bool) -> Broadcast:
     return broadcast
 
 
-def wait_until_handed(broadcast: Broadcast, *, timeout: float, poll: float = 0.5) -> Broadcast | None:
-    """``broadcast`` once the worker has handed it out, or None after ``timeout`` seconds."""
+def wait_until_handed(sent: Sequence[Broadcast], *, timeout: float, poll: float = 0.5) -> list[Broadcast]:
+    """``sent`` as they are once the worker has handed them all out, or as
+    they are after ``timeout`` seconds (those not handed yet have no
+    handed_at)."""
     deadline = time.monotonic() + timeout
     while True:
-        handed = Broadcast.objects.select_related("pool").get(pk=broadcast.pk)
-        if handed.handed_at is not None:
-            return handed
-        if time.monotonic() > deadline:
-            return None
+        now = list(Broadcast.objects.select_related("pool").filter(pk__in=[b.pk for b in sent]).order_by("pool__name", "pk"))
+        if all(b.handed_at is not None for b in now) or time.monotonic() > deadline:
+            return now
         time.sleep(poll)
+
+
+def how_far(broadcast: Broadcast) -> str:
+    """How far ``broadcast`` reached, for the organiser who sent it: one sentence."""
+    pool = broadcast.pool.name
+    if broadcast.handed_at is None:
+        return f"Pool {pool}: {broadcast.name} sent to the worker, which has not handed it out yet; the event log will say how it went."
+    renamed = f"; {broadcast.renamed} held that name and got it as '({FROM_ORGANISER})'" if broadcast.renamed else ""
+    return f"Pool {pool}: {broadcast.name} reached {broadcast.reached} notebook(s), {broadcast.failed} failed{renamed}."
 
 
 def hand_out(broadcast_id: int) -> Broadcast:

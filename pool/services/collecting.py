@@ -1,7 +1,8 @@
 """Everyone's work in a pool, collected at any time without ending anything.
 
 The root folder of every notebook held in a live session of the pool (of
-every pool of a workshop, for the collection at its close) is copied out as
+every pool of a workshop, for one asked for a workshop and for the one at
+its close) is copied out as
 a snapshot is (snapshots.copy_folder_into_zip: its caps and timeout per
 notebook), TMPNB_COPIES_AT_ONCE notebooks at a time, into one zip
 under TMPNB_VAR_DIR/collections that holds a folder per participant and a
@@ -25,12 +26,17 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from pool.models import Collection, Container, Event, Pool, Session
+from pool.models import Collection, Container, Event, Pool, Session, Workshop
 from pool.services import worker
 from pool.services.events import record_event
 from pool.services.snapshots import CopiedWork, copy_folder_into_zip, notebook_root
 
 log = logging.getLogger(__name__)
+
+
+class CollectionError(Exception):
+    """A collection that cannot be asked for, with a message for people."""
+
 
 PRUNE_BATCH = 500
 FOLDER_NAME_MAX = 40  # characters of a participant's name in their folder's
@@ -69,17 +75,29 @@ def kept_hours() -> int:
     return settings.TMPNB_SNAPSHOT_HOURS or 1
 
 
-def ask_for_collection(*, pool: Pool, by: str) -> Collection:
-    """A collection of the work of everyone in ``pool`` now, made by the
-    worker once this transaction commits (see collect_work)."""
-    collection = Collection.objects.create(pool=pool, by=by)
+def ask_for_collection(*, pool: Pool | None = None, workshop: Workshop | None = None, by: str) -> Collection:
+    """A collection of the work of everyone in ``pool``, or in every pool of
+    ``workshop`` into one zip, now, made by the worker once this transaction
+    commits (see collect_work). Raises CollectionError."""
+    collection = new_collection(pool=pool, workshop=workshop, by=by)
     worker.send_on_commit(worker.COLLECT_WORK, collection.pk)
     return collection
 
 
-def collect_now(*, pool: Pool, by: str) -> Collection:
-    """A collection made here and now (the command line's), kept as the worker's are."""
-    return collect_work(Collection.objects.create(pool=pool, by=by).pk)
+def collect_now(*, pool: Pool | None = None, workshop: Workshop | None = None, by: str) -> Collection:
+    """A collection made here and now (the command line's), kept as the worker's are. Raises CollectionError."""
+    return collect_work(new_collection(pool=pool, workshop=workshop, by=by).pk)
+
+
+def new_collection(*, pool: Pool | None = None, workshop: Workshop | None = None, by: str) -> Collection:
+    """The row of a collection of ``pool``, or of ``workshop`` (its first pool by name stands for it where one pool is shown)."""
+    if (pool is None) == (workshop is None):
+        raise ValueError("collect either a pool or a workshop")
+    if workshop is not None:
+        pool = workshop.pools.order_by("name").first()
+    if pool is None:
+        raise CollectionError(f"workshop {workshop} has no pool to collect")
+    return Collection.objects.create(pool=pool, workshop=workshop, by=by)
 
 
 def participant_folder(session: Session) -> str:

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from pool.models import Collection, Container, Event, Pool, Schedule, Session, Workshop, WorkshopPool
 from pool.services import pools
-from pool.services.collecting import collect_work
+from pool.services.collecting import collect_work, new_collection
 from pool.services.ending import retire_and_record
 from pool.services.rows import insert
 from pool.services.schedules import apply_due_schedules
@@ -320,7 +320,7 @@ def finish_workshop(workshop: Workshop, *, now: datetime) -> bool:
         return False  # another beat got there first
     by = f"{ACTOR} {workshop.name}"
     pools_of_it = list(workshop.pools.order_by("name"))
-    collection = Collection.objects.create(pool=pools_of_it[0], workshop=workshop, by=by)
+    collection = new_collection(workshop=workshop, by=by)
     Workshop.objects.filter(pk=workshop.pk).update(collection=collection)
     try:
         collection = collect_work(collection.pk)

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from pool.backends.base import BackendError
 from pool.materials_files import MaterialsError
-from pool.models import Broadcast, Container, Event, Pool, Session
+from pool.models import Broadcast, Container, Event, Pool, Session, Workshop, WorkshopPool
 from pool.services import assignment, broadcasts, materials, pools, spawning, worker
 from pool.services.broadcasts import free_name
 from tests.factories import PoolFactory, from_the_banner
@@ -270,7 +270,7 @@ def test_the_admin_sends_an_upload_and_unpacks_a_zip_of_a_folder(room, admin_cli
     archive = zip_of(tmp_path / "day3.zip", {"day3/task.md": b"# task\n"})
     with open(archive, "rb") as upload:
         response = admin_client.post(page.url, {"upload": upload, "unpack": "on"}, follow=True)
-    assert "The folder day3 is being handed to every notebook of default" in response.content.decode()
+    assert "Pool default: day3 reached 3 notebook(s), 0 failed." in response.content.decode()
     assert received(fake_backend, bea)[f"{NOTEBOOK_FOLDER}/day3/task.md"] == (b"# task\n", 1000, 100)
     assert Broadcast.objects.get().sent_by == "admin"
 
@@ -295,3 +295,95 @@ def test_the_banner_of_each_holder_says_what_arrived_while_they_held_it_for_ten_
     assert late.container == ready and broadcasts.latest_arrival(late) is None
     later = timezone.now() + broadcasts.ARRIVAL_NOTICE + timedelta(seconds=1)
     assert broadcasts.latest_arrival(ada_session, now=later) is None
+
+
+@pytest.fixture
+def workshop(room, fake_backend):
+    """The room's pool and a pool r with one held notebook, as one workshop."""
+    r = PoolFactory(name="r", capacity=1)
+    for row in pools.fill_pool(r.pk):
+        spawning.spawn_container(row.pk)
+    dee = assignment.assign_container(pool=r, visitor="dee").container
+    fake_backend.files[dee.name] = {}
+    start = timezone.now()
+    intro = Workshop.objects.create(name="Intro", starts_at=start, ends_at=start + timedelta(hours=1))
+    for pool, headcount in ((room[0], 3), (r, 1)):
+        WorkshopPool.objects.create(workshop=intro, pool=pool, headcount=headcount)
+    return intro, dee
+
+
+def test_a_workshops_broadcast_reaches_every_pool_of_it_each_by_its_rules(room, workshop, fake_backend, tmp_path):
+    pool, ada, bea, ready = room
+    intro, dee = workshop
+    sent = broadcasts.broadcast_path_to(list(intro.pools.order_by("name")), path=str(sent_file(tmp_path)), by="organiser")
+    assert [(b.pool.name, b.materials_version) for b in sent] == [("default", pool.materials_version), ("r", dee.pool.materials_version)]
+    ours = (b"the organiser's notes\n", 1000, 100)
+    assert received(fake_backend, ada) == {f"{NOTEBOOK_FOLDER}/notes (from organiser).txt": ours}
+    assert received(fake_backend, dee) == received(fake_backend, bea) == {f"{NOTEBOOK_FOLDER}/notes.txt": ours}
+    handed = broadcasts.wait_until_handed(sent, timeout=0)
+    assert [broadcasts.how_far(b) for b in handed] == [
+        "Pool default: notes.txt reached 3 notebook(s), 0 failed; 1 held that name and got it as '(from organiser)'.",
+        "Pool r: notes.txt reached 1 notebook(s), 0 failed.",
+    ]
+    assert sorted(e.pool.name for e in Event.objects.filter(kind=Event.Kind.BROADCAST)) == ["default", "r"]
+    # A later arrival on either pool has it, from that pool's materials.
+    r_pool = dee.pool
+    pools.resize_pool(r_pool, 2, by="organiser")
+    [row] = pools.fill_pool(r_pool.pk)
+    assert f"{NOTEBOOK_FOLDER}/notes.txt" in received(fake_backend, spawning.spawn_container(row.pk))
+
+
+def test_bad_input_to_a_workshop_is_refused_before_any_pool_has_it(room, workshop, tmp_path):
+    big = sent_file(tmp_path, "big.bin", bytes(1_000_001))
+    with pytest.raises(MaterialsError, match="TMPNB_MATERIALS_MAX_MB"):
+        broadcasts.broadcast_path_to(list(workshop[0].pools.all()), path=str(big), by="organiser")
+    with pytest.raises(MaterialsError, match="there is no pool to send it to"):
+        broadcasts.broadcast_path_to([], path=str(sent_file(tmp_path)), by="organiser")
+    assert not Broadcast.objects.exists()
+
+
+def test_what_the_worker_has_not_handed_out_yet_is_said_so(room, tmp_path, monkeypatch):
+    monkeypatch.setattr(worker, "send_on_commit", lambda *args: None)
+    sent = broadcasts.broadcast_path(pool=room[0], path=str(sent_file(tmp_path)), by="organiser")
+    [waited] = broadcasts.wait_until_handed([sent], timeout=0)
+    assert broadcasts.how_far(waited) == ("Pool default: notes.txt sent to the worker, which has not handed it out yet; the event log will say how it went.")
+
+
+def test_the_workshop_admin_broadcasts_one_upload_to_its_pools_and_says_how_far_in_each(room, workshop, admin_client, fake_backend, tmp_path):
+    intro, dee = workshop
+    glance = admin_client.get(f"/admin/pool/workshop/{intro.pk}/change/").content.decode()
+    assert f'<a href="/admin/pool/workshop/{intro.pk}/broadcast/">Broadcast to this workshop</a>' in glance
+    page = admin_client.post("/admin/pool/workshop/", {"action": "broadcast", "_selected_action": [intro.pk]})
+    assert page.status_code == 302 and page.url == f"/admin/pool/workshop/{intro.pk}/broadcast/"
+    form = admin_client.get(page.url).content.decode()
+    assert "workshop <b>Intro</b>, in each of its pools (<b>default</b>, <b>r</b>)" in form and "Send to every notebook" in form
+    with open(sent_file(tmp_path), "rb") as upload:
+        response = admin_client.post(page.url, {"upload": upload}, follow=True)
+    said = response.content.decode()
+    assert response.redirect_chain[-1][0] == "/admin/pool/workshop/"
+    assert "Pool default: notes.txt reached 3 notebook(s), 0 failed;" in said and "Pool r: notes.txt reached 1 notebook(s), 0 failed." in said
+    assert received(fake_backend, dee)[f"{NOTEBOOK_FOLDER}/notes.txt"][1:] == (1000, 100)
+    assert sorted(Broadcast.objects.values_list("pool__name", "sent_by")) == [("default", "admin"), ("r", "admin")]
+
+
+def test_the_workshop_admin_refuses_an_upload_over_the_cap_and_sends_nothing(room, workshop, admin_client, tmp_path):
+    with open(sent_file(tmp_path, "big.bin", bytes(1_000_001)), "rb") as upload:
+        response = admin_client.post(f"/admin/pool/workshop/{workshop[0].pk}/broadcast/", {"upload": upload})
+    assert "big.bin is 1.0 MB, over the 1 MB that TMPNB_MATERIALS_MAX_MB allows." in response.content.decode()
+    assert not Broadcast.objects.exists()
+
+
+def test_the_command_sends_to_a_workshop_and_refuses_bad_names_in_one_line(room, workshop, tmp_path):
+    out = io.StringIO()
+    call_command("broadcast", "--workshop", "Intro", str(sent_file(tmp_path)), stdout=out)
+    assert out.getvalue().splitlines() == [
+        "Pool default: notes.txt reached 3 notebook(s), 0 failed; 1 held that name and got it as '(from organiser)'.",
+        "Pool r: notes.txt reached 1 notebook(s), 0 failed.",
+    ]
+    with pytest.raises(CommandError, match="no workshop named 'Nope'; workshops: Intro"):
+        call_command("broadcast", "--workshop", "Nope", str(sent_file(tmp_path)))
+    with pytest.raises(CommandError, match="name a POOL or a --workshop, one of the two"):
+        call_command("broadcast", "--workshop", "Intro", "default", str(sent_file(tmp_path)))
+    with pytest.raises(CommandError, match="name a POOL or a --workshop, one of the two"):
+        call_command("broadcast", str(sent_file(tmp_path)))
+    assert Broadcast.objects.count() == 2

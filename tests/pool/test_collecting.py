@@ -14,7 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from pool.models import Collection, Container, Event, Session
+from pool.models import Collection, Container, Event, Session, Workshop, WorkshopPool
 from pool.services import assignment, collecting, pools, room as room_service, spawning, upkeep
 from tests.factories import PoolFactory
 from tests.fakes import instead_of_sending
@@ -220,3 +220,71 @@ def test_a_workshops_collection_holds_the_participants_of_every_pool_of_it(room,
     assert all(files[f"{session.visitor_tag}/notes.txt"] for session in room)
     assert "everyone holding a notebook of pool default, pool r at" in files["README.txt"].decode()
     assert "work of 4 participant(s) of pool default, pool r collected for workshop Intro" in Event.objects.get(kind=Event.Kind.COLLECTION).message
+
+
+@pytest.fixture
+def workshop(room, fake_backend):
+    """The room's pool and a pool r where dee holds a notebook, as one workshop."""
+    r = PoolFactory(name="r", capacity=1)
+    for row in pools.fill_pool(r.pk):
+        spawning.spawn_container(row.pk)
+    dee = assignment.assign_container(pool=r, visitor="dee")
+    fake_backend.files[dee.container.name] = {"analysis.R": b"x <- 1\n"}
+    start = timezone.now()
+    intro = Workshop.objects.create(name="Intro", starts_at=start, ends_at=start + timedelta(hours=1))
+    for pool, headcount in ((room[0].container.pool, 3), (r, 1)):
+        WorkshopPool.objects.create(workshop=intro, pool=pool, headcount=headcount)
+    return intro, dee
+
+
+def test_the_workshop_admin_collects_its_pools_into_one_zip_and_ends_nothing(room, workshop, admin_client, monkeypatch):
+    instead_of_sending(monkeypatch, "pool.tasks.collect_work", collecting.collect_work)
+    intro, dee = workshop
+    response = admin_client.post("/admin/pool/workshop/", {"action": "collect_work", "_selected_action": [intro.pk]}, follow=True)
+    assert "The work is being collected" in response.content.decode()
+    collection = Collection.objects.get()
+    assert (collection.workshop, collection.by, collection.participants) == (intro, "admin", 4)
+    files = contents(collecting.collection_path(collection))
+    assert files[f"{dee.visitor_tag}/analysis.R"] == b"x <- 1\n" and files[f"{room[2].visitor_tag}/notes.txt"] == b"cy's notes\n"
+    assert Session.objects.active().count() == 4 and Workshop.objects.get().finished_at is None
+    assert "Download" in admin_client.get(f"/admin/pool/workshop/{intro.pk}/change/").content.decode()  # at a glance
+    assert "workshop Intro (all its pools)" in admin_client.get("/admin/pool/collection/").content.decode()
+    download = admin_client.get(f"/admin/pool/collection/{collection.pk}/work.zip")
+    assert download["Content-Disposition"].startswith('attachment; filename="work-Intro-')
+
+
+def test_a_workshop_without_a_pool_is_refused_and_nothing_is_asked(fake_backend, fake_proxy, admin_client):
+    start = timezone.now()
+    empty = Workshop.objects.create(name="Empty", starts_at=start, ends_at=start + timedelta(hours=1))
+    with pytest.raises(collecting.CollectionError, match="workshop Empty has no pool to collect"):
+        collecting.ask_for_collection(workshop=empty, by="organiser")
+    response = admin_client.post("/admin/pool/workshop/", {"action": "collect_work", "_selected_action": [empty.pk]}, follow=True)
+    said = response.content.decode()
+    assert "Workshop Empty has no pool to collect" in said and "The work is being collected" not in said
+    assert not Collection.objects.exists()
+
+
+def test_of_several_workshops_ticked_each_that_can_be_collected_is(room, workshop, admin_client, monkeypatch):
+    instead_of_sending(monkeypatch, "pool.tasks.collect_work", collecting.collect_work)
+    start = timezone.now()
+    empty = Workshop.objects.create(name="Empty", starts_at=start, ends_at=start + timedelta(hours=1))
+    response = admin_client.post("/admin/pool/workshop/", {"action": "collect_work", "_selected_action": [empty.pk, workshop[0].pk]}, follow=True)
+    said = response.content.decode()
+    assert "Workshop Empty has no pool to collect" in said and "The work is being collected" in said
+    assert Collection.objects.get().workshop == workshop[0]
+
+
+def test_the_command_collects_a_workshop_and_refuses_a_bad_name_changing_nothing(room, workshop, tmp_path):
+    intro, dee = workshop
+    out = io.StringIO()
+    call_command("collect_work", "--workshop", "Intro", "--out", str(tmp_path / "intro.zip"), stdout=out)
+    assert out.getvalue() == f"Workshop Intro (pools default, r): the work of 4 participant(s) written to {tmp_path / 'intro.zip'}.\n"
+    assert contents(tmp_path / "intro.zip")[f"{dee.visitor_tag}/analysis.R"] == b"x <- 1\n"
+    assert Collection.objects.get().workshop == intro
+    with pytest.raises(CommandError, match="no workshop named 'Nope'; workshops: Intro"):
+        call_command("collect_work", "--workshop", "Nope", "--out", str(tmp_path / "x.zip"))
+    start = timezone.now()
+    Workshop.objects.create(name="Intro", starts_at=start, ends_at=start + timedelta(hours=1))
+    with pytest.raises(CommandError, match="2 workshops are named 'Intro'"):
+        call_command("collect_work", "--workshop", "Intro", "--out", str(tmp_path / "x.zip"))
+    assert Collection.objects.count() == 1 and not (tmp_path / "x.zip").exists()

@@ -3,25 +3,31 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from pool.management.base import PoolCommand
-from pool.models import Pool
+from pool.management.base import PoolOrWorkshopCommand
+from pool.models import Collection, Pool, Workshop
 from pool.services import collecting
 
 
-class Command(PoolCommand):
+class Command(PoolOrWorkshopCommand):
     help = (
-        "Copy the work of everyone holding a notebook of POOL into one zip (a folder per participant), "
-        "without ending anything; it is also kept for the admin like saved work."
+        "Copy the work of everyone holding a notebook of POOL, or of every pool of a --workshop, into one zip "
+        "(a folder per participant), without ending anything; it is also kept for the admin like saved work."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("pool", help="pool name")
+        super().add_arguments(parser)
         parser.add_argument("--out", required=True, help="the zip to write")
 
     def handle_pool(self, pool: Pool | None, **options: Any) -> None:
-        out = options["out"]  # required by the parser
         assert pool is not None  # named on the command line
-        collection = collecting.collect_now(pool=pool, by=self.actor)
+        self.write(collecting.collect_now(pool=pool, by=self.actor), f"Pool {pool.name}", out=options["out"])
+
+    def handle_workshop(self, workshop: Workshop, **options: Any) -> None:
+        pools = ", ".join(workshop.pools.order_by("name").values_list("name", flat=True))
+        collection = collecting.collect_now(workshop=workshop, by=self.actor)
+        self.write(collection, f"Workshop {workshop.name} (pools {pools})", out=options["out"])
+
+    def write(self, collection: Collection, source: str, *, out: str) -> None:
         if not collection.file_name:
             raise CommandError(f"nothing collected: {collection.error}")
         try:
@@ -29,4 +35,4 @@ class Command(PoolCommand):
         except OSError as error:
             raise CommandError(f"cannot write {out}: {error.strerror}") from None
         incomplete = f"; {collection.incomplete} not copied whole (see README.txt in the zip)" if collection.incomplete else ""
-        self.stdout.write(f"Pool {pool.name}: the work of {collection.participants} participant(s) written to {out}{incomplete}.")
+        self.stdout.write(f"{source}: the work of {collection.participants} participant(s) written to {out}{incomplete}.")
