@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from pool.models import Event, Pool, Schedule, Session, Workshop
-from pool.services import assignment, broadcasts, collecting, disk, ending, look, materials, pools, resume, schedules, upkeep, worker, workshops
+from pool.services import assignment, broadcasts, collecting, disk, ending, live, look, materials, pools, resume, schedules, upkeep, worker, workshops
 from tests.factories import ContainerFactory, PoolFactory, new_visitor, pool_admin_form
 from tests.fakes import instead_of_sending
 from tests.pool.test_upkeep import spawn_all
@@ -173,6 +173,8 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
     collecting.collect_now(pool=full, by="ada")  # collection
     with contextlib.suppress(look.LookError):  # the tiny image has no notebook server to read: the look is logged all the same
         look.look(filler, "", by="ada")  # look
+    Pool.objects.filter(pk=full.pk).update(live_help=True)  # after its spawn: the tiny image takes no JupyterLab option
+    live.ask(Session.objects.get(pk=filler.pk), helper="ada")  # live
     with contextlib.closing(docker.from_env()) as engine:
         engine.containers.get(filler.container.backend_id).exec_run(["dd", "if=/dev/zero", "of=/tmp/big", "bs=1M", "count=2"])
     disk.check_disk()  # a disk limit's end (its work saved first)
@@ -203,6 +205,7 @@ def test_a_workshop_day_leaves_a_row_of_every_kind(clean_pools, client, settings
         "broadcast",
         "collection",
         "look",
+        "live",
         "snapshot",
         "disk",
         "workshop",
