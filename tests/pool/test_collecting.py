@@ -202,19 +202,9 @@ def test_the_heartbeat_prunes_collections_past_their_hours_and_what_a_stopped_on
     assert not leftover.exists()
 
 
-def test_a_workshops_collection_holds_the_participants_of_every_pool_of_it(room, fake_backend):
-    from pool.models import Workshop, WorkshopPool
-
-    r = PoolFactory(name="r", capacity=1)
-    for row in pools.fill_pool(r.pk):
-        spawning.spawn_container(row.pk)
-    dee = assignment.assign_container(pool=r, visitor="dee")
-    fake_backend.files[dee.container.name] = {"analysis.R": b"x <- 1\n"}
-    start = timezone.now()
-    workshop = Workshop.objects.create(name="Intro", starts_at=start, ends_at=start + timedelta(hours=1))
-    for pool, headcount in ((room[0].container.pool, 3), (r, 1)):
-        WorkshopPool.objects.create(workshop=workshop, pool=pool, headcount=headcount)
-    collection = collecting.collect_work(Collection.objects.create(pool=r, workshop=workshop, by="workshop Intro").pk)
+def test_a_workshops_collection_holds_the_participants_of_every_pool_of_it(room, workshop):
+    intro, dee = workshop
+    collection = collecting.collect_work(Collection.objects.create(pool=dee.container.pool, workshop=intro, by="workshop Intro").pk)
     files = contents(collecting.collection_path(collection))
     assert files[f"{dee.visitor_tag}/analysis.R"] == b"x <- 1\n" and collection.participants == 4
     assert all(files[f"{session.visitor_tag}/notes.txt"] for session in room)
